@@ -1,0 +1,2 @@
+//! Load generator: under construction.
+fn main() {}

@@ -1,0 +1,9 @@
+//! Aoba: a thread-per-core XMPP server for browser and app clients.
+//! See `DESIGN.md` in the shared notes and `docs/` for the why of the shape.
+
+pub mod config;
+pub mod features;
+pub mod net;
+pub mod shard;
+pub mod xml;
+pub mod xmpp;

@@ -1,0 +1,143 @@
+//! `aoba serve | token | check-config`.
+
+use aoba::config::Config;
+use aoba::xmpp::jwt;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "aoba",
+    version,
+    about = "Thread-per-core XMPP server over WebSocket (RFC 7395)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(clap::Args, Default)]
+struct Common {
+    /// TOML configuration file (every key optional).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// XMPP domain served.
+    #[arg(long)]
+    domain: Option<String>,
+    /// Data directory (generated JWT secret, database).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// HS256 secret for the JWTs (overrides the file).
+    #[arg(long, env = "AOBA_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server (the default with no subcommand).
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Listen address, e.g. 127.0.0.1:8082.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Number of shards (0 = one per core).
+        #[arg(long)]
+        shards: Option<usize>,
+    },
+    /// Print a JWT for USER signed with the configured key (for development and tests).
+    Token {
+        user: String,
+        /// Lifetime, e.g. 1h, 30m, 7d.
+        #[arg(long, default_value = "1h")]
+        ttl: humantime::Duration,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig { file: PathBuf },
+}
+
+fn load(common: &Common) -> Result<Config, String> {
+    let mut cfg = match &common.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = &common.domain {
+        cfg.server.domain = d.clone();
+    }
+    if let Some(d) = &common.data_dir {
+        cfg.server.data_dir = d.clone();
+    }
+    if let Some(s) = &common.jwt_secret {
+        cfg.auth.jwt_secret = s.clone();
+    }
+    Ok(cfg)
+}
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AOBA_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let r = match cli.cmd.unwrap_or(Cmd::Serve {
+        common: Common::default(),
+        listen: None,
+        shards: None,
+    }) {
+        Cmd::Serve {
+            common,
+            listen,
+            shards,
+        } => serve(common, listen, shards),
+        Cmd::Token { user, ttl, common } => token(common, &user, ttl.as_secs()),
+        Cmd::CheckConfig { file } => Config::load(&file).and_then(|c| {
+            c.validate()?;
+            println!("{}", toml::to_string_pretty(&c).map_err(|e| e.to_string())?);
+            eprintln!("{}: ok", file.display());
+            Ok(())
+        }),
+    };
+    if let Err(e) = r {
+        eprintln!("aoba: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn secret_for(cfg: &Config, create: bool) -> Result<Option<String>, String> {
+    if cfg.auth.jwt_algorithm == "HS256" {
+        jwt::resolve_secret(cfg, create).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn serve(common: Common, listen: Option<SocketAddr>, shards: Option<usize>) -> Result<(), String> {
+    let mut cfg = load(&common)?;
+    if let Some(l) = listen {
+        cfg.server.listen = l;
+    }
+    if let Some(s) = shards {
+        cfg.server.shards = s;
+    }
+    cfg.validate()?;
+    let secret = secret_for(&cfg, true)?;
+    let verifier = jwt::JwtVerifier::new(&cfg, secret.as_deref())?;
+    aoba::shard::run(cfg, verifier)
+}
+
+fn token(common: Common, user: &str, ttl_s: u64) -> Result<(), String> {
+    let cfg = load(&common)?;
+    cfg.validate()?;
+    let secret = secret_for(&cfg, false)?;
+    println!("{}", jwt::mint(&cfg, secret.as_deref(), user, ttl_s)?);
+    Ok(())
+}

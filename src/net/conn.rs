@@ -1,0 +1,500 @@
+//! The connection task: reads the socket, runs the HTTP upgrade, parses WebSocket frames in
+//! place, feeds complete elements to the XMPP stream, and keeps the timers (time to
+//! authenticate, idle ping, ping timeout). Writes go through the connection's outbound
+//! queue and its writer task.
+//!
+//! An idle connection holds no read buffer: it waits for readiness, then borrows a buffer
+//! from its shard's pool and gives it back as soon as no partial frame is left.
+//! As soon as the user is known, the connection moves to the user's home shard: its socket
+//! is taken out of this shard's event loop and handed over with any unread bytes.
+
+use super::outbound::{CloseKind, ConnCtl, OutFrame, WriterExit, writer};
+use super::websocket::{self, WsError};
+use crate::shard::{Shard, ShardMsg};
+use crate::xmpp::errors::{Cond, StreamError, stream_error_bytes};
+use crate::xmpp::router::{self, Kind, SType};
+use crate::xmpp::stream::{Action, Stream};
+use bytes::Bytes;
+use monoio::io::{AsyncReadRent, OwnedReadHalf, Splitable};
+use monoio::net::TcpStream;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// A connection on its way to its user's home shard.
+pub struct Handoff {
+    fd: RawFd,
+    /// Bytes read but not yet processed.
+    leftover: Vec<u8>,
+    stream: Stream,
+    accepted: Instant,
+    peer: SocketAddr,
+}
+
+impl Drop for Handoff {
+    fn drop(&mut self) {
+        if self.fd >= 0 {
+            unsafe { libc::close(self.fd) };
+        }
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Phase {
+    Http,
+    Ws,
+}
+
+struct Conn {
+    shard: Rc<Shard>,
+    ctl: Rc<ConnCtl>,
+    peer: SocketAddr,
+    phase: Phase,
+    stream: Stream,
+    action: Action,
+    /// A fragmented WebSocket message being reassembled.
+    frag: Vec<u8>,
+    frag_active: bool,
+    accepted: Instant,
+    last_activity: Instant,
+    ping_sent: Option<Instant>,
+}
+
+enum Exit {
+    Done,
+    Handoff(usize, Vec<u8>),
+}
+
+/// Serves a freshly accepted connection.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    tracing::debug!(shard = shard.id, %peer, "accepted");
+    let now = Instant::now();
+    run(
+        shard,
+        stream,
+        peer,
+        Phase::Http,
+        Stream::new(None, None),
+        Vec::new(),
+        now,
+    )
+    .await
+}
+
+/// Takes over a connection handed to this shard.
+pub fn adopt(shard: &Rc<Shard>, mut h: Handoff) {
+    let fd = std::mem::replace(&mut h.fd, -1);
+    let std_stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
+    match TcpStream::from_std(std_stream) {
+        Ok(stream) => {
+            let leftover = std::mem::take(&mut h.leftover);
+            let st = std::mem::replace(&mut h.stream, Stream::new(None, None));
+            monoio::spawn(run(
+                shard.clone(),
+                stream,
+                h.peer,
+                Phase::Ws,
+                st,
+                leftover,
+                h.accepted,
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(shard = shard.id, error = %e, "could not adopt a handed-off connection")
+        }
+    }
+}
+
+/// Asks a connection to end with `system-shutdown`.
+pub fn shutdown_conn(ctl: &ConnCtl) {
+    ctl.close(
+        CloseKind::Flush,
+        stream_error_bytes(
+            StreamError::SystemShutdown,
+            Some("server shutting down"),
+            None,
+        ),
+    );
+}
+
+async fn run(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    phase: Phase,
+    st: Stream,
+    buf: Vec<u8>,
+    accepted: Instant,
+) {
+    let ctl = shard.register_conn(shard.cfg().limits.outbound_queue_bytes_max);
+    let (mut rh, wh) = stream.into_split();
+    let writer_task = monoio::spawn(writer(ctl.clone(), wh, shard.write_pool.clone()));
+    let now = Instant::now();
+    let mut conn = Conn {
+        shard: shard.clone(),
+        ctl: ctl.clone(),
+        peer,
+        phase,
+        stream: st,
+        action: Action::Continue,
+        frag: Vec::new(),
+        frag_active: false,
+        accepted,
+        last_activity: now,
+        ping_sent: None,
+    };
+    let exit = conn.read_loop(&mut rh, buf).await;
+    match exit {
+        Exit::Handoff(dest, leftover) => {
+            ctl.close(CloseKind::Handoff, Vec::new());
+            let wh = match writer_task.await {
+                WriterExit::Handoff(wh) => wh,
+                WriterExit::Closed => {
+                    conn.finish(writer_task_done()).await;
+                    return;
+                }
+            };
+            shard.unregister_conn(ctl.id);
+            match rh.reunite(wh) {
+                Ok(stream) => {
+                    let fd = stream.into_raw_fd();
+                    tracing::debug!(
+                        from = shard.id,
+                        to = dest,
+                        conn = ctl.id,
+                        "handoff to home shard"
+                    );
+                    let h = Handoff {
+                        fd,
+                        leftover,
+                        stream: std::mem::replace(&mut conn.stream, Stream::new(None, None)),
+                        accepted,
+                        peer,
+                    };
+                    shard.send(dest, ShardMsg::Handoff(h));
+                }
+                Err(_) => {
+                    tracing::warn!(conn = ctl.id, "could not reunite socket halves for handoff")
+                }
+            }
+        }
+        Exit::Done => {
+            ctl.close(CloseKind::Flush, Vec::new());
+            conn.stream.end(&shard, &ctl);
+            let _ = monoio::time::timeout(Duration::from_secs(3), writer_task).await;
+            conn.finish(true).await;
+        }
+    }
+}
+
+fn writer_task_done() -> bool {
+    true
+}
+
+impl Conn {
+    /// After the writer is gone: bounce what was never written, forget the connection.
+    async fn finish(&mut self, _writer_done: bool) {
+        self.stream.end(&self.shard, &self.ctl);
+        for f in self.ctl.take_unsent() {
+            if f.is_text() {
+                bounce_unsent(&self.shard, &f);
+            }
+        }
+        self.shard.unregister_conn(self.ctl.id);
+        tracing::debug!(shard = self.shard.id, conn = self.ctl.id, peer = %self.peer, "closed");
+    }
+
+    fn deadline(&self) -> Instant {
+        let cfg = self.shard.cfg();
+        if self.stream.jid.is_none() {
+            self.accepted + Duration::from_millis(cfg.auth.auth_timeout_ms)
+        } else if let Some(t) = self.ping_sent {
+            t + Duration::from_millis(cfg.ping.client_ping_timeout_ms)
+        } else {
+            self.last_activity + Duration::from_millis(cfg.ping.client_idle_ms)
+        }
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        if now < self.deadline() {
+            return;
+        }
+        if self.stream.jid.is_none() {
+            if self.phase == Phase::Ws {
+                self.action = self.stream.fail(
+                    &self.shard,
+                    &self.ctl,
+                    StreamError::ConnectionTimeout,
+                    Some("authentication took too long"),
+                );
+            } else {
+                self.ctl.close(CloseKind::Abort, Vec::new());
+                self.action = Action::Close;
+            }
+        } else if self.ping_sent.is_some() {
+            self.action = self.stream.fail(
+                &self.shard,
+                &self.ctl,
+                StreamError::ConnectionTimeout,
+                Some("no answer to ping"),
+            );
+        } else {
+            self.stream.ping(&self.shard, &self.ctl);
+            self.ping_sent = Some(now);
+        }
+    }
+
+    async fn read_loop(&mut self, rh: &mut OwnedReadHalf<TcpStream>, mut buf: Vec<u8>) -> Exit {
+        let max_frame = self.shard.cfg().limits.max_stanza_bytes + 14;
+        loop {
+            if !buf.is_empty() {
+                let consumed = match self.phase {
+                    Phase::Http => self.process_http(&buf),
+                    Phase::Ws => self.process_ws(&mut buf),
+                };
+                buf.drain(..consumed);
+                match self.action {
+                    Action::Continue => {}
+                    Action::Close => return Exit::Done,
+                    Action::Handoff(dest) => return Exit::Handoff(dest, buf),
+                }
+                self.shard.wait_overflow().await;
+                if self.phase == Phase::Http
+                    && buf.len() >= self.shard.cfg().limits.max_http_request_bytes
+                {
+                    self.ctl
+                        .push_reply(OutFrame::raw(Bytes::from(super::http::too_large())));
+                    self.ctl.close(CloseKind::Flush, Vec::new());
+                    return Exit::Done;
+                }
+            }
+            if buf.is_empty() && buf.capacity() > 0 {
+                self.shard.give_read_buf(std::mem::take(&mut buf));
+            }
+            // Wait for bytes, a close request or a timer, holding no buffer.
+            let deadline = monoio::time::Instant::from_std(self.deadline());
+            // SAFETY: `readable` only needs a shared reference to the stream; the halves
+            // share it through an UnsafeCell exactly as monoio's own split does.
+            let readable = unsafe { &*rh.0.get() }.readable(false);
+            let mut timer = false;
+            monoio::select! {
+                r = readable => if r.is_err() { return Exit::Done; },
+                _ = self.ctl.closed() => return Exit::Done,
+                _ = monoio::time::sleep_until(deadline) => timer = true,
+            }
+            if timer {
+                self.on_timer();
+                if self.action == Action::Close {
+                    return Exit::Done;
+                }
+                continue;
+            }
+            if buf.capacity() == 0 {
+                buf = self.shard.take_read_buf();
+            }
+            if buf.capacity() - buf.len() < 2048 {
+                let want = (buf.capacity() * 2).min(max_frame.max(buf.len() + 4096));
+                buf.reserve(want.saturating_sub(buf.len()).max(4096));
+            }
+            let len = buf.len();
+            let (r, s) = rh.read(monoio::buf::IoBufMut::slice_mut(buf, len..)).await;
+            buf = s.into_inner();
+            match r {
+                Ok(0) | Err(_) => return Exit::Done,
+                Ok(_) => {
+                    self.last_activity = Instant::now();
+                    self.ping_sent = None;
+                }
+            }
+        }
+    }
+
+    fn process_http(&mut self, buf: &[u8]) -> usize {
+        use super::http::Outcome;
+        match super::http::handle(&self.shard, buf) {
+            Ok(None) => 0,
+            Err(resp) | Ok(Some((Outcome::Respond(resp), _))) => {
+                self.ctl.push_reply(OutFrame::raw(Bytes::from(resp)));
+                self.ctl.close(CloseKind::Flush, Vec::new());
+                self.action = Action::Close;
+                buf.len()
+            }
+            Ok(Some((Outcome::Upgrade { response, user }, n))) => {
+                self.ctl.push_reply(OutFrame::raw(Bytes::from(response)));
+                self.phase = Phase::Ws;
+                if let Some(u) = user {
+                    let bare = format!("{u}@{}", self.shard.domain());
+                    tracing::info!(shard = self.shard.id, conn = self.ctl.id, user = %bare, "upgraded with a valid cookie");
+                    let h = crate::shard::home(&bare, self.shard.shared.shards);
+                    self.stream.cookie_user = Some(u.into_boxed_str());
+                    if h != self.shard.id {
+                        self.action = Action::Handoff(h);
+                    }
+                } else {
+                    tracing::info!(
+                        shard = self.shard.id,
+                        conn = self.ctl.id,
+                        "upgraded without cookie"
+                    );
+                }
+                n
+            }
+        }
+    }
+
+    fn ws_fail(&mut self, e: WsError) {
+        if e.code == websocket::CLOSE_TOO_BIG {
+            self.action = self.stream.fail(
+                &self.shard,
+                &self.ctl,
+                StreamError::PolicyViolation,
+                Some("stanza larger than the limit"),
+            );
+        } else {
+            tracing::info!(
+                conn = self.ctl.id,
+                code = e.code,
+                reason = e.reason,
+                "websocket protocol error"
+            );
+            self.ctl
+                .close(CloseKind::Flush, websocket::close_frame(e.code, e.reason));
+            self.action = Action::Close;
+        }
+    }
+
+    /// Parses every complete frame in `buf`; returns how many bytes were used.
+    fn process_ws(&mut self, buf: &mut [u8]) -> usize {
+        let max = self.shard.cfg().limits.max_stanza_bytes;
+        let mut pos = 0;
+        while self.action == Action::Continue {
+            let f = match websocket::parse_frame(&mut buf[pos..], max) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    self.ws_fail(e);
+                    return buf.len();
+                }
+            };
+            let payload = pos + f.payload_start..pos + f.frame_end;
+            pos += f.frame_end;
+            match f.opcode {
+                websocket::OP_TEXT | websocket::OP_CONT => {
+                    if (f.opcode == websocket::OP_TEXT) == self.frag_active {
+                        self.ws_fail(WsError {
+                            code: websocket::CLOSE_PROTOCOL,
+                            reason: "bad fragmentation",
+                        });
+                        break;
+                    }
+                    if f.fin && !self.frag_active {
+                        self.on_message(&buf[payload]);
+                    } else {
+                        if self.frag.len() + payload.len() > max {
+                            self.ws_fail(WsError {
+                                code: websocket::CLOSE_TOO_BIG,
+                                reason: "message too big",
+                            });
+                            break;
+                        }
+                        self.frag.extend_from_slice(&buf[payload]);
+                        self.frag_active = !f.fin;
+                        if f.fin {
+                            let m = std::mem::take(&mut self.frag);
+                            self.on_message(&m);
+                        }
+                    }
+                }
+                websocket::OP_BINARY => {
+                    self.ws_fail(WsError {
+                        code: websocket::CLOSE_UNSUPPORTED,
+                        reason: "RFC 7395 uses text frames only",
+                    });
+                }
+                websocket::OP_PING => {
+                    let pong = websocket::frame(websocket::OP_PONG, &buf[payload]);
+                    self.ctl.push_reply(OutFrame::raw(Bytes::from(pong)));
+                }
+                websocket::OP_PONG => {}
+                _ => {
+                    // Close: answer with the same code (RFC 6455 §5.5.1) and end.
+                    let code = if payload.len() >= 2 {
+                        u16::from_be_bytes([buf[payload.start], buf[payload.start + 1]])
+                    } else {
+                        websocket::CLOSE_NORMAL
+                    };
+                    self.ctl
+                        .close(CloseKind::Flush, websocket::close_frame(code, ""));
+                    self.action = Action::Close;
+                }
+            }
+        }
+        pos
+    }
+
+    fn on_message(&mut self, bytes: &[u8]) {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            self.ws_fail(WsError {
+                code: websocket::CLOSE_INVALID_DATA,
+                reason: "text frame is not UTF-8",
+            });
+            return;
+        };
+        if text.bytes().all(|b| b.is_ascii_whitespace()) {
+            return; // whitespace keepalive
+        }
+        tracing::trace!(conn = self.ctl.id, "recv {text}");
+        self.action = self.stream.on_element(&self.shard, &self.ctl, text);
+    }
+}
+
+/// A stanza that was queued for a connection that closed before it was written goes back
+/// to its sender as an error, as the RFC asks for undeliverable messages.
+fn bounce_unsent(shard: &Shard, f: &OutFrame) {
+    let mut v = Vec::new();
+    for p in &f.parts {
+        v.extend_from_slice(p);
+    }
+    let Ok(text) = std::str::from_utf8(&v) else {
+        return;
+    };
+    let Ok(st) = crate::xml::stanza::Stanza::parse(
+        text,
+        &crate::xml::stanza::Limits {
+            max_depth: 1000,
+            max_attrs: 1000,
+        },
+    ) else {
+        return;
+    };
+    let Some(kind) = Kind::from_name(st.root().local) else {
+        return;
+    };
+    let stype = SType::parse(kind, st.attr(0, "type").map(|a| a.value()).as_deref());
+    let bounce = match (kind, stype) {
+        (Kind::Message, Some(SType::Chat | SType::Normal)) => true,
+        (Kind::Iq, Some(SType::Get | SType::Set)) => true,
+        _ => false,
+    };
+    let (Some(from), Some(to)) = (st.attr(0, "from"), st.attr(0, "to")) else {
+        return;
+    };
+    if !bounce || !from.value().contains('@') {
+        return;
+    }
+    let id = crate::xmpp::stream::id_attr(&st);
+    let (e, t, fr) = crate::xmpp::errors::error_stanza(
+        kind.name(),
+        &to.value(),
+        &from.value(),
+        id,
+        Cond::ServiceUnavailable,
+        None,
+    );
+    router::route(
+        shard,
+        router::Routed::from_parts(kind, SType::Error, e, t, fr),
+    );
+}

@@ -1,0 +1,413 @@
+//! The bounded outbound queue of one connection and the task that writes it.
+//!
+//! Every delivery to a connection is an `OutFrame`: a WebSocket header kept inline and the
+//! payload as shared `Bytes` parts, so a stanza routed to several resources (or a room's
+//! occupants) is referenced, never copied. The writer drains the queue into one `writev`.
+//! The queue is bounded in bytes: a consumer that stays over the bound is closed, and what
+//! it had not been sent is handed back to the reader, which bounces it to the senders.
+
+use bytes::Bytes;
+use monoio::buf::IoVecBuf;
+use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedWriteHalf};
+use monoio::net::TcpStream;
+use smallvec::SmallVec;
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use super::websocket;
+
+pub struct OutFrame {
+    hdr: [u8; 10],
+    hdr_len: u8,
+    pub parts: SmallVec<[Bytes; 3]>,
+}
+
+impl OutFrame {
+    /// A text message whose payload is the concatenation of `parts`.
+    pub fn text_parts(parts: SmallVec<[Bytes; 3]>) -> OutFrame {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let (hdr, hdr_len) = websocket::header(websocket::OP_TEXT, len);
+        OutFrame {
+            hdr,
+            hdr_len,
+            parts,
+        }
+    }
+
+    pub fn text(payload: Bytes) -> OutFrame {
+        let mut parts = SmallVec::new();
+        parts.push(payload);
+        OutFrame::text_parts(parts)
+    }
+
+    /// Bytes that are already framed (HTTP responses, control frames).
+    pub fn raw(bytes: Bytes) -> OutFrame {
+        let mut parts = SmallVec::new();
+        parts.push(bytes);
+        OutFrame {
+            hdr: [0; 10],
+            hdr_len: 0,
+            parts,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.hdr_len as usize + self.parts.iter().map(|p| p.len()).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether this frame carries a stanza (not raw/control bytes).
+    pub fn is_text(&self) -> bool {
+        self.hdr_len > 0 && self.hdr[0] & 0x0F == websocket::OP_TEXT
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseKind {
+    /// Flush what is queued, then the final bytes, then close the socket.
+    Flush,
+    /// Write only the final bytes (the queue is left for the reader to bounce).
+    Abort,
+    /// Flush what is queued, then give the socket back (to move it to another shard).
+    Handoff,
+}
+
+struct CloseReq {
+    kind: CloseKind,
+    final_bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Outbound {
+    queue: VecDeque<OutFrame>,
+    bytes: usize,
+    writer: Option<Waker>,
+    reader: Option<Waker>,
+    close: Option<CloseReq>,
+    writer_done: bool,
+    broken: bool,
+}
+
+/// What a connection shares with the rest of its shard: the queue others push into, and the
+/// close signal. Owned by `Rc`; only its shard ever touches it.
+pub struct ConnCtl {
+    pub id: u64,
+    limit: usize,
+    out: RefCell<Outbound>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushError {
+    /// The connection is closing; the frame was not queued.
+    Closed,
+    /// The queue went over its bound; the connection is now closing as a slow consumer.
+    Overflow,
+}
+
+impl ConnCtl {
+    pub fn new(id: u64, limit: usize) -> ConnCtl {
+        ConnCtl {
+            id,
+            limit,
+            out: RefCell::new(Outbound::default()),
+        }
+    }
+
+    /// Queues a frame. On overflow the connection is closed as a slow consumer with
+    /// `overflow_final` as its last words.
+    pub fn push(
+        &self,
+        f: OutFrame,
+        overflow_final: impl FnOnce() -> Vec<u8>,
+    ) -> Result<(), (PushError, OutFrame)> {
+        let mut o = self.out.borrow_mut();
+        if o.close.is_some() {
+            return Err((PushError::Closed, f));
+        }
+        let len = f.len();
+        if o.bytes + len > self.limit {
+            drop(o);
+            self.close(CloseKind::Abort, overflow_final());
+            return Err((PushError::Overflow, f));
+        }
+        o.bytes += len;
+        o.queue.push_back(f);
+        if let Some(w) = o.writer.take() {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues a frame of the connection's own negotiation/replies, bound only by the
+    /// stanza limit that produced it.
+    pub fn push_reply(&self, f: OutFrame) {
+        let mut o = self.out.borrow_mut();
+        if o.close.is_some() {
+            return;
+        }
+        o.bytes += f.len();
+        o.queue.push_back(f);
+        if let Some(w) = o.writer.take() {
+            w.wake();
+        }
+    }
+
+    /// Asks for the connection to close; the first request wins.
+    pub fn close(&self, kind: CloseKind, final_bytes: Vec<u8>) {
+        let mut o = self.out.borrow_mut();
+        if o.close.is_some() {
+            return;
+        }
+        o.close = Some(CloseReq { kind, final_bytes });
+        if let Some(w) = o.writer.take() {
+            w.wake();
+        }
+        if let Some(w) = o.reader.take() {
+            w.wake();
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.out.borrow().close.is_some()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.out.borrow().bytes
+    }
+
+    /// Resolves when a close was requested (by anyone) or the writer failed.
+    pub async fn closed(&self) {
+        std::future::poll_fn(|cx| {
+            let mut o = self.out.borrow_mut();
+            if o.close.is_some() || o.broken {
+                Poll::Ready(())
+            } else {
+                o.reader = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Resolves when the writer has finished.
+    pub async fn writer_finished(&self) {
+        std::future::poll_fn(|cx| {
+            let mut o = self.out.borrow_mut();
+            if o.writer_done {
+                Poll::Ready(())
+            } else {
+                o.reader = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// The frames that were never written, for the reader to bounce after a close.
+    pub fn take_unsent(&self) -> VecDeque<OutFrame> {
+        let mut o = self.out.borrow_mut();
+        o.bytes = 0;
+        std::mem::take(&mut o.queue)
+    }
+
+    fn finish(&self, broken: bool) {
+        let mut o = self.out.borrow_mut();
+        o.writer_done = true;
+        o.broken |= broken;
+        if let Some(w) = o.reader.take() {
+            w.wake();
+        }
+    }
+}
+
+/// Frames taken off the queue for one `writev`, with their iovecs. The iovecs point into
+/// `frames` (inline headers) and the `Bytes` parts, whose addresses do not move while the
+/// batch is owned by the kernel.
+pub struct WriteBatch {
+    frames: Vec<OutFrame>,
+    iov: Vec<libc::iovec>,
+    pos: usize,
+}
+
+const MAX_IOV: usize = 512;
+const MAX_BATCH_BYTES: usize = 1 << 20;
+
+impl WriteBatch {
+    pub fn new() -> WriteBatch {
+        WriteBatch {
+            frames: Vec::new(),
+            iov: Vec::new(),
+            pos: 0,
+        }
+    }
+
+    fn fill(&mut self, q: &mut VecDeque<OutFrame>) -> usize {
+        let mut bytes = 0;
+        let mut iovs = 0;
+        while let Some(f) = q.front() {
+            let n = f.parts.len() + 1;
+            if !self.frames.is_empty() && (iovs + n > MAX_IOV || bytes >= MAX_BATCH_BYTES) {
+                break;
+            }
+            iovs += n;
+            bytes += f.len();
+            self.frames.push(q.pop_front().unwrap());
+        }
+        self.iov.clear();
+        self.pos = 0;
+        for f in &self.frames {
+            if f.hdr_len > 0 {
+                self.iov.push(libc::iovec {
+                    iov_base: f.hdr.as_ptr() as *mut _,
+                    iov_len: f.hdr_len as usize,
+                });
+            }
+            for p in &f.parts {
+                if !p.is_empty() {
+                    self.iov.push(libc::iovec {
+                        iov_base: p.as_ptr() as *mut _,
+                        iov_len: p.len(),
+                    });
+                }
+            }
+        }
+        bytes
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 && self.pos < self.iov.len() {
+            let v = &mut self.iov[self.pos];
+            if n >= v.iov_len {
+                n -= v.iov_len;
+                self.pos += 1;
+            } else {
+                v.iov_base = unsafe { (v.iov_base as *mut u8).add(n) } as *mut _;
+                v.iov_len -= n;
+                n = 0;
+            }
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.pos >= self.iov.len()
+    }
+
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.iov.clear();
+        self.pos = 0;
+    }
+}
+
+impl Default for WriteBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+unsafe impl IoVecBuf for WriteBatch {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        unsafe { self.iov.as_ptr().add(self.pos) }
+    }
+    fn read_iovec_len(&self) -> usize {
+        self.iov.len() - self.pos
+    }
+}
+
+pub enum WriterExit {
+    Closed,
+    Handoff(OwnedWriteHalf<TcpStream>),
+}
+
+enum Step {
+    Write,
+    Close(CloseKind),
+}
+
+/// How long the final words of a closing connection may take to write.
+const FINAL_WRITE_MS: u64 = 2000;
+
+/// The write side of one connection. Batches come from (and go back to) the shard's pool so
+/// that an idle connection owns no write buffer.
+pub async fn writer(
+    ctl: std::rc::Rc<ConnCtl>,
+    mut wh: OwnedWriteHalf<TcpStream>,
+    pool: std::rc::Rc<RefCell<Vec<WriteBatch>>>,
+) -> WriterExit {
+    loop {
+        let step = std::future::poll_fn(|cx| {
+            let mut o = ctl.out.borrow_mut();
+            let kind = o.close.as_ref().map(|c| c.kind);
+            if !o.queue.is_empty() && kind != Some(CloseKind::Abort) {
+                Poll::Ready(Step::Write)
+            } else if let Some(k) = kind {
+                Poll::Ready(Step::Close(k))
+            } else {
+                o.writer = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        match step {
+            Step::Write => {
+                let mut batch = pool.borrow_mut().pop().unwrap_or_default();
+                let bytes = {
+                    let mut o = ctl.out.borrow_mut();
+                    let b = batch.fill(&mut o.queue);
+                    o.bytes -= b;
+                    b
+                };
+                debug_assert!(bytes > 0 || batch.frames.iter().all(|f| f.is_empty()));
+                let mut failed = false;
+                while !batch.done() {
+                    let (r, b) = wh.writev(batch).await;
+                    batch = b;
+                    match r {
+                        Ok(0) | Err(_) => {
+                            failed = true;
+                            break;
+                        }
+                        Ok(n) => batch.advance(n),
+                    }
+                }
+                batch.clear();
+                let mut p = pool.borrow_mut();
+                if p.len() < 256 {
+                    p.push(batch);
+                }
+                drop(p);
+                if failed {
+                    ctl.finish(true);
+                    return WriterExit::Closed;
+                }
+            }
+            Step::Close(CloseKind::Handoff) => {
+                ctl.finish(false);
+                return WriterExit::Handoff(wh);
+            }
+            Step::Close(_) => {
+                let fin = ctl
+                    .out
+                    .borrow_mut()
+                    .close
+                    .as_mut()
+                    .map(|c| std::mem::take(&mut c.final_bytes));
+                if let Some(fin) = fin.filter(|f| !f.is_empty()) {
+                    let _ = monoio::time::timeout(
+                        Duration::from_millis(FINAL_WRITE_MS),
+                        wh.write_all(fin),
+                    )
+                    .await;
+                }
+                let _ = wh.shutdown().await;
+                ctl.finish(false);
+                return WriterExit::Closed;
+            }
+        }
+    }
+}

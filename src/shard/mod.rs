@@ -1,0 +1,423 @@
+//! Thread-per-core runtime: one shard per core, each a pinned thread running its own
+//! monoio event loop (io_uring, or epoll when io_uring is unavailable or forced off),
+//! its own SO_REUSEPORT listener, and the state of the users and rooms whose home it is.
+//! Shards share only immutable configuration and the mailboxes (docs/sharding.md).
+
+pub mod mailbox;
+pub mod notify;
+
+use crate::config::Config;
+use crate::net::outbound::{ConnCtl, WriteBatch};
+use crate::xmpp::jwt::JwtVerifier;
+use crate::xmpp::router::Routed;
+use crate::xmpp::session::SessionTable;
+use mailbox::{Mailbox, MailboxSender};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A message between shards. Plain data (a routed stanza is bytes and offsets) except the
+/// connection handoff, which carries a file descriptor and so stays on one machine.
+pub enum ShardMsg {
+    Route(Routed),
+    Handoff(crate::net::conn::Handoff),
+    Shutdown,
+}
+
+/// What all shards share: read-only after start.
+pub struct Shared {
+    pub cfg: Config,
+    pub verifier: JwtVerifier,
+    pub mailboxes: Vec<MailboxSender<ShardMsg>>,
+    pub conn_counts: Vec<AtomicUsize>,
+    pub shards: usize,
+}
+
+impl Shared {
+    pub fn total_connections(&self) -> usize {
+        self.conn_counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// The one function that says where a JID lives (DESIGN: keep it behind one function so a
+/// multi-node deployment changes only this). Fixed seeds: every thread and every process
+/// computes the same home.
+pub fn home(bare_jid: &str, shards: usize) -> usize {
+    if shards <= 1 {
+        return 0;
+    }
+    let h = ahash::RandomState::with_seeds(
+        0x243f_6a88_85a3_08d3,
+        0x1319_8a2e_0370_7344,
+        0xa409_3822_299f_31d0,
+        0x082e_fa98_ec4e_6c89,
+    )
+    .hash_one(bare_jid.as_bytes());
+    (h % shards as u64) as usize
+}
+
+/// One shard's state. Lives in an `Rc` on its own thread; never shared.
+pub struct Shard {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub sessions: RefCell<SessionTable>,
+    conns: RefCell<HashMap<u64, Weak<ConnCtl>, ahash::RandomState>>,
+    next_conn: Cell<u64>,
+    read_pool: RefCell<Vec<Vec<u8>>>,
+    pub write_pool: Rc<RefCell<Vec<WriteBatch>>>,
+    /// Messages for a shard whose mailbox was full, per destination, kept in order.
+    overflow: RefCell<Vec<VecDeque<ShardMsg>>>,
+    overflow_len: Cell<usize>,
+    pub shutting_down: Cell<bool>,
+    pub stop: notify::Notify,
+    pub rng: Cell<u64>,
+}
+
+/// Size of a pooled read buffer: most reads carry a few stanzas.
+pub const READ_BUF_BYTES: usize = 16 * 1024;
+/// A connection waits when this many of its shard's outgoing messages are held back.
+pub const OVERFLOW_PAUSE: usize = 8192;
+
+impl Shard {
+    pub fn cfg(&self) -> &Config {
+        &self.shared.cfg
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.shared.cfg.server.domain
+    }
+
+    pub fn register_conn(&self, limit: usize) -> Rc<ConnCtl> {
+        let n = self.next_conn.get();
+        self.next_conn.set(n + 1);
+        let ctl = Rc::new(ConnCtl::new((n << 8) | self.id as u64, limit));
+        self.conns.borrow_mut().insert(ctl.id, Rc::downgrade(&ctl));
+        self.shared.conn_counts[self.id].fetch_add(1, Ordering::Relaxed);
+        ctl
+    }
+
+    pub fn unregister_conn(&self, id: u64) {
+        if self.conns.borrow_mut().remove(&id).is_some() {
+            self.shared.conn_counts[self.id].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn live_conns(&self) -> usize {
+        self.conns.borrow().len()
+    }
+
+    pub fn take_read_buf(&self) -> Vec<u8> {
+        self.read_pool
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(READ_BUF_BYTES))
+    }
+
+    pub fn give_read_buf(&self, mut b: Vec<u8>) {
+        let mut p = self.read_pool.borrow_mut();
+        if b.capacity() <= 4 * READ_BUF_BYTES && p.len() < 1024 {
+            b.clear();
+            p.push(b);
+        }
+    }
+
+    /// A cheap per-shard random number (xorshift), for resource names and stream ids.
+    pub fn random(&self) -> u64 {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        x
+    }
+
+    /// Sends to another shard without blocking; keeps order per destination.
+    pub fn send(&self, dest: usize, msg: ShardMsg) {
+        let mut of = self.overflow.borrow_mut();
+        if of[dest].is_empty() {
+            match self.shared.mailboxes[dest].try_send(msg) {
+                Ok(()) => return,
+                Err(m) => of[dest].push_back(m),
+            }
+        } else {
+            of[dest].push_back(msg);
+        }
+        self.overflow_len.set(self.overflow_len.get() + 1);
+    }
+
+    /// Retries held-back messages; true when none are left.
+    fn flush_overflow(&self) -> bool {
+        if self.overflow_len.get() == 0 {
+            return true;
+        }
+        let mut of = self.overflow.borrow_mut();
+        let mut left = 0;
+        for (dest, q) in of.iter_mut().enumerate() {
+            while let Some(m) = q.pop_front() {
+                if let Err(m) = self.shared.mailboxes[dest].try_send(m) {
+                    q.push_front(m);
+                    break;
+                }
+            }
+            left += q.len();
+        }
+        self.overflow_len.set(left);
+        left == 0
+    }
+
+    /// Backpressure for a reading connection: waits while too much is held back.
+    pub async fn wait_overflow(&self) {
+        while self.overflow_len.get() > OVERFLOW_PAUSE {
+            self.flush_overflow();
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Closes every connection of this shard with `system-shutdown`.
+    fn close_all(&self) {
+        let conns: Vec<Rc<ConnCtl>> = self
+            .conns
+            .borrow()
+            .values()
+            .filter_map(|w| w.upgrade())
+            .collect();
+        for c in conns {
+            crate::net::conn::shutdown_conn(&c);
+        }
+    }
+}
+
+/// Raises RLIMIT_NOFILE to its hard limit; returns (soft, hard) after.
+pub fn raise_nofile() -> (u64, u64) {
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return (0, 0);
+        }
+        if r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                r = want;
+            }
+        }
+        (r.rlim_cur, r.rlim_max)
+    }
+}
+
+fn bind_reuseport(addr: SocketAddr, backlog: i32) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(backlog)?;
+    Ok(s.into())
+}
+
+/// Binds without SO_REUSEPORT first: if anyone listens on the port (even a second Aoba with
+/// SO_REUSEPORT, which would otherwise silently share it), this fails and we refuse to start.
+/// Returns the address with the real port (for `:0`).
+fn claim_port(addr: SocketAddr) -> Result<SocketAddr, String> {
+    use socket2::{Domain, Socket, Type};
+    let s =
+        Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(|e| e.to_string())?;
+    s.set_reuse_address(true).map_err(|e| e.to_string())?;
+    s.bind(&addr.into()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("{addr} is already in use by another process: refusing to share it")
+        } else {
+            format!("cannot bind {addr}: {e}")
+        }
+    })?;
+    s.listen(1)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local = s
+        .local_addr()
+        .map_err(|e| e.to_string())?
+        .as_socket()
+        .ok_or("not an inet address")?;
+    Ok(local)
+}
+
+/// Starts every shard and blocks until they have all stopped (after SIGTERM/SIGINT).
+pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
+    let (soft, hard) = raise_nofile();
+    tracing::info!(soft, hard, "RLIMIT_NOFILE");
+    if cfg.server.force_legacy_driver {
+        // Read by monoio's io_uring detection, before any runtime is built.
+        unsafe { std::env::set_var("MONOIO_FORCE_LEGACY_DRIVER", "1") };
+    }
+    let n = cfg.shard_count();
+    let addr = claim_port(cfg.server.listen)?;
+    let mut listeners = Vec::with_capacity(n);
+    for _ in 0..n {
+        listeners.push(
+            bind_reuseport(addr, cfg.server.listen_backlog)
+                .map_err(|e| format!("bind {addr}: {e}"))?,
+        );
+    }
+    let mut senders = Vec::with_capacity(n);
+    let mut boxes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mailbox::mailbox(cfg.server.mailbox_capacity);
+        senders.push(tx);
+        boxes.push(rx);
+    }
+    let shared = Arc::new(Shared {
+        verifier,
+        mailboxes: senders,
+        conn_counts: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+        shards: n,
+        cfg,
+    });
+    let cores = if shared.cfg.server.pin_shards {
+        core_affinity::get_core_ids().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let mut threads = Vec::with_capacity(n);
+    for (id, (listener, mbox)) in listeners.into_iter().zip(boxes).enumerate() {
+        let shared = shared.clone();
+        let core = cores.get(id % cores.len().max(1)).copied();
+        let t = std::thread::Builder::new()
+            .name(format!("shard-{id}"))
+            .spawn(move || shard_thread(id, shared, listener, mbox, core))
+            .map_err(|e| e.to_string())?;
+        threads.push(t);
+    }
+    // The line scripts and tests wait for.
+    println!("aoba listening on ws://{addr}/xmpp shards={n}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    tracing::info!(%addr, shards = n, domain = %shared.cfg.server.domain, "listening");
+
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| e.to_string())?;
+    let sh = shared.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(sig, "shutting down");
+                for mb in &sh.mailboxes {
+                    while mb.try_send(ShardMsg::Shutdown).is_err() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    for t in threads {
+        let _ = t.join();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn shard_thread(
+    id: usize,
+    shared: Arc<Shared>,
+    listener: std::net::TcpListener,
+    mbox: Mailbox<ShardMsg>,
+    core: Option<core_affinity::CoreId>,
+) {
+    if let Some(c) = core {
+        core_affinity::set_for_current(c);
+    }
+    let entries = shared.cfg.server.uring_entries;
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .with_entries(entries)
+        .build()
+        .expect("build shard runtime");
+    rt.block_on(async move {
+        let legacy = monoio::utils::is_legacy();
+        tracing::info!(shard = id, driver = if legacy { "epoll (legacy)" } else { "io_uring" }, core = ?core.map(|c| c.id), "shard started");
+        let listener = monoio::net::TcpListener::from_std(listener).expect("register listener");
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        let shard = Rc::new(Shard {
+            id,
+            sessions: RefCell::new(SessionTable::default()),
+            conns: RefCell::new(HashMap::default()),
+            next_conn: Cell::new(1),
+            read_pool: RefCell::new(Vec::new()),
+            write_pool: Rc::new(RefCell::new(Vec::new())),
+            overflow: RefCell::new((0..shared.shards).map(|_| VecDeque::new()).collect()),
+            overflow_len: Cell::new(0),
+            shutting_down: Cell::new(false),
+            stop: notify::Notify::default(),
+            rng: Cell::new(u64::from_le_bytes(seed) | 1),
+            shared,
+        });
+        monoio::spawn(accept_loop(shard.clone(), listener));
+        drain_loop(shard.clone(), mbox).await;
+        // Shutdown: close every session, wait (bounded) for them to go.
+        shard.shutting_down.set(true);
+        shard.stop.notify();
+        shard.close_all();
+        let deadline = std::time::Instant::now() + Duration::from_millis(shard.cfg().server.shutdown_timeout_ms);
+        while shard.live_conns() > 0 && std::time::Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tracing::info!(shard = id, left = shard.live_conns(), "shard stopped");
+    });
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
+    loop {
+        monoio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    monoio::spawn(crate::net::conn::serve(shard.clone(), stream, peer));
+                }
+                Err(e) => {
+                    tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                    // EMFILE and friends: back off instead of spinning.
+                    monoio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shard.stop.wait() => break,
+        }
+    }
+}
+
+async fn drain_loop(shard: Rc<Shard>, mbox: Mailbox<ShardMsg>) {
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        if shard.flush_overflow() {
+            mbox.recv_batch(&mut batch, 256).await;
+        } else {
+            // Something is held back for a full mailbox: poll again soon.
+            monoio::select! {
+                _ = mbox.recv_batch(&mut batch, 256) => {},
+                _ = monoio::time::sleep(Duration::from_millis(1)) => {},
+            }
+        }
+        for msg in batch.drain(..) {
+            match msg {
+                ShardMsg::Route(r) => crate::xmpp::router::deliver(&shard, r),
+                ShardMsg::Handoff(h) => crate::net::conn::adopt(&shard, h),
+                ShardMsg::Shutdown => return,
+            }
+        }
+    }
+}

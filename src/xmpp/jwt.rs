@@ -1,0 +1,203 @@
+//! JWT authentication: the `auth_token` cookie at the upgrade, or the SASL PLAIN
+//! password when a client cannot set cookies (as ejabberd and MongooseIM accept JWTs).
+//!
+//! Validation runs once per connection (about 2 µs for HS256 on this machine class), so it
+//! stays on the shard thread; RS256/ES256 are ~100× dearer and still bounded per login.
+
+use crate::config::{AuthConfig, Config};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use std::path::Path;
+
+pub struct JwtVerifier {
+    key: DecodingKey,
+    validation: Validation,
+    claim: String,
+    domain: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// Signature, algorithm, expiry, nbf, iss, aud or format wrong.
+    Invalid(String),
+    /// The username claim is missing, not a string, not a valid localpart, or names
+    /// another domain.
+    BadUser(String),
+}
+
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthError::Invalid(s) => write!(f, "invalid token: {s}"),
+            AuthError::BadUser(s) => write!(f, "bad user in token: {s}"),
+        }
+    }
+}
+
+fn algorithm(a: &AuthConfig) -> Result<Algorithm, String> {
+    match a.jwt_algorithm.as_str() {
+        "HS256" => Ok(Algorithm::HS256),
+        "RS256" => Ok(Algorithm::RS256),
+        "ES256" => Ok(Algorithm::ES256),
+        other => Err(format!("unsupported jwt_algorithm {other}")),
+    }
+}
+
+/// The HS256 secret: config, then `AOBA_JWT_SECRET` (applied by the CLI), then a random
+/// secret kept in `<data_dir>/jwt-secret`, created on first start.
+pub fn resolve_secret(cfg: &Config, create: bool) -> Result<String, String> {
+    if !cfg.auth.jwt_secret.is_empty() {
+        return Ok(cfg.auth.jwt_secret.clone());
+    }
+    let path = cfg.server.data_dir.join("jwt-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
+        Ok(_) | Err(_) if !create => {
+            return Err(format!(
+                "no JWT secret configured and {} does not exist (start the server once, or pass --jwt-secret)",
+                path.display()
+            ));
+        }
+        _ => {}
+    }
+    let mut raw = [0u8; 32];
+    getrandom::fill(&mut raw).map_err(|e| format!("random: {e}"))?;
+    let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(&cfg.server.data_dir)
+        .map_err(|e| format!("{}: {e}", cfg.server.data_dir.display()))?;
+    write_private(&path, &secret)?;
+    tracing::warn!(path = %path.display(), "no JWT secret configured: generated a random one");
+    Ok(secret)
+}
+
+fn write_private(path: &Path, content: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(content.as_bytes())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl JwtVerifier {
+    pub fn new(cfg: &Config, secret: Option<&str>) -> Result<JwtVerifier, String> {
+        let a = &cfg.auth;
+        let alg = algorithm(a)?;
+        let key = match alg {
+            Algorithm::HS256 => {
+                DecodingKey::from_secret(secret.ok_or("HS256 needs a secret")?.as_bytes())
+            }
+            _ => {
+                let path = a
+                    .jwt_public_key_file
+                    .as_ref()
+                    .ok_or("jwt_public_key_file is required")?;
+                let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                if alg == Algorithm::RS256 {
+                    DecodingKey::from_rsa_pem(&pem)
+                } else {
+                    DecodingKey::from_ec_pem(&pem)
+                }
+                .map_err(|e| format!("{}: {e}", path.display()))?
+            }
+        };
+        let mut v = Validation::new(alg);
+        v.leeway = a.jwt_leeway_s;
+        v.validate_nbf = true;
+        v.validate_exp = true;
+        let mut required = vec!["exp"];
+        match &a.jwt_issuer {
+            Some(iss) => {
+                v.set_issuer(&[iss]);
+                required.push("iss");
+            }
+            None => v.iss = None,
+        }
+        match &a.jwt_audience {
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => v.validate_aud = false,
+        }
+        v.set_required_spec_claims(&required);
+        Ok(JwtVerifier {
+            key,
+            validation: v,
+            claim: a.jwt_username_claim.clone(),
+            domain: cfg.server.domain.clone(),
+        })
+    }
+
+    /// Validates a token and returns the user's normalized localpart.
+    pub fn verify(&self, token: &str) -> Result<String, AuthError> {
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            token,
+            &self.key,
+            &self.validation,
+        )
+        .map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let name = data
+            .claims
+            .get(&self.claim)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                AuthError::BadUser(format!("claim {:?} missing or not a string", self.claim))
+            })?;
+        let (local, domain) = match name.split_once('@') {
+            Some((l, d)) => (l, Some(d)),
+            None => (name, None),
+        };
+        let jid = crate::xmpp::jid::Jid::new_bare(local, domain.unwrap_or(&self.domain))
+            .map_err(|e| AuthError::BadUser(format!("{name:?}: {}", e.0)))?;
+        if jid.domain() != self.domain {
+            return Err(AuthError::BadUser(format!(
+                "{name:?} is not of domain {}",
+                self.domain
+            )));
+        }
+        Ok(jid.local().unwrap_or_default().to_string())
+    }
+}
+
+/// Mints a token for `user` valid for `ttl_s` seconds (what `aoba token` prints).
+pub fn mint(cfg: &Config, secret: Option<&str>, user: &str, ttl_s: u64) -> Result<String, String> {
+    let a = &cfg.auth;
+    let alg = algorithm(a)?;
+    let key = match alg {
+        Algorithm::HS256 => {
+            EncodingKey::from_secret(secret.ok_or("HS256 needs a secret")?.as_bytes())
+        }
+        _ => {
+            let path = a
+                .jwt_private_key_file
+                .as_ref()
+                .ok_or("minting RS256/ES256 tokens needs auth.jwt_private_key_file")?;
+            let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if alg == Algorithm::RS256 {
+                EncodingKey::from_rsa_pem(&pem)
+            } else {
+                EncodingKey::from_ec_pem(&pem)
+            }
+            .map_err(|e| format!("{}: {e}", path.display()))?
+        }
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut claims = serde_json::Map::new();
+    claims.insert(a.jwt_username_claim.clone(), user.into());
+    claims.insert("iat".into(), now.into());
+    claims.insert("exp".into(), (now + ttl_s).into());
+    if let Some(iss) = &a.jwt_issuer {
+        claims.insert("iss".into(), iss.clone().into());
+    }
+    if let Some(aud) = &a.jwt_audience {
+        claims.insert("aud".into(), aud.clone().into());
+    }
+    jsonwebtoken::encode(&Header::new(alg), &claims, &key).map_err(|e| e.to_string())
+}

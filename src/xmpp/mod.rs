@@ -1,0 +1,22 @@
+//! XMPP core (RFC 6120/6121 over RFC 7395): JIDs, stream negotiation, SASL, bind,
+//! sessions, routing, presence and iq. Nothing here knows about MUC or XMPP-FTW:
+//! extensions plug in through `crate::features`.
+
+pub mod errors;
+pub mod iq;
+pub mod jid;
+pub mod jwt;
+pub mod message;
+pub mod presence;
+pub mod router;
+pub mod session;
+pub mod stream;
+
+pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
+pub const NS_CLIENT: &str = "jabber:client";
+pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
+pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";

@@ -1,0 +1,353 @@
+//! Routing: a stanza is stamped and serialized once on its sender's shard, then delivered
+//! on the home shard of its recipient (a local call, or one push onto that shard's
+//! mailbox). Delivery follows RFC 6121 §8.5; what cannot be delivered is bounced with an
+//! error to the sender, never dropped silently (except where §8.5 says to ignore it).
+
+use super::errors::{Cond, error_stanza};
+use crate::net::outbound::{OutFrame, PushError};
+use crate::shard::{Shard, ShardMsg, home};
+use crate::xml::escape::{escape_attr, unescape};
+use crate::xml::stanza::Stanza;
+use bytes::Bytes;
+use smallvec::SmallVec;
+use std::borrow::Cow;
+use std::ops::Range;
+use std::rc::Rc;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Message,
+    Presence,
+    Iq,
+}
+
+impl Kind {
+    pub fn from_name(s: &str) -> Option<Kind> {
+        match s {
+            "message" => Some(Kind::Message),
+            "presence" => Some(Kind::Presence),
+            "iq" => Some(Kind::Iq),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Message => "message",
+            Kind::Presence => "presence",
+            Kind::Iq => "iq",
+        }
+    }
+}
+
+/// The `type` attribute, by kind (RFC 6121 §5.2.2, §4.7.1; RFC 6120 §8.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SType {
+    Normal,
+    Chat,
+    Groupchat,
+    Headline,
+    Available,
+    Unavailable,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+    Probe,
+    Get,
+    Set,
+    Result,
+    Error,
+}
+
+impl SType {
+    /// `None`: a value the RFCs do not define for this kind.
+    pub fn parse(kind: Kind, v: Option<&str>) -> Option<SType> {
+        use SType::*;
+        Some(match (kind, v) {
+            (_, Some("error")) => Error,
+            (Kind::Message, None | Some("normal")) => Normal,
+            (Kind::Message, Some("chat")) => Chat,
+            (Kind::Message, Some("groupchat")) => Groupchat,
+            (Kind::Message, Some("headline")) => Headline,
+            // RFC 6121 §5.2.2: an unknown message type is treated as normal.
+            (Kind::Message, Some(_)) => Normal,
+            (Kind::Presence, None) => Available,
+            (Kind::Presence, Some("unavailable")) => Unavailable,
+            (Kind::Presence, Some("subscribe")) => Subscribe,
+            (Kind::Presence, Some("subscribed")) => Subscribed,
+            (Kind::Presence, Some("unsubscribe")) => Unsubscribe,
+            (Kind::Presence, Some("unsubscribed")) => Unsubscribed,
+            (Kind::Presence, Some("probe")) => Probe,
+            (Kind::Iq, Some("get")) => Get,
+            (Kind::Iq, Some("set")) => Set,
+            (Kind::Iq, Some("result")) => Result,
+            _ => return None,
+        })
+    }
+
+    pub fn is_subscription(self) -> bool {
+        matches!(
+            self,
+            SType::Subscribe | SType::Subscribed | SType::Unsubscribe | SType::Unsubscribed
+        )
+    }
+}
+
+/// A stanza on its way to its recipient's home shard: the serialized bytes and where in
+/// them its addresses and id are. Plain data, so it could cross a node boundary as is.
+pub struct Routed {
+    pub kind: Kind,
+    pub stype: SType,
+    pub payload: Bytes,
+    to: Range<u32>,
+    from: Range<u32>,
+    /// The whole `id='…'` attribute, or empty.
+    id: Range<u32>,
+}
+
+fn slice<'a>(b: &'a Bytes, r: &Range<u32>) -> &'a str {
+    // The payload was built from &str pieces and ASCII, so any range we recorded is UTF-8.
+    std::str::from_utf8(&b[r.start as usize..r.end as usize]).unwrap_or("")
+}
+
+impl Routed {
+    pub fn to(&self) -> Cow<'_, str> {
+        let raw = slice(&self.payload, &self.to);
+        unescape(raw).unwrap_or(Cow::Borrowed(raw))
+    }
+
+    pub fn from(&self) -> Cow<'_, str> {
+        let raw = slice(&self.payload, &self.from);
+        unescape(raw).unwrap_or(Cow::Borrowed(raw))
+    }
+
+    pub fn id_attr(&self) -> &str {
+        slice(&self.payload, &self.id)
+    }
+
+    /// Builds a routed stanza from bytes whose `to`/`from` value ranges are known.
+    pub fn from_parts(
+        kind: Kind,
+        stype: SType,
+        payload: Vec<u8>,
+        to: Range<u32>,
+        from: Range<u32>,
+    ) -> Routed {
+        Routed {
+            kind,
+            stype,
+            payload: Bytes::from(payload),
+            to,
+            from,
+            id: 0..0,
+        }
+    }
+}
+
+/// Serializes a received stanza once for routing: the original bytes with `from` (and
+/// `to`, normalized) rewritten in the start tag and `xmlns='jabber:client'` added when the
+/// client left it implicit. Everything after the start tag is copied as it came.
+pub fn stamp(st: &Stanza, kind: Kind, stype: SType, from: &str, to: Option<&str>) -> Routed {
+    let src = st.src;
+    let root = st.root();
+    let start = root.start as usize;
+    let tag_end = root.start_tag_end as usize;
+    let ins = if src[..tag_end].ends_with("/>") {
+        tag_end - 2
+    } else {
+        tag_end - 1
+    };
+    let mut cuts: SmallVec<[Range<u32>; 2]> = SmallVec::new();
+    for name in ["from", "to"] {
+        if let Some(a) = st.attr(0, name) {
+            cuts.push(a.span.clone());
+        }
+    }
+    cuts.sort_by_key(|r| r.start);
+    let id_span = st.attr(0, "id").map(|a| a.span.clone());
+    let mut out: Vec<u8> =
+        Vec::with_capacity(root.end as usize - start + 64 + from.len() + to.map_or(0, str::len));
+    let mut id = 0..0;
+    let mut copy = |out: &mut Vec<u8>, r: Range<usize>| {
+        if let Some(s) = &id_span {
+            if s.start as usize >= r.start && s.end as usize <= r.end {
+                let base = (out.len() + (s.start as usize - r.start)) as u32;
+                id = base..base + (s.end - s.start);
+            }
+        }
+        out.extend_from_slice(&src.as_bytes()[r]);
+    };
+    let mut pos = start;
+    for c in &cuts {
+        copy(&mut out, pos..c.start as usize);
+        pos = c.end as usize;
+    }
+    copy(&mut out, pos..ins);
+    if !st.root_xmlns_declared() {
+        out.extend_from_slice(b" xmlns='jabber:client'");
+    }
+    let mut to_r = 0..0;
+    if let Some(t) = to {
+        out.extend_from_slice(b" to='");
+        let t0 = out.len() as u32;
+        escape_attr(t, &mut out);
+        to_r = t0..out.len() as u32;
+        out.push(b'\'');
+    }
+    out.extend_from_slice(b" from='");
+    let f0 = out.len() as u32;
+    escape_attr(from, &mut out);
+    let from_r = f0..out.len() as u32;
+    out.push(b'\'');
+    copy(&mut out, ins..root.end as usize);
+    Routed {
+        kind,
+        stype,
+        payload: Bytes::from(out),
+        to: to_r,
+        from: from_r,
+        id,
+    }
+}
+
+/// Splits a normalized JID into (bare, resource).
+pub fn split_full(jid: &str) -> (&str, Option<&str>) {
+    match jid.find('/') {
+        Some(i) => (&jid[..i], Some(&jid[i + 1..])),
+        None => (jid, None),
+    }
+}
+
+/// Sends a stanza addressed to a user of this domain towards its home shard.
+pub fn route(shard: &Shard, r: Routed) {
+    let h = {
+        let to = r.to();
+        let (bare, _) = split_full(&to);
+        if !bare.contains('@') {
+            // Addressed to the server itself (e.g. an error bounced back to it): nothing to do.
+            return;
+        }
+        home(bare, shard.shared.shards)
+    };
+    if h == shard.id {
+        deliver(shard, r);
+    } else {
+        shard.send(h, ShardMsg::Route(r));
+    }
+}
+
+/// Returns an error to the sender of `r`, unless `r` is itself an error or iq result.
+pub fn bounce(shard: &Shard, r: &Routed, cond: Cond) {
+    if r.stype == SType::Error || r.stype == SType::Result {
+        return;
+    }
+    let (v, to, from) = error_stanza(r.kind.name(), &r.to(), &r.from(), r.id_attr(), cond, None);
+    let mut e = Routed::from_parts(r.kind, SType::Error, v, to, from);
+    e.id = 0..0;
+    route(shard, e);
+}
+
+/// Queues a stanza on one connection. False when the connection would not take it.
+pub fn push(ctl: &crate::net::outbound::ConnCtl, payload: &Bytes) -> bool {
+    match ctl.push(OutFrame::text(payload.clone()), overflow_words) {
+        Ok(()) => true,
+        Err((PushError::Overflow, _)) => {
+            tracing::info!(
+                conn = ctl.id,
+                "closing slow consumer: outbound queue over its limit"
+            );
+            false
+        }
+        Err((PushError::Closed, _)) => false,
+    }
+}
+
+/// The last words of a slow consumer.
+pub fn overflow_words() -> Vec<u8> {
+    super::errors::stream_error_bytes(
+        super::errors::StreamError::PolicyViolation,
+        Some("outbound queue limit exceeded: the client is not reading"),
+        None,
+    )
+}
+
+/// Delivers on the recipient's home shard (RFC 6121 §8.5.2 bare JID, §8.5.3 full JID).
+pub fn deliver(shard: &Shard, r: Routed) {
+    let mut targets: SmallVec<[Rc<crate::net::outbound::ConnCtl>; 4]> = SmallVec::new();
+    let mut full_matched = false;
+    {
+        let to = r.to();
+        let (bare, resource) = split_full(&to);
+        let sessions = shard.sessions.borrow();
+        if let Some(user) = sessions.user(bare) {
+            if let Some(res) = resource {
+                if let Some(x) = user
+                    .resources
+                    .iter()
+                    .find(|x| x.jid.resource() == Some(res))
+                {
+                    // §8.5.3.1: a full JID of a connected resource gets the stanza.
+                    targets.push(x.ctl.clone());
+                    full_matched = true;
+                }
+            }
+            if !full_matched {
+                let full_addressed = resource.is_some();
+                match (r.kind, r.stype) {
+                    // §8.5.3.2.1 treats chat/normal to an unknown resource as to the bare JID.
+                    (Kind::Message, SType::Chat | SType::Normal) => {
+                        let best = user
+                            .resources
+                            .iter()
+                            .filter(|x| x.available && x.priority >= 0)
+                            .map(|x| x.priority)
+                            .max();
+                        if let Some(p) = best {
+                            targets.extend(
+                                user.resources
+                                    .iter()
+                                    .filter(|x| x.available && x.priority == p)
+                                    .map(|x| x.ctl.clone()),
+                            );
+                        }
+                    }
+                    (Kind::Message, SType::Headline) if !full_addressed => {
+                        targets.extend(
+                            user.resources
+                                .iter()
+                                .filter(|x| x.available && x.priority >= 0)
+                                .map(|x| x.ctl.clone()),
+                        );
+                    }
+                    (Kind::Presence, t) if !full_addressed || t.is_subscription() => {
+                        if t != SType::Probe {
+                            targets.extend(
+                                user.resources
+                                    .iter()
+                                    .filter(|x| x.available)
+                                    .map(|x| x.ctl.clone()),
+                            );
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let mut delivered = false;
+    for t in &targets {
+        delivered |= push(t, &r.payload);
+    }
+    if delivered {
+        return;
+    }
+    match (r.kind, r.stype) {
+        (Kind::Message, SType::Chat | SType::Normal | SType::Groupchat) => {
+            bounce(shard, &r, Cond::ServiceUnavailable)
+        }
+        (Kind::Iq, SType::Get | SType::Set) => bounce(shard, &r, Cond::ServiceUnavailable),
+        // Presence, headline and error stanzas nobody can take are dropped (§8.5.2.2, §8.5.3.2).
+        _ => {}
+    }
+}

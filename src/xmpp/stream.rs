@@ -1,0 +1,509 @@
+//! One client stream (RFC 6120 §4–§7 over RFC 7395): `<open/>`, SASL, resource binding,
+//! then stanzas. The connection task feeds it one complete element at a time.
+
+use super::errors::{Cond, StreamError, error_stanza, open_element, stream_error_bytes};
+use super::jid::Jid;
+use super::router::{Kind, SType};
+use super::session::BindError;
+use super::{NS_BIND, NS_CLIENT, NS_FRAMING, NS_SASL, NS_SESSION};
+use crate::net::outbound::{CloseKind, ConnCtl, OutFrame};
+use crate::shard::{Shard, home};
+use crate::xml::stanza::{Limits, Stanza, XmlError};
+use bytes::Bytes;
+use std::rc::Rc;
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Close,
+    /// Move the connection to the user's home shard.
+    Handoff(usize),
+}
+
+/// What one session's stanza handlers need.
+pub struct Ctx<'a> {
+    pub shard: &'a Shard,
+    pub ctl: &'a Rc<ConnCtl>,
+    pub jid: &'a Jid,
+}
+
+impl Ctx<'_> {
+    pub fn reply(&self, v: Vec<u8>) {
+        self.ctl.push_reply(OutFrame::text(Bytes::from(v)));
+    }
+
+    /// Answers the client's own stanza with an error (RFC 6120 §8.3.1): from the address
+    /// it was sent to (or the server), to the sender, with its id.
+    pub fn error(&self, st: &Stanza, kind: Kind, cond: Cond, text: Option<&str>) {
+        let to = st.attr(0, "to").map(|a| a.value());
+        let from = match &to {
+            Some(t) if super::jid::Jid::parse(t).is_ok() => t.as_ref(),
+            _ => self.shard.domain(),
+        };
+        let id = id_attr(st);
+        let (v, _, _) = error_stanza(kind.name(), from, self.jid.as_str(), id, cond, text);
+        self.reply(v);
+    }
+}
+
+/// The raw `id='…'` attribute of a stanza's root (quotes included), or "".
+pub fn id_attr<'a>(st: &Stanza<'a>) -> &'a str {
+    st.attr(0, "id")
+        .map(|a| &st.src[a.span.start as usize..a.span.end as usize])
+        .unwrap_or("")
+}
+
+pub struct Stream {
+    /// Localpart named by a valid `auth_token` cookie at the upgrade.
+    pub cookie_user: Option<Box<str>>,
+    /// Localpart authenticated by SASL.
+    pub authed: Option<Box<str>>,
+    /// Our `<open/>` was sent for the current stream.
+    pub opened: bool,
+    stream_id: u64,
+    auth_failures: u32,
+    pub jid: Option<Jid>,
+    tokens: f64,
+    last_refill: Instant,
+    ping_seq: u32,
+}
+
+impl Stream {
+    pub fn new(cookie_user: Option<Box<str>>, authed: Option<Box<str>>) -> Stream {
+        Stream {
+            cookie_user,
+            authed,
+            opened: false,
+            stream_id: 0,
+            auth_failures: 0,
+            jid: None,
+            tokens: 0.0,
+            last_refill: Instant::now(),
+            ping_seq: 0,
+        }
+    }
+
+    fn stream_id(&self) -> String {
+        format!("{:016x}", self.stream_id)
+    }
+
+    /// Ends the stream with a stream error (preceded by `<open/>` if none was sent).
+    pub fn fail(
+        &mut self,
+        shard: &Shard,
+        ctl: &ConnCtl,
+        err: StreamError,
+        text: Option<&str>,
+    ) -> Action {
+        tracing::info!(
+            shard = shard.id,
+            conn = ctl.id,
+            error = err.name(),
+            text,
+            "stream error"
+        );
+        let id = self.stream_id();
+        let open = (!self.opened).then_some((shard.domain(), id.as_str()));
+        ctl.close(CloseKind::Flush, stream_error_bytes(err, text, open));
+        Action::Close
+    }
+
+    fn send(&self, ctl: &ConnCtl, v: Vec<u8>) {
+        ctl.push_reply(OutFrame::text(Bytes::from(v)));
+    }
+
+    /// Handles one complete top-level element.
+    pub fn on_element(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, text: &str) -> Action {
+        let l = &shard.cfg().limits;
+        let limits = Limits {
+            max_depth: l.max_xml_depth,
+            max_attrs: l.max_attrs_per_element,
+        };
+        let st = match Stanza::parse(text, &limits) {
+            Ok(st) => st,
+            Err(XmlError::NotWellFormed(why)) => {
+                return self.fail(shard, ctl, StreamError::NotWellFormed, Some(why));
+            }
+            Err(XmlError::Restricted(why)) => {
+                return self.fail(shard, ctl, StreamError::RestrictedXml, Some(why));
+            }
+            Err(XmlError::Limit(why)) => {
+                return self.fail(shard, ctl, StreamError::PolicyViolation, Some(why));
+            }
+        };
+        let root = st.root();
+        match (root.ns, root.local) {
+            (NS_FRAMING, "open") => self.on_open(shard, ctl, &st),
+            (NS_FRAMING, "close") => {
+                self.send(ctl, super::errors::close_element());
+                ctl.close(
+                    CloseKind::Flush,
+                    crate::net::websocket::close_frame(crate::net::websocket::CLOSE_NORMAL, ""),
+                );
+                Action::Close
+            }
+            (_, "open" | "close") => self.fail(
+                shard,
+                ctl,
+                StreamError::InvalidNamespace,
+                Some("expected urn:ietf:params:xml:ns:xmpp-framing"),
+            ),
+            _ if !self.opened => self.fail(
+                shard,
+                ctl,
+                StreamError::NotAuthorized,
+                Some("send <open/> first"),
+            ),
+            (NS_SASL, "auth") if self.authed.is_none() => self.on_auth(shard, ctl, &st),
+            (NS_SASL, "abort") if self.authed.is_none() => {
+                self.send(
+                    ctl,
+                    format!("<failure xmlns='{NS_SASL}'><aborted/></failure>").into_bytes(),
+                );
+                Action::Continue
+            }
+            (NS_CLIENT | "", name) if Kind::from_name(name).is_some() => {
+                let kind = Kind::from_name(name).unwrap();
+                match &self.jid {
+                    Some(_) => self.on_stanza(shard, ctl, &st, kind),
+                    None if self.authed.is_some() && kind == Kind::Iq => {
+                        self.on_prebind_iq(shard, ctl, &st)
+                    }
+                    None => self.fail(
+                        shard,
+                        ctl,
+                        StreamError::NotAuthorized,
+                        Some("authenticate and bind a resource first"),
+                    ),
+                }
+            }
+            (NS_SASL, _) => self.fail(
+                shard,
+                ctl,
+                StreamError::PolicyViolation,
+                Some("unexpected SASL element"),
+            ),
+            _ => self.fail(shard, ctl, StreamError::UnsupportedStanzaType, None),
+        }
+    }
+
+    fn on_open(&mut self, shard: &Shard, ctl: &ConnCtl, st: &Stanza) -> Action {
+        self.stream_id = shard.random();
+        self.opened = false;
+        if st.attr(0, "version").map(|a| a.value()) != Some("1.0".into()) {
+            return self.fail(
+                shard,
+                ctl,
+                StreamError::UnsupportedVersion,
+                Some("version='1.0' required"),
+            );
+        }
+        if let Some(to) = st.attr(0, "to") {
+            let ok = Jid::parse(&to.value()).is_ok_and(|j| j.as_str() == shard.domain());
+            if !ok {
+                return self.fail(
+                    shard,
+                    ctl,
+                    StreamError::HostUnknown,
+                    Some("this server serves another domain"),
+                );
+            }
+        }
+        self.send(ctl, open_element(shard.domain(), &self.stream_id()));
+        self.opened = true;
+        let features = if self.authed.is_none() {
+            format!(
+                "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='{NS_SASL}'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+            )
+        } else {
+            format!(
+                "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session></stream:features>"
+            )
+        };
+        self.send(ctl, features.into_bytes());
+        Action::Continue
+    }
+
+    fn sasl_failure(&mut self, shard: &Shard, ctl: &ConnCtl, cond: &str) -> Action {
+        self.auth_failures += 1;
+        self.send(
+            ctl,
+            format!("<failure xmlns='{NS_SASL}'><{cond}/></failure>").into_bytes(),
+        );
+        if self.auth_failures >= shard.cfg().auth.max_auth_failures {
+            return self.fail(
+                shard,
+                ctl,
+                StreamError::PolicyViolation,
+                Some("too many authentication failures"),
+            );
+        }
+        Action::Continue
+    }
+
+    fn on_auth(&mut self, shard: &Shard, ctl: &ConnCtl, st: &Stanza) -> Action {
+        use base64::Engine;
+        let mech = st
+            .attr(0, "mechanism")
+            .map(|a| a.value())
+            .unwrap_or_default();
+        let payload = st.text(0);
+        let payload = payload.trim();
+        let decoded = if payload.is_empty() || payload == "=" {
+            Some(Vec::new())
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(payload)
+                .ok()
+        };
+        let plain = decoded.as_deref().and_then(|d| {
+            let mut it = d.split(|b| *b == 0);
+            let (z, c, p) = (it.next()?, it.next()?, it.next()?);
+            if it.next().is_some() {
+                return None;
+            }
+            Some((
+                std::str::from_utf8(z).ok()?,
+                std::str::from_utf8(c).ok()?,
+                std::str::from_utf8(p).ok()?,
+            ))
+        });
+        let user = if let Some(cookie) = self.cookie_user.clone() {
+            // The API: with a valid cookie, SASL auto-succeeds — for that user only.
+            let names_other = plain.is_some_and(|(authz, authc, _)| {
+                let other_c = !authc.is_empty() && !same_user(authc, &cookie, shard.domain());
+                let other_z = !authz.is_empty() && !same_user(authz, &cookie, shard.domain());
+                other_c || other_z
+            });
+            if names_other {
+                return self.sasl_failure(shard, ctl, "not-authorized");
+            }
+            cookie
+        } else {
+            if mech != "PLAIN" {
+                return self.sasl_failure(shard, ctl, "invalid-mechanism");
+            }
+            if decoded.is_none() {
+                return self.sasl_failure(shard, ctl, "incorrect-encoding");
+            }
+            let Some((authz, authc, password)) = plain else {
+                return self.sasl_failure(shard, ctl, "malformed-request");
+            };
+            match shard.shared.verifier.verify(password) {
+                Ok(local)
+                    if same_user(authc, &local, shard.domain())
+                        && (authz.is_empty() || same_user(authz, &local, shard.domain())) =>
+                {
+                    local.into_boxed_str()
+                }
+                Ok(_) => return self.sasl_failure(shard, ctl, "not-authorized"),
+                Err(e) => {
+                    tracing::info!(shard = shard.id, conn = ctl.id, error = %e, "SASL PLAIN with a bad JWT");
+                    return self.sasl_failure(shard, ctl, "not-authorized");
+                }
+            }
+        };
+        self.send(ctl, format!("<success xmlns='{NS_SASL}'/>").into_bytes());
+        self.opened = false; // the client restarts the stream (RFC 6120 §6.4.6)
+        let bare = format!("{user}@{}", shard.domain());
+        tracing::info!(shard = shard.id, conn = ctl.id, user = %bare, "authenticated");
+        self.authed = Some(user);
+        let h = home(&bare, shard.shared.shards);
+        if h != shard.id {
+            Action::Handoff(h)
+        } else {
+            Action::Continue
+        }
+    }
+
+    fn on_prebind_iq(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, st: &Stanza) -> Action {
+        let id = id_attr(st);
+        let ty = st.attr(0, "type").map(|a| a.value());
+        if let Some(b) = st
+            .child(0, "bind", NS_BIND)
+            .filter(|_| ty.as_deref() == Some("set"))
+        {
+            let local = self.authed.clone().unwrap_or_default();
+            let requested = st
+                .child(b, "resource", NS_BIND)
+                .map(|r| st.text(r).trim().to_string())
+                .filter(|r| !r.is_empty());
+            let resource = requested.unwrap_or_else(|| random_resource(shard));
+            let jid = match Jid::new_full(&local, shard.domain(), &resource) {
+                Ok(j) => j,
+                Err(_) => {
+                    let (v, _, _) = error_stanza(
+                        "iq",
+                        "",
+                        &format!("{local}@{}", shard.domain()),
+                        id,
+                        Cond::BadRequest,
+                        Some("invalid resource"),
+                    );
+                    self.send(ctl, v);
+                    return Action::Continue;
+                }
+            };
+            let max = shard.cfg().limits.max_sessions_per_user;
+            let bound = shard
+                .sessions
+                .borrow_mut()
+                .bind(jid.clone(), ctl.clone(), max);
+            match bound {
+                Err(BindError::TooManySessions) => {
+                    let (v, _, _) = error_stanza(
+                        "iq",
+                        "",
+                        jid.bare(),
+                        id,
+                        Cond::ResourceConstraint,
+                        Some("too many sessions for this user"),
+                    );
+                    self.send(ctl, v);
+                    return Action::Continue;
+                }
+                Ok(Some(old)) => {
+                    tracing::info!(shard = shard.id, conn = old.ctl.id, jid = %jid, "session replaced by a new bind");
+                    old.ctl.close(
+                        CloseKind::Flush,
+                        stream_error_bytes(
+                            StreamError::Conflict,
+                            Some("replaced by a new session"),
+                            None,
+                        ),
+                    );
+                    super::presence::session_ended(shard, old);
+                }
+                Ok(None) => {}
+            }
+            let mut v = Vec::with_capacity(200);
+            v.extend_from_slice(b"<iq xmlns='jabber:client' type='result' ");
+            v.extend_from_slice(id.as_bytes());
+            v.extend_from_slice(format!("><bind xmlns='{NS_BIND}'><jid>").as_bytes());
+            crate::xml::escape::escape_text(jid.as_str(), &mut v);
+            v.extend_from_slice(b"</jid></bind></iq>");
+            self.send(ctl, v);
+            tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, "bound");
+            self.jid = Some(jid);
+            self.last_refill = Instant::now();
+            self.tokens = shard.cfg().limits.stanza_burst as f64;
+            return Action::Continue;
+        }
+        if st.child(0, "session", NS_SESSION).is_some() {
+            self.send(
+                ctl,
+                format!("<iq xmlns='jabber:client' type='result' {id}/>").into_bytes(),
+            );
+            return Action::Continue;
+        }
+        self.fail(
+            shard,
+            ctl,
+            StreamError::NotAuthorized,
+            Some("bind a resource first"),
+        )
+    }
+
+    /// Stanza rate limit: a token bucket of `stanza_burst` refilled at `max_stanzas_per_sec`.
+    fn take_token(&mut self, shard: &Shard) -> bool {
+        let l = &shard.cfg().limits;
+        let now = Instant::now();
+        let dt = now.duration_since(self.last_refill).as_secs_f64();
+        self.last_refill = now;
+        self.tokens =
+            (self.tokens + dt * l.max_stanzas_per_sec as f64).min(l.stanza_burst.max(1) as f64);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn on_stanza(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, st: &Stanza, kind: Kind) -> Action {
+        if !self.take_token(shard) {
+            return self.fail(
+                shard,
+                ctl,
+                StreamError::PolicyViolation,
+                Some("stanza rate limit exceeded"),
+            );
+        }
+        let jid = self.jid.as_ref().unwrap();
+        let ctx = Ctx { shard, ctl, jid };
+        let stype = SType::parse(kind, st.attr(0, "type").map(|a| a.value()).as_deref());
+        let to = match st.attr(0, "to").map(|a| Jid::parse(&a.value())) {
+            None => None,
+            Some(Ok(j)) => Some(j),
+            Some(Err(_)) => {
+                if stype != Some(SType::Error) {
+                    ctx.error(st, kind, Cond::JidMalformed, Some("invalid 'to' address"));
+                }
+                return Action::Continue;
+            }
+        };
+        match kind {
+            Kind::Message => {
+                super::message::on_message(&ctx, st, stype.unwrap_or(SType::Normal), to)
+            }
+            Kind::Presence => super::presence::on_presence(&ctx, st, stype, to),
+            Kind::Iq => super::iq::on_iq(&ctx, st, stype, to),
+        }
+        Action::Continue
+    }
+
+    /// An XEP-0199 ping from the server to an idle client.
+    pub fn ping(&mut self, shard: &Shard, ctl: &ConnCtl) {
+        let Some(jid) = &self.jid else { return };
+        self.ping_seq += 1;
+        let mut v = Vec::with_capacity(160);
+        v.extend_from_slice(b"<iq xmlns='jabber:client' type='get' from='");
+        crate::xml::escape::escape_attr(shard.domain(), &mut v);
+        v.extend_from_slice(b"' to='");
+        crate::xml::escape::escape_attr(jid.as_str(), &mut v);
+        v.extend_from_slice(
+            format!(
+                "' id='aoba-ping-{}'><ping xmlns='urn:xmpp:ping'/></iq>",
+                self.ping_seq
+            )
+            .as_bytes(),
+        );
+        self.send(ctl, v);
+    }
+
+    /// The session is over: unbind it and tell whoever saw it available.
+    pub fn end(&mut self, shard: &Shard, ctl: &ConnCtl) {
+        if let Some(jid) = self.jid.take() {
+            let res = shard.sessions.borrow_mut().unbind(&jid, ctl.id);
+            if let Some(res) = res {
+                super::presence::session_ended(shard, res);
+            }
+            tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, "session ended");
+        }
+    }
+}
+
+/// Whether a SASL authcid/authzid (a localpart or a bare JID) names `local` of `domain`.
+fn same_user(name: &str, local: &str, domain: &str) -> bool {
+    match Jid::parse(name) {
+        Ok(j) if j.local().is_some() => {
+            j.local() == Some(local) && j.domain() == domain && j.resource().is_none()
+        }
+        Ok(j) => j.domain() == local && j.resource().is_none(),
+        Err(_) => false,
+    }
+}
+
+/// `web-` and ten base-36 characters, as in the API's `alice@localhost/web-abc123`.
+fn random_resource(shard: &Shard) -> String {
+    const A: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut x = shard.random();
+    let mut s = String::with_capacity(14);
+    s.push_str("web-");
+    for _ in 0..10 {
+        s.push(A[(x % 36) as usize] as char);
+        x /= 36;
+    }
+    s
+}
