@@ -45,7 +45,17 @@ const IQ_HANDLERS: &[(&str, IqHandler)] = &[
     (disco::NS_ITEMS, disco::items),
     (roster::NS, roster::handle),
     (version::NS, version::handle),
+    (crate::xmpp::NS_SESSION, legacy_session),
 ];
+
+/// RFC 3921 session establishment, advertised as optional (RFC 6121 Appendix E): a no-op.
+fn legacy_session(r: &IqRequest) -> IqReply {
+    if r.stype == SType::Set {
+        IqReply::Result(Vec::new())
+    } else {
+        IqReply::Error(Cond::BadRequest)
+    }
+}
 
 pub fn iq_handler(ns: &str) -> Option<IqHandler> {
     IQ_HANDLERS.iter().find(|(n, _)| *n == ns).map(|(_, h)| *h)
@@ -56,5 +66,5 @@ pub fn server_features() -> impl Iterator<Item = &'static str> {
     IQ_HANDLERS
         .iter()
         .map(|(n, _)| *n)
-        .filter(|n| *n != roster::NS)
+        .filter(|n| *n != roster::NS && *n != crate::xmpp::NS_SESSION)
 }

@@ -151,7 +151,7 @@ async fn run(
             let wh = match writer_task.await {
                 WriterExit::Handoff(wh) => wh,
                 WriterExit::Closed => {
-                    conn.finish(writer_task_done()).await;
+                    conn.finish().await;
                     return;
                 }
             };
@@ -159,7 +159,7 @@ async fn run(
             match rh.reunite(wh) {
                 Ok(stream) => {
                     let fd = stream.into_raw_fd();
-                    tracing::debug!(
+                    tracing::info!(
                         from = shard.id,
                         to = dest,
                         conn = ctl.id,
@@ -183,18 +183,14 @@ async fn run(
             ctl.close(CloseKind::Flush, Vec::new());
             conn.stream.end(&shard, &ctl);
             let _ = monoio::time::timeout(Duration::from_secs(3), writer_task).await;
-            conn.finish(true).await;
+            conn.finish().await;
         }
     }
 }
 
-fn writer_task_done() -> bool {
-    true
-}
-
 impl Conn {
     /// After the writer is gone: bounce what was never written, forget the connection.
-    async fn finish(&mut self, _writer_done: bool) {
+    async fn finish(&mut self) {
         self.stream.end(&self.shard, &self.ctl);
         for f in self.ctl.take_unsent() {
             if f.is_text() {
@@ -202,7 +198,7 @@ impl Conn {
             }
         }
         self.shard.unregister_conn(self.ctl.id);
-        tracing::debug!(shard = self.shard.id, conn = self.ctl.id, peer = %self.peer, "closed");
+        tracing::info!(shard = self.shard.id, conn = self.ctl.id, peer = %self.peer, "closed");
     }
 
     fn deadline(&self) -> Instant {
