@@ -469,11 +469,11 @@ fn bounce_unsent(shard: &Shard, f: &OutFrame) {
         return;
     };
     let stype = SType::parse(kind, st.attr(0, "type").map(|a| a.value()).as_deref());
-    let bounce = match (kind, stype) {
-        (Kind::Message, Some(SType::Chat | SType::Normal)) => true,
-        (Kind::Iq, Some(SType::Get | SType::Set)) => true,
-        _ => false,
-    };
+    let bounce = matches!(
+        (kind, stype),
+        (Kind::Message, Some(SType::Chat | SType::Normal))
+            | (Kind::Iq, Some(SType::Get | SType::Set))
+    );
     let (Some(from), Some(to)) = (st.attr(0, "from"), st.attr(0, "to")) else {
         return;
     };

@@ -119,21 +119,22 @@ impl ConnCtl {
     }
 
     /// Queues a frame. On overflow the connection is closed as a slow consumer with
-    /// `overflow_final` as its last words.
+    /// `overflow_final` as its last words; a refused frame is dropped here and the caller
+    /// bounces the stanza it carried.
     pub fn push(
         &self,
         f: OutFrame,
         overflow_final: impl FnOnce() -> Vec<u8>,
-    ) -> Result<(), (PushError, OutFrame)> {
+    ) -> Result<(), PushError> {
         let mut o = self.out.borrow_mut();
         if o.close.is_some() {
-            return Err((PushError::Closed, f));
+            return Err(PushError::Closed);
         }
         let len = f.len();
         if o.bytes + len > self.limit {
             drop(o);
             self.close(CloseKind::Abort, overflow_final());
-            return Err((PushError::Overflow, f));
+            return Err(PushError::Overflow);
         }
         o.bytes += len;
         o.queue.push_back(f);

@@ -15,7 +15,7 @@ pub fn on_message(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<Jid>) {
         Some(j) => j.as_str(),
     };
     let to_domain = to.as_ref().map_or(domain, |j| j.domain());
-    let to_local = to.as_ref().map_or(true, |j| j.local().is_some());
+    let to_local = to.as_ref().is_none_or(|j| j.local().is_some());
     if to_domain != domain {
         if stype != SType::Error {
             ctx.error(

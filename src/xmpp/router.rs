@@ -170,11 +170,12 @@ pub fn stamp(st: &Stanza, kind: Kind, stype: SType, from: &str, to: Option<&str>
         Vec::with_capacity(root.end as usize - start + 64 + from.len() + to.map_or(0, str::len));
     let mut id = 0..0;
     let mut copy = |out: &mut Vec<u8>, r: Range<usize>| {
-        if let Some(s) = &id_span {
-            if s.start as usize >= r.start && s.end as usize <= r.end {
-                let base = (out.len() + (s.start as usize - r.start)) as u32;
-                id = base..base + (s.end - s.start);
-            }
+        if let Some(s) = id_span
+            .as_ref()
+            .filter(|s| s.start as usize >= r.start && s.end as usize <= r.end)
+        {
+            let base = (out.len() + (s.start as usize - r.start)) as u32;
+            id = base..base + (s.end - s.start);
         }
         out.extend_from_slice(&src.as_bytes()[r]);
     };
@@ -243,23 +244,21 @@ pub fn bounce(shard: &Shard, r: &Routed, cond: Cond) {
         return;
     }
     let (v, to, from) = error_stanza(r.kind.name(), &r.to(), &r.from(), r.id_attr(), cond, None);
-    let mut e = Routed::from_parts(r.kind, SType::Error, v, to, from);
-    e.id = 0..0;
-    route(shard, e);
+    route(shard, Routed::from_parts(r.kind, SType::Error, v, to, from));
 }
 
 /// Queues a stanza on one connection. False when the connection would not take it.
 pub fn push(ctl: &crate::net::outbound::ConnCtl, payload: &Bytes) -> bool {
     match ctl.push(OutFrame::text(payload.clone()), overflow_words) {
         Ok(()) => true,
-        Err((PushError::Overflow, _)) => {
+        Err(PushError::Overflow) => {
             tracing::info!(
                 conn = ctl.id,
                 "closing slow consumer: outbound queue over its limit"
             );
             false
         }
-        Err((PushError::Closed, _)) => false,
+        Err(PushError::Closed) => false,
     }
 }
 
@@ -281,16 +280,14 @@ pub fn deliver(shard: &Shard, r: Routed) {
         let (bare, resource) = split_full(&to);
         let sessions = shard.sessions.borrow();
         if let Some(user) = sessions.user(bare) {
-            if let Some(res) = resource {
-                if let Some(x) = user
-                    .resources
+            // §8.5.3.1: a full JID of a connected resource gets the stanza.
+            if let Some(x) = resource.and_then(|res| {
+                user.resources
                     .iter()
                     .find(|x| x.jid.resource() == Some(res))
-                {
-                    // §8.5.3.1: a full JID of a connected resource gets the stanza.
-                    targets.push(x.ctl.clone());
-                    full_matched = true;
-                }
+            }) {
+                targets.push(x.ctl.clone());
+                full_matched = true;
             }
             if !full_matched {
                 let full_addressed = resource.is_some();
@@ -320,15 +317,16 @@ pub fn deliver(shard: &Shard, r: Routed) {
                                 .map(|x| x.ctl.clone()),
                         );
                     }
-                    (Kind::Presence, t) if !full_addressed || t.is_subscription() => {
-                        if t != SType::Probe {
-                            targets.extend(
-                                user.resources
-                                    .iter()
-                                    .filter(|x| x.available)
-                                    .map(|x| x.ctl.clone()),
-                            );
-                        }
+                    // Probes are answered from rosters, which arrive with storage.
+                    (Kind::Presence, t)
+                        if (!full_addressed || t.is_subscription()) && t != SType::Probe =>
+                    {
+                        targets.extend(
+                            user.resources
+                                .iter()
+                                .filter(|x| x.available)
+                                .map(|x| x.ctl.clone()),
+                        );
                     }
                     _ => {}
                 }

@@ -1,0 +1,381 @@
+//! Command-line options shared by every scenario (spelled as in the issue so scripts can rely
+//! on them), plus the TOML scenario-file mapping.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::client::{AuthMode, ClientCfg, parse_url};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aoba-loadtest",
+    version,
+    about = "WebSocket XMPP (RFC 7395) load generator"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Open N sessions at rate R (upgrade, auth, bind, initial presence): logins/s, latency.
+    Login(Opts),
+    /// Hold N idle sessions for --duration seconds; bytes of server RSS per session.
+    Hold(Opts),
+    /// N sessions sending 1:1 chat to random online peers at --rate msgs/s in total.
+    Chat(Opts),
+    /// --rooms K of --occupants M; --senders per room sending groupchat at --rate in total.
+    Muc(Opts),
+    /// Step the offered --rate of a scenario up until p99 passes --p99-bound-ms or errors appear.
+    Capacity(CapOpts),
+    /// Run a TOML scenario file (keys are the long option names); extra args override it.
+    Run {
+        file: PathBuf,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        extra: Vec<String>,
+    },
+    /// Internal: one worker process of `hold --procs N`.
+    #[command(hide = true)]
+    HoldWorker {
+        /// JSON-encoded options
+        spec: String,
+        first: usize,
+        count: usize,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    Login,
+    Hold,
+    Chat,
+    Muc,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Login => "login",
+            Scenario::Hold => "hold",
+            Scenario::Chat => "chat",
+            Scenario::Muc => "muc",
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+pub struct Opts {
+    /// WebSocket URL (any path); must be a loopback address.
+    #[arg(long, default_value = "ws://127.0.0.1:8082/xmpp")]
+    pub url: String,
+    /// XMPP domain (the `to` of <open/>).
+    #[arg(long, default_value = "localhost")]
+    pub domain: String,
+    #[arg(long, value_enum, default_value = "jwt-cookie")]
+    pub auth: AuthMode,
+    /// HS256 secret for jwt-cookie / jwt-plain.
+    #[arg(long, default_value = "")]
+    pub jwt_secret: String,
+    /// SASL PLAIN password for --auth plain.
+    #[arg(long, default_value = "pass")]
+    pub password: String,
+    /// Users are {prefix}1 .. {prefix}N.
+    #[arg(long, default_value = "user")]
+    pub users_prefix: String,
+    /// Number of sessions (muc: rooms x occupants unless larger).
+    #[arg(long, default_value_t = 100)]
+    pub sessions: usize,
+    /// Offered rate: stanzas/s in total (login: logins/s).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// Seconds of sending (chat, muc) or holding (hold).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// MUC rooms.
+    #[arg(long, default_value_t = 10)]
+    pub rooms: usize,
+    /// Occupants per MUC room.
+    #[arg(long, default_value_t = 10)]
+    pub occupants: usize,
+    /// Senders per MUC room (default: every occupant).
+    #[arg(long)]
+    pub senders: Option<usize>,
+    /// MUC service (default conference.DOMAIN).
+    #[arg(long)]
+    pub muc_service: Option<String>,
+    /// Server process to sample (CPU time and RSS from /proc).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Seed for every random choice (peers, rooms names, senders).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// hold: worker processes (each holds at most --max-per-proc sockets).
+    #[arg(long, default_value_t = 1)]
+    pub procs: usize,
+    /// hold: most sessions per process (RLIMIT_NOFILE is 20,000 here).
+    #[arg(long, default_value_t = 19_000)]
+    pub max_per_proc: usize,
+    /// Do not request the `xmpp` WebSocket subprotocol (ejabberd 23.01).
+    #[arg(long)]
+    pub no_subprotocol: bool,
+    /// Resource requested at bind.
+    #[arg(long, default_value = "lt")]
+    pub resource: String,
+    /// Login rate (sessions/s) for the setup phase of hold, chat and muc.
+    #[arg(long, default_value_t = 1000.0)]
+    pub login_rate: f64,
+    /// Most logins in flight at once.
+    #[arg(long, default_value_t = 256)]
+    pub login_concurrency: usize,
+    /// Seconds allowed for one login (connect to initial presence) and for MUC joins.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Seconds to let the server settle between the login (and join) phase and sending.
+    #[arg(long, default_value_t = 1.0)]
+    pub settle: f64,
+    /// Seconds to wait for outstanding deliveries after the last send.
+    #[arg(long, default_value_t = 5.0)]
+    pub drain: f64,
+    /// Loopback source addresses to spread connections over (0 = auto: one per 10,000, at least 16).
+    #[arg(long, default_value_t = 0)]
+    pub src_addrs: u32,
+    /// Message body size in bytes (the stamp is inside it).
+    #[arg(long, default_value_t = 64)]
+    pub body_bytes: usize,
+    /// Tokio worker threads (0 = number of CPUs).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Per-connection read buffer of the WebSocket client, bytes.
+    #[arg(long, default_value_t = 4096)]
+    pub read_buffer: usize,
+    /// No progress bar even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CapOpts {
+    /// Scenario to step (chat, muc or login).
+    #[arg(value_enum)]
+    pub target: Scenario,
+    /// Explicit offered rates, e.g. 1000,2000,4000.
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<f64>,
+    /// Without --rates: first rate ...
+    #[arg(long, default_value_t = 500.0)]
+    pub rate_start: f64,
+    /// ... multiplied by this each step ...
+    #[arg(long, default_value_t = 2.0)]
+    pub rate_factor: f64,
+    /// ... for at most this many steps.
+    #[arg(long, default_value_t = 10)]
+    pub steps_max: usize,
+    /// Stop when p99 latency passes this bound.
+    #[arg(long, default_value_t = 100.0)]
+    pub p99_bound_ms: f64,
+    /// CSV output (default capacity-SCENARIO.csv).
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// SVG plot output (default capacity-SCENARIO.svg).
+    #[arg(long)]
+    pub svg: Option<PathBuf>,
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+/// Hard bounds so every run stops by itself.
+pub const MAX_SESSIONS: usize = 1_000_000;
+pub const MAX_DURATION_S: f64 = 3600.0;
+pub const MAX_MESSAGES: f64 = 200_000_000.0;
+
+impl Opts {
+    pub fn validate(&self) -> Result<(), String> {
+        parse_url(&self.url)?;
+        if self.sessions == 0 || self.sessions > MAX_SESSIONS {
+            return Err(format!("--sessions must be 1..={MAX_SESSIONS}"));
+        }
+        if !(self.duration > 0.0 && self.duration <= MAX_DURATION_S) {
+            return Err(format!("--duration must be in (0, {MAX_DURATION_S}]"));
+        }
+        if !(self.rate > 0.0 && self.rate * self.duration <= MAX_MESSAGES) {
+            return Err(format!(
+                "--rate must be > 0 and rate x duration <= {MAX_MESSAGES}"
+            ));
+        }
+        if self.login_rate.is_nan() || self.login_rate <= 0.0 || self.login_concurrency == 0 {
+            return Err("--login-rate and --login-concurrency must be > 0".into());
+        }
+        if !(self.timeout > 0.0
+            && self.timeout <= 600.0
+            && (0.0..=600.0).contains(&self.drain)
+            && (0.0..=600.0).contains(&self.settle))
+        {
+            return Err("--timeout must be in (0, 600], --drain and --settle in [0, 600]".into());
+        }
+        if matches!(self.auth, AuthMode::JwtCookie | AuthMode::JwtPlain)
+            && self.jwt_secret.is_empty()
+        {
+            return Err("--auth jwt-cookie/jwt-plain needs --jwt-secret".into());
+        }
+        if self.max_per_proc == 0 || self.procs == 0 || self.procs > 256 {
+            return Err("--procs must be 1..=256 and --max-per-proc > 0".into());
+        }
+        Ok(())
+    }
+
+    pub fn client_cfg(&self) -> Arc<ClientCfg> {
+        let src_addrs = if self.src_addrs == 0 {
+            (self.sessions.div_ceil(10_000) as u32).max(16)
+        } else {
+            self.src_addrs
+        };
+        Arc::new(ClientCfg {
+            url: self.url.clone(),
+            addr: parse_url(&self.url).expect("validated"),
+            domain: self.domain.clone(),
+            auth: self.auth,
+            jwt_secret: self.jwt_secret.clone(),
+            password: self.password.clone(),
+            users_prefix: self.users_prefix.clone(),
+            subprotocol: !self.no_subprotocol,
+            resource: self.resource.clone(),
+            timeout: Duration::from_secs_f64(self.timeout),
+            src_addrs,
+            read_buffer: self.read_buffer.max(256),
+        })
+    }
+
+    pub fn muc_service(&self) -> String {
+        self.muc_service
+            .clone()
+            .unwrap_or_else(|| format!("conference.{}", self.domain))
+    }
+}
+
+/// Turn a TOML scenario file into command-line arguments: `scenario = "chat"` is the
+/// subcommand, `target = "chat"` the capacity target, every other key `k = v` becomes
+/// `--k=v` (underscores may be used for dashes; arrays are joined with commas; `true` is a flag).
+pub fn toml_to_args(text: &str, extra: &[String]) -> Result<Vec<String>, String> {
+    // options given on the command line override the file's
+    let overridden: Vec<String> = extra
+        .iter()
+        .filter_map(|a| a.strip_prefix("--"))
+        .map(|a| a.split('=').next().unwrap_or(a).to_string())
+        .collect();
+    let table: toml::Table = text.parse().map_err(|e| format!("scenario file: {e}"))?;
+    let scenario = table
+        .get("scenario")
+        .and_then(|v| v.as_str())
+        .ok_or("scenario file needs scenario = \"login|hold|chat|muc|capacity\"")?;
+    let mut args = vec!["aoba-loadtest".to_string(), scenario.to_string()];
+    if let Some(t) = table.get("target").and_then(|v| v.as_str()) {
+        args.push(t.to_string());
+    }
+    for (k, v) in &table {
+        if k == "scenario" || k == "target" {
+            continue;
+        }
+        let key = format!("--{}", k.replace('_', "-"));
+        if overridden.iter().any(|o| *o == key[2..]) {
+            continue;
+        }
+        let val = match v {
+            toml::Value::Boolean(true) => {
+                args.push(key);
+                continue;
+            }
+            toml::Value::Boolean(false) => continue,
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(x) => x.to_string(),
+            toml::Value::Array(a) => a
+                .iter()
+                .map(|x| match x {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => return Err(format!("unsupported value for {k}: {other}")),
+        };
+        args.push(format!("{key}={val}"));
+    }
+    args.extend(extra.iter().cloned());
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_args() {
+        let a = toml_to_args("scenario = \"capacity\"\ntarget = \"chat\"\nrates = [1000, 2000]\nno_subprotocol = true\nurl = \"ws://127.0.0.1:1/x\"\nsessions = 5\n",
+            &["--sessions".into(), "7".into()],
+        )
+        .unwrap();
+        assert_eq!(a[1], "capacity");
+        assert_eq!(a[2], "chat");
+        assert!(a.contains(&"--rates=1000,2000".to_string()));
+        assert!(a.contains(&"--no-subprotocol".to_string()));
+        let cli = Cli::try_parse_from(&a).unwrap();
+        match cli.cmd {
+            Command::Capacity(c) => {
+                assert_eq!(c.rates, vec![1000.0, 2000.0]);
+                assert!(c.opts.no_subprotocol);
+                assert_eq!(c.opts.sessions, 7);
+            }
+            _ => panic!("wrong subcommand"),
+        }
+    }
+
+    #[test]
+    fn cli_spelling() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "chat",
+            "--url",
+            "ws://127.0.0.1:8082/xmpp",
+            "--domain",
+            "d",
+            "--auth",
+            "plain",
+            "--jwt-secret",
+            "s",
+            "--password",
+            "p",
+            "--users-prefix",
+            "u",
+            "--sessions",
+            "5",
+            "--rate",
+            "10",
+            "--duration",
+            "2",
+            "--rooms",
+            "1",
+            "--occupants",
+            "2",
+            "--server-pid",
+            "1",
+            "--seed",
+            "7",
+            "--json",
+            "/tmp/x.json",
+        ])
+        .unwrap();
+        let Command::Chat(o) = cli.cmd else { panic!() };
+        assert_eq!(o.auth, AuthMode::Plain);
+        assert_eq!(o.seed, 7);
+        o.validate().unwrap();
+    }
+}

@@ -1,0 +1,192 @@
+//! Every limit is a config key with a safe default; each test here exceeds one and checks
+//! the RFC's answer, and that the server keeps serving everyone else.
+
+mod common;
+use common::*;
+
+async fn still_serving(s: &Server) {
+    let mut c = Client::login(s, "bystander", None).await;
+    assert!(c.ping_server("alive").await.contains("type='result'"));
+}
+
+#[tokio::test]
+async fn stanza_size() {
+    let s = Server::start_with(
+        "[limits]\nmax_stanza_bytes = 2048\noutbound_queue_bytes_max = 65536\n",
+        2,
+    );
+    let mut c = Client::login(&s, "alice", None).await;
+    c.send(&format!(
+        "<message to='bob@localhost'><body>{}</body></message>",
+        "x".repeat(1500)
+    ))
+    .await; // under: fine
+    c.send(&format!(
+        "<message to='bob@localhost'><body>{}</body></message>",
+        "x".repeat(3000)
+    ))
+    .await;
+    c.expect_stream_error("policy-violation").await;
+    // The same total split into fragments.
+    let mut r = Raw::connect(&s, Some(&s.token("carol"))).await;
+    let k = Some([1, 2, 3, 4]);
+    r.frame(0x01, OPEN.as_bytes(), k).await; // fragment 1 (not final)
+    for _ in 0..30 {
+        r.frame(0x00, &[b' '; 100], k).await;
+    }
+    loop {
+        let (_, p) = r.read_frame().await.expect("stream error before the end");
+        let t = String::from_utf8_lossy(&p).to_string();
+        if t.contains("<stream:error") {
+            assert!(t.contains("policy-violation"), "{t}");
+            break;
+        }
+    }
+    still_serving(&s).await;
+}
+
+#[tokio::test]
+async fn xml_depth_and_attributes() {
+    let s = Server::start_with(
+        "[limits]\nmax_xml_depth = 4\nmax_attrs_per_element = 8\n",
+        2,
+    );
+    let mut c = Client::login(&s, "alice", None).await;
+    c.send("<message to='bob@localhost' id='ok'><a xmlns='urn:a'><b><c/></b></a></message>")
+        .await; // depth 4
+    c.send("<message to='bob@localhost'><a xmlns='urn:a'><b><c><d/></c></b></a></message>")
+        .await; // depth 5
+    c.expect_stream_error("policy-violation").await;
+    let mut c = Client::login(&s, "alice", None).await;
+    let attrs: String = (0..10).map(|i| format!(" a{i}='v'")).collect();
+    c.send(&format!("<message to='bob@localhost'{attrs}/>"))
+        .await;
+    c.expect_stream_error("policy-violation").await;
+    still_serving(&s).await;
+}
+
+#[tokio::test]
+async fn stanzas_per_second() {
+    let s = Server::start_with("[limits]\nmax_stanzas_per_sec = 5\nstanza_burst = 5\n", 2);
+    let mut c = Client::login(&s, "alice", None).await;
+    for i in 0..40 {
+        c.send(&format!(
+            "<iq type='get' id='r{i}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ))
+        .await;
+    }
+    c.expect_stream_error("policy-violation").await;
+    still_serving(&s).await;
+}
+
+#[tokio::test]
+async fn sessions_per_user() {
+    let s = Server::start_with("[limits]\nmax_sessions_per_user = 2\n", 2);
+    let _a = Client::login(&s, "alice", Some("a")).await;
+    let _b = Client::login(&s, "alice", Some("b")).await;
+    let mut c = Client::connect(&s, Some(&s.token("alice"))).await;
+    c.open().await;
+    c.auth_plain("alice", "").await;
+    c.open().await;
+    let r = c.bind(Some("c")).await;
+    assert!(
+        r.contains("type='error'") && r.contains("<resource-constraint"),
+        "{r}"
+    );
+    // Rebinding an existing resource is a replacement, not a new session.
+    let _again = Client::login(&s, "alice", Some("a")).await;
+}
+
+#[tokio::test]
+async fn directed_presences() {
+    let s = Server::start_with("[limits]\nmax_directed_presence = 2\n", 2);
+    let mut c = Client::online(&s, "alice", "a", 0).await;
+    c.send("<presence to='u1@localhost'/>").await;
+    c.send("<presence to='u2@localhost'/>").await;
+    c.send("<presence to='u3@localhost' id='third'/>").await;
+    let e = c.recv_until("id='third'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("<policy-violation"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn http_request_size() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start_with("[limits]\nmax_http_request_bytes = 1024\n", 2);
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    let req = format!(
+        "GET /xmpp HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n",
+        "p".repeat(4000)
+    );
+    let _ = tcp.write_all(req.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_end(&mut out))
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out).starts_with("HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
+
+/// A client that never reads is closed once its queue passes the bound, and the messages
+/// it was never sent go back to their sender as errors — nothing vanishes silently.
+#[tokio::test]
+async fn outbound_queue_of_a_client_that_does_not_read() {
+    let s = Server::start_with(
+        "[limits]\nmax_stanza_bytes = 65536\noutbound_queue_bytes_max = 65536\nmax_stanzas_per_sec = 100000\nstanza_burst = 100000\n",
+        2,
+    );
+    let (a, b) = s.users_apart();
+    let alice = Client::online(&s, &a, "a", 0).await;
+    let mut bob = Client::online(&s, &b, "b", 0).await; // then never reads
+    let body = "z".repeat(60_000);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (mut sink, mut stream) = futures_util::StreamExt::split(alice.ws);
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(m)) = futures_util::StreamExt::next(&mut stream).await {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m
+                && t.contains("type='error'")
+            {
+                let _ = tx.send(t.to_string());
+            }
+        }
+    });
+    // Up to ~60 MB offered; the kernel buffers a few MB, then the queue bound trips.
+    let mut bounced = None;
+    for i in 0..1000 {
+        let m = format!(
+            "<message to='{b}@localhost/b' type='chat' id='big{i}'><body>{body}</body></message>"
+        );
+        futures_util::SinkExt::send(&mut sink, tokio_tungstenite::tungstenite::Message::text(m))
+            .await
+            .unwrap();
+        if let Ok(e) = rx.try_recv() {
+            bounced = Some(e);
+            break;
+        }
+    }
+    let e = match bounced {
+        Some(e) => e,
+        None => tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("a bounce")
+            .unwrap(),
+    };
+    assert!(
+        e.contains("<service-unavailable") && e.contains("id='big"),
+        "{e}"
+    );
+    // Bob's connection was closed by the server: reading it now ends after what was sent
+    // (expect_end panics if it does not end).
+    bob.expect_end().await;
+    let log = s.log();
+    assert!(log.contains("closing slow consumer"), "{log}");
+    reader.abort();
+    still_serving(&s).await;
+}
