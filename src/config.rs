@@ -167,9 +167,10 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks what serde cannot: ranges, the domain, the algorithm and its keys.
-    pub fn validate(&self) -> Result<(), String> {
-        crate::xmpp::jid::Jid::parse(&self.server.domain)
+    /// Checks what serde cannot (ranges, the domain, the algorithm and its keys) and
+    /// normalizes the domain (RFC 7622: `Chat.Example` is `chat.example`).
+    pub fn validate(&mut self) -> Result<(), String> {
+        let domain = crate::xmpp::jid::Jid::parse(&self.server.domain)
             .ok()
             .filter(|j| j.local().is_none() && j.resource().is_none())
             .ok_or_else(|| {
@@ -178,6 +179,7 @@ impl Config {
                     self.server.domain
                 )
             })?;
+        self.server.domain = domain.as_str().to_string();
         let l = &self.limits;
         let checks: [(&str, bool); 9] = [
             (

@@ -100,7 +100,7 @@ fn main() {
             shards,
         } => serve(common, listen, shards),
         Cmd::Token { user, ttl, common } => token(common, &user, ttl.as_secs()),
-        Cmd::CheckConfig { file } => Config::load(&file).and_then(|c| {
+        Cmd::CheckConfig { file } => Config::load(&file).and_then(|mut c| {
             c.validate()?;
             println!("{}", toml::to_string_pretty(&c).map_err(|e| e.to_string())?);
             eprintln!("{}: ok", file.display());
@@ -136,7 +136,7 @@ fn serve(common: Common, listen: Option<SocketAddr>, shards: Option<usize>) -> R
 }
 
 fn token(common: Common, user: &str, ttl_s: u64) -> Result<(), String> {
-    let cfg = load(&common)?;
+    let mut cfg = load(&common)?;
     cfg.validate()?;
     let secret = secret_for(&cfg, false)?;
     println!("{}", jwt::mint(&cfg, secret.as_deref(), user, ttl_s)?);

@@ -290,15 +290,19 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
         Vec::new()
     };
     let mut threads = Vec::with_capacity(n);
+    // Announce only once every shard runs and has registered its listener.
+    let started = Arc::new(std::sync::Barrier::new(n + 1));
     for (id, (listener, mbox)) in listeners.into_iter().zip(boxes).enumerate() {
         let shared = shared.clone();
         let core = cores.get(id % cores.len().max(1)).copied();
+        let started = started.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
-            .spawn(move || shard_thread(id, shared, listener, mbox, core))
+            .spawn(move || shard_thread(id, shared, listener, mbox, core, started))
             .map_err(|e| e.to_string())?;
         threads.push(t);
     }
+    started.wait();
     // The line scripts and tests wait for.
     println!("aoba listening on ws://{addr}/xmpp shards={n}");
     use std::io::Write;
@@ -337,6 +341,7 @@ fn shard_thread(
     listener: std::net::TcpListener,
     mbox: Mailbox<ShardMsg>,
     core: Option<core_affinity::CoreId>,
+    started: Arc<std::sync::Barrier>,
 ) {
     if let Some(c) = core {
         core_affinity::set_for_current(c);
@@ -368,6 +373,7 @@ fn shard_thread(
             shared,
         });
         monoio::spawn(accept_loop(shard.clone(), listener));
+        started.wait();
         drain_loop(shard.clone(), mbox).await;
         // Shutdown: close every session, wait (bounded) for them to go.
         shard.shutting_down.set(true);

@@ -54,6 +54,10 @@ impl Server {
     }
 
     pub fn start_args(config: &str, shards: usize, extra: &[&str]) -> Server {
+        Server::start_env(config, shards, extra, &[])
+    }
+
+    pub fn start_env(config: &str, shards: usize, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = temp_dir();
         let cfg = dir.join("aoba.toml");
         std::fs::write(&cfg, config).unwrap();
@@ -75,6 +79,7 @@ impl Server {
             .args(extra)
             .env("AOBA_LOG", "info")
             .env_remove("AOBA_JWT_SECRET")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
