@@ -8,7 +8,7 @@
 //! As soon as the user is known, the connection moves to the user's home shard: its socket
 //! is taken out of this shard's event loop and handed over with any unread bytes.
 
-use super::outbound::{CloseKind, ConnCtl, OutFrame, WriterExit, writer};
+use super::outbound::{CloseKind, ConnCtl, Event, OutFrame, WriterExit, writer};
 use super::websocket::{self, WsError};
 use crate::shard::{Shard, ShardMsg};
 use crate::xmpp::errors::{Cond, StreamError, stream_error_bytes};
@@ -145,50 +145,60 @@ async fn run(
         ping_sent: None,
     };
     let exit = conn.read_loop(&mut rh, buf).await;
-    match exit {
-        Exit::Handoff(dest, leftover) => {
-            ctl.close(CloseKind::Handoff, Vec::new());
-            let wh = match writer_task.await {
-                WriterExit::Handoff(wh) => wh,
-                WriterExit::Closed => {
-                    conn.finish().await;
-                    return;
-                }
-            };
-            shard.unregister_conn(ctl.id);
-            match rh.reunite(wh) {
-                Ok(stream) => {
-                    let fd = stream.into_raw_fd();
-                    tracing::info!(
-                        from = shard.id,
-                        to = dest,
-                        conn = ctl.id,
-                        "handoff to home shard"
-                    );
-                    let h = Handoff {
-                        fd,
-                        leftover,
-                        stream: std::mem::replace(&mut conn.stream, Stream::new(None, None)),
-                        accepted,
-                        peer,
-                    };
-                    shard.send(dest, ShardMsg::Handoff(h));
-                }
-                Err(_) => {
-                    tracing::warn!(conn = ctl.id, "could not reunite socket halves for handoff")
-                }
-            }
-        }
-        Exit::Done => {
-            ctl.close(CloseKind::Flush, Vec::new());
-            conn.stream.end(&shard, &ctl);
-            let _ = monoio::time::timeout(Duration::from_secs(3), writer_task).await;
-            conn.finish().await;
-        }
-    }
+    // Cold path, boxed: its futures would otherwise enlarge every idle connection's task.
+    Box::pin(conn.exit(exit, rh, writer_task)).await;
 }
 
 impl Conn {
+    async fn exit(
+        mut self,
+        exit: Exit,
+        rh: OwnedReadHalf<TcpStream>,
+        writer_task: monoio::task::JoinHandle<WriterExit>,
+    ) {
+        let (shard, ctl) = (self.shard.clone(), self.ctl.clone());
+        match exit {
+            Exit::Handoff(dest, leftover) => {
+                ctl.close(CloseKind::Handoff, Vec::new());
+                let WriterExit::Handoff(wh) = writer_task.await else {
+                    self.finish().await;
+                    return;
+                };
+                shard.unregister_conn(ctl.id);
+                match rh.reunite(wh) {
+                    Ok(stream) => {
+                        let fd = stream.into_raw_fd();
+                        tracing::info!(
+                            from = shard.id,
+                            to = dest,
+                            conn = ctl.id,
+                            "handoff to home shard"
+                        );
+                        let stream = std::mem::replace(&mut self.stream, Stream::new(None, None));
+                        let h = Handoff {
+                            fd,
+                            leftover,
+                            stream,
+                            accepted: self.accepted,
+                            peer: self.peer,
+                        };
+                        shard.send(dest, ShardMsg::Handoff(h));
+                    }
+                    Err(_) => {
+                        tracing::warn!(conn = ctl.id, "could not reunite socket halves for handoff")
+                    }
+                }
+            }
+            Exit::Done => {
+                ctl.close(CloseKind::Flush, Vec::new());
+                self.stream.end(&shard, &ctl);
+                let _ = monoio::time::timeout(Duration::from_secs(3), writer_task).await;
+                drop(rh);
+                self.finish().await;
+            }
+        }
+    }
+
     /// After the writer is gone: bounce what was never written, forget the connection.
     async fn finish(&mut self) {
         self.stream.end(&self.shard, &self.ctl);
@@ -256,7 +266,9 @@ impl Conn {
                     Action::Close => return Exit::Done,
                     Action::Handoff(dest) => return Exit::Handoff(dest, buf),
                 }
-                self.shard.wait_overflow().await;
+                if self.shard.overflowing() {
+                    Box::pin(self.shard.wait_overflow()).await;
+                }
                 if self.phase == Phase::Http
                     && buf.len() >= self.shard.cfg().limits.max_http_request_bytes
                 {
@@ -269,16 +281,19 @@ impl Conn {
             if buf.is_empty() && buf.capacity() > 0 {
                 self.shard.give_read_buf(std::mem::take(&mut buf));
             }
-            // Wait for bytes, a close request or a timer, holding no buffer.
-            let deadline = monoio::time::Instant::from_std(self.deadline());
+            // Wait for bytes, a close request or the deadline, holding no buffer and no
+            // timer (the shard's sweep fires deadlines).
+            self.ctl.set_deadline(self.deadline());
             // SAFETY: `readable` only needs a shared reference to the stream; the halves
             // share it through an UnsafeCell exactly as monoio's own split does.
             let readable = unsafe { &*rh.0.get() }.readable(false);
             let mut timer = false;
             monoio::select! {
                 r = readable => if r.is_err() { return Exit::Done; },
-                _ = self.ctl.closed() => return Exit::Done,
-                _ = monoio::time::sleep_until(deadline) => timer = true,
+                ev = self.ctl.event() => match ev {
+                    Event::Close => return Exit::Done,
+                    Event::Timer => timer = true,
+                },
             }
             if timer {
                 self.on_timer();

@@ -11,10 +11,10 @@ use monoio::buf::IoVecBuf;
 use monoio::io::{AsyncWriteRent, AsyncWriteRentExt, OwnedWriteHalf};
 use monoio::net::TcpStream;
 use smallvec::SmallVec;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::task::{Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::websocket;
 
@@ -99,6 +99,17 @@ pub struct ConnCtl {
     pub id: u64,
     limit: usize,
     out: RefCell<Outbound>,
+    /// When the connection's reader wants to be woken (auth timeout, idle ping, ping
+    /// timeout); the shard's timer sweep fires it. No per-connection timer exists.
+    deadline: Cell<Option<Instant>>,
+    timer_due: Cell<bool>,
+}
+
+/// What woke a waiting reader.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    Close,
+    Timer,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -115,6 +126,8 @@ impl ConnCtl {
             id,
             limit,
             out: RefCell::new(Outbound::default()),
+            deadline: Cell::new(None),
+            timer_due: Cell::new(false),
         }
     }
 
@@ -181,6 +194,37 @@ impl ConnCtl {
         self.out.borrow().bytes
     }
 
+    pub fn set_deadline(&self, at: Instant) {
+        self.deadline.set(Some(at));
+    }
+
+    /// Called by the shard's timer sweep: wakes the reader if its deadline has passed.
+    pub fn check_deadline(&self, now: Instant) {
+        if self.deadline.get().is_some_and(|d| d <= now) {
+            self.deadline.set(None);
+            self.timer_due.set(true);
+            if let Some(w) = self.out.borrow_mut().reader.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Resolves when a close was requested, the writer failed, or the deadline passed.
+    pub async fn event(&self) -> Event {
+        std::future::poll_fn(|cx| {
+            let mut o = self.out.borrow_mut();
+            if o.close.is_some() || o.broken {
+                Poll::Ready(Event::Close)
+            } else if self.timer_due.replace(false) {
+                Poll::Ready(Event::Timer)
+            } else {
+                o.reader = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
     /// Resolves when a close was requested (by anyone) or the writer failed.
     pub async fn closed(&self) {
         std::future::poll_fn(|cx| {
@@ -230,7 +274,7 @@ impl ConnCtl {
 /// `frames` (inline headers) and the `Bytes` parts, whose addresses do not move while the
 /// batch is owned by the kernel.
 pub struct WriteBatch {
-    frames: Vec<OutFrame>,
+    frames: VecDeque<OutFrame>,
     iov: Vec<libc::iovec>,
     pos: usize,
 }
@@ -241,24 +285,35 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 impl WriteBatch {
     pub fn new() -> WriteBatch {
         WriteBatch {
-            frames: Vec::new(),
+            frames: VecDeque::new(),
             iov: Vec::new(),
             pos: 0,
         }
     }
 
+    /// Takes frames off the queue. When they all fit, the queue's storage itself moves into
+    /// the batch (which goes back to the shard's pool), so the connection keeps none.
     fn fill(&mut self, q: &mut VecDeque<OutFrame>) -> usize {
-        let mut bytes = 0;
-        let mut iovs = 0;
-        while let Some(f) = q.front() {
-            let n = f.parts.len() + 1;
-            if !self.frames.is_empty() && (iovs + n > MAX_IOV || bytes >= MAX_BATCH_BYTES) {
-                break;
+        let total_iov: usize = q.iter().map(|f| f.parts.len() + 1).sum();
+        let total_bytes: usize = q.iter().map(OutFrame::len).sum();
+        let bytes = if total_iov <= MAX_IOV && total_bytes <= MAX_BATCH_BYTES {
+            debug_assert!(self.frames.is_empty());
+            std::mem::swap(&mut self.frames, q);
+            total_bytes
+        } else {
+            let mut bytes = 0;
+            let mut iovs = 0;
+            while let Some(f) = q.front() {
+                let n = f.parts.len() + 1;
+                if !self.frames.is_empty() && (iovs + n > MAX_IOV || bytes >= MAX_BATCH_BYTES) {
+                    break;
+                }
+                iovs += n;
+                bytes += f.len();
+                self.frames.push_back(q.pop_front().unwrap());
             }
-            iovs += n;
-            bytes += f.len();
-            self.frames.push(q.pop_front().unwrap());
-        }
+            bytes
+        };
         self.iov.clear();
         self.pos = 0;
         for f in &self.frames {
@@ -392,23 +447,26 @@ pub async fn writer(
                 return WriterExit::Handoff(wh);
             }
             Step::Close(_) => {
-                let fin = ctl
-                    .out
-                    .borrow_mut()
-                    .close
-                    .as_mut()
-                    .map(|c| std::mem::take(&mut c.final_bytes));
-                if let Some(fin) = fin.filter(|f| !f.is_empty()) {
-                    let _ = monoio::time::timeout(
-                        Duration::from_millis(FINAL_WRITE_MS),
-                        wh.write_all(fin),
-                    )
-                    .await;
-                }
-                let _ = wh.shutdown().await;
-                ctl.finish(false);
+                // Cold path, boxed (see conn.rs).
+                Box::pin(last_words(&ctl, wh)).await;
                 return WriterExit::Closed;
             }
         }
     }
+}
+
+/// Writes a closing connection's final bytes (bounded in time) and shuts the socket.
+async fn last_words(ctl: &ConnCtl, mut wh: OwnedWriteHalf<TcpStream>) {
+    let fin = ctl
+        .out
+        .borrow_mut()
+        .close
+        .as_mut()
+        .map(|c| std::mem::take(&mut c.final_bytes));
+    if let Some(fin) = fin.filter(|f| !f.is_empty()) {
+        let _ =
+            monoio::time::timeout(Duration::from_millis(FINAL_WRITE_MS), wh.write_all(fin)).await;
+    }
+    let _ = wh.shutdown().await;
+    ctl.finish(false);
 }

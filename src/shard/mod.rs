@@ -82,10 +82,32 @@ pub struct Shard {
 
 /// Size of a pooled read buffer: most reads carry a few stanzas.
 pub const READ_BUF_BYTES: usize = 16 * 1024;
+/// Read buffers a shard keeps for reuse.
+pub const READ_POOL_MAX: usize = 64;
 /// A connection waits when this many of its shard's outgoing messages are held back.
 pub const OVERFLOW_PAUSE: usize = 8192;
 
 impl Shard {
+    /// A shard's state; its tasks are started by `run`. Public for benches and tests.
+    pub fn new(id: usize, shared: Arc<Shared>) -> Rc<Shard> {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Rc::new(Shard {
+            id,
+            sessions: RefCell::new(SessionTable::default()),
+            conns: RefCell::new(HashMap::default()),
+            next_conn: Cell::new(1),
+            read_pool: RefCell::new(Vec::new()),
+            write_pool: Rc::new(RefCell::new(Vec::new())),
+            overflow: RefCell::new((0..shared.shards).map(|_| VecDeque::new()).collect()),
+            overflow_len: Cell::new(0),
+            shutting_down: Cell::new(false),
+            stop: notify::Notify::default(),
+            rng: Cell::new(u64::from_le_bytes(seed) | 1),
+            shared,
+        })
+    }
+
     pub fn cfg(&self) -> &Config {
         &self.shared.cfg
     }
@@ -122,7 +144,8 @@ impl Shard {
 
     pub fn give_read_buf(&self, mut b: Vec<u8>) {
         let mut p = self.read_pool.borrow_mut();
-        if b.capacity() <= 4 * READ_BUF_BYTES && p.len() < 1024 {
+        // A small pool: after a login storm it must not keep megabytes nobody reads into.
+        if b.capacity() <= 4 * READ_BUF_BYTES && p.len() < READ_POOL_MAX {
             b.clear();
             p.push(b);
         }
@@ -170,6 +193,10 @@ impl Shard {
         }
         self.overflow_len.set(left);
         left == 0
+    }
+
+    pub fn overflowing(&self) -> bool {
+        self.overflow_len.get() > OVERFLOW_PAUSE
     }
 
     /// Backpressure for a reading connection: waits while too much is held back.
@@ -356,23 +383,9 @@ fn shard_thread(
         let legacy = monoio::utils::is_legacy();
         tracing::info!(shard = id, driver = if legacy { "epoll (legacy)" } else { "io_uring" }, core = ?core.map(|c| c.id), "shard started");
         let listener = monoio::net::TcpListener::from_std(listener).expect("register listener");
-        let mut seed = [0u8; 8];
-        let _ = getrandom::fill(&mut seed);
-        let shard = Rc::new(Shard {
-            id,
-            sessions: RefCell::new(SessionTable::default()),
-            conns: RefCell::new(HashMap::default()),
-            next_conn: Cell::new(1),
-            read_pool: RefCell::new(Vec::new()),
-            write_pool: Rc::new(RefCell::new(Vec::new())),
-            overflow: RefCell::new((0..shared.shards).map(|_| VecDeque::new()).collect()),
-            overflow_len: Cell::new(0),
-            shutting_down: Cell::new(false),
-            stop: notify::Notify::default(),
-            rng: Cell::new(u64::from_le_bytes(seed) | 1),
-            shared,
-        });
+        let shard = Shard::new(id, shared);
         monoio::spawn(accept_loop(shard.clone(), listener));
+        monoio::spawn(timer_sweep(shard.clone()));
         started.wait();
         drain_loop(shard.clone(), mbox).await;
         // Shutdown: close every session, wait (bounded) for them to go.
@@ -402,6 +415,32 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
                 }
             },
             _ = shard.stop.wait() => break,
+        }
+    }
+}
+
+/// How often a shard checks its connections' deadlines: a quarter of the shortest
+/// configured timeout, between 5 ms and 1 s. Timeouts fire within one tick of their time.
+pub fn timer_tick(cfg: &Config) -> Duration {
+    let shortest = cfg
+        .auth
+        .auth_timeout_ms
+        .min(cfg.ping.client_idle_ms)
+        .min(cfg.ping.client_ping_timeout_ms);
+    Duration::from_millis((shortest / 4).clamp(5, 1000))
+}
+
+/// One timer for the whole shard instead of one per connection (a monoio `Sleep` is
+/// 640 bytes; a million idle sessions should not each hold one).
+async fn timer_sweep(shard: Rc<Shard>) {
+    let tick = timer_tick(shard.cfg());
+    let mut due: Vec<Rc<ConnCtl>> = Vec::new();
+    while !shard.stop.is_set() {
+        monoio::time::sleep(tick).await;
+        let now = std::time::Instant::now();
+        due.extend(shard.conns.borrow().values().filter_map(Weak::upgrade));
+        for c in due.drain(..) {
+            c.check_deadline(now);
         }
     }
 }

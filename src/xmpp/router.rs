@@ -164,7 +164,9 @@ pub fn stamp(st: &Stanza, kind: Kind, stype: SType, from: &str, to: Option<&str>
             cuts.push(a.span.clone());
         }
     }
-    cuts.sort_by_key(|r| r.start);
+    if cuts.len() == 2 && cuts[1].start < cuts[0].start {
+        cuts.swap(0, 1);
+    }
     let id_span = st.attr(0, "id").map(|a| a.span.clone());
     let mut out: Vec<u8> =
         Vec::with_capacity(root.end as usize - start + 64 + from.len() + to.map_or(0, str::len));
