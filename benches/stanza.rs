@@ -38,6 +38,8 @@ fn shard() -> Rc<Shard> {
         Arc::new(Shared {
             cfg,
             verifier,
+            components: Vec::new(),
+            component_domains: Vec::new(),
             mailboxes: vec![tx],
             conn_counts: vec![AtomicUsize::new(0)],
             shards: 1,

@@ -15,6 +15,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub ping: PingConfig,
+    pub muc: crate::muc::MucConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -238,6 +239,7 @@ impl Config {
                 ));
             }
         }
+        self.muc.validate()?;
         if self.auth.jwt_username_claim.is_empty() {
             return Err("auth.jwt_username_claim must not be empty".into());
         }

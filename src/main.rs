@@ -132,7 +132,7 @@ fn serve(common: Common, listen: Option<SocketAddr>, shards: Option<usize>) -> R
     cfg.validate()?;
     let secret = secret_for(&cfg, true)?;
     let verifier = jwt::JwtVerifier::new(&cfg, secret.as_deref())?;
-    aoba::shard::run(cfg, verifier)
+    aoba::shard::run(cfg, verifier, vec![aoba::muc::factory()])
 }
 
 fn token(common: Common, user: &str, ttl_s: u64) -> Result<(), String> {

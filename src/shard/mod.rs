@@ -24,6 +24,9 @@ use std::time::Duration;
 /// connection handoff, which carries a file descriptor and so stays on one machine.
 pub enum ShardMsg {
     Route(Routed),
+    /// One stanza for many full JIDs whose home is the receiving shard: the payload is
+    /// `head + to + tail`, serialized once by the sender; `tos` are escaped full JIDs.
+    Fanout(crate::xmpp::router::Fanout),
     Handoff(crate::net::conn::Handoff),
     Shutdown,
 }
@@ -31,6 +34,10 @@ pub enum ShardMsg {
 /// What all shards share: read-only after start.
 pub struct Shared {
     pub cfg: Config,
+    /// Builders of the components (e.g. MUC), one instance per shard.
+    pub components: Vec<crate::xmpp::component::ComponentFactory>,
+    /// Their domains, for the sender side to know what is routable.
+    pub component_domains: Vec<String>,
     pub verifier: JwtVerifier,
     pub mailboxes: Vec<MailboxSender<ShardMsg>>,
     pub conn_counts: Vec<AtomicUsize>,
@@ -78,6 +85,7 @@ pub struct Shard {
     pub shutting_down: Cell<bool>,
     pub stop: notify::Notify,
     pub rng: Cell<u64>,
+    components: Vec<Box<dyn crate::xmpp::component::Component>>,
 }
 
 /// Size of a pooled read buffer: most reads carry a few stanzas.
@@ -104,8 +112,21 @@ impl Shard {
             shutting_down: Cell::new(false),
             stop: notify::Notify::default(),
             rng: Cell::new(u64::from_le_bytes(seed) | 1),
+            components: shared.components.iter().map(|f| f(&shared.cfg)).collect(),
             shared,
         })
+    }
+
+    /// The component serving `domain` on this shard, if any.
+    pub fn component(&self, domain: &str) -> Option<&dyn crate::xmpp::component::Component> {
+        self.components
+            .iter()
+            .find(|c| c.domain() == domain)
+            .map(|c| c.as_ref())
+    }
+
+    pub fn is_component_domain(&self, domain: &str) -> bool {
+        self.shared.component_domains.iter().any(|d| d == domain)
     }
 
     pub fn cfg(&self) -> &Config {
@@ -281,7 +302,11 @@ fn claim_port(addr: SocketAddr) -> Result<SocketAddr, String> {
 }
 
 /// Starts every shard and blocks until they have all stopped (after SIGTERM/SIGINT).
-pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
+pub fn run(
+    cfg: Config,
+    verifier: JwtVerifier,
+    components: Vec<crate::xmpp::component::ComponentFactory>,
+) -> Result<(), String> {
     let (soft, hard) = raise_nofile();
     tracing::info!(soft, hard, "RLIMIT_NOFILE");
     if cfg.server.force_legacy_driver {
@@ -304,8 +329,14 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
         senders.push(tx);
         boxes.push(rx);
     }
+    let component_domains = components
+        .iter()
+        .map(|f| f(&cfg).domain().to_string())
+        .collect();
     let shared = Arc::new(Shared {
         verifier,
+        components,
+        component_domains,
         mailboxes: senders,
         conn_counts: (0..n).map(|_| AtomicUsize::new(0)).collect(),
         shards: n,
@@ -460,6 +491,7 @@ async fn drain_loop(shard: Rc<Shard>, mbox: Mailbox<ShardMsg>) {
         for msg in batch.drain(..) {
             match msg {
                 ShardMsg::Route(r) => crate::xmpp::router::deliver(&shard, r),
+                ShardMsg::Fanout(f) => crate::xmpp::router::deliver_fanout(&shard, f),
                 ShardMsg::Handoff(h) => crate::net::conn::adopt(&shard, h),
                 ShardMsg::Shutdown => return,
             }

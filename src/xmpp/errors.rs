@@ -113,6 +113,7 @@ pub enum Cond {
     NotAuthorized,
     PolicyViolation,
     RecipientUnavailable,
+    RegistrationRequired,
     RemoteServerNotFound,
     ResourceConstraint,
     ServiceUnavailable,
@@ -133,6 +134,7 @@ impl Cond {
             NotAuthorized => "not-authorized",
             PolicyViolation => "policy-violation",
             RecipientUnavailable => "recipient-unavailable",
+            RegistrationRequired => "registration-required",
             RemoteServerNotFound => "remote-server-not-found",
             ResourceConstraint => "resource-constraint",
             ServiceUnavailable => "service-unavailable",
@@ -143,7 +145,7 @@ impl Cond {
         use Cond::*;
         match self {
             BadRequest | JidMalformed | NotAcceptable | PolicyViolation => "modify",
-            Forbidden | NotAuthorized => "auth",
+            Forbidden | NotAuthorized | RegistrationRequired => "auth",
             RecipientUnavailable | ResourceConstraint => "wait",
             Conflict
             | FeatureNotImplemented

@@ -38,6 +38,12 @@ pub fn on_iq(ctx: &Ctx, st: &Stanza, stype: Option<SType>, to: Option<Jid>) {
     }
     let domain = ctx.shard.domain();
     match &to {
+        Some(j) if ctx.shard.is_component_domain(j.domain()) => {
+            route(
+                ctx.shard,
+                stamp(st, Kind::Iq, stype, ctx.jid.as_str(), Some(j.as_str())),
+            );
+        }
         Some(j) if j.domain() != domain => {
             if is_request {
                 ctx.error(

@@ -16,7 +16,7 @@ pub fn on_message(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<Jid>) {
     };
     let to_domain = to.as_ref().map_or(domain, |j| j.domain());
     let to_local = to.as_ref().is_none_or(|j| j.local().is_some());
-    if to_domain != domain {
+    if to_domain != domain && !ctx.shard.is_component_domain(to_domain) {
         if stype != SType::Error {
             ctx.error(
                 st,
@@ -27,7 +27,7 @@ pub fn on_message(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<Jid>) {
         }
         return;
     }
-    if !to_local {
+    if !to_local && to_domain == domain {
         // To the server itself: nothing here consumes messages.
         if matches!(stype, SType::Chat | SType::Normal) {
             ctx.error(st, Kind::Message, Cond::ServiceUnavailable, None);

@@ -107,7 +107,8 @@ fn broadcast(ctx: &Ctx, st: &Stanza, stype: SType) {
 
 fn directed(ctx: &Ctx, st: &Stanza, stype: SType, to: Jid) {
     let domain = ctx.shard.domain();
-    if to.domain() != domain {
+    let component = ctx.shard.is_component_domain(to.domain());
+    if to.domain() != domain && !component {
         if stype != SType::Error {
             ctx.error(
                 st,
@@ -118,7 +119,7 @@ fn directed(ctx: &Ctx, st: &Stanza, stype: SType, to: Jid) {
         }
         return;
     }
-    if to.local().is_none() {
+    if to.local().is_none() && !component {
         return; // presence to the server: nothing to do without rosters
     }
     // Subscription stanzas carry bare JIDs both ways (RFC 6121 §3.1.2).

@@ -126,6 +126,16 @@ impl Routed {
         slice(&self.payload, &self.id)
     }
 
+    /// Where the `to` and `from` values are in `payload` (as `stamp` wrote them: ` to='…'
+    /// from='…'` just before the end of the start tag).
+    pub fn to_range(&self) -> Range<u32> {
+        self.to.clone()
+    }
+
+    pub fn from_range(&self) -> Range<u32> {
+        self.from.clone()
+    }
+
     /// Builds a routed stanza from bytes whose `to`/`from` value ranges are known.
     pub fn from_parts(
         kind: Kind,
@@ -222,12 +232,17 @@ pub fn split_full(jid: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Sends a stanza addressed to a user of this domain towards its home shard.
+fn domain_of(bare: &str) -> &str {
+    bare.rsplit_once('@').map_or(bare, |(_, d)| d)
+}
+
+/// Sends a stanza addressed to a user of this domain, or to a component, towards the
+/// home shard of its bare `to`.
 pub fn route(shard: &Shard, r: Routed) {
     let h = {
         let to = r.to();
         let (bare, _) = split_full(&to);
-        if !bare.contains('@') {
+        if !bare.contains('@') && !shard.is_component_domain(bare) {
             // Addressed to the server itself (e.g. an error bounced back to it): nothing to do.
             return;
         }
@@ -275,6 +290,16 @@ pub fn overflow_words() -> Vec<u8> {
 
 /// Delivers on the recipient's home shard (RFC 6121 §8.5.2 bare JID, §8.5.3 full JID).
 pub fn deliver(shard: &Shard, r: Routed) {
+    let component = {
+        let to = r.to();
+        let (bare, _) = split_full(&to);
+        let d = domain_of(bare);
+        (d != shard.domain()).then(|| shard.component(d)).flatten()
+    };
+    if let Some(c) = component {
+        c.handle(shard, r);
+        return;
+    }
     let mut targets: SmallVec<[Rc<crate::net::outbound::ConnCtl>; 4]> = SmallVec::new();
     let mut full_matched = false;
     {
@@ -349,5 +374,66 @@ pub fn deliver(shard: &Shard, r: Routed) {
         (Kind::Iq, SType::Get | SType::Set) => bounce(shard, &r, Cond::ServiceUnavailable),
         // Presence, headline and error stanzas nobody can take are dropped (§8.5.2.2, §8.5.3.2).
         _ => {}
+    }
+}
+
+/// One stanza for many recipients on one shard (MUC fan-out): each gets a vectored write
+/// of `[header, head, to, tail]`; `head` and `tail` are shared, never copied per recipient.
+pub struct Fanout {
+    pub head: Bytes,
+    pub tail: Bytes,
+    /// Escaped full JIDs, all with their home on the receiving shard.
+    pub tos: Vec<Bytes>,
+}
+
+/// Delivers a fan-out batch on the recipients' home shard. A recipient that is gone is
+/// skipped: its `unavailable` is on its way to whoever sent this.
+pub fn deliver_fanout(shard: &Shard, f: Fanout) {
+    for to in &f.tos {
+        let ctl = {
+            let raw = std::str::from_utf8(to).unwrap_or("");
+            let jid = unescape(raw).unwrap_or(Cow::Borrowed(raw));
+            let (bare, res) = split_full(&jid);
+            let sessions = shard.sessions.borrow();
+            let Some(user) = sessions.user(bare) else {
+                continue;
+            };
+            let Some(x) = user.resources.iter().find(|x| x.jid.resource() == res) else {
+                continue;
+            };
+            x.ctl.clone()
+        };
+        let parts: SmallVec<[Bytes; 3]> =
+            smallvec::smallvec![f.head.clone(), to.clone(), f.tail.clone()];
+        if let Err(PushError::Overflow) = ctl.push(OutFrame::text_parts(parts), overflow_words) {
+            tracing::info!(
+                conn = ctl.id,
+                "closing slow consumer: outbound queue over its limit"
+            );
+        }
+    }
+}
+
+/// Sends a fan-out: recipients grouped by home shard, one mailbox message per shard.
+pub fn fanout(shard: &Shard, head: Bytes, tail: Bytes, tos: &[(usize, Bytes)]) {
+    let n = shard.shared.shards;
+    let mut per: SmallVec<[Vec<Bytes>; 4]> = (0..n).map(|_| Vec::new()).collect();
+    for (h, to) in tos {
+        per[*h].push(to.clone());
+    }
+    for (h, tos) in per.into_iter().enumerate() {
+        if tos.is_empty() {
+            continue;
+        }
+        let f = Fanout {
+            head: head.clone(),
+            tail: tail.clone(),
+            tos,
+        };
+        if h == shard.id {
+            deliver_fanout(shard, f);
+        } else {
+            shard.send(h, ShardMsg::Fanout(f));
+        }
     }
 }

@@ -1,0 +1,100 @@
+//! What a room sends: stanzas to one occupant, and broadcasts serialized once as a head and
+//! a tail around the `to` attribute, sent as one batch per destination shard.
+
+use crate::shard::Shard;
+use crate::xml::escape::escape_attr;
+use crate::xmpp::router::{self, Kind, Routed, SType};
+use bytes::Bytes;
+
+/// What one room operation sends, flushed after the room table is released (a delivery
+/// can then never re-enter the room).
+/// Kept in order: XEP-0045 fixes the order a joiner sees things in (§7.2.3), and both
+/// kinds travel the same per-shard mailbox, so sending in order delivers in order.
+#[derive(Default)]
+pub struct Out {
+    ops: Vec<Op>,
+}
+
+enum Op {
+    One(Routed),
+    Fan(Bytes, Bytes, Vec<(usize, Bytes)>),
+}
+
+impl Out {
+    pub fn one(&mut self, r: Routed) {
+        self.ops.push(Op::One(r));
+    }
+
+    /// A broadcast: `head + to + tail` to each `(home shard, escaped full JID)`.
+    pub fn fan(&mut self, head: Bytes, tail: Bytes, tos: Vec<(usize, Bytes)>) {
+        if !tos.is_empty() {
+            self.ops.push(Op::Fan(head, tail, tos));
+        }
+    }
+
+    pub fn flush(self, shard: &Shard) {
+        for op in self.ops {
+            match op {
+                Op::One(r) => router::route(shard, r),
+                Op::Fan(head, tail, tos) => router::fanout(shard, head, tail, &tos),
+            }
+        }
+    }
+}
+
+/// `<kind xmlns='jabber:client' to='TO' from='FROM'{attrs}>{inner}</kind>` with the ranges
+/// routing needs. `attrs` is raw (already escaped), starting with a space.
+pub fn build(kind: Kind, stype: SType, from: &str, to: &str, attrs: &str, inner: &str) -> Routed {
+    let name = kind.name();
+    let mut v = Vec::with_capacity(64 + from.len() + to.len() + attrs.len() + inner.len());
+    v.push(b'<');
+    v.extend_from_slice(name.as_bytes());
+    v.extend_from_slice(b" xmlns='jabber:client' to='");
+    let t0 = v.len() as u32;
+    escape_attr(to, &mut v);
+    let t1 = v.len() as u32;
+    v.extend_from_slice(b"' from='");
+    let f0 = v.len() as u32;
+    escape_attr(from, &mut v);
+    let f1 = v.len() as u32;
+    v.push(b'\'');
+    v.extend_from_slice(attrs.as_bytes());
+    close(&mut v, name, inner);
+    Routed::from_parts(kind, stype, v, t0..t1, f0..f1)
+}
+
+fn close(v: &mut Vec<u8>, name: &str, inner: &str) {
+    if inner.is_empty() {
+        v.extend_from_slice(b"/>");
+    } else {
+        v.push(b'>');
+        v.extend_from_slice(inner.as_bytes());
+        v.extend_from_slice(b"</");
+        v.extend_from_slice(name.as_bytes());
+        v.push(b'>');
+    }
+}
+
+/// The head and tail of a broadcast stanza (the `to` goes between them).
+pub fn head_tail(kind: Kind, from: &str, attrs: &str, inner: &str) -> (Bytes, Bytes) {
+    let name = kind.name();
+    let mut h = Vec::with_capacity(48 + from.len() + attrs.len());
+    h.push(b'<');
+    h.extend_from_slice(name.as_bytes());
+    h.extend_from_slice(b" xmlns='jabber:client' from='");
+    escape_attr(from, &mut h);
+    h.push(b'\'');
+    h.extend_from_slice(attrs.as_bytes());
+    h.extend_from_slice(b" to='");
+    let mut t = Vec::with_capacity(16 + inner.len());
+    t.push(b'\'');
+    close(&mut t, name, inner);
+    (Bytes::from(h), Bytes::from(t))
+}
+
+/// An escaped full JID as the `to` part of fan-outs, made once per joined session.
+pub fn to_bytes(jid: &str) -> Bytes {
+    let mut v = Vec::with_capacity(jid.len());
+    escape_attr(jid, &mut v);
+    Bytes::from(v)
+}

@@ -1,0 +1,129 @@
+//! XEP-0045 Multi-User Chat at `conference.{domain}` (the Aoba API's group chat, rooms
+//! `group-{uuid}@conference.{domain}`). Each shard runs one instance of the service and
+//! owns the rooms whose home it is; occupants on other shards are reached with one
+//! fan-out batch per shard (`fanout.rs`). Nothing in `xmpp/` knows about this module: it
+//! is a `Component` that routing hands the stanzas for its domain to.
+
+mod fanout;
+mod room;
+
+use crate::shard::Shard;
+use crate::xmpp::component::{Component, ComponentFactory};
+use crate::xmpp::router::Routed;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub const NS_MUC: &str = "http://jabber.org/protocol/muc";
+pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MucConfig {
+    /// Serve a MUC service at `<subdomain>.<domain>`.
+    pub enabled: bool,
+    pub subdomain: String,
+    /// Only localparts of the API's form `group-{uuid}` may create rooms.
+    pub require_group_uuid_names: bool,
+    /// Any join creates an unlocked room with the default configuration (for applications
+    /// that manage groups from their backend), instead of XEP-0045's locked new room.
+    pub auto_create_unlocked: bool,
+    /// Most occupants (distinct nicks) in one room; also the default room limit.
+    pub max_occupants: usize,
+    /// Most messages of history a room keeps.
+    pub history_max: usize,
+    /// Messages of history sent on join unless the client asks for fewer.
+    pub history_default: usize,
+    /// Most rooms one shard holds; creating more gets `resource-constraint`.
+    pub max_rooms_per_shard: usize,
+}
+
+impl Default for MucConfig {
+    fn default() -> Self {
+        MucConfig {
+            enabled: true,
+            subdomain: "conference".into(),
+            require_group_uuid_names: false,
+            auto_create_unlocked: false,
+            max_occupants: 10_000,
+            history_max: 50,
+            history_default: 20,
+            max_rooms_per_shard: 100_000,
+        }
+    }
+}
+
+impl MucConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.subdomain.is_empty() || self.subdomain.contains(['@', '/', ' ']) {
+            return Err("muc.subdomain must be a DNS label".into());
+        }
+        if self.max_occupants < 1 || self.history_default > self.history_max {
+            return Err("muc.max_occupants must be >= 1 and history_default <= history_max".into());
+        }
+        Ok(())
+    }
+}
+
+/// The factory `main` registers: one service instance per shard.
+pub fn factory() -> ComponentFactory {
+    Arc::new(|cfg| Box::new(Service::new(cfg)))
+}
+
+pub struct Service {
+    domain: String,
+    cfg: MucConfig,
+    rooms: RefCell<HashMap<Box<str>, room::Room, ahash::RandomState>>,
+}
+
+impl Service {
+    pub fn new(cfg: &crate::config::Config) -> Service {
+        Service {
+            domain: format!("{}.{}", cfg.muc.subdomain, cfg.server.domain),
+            cfg: cfg.muc.clone(),
+            rooms: RefCell::new(HashMap::default()),
+        }
+    }
+}
+
+impl Component for Service {
+    fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    fn handle(&self, shard: &Shard, r: Routed) {
+        if !self.cfg.enabled {
+            crate::xmpp::router::bounce(shard, &r, crate::xmpp::errors::Cond::ServiceUnavailable);
+            return;
+        }
+        room::handle(self, shard, r);
+    }
+}
+
+/// `group-` followed by a UUID (8-4-4-4-12 hex digits).
+pub fn is_group_uuid(local: &str) -> bool {
+    let Some(u) = local.strip_prefix("group-") else {
+        return false;
+    };
+    let parts: Vec<&str> = u.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn group_uuid_names() {
+        assert!(super::is_group_uuid(
+            "group-123e4567-e89b-12d3-a456-426614174000"
+        ));
+        assert!(!super::is_group_uuid("group-123"));
+        assert!(!super::is_group_uuid("coven"));
+    }
+}

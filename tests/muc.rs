@@ -1,0 +1,459 @@
+//! XEP-0045 group chat between real clients, occupants spread over two shards.
+
+mod common;
+use common::*;
+
+const ROOM: &str = "group-123e4567-e89b-12d3-a456-426614174000@conference.localhost";
+const MUC: &str = "http://jabber.org/protocol/muc";
+
+/// Joins `room` as `nick`; returns everything received up to and including the subject
+/// (the last thing a join sends, §7.2.15).
+async fn join(c: &mut Client, room: &str, nick: &str, extra: &str) -> Vec<String> {
+    c.send(&format!(
+        "<presence to='{room}/{nick}'><x xmlns='{MUC}'>{extra}</x></presence>"
+    ))
+    .await;
+    let mut got = Vec::new();
+    loop {
+        let m = c.recv().await;
+        let done = m.contains("<subject") || m.contains("type='error'");
+        got.push(m);
+        if done {
+            return got;
+        }
+    }
+}
+
+async fn instant_room(c: &mut Client, room: &str) {
+    // XEP-0045 §10.1.2, example 156: accept the default configuration.
+    c.send(&format!("<iq id='create1' to='{room}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>")).await;
+    assert!(c.recv_until("id='create1'").await.contains("type='result'"));
+}
+
+async fn configure(c: &mut Client, room: &str, fields: &[(&str, &str)]) {
+    let f: String = fields
+        .iter()
+        .map(|(k, v)| format!("<field var='{k}'><value>{v}</value></field>"))
+        .collect();
+    c.send(&format!("<iq id='cfg' to='{room}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>{f}</x></query></iq>")).await;
+    let r = c.recv_until("id='cfg'").await;
+    assert!(r.contains("type='result'"), "{r}");
+}
+
+async fn two(s: &Server) -> (Client, Client) {
+    let (a, b) = s.users_apart();
+    (
+        Client::online(s, &a, "r", 0).await,
+        Client::online(s, &b, "r", 0).await,
+    )
+}
+
+fn nick_of(c: &Client) -> String {
+    c.jid.split('@').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn create_lock_configure_join_in_order() {
+    let s = Server::start();
+    let (mut owner, mut other) = two(&s).await;
+    let (on, bn) = (nick_of(&owner), nick_of(&other));
+    let got = join(&mut owner, ROOM, &on, "").await;
+    let me = got
+        .iter()
+        .find(|m| m.contains("code='110'"))
+        .expect("own presence with 110");
+    // §10.1.1 example 153: new room, owner, moderator, 110 and 201.
+    assert!(
+        me.contains("affiliation='owner'")
+            && me.contains("role='moderator'")
+            && me.contains("code='201'"),
+        "{me}"
+    );
+    assert!(got.last().unwrap().contains("<subject/>"), "{got:?}");
+    // Locked until configured: others get item-not-found.
+    let e = join(&mut other, ROOM, &bn, "").await;
+    assert!(e.last().unwrap().contains("<item-not-found"), "{e:?}");
+    instant_room(&mut owner, ROOM).await;
+    let got = join(&mut other, ROOM, &bn, "").await;
+    // §7.2.3: others' presence first, then our own with 110, then the subject.
+    let i_owner = got
+        .iter()
+        .position(|m| m.contains(&format!("from='{ROOM}/{on}'")))
+        .expect("owner's presence");
+    let i_self = got
+        .iter()
+        .position(|m| m.contains("code='110'"))
+        .expect("own presence");
+    assert!(i_owner < i_self && i_self < got.len() - 1, "{got:?}");
+    assert!(
+        got[i_self].contains("affiliation='none'") && got[i_self].contains("role='participant'"),
+        "{}",
+        got[i_self]
+    );
+    assert!(
+        !got[i_owner].contains("jid="),
+        "semi-anonymous room: no real JIDs to participants: {}",
+        got[i_owner]
+    );
+    let p = owner.recv_until(&format!("from='{ROOM}/{bn}'")).await;
+    assert!(
+        !p.contains("code='110'") && p.contains(&format!("jid='{}'", other.jid)),
+        "moderators see real JIDs: {p}"
+    );
+}
+
+#[tokio::test]
+async fn groupchat_is_reflected_to_all_with_id_and_stanza_id() {
+    let s = Server::start();
+    let (mut a, mut b) = two(&s).await;
+    let (an, bn) = (nick_of(&a), nick_of(&b));
+    join(&mut a, ROOM, &an, "").await;
+    instant_room(&mut a, ROOM).await;
+    join(&mut b, ROOM, &bn, "").await;
+    // XEP-0045 §7.4 example 60.
+    a.send(&format!("<message from='{}' id='hysf1v37' to='{ROOM}' type='groupchat'><body>Harpier cries: &apos;tis time, &apos;tis time.</body></message>", a.jid)).await;
+    for c in [&mut a, &mut b] {
+        let m = c.recv_until("<message").await;
+        assert!(
+            m.contains(&format!("from='{ROOM}/{an}'"))
+                && m.contains("id='hysf1v37'")
+                && m.contains("type='groupchat'"),
+            "{m}"
+        );
+        assert!(
+            m.contains("<body>Harpier cries: &apos;tis time, &apos;tis time.</body>"),
+            "{m}"
+        );
+        assert!(
+            m.contains("<stanza-id xmlns='urn:xmpp:sid:0' id='")
+                && m.contains(&format!("by='{ROOM}'")),
+            "{m}"
+        );
+        assert!(m.contains(&format!("to='{}'", c.jid)), "{m}");
+    }
+    // A non-occupant is refused (§7.4: not-acceptable).
+    let mut c = Client::online(&s, "carol", "r", 0).await;
+    c.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='x'><body>hi</body></message>"
+    ))
+    .await;
+    assert!(c.recv_until("id='x'").await.contains("<not-acceptable"));
+}
+
+#[tokio::test]
+async fn nick_conflict_private_message_and_subject() {
+    let s = Server::start();
+    let (mut a, mut b) = two(&s).await;
+    let (an, bn) = (nick_of(&a), nick_of(&b));
+    join(&mut a, ROOM, &an, "").await;
+    instant_room(&mut a, ROOM).await;
+    join(&mut b, ROOM, &bn, "").await;
+    let mut c = Client::online(&s, "carol", "r", 0).await;
+    let e = join(&mut c, ROOM, &an, "").await;
+    assert!(e.last().unwrap().contains("<conflict"), "{e:?}");
+    // §7.5 private message.
+    b.send(&format!(
+        "<message to='{ROOM}/{an}' type='chat' id='pm1'><body>psst</body></message>"
+    ))
+    .await;
+    let m = a.recv_until("id='pm1'").await;
+    assert!(
+        m.contains(&format!("from='{ROOM}/{bn}'"))
+            && m.contains("<x xmlns='http://jabber.org/protocol/muc#user'/>")
+            && m.contains("<body>psst</body>"),
+        "{m}"
+    );
+    // §8.1 subject, then a newcomer gets it on join.
+    a.send(&format!("<message to='{ROOM}' type='groupchat' id='s1'><subject>Fire Burn and Cauldron Bubble!</subject></message>")).await;
+    assert!(
+        b.recv_until("id='s1'")
+            .await
+            .contains("<subject>Fire Burn and Cauldron Bubble!</subject>")
+    );
+    let got = join(&mut c, ROOM, "carol", "").await;
+    let subj = got.last().unwrap();
+    assert!(
+        subj.contains("<subject>Fire Burn and Cauldron Bubble!</subject>")
+            && subj.contains(&format!("from='{ROOM}/{an}'")),
+        "{subj}"
+    );
+}
+
+#[tokio::test]
+async fn leave_disconnect_and_the_last_one_out_destroys() {
+    let s = Server::start();
+    let (mut a, mut b) = two(&s).await;
+    let (an, bn) = (nick_of(&a), nick_of(&b));
+    join(&mut a, ROOM, &an, "").await;
+    instant_room(&mut a, ROOM).await;
+    join(&mut b, ROOM, &bn, "").await;
+    a.recv_until(&format!("from='{ROOM}/{bn}'")).await; // b's arrival
+    // §7.14: the leaver gets 110, the others do not.
+    b.send(&format!("<presence to='{ROOM}/{bn}' type='unavailable'/>"))
+        .await;
+    let p = b.recv_until("type='unavailable'").await;
+    assert!(p.contains("code='110'") && p.contains("role='none'"), "{p}");
+    let p = a.recv_until(&format!("from='{ROOM}/{bn}'")).await;
+    assert!(
+        p.contains("type='unavailable'") && !p.contains("code='110'"),
+        "{p}"
+    );
+    // A session that just goes away leaves every room it was in.
+    let mut c = Client::online(&s, "carol", "r", 0).await;
+    join(&mut c, ROOM, "carol", "").await;
+    a.recv_until(&format!("from='{ROOM}/carol'")).await;
+    drop(c);
+    let p = a.recv_until(&format!("from='{ROOM}/carol'")).await;
+    assert!(p.contains("type='unavailable'"), "{p}");
+    // The last occupant leaving a temporary room destroys it: joining again creates it.
+    a.send(&format!("<presence to='{ROOM}/{an}' type='unavailable'/>"))
+        .await;
+    a.recv_until("type='unavailable'").await;
+    let got = join(&mut a, ROOM, &an, "").await;
+    assert!(got.iter().any(|m| m.contains("code='201'")), "{got:?}");
+}
+
+#[tokio::test]
+async fn history_with_delay_and_limits() {
+    let s = Server::start();
+    let (mut a, mut b) = two(&s).await;
+    let an = nick_of(&a);
+    join(&mut a, ROOM, &an, "").await;
+    instant_room(&mut a, ROOM).await;
+    for i in 1..=3 {
+        a.send(&format!(
+            "<message to='{ROOM}' type='groupchat' id='h{i}'><body>line {i}</body></message>"
+        ))
+        .await;
+        a.recv_until(&format!("id='h{i}'")).await;
+    }
+    // §7.2.15 example 37: maxstanzas.
+    let got = join(&mut b, ROOM, "bee", "<history maxstanzas='2'/>").await;
+    let hist: Vec<&String> = got.iter().filter(|m| m.contains("<body>line")).collect();
+    assert_eq!(hist.len(), 2, "{got:?}");
+    assert!(
+        hist[0].contains("line 2") && hist[1].contains("line 3"),
+        "{hist:?}"
+    );
+    assert!(
+        hist[0].contains("<delay xmlns='urn:xmpp:delay'")
+            && hist[0].contains(&format!("from='{ROOM}/{an}'")),
+        "{}",
+        hist[0]
+    );
+    assert!(hist[0].contains(&format!("to='{}'", b.jid)), "{}", hist[0]);
+    let mut c = Client::online(&s, "carol", "r", 0).await;
+    let got = join(&mut c, ROOM, "carol", "<history maxchars='0'/>").await;
+    assert!(!got.iter().any(|m| m.contains("<body>line")), "{got:?}");
+}
+
+#[tokio::test]
+async fn kick_ban_members_only_password() {
+    let s = Server::start();
+    let (mut a, mut b) = two(&s).await;
+    let (an, bn) = (nick_of(&a), nick_of(&b));
+    join(&mut a, ROOM, &an, "").await;
+    instant_room(&mut a, ROOM).await;
+    join(&mut b, ROOM, &bn, "").await;
+    // §8.2 kick: the kicked occupant gets 307 (and 110).
+    a.send(&format!("<iq id='kick1' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='{bn}' role='none'><reason>Avaunt, you cullion!</reason></item></query></iq>")).await;
+    assert!(a.recv_until("id='kick1'").await.contains("type='result'"));
+    let p = b.recv_until("type='unavailable'").await;
+    assert!(p.contains("code='307'") && p.contains("code='110'"), "{p}");
+    // A participant may not kick.
+    let mut c = Client::online(&s, "carol", "r", 0).await;
+    join(&mut c, ROOM, "carol", "").await;
+    c.send(&format!("<iq id='k2' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='{an}' role='none'/></query></iq>")).await;
+    assert!(c.recv_until("id='k2'").await.contains("<not-allowed"));
+    // §9.1 ban: removed with 301, and cannot come back.
+    a.send(&format!("<iq id='ban1' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='outcast' jid='carol@localhost'/></query></iq>")).await;
+    assert!(a.recv_until("id='ban1'").await.contains("type='result'"));
+    assert!(
+        c.recv_until("type='unavailable'")
+            .await
+            .contains("code='301'")
+    );
+    assert!(
+        join(&mut c, ROOM, "carol", "")
+            .await
+            .last()
+            .unwrap()
+            .contains("<forbidden")
+    );
+    // Members-only: registration-required until the owner grants membership.
+    configure(&mut a, ROOM, &[("muc#roomconfig_membersonly", "1")]).await;
+    assert!(
+        join(&mut b, ROOM, &bn, "")
+            .await
+            .last()
+            .unwrap()
+            .contains("<registration-required")
+    );
+    a.send(&format!("<iq id='m1' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='{}'/></query></iq>", b.jid.split('/').next().unwrap())).await;
+    assert!(a.recv_until("id='m1'").await.contains("type='result'"));
+    assert!(
+        join(&mut b, ROOM, &bn, "")
+            .await
+            .iter()
+            .any(|m| m.contains("code='110'"))
+    );
+    a.send(&format!("<iq id='ml' to='{ROOM}' type='get'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/></query></iq>")).await;
+    let l = a.recv_until("id='ml'").await;
+    assert!(
+        l.contains(&format!("jid='{}'", b.jid.split('/').next().unwrap())),
+        "{l}"
+    );
+    // Password protected.
+    configure(
+        &mut a,
+        ROOM,
+        &[
+            ("muc#roomconfig_membersonly", "0"),
+            ("muc#roomconfig_passwordprotectedroom", "1"),
+            ("muc#roomconfig_roomsecret", "cauldronburn"),
+        ],
+    )
+    .await;
+    let mut d = Client::online(&s, "dave", "r", 0).await;
+    assert!(
+        join(&mut d, ROOM, "dave", "")
+            .await
+            .last()
+            .unwrap()
+            .contains("<not-authorized")
+    );
+    assert!(
+        join(&mut d, ROOM, "dave", "<password>cauldronburn</password>")
+            .await
+            .iter()
+            .any(|m| m.contains("code='110'"))
+    );
+}
+
+#[tokio::test]
+async fn moderated_rooms_silence_visitors() {
+    let s = Server::start();
+    let (mut a, mut b) = two(&s).await;
+    let (an, bn) = (nick_of(&a), nick_of(&b));
+    join(&mut a, ROOM, &an, "").await;
+    instant_room(&mut a, ROOM).await;
+    configure(&mut a, ROOM, &[("muc#roomconfig_moderatedroom", "1")]).await;
+    let got = join(&mut b, ROOM, &bn, "").await;
+    assert!(
+        got.iter()
+            .any(|m| m.contains("code='110'") && m.contains("role='visitor'")),
+        "{got:?}"
+    );
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='v1'><body>may I?</body></message>"
+    ))
+    .await;
+    assert!(b.recv_until("id='v1'").await.contains("<forbidden"));
+    // §8.3 grant voice.
+    a.send(&format!("<iq id='voice' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='{bn}' role='participant'/></query></iq>")).await;
+    assert!(a.recv_until("id='voice'").await.contains("type='result'"));
+    b.recv_until("role='participant'").await;
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='v2'><body>thanks</body></message>"
+    ))
+    .await;
+    assert!(
+        a.recv_until("id='v2'")
+            .await
+            .contains("<body>thanks</body>")
+    );
+}
+
+#[tokio::test]
+async fn max_occupants_and_multi_session_nicks() {
+    let s = Server::start_with("[muc]\nmax_occupants = 2\nauto_create_unlocked = true\n", 2);
+    let (mut a, mut b) = two(&s).await;
+    let (an, bn) = (nick_of(&a), nick_of(&b));
+    join(&mut a, ROOM, &an, "").await; // unlocked at once: no configuration needed
+    join(&mut b, ROOM, &bn, "").await;
+    let mut c = Client::online(&s, "carol", "r", 0).await;
+    assert!(
+        join(&mut c, ROOM, "carol", "")
+            .await
+            .last()
+            .unwrap()
+            .contains("<service-unavailable")
+    );
+    // The same user from a second resource with the same nick is the same occupant.
+    let mut a2 = Client::online(&s, &an, "second", 0).await;
+    assert!(
+        join(&mut a2, ROOM, &an, "")
+            .await
+            .iter()
+            .any(|m| m.contains("code='110'"))
+    );
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='both'><body>to every resource</body></message>"
+    ))
+    .await;
+    assert!(
+        a.recv_until("id='both'")
+            .await
+            .contains("to every resource")
+    );
+    assert!(
+        a2.recv_until("id='both'")
+            .await
+            .contains("to every resource")
+    );
+}
+
+#[tokio::test]
+async fn destroy_and_disco() {
+    let s = Server::start();
+    let (mut a, mut b) = two(&s).await;
+    let (an, bn) = (nick_of(&a), nick_of(&b));
+    a.send("<iq id='di' to='conference.localhost' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
+    let d = a.recv_until("id='di'").await;
+    assert!(
+        d.contains("<identity category='conference' type='text'")
+            && d.contains("<feature var='http://jabber.org/protocol/muc'/>"),
+        "{d}"
+    );
+    join(&mut a, ROOM, &an, "").await;
+    instant_room(&mut a, ROOM).await;
+    join(&mut b, ROOM, &bn, "").await;
+    a.send(&format!("<iq id='ri' to='{ROOM}' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+    let d = a.recv_until("id='ri'").await;
+    assert!(
+        d.contains("muc_temporary")
+            && d.contains("muc_open")
+            && d.contains("muc_semianonymous")
+            && d.contains("muc_unsecured"),
+        "{d}"
+    );
+    // A participant cannot destroy; the owner can (§10.9).
+    b.send(&format!("<iq id='d0' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy/></query></iq>")).await;
+    assert!(b.recv_until("id='d0'").await.contains("<forbidden"));
+    a.send(&format!("<iq id='d1' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#owner'><destroy jid='coven@chat.shakespeare.lit'><reason>Macbeth doth come.</reason></destroy></query></iq>")).await;
+    let p = b.recv_until("type='unavailable'").await;
+    assert!(
+        p.contains("<destroy><reason>Macbeth doth come.</reason></destroy>"),
+        "{p}"
+    );
+    assert!(a.recv_until("id='d1'").await.contains("type='result'"));
+    b.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='gone'><body>?</body></message>"
+    ))
+    .await;
+    assert!(b.recv_until("id='gone'").await.contains("<item-not-found"));
+}
+
+#[tokio::test]
+async fn room_names_can_be_restricted_to_group_uuids() {
+    let s = Server::start_with("[muc]\nrequire_group_uuid_names = true\n", 2);
+    let mut a = Client::online(&s, "alice", "r", 0).await;
+    let e = join(&mut a, "coven@conference.localhost", "alice", "").await;
+    assert!(e.last().unwrap().contains("<not-allowed"), "{e:?}");
+    assert!(
+        join(&mut a, ROOM, "alice", "")
+            .await
+            .iter()
+            .any(|m| m.contains("code='201'"))
+    );
+}
