@@ -134,6 +134,22 @@ pub struct Room {
 }
 
 impl Room {
+    pub(super) fn seat(&mut self, nick: &str, jid: &Jid, shards: usize) {
+        let mut sessions = SmallVec::new();
+        sessions.push(Sess {
+            to: to_bytes(jid.as_str()),
+            home: home(jid.bare(), shards),
+            jid: jid.clone(),
+        });
+        self.occupants.push(Occupant {
+            nick: nick.into(),
+            bare: jid.bare().into(),
+            sessions,
+            role: Role::Participant,
+            presence: String::new(),
+        });
+    }
+
     fn affiliation(&self, bare: &str) -> Affiliation {
         self.affiliations
             .get(bare)

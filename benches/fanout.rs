@@ -1,0 +1,142 @@
+//! MUC fan-out cost per recipient, in process: one groupchat message reflected by a room to
+//! N occupant sessions on the room's own shard — the room's session list, the per-shard
+//! batch, the session lookup and the push of `[header, head, to, tail]` onto each
+//! recipient's queue. The body is never copied per recipient, so the cost per recipient
+//! should stay flat as N grows.
+//!
+//! N distinct users, each with one session. The first joins for real; the others are
+//! seated directly (a real join is O(N) presences by XEP-0045's design, so building a
+//! 10,000-occupant room by joins would take 50 million presences).
+//!
+//! Run: `cargo bench --bench fanout`.
+
+use aoba::config::Config;
+use aoba::net::outbound::ConnCtl;
+use aoba::shard::{Shard, Shared, mailbox};
+use aoba::xml::stanza::{Limits, Stanza};
+use aoba::xmpp::component::Component;
+use aoba::xmpp::jid::Jid;
+use aoba::xmpp::router::{self, Kind, SType};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const ROOM: &str = "group-123e4567-e89b-12d3-a456-426614174000@conference.localhost";
+const MSG: &str = "<message xmlns='jabber:client' to='group-123e4567-e89b-12d3-a456-426614174000@conference.localhost' type='groupchat' id='g1'><body>Hello everyone! A typical short group chat line of about seventy bytes.</body></message>";
+
+fn setup(n: usize) -> (Rc<Shard>, Vec<Rc<ConnCtl>>, Jid, aoba::muc::Service) {
+    let mut cfg = Config::default();
+    cfg.auth.jwt_secret = "bench".into();
+    cfg.muc.auto_create_unlocked = true;
+    let verifier = aoba::xmpp::jwt::JwtVerifier::new(&cfg, Some("bench")).unwrap();
+    let (tx, rx) = mailbox::mailbox(64);
+    std::mem::forget(rx);
+    let service = aoba::muc::Service::new(&cfg);
+    let shared = Arc::new(Shared {
+        cfg,
+        verifier,
+        components: Vec::new(),
+        component_domains: vec!["conference.localhost".into()],
+        mailboxes: vec![tx],
+        conn_counts: vec![AtomicUsize::new(0)],
+        shards: 1,
+    });
+    let shard = Shard::new(0, shared);
+    let limits = Limits {
+        max_depth: 32,
+        max_attrs: 64,
+    };
+    let mut ctls = Vec::with_capacity(n);
+    for i in 0..n {
+        let jid = Jid::parse(&format!("user{i}@localhost/web")).unwrap();
+        let ctl = Rc::new(ConnCtl::new(i as u64 + 1, usize::MAX));
+        shard
+            .sessions
+            .borrow_mut()
+            .bind(jid.clone(), ctl.clone(), 1)
+            .unwrap();
+        if i == 0 {
+            let join = format!(
+                "<presence xmlns='jabber:client' to='{ROOM}/u0'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+            );
+            let st = Stanza::parse(&join, &limits).unwrap();
+            let to = format!("{ROOM}/u0");
+            service.handle(
+                &shard,
+                router::stamp(
+                    &st,
+                    Kind::Presence,
+                    SType::Available,
+                    jid.as_str(),
+                    Some(&to),
+                ),
+            );
+        } else {
+            service.seat_for_bench(ROOM, &format!("u{i}"), &jid, 1);
+        }
+        ctl.take_unsent();
+        ctls.push(ctl);
+    }
+    (
+        shard,
+        ctls,
+        Jid::parse("user0@localhost/web").unwrap(),
+        service,
+    )
+}
+
+fn benches(c: &mut Criterion) {
+    let limits = Limits {
+        max_depth: 32,
+        max_attrs: 64,
+    };
+    let mut g = c.benchmark_group("muc_fanout");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(20);
+    for n in [10usize, 100, 1000, 10_000] {
+        let (shard, ctls, sender, service) = setup(n);
+        for c in &ctls {
+            c.take_unsent();
+        }
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("occupants_{n}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let k = left.min(32);
+                    let t = Instant::now();
+                    for _ in 0..k {
+                        let st = Stanza::parse(MSG, &limits).unwrap();
+                        service.handle(
+                            &shard,
+                            router::stamp(
+                                &st,
+                                Kind::Message,
+                                SType::Groupchat,
+                                sender.as_str(),
+                                Some(ROOM),
+                            ),
+                        );
+                    }
+                    total += t.elapsed();
+                    for c in &ctls {
+                        c.take_unsent(); // what the writers do, not timed
+                    }
+                    left -= k;
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches_group, benches);
+criterion_main!(benches_group);
