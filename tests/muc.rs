@@ -457,3 +457,130 @@ async fn room_names_can_be_restricted_to_group_uuids() {
             .any(|m| m.contains("code='201'"))
     );
 }
+
+#[tokio::test]
+async fn public_rooms_of_every_shard_are_listed() {
+    let s = Server::start();
+    let (mut a, _) = two(&s).await;
+    let an = nick_of(&a);
+    // Rooms whose homes are on both shards.
+    let rooms: Vec<String> = (0..8)
+        .map(|i| format!("room{i}@conference.localhost"))
+        .collect();
+    let homes: std::collections::HashSet<usize> =
+        rooms.iter().map(|r| aoba::shard::home(r, 2)).collect();
+    assert_eq!(homes.len(), 2);
+    for r in &rooms {
+        join(&mut a, r, &an, "").await;
+        instant_room(&mut a, r).await;
+    }
+    configure(&mut a, &rooms[0], &[("muc#roomconfig_publicroom", "0")]).await;
+    // The directory is updated by messages between shards: ask until it has settled.
+    let mut last = String::new();
+    for _ in 0..50 {
+        a.send("<iq id='items' to='conference.localhost' type='get'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
+        last = a.recv_until("id='items'").await;
+        if rooms[1..]
+            .iter()
+            .all(|r| last.contains(&format!("jid='{r}'")))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for r in &rooms[1..] {
+        assert!(last.contains(&format!("jid='{r}'")), "{r} missing: {last}");
+    }
+    assert!(
+        !last.contains(&format!("jid='{}'", rooms[0])),
+        "hidden room listed: {last}"
+    );
+}
+
+#[tokio::test]
+async fn non_anonymous_rooms_and_role_and_membership_changes() {
+    let s = Server::start();
+    let (mut a, mut b) = two(&s).await;
+    let (an, bn) = (nick_of(&a), nick_of(&b));
+    join(&mut a, ROOM, &an, "").await;
+    instant_room(&mut a, ROOM).await;
+    configure(&mut a, ROOM, &[("muc#roomconfig_whois", "anyone")]).await;
+    let got = join(&mut b, ROOM, &bn, "").await;
+    // §7.2.5: 100 in a non-anonymous room, and real JIDs for everyone.
+    assert!(
+        got.iter()
+            .any(|m| m.contains("code='110'") && m.contains("code='100'")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.contains(&format!("from='{ROOM}/{an}'"))
+                && m.contains(&format!("jid='{}'", a.jid))),
+        "{got:?}"
+    );
+    a.recv_until(&format!("from='{ROOM}/{bn}'")).await;
+    // §9.6 grant moderator (an admin's right; the owner has it).
+    a.send(&format!("<iq id='mod' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='{bn}' role='moderator'/></query></iq>")).await;
+    assert!(a.recv_until("id='mod'").await.contains("type='result'"));
+    assert!(
+        b.recv_until("role='moderator'")
+            .await
+            .contains(&format!("from='{ROOM}/{bn}'"))
+    );
+    // Membership revoked in a members-only room: removed with 321 (§9.4).
+    let bb = b.jid.split('/').next().unwrap().to_string();
+    a.send(&format!("<iq id='mem' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='{bb}'/></query></iq>")).await;
+    assert!(a.recv_until("id='mem'").await.contains("type='result'"));
+    configure(&mut a, ROOM, &[("muc#roomconfig_membersonly", "1")]).await;
+    a.send(&format!("<iq id='rev' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='none' jid='{bb}'/></query></iq>")).await;
+    assert!(a.recv_until("id='rev'").await.contains("type='result'"));
+    assert!(
+        b.recv_until("type='unavailable'")
+            .await
+            .contains("code='321'")
+    );
+}
+
+#[tokio::test]
+async fn history_by_time_and_the_history_cap() {
+    let s = Server::start_with("[muc]\nhistory_max = 2\nhistory_default = 2\n", 2);
+    let (mut a, mut b) = two(&s).await;
+    let an = nick_of(&a);
+    join(&mut a, ROOM, &an, "").await;
+    instant_room(&mut a, ROOM).await;
+    configure(&mut a, ROOM, &[("muc#maxhistoryfetch", "10")]).await; // capped at history_max
+    for i in 1..=4 {
+        a.send(&format!(
+            "<message to='{ROOM}' type='groupchat' id='t{i}'><body>t{i}</body></message>"
+        ))
+        .await;
+        a.recv_until(&format!("id='t{i}'")).await;
+    }
+    let got = join(&mut b, ROOM, "bee", "<history seconds='3600'/>").await;
+    let hist: Vec<&String> = got.iter().filter(|m| m.contains("<body>t")).collect();
+    assert_eq!(hist.len(), 2, "{got:?}");
+    assert!(hist[1].contains("<body>t4</body>"));
+    let mut c = Client::online(&s, "carol", "r", 0).await;
+    let got = join(
+        &mut c,
+        ROOM,
+        "carol",
+        "<history since='2999-01-01T00:00:00Z'/>",
+    )
+    .await;
+    assert!(!got.iter().any(|m| m.contains("<body>t")), "{got:?}");
+}
+
+#[tokio::test]
+async fn rooms_per_shard_limit() {
+    let s = Server::start_with("[muc]\nmax_rooms_per_shard = 1\n", 1);
+    let mut a = Client::online(&s, "alice", "r", 0).await;
+    assert!(
+        join(&mut a, ROOM, "alice", "")
+            .await
+            .iter()
+            .any(|m| m.contains("code='201'"))
+    );
+    let e = join(&mut a, "second@conference.localhost", "alice", "").await;
+    assert!(e.last().unwrap().contains("<resource-constraint"), "{e:?}");
+}

@@ -77,6 +77,9 @@ pub struct Service {
     domain: String,
     cfg: MucConfig,
     rooms: RefCell<HashMap<Box<str>, room::Room, ahash::RandomState>>,
+    /// Public rooms of every shard (room JID → name), kept on the service JID's home
+    /// shard from the announcements rooms send it (`room::announce`).
+    directory: RefCell<std::collections::BTreeMap<String, String>>,
 }
 
 impl Service {
@@ -85,6 +88,7 @@ impl Service {
             domain: format!("{}.{}", cfg.muc.subdomain, cfg.server.domain),
             cfg: cfg.muc.clone(),
             rooms: RefCell::new(HashMap::default()),
+            directory: RefCell::new(Default::default()),
         }
     }
 }

@@ -131,6 +131,43 @@ pub struct Room {
     next_sid: u64,
     /// The service's `max_occupants`: a room's own limit cannot exceed it.
     occupants_cap: usize,
+    /// The service's `history_max`: a room's history length cannot exceed it.
+    history_cap: usize,
+    /// Whether the service's directory lists this room.
+    listed: bool,
+}
+
+const NS_DIRECTORY: &str = "urn:aoba:muc:directory";
+
+/// Tells the service's home shard whether `room` is in the public directory. A headline
+/// from the room's own JID: no client can send it, since the server stamps every client
+/// stanza's `from` with the client's JID.
+fn announce(room: &mut Room, domain: &str, out: &mut Out) {
+    let listed = room.cfg.public && !room.locked && !room.occupants.is_empty()
+        || room.cfg.public && !room.locked && room.cfg.persistent;
+    if listed == room.listed {
+        return;
+    }
+    room.listed = listed;
+    let inner = format!(
+        "<x xmlns='{NS_DIRECTORY}' listed='{}' name='{}'/>",
+        listed as u8,
+        ea(&room.cfg.name)
+    );
+    out.one(build(
+        Kind::Message,
+        SType::Headline,
+        &room.jid,
+        domain,
+        " type='headline'",
+        &inner,
+    ));
+}
+
+/// A room is going away: take it out of the directory.
+fn unlist(room: &mut Room, domain: &str, out: &mut Out) {
+    room.cfg.public = false;
+    announce(room, domain, out);
 }
 
 impl Room {
@@ -348,7 +385,7 @@ pub fn handle(svc: &Service, shard: &Shard, r: Routed) {
             match r.kind {
                 Kind::Presence => presence(svc, shard, &mut rooms, &r, bare, nick, &from, &mut out),
                 Kind::Message => message(shard, &mut rooms, &r, bare, nick, &from, &mut out),
-                Kind::Iq => iq(shard, &mut rooms, &r, bare, nick, &from, &mut out),
+                Kind::Iq => iq(svc, shard, &mut rooms, &r, bare, nick, &from, &mut out),
             }
         }
     }
@@ -358,6 +395,26 @@ pub fn handle(svc: &Service, shard: &Shard, r: Routed) {
 type Rooms = HashMap<Box<str>, Room, ahash::RandomState>;
 
 fn service_stanza(svc: &Service, shard: &Shard, r: &Routed, out: &mut Out) {
+    if r.kind == Kind::Message && r.stype == SType::Headline {
+        let from = r.from();
+        let (room_jid, _) = split_full(&from);
+        if room_jid.ends_with(&format!("@{}", svc.domain))
+            && let Some(st) = parse(r)
+            && let Some(x) = st.child(0, "x", NS_DIRECTORY)
+        {
+            let mut dir = svc.directory.borrow_mut();
+            if st.attr(x, "listed").map(|a| a.value()).as_deref() == Some("1") {
+                let name = st
+                    .attr(x, "name")
+                    .map(|a| a.value().into_owned())
+                    .unwrap_or_default();
+                dir.insert(room_jid.to_string(), name);
+            } else {
+                dir.remove(room_jid);
+            }
+        }
+        return;
+    }
     if r.kind != Kind::Iq || !matches!(r.stype, SType::Get | SType::Set) {
         if r.kind == Kind::Message {
             err(out, r, Cond::ServiceUnavailable, None);
@@ -379,17 +436,10 @@ fn service_stanza(svc: &Service, shard: &Shard, r: &Routed, out: &mut Out) {
             ),
         ),
         (NS_ITEMS, SType::Get) => {
-            // Public rooms whose home is this shard (see docs/muc.md: a cross-shard
-            // directory is not built yet).
-            let rooms = svc.rooms.borrow();
+            // The directory of public rooms of every shard (XEP-0045 §6.3).
             let mut q = format!("<query xmlns='{NS_ITEMS}'>");
-            for room in rooms.values().filter(|r| r.cfg.public && !r.locked) {
-                let _ = write!(
-                    q,
-                    "<item jid='{}' name='{}'/>",
-                    ea(&room.jid),
-                    ea(&room.cfg.name)
-                );
+            for (jid, name) in svc.directory.borrow().iter() {
+                let _ = write!(q, "<item jid='{}' name='{}'/>", ea(jid), ea(name));
             }
             q.push_str("</query>");
             let _ = shard;
@@ -414,6 +464,7 @@ fn presence(
         if let Some(room) = rooms.get_mut(bare) {
             leave(room, from, out);
             if room.occupants.is_empty() && !room.cfg.persistent {
+                unlist(room, &svc.domain, out);
                 rooms.remove(bare);
             }
         }
@@ -480,6 +531,8 @@ fn presence(
                 history: VecDeque::new(),
                 next_sid: 0,
                 occupants_cap: svc.cfg.max_occupants,
+                history_cap: svc.cfg.history_max,
+                listed: false,
             },
         );
         created = true;
@@ -638,6 +691,7 @@ fn presence(
             f,
         ));
     }
+    announce(room, &svc.domain, out);
     // 4. The subject, always (empty when none).
     let (subject_from, subject) = match &room.subject {
         Some((text, by)) => (room.occupant_jid(by), format!("<subject>{text}</subject>")),
@@ -871,6 +925,7 @@ fn groupchat(shard: &Shard, room: &mut Room, oi: usize, r: &Routed, out: &mut Ou
 
 #[allow(clippy::too_many_arguments)]
 fn iq(
+    svc: &Service,
     shard: &Shard,
     rooms: &mut Rooms,
     r: &Routed,
@@ -945,6 +1000,7 @@ fn iq(
                     room.broadcast_presence(oi, Role::None, true, &[], &[], &extra, out);
                     room.occupants.remove(oi);
                 }
+                unlist(room, &svc.domain, out);
                 rooms.remove(bare);
                 tracing::info!(shard = shard.id, room = bare, "room destroyed");
                 return iq_result(out, r, "");
@@ -955,6 +1011,7 @@ fn iq(
             match st.attr(x, "type").map(|a| a.value()).as_deref() {
                 Some("cancel") => {
                     if room.locked {
+                        unlist(room, &svc.domain, out);
                         rooms.remove(bare);
                     }
                     iq_result(out, r, "")
@@ -962,6 +1019,7 @@ fn iq(
                 Some("submit") => match apply_form(room, &st, x) {
                     Ok(()) => {
                         room.locked = false;
+                        announce(room, &svc.domain, out);
                         iq_result(out, r, "")
                     }
                     Err(why) => err(out, r, Cond::NotAcceptable, Some(why)),
@@ -1167,9 +1225,10 @@ fn apply_form(room: &mut Room, st: &Stanza, x: usize) -> Result<(), &'static str
             }
             "muc#roomconfig_whois" => room.cfg.whois_anyone = value == "anyone",
             "muc#maxhistoryfetch" | "muc#roomconfig_historylength" => {
-                room.cfg.history_length = value
+                let n: usize = value
                     .parse()
                     .map_err(|_| "history length must be a number")?;
+                room.cfg.history_length = n.min(room.history_cap);
             }
             "muc#roomconfig_changesubject" => room.cfg.change_subject = flag,
             _ => {}
