@@ -143,8 +143,7 @@ const NS_DIRECTORY: &str = "urn:aoba:muc:directory";
 /// from the room's own JID: no client can send it, since the server stamps every client
 /// stanza's `from` with the client's JID.
 fn announce(room: &mut Room, domain: &str, out: &mut Out) {
-    let listed = room.cfg.public && !room.locked && !room.occupants.is_empty()
-        || room.cfg.public && !room.locked && room.cfg.persistent;
+    let listed = room.cfg.public && !room.locked && (room.cfg.persistent || !room.occupants.is_empty());
     if listed == room.listed {
         return;
     }
