@@ -261,3 +261,43 @@ fn generated_secret_is_kept_in_the_data_dir_and_used_by_aoba_token() {
         );
     });
 }
+
+#[tokio::test]
+async fn rs256_public_key() {
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let cfg = format!(
+        "[auth]\njwt_algorithm = \"RS256\"\njwt_public_key_file = \"{}\"\n",
+        keys.join("rs256-public.pem").display()
+    );
+    let s = Server::start_with(&cfg, 2);
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(
+        &std::fs::read(keys.join("rs256-private.pem")).unwrap(),
+    )
+    .unwrap();
+    let rs = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &key,
+        )
+        .unwrap()
+    };
+    let good = rs(json!({"sub": "grace", "exp": now() + 600}));
+    assert_eq!(
+        upgrade_status(&s, "/xmpp", Some(&good), Some("xmpp")).await,
+        101
+    );
+    let expired = rs(json!({"sub": "grace", "exp": now() - 600}));
+    assert_eq!(
+        upgrade_status(&s, "/xmpp", Some(&expired), Some("xmpp")).await,
+        401
+    );
+    // The same claims signed HS256 with the public key's bytes as secret (the classic
+    // algorithm-confusion attack) are refused.
+    let pem = std::fs::read_to_string(keys.join("rs256-public.pem")).unwrap();
+    let confused = token_claims(json!({"sub": "grace", "exp": now() + 600}), &pem);
+    assert_eq!(
+        upgrade_status(&s, "/xmpp", Some(&confused), Some("xmpp")).await,
+        401
+    );
+}
