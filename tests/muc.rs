@@ -584,3 +584,35 @@ async fn rooms_per_shard_limit() {
     let e = join(&mut a, "second@conference.localhost", "alice", "").await;
     assert!(e.last().unwrap().contains("<resource-constraint"), "{e:?}");
 }
+
+#[tokio::test]
+async fn forged_stanza_ids_and_prefixed_presence_children_do_not_reach_others() {
+    let s = Server::start();
+    let (mut a, mut b) = two(&s).await;
+    let (an, bn) = (nick_of(&a), nick_of(&b));
+    join(&mut a, ROOM, &an, "").await;
+    instant_room(&mut a, ROOM).await;
+    // A presence child using a prefix declared on the presence element itself.
+    b.send(&format!("<presence xmlns:e='urn:example:ext' to='{ROOM}/{bn}'><x xmlns='{MUC}'/><status>here</status><e:mood>odd</e:mood></presence>")).await;
+    let mut got = Vec::new();
+    loop {
+        let m = b.recv().await;
+        let done = m.contains("<subject");
+        got.push(m);
+        if done {
+            break;
+        }
+    }
+    let p = a.recv_until(&format!("from='{ROOM}/{bn}'")).await;
+    assert!(
+        p.contains("<status>here</status>") && !p.contains("mood"),
+        "{p}"
+    );
+    // XEP-0359 §4: a stanza-id claiming to be the room's is stripped; the room adds its own.
+    b.send(&format!("<message to='{ROOM}' type='groupchat' id='f1'><body>x</body><stanza-id xmlns='urn:xmpp:sid:0' id='forged' by='{ROOM}'/></message>")).await;
+    let m = a.recv_until("id='f1'").await;
+    assert!(
+        !m.contains("id='forged'") && m.matches("<stanza-id").count() == 1,
+        "{m}"
+    );
+}

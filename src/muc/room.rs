@@ -143,7 +143,8 @@ const NS_DIRECTORY: &str = "urn:aoba:muc:directory";
 /// from the room's own JID: no client can send it, since the server stamps every client
 /// stanza's `from` with the client's JID.
 fn announce(room: &mut Room, domain: &str, out: &mut Out) {
-    let listed = room.cfg.public && !room.locked && (room.cfg.persistent || !room.occupants.is_empty());
+    let listed =
+        room.cfg.public && !room.locked && (room.cfg.persistent || !room.occupants.is_empty());
     if listed == room.listed {
         return;
     }
@@ -482,11 +483,11 @@ fn presence(
         return;
     };
     let from_bare = from_jid.bare().to_string();
-    // The occupant's own presence children, minus the MUC join element.
+    // The occupant's own presence children, minus the MUC join element, re-sent to others.
     let mut own = String::new();
     for c in st.children(0) {
         let e = &st.elems[c];
-        if e.ns != NS_MUC && e.ns != NS_MUC_USER {
+        if e.ns != NS_MUC && e.ns != NS_MUC_USER && self_contained(&st, c) {
             own.push_str(&st.src[e.start as usize..e.end as usize]);
         }
     }
@@ -707,6 +708,50 @@ fn presence(
     ));
 }
 
+/// Whether child `c` reads the same copied out of its parent: no element or attribute in
+/// it uses a namespace prefix (which may be declared on the parent). A child that does is
+/// left out rather than sent to other clients as broken XML.
+fn self_contained(st: &Stanza, c: usize) -> bool {
+    let end = st.elems[c].end;
+    let subtree = st
+        .elems
+        .iter()
+        .enumerate()
+        .skip(c)
+        .take_while(|(_, e)| e.start < end);
+    subtree.into_iter().all(|(_, e)| {
+        e.prefix.is_empty()
+            && st.attrs[e.attrs.start as usize..e.attrs.end as usize]
+                .iter()
+                .all(|a| a.prefix.is_empty() || a.prefix == "xml")
+    })
+}
+
+/// The message content after its start tag, without `<stanza-id/>` elements that claim to
+/// be from `by` (XEP-0359 §4: the room strips ids a client forged in its name).
+fn strip_forged_ids(r: &Routed, after_tag: usize, by: &str) -> Option<Bytes> {
+    let st = parse(r)?;
+    let root = st.root();
+    let forged: Vec<usize> = st
+        .children(0)
+        .filter(|&c| {
+            st.elems[c].ns == "urn:xmpp:sid:0" && st.attr(c, "by").is_some_and(|a| a.value() == by)
+        })
+        .collect();
+    if forged.is_empty() {
+        return None;
+    }
+    let mut v = Vec::with_capacity(r.payload.len());
+    let mut pos = after_tag;
+    for c in forged {
+        let e = &st.elems[c];
+        v.extend_from_slice(&r.payload[pos..e.start as usize]);
+        pos = e.end as usize;
+    }
+    v.extend_from_slice(&r.payload[pos..root.end as usize]);
+    Some(Bytes::from(v))
+}
+
 /// The `from='…'` value range in a stanza we built (first `from='`).
 fn find_from(v: &[u8]) -> Option<std::ops::Range<u32>> {
     let i = v.windows(7).position(|w| w == b" from='")? + 7;
@@ -888,6 +933,8 @@ fn groupchat(shard: &Shard, room: &mut Room, oi: usize, r: &Routed, out: &mut Ou
     let head = Bytes::from(head);
     let rest: Bytes = if p[after..].starts_with(b"/>") {
         Bytes::from(b"</message>".to_vec())
+    } else if p.windows(14).any(|w| w == b"urn:xmpp:sid:0") {
+        strip_forged_ids(r, after + 1, &room.jid).unwrap_or_else(|| p.slice(after + 1..))
     } else {
         p.slice(after + 1..)
     };
