@@ -42,6 +42,7 @@ fn setup(n: usize) -> (Rc<Shard>, Vec<Rc<ConnCtl>>, Jid, aoba::muc::Service) {
         verifier,
         components: Vec::new(),
         component_domains: vec!["conference.localhost".into()],
+        storage: None,
         mailboxes: vec![tx],
         conn_counts: vec![AtomicUsize::new(0)],
         shards: 1,

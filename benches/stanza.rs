@@ -40,6 +40,7 @@ fn shard() -> Rc<Shard> {
             verifier,
             components: Vec::new(),
             component_domains: Vec::new(),
+            storage: None,
             mailboxes: vec![tx],
             conn_counts: vec![AtomicUsize::new(0)],
             shards: 1,

@@ -16,6 +16,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub ping: PingConfig,
     pub muc: crate::muc::MucConfig,
+    pub storage: crate::storage::StorageConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,5 +6,6 @@ pub mod features;
 pub mod muc;
 pub mod net;
 pub mod shard;
+pub mod storage;
 pub mod xml;
 pub mod xmpp;

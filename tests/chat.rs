@@ -102,7 +102,8 @@ async fn bare_jid_goes_to_highest_priority_resources() {
         .await;
     assert!(hi.recv_until("<message").await.contains("id='x2'"));
     assert!(lo.recv_until("<message").await.contains("id='x2'"));
-    // A negative priority never gets bare-JID messages; with none left it bounces.
+    // A negative priority never gets bare-JID messages; with none left the message is stored
+    // (RFC 6121 §8.5.2.1.1) and comes with the next non-negative presence.
     hi.send("<presence><priority>-1</priority></presence>")
         .await;
     lo.send("<presence><priority>-1</priority></presence>")
@@ -113,11 +114,18 @@ async fn bare_jid_goes_to_highest_priority_resources() {
             "<message to='{b}@localhost' type='chat' id='x3'><body>none</body></message>"
         ))
         .await;
-    let e = alice.recv_until("id='x3'").await;
+    alice
+        .send(&format!(
+            "<message to='{b}@localhost/lo' type='chat' id='x4'><body>direct</body></message>"
+        ))
+        .await;
     assert!(
-        e.contains("type='error'") && e.contains("<service-unavailable"),
-        "{e}"
+        lo.recv_until("<message").await.contains("id='x4'"),
+        "x3 must not reach a negative priority"
     );
+    hi.send("<presence><priority>1</priority></presence>").await;
+    let m = hi.recv_until("id='x3'").await;
+    assert!(m.contains("<delay xmlns='urn:xmpp:delay'"), "{m}");
 }
 
 #[tokio::test]
@@ -132,16 +140,27 @@ async fn full_jid_reaches_a_connected_resource_even_before_presence() {
         ))
         .await;
     assert!(bob.recv_until("<message").await.contains("id='f1'"));
-    // ...but a bare-JID message does not reach an unavailable resource (RFC 6121 §8.5.2).
+    // ...but a bare-JID message does not reach an unavailable resource (RFC 6121 §8.5.2):
+    // it is stored until the resource becomes available.
     alice
         .send(&format!(
             "<message to='{b}@localhost' type='chat' id='f2'><body>hello?</body></message>"
         ))
         .await;
-    let e = alice.recv_until("id='f2'").await;
+    alice
+        .send(&format!(
+            "<message to='{b}@localhost/quiet' type='chat' id='f3'><body>direct</body></message>"
+        ))
+        .await;
     assert!(
-        e.contains("type='error'") && e.contains("<service-unavailable"),
-        "{e}"
+        bob.recv_until("<message").await.contains("id='f3'"),
+        "f2 must not arrive before presence"
+    );
+    bob.send("<presence/>").await;
+    assert!(
+        bob.recv_until("id='f2'")
+            .await
+            .contains("<delay xmlns='urn:xmpp:delay'")
     );
 }
 

@@ -2,6 +2,7 @@
 //! to an account (Prosody's way: core routing knows none of them; they register here).
 
 pub mod disco;
+pub mod offline;
 pub mod ping;
 pub mod roster;
 pub mod version;

@@ -192,7 +192,17 @@ impl Conn {
             Exit::Done => {
                 ctl.close(CloseKind::Flush, Vec::new());
                 self.stream.end(&shard, &ctl);
-                let _ = monoio::time::timeout(Duration::from_secs(3), writer_task).await;
+                let mut writer_task = writer_task;
+                let bound = Duration::from_millis(super::outbound::FINAL_WRITE_MS + 500);
+                if let Err(e) = monoio::time::timeout(bound, &mut writer_task).await {
+                    // A client that does not read holds the writer in a write that cannot
+                    // finish: shut the socket so it fails, and take back what it held.
+                    let _ = e;
+                    use std::os::fd::AsRawFd;
+                    let fd = unsafe { &*rh.0.get() }.as_raw_fd();
+                    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+                    let _ = writer_task.await;
+                }
                 drop(rh);
                 self.finish().await;
             }
@@ -461,8 +471,10 @@ impl Conn {
     }
 }
 
-/// A stanza that was queued for a connection that closed before it was written goes back
-/// to its sender as an error, as the RFC asks for undeliverable messages.
+/// A stanza queued for a connection that closed before it was written is not lost: a
+/// chat/normal message goes to the user's other resources or offline storage (the session
+/// is already unbound), an iq request gets an error back; the rest (presence, groupchat
+/// copies the room's history keeps) is dropped as RFC 6121 §8.5.3.2 allows.
 fn bounce_unsent(shard: &Shard, f: &OutFrame) {
     let mut v = Vec::new();
     for p in &f.parts {
@@ -471,41 +483,14 @@ fn bounce_unsent(shard: &Shard, f: &OutFrame) {
     let Ok(text) = std::str::from_utf8(&v) else {
         return;
     };
-    let Ok(st) = crate::xml::stanza::Stanza::parse(
-        text,
-        &crate::xml::stanza::Limits {
-            max_depth: 1000,
-            max_attrs: 1000,
-        },
-    ) else {
+    let Some(r) = router::reparse(text) else {
         return;
     };
-    let Some(kind) = Kind::from_name(st.root().local) else {
-        return;
-    };
-    let stype = SType::parse(kind, st.attr(0, "type").map(|a| a.value()).as_deref());
-    let bounce = matches!(
-        (kind, stype),
-        (Kind::Message, Some(SType::Chat | SType::Normal))
-            | (Kind::Iq, Some(SType::Get | SType::Set))
-    );
-    let (Some(from), Some(to)) = (st.attr(0, "from"), st.attr(0, "to")) else {
-        return;
-    };
-    if !bounce || !from.value().contains('@') {
-        return;
+    match (r.kind, r.stype) {
+        (Kind::Message, SType::Chat | SType::Normal) => router::deliver(shard, r),
+        (Kind::Iq, SType::Get | SType::Set) if r.from().contains('@') => {
+            router::bounce(shard, &r, Cond::ServiceUnavailable)
+        }
+        _ => {}
     }
-    let id = crate::xmpp::stream::id_attr(&st);
-    let (e, t, fr) = crate::xmpp::errors::error_stanza(
-        kind.name(),
-        &to.value(),
-        &from.value(),
-        id,
-        Cond::ServiceUnavailable,
-        None,
-    );
-    router::route(
-        shard,
-        router::Routed::from_parts(kind, SType::Error, e, t, fr),
-    );
 }

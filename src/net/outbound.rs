@@ -253,6 +253,25 @@ impl ConnCtl {
         .await
     }
 
+    /// Puts back at the front of the queue the frames of a failed write past the first
+    /// `written` bytes (a frame cut in the middle is useless to the client: it goes back too).
+    fn requeue_unwritten(&self, frames: &mut VecDeque<OutFrame>, written: usize) {
+        let mut end = 0usize;
+        let mut keep = 0usize;
+        for f in frames.iter() {
+            end += f.len();
+            if end > written {
+                break;
+            }
+            keep += 1;
+        }
+        let mut o = self.out.borrow_mut();
+        for f in frames.drain(keep..).rev() {
+            o.bytes += f.len();
+            o.queue.push_front(f);
+        }
+    }
+
     /// The frames that were never written, for the reader to bounce after a close.
     pub fn take_unsent(&self) -> VecDeque<OutFrame> {
         let mut o = self.out.borrow_mut();
@@ -386,7 +405,7 @@ enum Step {
 }
 
 /// How long the final words of a closing connection may take to write.
-const FINAL_WRITE_MS: u64 = 2000;
+pub const FINAL_WRITE_MS: u64 = 2000;
 
 /// The write side of one connection. Batches come from (and go back to) the shard's pool so
 /// that an idle connection owns no write buffer.
@@ -420,6 +439,7 @@ pub async fn writer(
                 };
                 debug_assert!(bytes > 0 || batch.frames.iter().all(|f| f.is_empty()));
                 let mut failed = false;
+                let mut written = 0usize;
                 while !batch.done() {
                     let (r, b) = wh.writev(batch).await;
                     batch = b;
@@ -428,8 +448,16 @@ pub async fn writer(
                             failed = true;
                             break;
                         }
-                        Ok(n) => batch.advance(n),
+                        Ok(n) => {
+                            written += n;
+                            batch.advance(n);
+                        }
                     }
+                }
+                if failed {
+                    // Frames not wholly written go back to the queue: the connection's
+                    // cleanup re-routes them like any stanza it was never sent.
+                    ctl.requeue_unwritten(&mut batch.frames, written);
                 }
                 batch.clear();
                 let mut p = pool.borrow_mut();

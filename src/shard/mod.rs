@@ -28,6 +28,14 @@ pub enum ShardMsg {
     /// `head + to + tail`, serialized once by the sender; `tos` are escaped full JIDs.
     Fanout(crate::xmpp::router::Fanout),
     Handoff(crate::net::conn::Handoff),
+    /// A storage reply (and acknowledgement) to the shard that asked.
+    Storage(crate::storage::Reply),
+    /// XEP-0198 ack barrier: everything `origin` sent here before this is processed; ask
+    /// storage to confirm it is durable, replying to `origin` with `token`.
+    Barrier {
+        token: u64,
+        origin: usize,
+    },
     Shutdown,
 }
 
@@ -38,6 +46,8 @@ pub struct Shared {
     pub components: Vec<crate::xmpp::component::ComponentFactory>,
     /// Their domains, for the sender side to know what is routable.
     pub component_domains: Vec<String>,
+    /// The storage thread's queue (None: no storage, as in benches).
+    pub storage: Option<crate::storage::StorageHandle>,
     pub verifier: JwtVerifier,
     pub mailboxes: Vec<MailboxSender<ShardMsg>>,
     pub conn_counts: Vec<AtomicUsize>,
@@ -86,7 +96,14 @@ pub struct Shard {
     pub stop: notify::Notify,
     pub rng: Cell<u64>,
     components: Vec<Box<dyn crate::xmpp::component::Component>>,
+    /// Users (localparts) that have logged in and whose home is this shard.
+    pub known_users: RefCell<std::collections::HashSet<Box<str>, ahash::RandomState>>,
+    /// XEP-0198 acks waiting for their barrier: token → (connection, shards left, h).
+    pub sm_waiters: RefCell<HashMap<u64, SmWaiter, ahash::RandomState>>,
 }
+
+/// An XEP-0198 ack waiting for its barrier: (connection, shards left to answer, h).
+pub type SmWaiter = (Weak<ConnCtl>, usize, u32);
 
 /// Size of a pooled read buffer: most reads carry a few stanzas.
 pub const READ_BUF_BYTES: usize = 16 * 1024;
@@ -113,6 +130,8 @@ impl Shard {
             stop: notify::Notify::default(),
             rng: Cell::new(u64::from_le_bytes(seed) | 1),
             components: shared.components.iter().map(|f| f(&shared.cfg)).collect(),
+            known_users: RefCell::new(Default::default()),
+            sm_waiters: RefCell::new(HashMap::default()),
             shared,
         })
     }
@@ -329,6 +348,13 @@ pub fn run(
         senders.push(tx);
         boxes.push(rx);
     }
+    let backend = crate::storage::open(&cfg)?;
+    let mut users_by_shard: Vec<Vec<String>> = (0..n).map(|_| Vec::new()).collect();
+    for u in backend.users().map_err(|e| format!("storage: {e}"))? {
+        users_by_shard[home(&format!("{u}@{}", cfg.server.domain), n)].push(u);
+    }
+    tracing::info!(backend = %cfg.storage.backend, users = users_by_shard.iter().map(Vec::len).sum::<usize>(), "storage opened");
+    let (storage, storage_thread) = crate::storage::start(backend, &cfg.storage, senders.clone());
     let component_domains = components
         .iter()
         .map(|f| f(&cfg).domain().to_string())
@@ -337,6 +363,7 @@ pub fn run(
         verifier,
         components,
         component_domains,
+        storage: Some(storage.clone()),
         mailboxes: senders,
         conn_counts: (0..n).map(|_| AtomicUsize::new(0)).collect(),
         shards: n,
@@ -350,13 +377,18 @@ pub fn run(
     let mut threads = Vec::with_capacity(n);
     // Announce only once every shard runs and has registered its listener.
     let started = Arc::new(std::sync::Barrier::new(n + 1));
-    for (id, (listener, mbox)) in listeners.into_iter().zip(boxes).enumerate() {
+    for (id, ((listener, mbox), users)) in listeners
+        .into_iter()
+        .zip(boxes)
+        .zip(users_by_shard)
+        .enumerate()
+    {
         let shared = shared.clone();
         let core = cores.get(id % cores.len().max(1)).copied();
         let started = started.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
-            .spawn(move || shard_thread(id, shared, listener, mbox, core, started))
+            .spawn(move || shard_thread(id, shared, listener, mbox, core, started, users))
             .map_err(|e| e.to_string())?;
         threads.push(t);
     }
@@ -389,6 +421,9 @@ pub fn run(
     for t in threads {
         let _ = t.join();
     }
+    // Graceful shutdown flushes storage: everything the shards queued is made durable.
+    storage.stop();
+    let _ = storage_thread.join();
     tracing::info!("stopped");
     Ok(())
 }
@@ -400,6 +435,7 @@ fn shard_thread(
     mbox: Mailbox<ShardMsg>,
     core: Option<core_affinity::CoreId>,
     started: Arc<std::sync::Barrier>,
+    users: Vec<String>,
 ) {
     if let Some(c) = core {
         core_affinity::set_for_current(c);
@@ -415,6 +451,7 @@ fn shard_thread(
         tracing::info!(shard = id, driver = if legacy { "epoll (legacy)" } else { "io_uring" }, core = ?core.map(|c| c.id), "shard started");
         let listener = monoio::net::TcpListener::from_std(listener).expect("register listener");
         let shard = Shard::new(id, shared);
+        shard.known_users.borrow_mut().extend(users.into_iter().map(String::into_boxed_str));
         monoio::spawn(accept_loop(shard.clone(), listener));
         monoio::spawn(timer_sweep(shard.clone()));
         started.wait();
@@ -476,6 +513,25 @@ async fn timer_sweep(shard: Rc<Shard>) {
     }
 }
 
+/// Queues a storage barrier; retried off the current call if the storage queue is full.
+pub fn storage_sync(shard: &Rc<Shard>, origin: usize, token: u64) {
+    let Some(storage) = shard.shared.storage.clone() else {
+        return;
+    };
+    if let Err(r) = storage.try_send(crate::storage::Request::Sync {
+        shard: origin,
+        token,
+    }) {
+        monoio::spawn(async move {
+            let mut r = r;
+            while let Err(back) = storage.try_send(r) {
+                r = back;
+                monoio::time::sleep(Duration::from_millis(1)).await;
+            }
+        });
+    }
+}
+
 async fn drain_loop(shard: Rc<Shard>, mbox: Mailbox<ShardMsg>) {
     let mut batch = Vec::with_capacity(256);
     loop {
@@ -493,6 +549,8 @@ async fn drain_loop(shard: Rc<Shard>, mbox: Mailbox<ShardMsg>) {
                 ShardMsg::Route(r) => crate::xmpp::router::deliver(&shard, r),
                 ShardMsg::Fanout(f) => crate::xmpp::router::deliver_fanout(&shard, f),
                 ShardMsg::Handoff(h) => crate::net::conn::adopt(&shard, h),
+                ShardMsg::Storage(r) => crate::features::offline::on_reply(&shard, r),
+                ShardMsg::Barrier { token, origin } => storage_sync(&shard, origin, token),
                 ShardMsg::Shutdown => return,
             }
         }

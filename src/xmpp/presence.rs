@@ -60,12 +60,15 @@ fn broadcast(ctx: &Ctx, st: &Stanza, stype: SType) {
     };
     let payload = stamp(st, Kind::Presence, stype, ctx.jid.as_str(), None).payload;
     let available = stype == SType::Available;
-    let (was_available, directed) = {
+    let (was_available, directed, flush) = {
         let mut sessions = ctx.shard.sessions.borrow_mut();
         let Some(me) = sessions.own_resource_mut(ctx.jid, ctx.ctl.id) else {
             return;
         };
         let was = me.available;
+        // Offline messages go to the first available presence with a non-negative priority
+        // (RFC 6121 §8.5.2.1.1), even if an earlier one was negative.
+        let flush = available && prio >= 0 && !(was && me.priority >= 0);
         me.available = available;
         me.priority = prio;
         me.presence = available.then(|| payload.clone());
@@ -74,7 +77,7 @@ fn broadcast(ctx: &Ctx, st: &Stanza, stype: SType) {
         } else {
             std::mem::take(&mut me.directed)
         };
-        (was, directed)
+        (was, directed, flush)
     };
     // Everyone of the user's available resources (this one included, §4.2.2) gets it;
     // a newly available resource also gets the others' presence (§4.4.2).
@@ -102,6 +105,9 @@ fn broadcast(ctx: &Ctx, st: &Stanza, stype: SType) {
     }
     for to in directed {
         route(ctx.shard, unavailable_to(ctx.jid.as_str(), to.as_str()));
+    }
+    if flush {
+        crate::features::offline::flush(ctx.shard, ctx.jid);
     }
 }
 

@@ -136,6 +136,20 @@ impl Routed {
         self.from.clone()
     }
 
+    /// The same stanza with bytes changed only after its start tag (so every recorded
+    /// range still points at the same attribute).
+    pub fn with_payload(&self, payload: Vec<u8>) -> Routed {
+        debug_assert!(payload.len() >= self.from.end as usize);
+        Routed {
+            kind: self.kind,
+            stype: self.stype,
+            payload: Bytes::from(payload),
+            to: self.to.clone(),
+            from: self.from.clone(),
+            id: self.id.clone(),
+        }
+    }
+
     /// Builds a routed stanza from bytes whose `to`/`from` value ranges are known.
     pub fn from_parts(
         kind: Kind,
@@ -368,9 +382,13 @@ pub fn deliver(shard: &Shard, r: Routed) {
         return;
     }
     match (r.kind, r.stype) {
-        (Kind::Message, SType::Chat | SType::Normal | SType::Groupchat) => {
-            bounce(shard, &r, Cond::ServiceUnavailable)
+        // RFC 6121 §8.5.2.1.1: nobody available takes it: offline storage (XEP-0160).
+        (Kind::Message, SType::Chat | SType::Normal) => {
+            if let Err(r) = crate::features::offline::store(shard, r) {
+                bounce(shard, &r, Cond::ServiceUnavailable);
+            }
         }
+        (Kind::Message, SType::Groupchat) => bounce(shard, &r, Cond::ServiceUnavailable),
         (Kind::Iq, SType::Get | SType::Set) => bounce(shard, &r, Cond::ServiceUnavailable),
         // Presence, headline and error stanzas nobody can take are dropped (§8.5.2.2, §8.5.3.2).
         _ => {}
@@ -436,4 +454,36 @@ pub fn fanout(shard: &Shard, head: Bytes, tail: Bytes, tos: &[(usize, Bytes)]) {
             shard.send(h, ShardMsg::Fanout(f));
         }
     }
+}
+
+/// A routed stanza from serialized bytes (a frame that was queued but never written):
+/// parses once to find where `to`, `from` and `id` are.
+pub fn reparse(text: &str) -> Option<Routed> {
+    let st = Stanza::parse(
+        text,
+        &crate::xml::stanza::Limits {
+            max_depth: 1000,
+            max_attrs: 1000,
+        },
+    )
+    .ok()?;
+    let kind = Kind::from_name(st.root().local)?;
+    let stype = SType::parse(kind, st.attr(0, "type").map(|a| a.value()).as_deref())?;
+    let base = text.as_ptr() as usize;
+    let range = |name: &str| {
+        st.attr(0, name).map(|a| {
+            let s = (a.raw.as_ptr() as usize - base) as u32;
+            s..s + a.raw.len() as u32
+        })
+    };
+    let (to, from) = (range("to")?, range("from")?);
+    let id = st.attr(0, "id").map(|a| a.span.clone()).unwrap_or(0..0);
+    Some(Routed {
+        kind,
+        stype,
+        payload: Bytes::copy_from_slice(text.as_bytes()),
+        to,
+        from,
+        id,
+    })
 }

@@ -5,7 +5,7 @@ use super::errors::{Cond, StreamError, error_stanza, open_element, stream_error_
 use super::jid::Jid;
 use super::router::{Kind, SType};
 use super::session::BindError;
-use super::{NS_BIND, NS_CLIENT, NS_FRAMING, NS_SASL, NS_SESSION};
+use super::{NS_BIND, NS_CLIENT, NS_FRAMING, NS_SASL, NS_SESSION, NS_SM};
 use crate::net::outbound::{CloseKind, ConnCtl, OutFrame};
 use crate::shard::{Shard, home};
 use crate::xml::stanza::{Limits, Stanza, XmlError};
@@ -67,6 +67,8 @@ pub struct Stream {
     tokens: f64,
     last_refill: Instant,
     ping_seq: u32,
+    /// XEP-0198 enabled, and stanzas received since.
+    sm: Option<u32>,
 }
 
 impl Stream {
@@ -81,6 +83,7 @@ impl Stream {
             tokens: 0.0,
             last_refill: Instant::now(),
             ping_seq: 0,
+            sm: None,
         }
     }
 
@@ -184,6 +187,7 @@ impl Stream {
                 StreamError::PolicyViolation,
                 Some("unexpected SASL element"),
             ),
+            (NS_SM, name) => self.on_sm(shard, ctl, name),
             _ => self.fail(shard, ctl, StreamError::UnsupportedStanzaType, None),
         }
     }
@@ -218,7 +222,7 @@ impl Stream {
             )
         } else {
             format!(
-                "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session></stream:features>"
+                "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session><sm xmlns='{NS_SM}'/></stream:features>"
             )
         };
         self.send(ctl, features.into_bytes());
@@ -385,6 +389,7 @@ impl Stream {
             v.extend_from_slice(b"</jid></bind></iq>");
             self.send(ctl, v);
             tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, "bound");
+            crate::features::offline::seen_user(shard, &local);
             self.jid = Some(jid);
             self.last_refill = Instant::now();
             self.tokens = shard.cfg().limits.stanza_burst as f64;
@@ -421,6 +426,37 @@ impl Stream {
         }
     }
 
+    /// XEP-0198 without resumption (yet): `enable`, and `<r/>` answered with `<a h/>` once
+    /// every stanza counted in `h` is settled — queued for its recipient, bounced, or
+    /// durably stored. Messages may have crossed to other shards and from there to the
+    /// storage thread, so `<r/>` sends a barrier along the same paths (`shard::storage_sync`).
+    fn on_sm(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, name: &str) -> Action {
+        match (name, self.sm) {
+            ("enable", None) if self.jid.is_some() => {
+                self.sm = Some(0);
+                self.send(ctl, format!("<enabled xmlns='{NS_SM}'/>").into_bytes());
+            }
+            ("enable", _) => {
+                let why = "<unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>";
+                self.send(
+                    ctl,
+                    format!("<failed xmlns='{NS_SM}'>{why}</failed>").into_bytes(),
+                );
+            }
+            ("r", Some(h)) => ack_when_settled(shard, ctl, h),
+            ("a", Some(_)) => {} // resumption is not offered, so nothing is kept to release
+            _ => {
+                return self.fail(
+                    shard,
+                    ctl,
+                    StreamError::UnsupportedStanzaType,
+                    Some("stream management is not enabled"),
+                );
+            }
+        }
+        Action::Continue
+    }
+
     fn on_stanza(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, st: &Stanza, kind: Kind) -> Action {
         if !self.take_token(shard) {
             return self.fail(
@@ -429,6 +465,9 @@ impl Stream {
                 StreamError::PolicyViolation,
                 Some("stanza rate limit exceeded"),
             );
+        }
+        if let Some(h) = &mut self.sm {
+            *h = h.wrapping_add(1);
         }
         let jid = self.jid.as_ref().unwrap();
         let ctx = Ctx { shard, ctl, jid };
@@ -480,6 +519,60 @@ impl Stream {
                 super::presence::session_ended(shard, res);
             }
             tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, "session ended");
+        }
+    }
+}
+
+fn sm_ack(h: u32) -> Vec<u8> {
+    format!("<a xmlns='{NS_SM}' h='{h}'/>").into_bytes()
+}
+
+fn ack_when_settled(shard: &Shard, ctl: &Rc<ConnCtl>, h: u32) {
+    if shard.shared.storage.is_none() {
+        ctl.push_reply(OutFrame::text(Bytes::from(sm_ack(h))));
+        return;
+    }
+    let token = shard.random();
+    let n = shard.shared.shards;
+    shard
+        .sm_waiters
+        .borrow_mut()
+        .insert(token, (Rc::downgrade(ctl), n, h));
+    for b in 0..n {
+        if b == shard.id {
+            // Local deliveries already happened; this shard's storage requests are queued.
+            if let Some(s) = &shard.shared.storage {
+                let mut req = crate::storage::Request::Sync {
+                    shard: shard.id,
+                    token,
+                };
+                while let Err(back) = s.try_send(req) {
+                    req = back;
+                    std::thread::yield_now();
+                }
+            }
+        } else {
+            shard.send(
+                b,
+                crate::shard::ShardMsg::Barrier {
+                    token,
+                    origin: shard.id,
+                },
+            );
+        }
+    }
+}
+
+/// A storage barrier came back: when every shard's has, the ack goes out.
+pub fn on_synced(shard: &Shard, token: u64) {
+    let mut w = shard.sm_waiters.borrow_mut();
+    let Some(e) = w.get_mut(&token) else { return };
+    e.1 -= 1;
+    if e.1 == 0 {
+        let (ctl, _, h) = w.remove(&token).unwrap();
+        drop(w);
+        if let Some(ctl) = ctl.upgrade() {
+            ctl.push_reply(OutFrame::text(Bytes::from(sm_ack(h))));
         }
     }
 }

@@ -26,6 +26,7 @@ pub struct Server {
     pub port: u16,
     pub dir: PathBuf,
     pub shards: usize,
+    config: String,
 }
 
 pub fn bin() -> &'static str {
@@ -58,10 +59,45 @@ impl Server {
     }
 
     pub fn start_env(config: &str, shards: usize, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let dir = temp_dir();
+        Server::start_in(temp_dir(), config, shards, extra, env)
+    }
+
+    /// Stops the server (SIGKILL when `kill`, else SIGTERM) and starts it again on the same
+    /// data directory.
+    pub fn restart(&mut self, kill: bool) {
+        if kill {
+            let mut c = self.child.take().unwrap();
+            let _ = c.kill();
+            let _ = c.wait();
+        } else {
+            assert!(self.terminate().is_some_and(|s| s.success()));
+        }
+        let dir = std::mem::take(&mut self.dir);
+        let next = Server::start_in(
+            dir,
+            &self.config.clone(),
+            self.shards,
+            &["--jwt-secret", SECRET],
+            &[],
+        );
+        let old = std::mem::replace(self, next);
+        std::mem::forget(old); // its directory is ours now
+    }
+
+    fn start_in(
+        dir: PathBuf,
+        config: &str,
+        shards: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let cfg = dir.join("aoba.toml");
         std::fs::write(&cfg, config).unwrap();
-        let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("stderr.log"))
+            .unwrap();
         let mut child = Command::new(bin())
             .args([
                 "serve",
@@ -103,6 +139,7 @@ impl Server {
             port,
             dir,
             shards,
+            config: config.to_string(),
         }
     }
 

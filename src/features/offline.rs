@@ -1,0 +1,171 @@
+//! XEP-0160 offline messages with XEP-0203 delayed delivery, and the user registry that
+//! JWT auth needs (there is no account list: a user exists once it has logged in).
+//!
+//! A chat/normal message nobody available can take is stamped with `<delay/>` and sent to
+//! the storage thread; it comes back when the user sends initial presence with a
+//! non-negative priority (RFC 6121 §8.5.2.1.1). Receipt requests inside are kept, so the
+//! receipt flows back when the recipient's client answers.
+
+use crate::net::outbound::OutFrame;
+use crate::shard::Shard;
+use crate::storage::{Reply, Request};
+use crate::xmpp::errors::Cond;
+use crate::xmpp::jid::Jid;
+use crate::xmpp::router::{self, Routed, split_full};
+use bytes::Bytes;
+
+/// Called at bind: records a user the first time it is seen (on its home shard).
+pub fn seen_user(shard: &Shard, local: &str) {
+    if shard.known_users.borrow().contains(local) {
+        return;
+    }
+    shard.known_users.borrow_mut().insert(local.into());
+    if let Some(s) = &shard.shared.storage {
+        // Best effort: if the queue is full the user is recorded at its next login.
+        let _ = s.try_send(Request::RecordUser {
+            user: local.to_string(),
+        });
+    }
+}
+
+/// The message with `<delay xmlns='urn:xmpp:delay'/>` added as its last child.
+fn with_delay(r: &Routed, domain: &str) -> Option<Routed> {
+    let p = &r.payload;
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+    let delay = format!(
+        "<delay xmlns='urn:xmpp:delay' from='{}' stamp='{stamp}'>Offline Storage</delay>",
+        crate::xml::escape::escape_attr_to_string(domain)
+    );
+    let mut v = Vec::with_capacity(p.len() + delay.len() + 12);
+    if p.ends_with(b"/>") {
+        v.extend_from_slice(&p[..p.len() - 2]);
+        v.push(b'>');
+        v.extend_from_slice(delay.as_bytes());
+        v.extend_from_slice(b"</message>");
+    } else {
+        let end = p.windows(2).rposition(|w| w == b"</")?;
+        v.extend_from_slice(&p[..end]);
+        v.extend_from_slice(delay.as_bytes());
+        v.extend_from_slice(&p[end..]);
+    }
+    Some(r.with_payload(v))
+}
+
+/// Stores an undeliverable chat/normal message for its (local) recipient. Gives it back
+/// when it cannot be stored: a stranger (never logged in), storage off or its queue full.
+pub fn store(shard: &Shard, r: Routed) -> Result<(), Routed> {
+    let Some(storage) = &shard.shared.storage else {
+        return Err(r);
+    };
+    let user = {
+        let to = r.to();
+        let (bare, _) = split_full(&to);
+        match bare.split_once('@') {
+            Some((local, d)) if d == shard.domain() => local.to_string(),
+            _ => return Err(r),
+        }
+    };
+    if !shard.cfg().storage.accept_unknown_users
+        && !shard.known_users.borrow().contains(user.as_str())
+    {
+        return Err(r);
+    }
+    let Some(msg) = with_delay(&r, shard.domain()) else {
+        return Err(r);
+    };
+    storage
+        .try_send(Request::StoreOffline {
+            user,
+            msg,
+            shard: shard.id,
+        })
+        .map_err(|_| r)
+}
+
+/// Initial presence with a non-negative priority: ask for the user's offline messages.
+pub fn flush(shard: &Shard, jid: &Jid) {
+    if let (Some(s), Some(local)) = (&shard.shared.storage, jid.local()) {
+        // A page at a time: half the outbound bound, so the flush never trips it.
+        let max_bytes = shard.cfg().limits.outbound_queue_bytes_max / 2;
+        let _ = s.try_send(Request::TakeOffline {
+            user: local.to_string(),
+            to: jid.as_str().to_string(),
+            shard: shard.id,
+            max_bytes,
+        });
+    }
+}
+
+/// A storage reply, on the shard that asked.
+pub fn on_reply(shard: &Shard, reply: Reply) {
+    match reply {
+        Reply::QuotaExceeded(r) => {
+            tracing::info!(shard = shard.id, to = %r.to(), "offline quota exceeded");
+            router::bounce(shard, &r, Cond::ServiceUnavailable);
+        }
+        Reply::Failed(r) => router::bounce(shard, &r, Cond::ServiceUnavailable),
+        Reply::Offline { to, stanzas, more } => deliver_stored(shard, &to, stanzas, more),
+        Reply::Synced { token } => crate::xmpp::stream::on_synced(shard, token),
+    }
+}
+
+fn deliver_stored(shard: &Shard, to: &str, stanzas: Vec<Bytes>, more: bool) {
+    let jid = Jid::parse(to).ok();
+    let ctl = jid
+        .as_ref()
+        .and_then(|j| shard.sessions.borrow().resource(j).map(|r| r.ctl.clone()));
+    let mut rest = stanzas.into_iter();
+    if let Some(ctl) = &ctl {
+        for s in rest.by_ref() {
+            if ctl
+                .push(OutFrame::text(s.clone()), router::overflow_words)
+                .is_err()
+            {
+                requeue(shard, to, s);
+                break;
+            }
+        }
+    }
+    // The session went away meanwhile: back to storage, never dropped.
+    let gone = rest.len() > 0 || ctl.is_none();
+    for s in rest {
+        requeue(shard, to, s);
+    }
+    // More pages: ask for the next once this one has been written out.
+    if let (true, false, Some(ctl), Some(jid)) = (more, gone, ctl, jid) {
+        let limit = shard.cfg().limits.outbound_queue_bytes_max;
+        let shard_id = shard.id;
+        let storage = shard.shared.storage.clone();
+        monoio::spawn(async move {
+            while ctl.queued_bytes() > limit / 4 && !ctl.is_closing() {
+                monoio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            if let (false, Some(s), Some(local)) = (ctl.is_closing(), storage, jid.local()) {
+                let req = Request::TakeOffline {
+                    user: local.to_string(),
+                    to: jid.as_str().to_string(),
+                    shard: shard_id,
+                    max_bytes: limit / 2,
+                };
+                let _ = s.try_send(req);
+            }
+        });
+    }
+}
+
+fn requeue(shard: &Shard, to: &str, stanza: Bytes) {
+    let (bare, _) = split_full(to);
+    let Some((local, _)) = bare.split_once('@') else {
+        return;
+    };
+    if let Some(s) = &shard.shared.storage {
+        let text = String::from_utf8_lossy(&stanza).into_owned();
+        if let Some(r) = router::reparse(&text) {
+            let _ = s.try_send(Request::StoreOffline {
+                user: local.to_string(),
+                msg: r,
+                shard: shard.id,
+            });
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The embedded default: fjall (an LSM store; measured on this machine class at ~525k
+//! batched 200-byte inserts/s, against ~208k for redb and ~125k for SQLite). Writes go to
+//! fjall's journal; `commit` fsyncs it once per batch of requests (group commit).
+//!
+//! Layout: keyspace `users` (localpart → empty), keyspace `offline`
+//! (localpart ‖ 0x00 ‖ sequence, big-endian u64 → stanza). Localparts cannot contain NUL,
+//! so the separator keeps `al` from seeing `alice`'s messages.
+
+use super::{Backend, Result, StorageError};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use std::collections::HashMap;
+use std::path::Path;
+
+pub struct FjallBackend {
+    db: Database,
+    users: Keyspace,
+    offline: Keyspace,
+    /// Next sequence number per user, and how many messages are stored (for the quota).
+    counts: HashMap<String, (u64, usize)>,
+    dirty: bool,
+}
+
+fn err(e: impl std::fmt::Display) -> StorageError {
+    StorageError(e.to_string())
+}
+
+fn key(user: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(user.len() + 9);
+    k.extend_from_slice(user.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn prefix(user: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(user.len() + 1);
+    k.extend_from_slice(user.as_bytes());
+    k.push(0);
+    k
+}
+
+impl FjallBackend {
+    pub fn open(dir: &Path) -> Result<FjallBackend> {
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let db = Database::builder(dir).open().map_err(err)?;
+        let users = db
+            .keyspace("users", KeyspaceCreateOptions::default)
+            .map_err(err)?;
+        let offline = db
+            .keyspace("offline", KeyspaceCreateOptions::default)
+            .map_err(err)?;
+        Ok(FjallBackend {
+            db,
+            users,
+            offline,
+            counts: HashMap::new(),
+            dirty: false,
+        })
+    }
+
+    /// (next sequence, stored count) for `user`, from disk the first time.
+    fn count(&mut self, user: &str) -> Result<&mut (u64, usize)> {
+        if !self.counts.contains_key(user) {
+            let mut n = 0usize;
+            let mut next = 0u64;
+            for g in self.offline.prefix(prefix(user)) {
+                let k = g.key().map_err(err)?;
+                let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().map_err(err)?);
+                next = next.max(seq + 1);
+                n += 1;
+            }
+            self.counts.insert(user.to_string(), (next, n));
+        }
+        Ok(self.counts.get_mut(user).unwrap())
+    }
+}
+
+impl Backend for FjallBackend {
+    fn record_user(&mut self, user: &str) -> Result<bool> {
+        if self.users.get(user).map_err(err)?.is_some() {
+            return Ok(false);
+        }
+        self.users.insert(user, []).map_err(err)?;
+        self.dirty = true;
+        Ok(true)
+    }
+
+    fn users(&self) -> Result<Vec<String>> {
+        self.users
+            .iter()
+            .map(|g| {
+                g.key()
+                    .map_err(err)
+                    .map(|k| String::from_utf8_lossy(&k).into_owned())
+            })
+            .collect()
+    }
+
+    fn offline_push(&mut self, user: &str, stanza: &[u8], quota: usize) -> Result<bool> {
+        let (seq, n) = *self.count(user)?;
+        if n >= quota {
+            return Ok(false);
+        }
+        self.offline.insert(key(user, seq), stanza).map_err(err)?;
+        *self.counts.get_mut(user).unwrap() = (seq + 1, n + 1);
+        self.dirty = true;
+        Ok(true)
+    }
+
+    fn offline_take(&mut self, user: &str, max_bytes: usize) -> Result<(Vec<Vec<u8>>, bool)> {
+        let mut out = Vec::new();
+        let mut keys = Vec::new();
+        let mut bytes = 0usize;
+        let mut more = false;
+        for g in self.offline.prefix(prefix(user)) {
+            let (k, v) = g.into_inner().map_err(err)?;
+            if !out.is_empty() && bytes + v.len() > max_bytes {
+                more = true;
+                break;
+            }
+            bytes += v.len();
+            keys.push(k);
+            out.push(v.to_vec());
+        }
+        if !keys.is_empty() {
+            let taken = keys.len();
+            let mut b = self.db.batch();
+            for k in keys {
+                b.remove(&self.offline, k);
+            }
+            b.commit().map_err(err)?;
+            self.dirty = true;
+            if let Some(c) = self.counts.get_mut(user) {
+                c.1 = c.1.saturating_sub(taken);
+            }
+        }
+        Ok((out, more))
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        if self.dirty {
+            self.db.persist(PersistMode::SyncAll).map_err(err)?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passes_the_storage_contract_and_survives_reopening() {
+        let dir = std::env::temp_dir().join(format!("aoba-fjall-contract-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let d = dir.clone();
+        let reopen =
+            move || -> Box<dyn super::Backend> { Box::new(super::FjallBackend::open(&d).unwrap()) };
+        super::super::contract_tests::contract(reopen(), Some(&reopen));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,62 @@
+//! An in-memory backend: not durable (everything is lost at exit). It exists so the
+//! storage contract is shown to be engine-independent, and for throwaway test servers.
+
+use super::{Backend, Result};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+#[derive(Default)]
+pub struct MemoryBackend {
+    users: BTreeSet<String>,
+    offline: HashMap<String, VecDeque<Vec<u8>>>,
+}
+
+impl Backend for MemoryBackend {
+    fn record_user(&mut self, user: &str) -> Result<bool> {
+        Ok(self.users.insert(user.to_string()))
+    }
+
+    fn users(&self) -> Result<Vec<String>> {
+        Ok(self.users.iter().cloned().collect())
+    }
+
+    fn offline_push(&mut self, user: &str, stanza: &[u8], quota: usize) -> Result<bool> {
+        let q = self.offline.entry(user.to_string()).or_default();
+        if q.len() >= quota {
+            return Ok(false);
+        }
+        q.push_back(stanza.to_vec());
+        Ok(true)
+    }
+
+    fn offline_take(&mut self, user: &str, max_bytes: usize) -> Result<(Vec<Vec<u8>>, bool)> {
+        let Some(q) = self.offline.get_mut(user) else {
+            return Ok((Vec::new(), false));
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        while let Some(m) = q.front() {
+            if !out.is_empty() && bytes + m.len() > max_bytes {
+                break;
+            }
+            bytes += m.len();
+            out.push(q.pop_front().unwrap());
+        }
+        let more = !q.is_empty();
+        if !more {
+            self.offline.remove(user);
+        }
+        Ok((out, more))
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passes_the_storage_contract() {
+        super::super::contract_tests::contract(Box::new(super::MemoryBackend::default()), None);
+    }
+}

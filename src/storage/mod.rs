@@ -1,0 +1,290 @@
+//! Storage: the narrow, typed interface every persistent feature goes through, and the
+//! thread that runs it. Storage never runs on a shard thread: shards send requests to the
+//! storage thread, which applies a batch, makes it durable once (group commit), and only
+//! then answers through the asking shard's mailbox. A reply is therefore also an
+//! acknowledgement: what it confirms survives `kill -9`.
+//!
+//! `Backend` is what an engine implements: the embedded default is fjall (`fjall.rs`);
+//! `memory.rs` is a second implementation, and `contract_tests` is the suite any backend
+//! (a PostgreSQL one, for multi-node deployments) must pass.
+
+pub mod fjall;
+pub mod memory;
+
+use crate::shard::ShardMsg;
+use crate::shard::mailbox::MailboxSender;
+use crate::xmpp::router::Routed;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `fjall` (embedded, durable, in `<data_dir>/db`) or `memory` (lost at exit).
+    pub backend: String,
+    /// Offline messages kept per user; past it the sender gets `service-unavailable`.
+    pub offline_quota: usize,
+    /// Store offline messages for localparts that never logged in (JWT auth has no account
+    /// list: by default strangers cannot fill the store).
+    pub accept_unknown_users: bool,
+    /// Requests queued towards the storage thread before new ones are refused.
+    pub queue_capacity: usize,
+    /// Most requests applied per group commit.
+    pub batch_max: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: "fjall".into(),
+            offline_quota: 1000,
+            accept_unknown_users: false,
+            queue_capacity: 65536,
+            batch_max: 1024,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct StorageError(pub String);
+
+impl std::fmt::Display for StorageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// What a storage engine implements. Called from the storage thread only.
+pub trait Backend: Send + 'static {
+    /// Records `user` (a localpart) at its first login; true if it was new.
+    fn record_user(&mut self, user: &str) -> Result<bool>;
+    /// Every recorded user, at start (each shard keeps the ones whose home it is).
+    fn users(&self) -> Result<Vec<String>>;
+    /// Appends an offline message unless `quota` are already stored; false when full.
+    fn offline_push(&mut self, user: &str, stanza: &[u8], quota: usize) -> Result<bool>;
+    /// Removes and returns `user`'s oldest offline messages, at least one and then as many
+    /// as fit in `max_bytes`; the flag says whether more are left.
+    fn offline_take(&mut self, user: &str, max_bytes: usize) -> Result<(Vec<Vec<u8>>, bool)>;
+    /// Makes every change so far durable. Replies are sent only after it returns.
+    fn commit(&mut self) -> Result<()>;
+}
+
+pub fn open(cfg: &crate::config::Config) -> std::result::Result<Box<dyn Backend>, String> {
+    match cfg.storage.backend.as_str() {
+        "fjall" => {
+            let dir = cfg.server.data_dir.join("db");
+            Ok(Box::new(
+                fjall::FjallBackend::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?,
+            ))
+        }
+        "memory" => Ok(Box::new(memory::MemoryBackend::default())),
+        other => Err(format!(
+            "storage.backend {other:?}: expected fjall or memory"
+        )),
+    }
+}
+
+/// A request from a shard. `shard` is where the reply goes.
+pub enum Request {
+    RecordUser {
+        user: String,
+    },
+    /// Store `msg` (already stamped with its XEP-0203 delay) for `user`; on a full quota the
+    /// reply carries it back for a bounce.
+    StoreOffline {
+        user: String,
+        msg: Routed,
+        shard: usize,
+    },
+    /// Deliver `user`'s oldest offline messages (up to `max_bytes`) to session `to`.
+    TakeOffline {
+        user: String,
+        to: String,
+        shard: usize,
+        max_bytes: usize,
+    },
+    /// Answer `token` once everything queued before is durable (a barrier).
+    Sync {
+        shard: usize,
+        token: u64,
+    },
+    /// Flush and stop (graceful shutdown).
+    Stop,
+}
+
+pub enum Reply {
+    QuotaExceeded(Routed),
+    Failed(Routed),
+    Offline {
+        to: String,
+        stanzas: Vec<Bytes>,
+        more: bool,
+    },
+    Synced {
+        token: u64,
+    },
+}
+
+/// The shards' side: a bounded queue to the storage thread.
+#[derive(Clone)]
+pub struct StorageHandle {
+    tx: crossbeam_channel::Sender<Request>,
+}
+
+impl StorageHandle {
+    /// Never blocks; `Err` gives the request back when the queue is full.
+    pub fn try_send(&self, r: Request) -> std::result::Result<(), Request> {
+        self.tx.try_send(r).map_err(|e| e.into_inner())
+    }
+
+    /// Blocking, for shutdown (off the shard threads).
+    pub fn stop(&self) {
+        let _ = self.tx.send(Request::Stop);
+    }
+}
+
+/// Starts the storage thread. Replies go to the shards' mailboxes.
+pub fn start(
+    mut backend: Box<dyn Backend>,
+    cfg: &StorageConfig,
+    mailboxes: Vec<MailboxSender<ShardMsg>>,
+) -> (StorageHandle, std::thread::JoinHandle<()>) {
+    let (tx, rx) = crossbeam_channel::bounded::<Request>(cfg.queue_capacity);
+    let quota = cfg.offline_quota;
+    let batch_max = cfg.batch_max.max(1);
+    let t = std::thread::Builder::new()
+        .name("storage".into())
+        .spawn(move || {
+            let mut batch = Vec::with_capacity(batch_max);
+            let mut replies: Vec<(usize, Reply)> = Vec::new();
+            let mut stop = false;
+            while !stop {
+                let Ok(first) = rx.recv() else { break };
+                batch.push(first);
+                while batch.len() < batch_max {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                for req in batch.drain(..) {
+                    match req {
+                        Request::RecordUser { user } => {
+                            if let Err(e) = backend.record_user(&user) {
+                                tracing::error!(error = %e, "storage: record user");
+                            }
+                        }
+                        Request::StoreOffline { user, msg, shard } => {
+                            match backend.offline_push(&user, &msg.payload, quota) {
+                                Ok(true) => {}
+                                Ok(false) => replies.push((shard, Reply::QuotaExceeded(msg))),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "storage: offline push");
+                                    replies.push((shard, Reply::Failed(msg)));
+                                }
+                            }
+                        }
+                        Request::TakeOffline {
+                            user,
+                            to,
+                            shard,
+                            max_bytes,
+                        } => match backend.offline_take(&user, max_bytes) {
+                            Ok((v, _)) if v.is_empty() => {}
+                            Ok((v, more)) => {
+                                let stanzas = v.into_iter().map(Bytes::from).collect();
+                                replies.push((shard, Reply::Offline { to, stanzas, more }));
+                            }
+                            Err(e) => tracing::error!(error = %e, "storage: offline take"),
+                        },
+                        Request::Sync { shard, token } => {
+                            replies.push((shard, Reply::Synced { token }))
+                        }
+                        Request::Stop => stop = true,
+                    }
+                }
+                // Group commit: one fsync for the whole batch, before any reply leaves.
+                if let Err(e) = backend.commit() {
+                    tracing::error!(error = %e, "storage: commit failed; not acknowledging");
+                    replies.clear();
+                    continue;
+                }
+                for (shard, reply) in replies.drain(..) {
+                    let mut msg = ShardMsg::Storage(reply);
+                    while let Err(m) = mailboxes[shard].try_send(msg) {
+                        msg = m;
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            tracing::info!("storage: flushed and stopped");
+        })
+        .expect("spawn storage thread");
+    (StorageHandle { tx }, t)
+}
+
+/// The suite any backend must pass (run for fjall and memory below).
+#[cfg(test)]
+pub(crate) mod contract_tests {
+    use super::Backend;
+
+    pub fn contract(mut b: Box<dyn Backend>, reopen: Option<&dyn Fn() -> Box<dyn Backend>>) {
+        // Users.
+        assert!(b.record_user("alice").unwrap());
+        assert!(!b.record_user("alice").unwrap());
+        assert!(b.record_user("bob").unwrap());
+        let mut u = b.users().unwrap();
+        u.sort();
+        assert_eq!(u, ["alice", "bob"]);
+        // Offline: order kept, per user, quota, take empties.
+        for i in 0..3 {
+            assert!(
+                b.offline_push("alice", format!("m{i}").as_bytes(), 3)
+                    .unwrap()
+            );
+        }
+        assert!(!b.offline_push("alice", b"m3", 3).unwrap(), "quota");
+        assert!(b.offline_push("bob", b"b0", 3).unwrap());
+        // A user whose name is a prefix of another's must not see its messages.
+        assert!(b.offline_push("al", b"x", 3).unwrap());
+        b.commit().unwrap();
+        if let Some(reopen) = reopen {
+            drop(b);
+            b = reopen();
+        }
+        // Paged by bytes: at least one, oldest first, and whether more are left.
+        let two = (vec![b"m0".to_vec(), b"m1".to_vec()], true);
+        assert_eq!(b.offline_take("alice", 4).unwrap(), two);
+        assert_eq!(
+            b.offline_take("alice", 1).unwrap(),
+            (vec![b"m2".to_vec()], false)
+        );
+        assert_eq!(b.offline_take("alice", 100).unwrap(), (vec![], false));
+        assert_eq!(
+            b.offline_take("bob", 100).unwrap(),
+            (vec![b"b0".to_vec()], false)
+        );
+        assert_eq!(
+            b.offline_take("al", 100).unwrap(),
+            (vec![b"x".to_vec()], false)
+        );
+        // After a take, the quota is free again and order restarts after the old ones.
+        for i in 0..3 {
+            assert!(
+                b.offline_push("alice", format!("n{i}").as_bytes(), 3)
+                    .unwrap()
+            );
+        }
+        b.commit().unwrap();
+        assert_eq!(
+            b.offline_take("alice", usize::MAX).unwrap().0,
+            vec![b"n0".to_vec(), b"n1".to_vec(), b"n2".to_vec()]
+        );
+        let mut u = b.users().unwrap();
+        u.sort();
+        assert_eq!(u, ["alice", "bob"], "users survive");
+    }
+}

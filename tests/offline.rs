@@ -1,0 +1,198 @@
+//! Nothing lost: offline messages (XEP-0160) with delay stamps (XEP-0203), kept over a
+//! restart and over `kill -9` once acknowledged (XEP-0198 `<a/>`), quotas, and the rule that
+//! strangers cannot fill the store.
+
+mod common;
+use common::*;
+
+async fn seen(s: &Server, user: &str) {
+    // A first login records the user; then it goes away.
+    let c = Client::login(s, user, Some("first")).await;
+    drop(c);
+}
+
+async fn enable_sm(c: &mut Client) {
+    c.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    assert!(c.recv_until("urn:xmpp:sm:3").await.contains("<enabled"));
+}
+
+/// Sends `<r/>` and waits for `<a h='n'/>`: everything sent before is settled.
+async fn acked(c: &mut Client, n: u32) {
+    c.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let a = c.recv_until("<a xmlns='urn:xmpp:sm:3'").await;
+    assert!(a.contains(&format!("h='{n}'")), "{a}");
+}
+
+async fn bodies_after_presence(c: &mut Client, n: usize) -> Vec<String> {
+    c.send("<presence/>").await;
+    let mut got = Vec::new();
+    while got.len() < n {
+        let m = c.recv().await;
+        if m.starts_with("<message") {
+            got.push(m);
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn offline_message_arrives_with_delay_and_its_receipt_request() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    seen(&s, &b).await;
+    let mut alice = Client::online(&s, &a, "a", 0).await;
+    enable_sm(&mut alice).await;
+    // XEP-0184 example 1, to a user who is offline.
+    alice.send(&format!("<message id='richard2-4.1.247' to='{b}@localhost' type='chat'><body>My lord, dispatch; read o'er these articles.</body><request xmlns='urn:xmpp:receipts'/></message>")).await;
+    acked(&mut alice, 1).await; // no error came back before the ack
+    let mut bob = Client::login(&s, &b, Some("later")).await;
+    let got = bodies_after_presence(&mut bob, 1).await;
+    let m = &got[0];
+    assert!(
+        m.contains("id='richard2-4.1.247'") && m.contains("<request xmlns='urn:xmpp:receipts'/>"),
+        "{m}"
+    );
+    assert!(
+        m.contains("<delay xmlns='urn:xmpp:delay' from='localhost' stamp='")
+            && m.contains(&format!("from='{a}@localhost/a'")),
+        "{m}"
+    );
+    bob.send(&format!("<message to='{a}@localhost/a' id='rcpt'><received xmlns='urn:xmpp:receipts' id='richard2-4.1.247'/></message>")).await;
+    assert!(
+        alice
+            .recv_until("id='rcpt'")
+            .await
+            .contains("<received xmlns='urn:xmpp:receipts' id='richard2-4.1.247'/>")
+    );
+}
+
+#[tokio::test]
+async fn strangers_quota_and_types_that_are_not_stored() {
+    let s = Server::start_with("[storage]\noffline_quota = 2\n", 2);
+    let (a, b) = s.users_apart();
+    let mut alice = Client::online(&s, &a, "a", 0).await;
+    enable_sm(&mut alice).await;
+    // Never logged in: service-unavailable, not stored.
+    alice
+        .send("<message to='stranger@localhost' type='chat' id='s1'><body>hello?</body></message>")
+        .await;
+    assert!(
+        alice
+            .recv_until("id='s1'")
+            .await
+            .contains("<service-unavailable")
+    );
+    seen(&s, &b).await;
+    for i in 1..=3 {
+        alice
+            .send(&format!(
+                "<message to='{b}@localhost' type='chat' id='q{i}'><body>q{i}</body></message>"
+            ))
+            .await;
+    }
+    // The third is over the quota and comes back.
+    let e = alice.recv_until("id='q3'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("<service-unavailable"),
+        "{e}"
+    );
+    // Headline, groupchat and error messages are not stored (RFC 6121 §8.5.2).
+    alice
+        .send(&format!(
+            "<message to='{b}@localhost' type='headline' id='h'><body>news</body></message>"
+        ))
+        .await;
+    alice
+        .send(&format!(
+            "<message to='{b}@localhost' type='error' id='e'><body>err</body></message>"
+        ))
+        .await;
+    acked(&mut alice, 6).await;
+    let mut bob = Client::login(&s, &b, Some("r")).await;
+    // A negative priority gets nothing; the first non-negative one gets everything.
+    bob.send("<presence><priority>-1</priority></presence>")
+        .await;
+    bob.recv_until("<presence").await;
+    let got = bodies_after_presence(&mut bob, 2).await;
+    assert!(
+        got[0].contains("id='q1'") && got[1].contains("id='q2'"),
+        "{got:?}"
+    );
+    bob.send(&format!(
+        "<message to='{b}@localhost/r' type='chat' id='mark'><body>.</body></message>"
+    ))
+    .await;
+    let next = bob.recv_until("<message").await;
+    assert!(
+        next.contains("id='mark'"),
+        "nothing else was stored: {next}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_users_can_be_accepted_by_config() {
+    let s = Server::start_with("[storage]\naccept_unknown_users = true\n", 2);
+    let mut alice = Client::online(&s, "alice", "a", 0).await;
+    enable_sm(&mut alice).await;
+    alice
+        .send("<message to='newcomer@localhost' type='chat' id='n1'><body>welcome</body></message>")
+        .await;
+    acked(&mut alice, 1).await;
+    let mut n = Client::login(&s, "newcomer", Some("r")).await;
+    assert!(bodies_after_presence(&mut n, 1).await[0].contains("<body>welcome</body>"));
+}
+
+#[tokio::test]
+async fn offline_messages_survive_a_restart() {
+    let mut s = Server::start();
+    let (a, b) = s.users_apart();
+    seen(&s, &b).await;
+    let mut alice = Client::online(&s, &a, "a", 0).await;
+    enable_sm(&mut alice).await;
+    alice
+        .send(&format!(
+            "<message to='{b}@localhost' type='chat' id='r1'><body>kept</body></message>"
+        ))
+        .await;
+    acked(&mut alice, 1).await;
+    drop(alice);
+    s.restart(false);
+    let mut bob = Client::login(&s, &b, Some("r")).await;
+    assert!(bodies_after_presence(&mut bob, 1).await[0].contains("<body>kept</body>"));
+}
+
+/// The crash test: acknowledged messages survive SIGKILL, exactly, in order.
+#[tokio::test]
+async fn acknowledged_messages_survive_kill_9() {
+    let mut s = Server::start();
+    let (a, b) = s.users_apart();
+    seen(&s, &b).await;
+    let mut alice = Client::online(&s, &a, "a", 0).await;
+    enable_sm(&mut alice).await;
+    let n = 50;
+    for i in 0..n {
+        alice
+            .send(&format!(
+                "<message to='{b}@localhost' type='chat' id='k{i}'><body>n{i}</body></message>"
+            ))
+            .await;
+    }
+    acked(&mut alice, n).await;
+    s.restart(true); // kill -9
+    let mut bob = Client::login(&s, &b, Some("r")).await;
+    let got = bodies_after_presence(&mut bob, n as usize).await;
+    for (i, m) in got.iter().enumerate() {
+        assert!(
+            m.contains(&format!("id='k{i}'")) && m.contains("<delay xmlns='urn:xmpp:delay'"),
+            "#{i}: {m}"
+        );
+    }
+    bob.send(&format!(
+        "<message to='{b}@localhost/r' type='chat' id='mark'><body>.</body></message>"
+    ))
+    .await;
+    assert!(
+        bob.recv_until("<message").await.contains("id='mark'"),
+        "no duplicates after the {n}"
+    );
+}
