@@ -317,7 +317,7 @@ async fn iq_is_routed_to_full_jids_and_answered_for_the_rest() {
         .await;
     let r = alice.recv_until("id='r1'").await;
     assert!(
-        r.contains("type='result'") && r.contains("<query xmlns='jabber:iq:roster'/>"),
+        r.contains("type='result'") && r.contains("<query xmlns='jabber:iq:roster' ver='0'"),
         "{r}"
     );
     // A get with two children, or no id, is a bad request.

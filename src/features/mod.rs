@@ -4,7 +4,7 @@
 pub mod disco;
 pub mod offline;
 pub mod ping;
-pub mod roster;
+
 pub mod version;
 
 use crate::shard::Shard;
@@ -44,7 +44,6 @@ const IQ_HANDLERS: &[(&str, IqHandler)] = &[
     (ping::NS, ping::handle),
     (disco::NS_INFO, disco::info),
     (disco::NS_ITEMS, disco::items),
-    (roster::NS, roster::handle),
     (version::NS, version::handle),
     (crate::xmpp::NS_SESSION, legacy_session),
 ];
@@ -67,5 +66,5 @@ pub fn server_features() -> impl Iterator<Item = &'static str> {
     IQ_HANDLERS
         .iter()
         .map(|(n, _)| *n)
-        .filter(|n| *n != roster::NS && *n != crate::xmpp::NS_SESSION)
+        .filter(|n| *n != crate::xmpp::NS_SESSION)
 }

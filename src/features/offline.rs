@@ -106,6 +106,11 @@ pub fn on_reply(shard: &Shard, reply: Reply) {
         Reply::Failed(r) => router::bounce(shard, &r, Cond::ServiceUnavailable),
         Reply::Offline { to, stanzas, more } => deliver_stored(shard, &to, stanzas, more),
         Reply::Synced { token } => crate::xmpp::stream::on_synced(shard, token),
+        Reply::Roster {
+            user,
+            version,
+            items,
+        } => crate::xmpp::roster::on_loaded(shard, user, version, items),
     }
 }
 

@@ -100,6 +100,8 @@ pub struct Shard {
     pub known_users: RefCell<std::collections::HashSet<Box<str>, ahash::RandomState>>,
     /// XEP-0198 acks waiting for their barrier: token → (connection, shards left, h).
     pub sm_waiters: RefCell<HashMap<u64, SmWaiter, ahash::RandomState>>,
+    /// Rosters of this shard's online users (RFC 6121), cached while needed.
+    pub rosters: RefCell<HashMap<Box<str>, crate::xmpp::roster::Roster, ahash::RandomState>>,
 }
 
 /// An XEP-0198 ack waiting for its barrier: (connection, shards left to answer, h).
@@ -132,6 +134,7 @@ impl Shard {
             components: shared.components.iter().map(|f| f(&shared.cfg)).collect(),
             known_users: RefCell::new(Default::default()),
             sm_waiters: RefCell::new(HashMap::default()),
+            rosters: RefCell::new(HashMap::default()),
             shared,
         })
     }

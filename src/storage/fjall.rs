@@ -6,7 +6,7 @@
 //! (localpart ‖ 0x00 ‖ sequence, big-endian u64 → stanza). Localparts cannot contain NUL,
 //! so the separator keeps `al` from seeing `alice`'s messages.
 
-use super::{Backend, Result, StorageError};
+use super::{Backend, Result, RosterItem, StorageError};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::HashMap;
 use std::path::Path;
@@ -15,6 +15,8 @@ pub struct FjallBackend {
     db: Database,
     users: Keyspace,
     offline: Keyspace,
+    rosters: Keyspace,
+    roster_versions: Keyspace,
     /// Next sequence number per user, and how many messages are stored (for the quota).
     counts: HashMap<String, (u64, usize)>,
     dirty: bool,
@@ -49,10 +51,18 @@ impl FjallBackend {
         let offline = db
             .keyspace("offline", KeyspaceCreateOptions::default)
             .map_err(err)?;
+        let rosters = db
+            .keyspace("rosters", KeyspaceCreateOptions::default)
+            .map_err(err)?;
+        let roster_versions = db
+            .keyspace("roster_versions", KeyspaceCreateOptions::default)
+            .map_err(err)?;
         Ok(FjallBackend {
             db,
             users,
             offline,
+            rosters,
+            roster_versions,
             counts: HashMap::new(),
             dirty: false,
         })
@@ -135,6 +145,43 @@ impl Backend for FjallBackend {
             }
         }
         Ok((out, more))
+    }
+
+    fn roster(&self, user: &str) -> Result<(u64, Vec<RosterItem>)> {
+        let version = match self.roster_versions.get(user).map_err(err)? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(err)?),
+            None => 0,
+        };
+        let mut items = Vec::new();
+        for g in self.rosters.prefix(prefix(user)) {
+            let v = g.value().map_err(err)?;
+            items.push(serde_json::from_slice(&v).map_err(err)?);
+        }
+        Ok((version, items))
+    }
+
+    fn roster_set(&mut self, user: &str, item: &RosterItem, version: u64) -> Result<()> {
+        let mut k = prefix(user);
+        k.extend_from_slice(item.jid.as_bytes());
+        self.rosters
+            .insert(k, serde_json::to_vec(item).map_err(err)?)
+            .map_err(err)?;
+        self.roster_versions
+            .insert(user, version.to_be_bytes())
+            .map_err(err)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn roster_remove(&mut self, user: &str, contact: &str, version: u64) -> Result<()> {
+        let mut k = prefix(user);
+        k.extend_from_slice(contact.as_bytes());
+        self.rosters.remove(k).map_err(err)?;
+        self.roster_versions
+            .insert(user, version.to_be_bytes())
+            .map_err(err)?;
+        self.dirty = true;
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {

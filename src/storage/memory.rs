@@ -1,13 +1,14 @@
 //! An in-memory backend: not durable (everything is lost at exit). It exists so the
 //! storage contract is shown to be engine-independent, and for throwaway test servers.
 
-use super::{Backend, Result};
+use super::{Backend, Result, RosterItem};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 #[derive(Default)]
 pub struct MemoryBackend {
     users: BTreeSet<String>,
     offline: HashMap<String, VecDeque<Vec<u8>>>,
+    rosters: HashMap<String, (u64, std::collections::BTreeMap<String, RosterItem>)>,
 }
 
 impl Backend for MemoryBackend {
@@ -46,6 +47,28 @@ impl Backend for MemoryBackend {
             self.offline.remove(user);
         }
         Ok((out, more))
+    }
+
+    fn roster(&self, user: &str) -> Result<(u64, Vec<RosterItem>)> {
+        Ok(self
+            .rosters
+            .get(user)
+            .map(|(v, m)| (*v, m.values().cloned().collect()))
+            .unwrap_or_default())
+    }
+
+    fn roster_set(&mut self, user: &str, item: &RosterItem, version: u64) -> Result<()> {
+        let r = self.rosters.entry(user.to_string()).or_default();
+        r.0 = version;
+        r.1.insert(item.jid.clone(), item.clone());
+        Ok(())
+    }
+
+    fn roster_remove(&mut self, user: &str, contact: &str, version: u64) -> Result<()> {
+        let r = self.rosters.entry(user.to_string()).or_default();
+        r.0 = version;
+        r.1.remove(contact);
+        Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {

@@ -68,6 +68,12 @@ pub trait Backend: Send + 'static {
     /// Removes and returns `user`'s oldest offline messages, at least one and then as many
     /// as fit in `max_bytes`; the flag says whether more are left.
     fn offline_take(&mut self, user: &str, max_bytes: usize) -> Result<(Vec<Vec<u8>>, bool)>;
+    /// `user`'s roster: its version and items.
+    fn roster(&self, user: &str) -> Result<(u64, Vec<RosterItem>)>;
+    /// Adds or replaces one item and sets the roster's version.
+    fn roster_set(&mut self, user: &str, item: &RosterItem, version: u64) -> Result<()>;
+    /// Removes one item and sets the roster's version.
+    fn roster_remove(&mut self, user: &str, contact: &str, version: u64) -> Result<()>;
     /// Makes every change so far durable. Replies are sent only after it returns.
     fn commit(&mut self) -> Result<()>;
 }
@@ -85,6 +91,57 @@ pub fn open(cfg: &crate::config::Config) -> std::result::Result<Box<dyn Backend>
             "storage.backend {other:?}: expected fjall or memory"
         )),
     }
+}
+
+/// RFC 6121 subscription states (§3, Appendix A).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Subscription {
+    #[default]
+    None,
+    To,
+    From,
+    Both,
+}
+
+impl Subscription {
+    pub fn name(self) -> &'static str {
+        match self {
+            Subscription::None => "none",
+            Subscription::To => "to",
+            Subscription::From => "from",
+            Subscription::Both => "both",
+        }
+    }
+    /// The contact receives the user's presence.
+    pub fn has_from(self) -> bool {
+        matches!(self, Subscription::From | Subscription::Both)
+    }
+    /// The user receives the contact's presence.
+    pub fn has_to(self) -> bool {
+        matches!(self, Subscription::To | Subscription::Both)
+    }
+}
+
+/// One roster entry of a user (a bare JID), with the subscription state both ways.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RosterItem {
+    pub jid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub subscription: Subscription,
+    /// The user asked to subscribe and the contact has not answered (pending out).
+    #[serde(default)]
+    pub ask: bool,
+    /// The contact asked to subscribe and the user has not answered (pending in).
+    #[serde(default)]
+    pub pending_in: bool,
+    /// In the user's roster (an entry may exist only to remember a pending-in request).
+    #[serde(default)]
+    pub listed: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 /// A request from a shard. `shard` is where the reply goes.
@@ -106,6 +163,21 @@ pub enum Request {
         shard: usize,
         max_bytes: usize,
     },
+    /// Load `user`'s roster for the shard's cache.
+    RosterLoad {
+        user: String,
+        shard: usize,
+    },
+    RosterSet {
+        user: String,
+        item: RosterItem,
+        version: u64,
+    },
+    RosterRemove {
+        user: String,
+        contact: String,
+        version: u64,
+    },
     /// Answer `token` once everything queued before is durable (a barrier).
     Sync {
         shard: usize,
@@ -116,6 +188,11 @@ pub enum Request {
 }
 
 pub enum Reply {
+    Roster {
+        user: String,
+        version: u64,
+        items: Vec<RosterItem>,
+    },
     QuotaExceeded(Routed),
     Failed(Routed),
     Offline {
@@ -203,6 +280,45 @@ pub fn start(
                         Request::Sync { shard, token } => {
                             replies.push((shard, Reply::Synced { token }))
                         }
+                        Request::RosterLoad { user, shard } => match backend.roster(&user) {
+                            Ok((version, items)) => replies.push((
+                                shard,
+                                Reply::Roster {
+                                    user,
+                                    version,
+                                    items,
+                                },
+                            )),
+                            Err(e) => {
+                                tracing::error!(error = %e, "storage: roster load");
+                                replies.push((
+                                    shard,
+                                    Reply::Roster {
+                                        user,
+                                        version: 0,
+                                        items: Vec::new(),
+                                    },
+                                ));
+                            }
+                        },
+                        Request::RosterSet {
+                            user,
+                            item,
+                            version,
+                        } => {
+                            if let Err(e) = backend.roster_set(&user, &item, version) {
+                                tracing::error!(error = %e, "storage: roster set");
+                            }
+                        }
+                        Request::RosterRemove {
+                            user,
+                            contact,
+                            version,
+                        } => {
+                            if let Err(e) = backend.roster_remove(&user, &contact, version) {
+                                tracing::error!(error = %e, "storage: roster remove");
+                            }
+                        }
                         Request::Stop => stop = true,
                     }
                 }
@@ -286,5 +402,36 @@ pub(crate) mod contract_tests {
         let mut u = b.users().unwrap();
         u.sort();
         assert_eq!(u, ["alice", "bob"], "users survive");
+        // Rosters: per user, versioned, items replaced and removed.
+        use super::{RosterItem, Subscription};
+        assert_eq!(b.roster("alice").unwrap(), (0, vec![]));
+        let mut item = RosterItem {
+            jid: "bob@x".into(),
+            name: Some("Bob".into()),
+            listed: true,
+            ..Default::default()
+        };
+        b.roster_set("alice", &item, 1).unwrap();
+        item.subscription = Subscription::Both;
+        item.groups = vec!["Friends".into()];
+        b.roster_set("alice", &item, 2).unwrap();
+        let carol = RosterItem {
+            jid: "carol@x".into(),
+            pending_in: true,
+            ..Default::default()
+        };
+        b.roster_set("alice", &carol, 3).unwrap();
+        b.roster_set("al", &carol, 7).unwrap();
+        b.commit().unwrap();
+        if let Some(reopen) = reopen {
+            drop(b);
+            b = reopen();
+        }
+        let (v, mut items) = b.roster("alice").unwrap();
+        items.sort_by(|a, b| a.jid.cmp(&b.jid));
+        assert_eq!((v, items), (3, vec![item.clone(), carol.clone()]));
+        b.roster_remove("alice", "carol@x", 4).unwrap();
+        assert_eq!(b.roster("alice").unwrap(), (4, vec![item]));
+        assert_eq!(b.roster("al").unwrap(), (7, vec![carol]));
     }
 }

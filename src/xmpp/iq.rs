@@ -74,6 +74,9 @@ pub fn on_iq(ctx: &Ctx, st: &Stanza, stype: Option<SType>, to: Option<Jid>) {
 fn answer(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<&Jid>) {
     let child = st.children(0).next().unwrap();
     let ns = st.elems[child].ns;
+    if ns == super::roster::NS {
+        return super::roster::on_iq(ctx, st, stype, child);
+    }
     let reply = match features::iq_handler(ns) {
         Some(h) => h(&IqRequest {
             shard: ctx.shard,

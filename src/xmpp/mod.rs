@@ -9,6 +9,7 @@ pub mod jid;
 pub mod jwt;
 pub mod message;
 pub mod presence;
+pub mod roster;
 pub mod router;
 pub mod session;
 pub mod stream;

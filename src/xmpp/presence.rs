@@ -106,6 +106,7 @@ fn broadcast(ctx: &Ctx, st: &Stanza, stype: SType) {
     for to in directed {
         route(ctx.shard, unavailable_to(ctx.jid.as_str(), to.as_str()));
     }
+    super::roster::broadcast(ctx.shard, ctx.jid, &payload, available && !was_available);
     if flush {
         crate::features::offline::flush(ctx.shard, ctx.jid);
     }
@@ -126,7 +127,13 @@ fn directed(ctx: &Ctx, st: &Stanza, stype: SType, to: Jid) {
         return;
     }
     if to.local().is_none() && !component {
-        return; // presence to the server: nothing to do without rosters
+        return; // presence to the server itself
+    }
+    if stype.is_subscription() && !component {
+        // The user's roster changes first, then the stanza goes out (RFC 6121 §3).
+        let r = stamp(st, Kind::Presence, stype, ctx.jid.bare(), Some(to.bare()));
+        super::roster::outbound(ctx.shard, ctx.jid, stype, &to, Some(r));
+        return;
     }
     // Subscription stanzas carry bare JIDs both ways (RFC 6121 §3.1.2).
     let (from, to_s) = if stype.is_subscription() {
@@ -185,8 +192,12 @@ pub fn unavailable_to(from: &str, to: &str) -> Routed {
 /// resources and its directed-presence recipients get `unavailable` (RFC 6121 §4.5.2).
 pub fn session_ended(shard: &Shard, res: Resource) {
     if !res.available {
+        if let Some(local) = res.jid.local() {
+            super::roster::evict_if_idle(shard, local);
+        }
         return;
     }
+    super::roster::session_ended(shard, res.jid.as_str(), res.jid.bare());
     let from = res.jid.as_str();
     let un = unavailable_to(from, res.jid.bare());
     let targets: Vec<_> = shard
@@ -206,5 +217,8 @@ pub fn session_ended(shard: &Shard, res: Resource) {
     }
     for to in &res.directed {
         route(shard, unavailable_to(from, to.as_str()));
+    }
+    if let Some(local) = res.jid.local() {
+        super::roster::evict_if_idle(shard, local);
     }
 }

@@ -314,6 +314,11 @@ pub fn deliver(shard: &Shard, r: Routed) {
         c.handle(shard, r);
         return;
     }
+    // Subscriptions and probes change or read the recipient's roster (RFC 6121 §3, §4.3).
+    if r.kind == Kind::Presence && (r.stype.is_subscription() || r.stype == SType::Probe) {
+        super::roster::inbound(shard, r);
+        return;
+    }
     let mut targets: SmallVec<[Rc<crate::net::outbound::ConnCtl>; 4]> = SmallVec::new();
     let mut full_matched = false;
     {

@@ -18,6 +18,8 @@ pub struct Resource {
     pub presence: Option<Bytes>,
     /// Entities that got directed presence and must get `unavailable` at the end (§4.6).
     pub directed: Vec<Jid>,
+    /// Asked for the roster: gets roster pushes (RFC 6121 §2.1.6).
+    pub roster_requested: bool,
 }
 
 #[derive(Default)]
@@ -90,6 +92,7 @@ impl SessionTable {
             priority: 0,
             presence: None,
             directed: Vec::new(),
+            roster_requested: false,
         });
         Ok(old)
     }

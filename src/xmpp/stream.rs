@@ -390,6 +390,7 @@ impl Stream {
             self.send(ctl, v);
             tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, "bound");
             crate::features::offline::seen_user(shard, &local);
+            super::roster::preload(shard, &local);
             self.jid = Some(jid);
             self.last_refill = Instant::now();
             self.tokens = shard.cfg().limits.stanza_burst as f64;

@@ -1,0 +1,746 @@
+//! Rosters and presence subscriptions (RFC 6121 §2, §3, §4.3): the roster of every online
+//! user lives on its home shard, loaded from storage when its first session binds (and for
+//! an offline user while an inbound subscription stanza is handled). Work that needs the
+//! roster before it is loaded waits in the roster's `pending` list. Every change bumps the
+//! roster version, is written to storage and pushed to the resources that asked for the
+//! roster (§2.1.6).
+
+use super::errors::Cond;
+use super::jid::Jid;
+use super::router::{self, Kind, Routed, SType, split_full};
+use super::stream::{Ctx, id_attr};
+
+use crate::shard::Shard;
+use crate::storage::{Request, RosterItem, Subscription};
+use crate::xml::escape::{escape_attr, escape_attr_to_string as ea, escape_text_to_string as et};
+use crate::xml::stanza::Stanza;
+use bytes::Bytes;
+use std::collections::HashMap;
+
+pub const NS: &str = "jabber:iq:roster";
+
+#[derive(Default)]
+pub struct Roster {
+    loaded: bool,
+    version: u64,
+    items: HashMap<Box<str>, RosterItem>,
+    pending: Vec<Pending>,
+}
+
+enum Pending {
+    Get {
+        jid: Jid,
+        id: String,
+        ver: Option<String>,
+    },
+    Set {
+        jid: Jid,
+        id: String,
+        item: Result<(RosterItem, bool), Cond>,
+    },
+    Outbound {
+        jid: Jid,
+        stype: SType,
+        to: Jid,
+        stanza: Option<Routed>,
+    },
+    Inbound(Routed),
+    Available {
+        jid: Jid,
+    },
+}
+
+/// Starts loading `user`'s roster if it is not cached; true when it is ready.
+fn ensure(shard: &Shard, user: &str) -> bool {
+    let mut rosters = shard.rosters.borrow_mut();
+    if let Some(r) = rosters.get(user) {
+        return r.loaded;
+    }
+    rosters.insert(user.into(), Roster::default());
+    match &shard.shared.storage {
+        Some(s) => {
+            let mut req = Request::RosterLoad {
+                user: user.to_string(),
+                shard: shard.id,
+            };
+            while let Err(back) = s.try_send(req) {
+                req = back;
+                std::thread::yield_now();
+            }
+            false
+        }
+        None => {
+            rosters.get_mut(user).unwrap().loaded = true;
+            true
+        }
+    }
+}
+
+fn queue(shard: &Shard, user: &str, p: Pending) {
+    if let Some(r) = shard.rosters.borrow_mut().get_mut(user) {
+        r.pending.push(p);
+    }
+}
+
+/// Called at bind: load the roster early.
+pub fn preload(shard: &Shard, user: &str) {
+    ensure(shard, user);
+}
+
+/// The roster arrived from storage: run what waited for it.
+pub fn on_loaded(shard: &Shard, user: String, version: u64, items: Vec<RosterItem>) {
+    let pending = {
+        let mut rosters = shard.rosters.borrow_mut();
+        let Some(r) = rosters.get_mut(user.as_str()) else {
+            return;
+        };
+        r.loaded = true;
+        r.version = version;
+        r.items = items
+            .into_iter()
+            .map(|i| (i.jid.clone().into_boxed_str(), i))
+            .collect();
+        std::mem::take(&mut r.pending)
+    };
+    for p in pending {
+        match p {
+            Pending::Get { jid, id, ver } => get(shard, &jid, &id, ver.as_deref()),
+            Pending::Set { jid, id, item } => set(shard, &jid, &id, item),
+            Pending::Outbound {
+                jid,
+                stype,
+                to,
+                stanza,
+            } => outbound(shard, &jid, stype, &to, stanza),
+            Pending::Inbound(r) => inbound(shard, r),
+            Pending::Available { jid } => became_available(shard, &jid),
+        }
+    }
+    evict_if_idle(shard, &user);
+}
+
+/// Drops a cached roster nobody online needs.
+pub fn evict_if_idle(shard: &Shard, user: &str) {
+    let bare = format!("{user}@{}", shard.domain());
+    if shard.sessions.borrow().user(&bare).is_none() {
+        let mut rosters = shard.rosters.borrow_mut();
+        if rosters
+            .get(user)
+            .is_some_and(|r| r.loaded && r.pending.is_empty())
+        {
+            rosters.remove(user);
+        }
+    }
+}
+
+fn item_xml(i: &RosterItem, removed: bool) -> String {
+    let mut x = format!("<item jid='{}'", ea(&i.jid));
+    if let Some(n) = &i.name {
+        x.push_str(&format!(" name='{}'", ea(n)));
+    }
+    let sub = if removed {
+        "remove"
+    } else {
+        i.subscription.name()
+    };
+    x.push_str(&format!(" subscription='{sub}'"));
+    if i.ask && !removed {
+        x.push_str(" ask='subscribe'");
+    }
+    if i.groups.is_empty() {
+        x.push_str("/>");
+    } else {
+        x.push('>');
+        for g in &i.groups {
+            x.push_str(&format!("<group>{}</group>", et(g)));
+        }
+        x.push_str("</item>");
+    }
+    x
+}
+
+fn send_to(shard: &Shard, jid: &Jid, v: Vec<u8>) {
+    let ctl = shard.sessions.borrow().resource(jid).map(|r| r.ctl.clone());
+    if let Some(ctl) = ctl {
+        router::push(&ctl, &Bytes::from(v));
+    }
+}
+
+/// Stores a changed item, bumps the version and pushes it to interested resources.
+fn save(shard: &Shard, user: &str, item: RosterItem, removed: bool) {
+    let version = {
+        let mut rosters = shard.rosters.borrow_mut();
+        let Some(r) = rosters.get_mut(user) else {
+            return;
+        };
+        r.version += 1;
+        if removed {
+            r.items.remove(item.jid.as_str());
+        } else {
+            r.items
+                .insert(item.jid.clone().into_boxed_str(), item.clone());
+        }
+        r.version
+    };
+    if let Some(s) = &shard.shared.storage {
+        let req = if removed {
+            Request::RosterRemove {
+                user: user.to_string(),
+                contact: item.jid.clone(),
+                version,
+            }
+        } else {
+            Request::RosterSet {
+                user: user.to_string(),
+                item: item.clone(),
+                version,
+            }
+        };
+        let mut req = req;
+        while let Err(back) = s.try_send(req) {
+            req = back;
+            std::thread::yield_now();
+        }
+    }
+    if !item.listed && !removed {
+        return; // a pending-in entry only: not part of the roster the client sees
+    }
+    let bare = format!("{user}@{}", shard.domain());
+    let targets: Vec<(Jid, std::rc::Rc<crate::net::outbound::ConnCtl>)> = shard
+        .sessions
+        .borrow()
+        .user(&bare)
+        .map(|u| {
+            u.resources
+                .iter()
+                .filter(|r| r.roster_requested)
+                .map(|r| (r.jid.clone(), r.ctl.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let x = item_xml(&item, removed);
+    for (jid, ctl) in targets {
+        let id = format!("push{:x}", shard.random() & 0xffff_ffff);
+        let v = format!(
+            "<iq xmlns='jabber:client' type='set' id='{id}' to='{}'><query xmlns='{NS}' ver='{version}'>{x}</query></iq>",
+            ea(jid.as_str())
+        );
+        router::push(&ctl, &Bytes::from(v.into_bytes()));
+    }
+}
+
+fn item(shard: &Shard, user: &str, contact: &str) -> Option<RosterItem> {
+    shard
+        .rosters
+        .borrow()
+        .get(user)
+        .and_then(|r| r.items.get(contact).cloned())
+}
+
+/// A roster get or set from a session (§2.1.3, §2.3).
+pub fn on_iq(ctx: &Ctx, st: &Stanza, stype: SType, child: usize) {
+    let Some(user) = ctx.jid.local() else { return };
+    if st.attr(0, "to").is_some_and(|t| {
+        Jid::parse(&t.value())
+            .map(|j| j.bare() != ctx.jid.bare())
+            .unwrap_or(true)
+    }) {
+        return ctx.error(st, Kind::Iq, Cond::Forbidden, None);
+    }
+    let id = id_attr(st).to_string();
+    if stype == SType::Get {
+        if let Some(r) = ctx
+            .shard
+            .sessions
+            .borrow_mut()
+            .own_resource_mut(ctx.jid, ctx.ctl.id)
+        {
+            r.roster_requested = true;
+        }
+        let ver = st.attr(child, "ver").map(|a| a.value().into_owned());
+        if ensure(ctx.shard, user) {
+            get(ctx.shard, ctx.jid, &id, ver.as_deref());
+        } else {
+            queue(
+                ctx.shard,
+                user,
+                Pending::Get {
+                    jid: ctx.jid.clone(),
+                    id,
+                    ver,
+                },
+            );
+        }
+        return;
+    }
+    let parsed = parse_set(st, child);
+    if ensure(ctx.shard, user) {
+        set(ctx.shard, ctx.jid, &id, parsed);
+    } else {
+        queue(
+            ctx.shard,
+            user,
+            Pending::Set {
+                jid: ctx.jid.clone(),
+                id,
+                item: parsed,
+            },
+        );
+    }
+}
+
+/// The one `<item/>` of a roster set: (item, remove?) or the error (§2.3.3).
+fn parse_set(st: &Stanza, child: usize) -> Result<(RosterItem, bool), Cond> {
+    let mut items = st.children(child).filter(|&c| st.elems[c].local == "item");
+    let (Some(i), None) = (items.next(), items.next()) else {
+        return Err(Cond::BadRequest);
+    };
+    let jid = st
+        .attr(i, "jid")
+        .map(|a| a.value())
+        .ok_or(Cond::BadRequest)?;
+    let jid = Jid::parse(&jid).map_err(|_| Cond::JidMalformed)?;
+    let remove = match st.attr(i, "subscription").map(|a| a.value()) {
+        None => false,
+        Some(s) if s == "remove" => true,
+        Some(_) => return Err(Cond::BadRequest),
+    };
+    let mut groups: Vec<String> = Vec::new();
+    for g in st.children(i).filter(|&c| st.elems[c].local == "group") {
+        let name = st.text(g).into_owned();
+        if name.is_empty() {
+            return Err(Cond::NotAcceptable);
+        }
+        if groups.contains(&name) {
+            return Err(Cond::BadRequest);
+        }
+        groups.push(name);
+    }
+    let name = st
+        .attr(i, "name")
+        .map(|a| a.value().into_owned())
+        .filter(|n| !n.is_empty());
+    Ok((
+        RosterItem {
+            jid: jid.bare().to_string(),
+            name,
+            groups,
+            listed: true,
+            ..Default::default()
+        },
+        remove,
+    ))
+}
+
+fn result(shard: &Shard, jid: &Jid, id: &str, inner: &str) {
+    let mut v = format!(
+        "<iq xmlns='jabber:client' type='result' {id} to='{}'",
+        ea(jid.as_str())
+    );
+    if inner.is_empty() {
+        v.push_str("/>");
+    } else {
+        v.push('>');
+        v.push_str(inner);
+        v.push_str("</iq>");
+    }
+    send_to(shard, jid, v.into_bytes());
+}
+
+fn error(shard: &Shard, jid: &Jid, id: &str, cond: Cond) {
+    let (v, _, _) = super::errors::error_stanza("iq", "", jid.as_str(), id, cond, None);
+    send_to(shard, jid, v);
+}
+
+fn get(shard: &Shard, jid: &Jid, id: &str, ver: Option<&str>) {
+    let Some(user) = jid.local() else { return };
+    let (version, xml) = {
+        let rosters = shard.rosters.borrow();
+        let Some(r) = rosters.get(user) else { return };
+        let mut items: Vec<&RosterItem> = r.items.values().filter(|i| i.listed).collect();
+        items.sort_by(|a, b| a.jid.cmp(&b.jid));
+        (
+            r.version,
+            items
+                .into_iter()
+                .map(|i| item_xml(i, false))
+                .collect::<String>(),
+        )
+    };
+    // §2.6.3: unchanged since the version the client has: an empty result.
+    if ver == Some(version.to_string().as_str()) {
+        return result(shard, jid, id, "");
+    }
+    result(
+        shard,
+        jid,
+        id,
+        &format!("<query xmlns='{NS}' ver='{version}'>{xml}</query>"),
+    );
+}
+
+fn set(shard: &Shard, jid: &Jid, id: &str, parsed: Result<(RosterItem, bool), Cond>) {
+    let Some(user) = jid.local() else { return };
+    let (new, remove) = match parsed {
+        Ok(x) => x,
+        Err(c) => return error(shard, jid, id, c),
+    };
+    let old = item(shard, user, &new.jid);
+    if remove {
+        let Some(old) = old.filter(|o| o.listed) else {
+            return error(shard, jid, id, Cond::ItemNotFound);
+        };
+        // §2.5.2: cancel the subscriptions both ways.
+        let me = jid.bare();
+        if old.subscription.has_to() || old.ask {
+            router::route(shard, subscription(me, &old.jid, "unsubscribe"));
+        }
+        if old.subscription.has_from() {
+            router::route(shard, subscription(me, &old.jid, "unsubscribed"));
+        }
+        save(shard, user, old, true);
+    } else {
+        let mut item = old.unwrap_or_else(|| RosterItem {
+            jid: new.jid.clone(),
+            ..Default::default()
+        });
+        item.name = new.name;
+        item.groups = new.groups;
+        item.listed = true;
+        save(shard, user, item, false);
+    }
+    result(shard, jid, id, "");
+}
+
+/// `<presence type='…'/>` between two bare JIDs.
+fn subscription(from: &str, to: &str, ty: &str) -> Routed {
+    let mut v = Vec::with_capacity(80 + from.len() + to.len());
+    v.extend_from_slice(b"<presence xmlns='jabber:client' to='");
+    let t0 = v.len() as u32;
+    escape_attr(to, &mut v);
+    let t1 = v.len() as u32;
+    v.extend_from_slice(b"' from='");
+    let f0 = v.len() as u32;
+    escape_attr(from, &mut v);
+    let f1 = v.len() as u32;
+    v.extend_from_slice(format!("' type='{ty}'/>").as_bytes());
+    let stype = SType::parse(Kind::Presence, Some(ty)).unwrap_or(SType::Available);
+    Routed::from_parts(Kind::Presence, stype, v, t0..t1, f0..f1)
+}
+
+/// A stored presence (`<presence … from='full'…>`) re-addressed to `to`.
+fn presence_to(payload: &Bytes, to: &str) -> Option<Routed> {
+    let p = payload.as_ref();
+    if !p.starts_with(b"<presence") {
+        return None;
+    }
+    let mut v = Vec::with_capacity(p.len() + to.len() + 8);
+    v.extend_from_slice(b"<presence to='");
+    let t0 = v.len() as u32;
+    escape_attr(to, &mut v);
+    let t1 = v.len() as u32;
+    v.push(b'\'');
+    v.extend_from_slice(&p[9..]);
+    let i = v.windows(7).position(|w| w == b" from='")? + 7;
+    let j = v[i..].iter().position(|&b| b == b'\'')? + i;
+    let stype = if v.windows(18).any(|w| w == b"type='unavailable'") {
+        SType::Unavailable
+    } else {
+        SType::Available
+    };
+    Some(Routed::from_parts(
+        Kind::Presence,
+        stype,
+        v,
+        t0..t1,
+        i as u32..j as u32,
+    ))
+}
+
+/// The current presence of each of `user`'s available resources, to `to`.
+fn send_presences(shard: &Shard, bare: &str, to: &str, unavailable: bool) {
+    let list: Vec<(String, Option<Bytes>)> = shard
+        .sessions
+        .borrow()
+        .user(bare)
+        .map(|u| {
+            u.resources
+                .iter()
+                .filter(|r| r.available)
+                .map(|r| (r.jid.as_str().to_string(), r.presence.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    for (full, p) in list {
+        let r = if unavailable {
+            Some(super::presence::unavailable_to(&full, to))
+        } else {
+            p.as_ref().and_then(|p| presence_to(p, to))
+        };
+        if let Some(r) = r {
+            router::route(shard, r);
+        }
+    }
+}
+
+/// An outgoing subscription stanza from one of `jid`'s sessions (§3.1.2, §3.1.5, §3.2,
+/// §3.3): the user's roster changes first, then the stanza goes out.
+pub fn outbound(shard: &Shard, jid: &Jid, stype: SType, to: &Jid, stanza: Option<Routed>) {
+    let Some(user) = jid.local() else { return };
+    if !ensure(shard, user) {
+        return queue(
+            shard,
+            user,
+            Pending::Outbound {
+                jid: jid.clone(),
+                stype,
+                to: to.clone(),
+                stanza,
+            },
+        );
+    }
+    let contact = to.bare();
+    let me = jid.bare();
+    let mut it = item(shard, user, contact).unwrap_or_else(|| RosterItem {
+        jid: contact.to_string(),
+        ..Default::default()
+    });
+    let ty = match stype {
+        SType::Subscribe => {
+            it.listed = true;
+            if !it.subscription.has_to() {
+                it.ask = true;
+            }
+            "subscribe"
+        }
+        SType::Subscribed => {
+            it.subscription = match it.subscription {
+                Subscription::None => Subscription::From,
+                Subscription::To => Subscription::Both,
+                s => s,
+            };
+            it.pending_in = false;
+            it.listed = true;
+            "subscribed"
+        }
+        SType::Unsubscribe => {
+            it.subscription = match it.subscription {
+                Subscription::To => Subscription::None,
+                Subscription::Both => Subscription::From,
+                s => s,
+            };
+            it.ask = false;
+            "unsubscribe"
+        }
+        _ => {
+            it.subscription = match it.subscription {
+                Subscription::From => Subscription::None,
+                Subscription::Both => Subscription::To,
+                s => s,
+            };
+            it.pending_in = false;
+            "unsubscribed"
+        }
+    };
+    let drop_entry =
+        !it.listed && it.subscription == Subscription::None && !it.pending_in && !it.ask;
+    if drop_entry {
+        if item(shard, user, contact).is_some() {
+            save(shard, user, it, true);
+        }
+    } else {
+        save(shard, user, it, false);
+    }
+    router::route(
+        shard,
+        stanza.unwrap_or_else(|| subscription(me, contact, ty)),
+    );
+    match stype {
+        // §3.1.5: the new subscriber gets the user's current presence.
+        SType::Subscribed => send_presences(shard, me, contact, false),
+        // §3.2.2: and a cancelled one gets unavailable.
+        SType::Unsubscribed => send_presences(shard, me, contact, true),
+        _ => {}
+    }
+}
+
+/// A subscription stanza or probe to a local user, on its home shard (§3.1.3, §3.1.6,
+/// §3.2.3, §3.3.3, §4.3.2).
+pub fn inbound(shard: &Shard, r: Routed) {
+    let (user, contact, bare) = {
+        let to = r.to();
+        let from = r.from();
+        let (to_bare, _) = split_full(&to);
+        let Some((local, _)) = to_bare.split_once('@') else {
+            return;
+        };
+        (
+            local.to_string(),
+            split_full(&from).0.to_string(),
+            to_bare.to_string(),
+        )
+    };
+    if !ensure(shard, &user) {
+        return queue(shard, &user, Pending::Inbound(r));
+    }
+    let old = item(shard, &user, &contact);
+    let deliver = |shard: &Shard, r: &Routed| {
+        let targets: Vec<_> = shard
+            .sessions
+            .borrow()
+            .user(&bare)
+            .map(|u| {
+                u.resources
+                    .iter()
+                    .filter(|x| x.available)
+                    .map(|x| x.ctl.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for t in targets {
+            router::push(&t, &r.payload);
+        }
+    };
+    match r.stype {
+        SType::Subscribe => {
+            if old.as_ref().is_some_and(|o| o.subscription.has_from()) {
+                // Already approved: the server answers for the user.
+                router::route(shard, subscription(&bare, &contact, "subscribed"));
+                return;
+            }
+            let mut it = old.unwrap_or_else(|| RosterItem {
+                jid: contact.clone(),
+                ..Default::default()
+            });
+            it.pending_in = true;
+            save(shard, &user, it, false);
+            deliver(shard, &r);
+        }
+        SType::Subscribed => {
+            let Some(mut it) = old.filter(|o| o.ask) else {
+                return;
+            };
+            it.ask = false;
+            it.subscription = if it.subscription.has_from() {
+                Subscription::Both
+            } else {
+                Subscription::To
+            };
+            save(shard, &user, it, false);
+            deliver(shard, &r);
+        }
+        SType::Unsubscribe => {
+            let Some(mut it) = old else { return };
+            let had_from = it.subscription.has_from();
+            it.pending_in = false;
+            it.subscription = match it.subscription {
+                Subscription::From => Subscription::None,
+                Subscription::Both => Subscription::To,
+                s => s,
+            };
+            save(shard, &user, it, false);
+            if had_from {
+                deliver(shard, &r);
+                send_presences(shard, &bare, &contact, true);
+            }
+        }
+        SType::Unsubscribed => {
+            let Some(mut it) = old.filter(|o| o.subscription.has_to() || o.ask) else {
+                return;
+            };
+            it.ask = false;
+            it.subscription = match it.subscription {
+                Subscription::To => Subscription::None,
+                Subscription::Both => Subscription::From,
+                s => s,
+            };
+            save(shard, &user, it, false);
+            deliver(shard, &r);
+        }
+        SType::Probe if old.is_some_and(|o| o.subscription.has_from()) => {
+            send_presences(shard, &bare, &contact, false);
+        }
+        _ => {}
+    }
+}
+
+/// A presence broadcast (RFC 6121 §4.2, §4.4): to every contact with a `from`
+/// subscription. `initial` also probes contacts with `to` and re-delivers stored
+/// subscription requests (§3.1.3) to the new resource.
+pub fn broadcast(shard: &Shard, jid: &Jid, payload: &Bytes, initial: bool) {
+    let Some(user) = jid.local() else { return };
+    if !ensure(shard, user) {
+        if initial {
+            queue(shard, user, Pending::Available { jid: jid.clone() });
+        }
+        return;
+    }
+    let (from, to, pending): (Vec<String>, Vec<String>, Vec<String>) = {
+        let rosters = shard.rosters.borrow();
+        let Some(r) = rosters.get(user) else { return };
+        let mut f = Vec::new();
+        let mut t = Vec::new();
+        let mut p = Vec::new();
+        for i in r.items.values() {
+            if i.subscription.has_from() {
+                f.push(i.jid.clone());
+            }
+            if i.subscription.has_to() {
+                t.push(i.jid.clone());
+            }
+            if i.pending_in {
+                p.push(i.jid.clone());
+            }
+        }
+        (f, t, p)
+    };
+    for c in &from {
+        if let Some(r) = presence_to(payload, c) {
+            router::route(shard, r);
+        }
+    }
+    if initial {
+        let me = jid.bare();
+        for c in &to {
+            router::route(shard, subscription(me, c, "probe"));
+        }
+        for c in &pending {
+            let r = subscription(c, me, "subscribe");
+            send_to(shard, jid, r.payload.to_vec());
+        }
+    }
+}
+
+/// A resource became available before its roster was loaded: broadcast now.
+fn became_available(shard: &Shard, jid: &Jid) {
+    let p = shard
+        .sessions
+        .borrow()
+        .resource(jid)
+        .and_then(|r| r.presence.clone());
+    if let Some(p) = p {
+        broadcast(shard, jid, &p, true);
+    }
+}
+
+/// A session that was available ended: `unavailable` to every contact with `from`.
+pub fn session_ended(shard: &Shard, full: &str, bare: &str) {
+    let Some((user, _)) = bare.split_once('@') else {
+        return;
+    };
+    let contacts: Vec<String> = shard
+        .rosters
+        .borrow()
+        .get(user)
+        .map(|r| {
+            r.items
+                .values()
+                .filter(|i| i.subscription.has_from())
+                .map(|i| i.jid.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    for c in contacts {
+        router::route(shard, super::presence::unavailable_to(full, &c));
+    }
+}

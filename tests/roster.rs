@@ -1,0 +1,267 @@
+//! Rosters and subscriptions (RFC 6121 §2, §3, §4) between real clients on two shards.
+
+mod common;
+use common::*;
+
+async fn roster_get(c: &mut Client, id: &str) -> String {
+    c.send(&format!(
+        "<iq id='{id}' type='get'><query xmlns='jabber:iq:roster'/></iq>"
+    ))
+    .await;
+    c.recv_until(&format!("id='{id}'")).await
+}
+
+/// Online, with the roster requested (so it gets pushes) and initial presence sent.
+async fn member(s: &Server, user: &str, res: &str) -> Client {
+    let mut c = Client::login(s, user, Some(res)).await;
+    roster_get(&mut c, "r0").await;
+    c.send("<presence/>").await;
+    c.recv_until("<presence").await;
+    c
+}
+
+#[tokio::test]
+async fn get_set_push_remove_and_versions() {
+    let s = Server::start();
+    let mut a1 = Client::login(&s, "juliet", Some("balcony")).await;
+    let mut a2 = Client::login(&s, "juliet", Some("chamber")).await;
+    // RFC 6121 §2.1.3 example: an empty roster, with its version.
+    a1.send("<iq from='juliet@localhost/balcony' id='bv1bs71f' type='get'><query xmlns='jabber:iq:roster'/></iq>").await;
+    let r = a1.recv_until("id='bv1bs71f'").await;
+    assert!(
+        r.contains("type='result'") && r.contains("<query xmlns='jabber:iq:roster' ver='0'"),
+        "{r}"
+    );
+    roster_get(&mut a2, "g2").await;
+    // §2.3.2 example: add an item; both interested resources get the push (§2.3.2, §2.1.6).
+    a1.send("<iq from='juliet@localhost/balcony' id='rs1' type='set'><query xmlns='jabber:iq:roster'><item jid='nurse@localhost' name='Nurse'><group>Servants</group></item></query></iq>").await;
+    for c in [&mut a1, &mut a2] {
+        let p = c.recv_until("type='set'").await;
+        assert!(p.contains("ver='1'") && p.contains("<item jid='nurse@localhost' name='Nurse' subscription='none'><group>Servants</group></item>"), "{p}");
+    }
+    assert!(a1.recv_until("id='rs1'").await.contains("type='result'"));
+    // §2.6.3: asking with the current version gets an empty result.
+    a2.send("<iq id='v1' type='get'><query xmlns='jabber:iq:roster' ver='1'/></iq>")
+        .await;
+    let r = a2.recv_until("id='v1'").await;
+    assert!(r.contains("type='result'") && !r.contains("<query"), "{r}");
+    let r = roster_get(&mut a2, "g3").await;
+    assert!(r.contains("jid='nurse@localhost'"), "{r}");
+    // Bad sets (§2.3.3).
+    for (xml, cond) in [
+        (
+            "<item jid='a@localhost'/><item jid='b@localhost'/>",
+            "bad-request",
+        ),
+        (
+            "<item jid='a@localhost' subscription='both'/>",
+            "bad-request",
+        ),
+        ("<item jid='a@localhost'><group/></item>", "not-acceptable"),
+        ("<item jid='a@b@c'/>", "jid-malformed"),
+    ] {
+        a1.send(&format!(
+            "<iq id='bad' type='set'><query xmlns='jabber:iq:roster'>{xml}</query></iq>"
+        ))
+        .await;
+        let e = a1.recv_until("id='bad'").await;
+        assert!(
+            e.contains("type='error'") && e.contains(&format!("<{cond}")),
+            "{xml}: {e}"
+        );
+    }
+    // §2.5 remove: pushed as subscription='remove'.
+    a1.send("<iq id='rm' type='set'><query xmlns='jabber:iq:roster'><item jid='nurse@localhost' subscription='remove'/></query></iq>").await;
+    assert!(
+        a2.recv_until("type='set'")
+            .await
+            .contains("subscription='remove'")
+    );
+    assert!(a1.recv_until("id='rm'").await.contains("type='result'"));
+    a1.send("<iq id='rm2' type='set'><query xmlns='jabber:iq:roster'><item jid='nurse@localhost' subscription='remove'/></query></iq>").await;
+    assert!(a1.recv_until("id='rm2'").await.contains("<item-not-found"));
+}
+
+#[tokio::test]
+async fn subscription_handshake_then_presence_flows() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut alice = member(&s, &a, "a").await;
+    let mut bob = member(&s, &b, "b").await;
+    // §3.1.1: alice asks.
+    alice
+        .send(&format!(
+            "<presence id='xk3h1v69' to='{b}@localhost' type='subscribe'/>"
+        ))
+        .await;
+    let p = alice.recv_until("jabber:iq:roster").await;
+    assert!(
+        p.contains("subscription='none'") && p.contains("ask='subscribe'"),
+        "{p}"
+    );
+    let req = bob.recv_until("type='subscribe'").await;
+    assert!(
+        req.contains(&format!("from='{a}@localhost'")) && !req.contains(&format!("{a}@localhost/")),
+        "bare from: {req}"
+    );
+    // §3.1.5: bob approves.
+    bob.send(&format!(
+        "<presence id='h4v1c4kj' to='{a}@localhost' type='subscribed'/>"
+    ))
+    .await;
+    assert!(
+        bob.recv_until("jabber:iq:roster")
+            .await
+            .contains("subscription='from'")
+    );
+    let push = alice.recv_until("jabber:iq:roster").await;
+    assert!(
+        push.contains("subscription='to'") && !push.contains("ask="),
+        "{push}"
+    );
+    assert!(
+        alice
+            .recv_until("type='subscribed'")
+            .await
+            .contains(&format!("from='{b}@localhost'"))
+    );
+    // ...and alice gets bob's current presence.
+    let p = alice.recv_until(&format!("from='{b}@localhost/b'")).await;
+    assert!(p.starts_with("<presence") && !p.contains("type="), "{p}");
+    // Bob's changes reach alice (a contact with 'to'); alice's do not reach bob.
+    bob.send("<presence><show>away</show></presence>").await;
+    assert!(
+        alice
+            .recv_until("<show>away</show>")
+            .await
+            .contains(&format!("from='{b}@localhost/b'"))
+    );
+    alice.send("<presence><show>dnd</show></presence>").await;
+    alice.recv_until("<show>dnd</show>").await; // her own copy
+    bob.send(&format!(
+        "<message to='{b}@localhost/b' id='mark'><body>.</body></message>"
+    ))
+    .await;
+    assert!(
+        bob.recv_until("<message").await.contains("id='mark'"),
+        "bob must not see alice's presence"
+    );
+    // Bob goes away: alice gets unavailable.
+    drop(bob);
+    let p = alice.recv_until("type='unavailable'").await;
+    assert!(p.contains(&format!("from='{b}@localhost/b'")), "{p}");
+}
+
+#[tokio::test]
+async fn requests_wait_for_an_offline_user_and_probes_answer_at_login() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    drop(Client::login(&s, &b, Some("once")).await); // bob exists, then leaves
+    let mut alice = member(&s, &a, "a").await;
+    alice
+        .send(&format!("<presence to='{b}@localhost' type='subscribe'/>"))
+        .await;
+    alice.recv_until("ask='subscribe'").await;
+    // Bob logs in later: the stored request is delivered (§3.1.3).
+    let mut bob = Client::login(&s, &b, Some("b")).await;
+    roster_get(&mut bob, "r0").await;
+    bob.send("<presence/>").await;
+    assert!(
+        bob.recv_until("type='subscribe'")
+            .await
+            .contains(&format!("from='{a}@localhost'"))
+    );
+    bob.send(&format!("<presence to='{a}@localhost' type='subscribed'/>"))
+        .await;
+    bob.send(&format!("<presence to='{a}@localhost' type='subscribe'/>"))
+        .await;
+    alice.recv_until("type='subscribe'").await;
+    alice
+        .send(&format!("<presence to='{b}@localhost' type='subscribed'/>"))
+        .await;
+    assert!(
+        bob.recv_until("subscription='both'")
+            .await
+            .contains("jabber:iq:roster")
+    );
+    // Now both ways: alice logs out and in again; probes bring bob's presence (§4.3).
+    drop(alice);
+    bob.recv_until("type='unavailable'").await;
+    let mut alice = Client::login(&s, &a, Some("again")).await;
+    alice.send("<presence/>").await;
+    assert!(
+        alice
+            .recv_until(&format!("from='{b}@localhost/b'"))
+            .await
+            .starts_with("<presence")
+    );
+    assert!(
+        bob.recv_until(&format!("from='{a}@localhost/again'"))
+            .await
+            .starts_with("<presence")
+    );
+}
+
+#[tokio::test]
+async fn unsubscribe_and_cancel() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut alice = member(&s, &a, "a").await;
+    let mut bob = member(&s, &b, "b").await;
+    alice
+        .send(&format!("<presence to='{b}@localhost' type='subscribe'/>"))
+        .await;
+    bob.recv_until("type='subscribe'").await;
+    bob.send(&format!("<presence to='{a}@localhost' type='subscribed'/>"))
+        .await;
+    bob.recv_until("subscription='from'").await;
+    alice.recv_until(&format!("from='{b}@localhost/b'")).await;
+    // §3.3: alice unsubscribes from bob's presence.
+    alice
+        .send(&format!(
+            "<presence to='{b}@localhost' type='unsubscribe'/>"
+        ))
+        .await;
+    let p = alice.recv_until("jabber:iq:roster").await;
+    assert!(p.contains("subscription='none'"), "{p}");
+    // Bob gets the request and a roster push, in either order.
+    let (mut got_req, mut got_push) = (false, false);
+    while !(got_req && got_push) {
+        let m = bob.recv().await;
+        if m.contains("type='unsubscribe'") {
+            assert!(m.contains(&format!("from='{a}@localhost'")), "{m}");
+            got_req = true;
+        } else if m.contains("jabber:iq:roster") {
+            assert!(m.contains("subscription='none'"), "{m}");
+            got_push = true;
+        }
+    }
+    // ...and gets bob's unavailable presence (§3.3.3).
+    assert!(
+        alice
+            .recv_until("type='unavailable'")
+            .await
+            .contains(&format!("from='{b}@localhost/b'"))
+    );
+}
+
+#[tokio::test]
+async fn rosters_survive_a_restart() {
+    let mut s = Server::start();
+    let mut c = Client::login(&s, "juliet", Some("r")).await;
+    c.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    c.recv_until("<enabled").await;
+    c.send("<iq id='add' type='set'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' name='Romeo'/></query></iq>").await;
+    c.recv_until("id='add'").await;
+    c.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    c.recv_until("<a xmlns").await; // durable
+    drop(c);
+    s.restart(true); // kill -9
+    let mut c = Client::login(&s, "juliet", Some("r")).await;
+    let r = roster_get(&mut c, "after").await;
+    assert!(
+        r.contains("<item jid='romeo@localhost' name='Romeo' subscription='none'/>")
+            && r.contains("ver='1'"),
+        "{r}"
+    );
+}
