@@ -1,6 +1,7 @@
 //! Small protocol extensions, one file each, that answer IQs addressed to the server or
 //! to an account (Prosody's way: core routing knows none of them; they register here).
 
+pub mod carbons;
 pub mod disco;
 pub mod offline;
 pub mod ping;
@@ -45,6 +46,7 @@ const IQ_HANDLERS: &[(&str, IqHandler)] = &[
     (disco::NS_INFO, disco::info),
     (disco::NS_ITEMS, disco::items),
     (version::NS, version::handle),
+    (carbons::NS, carbons::handle),
     (crate::xmpp::NS_SESSION, legacy_session),
 ];
 

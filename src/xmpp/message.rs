@@ -34,8 +34,9 @@ pub fn on_message(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<Jid>) {
         }
         return;
     }
-    route(
-        ctx.shard,
-        stamp(st, Kind::Message, stype, ctx.jid.as_str(), Some(to_str)),
-    );
+    let r = stamp(st, Kind::Message, stype, ctx.jid.as_str(), Some(to_str));
+    if crate::features::carbons::eligible(stype, &r.payload) {
+        crate::features::carbons::sent(ctx.shard, ctx.jid, ctx.ctl.id, &r.payload);
+    }
+    route(ctx.shard, r);
 }

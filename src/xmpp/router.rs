@@ -384,6 +384,11 @@ pub fn deliver(shard: &Shard, r: Routed) {
         delivered |= push(t, &r.payload);
     }
     if delivered {
+        if r.kind == Kind::Message && crate::features::carbons::eligible(r.stype, &r.payload) {
+            let to = r.to();
+            let ids: SmallVec<[u64; 4]> = targets.iter().map(|t| t.id).collect();
+            crate::features::carbons::received(shard, split_full(&to).0, &ids, &r.payload);
+        }
         return;
     }
     match (r.kind, r.stype) {

@@ -20,6 +20,8 @@ pub struct Resource {
     pub directed: Vec<Jid>,
     /// Asked for the roster: gets roster pushes (RFC 6121 §2.1.6).
     pub roster_requested: bool,
+    /// XEP-0280 carbons enabled.
+    pub carbons: bool,
 }
 
 #[derive(Default)]
@@ -93,6 +95,7 @@ impl SessionTable {
             presence: None,
             directed: Vec::new(),
             roster_requested: false,
+            carbons: false,
         });
         Ok(old)
     }

@@ -1,0 +1,87 @@
+//! XEP-0280 Message Carbons: a user's other resources that enabled carbons get a copy of
+//! the chat messages it sends (`<sent/>`) and receives (`<received/>`), so every device
+//! shows the whole conversation. A carbon is `[wrapper head, the original stanza's bytes,
+//! wrapper tail]`: the message itself is shared, never copied per device.
+
+use super::{IqReply, IqRequest};
+use crate::net::outbound::{ConnCtl, OutFrame};
+use crate::shard::Shard;
+use crate::xmpp::errors::Cond;
+use crate::xmpp::jid::Jid;
+use crate::xmpp::router::{self, SType};
+use bytes::Bytes;
+use smallvec::SmallVec;
+use std::rc::Rc;
+
+pub const NS: &str = "urn:xmpp:carbons:2";
+
+/// `<enable/>` / `<disable/>` (§4, §5).
+pub fn handle(r: &IqRequest) -> IqReply {
+    if r.stype != SType::Set || r.to.is_some_and(|t| t.bare() != r.from.bare()) {
+        return IqReply::Error(Cond::BadRequest);
+    }
+    let on = match r.st.elems[r.child].local {
+        "enable" => true,
+        "disable" => false,
+        _ => return IqReply::Error(Cond::BadRequest),
+    };
+    let mut sessions = r.shard.sessions.borrow_mut();
+    let Some(res) = sessions
+        .user_mut(r.from.bare())
+        .and_then(|u| u.resources.iter_mut().find(|x| x.jid == *r.from))
+    else {
+        return IqReply::Error(Cond::ServiceUnavailable);
+    };
+    res.carbons = on;
+    IqReply::Result(Vec::new())
+}
+
+/// Whether a message is carbon-copied (§6): type chat, not marked private or no-copy.
+pub fn eligible(stype: SType, payload: &[u8]) -> bool {
+    stype == SType::Chat
+        && !payload.windows(NS.len()).any(|w| w == NS.as_bytes())
+        && !payload.windows(14).any(|w| w == b"<no-copy xmlns")
+}
+
+/// The user's resources with carbons on, except `except` (connection ids).
+fn carbon_targets(shard: &Shard, bare: &str, except: &[u64]) -> Vec<(Jid, Rc<ConnCtl>)> {
+    shard
+        .sessions
+        .borrow()
+        .user(bare)
+        .map(|u| {
+            u.resources
+                .iter()
+                .filter(|r| r.carbons && !except.contains(&r.ctl.id))
+                .map(|r| (r.jid.clone(), r.ctl.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn send(targets: Vec<(Jid, Rc<ConnCtl>)>, bare: &str, kind: &str, payload: &Bytes) {
+    for (jid, ctl) in targets {
+        let head = format!(
+            "<message xmlns='jabber:client' from='{}' to='{}' type='chat'><{kind} xmlns='{NS}'><forwarded xmlns='urn:xmpp:forward:0'>",
+            crate::xml::escape::escape_attr_to_string(bare),
+            crate::xml::escape::escape_attr_to_string(jid.as_str())
+        );
+        let tail = format!("</forwarded></{kind}></message>");
+        let parts: SmallVec<[Bytes; 3]> =
+            smallvec::smallvec![Bytes::from(head), payload.clone(), Bytes::from(tail)];
+        let _ = ctl.push(OutFrame::text_parts(parts), router::overflow_words);
+    }
+}
+
+/// `<sent/>` copies to the sender's other resources (on the sender's home shard).
+pub fn sent(shard: &Shard, sender: &Jid, sender_conn: u64, payload: &Bytes) {
+    let targets = carbon_targets(shard, sender.bare(), &[sender_conn]);
+    send(targets, sender.bare(), "sent", payload);
+}
+
+/// `<received/>` copies to the recipient's resources that did not get the message
+/// (on the recipient's home shard).
+pub fn received(shard: &Shard, recipient_bare: &str, delivered_to: &[u64], payload: &Bytes) {
+    let targets = carbon_targets(shard, recipient_bare, delivered_to);
+    send(targets, recipient_bare, "received", payload);
+}
