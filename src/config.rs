@@ -17,6 +17,7 @@ pub struct Config {
     pub ping: PingConfig,
     pub muc: crate::muc::MucConfig,
     pub storage: crate::storage::StorageConfig,
+    pub sm: crate::xmpp::sm::SmConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

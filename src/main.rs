@@ -48,6 +48,9 @@ enum Cmd {
         /// Number of shards (0 = one per core).
         #[arg(long)]
         shards: Option<usize>,
+        /// How long a dropped XEP-0198 session may be resumed, in seconds.
+        #[arg(long, value_name = "SECS")]
+        sm_resume_timeout: Option<u64>,
     },
     /// Print a JWT for USER signed with the configured key (for development and tests).
     Token {
@@ -93,12 +96,14 @@ fn main() {
         common: Common::default(),
         listen: None,
         shards: None,
+        sm_resume_timeout: None,
     }) {
         Cmd::Serve {
             common,
             listen,
             shards,
-        } => serve(common, listen, shards),
+            sm_resume_timeout,
+        } => serve(common, listen, shards, sm_resume_timeout),
         Cmd::Token { user, ttl, common } => token(common, &user, ttl.as_secs()),
         Cmd::CheckConfig { file } => Config::load(&file).and_then(|mut c| {
             c.validate()?;
@@ -121,13 +126,21 @@ fn secret_for(cfg: &Config, create: bool) -> Result<Option<String>, String> {
     }
 }
 
-fn serve(common: Common, listen: Option<SocketAddr>, shards: Option<usize>) -> Result<(), String> {
+fn serve(
+    common: Common,
+    listen: Option<SocketAddr>,
+    shards: Option<usize>,
+    sm_resume: Option<u64>,
+) -> Result<(), String> {
     let mut cfg = load(&common)?;
     if let Some(l) = listen {
         cfg.server.listen = l;
     }
     if let Some(s) = shards {
         cfg.server.shards = s;
+    }
+    if let Some(s) = sm_resume {
+        cfg.sm.resume_timeout_ms = s * 1000;
     }
     cfg.validate()?;
     let secret = secret_for(&cfg, true)?;

@@ -11,8 +11,8 @@
 use super::outbound::{CloseKind, ConnCtl, Event, OutFrame, WriterExit, writer};
 use super::websocket::{self, WsError};
 use crate::shard::{Shard, ShardMsg};
-use crate::xmpp::errors::{Cond, StreamError, stream_error_bytes};
-use crate::xmpp::router::{self, Kind, SType};
+use crate::xmpp::errors::{StreamError, stream_error_bytes};
+use crate::xmpp::router;
 use crate::xmpp::stream::{Action, Stream};
 use bytes::Bytes;
 use monoio::io::{AsyncReadRent, OwnedReadHalf, Splitable};
@@ -191,6 +191,10 @@ impl Conn {
             }
             Exit::Done => {
                 ctl.close(CloseKind::Flush, Vec::new());
+                // A resumable session whose connection just dropped waits for <resume/>.
+                if !self.stream.clean_end {
+                    crate::xmpp::sm::detach(&mut self.stream, &shard, &ctl);
+                }
                 self.stream.end(&shard, &ctl);
                 let mut writer_task = writer_task;
                 let bound = Duration::from_millis(super::outbound::FINAL_WRITE_MS + 500);
@@ -214,7 +218,7 @@ impl Conn {
         self.stream.end(&self.shard, &self.ctl);
         for f in self.ctl.take_unsent() {
             if f.is_text() {
-                bounce_unsent(&self.shard, &f);
+                router::reroute_frame(&self.shard, &f);
             }
         }
         self.shard.unregister_conn(self.ctl.id);
@@ -468,29 +472,5 @@ impl Conn {
         }
         tracing::trace!(conn = self.ctl.id, "recv {text}");
         self.action = self.stream.on_element(&self.shard, &self.ctl, text);
-    }
-}
-
-/// A stanza queued for a connection that closed before it was written is not lost: a
-/// chat/normal message goes to the user's other resources or offline storage (the session
-/// is already unbound), an iq request gets an error back; the rest (presence, groupchat
-/// copies the room's history keeps) is dropped as RFC 6121 §8.5.3.2 allows.
-fn bounce_unsent(shard: &Shard, f: &OutFrame) {
-    let mut v = Vec::new();
-    for p in &f.parts {
-        v.extend_from_slice(p);
-    }
-    let Ok(text) = std::str::from_utf8(&v) else {
-        return;
-    };
-    let Some(r) = router::reparse(text) else {
-        return;
-    };
-    match (r.kind, r.stype) {
-        (Kind::Message, SType::Chat | SType::Normal) => router::deliver(shard, r),
-        (Kind::Iq, SType::Get | SType::Set) if r.from().contains('@') => {
-            router::bounce(shard, &r, Cond::ServiceUnavailable)
-        }
-        _ => {}
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::websocket;
 
+#[derive(Clone)]
 pub struct OutFrame {
     hdr: [u8; 10],
     hdr_len: u8,
@@ -61,6 +62,15 @@ impl OutFrame {
         self.len() == 0
     }
 
+    /// Whether this frame is an XMPP stanza (what XEP-0198 counts), not negotiation,
+    /// stream management or raw bytes.
+    pub fn is_stanza(&self) -> bool {
+        self.hdr_len > 0
+            && self.parts.first().is_some_and(|p| {
+                p.starts_with(b"<message") || p.starts_with(b"<presence") || p.starts_with(b"<iq")
+            })
+    }
+
     /// Whether this frame carries a stanza (not raw/control bytes).
     pub fn is_text(&self) -> bool {
         self.hdr_len > 0 && self.hdr[0] & 0x0F == websocket::OP_TEXT
@@ -82,8 +92,16 @@ struct CloseReq {
     final_bytes: Vec<u8>,
 }
 
+/// XEP-0198 outbound state: stanzas sent and not yet acknowledged by the client.
+struct SmOut {
+    h: u32,
+    unacked: VecDeque<OutFrame>,
+    bytes: usize,
+}
+
 #[derive(Default)]
 struct Outbound {
+    sm: Option<SmOut>,
     queue: VecDeque<OutFrame>,
     bytes: usize,
     writer: Option<Waker>,
@@ -150,11 +168,68 @@ impl ConnCtl {
             return Err(PushError::Overflow);
         }
         o.bytes += len;
+        let sm_over = self.record(&mut o, &f);
         o.queue.push_back(f);
         if let Some(w) = o.writer.take() {
             w.wake();
         }
+        if sm_over {
+            drop(o);
+            self.close(CloseKind::Abort, overflow_final());
+        }
         Ok(())
+    }
+
+    /// Keeps a stanza until the client acknowledges it; every 16 asks for an ack. True
+    /// when the unacknowledged bytes pass the outbound bound (a client that never acks).
+    fn record(&self, o: &mut Outbound, f: &OutFrame) -> bool {
+        let Some(sm) = o.sm.as_mut().filter(|_| f.is_stanza()) else {
+            return false;
+        };
+        sm.h = sm.h.wrapping_add(1);
+        sm.bytes += f.len();
+        sm.unacked.push_back(f.clone());
+        let over = sm.bytes > self.limit;
+        if sm.unacked.len() % 16 == 0 {
+            let r = Bytes::from_static(b"<r xmlns='urn:xmpp:sm:3'/>");
+            o.bytes += r.len() + 2;
+            o.queue.push_back(OutFrame::text(r));
+        }
+        over
+    }
+
+    /// Starts counting sent stanzas from `h` (XEP-0198 enable, or resume).
+    pub fn sm_enable(&self, h: u32) {
+        self.out.borrow_mut().sm = Some(SmOut {
+            h,
+            unacked: VecDeque::new(),
+            bytes: 0,
+        });
+    }
+
+    /// The client has handled `h` stanzas: forget those. False when `h` is more than was sent.
+    pub fn sm_ack(&self, h: u32) -> bool {
+        let mut o = self.out.borrow_mut();
+        let Some(sm) = o.sm.as_mut() else { return true };
+        let base = sm.h.wrapping_sub(sm.unacked.len() as u32);
+        let n = h.wrapping_sub(base);
+        if n as usize > sm.unacked.len() {
+            return false;
+        }
+        for f in sm.unacked.drain(..n as usize) {
+            sm.bytes -= f.len();
+        }
+        true
+    }
+
+    /// Stanzas sent so far (the server's `h` in XEP-0198 terms).
+    pub fn sm_sent(&self) -> Option<u32> {
+        self.out.borrow().sm.as_ref().map(|s| s.h)
+    }
+
+    /// The outbound SM state, for a session that detaches: (sent, unacknowledged).
+    pub fn sm_take(&self) -> Option<(u32, VecDeque<OutFrame>)> {
+        self.out.borrow_mut().sm.take().map(|s| (s.h, s.unacked))
     }
 
     /// Queues a frame of the connection's own negotiation/replies, bound only by the
@@ -165,6 +240,7 @@ impl ConnCtl {
             return;
         }
         o.bytes += f.len();
+        self.record(&mut o, &f);
         o.queue.push_back(f);
         if let Some(w) = o.writer.take() {
             w.wake();

@@ -102,6 +102,8 @@ pub struct Shard {
     pub sm_waiters: RefCell<HashMap<u64, SmWaiter, ahash::RandomState>>,
     /// Rosters of this shard's online users (RFC 6121), cached while needed.
     pub rosters: RefCell<HashMap<Box<str>, crate::xmpp::roster::Roster, ahash::RandomState>>,
+    /// XEP-0198 sessions waiting for `<resume/>`, by SM id.
+    pub detached: RefCell<HashMap<String, crate::xmpp::sm::Detached, ahash::RandomState>>,
 }
 
 /// An XEP-0198 ack waiting for its barrier: (connection, shards left to answer, h).
@@ -135,6 +137,7 @@ impl Shard {
             known_users: RefCell::new(Default::default()),
             sm_waiters: RefCell::new(HashMap::default()),
             rosters: RefCell::new(HashMap::default()),
+            detached: RefCell::new(HashMap::default()),
             shared,
         })
     }
@@ -463,6 +466,8 @@ fn shard_thread(
         shard.shutting_down.set(true);
         shard.stop.notify();
         shard.close_all();
+        // Sessions waiting for resumption end now; what they held goes to storage.
+        crate::xmpp::sm::expire(&shard, std::time::Instant::now(), true);
         let deadline = std::time::Instant::now() + Duration::from_millis(shard.cfg().server.shutdown_timeout_ms);
         while shard.live_conns() > 0 && std::time::Instant::now() < deadline {
             monoio::time::sleep(Duration::from_millis(5)).await;
@@ -497,7 +502,8 @@ pub fn timer_tick(cfg: &Config) -> Duration {
         .auth
         .auth_timeout_ms
         .min(cfg.ping.client_idle_ms)
-        .min(cfg.ping.client_ping_timeout_ms);
+        .min(cfg.ping.client_ping_timeout_ms)
+        .min(cfg.sm.resume_timeout_ms);
     Duration::from_millis((shortest / 4).clamp(5, 1000))
 }
 
@@ -509,6 +515,7 @@ async fn timer_sweep(shard: Rc<Shard>) {
     while !shard.stop.is_set() {
         monoio::time::sleep(tick).await;
         let now = std::time::Instant::now();
+        crate::xmpp::sm::expire(&shard, now, false);
         due.extend(shard.conns.borrow().values().filter_map(Weak::upgrade));
         for c in due.drain(..) {
             c.check_deadline(now);

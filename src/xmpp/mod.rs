@@ -12,6 +12,7 @@ pub mod presence;
 pub mod roster;
 pub mod router;
 pub mod session;
+pub mod sm;
 pub mod stream;
 
 pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";

@@ -497,3 +497,34 @@ pub fn reparse(text: &str) -> Option<Routed> {
         id,
     })
 }
+
+/// A frame a connection was given but never acknowledged (it closed, or a detached
+/// session expired) is not lost: a chat/normal message goes to the user's other resources
+/// or offline storage (the session is already unbound), an iq request gets an error back;
+/// the rest (presence, groupchat copies the room's history keeps) is dropped as RFC 6121
+/// §8.5.3.2 allows.
+pub fn reroute_frame(shard: &Shard, f: &OutFrame) {
+    // Carbons are copies: the original went (or goes) its own way.
+    let carbon = f
+        .parts
+        .first()
+        .is_some_and(|p| p.windows(17).any(|w| w == b"urn:xmpp:carbons:"));
+    if !f.is_stanza() || carbon {
+        return;
+    }
+    let mut v = Vec::new();
+    for p in &f.parts {
+        v.extend_from_slice(p);
+    }
+    let Ok(text) = std::str::from_utf8(&v) else {
+        return;
+    };
+    let Some(r) = reparse(text) else { return };
+    match (r.kind, r.stype) {
+        (Kind::Message, SType::Chat | SType::Normal) => deliver(shard, r),
+        (Kind::Iq, SType::Get | SType::Set) if r.from().contains('@') => {
+            bounce(shard, &r, Cond::ServiceUnavailable)
+        }
+        _ => {}
+    }
+}

@@ -68,7 +68,12 @@ pub struct Stream {
     last_refill: Instant,
     ping_seq: u32,
     /// XEP-0198 enabled, and stanzas received since.
-    sm: Option<u32>,
+    pub sm: Option<u32>,
+    /// The XEP-0198 id of a resumable session.
+    pub sm_id: Option<String>,
+    /// The stream ended on purpose (`<close/>`, or a stream error other than a timeout):
+    /// no resumption.
+    pub clean_end: bool,
 }
 
 impl Stream {
@@ -84,6 +89,8 @@ impl Stream {
             last_refill: Instant::now(),
             ping_seq: 0,
             sm: None,
+            sm_id: None,
+            clean_end: false,
         }
     }
 
@@ -109,6 +116,7 @@ impl Stream {
         let id = self.stream_id();
         let open = (!self.opened).then_some((shard.domain(), id.as_str()));
         ctl.close(CloseKind::Flush, stream_error_bytes(err, text, open));
+        self.clean_end = err != StreamError::ConnectionTimeout;
         Action::Close
     }
 
@@ -139,6 +147,7 @@ impl Stream {
         match (root.ns, root.local) {
             (NS_FRAMING, "open") => self.on_open(shard, ctl, &st),
             (NS_FRAMING, "close") => {
+                self.clean_end = true;
                 self.send(ctl, super::errors::close_element());
                 ctl.close(
                     CloseKind::Flush,
@@ -187,7 +196,7 @@ impl Stream {
                 StreamError::PolicyViolation,
                 Some("unexpected SASL element"),
             ),
-            (NS_SM, name) => self.on_sm(shard, ctl, name),
+            (NS_SM, name) => self.on_sm(shard, ctl, &st, name),
             _ => self.fail(shard, ctl, StreamError::UnsupportedStanzaType, None),
         }
     }
@@ -391,9 +400,7 @@ impl Stream {
             tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, "bound");
             crate::features::offline::seen_user(shard, &local);
             super::roster::preload(shard, &local);
-            self.jid = Some(jid);
-            self.last_refill = Instant::now();
-            self.tokens = shard.cfg().limits.stanza_burst as f64;
+            self.bound(shard, jid);
             return Action::Continue;
         }
         if st.child(0, "session", NS_SESSION).is_some() {
@@ -409,6 +416,13 @@ impl Stream {
             StreamError::NotAuthorized,
             Some("bind a resource first"),
         )
+    }
+
+    /// The stream now carries a bound session (after bind, or a resumption).
+    pub fn bound(&mut self, shard: &Shard, jid: Jid) {
+        self.jid = Some(jid);
+        self.last_refill = Instant::now();
+        self.tokens = shard.cfg().limits.stanza_burst as f64;
     }
 
     /// Stanza rate limit: a token bucket of `stanza_burst` refilled at `max_stanzas_per_sec`.
@@ -431,13 +445,30 @@ impl Stream {
     /// every stanza counted in `h` is settled — queued for its recipient, bounced, or
     /// durably stored. Messages may have crossed to other shards and from there to the
     /// storage thread, so `<r/>` sends a barrier along the same paths (`shard::storage_sync`).
-    fn on_sm(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, name: &str) -> Action {
+    fn on_sm(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, st: &Stanza, name: &str) -> Action {
+        let attr_u32 = |n: &str| st.attr(0, n).and_then(|a| a.value().parse::<u32>().ok());
         match (name, self.sm) {
             ("enable", None) if self.jid.is_some() => {
-                self.sm = Some(0);
-                self.send(ctl, format!("<enabled xmlns='{NS_SM}'/>").into_bytes());
+                let resume = st
+                    .attr(0, "resume")
+                    .is_some_and(|a| matches!(&*a.value(), "true" | "1"));
+                super::sm::enable(self, shard, ctl, resume);
             }
-            ("enable", _) => {
+            ("resume", None) if self.jid.is_none() && self.authed.is_some() => {
+                let (Some(previd), Some(h)) = (
+                    st.attr(0, "previd").map(|a| a.value().into_owned()),
+                    attr_u32("h"),
+                ) else {
+                    return self.fail(
+                        shard,
+                        ctl,
+                        StreamError::BadFormat,
+                        Some("resume needs previd and h"),
+                    );
+                };
+                super::sm::resume(self, shard, ctl, &previd, h);
+            }
+            ("enable" | "resume", _) => {
                 let why = "<unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>";
                 self.send(
                     ctl,
@@ -445,7 +476,27 @@ impl Stream {
                 );
             }
             ("r", Some(h)) => ack_when_settled(shard, ctl, h),
-            ("a", Some(_)) => {} // resumption is not offered, so nothing is kept to release
+            ("a", Some(_)) => {
+                let Some(h) = attr_u32("h") else {
+                    return self.fail(shard, ctl, StreamError::BadFormat, Some("<a/> needs h"));
+                };
+                if !ctl.sm_ack(h) {
+                    let sent = ctl.sm_sent().unwrap_or(0);
+                    tracing::info!(
+                        shard = shard.id,
+                        conn = ctl.id,
+                        h,
+                        sent,
+                        "client acknowledged more than was sent"
+                    );
+                    return self.fail(
+                        shard,
+                        ctl,
+                        StreamError::UndefinedCondition,
+                        Some("handled count too high"),
+                    );
+                }
+            }
             _ => {
                 return self.fail(
                     shard,

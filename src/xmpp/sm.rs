@@ -1,0 +1,195 @@
+//! XEP-0198 Stream Management: acks both ways and resumption.
+//!
+//! Inbound, `<a h/>` means the first h stanzas from the client are settled (queued for their
+//! recipients, bounced, or durably stored: see `stream::ack_when_settled`). Outbound, the
+//! connection keeps every stanza it sent until the client's `<a h/>` (`ConnCtl::sm_*`).
+//! A resumable session whose connection drops without `<close/>` detaches: its resource
+//! stays bound and available, deliveries collect in a parked queue, and `<resume/>` on a
+//! new connection (which lands on the same home shard after SASL) replays exactly what the
+//! client had not acknowledged, then what came meanwhile. When the resumption window ends,
+//! all of it is routed again (other resources, else offline storage) and the session ends.
+
+use super::NS_SM;
+use super::jid::Jid;
+use super::stream::Stream;
+use crate::net::outbound::{ConnCtl, OutFrame};
+use crate::shard::Shard;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmConfig {
+    /// How long a dropped resumable session is kept for `<resume/>`
+    /// (`aoba serve --sm-resume-timeout SECS`).
+    pub resume_timeout_ms: u64,
+}
+
+impl Default for SmConfig {
+    fn default() -> Self {
+        SmConfig {
+            resume_timeout_ms: 300_000,
+        }
+    }
+}
+
+/// A session waiting to be resumed.
+pub struct Detached {
+    jid: Jid,
+    /// Takes deliveries while detached (the session table points at it).
+    parked: Rc<ConnCtl>,
+    unacked: VecDeque<OutFrame>,
+    /// Stanzas sent to the client before it dropped (the server's h).
+    sent: u32,
+    /// Stanzas handled from the client (what `<resumed h/>` tells it).
+    handled: u32,
+    expires: Instant,
+}
+
+fn reply(ctl: &ConnCtl, xml: String) {
+    ctl.push_reply(OutFrame::text(Bytes::from(xml)));
+}
+
+fn failed(ctl: &ConnCtl, cond: &str) {
+    reply(
+        ctl,
+        format!(
+            "<failed xmlns='{NS_SM}'><{cond} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
+        ),
+    );
+}
+
+/// `<enable/>` after bind.
+pub fn enable(stream: &mut Stream, shard: &Shard, ctl: &ConnCtl, resume: bool) {
+    stream.sm = Some(0);
+    ctl.sm_enable(0);
+    if resume {
+        let id = format!("{:016x}{:08x}", shard.random(), shard.id);
+        let max = shard.cfg().sm.resume_timeout_ms / 1000;
+        reply(
+            ctl,
+            format!("<enabled xmlns='{NS_SM}' id='{id}' resume='true' max='{max}'/>"),
+        );
+        stream.sm_id = Some(id);
+    } else {
+        reply(ctl, format!("<enabled xmlns='{NS_SM}'/>"));
+    }
+}
+
+/// The connection dropped: keep the session for resumption. False if it cannot be kept.
+pub fn detach(stream: &mut Stream, shard: &Shard, ctl: &ConnCtl) -> bool {
+    let (Some(id), Some(jid)) = (stream.sm_id.clone(), stream.jid.clone()) else {
+        return false;
+    };
+    let parked = Rc::new(ConnCtl::new(
+        ctl.id ^ (1 << 63),
+        shard.cfg().limits.outbound_queue_bytes_max,
+    ));
+    {
+        let mut sessions = shard.sessions.borrow_mut();
+        let Some(r) = sessions.own_resource_mut(&jid, ctl.id) else {
+            return false;
+        };
+        r.ctl = parked.clone();
+    }
+    let (sent, unacked) = ctl.sm_take().unwrap_or_default();
+    // What was queued but never written is among the unacknowledged: not re-routed now.
+    ctl.take_unsent();
+    let expires = Instant::now() + Duration::from_millis(shard.cfg().sm.resume_timeout_ms);
+    tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, unacked = unacked.len(), "session detached for resumption");
+    shard.detached.borrow_mut().insert(
+        id,
+        Detached {
+            jid,
+            parked,
+            unacked,
+            sent,
+            handled: stream.sm.unwrap_or(0),
+            expires,
+        },
+    );
+    stream.jid = None; // the session lives on without this connection
+    true
+}
+
+/// `<resume previd h/>` from an authenticated, not yet bound stream.
+pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>, previd: &str, h: u32) {
+    let user = stream.authed.clone().unwrap_or_default();
+    let d = shard.detached.borrow_mut().remove(previd);
+    let Some(mut d) = d else {
+        return failed(ctl, "item-not-found");
+    };
+    let ok_user = d.jid.local() == Some(&*user);
+    let still_bound = shard
+        .sessions
+        .borrow()
+        .resource(&d.jid)
+        .is_some_and(|r| r.ctl.id == d.parked.id);
+    if !ok_user || !still_bound {
+        if !ok_user {
+            shard.detached.borrow_mut().insert(previd.to_string(), d);
+        }
+        return failed(ctl, "item-not-found");
+    }
+    // The client's h acknowledges the first stanzas it got before the drop.
+    let base = d.sent.wrapping_sub(d.unacked.len() as u32);
+    let acked = h.wrapping_sub(base) as usize;
+    if acked > d.unacked.len() {
+        shard.detached.borrow_mut().insert(previd.to_string(), d);
+        return failed(ctl, "unexpected-request");
+    }
+    d.unacked.drain(..acked);
+    let available = {
+        let mut sessions = shard.sessions.borrow_mut();
+        let r = sessions.own_resource_mut(&d.jid, d.parked.id).unwrap();
+        r.ctl = ctl.clone();
+        r.available
+    };
+    ctl.sm_enable(h);
+    reply(
+        ctl,
+        format!(
+            "<resumed xmlns='{NS_SM}' previd='{previd}' h='{}'/>",
+            d.handled
+        ),
+    );
+    tracing::info!(shard = shard.id, conn = ctl.id, jid = %d.jid, replay = d.unacked.len(), "session resumed");
+    for f in d.unacked.drain(..).chain(d.parked.take_unsent()) {
+        let _ = ctl.push(f, super::router::overflow_words);
+    }
+    if available {
+        // Anything that overflowed the parked queue went to offline storage.
+        crate::features::offline::flush(shard, &d.jid);
+    }
+    stream.bound(shard, d.jid);
+    stream.sm = Some(d.handled);
+    stream.sm_id = Some(previd.to_string());
+}
+
+/// Ends detached sessions whose window has passed (all of them when `all`): what they
+/// held is routed again, and the session ends as any other (unavailable broadcast).
+pub fn expire(shard: &Shard, now: Instant, all: bool) {
+    let due: Vec<String> = shard
+        .detached
+        .borrow()
+        .iter()
+        .filter(|(_, d)| all || d.expires <= now)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for id in due {
+        let Some(mut d) = shard.detached.borrow_mut().remove(&id) else {
+            continue;
+        };
+        tracing::info!(shard = shard.id, jid = %d.jid, "detached session expired");
+        let res = shard.sessions.borrow_mut().unbind(&d.jid, d.parked.id);
+        if let Some(res) = res {
+            super::presence::session_ended(shard, res);
+        }
+        for f in d.unacked.drain(..).chain(d.parked.take_unsent()) {
+            super::router::reroute_frame(shard, &f);
+        }
+    }
+}

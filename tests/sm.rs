@@ -1,0 +1,170 @@
+//! XEP-0198 stream management: acks, resumption after a dropped connection, and expiry.
+
+mod common;
+use common::*;
+
+/// Connects and authenticates as `user`, stopping where bind or resume would come.
+async fn authenticated(s: &Server, user: &str) -> Client {
+    let mut c = Client::connect(s, Some(&s.token(user))).await;
+    c.jid = format!("{user}@localhost");
+    c.open().await;
+    assert!(c.auth_plain(user, "").await.contains("<success"));
+    let f = c.open().await;
+    assert!(f.contains("<sm xmlns='urn:xmpp:sm:3'/>"), "{f}");
+    c
+}
+
+async fn enable_resumable(c: &mut Client) -> String {
+    // XEP-0198 §5, example 7.
+    c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await;
+    let e = c.recv_until("<enabled").await;
+    assert!(e.contains("resume='true'") && e.contains("max='"), "{e}");
+    between(&e, "id='", "'").to_string()
+}
+
+#[tokio::test]
+async fn a_dropped_session_resumes_with_exactly_what_was_not_acknowledged() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut alice = Client::online(&s, &a, "phone", 0).await;
+    let mut bob = Client::online(&s, &b, "desk", 0).await;
+    let id = enable_resumable(&mut alice).await;
+    for i in 1..=3 {
+        bob.send(&format!(
+            "<message to='{a}@localhost/phone' type='chat' id='m{i}'><body>{i}</body></message>"
+        ))
+        .await;
+        assert!(
+            alice
+                .recv_until("<message")
+                .await
+                .contains(&format!("id='m{i}'"))
+        );
+    }
+    // Alice acknowledges only the first, then her connection just drops.
+    alice.send("<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
+    alice.ping_server("sync").await; // the ack was read before the drop
+    drop(alice);
+    // While she is away: a message to her full JID waits for her (no error to bob).
+    bob.send(&format!(
+        "<message to='{a}@localhost/phone' type='chat' id='m4'><body>4</body></message>"
+    ))
+    .await;
+    bob.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    bob.recv_until("<enabled").await;
+    bob.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    bob.recv_until("<a xmlns").await;
+    // XEP-0198 §5, example 11: resume on a new connection.
+    let mut alice = authenticated(&s, &a).await;
+    alice
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' h='1' previd='{id}'/>"
+        ))
+        .await;
+    let r = alice.recv_until("<resumed").await;
+    assert!(
+        r.contains(&format!("previd='{id}'")) && r.contains("h='1'"),
+        "her one ping was handled: {r}"
+    );
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let m = alice.recv().await;
+        if m.starts_with("<message") {
+            got.push(between(&m, "id='", "'").to_string());
+        }
+    }
+    assert_eq!(got, ["m2", "m3", "m4"]);
+    alice.jid = format!("{a}@localhost/phone");
+    assert!(alice.ping_server("after").await.contains("type='result'"));
+    bob.send(&format!(
+        "<message to='{a}@localhost/phone' type='chat' id='m5'><body>5</body></message>"
+    ))
+    .await;
+    assert!(
+        alice.recv_until("<message").await.contains("id='m5'"),
+        "nothing replayed twice"
+    );
+}
+
+#[tokio::test]
+async fn unknown_ids_fail_and_bind_still_works() {
+    let s = Server::start();
+    let mut c = authenticated(&s, "alice").await;
+    c.send("<resume xmlns='urn:xmpp:sm:3' h='0' previd='nope'/>")
+        .await;
+    assert!(c.recv_until("<failed").await.contains("<item-not-found"));
+    assert!(
+        c.bind(Some("r"))
+            .await
+            .contains("<jid>alice@localhost/r</jid>")
+    );
+}
+
+#[tokio::test]
+async fn after_the_window_everything_held_goes_to_offline_storage() {
+    let s = Server::start_args(
+        "[sm]\nresume_timeout_ms = 300\n",
+        2,
+        &["--jwt-secret", SECRET],
+    );
+    let (a, b) = s.users_apart();
+    let mut alice = Client::online(&s, &a, "phone", 0).await;
+    let mut bob = Client::online(&s, &b, "desk", 0).await;
+    enable_resumable(&mut alice).await;
+    alice.send(&format!("<presence to='{b}@localhost'/>")).await; // so bob learns when she is gone
+    bob.recv_until(&format!("from='{a}@localhost/phone'")).await;
+    bob.send(&format!(
+        "<message to='{a}@localhost/phone' type='chat' id='x1'><body>unacked</body></message>"
+    ))
+    .await;
+    alice.recv_until("id='x1'").await;
+    drop(alice);
+    bob.send(&format!(
+        "<message to='{a}@localhost/phone' type='chat' id='x2'><body>while away</body></message>"
+    ))
+    .await;
+    // The window passes: she goes unavailable, and both messages are stored for her.
+    assert!(
+        bob.recv_until("type='unavailable'")
+            .await
+            .contains(&format!("from='{a}@localhost/phone'"))
+    );
+    let mut alice = Client::login(&s, &a, Some("laptop")).await;
+    alice.send("<presence/>").await;
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let m = alice.recv().await;
+        if m.starts_with("<message") {
+            assert!(m.contains("<delay xmlns='urn:xmpp:delay'"), "{m}");
+            got.push(between(&m, "id='", "'").to_string());
+        }
+    }
+    got.sort();
+    assert_eq!(got, ["x1", "x2"]);
+}
+
+#[tokio::test]
+async fn acknowledging_more_than_was_sent_is_a_stream_error() {
+    let s = Server::start();
+    let mut c = Client::online(&s, "alice", "r", 0).await;
+    enable_resumable(&mut c).await;
+    c.send("<a xmlns='urn:xmpp:sm:3' h='5'/>").await;
+    c.expect_stream_error("undefined-condition").await;
+}
+
+#[tokio::test]
+async fn a_closed_stream_is_not_resumable() {
+    let s = Server::start();
+    let mut c = Client::online(&s, "alice", "r", 0).await;
+    let id = enable_resumable(&mut c).await;
+    c.send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+        .await;
+    c.expect_end().await;
+    let mut c = authenticated(&s, "alice").await;
+    c.send(&format!(
+        "<resume xmlns='urn:xmpp:sm:3' h='0' previd='{id}'/>"
+    ))
+    .await;
+    assert!(c.recv_until("<failed").await.contains("<item-not-found"));
+}
