@@ -18,6 +18,7 @@ pub struct Config {
     pub muc: crate::muc::MucConfig,
     pub storage: crate::storage::StorageConfig,
     pub sm: crate::xmpp::sm::SmConfig,
+    pub mam: crate::features::mam::MamConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

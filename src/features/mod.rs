@@ -3,6 +3,7 @@
 
 pub mod carbons;
 pub mod disco;
+pub mod mam;
 pub mod offline;
 pub mod ping;
 

@@ -111,6 +111,7 @@ pub fn on_reply(shard: &Shard, reply: Reply) {
             version,
             items,
         } => crate::xmpp::roster::on_loaded(shard, user, version, items),
+        Reply::Archive { page, reply } => crate::features::mam::on_page(shard, page, reply),
     }
 }
 

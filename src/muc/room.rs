@@ -334,9 +334,10 @@ impl Room {
         )
     }
 
+    /// Stanza ids are archive ids (XEP-0313 ids are the XEP-0359 ids the room assigned).
     fn next_stanza_id(&mut self, shard: &Shard) -> String {
         self.next_sid += 1;
-        format!("{:x}-{:x}", self.next_sid, shard.random() & 0xffff_ffff)
+        crate::features::mam::id_str(crate::storage::archive_id(shard.id, &shard.last_archive_id))
     }
 }
 
@@ -955,6 +956,28 @@ fn groupchat(shard: &Shard, room: &mut Room, oi: usize, r: &Routed, out: &mut Ou
     fan_tail.extend_from_slice(&rest);
     let chars = fan_head.len() + fan_tail.len();
     out.fan(Bytes::from(fan_head), Bytes::from(fan_tail), tos);
+    // The room's archive (XEP-0313 §6), under the room's JID.
+    if shard.cfg().mam.enabled
+        && let (Some(s), Some(id)) = (
+            &shard.shared.storage,
+            crate::features::mam::parse_id(&sid_val),
+        )
+    {
+        let mut stanza = Vec::with_capacity(head.len() + sid.len() + rest.len() + 1);
+        stanza.extend_from_slice(&head);
+        stanza.push(b'>');
+        stanza.extend_from_slice(sid.as_bytes());
+        stanza.extend_from_slice(&rest);
+        let item = crate::storage::ArchiveItem {
+            id,
+            with: from.clone(),
+            stanza,
+        };
+        let _ = s.try_send(crate::storage::Request::ArchiveAppend {
+            owner: room.jid.clone(),
+            item,
+        });
+    }
     if room.cfg.history_length > 0 {
         room.history.push_back(Hist {
             head,
@@ -1031,6 +1054,34 @@ fn iq(
             iq_result(out, r, &q);
         }
         (NS_ITEMS, SType::Get) => iq_result(out, r, &format!("<query xmlns='{NS_ITEMS}'/>")),
+        (crate::features::mam::NS, SType::Set) => {
+            // XEP-0313 §6: occupants (members, in a members-only room) read the archive.
+            let allowed = if room.cfg.members_only {
+                aff >= Affiliation::Member
+            } else {
+                room.by_session(from).is_some() || aff >= Affiliation::Member
+            };
+            if !allowed {
+                return err(
+                    out,
+                    r,
+                    Cond::Forbidden,
+                    Some("only occupants may read the room's archive"),
+                );
+            }
+            let m = &shard.cfg().mam;
+            let reply = crate::storage::ArchiveReplyTo {
+                to: from.to_string(),
+                from: room.jid.clone(),
+                queryid: st.attr(c, "queryid").map(|a| a.value().into_owned()),
+                iq_id: r.id_attr().to_string(),
+            };
+            let res = crate::features::mam::parse_query(&st, c, m.page_default, m.page_max)
+                .and_then(|q| crate::features::mam::query(shard, &room.jid, q, reply));
+            if let Err(cond) = res {
+                err(out, r, cond, None);
+            }
+        }
         (NS_MUC_OWNER, _) if aff != Affiliation::Owner => {
             err(out, r, Cond::Forbidden, Some("owners only"))
         }

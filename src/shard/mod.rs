@@ -104,6 +104,8 @@ pub struct Shard {
     pub rosters: RefCell<HashMap<Box<str>, crate::xmpp::roster::Roster, ahash::RandomState>>,
     /// XEP-0198 sessions waiting for `<resume/>`, by SM id.
     pub detached: RefCell<HashMap<String, crate::xmpp::sm::Detached, ahash::RandomState>>,
+    /// The last archive id this shard made (keeps ids increasing, see `storage::archive_id`).
+    pub last_archive_id: Cell<u64>,
 }
 
 /// An XEP-0198 ack waiting for its barrier: (connection, shards left to answer, h).
@@ -138,6 +140,7 @@ impl Shard {
             sm_waiters: RefCell::new(HashMap::default()),
             rosters: RefCell::new(HashMap::default()),
             detached: RefCell::new(HashMap::default()),
+            last_archive_id: Cell::new(0),
             shared,
         })
     }

@@ -6,7 +6,7 @@
 //! (localpart ‖ 0x00 ‖ sequence, big-endian u64 → stanza). Localparts cannot contain NUL,
 //! so the separator keeps `al` from seeing `alice`'s messages.
 
-use super::{Backend, Result, RosterItem, StorageError};
+use super::{ArchiveItem, ArchivePage, ArchiveQuery, Backend, Result, RosterItem, StorageError};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,6 +17,7 @@ pub struct FjallBackend {
     offline: Keyspace,
     rosters: Keyspace,
     roster_versions: Keyspace,
+    archive: Keyspace,
     /// Next sequence number per user, and how many messages are stored (for the quota).
     counts: HashMap<String, (u64, usize)>,
     dirty: bool,
@@ -57,12 +58,16 @@ impl FjallBackend {
         let roster_versions = db
             .keyspace("roster_versions", KeyspaceCreateOptions::default)
             .map_err(err)?;
+        let archive = db
+            .keyspace("archive", KeyspaceCreateOptions::default)
+            .map_err(err)?;
         Ok(FjallBackend {
             db,
             users,
             offline,
             rosters,
             roster_versions,
+            archive,
             counts: HashMap::new(),
             dirty: false,
         })
@@ -182,6 +187,69 @@ impl Backend for FjallBackend {
             .map_err(err)?;
         self.dirty = true;
         Ok(())
+    }
+
+    fn archive_append(&mut self, owner: &str, item: &ArchiveItem) -> Result<()> {
+        let mut v = Vec::with_capacity(2 + item.with.len() + item.stanza.len());
+        v.extend_from_slice(&(item.with.len() as u16).to_be_bytes());
+        v.extend_from_slice(item.with.as_bytes());
+        v.extend_from_slice(&item.stanza);
+        self.archive.insert(key(owner, item.id), v).map_err(err)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn archive_query(&self, owner: &str, q: &ArchiveQuery) -> Result<ArchivePage> {
+        let lo = key(owner, q.after_id.map_or(0, |a| a.saturating_add(1)));
+        let hi = match q.before_id {
+            Some(b) => key(owner, b),
+            None => {
+                let mut k = owner.as_bytes().to_vec();
+                k.push(1);
+                k
+            }
+        };
+        let decode = |k: &[u8], v: &[u8]| -> Option<ArchiveItem> {
+            let id = u64::from_be_bytes(k.get(k.len().checked_sub(8)?..)?.try_into().ok()?);
+            let n = u16::from_be_bytes(v.get(..2)?.try_into().ok()?) as usize;
+            let with = std::str::from_utf8(v.get(2..2 + n)?).ok()?.to_string();
+            Some(ArchiveItem {
+                id,
+                with,
+                stanza: v.get(2 + n..)?.to_vec(),
+            })
+        };
+        let mut items = Vec::new();
+        for g in self.archive.range(lo..hi) {
+            let (k, v) = g.into_inner().map_err(err)?;
+            if let Some(i) = decode(&k, &v).filter(|i| q.with.as_ref().is_none_or(|w| *w == i.with))
+            {
+                items.push(i);
+            }
+        }
+        Ok(super::page(items.iter(), q))
+    }
+
+    fn archive_expire(&mut self, before_id: u64) -> Result<usize> {
+        let mut old = Vec::new();
+        for g in self.archive.iter() {
+            let k = g.key().map_err(err)?;
+            if k.len() >= 8
+                && u64::from_be_bytes(k[k.len() - 8..].try_into().map_err(err)?) < before_id
+            {
+                old.push(k);
+            }
+        }
+        let n = old.len();
+        if n > 0 {
+            let mut b = self.db.batch();
+            for k in old {
+                b.remove(&self.archive, k);
+            }
+            b.commit().map_err(err)?;
+            self.dirty = true;
+        }
+        Ok(n)
     }
 
     fn commit(&mut self) -> Result<()> {

@@ -1,7 +1,7 @@
 //! An in-memory backend: not durable (everything is lost at exit). It exists so the
 //! storage contract is shown to be engine-independent, and for throwaway test servers.
 
-use super::{Backend, Result, RosterItem};
+use super::{ArchiveItem, ArchivePage, ArchiveQuery, Backend, Result, RosterItem};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 #[derive(Default)]
@@ -9,6 +9,7 @@ pub struct MemoryBackend {
     users: BTreeSet<String>,
     offline: HashMap<String, VecDeque<Vec<u8>>>,
     rosters: HashMap<String, (u64, std::collections::BTreeMap<String, RosterItem>)>,
+    archive: HashMap<String, std::collections::BTreeMap<u64, ArchiveItem>>,
 }
 
 impl Backend for MemoryBackend {
@@ -69,6 +70,44 @@ impl Backend for MemoryBackend {
         r.0 = version;
         r.1.remove(contact);
         Ok(())
+    }
+
+    fn archive_append(&mut self, owner: &str, item: &ArchiveItem) -> Result<()> {
+        self.archive
+            .entry(owner.to_string())
+            .or_default()
+            .insert(item.id, item.clone());
+        Ok(())
+    }
+
+    fn archive_query(&self, owner: &str, q: &ArchiveQuery) -> Result<ArchivePage> {
+        let Some(a) = self.archive.get(owner) else {
+            return Ok(ArchivePage {
+                items: vec![],
+                complete: true,
+            });
+        };
+        let lo = q
+            .after_id
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let hi = q
+            .before_id
+            .map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        let matching = a
+            .range((lo, hi))
+            .map(|(_, i)| i)
+            .filter(|i| q.with.as_ref().is_none_or(|w| *w == i.with));
+        Ok(super::page(matching, q))
+    }
+
+    fn archive_expire(&mut self, before_id: u64) -> Result<usize> {
+        let mut n = 0;
+        for a in self.archive.values_mut() {
+            let keep = a.split_off(&before_id);
+            n += a.len();
+            *a = keep;
+        }
+        Ok(n)
     }
 
     fn commit(&mut self) -> Result<()> {

@@ -74,6 +74,12 @@ pub trait Backend: Send + 'static {
     fn roster_set(&mut self, user: &str, item: &RosterItem, version: u64) -> Result<()>;
     /// Removes one item and sets the roster's version.
     fn roster_remove(&mut self, user: &str, contact: &str, version: u64) -> Result<()>;
+    /// Appends to `owner`'s archive (a user's or a room's bare JID).
+    fn archive_append(&mut self, owner: &str, item: &ArchiveItem) -> Result<()>;
+    /// One page of `owner`'s archive.
+    fn archive_query(&self, owner: &str, q: &ArchiveQuery) -> Result<ArchivePage>;
+    /// Deletes archived messages older than `before_id` (retention).
+    fn archive_expire(&mut self, before_id: u64) -> Result<usize>;
     /// Makes every change so far durable. Replies are sent only after it returns.
     fn commit(&mut self) -> Result<()>;
 }
@@ -91,6 +97,66 @@ pub fn open(cfg: &crate::config::Config) -> std::result::Result<Box<dyn Backend>
             "storage.backend {other:?}: expected fjall or memory"
         )),
     }
+}
+
+/// One archived message (XEP-0313).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveItem {
+    /// Time-ordered, unique per store (see `archive_id`).
+    pub id: u64,
+    /// The bare JID of the other party (for a room: the sender's occupant JID).
+    pub with: String,
+    /// The stanza as delivered.
+    pub stanza: Vec<u8>,
+}
+
+/// A MAM query (XEP-0313 §4 with XEP-0059 paging). Ids bound the range exclusively.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchiveQuery {
+    pub with: Option<String>,
+    pub after_id: Option<u64>,
+    pub before_id: Option<u64>,
+    pub max: usize,
+    /// Page from the end (the newest `max`), for RSM `<before/>`.
+    pub from_end: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ArchivePage {
+    pub items: Vec<ArchiveItem>,
+    /// No more items in the queried range beyond this page.
+    pub complete: bool,
+}
+
+/// Ids: milliseconds since 1970 in the high 44 bits, then 8 bits of shard and 12 of
+/// counter, so they sort by time and never collide across shards. `last` keeps them
+/// increasing when more than 4096 are made in one millisecond.
+pub fn archive_id(shard: usize, last: &std::cell::Cell<u64>) -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let base = (ms << 20) | ((shard as u64 & 0xff) << 12);
+    let prev = last.get();
+    let id = if base > prev {
+        base
+    } else if prev & 0xfff < 0xfff {
+        prev + 1
+    } else {
+        ((prev >> 20) + 1) << 20 | ((shard as u64 & 0xff) << 12)
+    };
+    last.set(id);
+    id
+}
+
+/// The id of the first archive entry at or after `ms` milliseconds since 1970.
+pub fn archive_id_at(ms: u64) -> u64 {
+    ms << 20
+}
+
+/// Milliseconds since 1970 of an archive id.
+pub fn archive_id_ms(id: u64) -> u64 {
+    id >> 20
 }
 
 /// RFC 6121 subscription states (§3, Appendix A).
@@ -178,6 +244,17 @@ pub enum Request {
         contact: String,
         version: u64,
     },
+    ArchiveAppend {
+        owner: String,
+        item: ArchiveItem,
+    },
+    /// A page for session `to`; the shard renders it.
+    ArchiveQuery {
+        owner: String,
+        query: ArchiveQuery,
+        shard: usize,
+        reply: ArchiveReplyTo,
+    },
     /// Answer `token` once everything queued before is durable (a barrier).
     Sync {
         shard: usize,
@@ -187,7 +264,23 @@ pub enum Request {
     Stop,
 }
 
+/// Where a MAM page goes and how to label it.
+#[derive(Debug, Clone)]
+pub struct ArchiveReplyTo {
+    /// The requester's full JID.
+    pub to: String,
+    /// The archive's JID (the user's bare JID, or the room's).
+    pub from: String,
+    pub queryid: Option<String>,
+    /// The iq's raw `id='…'` attribute.
+    pub iq_id: String,
+}
+
 pub enum Reply {
+    Archive {
+        page: ArchivePage,
+        reply: ArchiveReplyTo,
+    },
     Roster {
         user: String,
         version: u64,
@@ -212,7 +305,9 @@ pub struct StorageHandle {
 }
 
 impl StorageHandle {
-    /// Never blocks; `Err` gives the request back when the queue is full.
+    /// Never blocks; `Err` gives the request back when the queue is full (so the caller can
+    /// retry, or bounce the stanza it carries: it is large on purpose).
+    #[allow(clippy::result_large_err)]
     pub fn try_send(&self, r: Request) -> std::result::Result<(), Request> {
         self.tx.try_send(r).map_err(|e| e.into_inner())
     }
@@ -319,6 +414,29 @@ pub fn start(
                                 tracing::error!(error = %e, "storage: roster remove");
                             }
                         }
+                        Request::ArchiveAppend { owner, item } => {
+                            if let Err(e) = backend.archive_append(&owner, &item) {
+                                tracing::error!(error = %e, "storage: archive append");
+                            }
+                        }
+                        Request::ArchiveQuery {
+                            owner,
+                            query,
+                            shard,
+                            reply,
+                        } => match backend.archive_query(&owner, &query) {
+                            Ok(page) => replies.push((shard, Reply::Archive { page, reply })),
+                            Err(e) => {
+                                tracing::error!(error = %e, "storage: archive query");
+                                replies.push((
+                                    shard,
+                                    Reply::Archive {
+                                        page: ArchivePage::default(),
+                                        reply,
+                                    },
+                                ));
+                            }
+                        },
                         Request::Stop => stop = true,
                     }
                 }
@@ -340,6 +458,30 @@ pub fn start(
         })
         .expect("spawn storage thread");
     (StorageHandle { tx }, t)
+}
+
+/// Cuts one page out of the matching items (oldest first), from either end.
+pub(crate) fn page<'a>(
+    matching: impl DoubleEndedIterator<Item = &'a ArchiveItem>,
+    q: &ArchiveQuery,
+) -> ArchivePage {
+    let max = q.max.max(1);
+    let mut items: Vec<ArchiveItem> = if q.from_end {
+        let mut v: Vec<ArchiveItem> = matching.rev().take(max + 1).cloned().collect();
+        v.reverse();
+        v
+    } else {
+        matching.take(max + 1).cloned().collect()
+    };
+    let complete = items.len() <= max;
+    if !complete {
+        if q.from_end {
+            items.remove(0);
+        } else {
+            items.pop();
+        }
+    }
+    ArchivePage { items, complete }
 }
 
 /// The suite any backend must pass (run for fjall and memory below).
@@ -433,5 +575,101 @@ pub(crate) mod contract_tests {
         b.roster_remove("alice", "carol@x", 4).unwrap();
         assert_eq!(b.roster("alice").unwrap(), (4, vec![item]));
         assert_eq!(b.roster("al").unwrap(), (7, vec![carol]));
+        // Archive: time-ordered ids, `with`, exclusive id bounds, pages from either end.
+        use super::{ArchiveItem, ArchiveQuery};
+        let item = |id: u64, with: &str| ArchiveItem {
+            id,
+            with: with.into(),
+            stanza: format!("<m{id}/>").into_bytes(),
+        };
+        for (id, w) in [(10, "bob@x"), (20, "carol@x"), (30, "bob@x"), (40, "bob@x")] {
+            b.archive_append("alice", &item(id, w)).unwrap();
+        }
+        b.archive_append("alic", &item(15, "bob@x")).unwrap();
+        b.commit().unwrap();
+        let ids =
+            |p: super::ArchivePage| (p.items.iter().map(|i| i.id).collect::<Vec<_>>(), p.complete);
+        let q = |max| ArchiveQuery {
+            max,
+            ..Default::default()
+        };
+        assert_eq!(
+            ids(b.archive_query("alice", &q(10)).unwrap()),
+            (vec![10, 20, 30, 40], true)
+        );
+        assert_eq!(
+            ids(b.archive_query("alice", &q(2)).unwrap()),
+            (vec![10, 20], false)
+        );
+        assert_eq!(
+            ids(b
+                .archive_query(
+                    "alice",
+                    &ArchiveQuery {
+                        with: Some("bob@x".into()),
+                        ..q(10)
+                    }
+                )
+                .unwrap()),
+            (vec![10, 30, 40], true)
+        );
+        assert_eq!(
+            ids(b
+                .archive_query(
+                    "alice",
+                    &ArchiveQuery {
+                        after_id: Some(20),
+                        ..q(10)
+                    }
+                )
+                .unwrap()),
+            (vec![30, 40], true)
+        );
+        assert_eq!(
+            ids(b
+                .archive_query(
+                    "alice",
+                    &ArchiveQuery {
+                        before_id: Some(30),
+                        ..q(10)
+                    }
+                )
+                .unwrap()),
+            (vec![10, 20], true)
+        );
+        assert_eq!(
+            ids(b
+                .archive_query(
+                    "alice",
+                    &ArchiveQuery {
+                        from_end: true,
+                        ..q(2)
+                    }
+                )
+                .unwrap()),
+            (vec![30, 40], false)
+        );
+        assert_eq!(
+            ids(b
+                .archive_query(
+                    "alice",
+                    &ArchiveQuery {
+                        from_end: true,
+                        before_id: Some(30),
+                        ..q(5)
+                    }
+                )
+                .unwrap()),
+            (vec![10, 20], true)
+        );
+        assert_eq!(
+            ids(b.archive_query("alic", &q(10)).unwrap()),
+            (vec![15], true)
+        );
+        assert_eq!(b.archive_expire(25).unwrap(), 3);
+        assert_eq!(
+            ids(b.archive_query("alice", &q(10)).unwrap()),
+            (vec![30, 40], true)
+        );
     }
 }

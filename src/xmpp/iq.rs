@@ -77,6 +77,25 @@ fn answer(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<&Jid>) {
     if ns == super::roster::NS {
         return super::roster::on_iq(ctx, st, stype, child);
     }
+    if ns == crate::features::mam::NS && st.elems[child].local == "query" && stype == SType::Set {
+        // XEP-0313 §4: a query to the user's own archive.
+        if to.is_some_and(|t| t.bare() != ctx.jid.bare()) {
+            return ctx.error(st, Kind::Iq, Cond::Forbidden, None);
+        }
+        let m = &ctx.shard.cfg().mam;
+        let reply = crate::storage::ArchiveReplyTo {
+            to: ctx.jid.as_str().to_string(),
+            from: ctx.jid.bare().to_string(),
+            queryid: st.attr(child, "queryid").map(|a| a.value().into_owned()),
+            iq_id: super::stream::id_attr(st).to_string(),
+        };
+        let res = crate::features::mam::parse_query(st, child, m.page_default, m.page_max)
+            .and_then(|q| crate::features::mam::query(ctx.shard, ctx.jid.bare(), q, reply));
+        if let Err(c) = res {
+            ctx.error(st, Kind::Iq, c, None);
+        }
+        return;
+    }
     let reply = match features::iq_handler(ns) {
         Some(h) => h(&IqRequest {
             shard: ctx.shard,

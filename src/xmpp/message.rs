@@ -35,6 +35,9 @@ pub fn on_message(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<Jid>) {
         return;
     }
     let r = stamp(st, Kind::Message, stype, ctx.jid.as_str(), Some(to_str));
+    if to_domain == domain && matches!(stype, SType::Chat | SType::Normal) {
+        crate::features::mam::archive_sent(ctx.shard, &r);
+    }
     if crate::features::carbons::eligible(stype, &r.payload) {
         crate::features::carbons::sent(ctx.shard, ctx.jid, ctx.ctl.id, &r.payload);
     }

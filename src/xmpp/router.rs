@@ -304,6 +304,11 @@ pub fn overflow_words() -> Vec<u8> {
 
 /// Delivers on the recipient's home shard (RFC 6121 §8.5.2 bare JID, §8.5.3 full JID).
 pub fn deliver(shard: &Shard, r: Routed) {
+    deliver_with(shard, r, true)
+}
+
+/// `archive`: false when re-delivering a stanza that was archived on its first arrival.
+fn deliver_with(shard: &Shard, r: Routed, archive: bool) {
     let component = {
         let to = r.to();
         let (bare, _) = split_full(&to);
@@ -314,6 +319,13 @@ pub fn deliver(shard: &Shard, r: Routed) {
         c.handle(shard, r);
         return;
     }
+    // The recipient's archive copy names the message for it (XEP-0313, XEP-0359).
+    let r = if archive && r.kind == Kind::Message && matches!(r.stype, SType::Chat | SType::Normal)
+    {
+        crate::features::mam::archive_received(shard, r)
+    } else {
+        r
+    };
     // Subscriptions and probes change or read the recipient's roster (RFC 6121 §3, §4.3).
     if r.kind == Kind::Presence && (r.stype.is_subscription() || r.stype == SType::Probe) {
         super::roster::inbound(shard, r);
@@ -521,7 +533,7 @@ pub fn reroute_frame(shard: &Shard, f: &OutFrame) {
     };
     let Some(r) = reparse(text) else { return };
     match (r.kind, r.stype) {
-        (Kind::Message, SType::Chat | SType::Normal) => deliver(shard, r),
+        (Kind::Message, SType::Chat | SType::Normal) => deliver_with(shard, r, false),
         (Kind::Iq, SType::Get | SType::Set) if r.from().contains('@') => {
             bounce(shard, &r, Cond::ServiceUnavailable)
         }

@@ -1,0 +1,308 @@
+//! XEP-0313 Message Archive Management (`urn:xmpp:mam:2`) with XEP-0059 paging, and the
+//! XEP-0359 `<stanza-id/>` that names each archived message.
+//!
+//! Every 1:1 chat/normal message with a body is archived twice: for the sender when it
+//! leaves (on the sender's shard) and for the recipient when it arrives (on the
+//! recipient's home shard, live or offline), where the delivered copy gets
+//! `<stanza-id by='recipient'/>`. Rooms archive their groupchat messages under the room's
+//! JID (`muc/room.rs`). Queries go through the storage thread's queue, behind the appends
+//! already queued, so a query sees every message acknowledged before it.
+
+use crate::shard::Shard;
+use crate::storage::{
+    ArchiveItem, ArchivePage, ArchiveQuery, ArchiveReplyTo, Request, archive_id, archive_id_at,
+    archive_id_ms,
+};
+use crate::xml::escape::{escape_attr, escape_attr_to_string as ea};
+use crate::xml::stanza::Stanza;
+use crate::xmpp::errors::Cond;
+use crate::xmpp::jid::Jid;
+use crate::xmpp::router::{self, Kind, Routed, SType, split_full};
+use serde::{Deserialize, Serialize};
+
+pub const NS: &str = "urn:xmpp:mam:2";
+const NS_RSM: &str = "http://jabber.org/protocol/rsm";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MamConfig {
+    /// Archive 1:1 and room messages.
+    pub enabled: bool,
+    /// Messages per page when the client does not say; also the most it may ask for.
+    pub page_default: usize,
+    pub page_max: usize,
+    /// Delete archived messages older than this many days (0: keep forever).
+    pub retention_days: u64,
+}
+
+impl Default for MamConfig {
+    fn default() -> Self {
+        MamConfig {
+            enabled: true,
+            page_default: 50,
+            page_max: 250,
+            retention_days: 0,
+        }
+    }
+}
+
+pub fn id_str(id: u64) -> String {
+    format!("{id:016x}")
+}
+
+pub fn parse_id(s: &str) -> Option<u64> {
+    (s.len() == 16)
+        .then(|| u64::from_str_radix(s, 16).ok())
+        .flatten()
+}
+
+fn wants(shard: &Shard, r: &Routed) -> bool {
+    shard.cfg().mam.enabled
+        && shard.shared.storage.is_some()
+        && r.payload.windows(5).any(|w| w == b"<body")
+}
+
+fn append(shard: &Shard, owner: &str, item: ArchiveItem) {
+    if let Some(s) = &shard.shared.storage {
+        let mut req = Request::ArchiveAppend {
+            owner: owner.to_string(),
+            item,
+        };
+        while let Err(back) = s.try_send(req) {
+            req = back;
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// The sender's copy, when a message leaves (sender's shard).
+pub fn archive_sent(shard: &Shard, r: &Routed) {
+    if !wants(shard, r) {
+        return;
+    }
+    let (from, to) = (r.from(), r.to());
+    let id = archive_id(shard.id, &shard.last_archive_id);
+    append(
+        shard,
+        split_full(&from).0,
+        ArchiveItem {
+            id,
+            with: split_full(&to).0.to_string(),
+            stanza: r.payload.to_vec(),
+        },
+    );
+}
+
+/// The recipient's copy, when a message arrives (recipient's home shard): returns the
+/// stanza with `<stanza-id by='recipient'/>` as its first child, to deliver instead.
+pub fn archive_received(shard: &Shard, r: Routed) -> Routed {
+    if !wants(shard, &r) {
+        return r;
+    }
+    let (owner, with) = {
+        let (from, to) = (r.from(), r.to());
+        (
+            split_full(&to).0.to_string(),
+            split_full(&from).0.to_string(),
+        )
+    };
+    let id = archive_id(shard.id, &shard.last_archive_id);
+    let p = &r.payload;
+    let tag_end = r.from_range().end as usize + 1; // '>' after from='…'
+    if p.get(tag_end) != Some(&b'>') {
+        return r;
+    }
+    let mut sid = Vec::with_capacity(96 + owner.len());
+    sid.extend_from_slice(b"<stanza-id xmlns='urn:xmpp:sid:0' id='");
+    sid.extend_from_slice(id_str(id).as_bytes());
+    sid.extend_from_slice(b"' by='");
+    escape_attr(&owner, &mut sid);
+    sid.extend_from_slice(b"'/>");
+    let mut v = Vec::with_capacity(p.len() + sid.len());
+    v.extend_from_slice(&p[..=tag_end]);
+    v.extend_from_slice(&sid);
+    v.extend_from_slice(&p[tag_end + 1..]);
+    append(
+        shard,
+        &owner,
+        ArchiveItem {
+            id,
+            with,
+            stanza: v.clone(),
+        },
+    );
+    r.with_payload(v)
+}
+
+/// Parses a `<query/>` (data form fields and RSM) into a storage query.
+pub fn parse_query(
+    st: &Stanza,
+    q: usize,
+    page_default: usize,
+    page_max: usize,
+) -> Result<ArchiveQuery, Cond> {
+    let mut out = ArchiveQuery {
+        max: page_default,
+        ..Default::default()
+    };
+    let tighten_after =
+        |o: &mut ArchiveQuery, id: u64| o.after_id = Some(o.after_id.map_or(id, |a| a.max(id)));
+    let tighten_before =
+        |o: &mut ArchiveQuery, id: u64| o.before_id = Some(o.before_id.map_or(id, |b| b.min(id)));
+    if let Some(x) = st.child(q, "x", "jabber:x:data") {
+        for f in st.children(x) {
+            let Some(var) = st.attr(f, "var").map(|a| a.value().into_owned()) else {
+                continue;
+            };
+            let value = st
+                .child(f, "value", "jabber:x:data")
+                .map(|v| st.text(v).trim().to_string())
+                .unwrap_or_default();
+            let ms = || {
+                humantime::parse_rfc3339_weak(&value)
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_millis() as u64)
+            };
+            match var.as_str() {
+                "FORM_TYPE" if value != NS => return Err(Cond::BadRequest),
+                "with" => {
+                    out.with = Some(
+                        Jid::parse(&value)
+                            .map_err(|_| Cond::JidMalformed)?
+                            .bare()
+                            .to_string(),
+                    )
+                }
+                "start" => tighten_after(
+                    &mut out,
+                    archive_id_at(ms().ok_or(Cond::BadRequest)?).saturating_sub(1),
+                ),
+                "end" => tighten_before(&mut out, archive_id_at(ms().ok_or(Cond::BadRequest)? + 1)),
+                "after-id" => tighten_after(&mut out, parse_id(&value).ok_or(Cond::ItemNotFound)?),
+                "before-id" => {
+                    tighten_before(&mut out, parse_id(&value).ok_or(Cond::ItemNotFound)?)
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(set) = st.child(q, "set", NS_RSM) {
+        if let Some(m) = st.child(set, "max", NS_RSM) {
+            out.max = st
+                .text(m)
+                .trim()
+                .parse::<usize>()
+                .map_err(|_| Cond::BadRequest)?;
+        }
+        if let Some(a) = st.child(set, "after", NS_RSM) {
+            tighten_after(
+                &mut out,
+                parse_id(st.text(a).trim()).ok_or(Cond::ItemNotFound)?,
+            );
+        }
+        if let Some(b) = st.child(set, "before", NS_RSM) {
+            out.from_end = true;
+            let t = st.text(b);
+            if !t.trim().is_empty() {
+                tighten_before(&mut out, parse_id(t.trim()).ok_or(Cond::ItemNotFound)?);
+            }
+        }
+    }
+    out.max = out.max.clamp(1, page_max.max(1));
+    Ok(out)
+}
+
+/// Sends a query to storage; the page comes back to this shard (`on_page`).
+pub fn query(
+    shard: &Shard,
+    owner: &str,
+    query: ArchiveQuery,
+    reply: ArchiveReplyTo,
+) -> Result<(), Cond> {
+    let s = shard
+        .shared
+        .storage
+        .as_ref()
+        .filter(|_| shard.cfg().mam.enabled)
+        .ok_or(Cond::ServiceUnavailable)?;
+    s.try_send(Request::ArchiveQuery {
+        owner: owner.to_string(),
+        query,
+        shard: shard.id,
+        reply,
+    })
+    .map_err(|_| Cond::ResourceConstraint)
+}
+
+/// `<kind to from>` + body, routable (the result goes wherever the requester lives).
+fn routed(kind: Kind, stype: SType, to: &str, from: &str, attrs: &str, body: &[u8]) -> Routed {
+    let mut v = Vec::with_capacity(96 + to.len() + from.len() + body.len());
+    v.extend_from_slice(format!("<{} xmlns='jabber:client'{attrs} to='", kind.name()).as_bytes());
+    let t0 = v.len() as u32;
+    escape_attr(to, &mut v);
+    let t1 = v.len() as u32;
+    v.extend_from_slice(b"' from='");
+    let f0 = v.len() as u32;
+    escape_attr(from, &mut v);
+    let f1 = v.len() as u32;
+    v.extend_from_slice(b"'>");
+    v.extend_from_slice(body);
+    v.extend_from_slice(format!("</{}>", kind.name()).as_bytes());
+    Routed::from_parts(kind, stype, v, t0..t1, f0..f1)
+}
+
+/// A page from storage: one `<result/>` message per item, then the iq result with `<fin/>`,
+/// routed to the requester (a room's page may be asked for from another shard). Results
+/// travel as headlines inside the server: never archived, copied or stored offline.
+pub fn on_page(shard: &Shard, page: ArchivePage, reply: ArchiveReplyTo) {
+    let qid = reply
+        .queryid
+        .as_ref()
+        .map(|q| format!(" queryid='{}'", ea(q)))
+        .unwrap_or_default();
+    for i in &page.items {
+        let stamp = humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(archive_id_ms(i.id)),
+        );
+        let mut body = format!(
+            "<result xmlns='{NS}'{qid} id='{}'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='{stamp}'/>",
+            id_str(i.id)
+        )
+        .into_bytes();
+        body.extend_from_slice(&i.stanza);
+        body.extend_from_slice(b"</forwarded></result>");
+        router::route(
+            shard,
+            routed(
+                Kind::Message,
+                SType::Headline,
+                &reply.to,
+                &reply.from,
+                "",
+                &body,
+            ),
+        );
+    }
+    let set = match (page.items.first(), page.items.last()) {
+        (Some(f), Some(l)) => format!(
+            "<set xmlns='{NS_RSM}'><first>{}</first><last>{}</last></set>",
+            id_str(f.id),
+            id_str(l.id)
+        ),
+        _ => format!("<set xmlns='{NS_RSM}'/>"),
+    };
+    let fin = format!("<fin xmlns='{NS}' complete='{}'>{set}</fin>", page.complete);
+    let attrs = format!(" type='result' {}", reply.iq_id);
+    router::route(
+        shard,
+        routed(
+            Kind::Iq,
+            SType::Result,
+            &reply.to,
+            &reply.from,
+            attrs.trim_end(),
+            fin.as_bytes(),
+        ),
+    );
+}
