@@ -158,3 +158,78 @@ async fn room_archive_for_occupants() {
     let (_, e) = query(&mut bob, Some(room), "no", "").await;
     assert!(e.contains("<forbidden"), "{e}");
 }
+
+#[tokio::test]
+async fn preferences_retention_and_disco() {
+    let s = Server::start_with("[mam]\nretention_s = 2\n", 2);
+    let (a, b) = s.users_apart();
+    let mut alice = Client::online(&s, &a, "a", 0).await;
+    drop(Client::login(&s, &b, Some("once")).await);
+    // XEP-0313 §7: archive nothing by default except bob.
+    alice.send("<iq type='set' id='juliet2'><prefs xmlns='urn:xmpp:mam:2' default='never'><always><jid>nobody@localhost</jid></always><never/></prefs></iq>").await;
+    let p = alice.recv_until("id='juliet2'").await;
+    assert!(p.contains("<prefs xmlns='urn:xmpp:mam:2' default='never'><always><jid>nobody@localhost</jid></always><never></never></prefs>"), "{p}");
+    alice
+        .send(&format!(
+            "<message to='{b}@localhost' type='chat' id='n1'><body>not kept</body></message>"
+        ))
+        .await;
+    alice
+        .send("<iq type='get' id='pg'><prefs xmlns='urn:xmpp:mam:2'/></iq>")
+        .await;
+    assert!(
+        alice
+            .recv_until("id='pg'")
+            .await
+            .contains("default='never'")
+    );
+    assert!(
+        query(&mut alice, None, "q1", "").await.0.is_empty(),
+        "default never"
+    );
+    alice
+        .send("<iq type='set' id='pa'><prefs xmlns='urn:xmpp:mam:2' default='always'/></iq>")
+        .await;
+    alice.recv_until("id='pa'").await;
+    alice.send(&format!("<message to='{b}@localhost' type='chat' id='k1'><body>kept for a while</body></message>")).await;
+    assert_eq!(
+        bodies(&query(&mut alice, None, "q2", "").await.0),
+        ["kept for a while"]
+    );
+    // Retention (2 s here) deletes it on the storage thread.
+    let mut gone = false;
+    for i in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        if query(&mut alice, None, &format!("r{i}"), "")
+            .await
+            .0
+            .is_empty()
+        {
+            gone = true;
+            break;
+        }
+    }
+    assert!(gone, "retention never ran");
+    // Disco lists what works: MAM on the account, offline storage and the MUC service on the server.
+    alice.send(&format!("<iq type='get' id='da' to='{a}@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+    assert!(
+        alice
+            .recv_until("id='da'")
+            .await
+            .contains("<feature var='urn:xmpp:mam:2'/>")
+    );
+    alice.send("<iq type='get' id='ds' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
+    assert!(
+        alice
+            .recv_until("id='ds'")
+            .await
+            .contains("<feature var='msgoffline'/>")
+    );
+    alice.send("<iq type='get' id='di' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
+    assert!(
+        alice
+            .recv_until("id='di'")
+            .await
+            .contains("<item jid='conference.localhost'/>")
+    );
+}

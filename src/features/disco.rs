@@ -17,7 +17,8 @@ pub fn info(r: &IqRequest) -> IqReply {
     let mut v = format!("<query xmlns='{NS_INFO}'>");
     if r.to_server() {
         v.push_str("<identity category='server' type='im' name='Aoba'/>");
-        for f in super::server_features() {
+        // Exactly what works: the iq handlers, plus offline storage (XEP-0160).
+        for f in super::server_features().chain(["msgoffline"]) {
             v.push_str("<feature var='");
             v.push_str(f);
             v.push_str("'/>");
@@ -25,6 +26,12 @@ pub fn info(r: &IqRequest) -> IqReply {
     } else {
         v.push_str("<identity category='account' type='registered'/>");
         v.push_str(&format!("<feature var='{NS_INFO}'/>"));
+        if r.shard.cfg().mam.enabled {
+            v.push_str(&format!(
+                "<feature var='{}'/><feature var='urn:xmpp:sid:0'/>",
+                super::mam::NS
+            ));
+        }
     }
     v.push_str("</query>");
     IqReply::Result(v.into_bytes())
@@ -34,5 +41,16 @@ pub fn items(r: &IqRequest) -> IqReply {
     if r.stype != SType::Get {
         return IqReply::Error(Cond::BadRequest);
     }
-    IqReply::Result(format!("<query xmlns='{NS_ITEMS}'/>").into_bytes())
+    // The server's items are its services (the MUC); an account has none to show.
+    let mut v = format!("<query xmlns='{NS_ITEMS}'>");
+    if r.to_server() {
+        for d in &r.shard.shared.component_domains {
+            v.push_str(&format!(
+                "<item jid='{}'/>",
+                crate::xml::escape::escape_attr_to_string(d)
+            ));
+        }
+    }
+    v.push_str("</query>");
+    IqReply::Result(v.into_bytes())
 }

@@ -31,8 +31,9 @@ pub struct MamConfig {
     /// Messages per page when the client does not say; also the most it may ask for.
     pub page_default: usize,
     pub page_max: usize,
-    /// Delete archived messages older than this many days (0: keep forever).
-    pub retention_days: u64,
+    /// Delete archived messages older than this many seconds (0: keep forever); runs on
+    /// the storage thread.
+    pub retention_s: u64,
 }
 
 impl Default for MamConfig {
@@ -41,7 +42,7 @@ impl Default for MamConfig {
             enabled: true,
             page_default: 50,
             page_max: 250,
-            retention_days: 0,
+            retention_s: 0,
         }
     }
 }
@@ -303,6 +304,93 @@ pub fn on_page(shard: &Shard, page: ArchivePage, reply: ArchiveReplyTo) {
             &reply.from,
             attrs.trim_end(),
             fin.as_bytes(),
+        ),
+    );
+}
+
+/// A `<prefs/>` get or set (XEP-0313 §7): read or replace through the storage thread.
+pub fn prefs_iq(
+    shard: &Shard,
+    st: &Stanza,
+    child: usize,
+    set: bool,
+    reply: ArchiveReplyTo,
+) -> Result<(), Cond> {
+    let s = shard
+        .shared
+        .storage
+        .as_ref()
+        .filter(|_| shard.cfg().mam.enabled)
+        .ok_or(Cond::ServiceUnavailable)?;
+    let prefs = if set {
+        let default_always = match st.attr(child, "default").map(|a| a.value()).as_deref() {
+            Some("always") => true,
+            Some("never") => false,
+            Some("roster") => return Err(Cond::FeatureNotImplemented),
+            _ => return Err(Cond::BadRequest),
+        };
+        let list = |name: &str| -> Result<Vec<String>, Cond> {
+            let Some(l) = st.child(child, name, NS) else {
+                return Ok(Vec::new());
+            };
+            st.children(l)
+                .map(|j| {
+                    Jid::parse(st.text(j).trim())
+                        .map(|j| j.bare().to_string())
+                        .map_err(|_| Cond::JidMalformed)
+                })
+                .collect()
+        };
+        Some(crate::storage::ArchivePrefs {
+            default_always,
+            always: list("always")?,
+            never: list("never")?,
+        })
+    } else {
+        None
+    };
+    let owner = reply.from.clone();
+    s.try_send(Request::ArchivePrefs {
+        owner,
+        set: prefs,
+        shard: shard.id,
+        reply,
+    })
+    .map_err(|_| Cond::ResourceConstraint)
+}
+
+/// The preferences, as the iq result.
+pub fn on_prefs(shard: &Shard, prefs: crate::storage::ArchivePrefs, reply: ArchiveReplyTo) {
+    let jids = |l: &[String]| {
+        l.iter()
+            .map(|j| {
+                format!(
+                    "<jid>{}</jid>",
+                    crate::xml::escape::escape_text_to_string(j)
+                )
+            })
+            .collect::<String>()
+    };
+    let body = format!(
+        "<prefs xmlns='{NS}' default='{}'><always>{}</always><never>{}</never></prefs>",
+        if prefs.default_always {
+            "always"
+        } else {
+            "never"
+        },
+        jids(&prefs.always),
+        jids(&prefs.never)
+    );
+    let attrs = format!(" type='result' {}", reply.iq_id);
+    router::route(
+        shard,
+        routed(
+            Kind::Iq,
+            SType::Result,
+            &reply.to,
+            &reply.from,
+            attrs.trim_end(),
+            body.as_bytes(),
         ),
     );
 }

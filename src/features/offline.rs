@@ -112,6 +112,7 @@ pub fn on_reply(shard: &Shard, reply: Reply) {
             items,
         } => crate::xmpp::roster::on_loaded(shard, user, version, items),
         Reply::Archive { page, reply } => crate::features::mam::on_page(shard, page, reply),
+        Reply::Prefs { prefs, reply } => crate::features::mam::on_prefs(shard, prefs, reply),
     }
 }
 

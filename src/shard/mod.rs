@@ -363,7 +363,8 @@ pub fn run(
         users_by_shard[home(&format!("{u}@{}", cfg.server.domain), n)].push(u);
     }
     tracing::info!(backend = %cfg.storage.backend, users = users_by_shard.iter().map(Vec::len).sum::<usize>(), "storage opened");
-    let (storage, storage_thread) = crate::storage::start(backend, &cfg.storage, senders.clone());
+    let (storage, storage_thread) =
+        crate::storage::start(backend, &cfg.storage, cfg.mam.retention_s, senders.clone());
     let component_domains = components
         .iter()
         .map(|f| f(&cfg).domain().to_string())

@@ -6,7 +6,9 @@
 //! (localpart ‖ 0x00 ‖ sequence, big-endian u64 → stanza). Localparts cannot contain NUL,
 //! so the separator keeps `al` from seeing `alice`'s messages.
 
-use super::{ArchiveItem, ArchivePage, ArchiveQuery, Backend, Result, RosterItem, StorageError};
+use super::{
+    ArchiveItem, ArchivePage, ArchivePrefs, ArchiveQuery, Backend, Result, RosterItem, StorageError,
+};
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::HashMap;
 use std::path::Path;
@@ -228,6 +230,30 @@ impl Backend for FjallBackend {
             }
         }
         Ok(super::page(items.iter(), q))
+    }
+
+    fn archive_prefs(&self, owner: &str) -> Result<ArchivePrefs> {
+        match self
+            .roster_versions
+            .get(format!("\u{1}prefs\u{0}{owner}"))
+            .map_err(err)?
+        {
+            Some(v) => serde_json::from_slice(&v).map_err(err),
+            None => Ok(ArchivePrefs::default()),
+        }
+    }
+
+    fn set_archive_prefs(&mut self, owner: &str, prefs: &ArchivePrefs) -> Result<()> {
+        // Kept beside the roster versions (a small per-user keyspace); the \x01 prefix
+        // cannot begin a localpart.
+        self.roster_versions
+            .insert(
+                format!("\u{1}prefs\u{0}{owner}"),
+                serde_json::to_vec(prefs).map_err(err)?,
+            )
+            .map_err(err)?;
+        self.dirty = true;
+        Ok(())
     }
 
     fn archive_expire(&mut self, before_id: u64) -> Result<usize> {

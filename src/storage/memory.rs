@@ -1,7 +1,7 @@
 //! An in-memory backend: not durable (everything is lost at exit). It exists so the
 //! storage contract is shown to be engine-independent, and for throwaway test servers.
 
-use super::{ArchiveItem, ArchivePage, ArchiveQuery, Backend, Result, RosterItem};
+use super::{ArchiveItem, ArchivePage, ArchivePrefs, ArchiveQuery, Backend, Result, RosterItem};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 #[derive(Default)]
@@ -10,6 +10,7 @@ pub struct MemoryBackend {
     offline: HashMap<String, VecDeque<Vec<u8>>>,
     rosters: HashMap<String, (u64, std::collections::BTreeMap<String, RosterItem>)>,
     archive: HashMap<String, std::collections::BTreeMap<u64, ArchiveItem>>,
+    prefs: HashMap<String, ArchivePrefs>,
 }
 
 impl Backend for MemoryBackend {
@@ -98,6 +99,15 @@ impl Backend for MemoryBackend {
             .map(|(_, i)| i)
             .filter(|i| q.with.as_ref().is_none_or(|w| *w == i.with));
         Ok(super::page(matching, q))
+    }
+
+    fn archive_prefs(&self, owner: &str) -> Result<ArchivePrefs> {
+        Ok(self.prefs.get(owner).cloned().unwrap_or_default())
+    }
+
+    fn set_archive_prefs(&mut self, owner: &str, prefs: &ArchivePrefs) -> Result<()> {
+        self.prefs.insert(owner.to_string(), prefs.clone());
+        Ok(())
     }
 
     fn archive_expire(&mut self, before_id: u64) -> Result<usize> {

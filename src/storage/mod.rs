@@ -78,6 +78,9 @@ pub trait Backend: Send + 'static {
     fn archive_append(&mut self, owner: &str, item: &ArchiveItem) -> Result<()>;
     /// One page of `owner`'s archive.
     fn archive_query(&self, owner: &str, q: &ArchiveQuery) -> Result<ArchivePage>;
+    /// `owner`'s archiving preferences (XEP-0313 §7); the default when never set.
+    fn archive_prefs(&self, owner: &str) -> Result<ArchivePrefs>;
+    fn set_archive_prefs(&mut self, owner: &str, prefs: &ArchivePrefs) -> Result<()>;
     /// Deletes archived messages older than `before_id` (retention).
     fn archive_expire(&mut self, before_id: u64) -> Result<usize>;
     /// Makes every change so far durable. Replies are sent only after it returns.
@@ -108,6 +111,35 @@ pub struct ArchiveItem {
     pub with: String,
     /// The stanza as delivered.
     pub stanza: Vec<u8>,
+}
+
+/// XEP-0313 §7 preferences: archive everything (`always`) or nothing (`never`) by
+/// default, with JIDs that are always or never archived whatever the default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivePrefs {
+    pub default_always: bool,
+    pub always: Vec<String>,
+    pub never: Vec<String>,
+}
+
+impl Default for ArchivePrefs {
+    fn default() -> Self {
+        ArchivePrefs {
+            default_always: true,
+            always: Vec::new(),
+            never: Vec::new(),
+        }
+    }
+}
+
+impl ArchivePrefs {
+    pub fn archives(&self, with: &str) -> bool {
+        let bare = with.split('/').next().unwrap_or(with);
+        if self.never.iter().any(|j| j == bare) {
+            return false;
+        }
+        self.default_always || self.always.iter().any(|j| j == bare)
+    }
 }
 
 /// A MAM query (XEP-0313 §4 with XEP-0059 paging). Ids bound the range exclusively.
@@ -248,6 +280,13 @@ pub enum Request {
         owner: String,
         item: ArchiveItem,
     },
+    /// Read (`set: None`) or replace `owner`'s preferences; the reply carries them.
+    ArchivePrefs {
+        owner: String,
+        set: Option<ArchivePrefs>,
+        shard: usize,
+        reply: ArchiveReplyTo,
+    },
     /// A page for session `to`; the shard renders it.
     ArchiveQuery {
         owner: String,
@@ -277,6 +316,10 @@ pub struct ArchiveReplyTo {
 }
 
 pub enum Reply {
+    Prefs {
+        prefs: ArchivePrefs,
+        reply: ArchiveReplyTo,
+    },
     Archive {
         page: ArchivePage,
         reply: ArchiveReplyTo,
@@ -322,9 +365,14 @@ impl StorageHandle {
 pub fn start(
     mut backend: Box<dyn Backend>,
     cfg: &StorageConfig,
+    retention_s: u64,
     mailboxes: Vec<MailboxSender<ShardMsg>>,
 ) -> (StorageHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = crossbeam_channel::bounded::<Request>(cfg.queue_capacity);
+    // Archive retention runs here, on the writer thread, every quarter of the retention
+    // period (at most hourly).
+    let retention_every = Duration::from_secs((retention_s / 4).clamp(1, 3600));
+    let mut next_retention = std::time::Instant::now();
     let quota = cfg.offline_quota;
     let batch_max = cfg.batch_max.max(1);
     let t = std::thread::Builder::new()
@@ -334,7 +382,31 @@ pub fn start(
             let mut replies: Vec<(usize, Reply)> = Vec::new();
             let mut stop = false;
             while !stop {
-                let Ok(first) = rx.recv() else { break };
+                if retention_s > 0 && std::time::Instant::now() >= next_retention {
+                    let now_ms = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis() as u64;
+                    let cutoff = archive_id_at(now_ms.saturating_sub(retention_s * 1000));
+                    match backend
+                        .archive_expire(cutoff)
+                        .and_then(|n| backend.commit().map(|_| n))
+                    {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deleted = n, "storage: archive retention"),
+                        Err(e) => tracing::error!(error = %e, "storage: archive retention"),
+                    }
+                    next_retention = std::time::Instant::now() + retention_every;
+                }
+                let first = match rx.recv_timeout(if retention_s > 0 {
+                    retention_every
+                } else {
+                    Duration::from_secs(3600)
+                }) {
+                    Ok(r) => r,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                };
                 batch.push(first);
                 while batch.len() < batch_max {
                     match rx.try_recv() {
@@ -415,7 +487,15 @@ pub fn start(
                             }
                         }
                         Request::ArchiveAppend { owner, item } => {
-                            if let Err(e) = backend.archive_append(&owner, &item) {
+                            let keep = backend
+                                .archive_prefs(&owner)
+                                .map(|p| p.archives(&item.with))
+                                .unwrap_or(true);
+                            if let Err(e) = if keep {
+                                backend.archive_append(&owner, &item)
+                            } else {
+                                Ok(())
+                            } {
                                 tracing::error!(error = %e, "storage: archive append");
                             }
                         }
@@ -437,6 +517,21 @@ pub fn start(
                                 ));
                             }
                         },
+                        Request::ArchivePrefs {
+                            owner,
+                            set,
+                            shard,
+                            reply,
+                        } => {
+                            let r = match set {
+                                Some(p) => backend.set_archive_prefs(&owner, &p).map(|_| p),
+                                None => backend.archive_prefs(&owner),
+                            };
+                            match r {
+                                Ok(prefs) => replies.push((shard, Reply::Prefs { prefs, reply })),
+                                Err(e) => tracing::error!(error = %e, "storage: archive prefs"),
+                            }
+                        }
                         Request::Stop => stop = true,
                     }
                 }
@@ -667,6 +762,18 @@ pub(crate) mod contract_tests {
             (vec![15], true)
         );
         assert_eq!(b.archive_expire(25).unwrap(), 3);
+        // Preferences.
+        use super::ArchivePrefs;
+        assert_eq!(b.archive_prefs("alice").unwrap(), ArchivePrefs::default());
+        let p = ArchivePrefs {
+            default_always: false,
+            always: vec!["bob@x".into()],
+            never: vec![],
+        };
+        b.set_archive_prefs("alice", &p).unwrap();
+        b.commit().unwrap();
+        assert_eq!(b.archive_prefs("alice").unwrap(), p);
+        assert!(p.archives("bob@x/phone") && !p.archives("carol@x"));
         assert_eq!(
             ids(b.archive_query("alice", &q(10)).unwrap()),
             (vec![30, 40], true)

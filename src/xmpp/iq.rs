@@ -77,6 +77,23 @@ fn answer(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<&Jid>) {
     if ns == super::roster::NS {
         return super::roster::on_iq(ctx, st, stype, child);
     }
+    if ns == crate::features::mam::NS && st.elems[child].local == "prefs" {
+        if to.is_some_and(|t| t.bare() != ctx.jid.bare()) {
+            return ctx.error(st, Kind::Iq, Cond::Forbidden, None);
+        }
+        let reply = crate::storage::ArchiveReplyTo {
+            to: ctx.jid.as_str().to_string(),
+            from: ctx.jid.bare().to_string(),
+            queryid: None,
+            iq_id: super::stream::id_attr(st).to_string(),
+        };
+        if let Err(c) =
+            crate::features::mam::prefs_iq(ctx.shard, st, child, stype == SType::Set, reply)
+        {
+            ctx.error(st, Kind::Iq, c, None);
+        }
+        return;
+    }
     if ns == crate::features::mam::NS && st.elems[child].local == "query" && stype == SType::Set {
         // XEP-0313 §4: a query to the user's own archive.
         if to.is_some_and(|t| t.bare() != ctx.jid.bare()) {
