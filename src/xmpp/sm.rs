@@ -193,3 +193,21 @@ pub fn expire(shard: &Shard, now: Instant, all: bool) {
         }
     }
 }
+
+/// A bind replaced a resource whose session was detached: that session is over now, and
+/// what it held goes to the user's current resources or offline storage at once.
+pub fn replaced(shard: &Shard, parked_id: u64) {
+    let id = shard
+        .detached
+        .borrow()
+        .iter()
+        .find(|(_, d)| d.parked.id == parked_id)
+        .map(|(k, _)| k.clone());
+    let Some(mut d) = id.and_then(|id| shard.detached.borrow_mut().remove(&id)) else {
+        return;
+    };
+    tracing::info!(shard = shard.id, jid = %d.jid, "detached session replaced by a new bind");
+    for f in d.unacked.drain(..).chain(d.parked.take_unsent()) {
+        super::router::reroute_frame(shard, &f);
+    }
+}

@@ -386,7 +386,9 @@ impl Stream {
                             None,
                         ),
                     );
+                    let parked_id = old.ctl.id;
                     super::presence::session_ended(shard, old);
+                    super::sm::replaced(shard, parked_id);
                 }
                 Ok(None) => {}
             }

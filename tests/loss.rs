@@ -1,0 +1,164 @@
+//! Nothing lost, nothing twice: 10,000 receipt-requesting messages to a user whose
+//! connection drops at random points; it comes back by resuming (XEP-0198) or, after
+//! acknowledging what it read, with a fresh session. Every id arrives exactly once.
+
+mod common;
+use common::*;
+use std::collections::HashMap;
+
+/// A tiny deterministic PRNG (xorshift) so a failure can be replayed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn is_stanza(m: &str) -> bool {
+    m.starts_with("<message") || m.starts_with("<presence") || m.starts_with("<iq")
+}
+
+#[tokio::test]
+async fn ten_thousand_messages_through_drops_arrive_exactly_once() {
+    const N: usize = 10_000;
+    let s = Server::start_with(
+        "[limits]\nmax_stanzas_per_sec = 1000000\nstanza_burst = 1000000\n[storage]\noffline_quota = 100000\n[sm]\nresume_timeout_ms = 60000\n",
+        2,
+    );
+    let (a, b) = s.users_apart();
+    drop(Client::login(&s, &a, Some("phone")).await); // alice exists
+    let mut bob = Client::online(&s, &b, "desk", 0).await;
+    bob.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    bob.recv_until("<enabled").await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let to = format!("{a}@localhost");
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            bob.send(&format!("<message to='{to}' type='chat' id='L{i}'><body>{i}</body><request xmlns='urn:xmpp:receipts'/></message>")).await;
+            if i % 500 == 499 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+        // Everything bob sent is settled (delivered, queued or stored) before we count.
+        bob.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+        let a = bob.recv_until("<a xmlns").await;
+        assert!(a.contains(&format!("h='{N}'")), "{a}");
+        let _ = tx.send(());
+        bob
+    });
+
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    let mut resume: Option<(String, u32)> = None; // (previd, h)
+    let (mut resumed, mut fresh) = (0, 0);
+    let mut sender_done = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while seen.len() < N || !sender_done {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all arrived: {} of {N}",
+            seen.len()
+        );
+        // Connect: resume if we can, else a fresh session with initial presence.
+        let mut c = Client::connect(&s, Some(&s.token(&a))).await;
+        c.jid = format!("{a}@localhost/phone");
+        c.open().await;
+        c.auth_plain(&a, "").await;
+        c.open().await;
+        let mut h: u32;
+        let mut ok = false;
+        if let Some((id, hh)) = resume.take() {
+            c.send(&format!(
+                "<resume xmlns='urn:xmpp:sm:3' h='{hh}' previd='{id}'/>"
+            ))
+            .await;
+            let r = c.recv_until("urn:xmpp:sm:3").await;
+            if r.contains("<resumed") {
+                ok = true;
+                resumed += 1;
+                resume = Some((id, hh));
+            }
+        }
+        let id;
+        if ok {
+            let (i, hh) = resume.take().unwrap();
+            id = i;
+            h = hh;
+        } else {
+            fresh += 1;
+            c.bind(Some("phone")).await;
+            c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+                .await;
+            let e = c.recv_until("<enabled").await;
+            id = between(&e, "id='", "'").to_string();
+            h = 0;
+            c.send("<presence/>").await;
+        }
+        // Read a random number of stanzas (acking now and then), then drop.
+        let budget = 200 + rng.next(1500) as usize;
+        let mut read = 0;
+        while read < budget && !(sender_done && seen.len() == N) {
+            if !sender_done && rx.try_recv().is_ok() {
+                sender_done = true;
+            }
+            let m =
+                match tokio::time::timeout(std::time::Duration::from_millis(300), c.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => {
+                        if sender_done {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+            if is_stanza(&m) {
+                h = h.wrapping_add(1);
+                read += 1;
+            }
+            if m.starts_with("<message") && m.contains("id='L") {
+                let i: usize = between(&m, "id='L", "'").parse().unwrap();
+                *seen.entry(i).or_default() += 1;
+            } else if m.starts_with("<r xmlns='urn:xmpp:sm:3'") {
+                c.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>")).await;
+            }
+        }
+        if seen.len() == N && sender_done {
+            break;
+        }
+        if rng.next(2) == 0 {
+            // A flaky network: gone with whatever was not acknowledged; resume next time.
+            resume = Some((id, h));
+        } else {
+            // The app acknowledges what it read and is killed: a fresh session next time.
+            c.send(&format!("<a xmlns='urn:xmpp:sm:3' h='{h}'/>")).await;
+            c.ping_server("flush").await;
+        }
+        drop(c);
+    }
+    let _bob = sender.await.unwrap();
+    let twice: Vec<_> = seen
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(i, _)| *i)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "delivered more than once: {:?}",
+        &twice[..twice.len().min(20)]
+    );
+    assert_eq!(
+        seen.len(),
+        N,
+        "lost: {} ({} resumed, {} fresh sessions)",
+        N - seen.len(),
+        resumed,
+        fresh
+    );
+    assert!(
+        resumed > 0 && fresh > 1,
+        "both paths taken ({resumed} resumed, {fresh} fresh)"
+    );
+}
