@@ -221,13 +221,28 @@ impl Backend for FjallBackend {
                 stanza: v.get(2 + n..)?.to_vec(),
             })
         };
-        let mut items = Vec::new();
-        for g in self.archive.range(lo..hi) {
+        // Stop after one more than a page (to know whether the range goes on); the newest
+        // page iterates from the end.
+        let want = q.max.max(1) + 1;
+        let mut items = Vec::with_capacity(want);
+        let range = self.archive.range(lo..hi);
+        let iter: Box<dyn Iterator<Item = fjall::Guard>> = if q.from_end {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        for g in iter {
             let (k, v) = g.into_inner().map_err(err)?;
             if let Some(i) = decode(&k, &v).filter(|i| q.with.as_ref().is_none_or(|w| *w == i.with))
             {
                 items.push(i);
+                if items.len() == want {
+                    break;
+                }
             }
+        }
+        if q.from_end {
+            items.reverse();
         }
         Ok(super::page(items.iter(), q))
     }
