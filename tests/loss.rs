@@ -35,8 +35,11 @@ async fn ten_thousand_messages_through_drops_arrive_exactly_once() {
     bob.recv_until("<enabled").await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let to = format!("{a}@localhost");
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sent_in = sent.clone();
     let sender = tokio::spawn(async move {
         for i in 0..N {
+            sent_in.store(i, std::sync::atomic::Ordering::Relaxed);
             bob.send(&format!("<message to='{to}' type='chat' id='L{i}'><body>{i}</body><request xmlns='urn:xmpp:receipts'/></message>")).await;
             if i % 500 == 499 {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -57,11 +60,28 @@ async fn ten_thousand_messages_through_drops_arrive_exactly_once() {
     let mut sender_done = false;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while seen.len() < N || !sender_done {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not all arrived: {} of {N}",
-            seen.len()
-        );
+        if std::time::Instant::now() >= deadline {
+            let mut missing: Vec<usize> = (0..N).filter(|i| !seen.contains_key(i)).collect();
+            missing.truncate(10);
+            let log = s.log();
+            let interesting: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    l.contains("detached")
+                        || l.contains("resum")
+                        || l.contains("replaced")
+                        || l.contains("takes over")
+                        || l.contains("stream error")
+                })
+                .collect();
+            panic!(
+                "not all arrived: {} of {N}; first missing {missing:?}; resumed {resumed}, fresh {fresh}; sender at {} (finished: {})\n{}",
+                seen.len(),
+                sent.load(std::sync::atomic::Ordering::Relaxed),
+                sender.is_finished(),
+                interesting[interesting.len().saturating_sub(80)..].join("\n")
+            );
+        }
         // Connect: resume if we can, else a fresh session with initial presence.
         let mut c = Client::connect(&s, Some(&s.token(&a))).await;
         c.jid = format!("{a}@localhost/phone");

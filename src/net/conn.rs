@@ -191,6 +191,7 @@ impl Conn {
             }
             Exit::Done => {
                 ctl.close(CloseKind::Flush, Vec::new());
+                crate::xmpp::sm::forget_live(&shard, &self.stream, ctl.id);
                 // A resumable session whose connection just dropped waits for <resume/>.
                 if !self.stream.clean_end {
                     crate::xmpp::sm::detach(&mut self.stream, &shard, &ctl);
@@ -216,7 +217,14 @@ impl Conn {
     /// After the writer is gone: bounce what was never written, forget the connection.
     async fn finish(&mut self) {
         self.stream.end(&self.shard, &self.ctl);
-        for f in self.ctl.take_unsent() {
+        // Everything the client may not have: with XEP-0198, every stanza it did not
+        // acknowledge (written or still queued); without, what was never written.
+        let unsent = self.ctl.take_unsent();
+        let lost = match self.ctl.sm_take() {
+            Some((_, unacked)) => unacked,
+            None => unsent,
+        };
+        for f in lost {
             if f.is_text() {
                 router::reroute_frame(&self.shard, &f);
             }

@@ -121,6 +121,9 @@ pub struct ConnCtl {
     /// timeout); the shard's timer sweep fires it. No per-connection timer exists.
     deadline: Cell<Option<Instant>>,
     timer_due: Cell<bool>,
+    /// XEP-0198: stanzas handled from the client (mirrors the stream's count, so a
+    /// resumption can take over a connection that has not noticed its own drop yet).
+    handled: Cell<u32>,
 }
 
 /// What woke a waiting reader.
@@ -146,6 +149,7 @@ impl ConnCtl {
             out: RefCell::new(Outbound::default()),
             deadline: Cell::new(None),
             timer_due: Cell::new(false),
+            handled: Cell::new(0),
         }
     }
 
@@ -196,6 +200,14 @@ impl ConnCtl {
             o.queue.push_back(OutFrame::text(r));
         }
         over
+    }
+
+    pub fn set_handled(&self, h: u32) {
+        self.handled.set(h);
+    }
+
+    pub fn handled(&self) -> u32 {
+        self.handled.get()
     }
 
     /// Starts counting sent stanzas from `h` (XEP-0198 enable, or resume).

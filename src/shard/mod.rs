@@ -104,6 +104,8 @@ pub struct Shard {
     pub rosters: RefCell<HashMap<Box<str>, crate::xmpp::roster::Roster, ahash::RandomState>>,
     /// XEP-0198 sessions waiting for `<resume/>`, by SM id.
     pub detached: RefCell<HashMap<String, crate::xmpp::sm::Detached, ahash::RandomState>>,
+    /// Resumable XEP-0198 sessions still attached to their connection: SM id → (JID, connection).
+    pub sm_live: RefCell<HashMap<String, (crate::xmpp::jid::Jid, u64), ahash::RandomState>>,
     /// The last archive id this shard made (keeps ids increasing, see `storage::archive_id`).
     pub last_archive_id: Cell<u64>,
 }
@@ -141,6 +143,7 @@ impl Shard {
             rosters: RefCell::new(HashMap::default()),
             detached: RefCell::new(HashMap::default()),
             last_archive_id: Cell::new(0),
+            sm_live: RefCell::new(HashMap::default()),
             shared,
         })
     }
@@ -178,6 +181,11 @@ impl Shard {
         if self.conns.borrow_mut().remove(&id).is_some() {
             self.shared.conn_counts[self.id].fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// A live connection of this shard by id.
+    pub fn conn(&self, id: u64) -> Option<Rc<ConnCtl>> {
+        self.conns.borrow().get(&id).and_then(Weak::upgrade)
     }
 
     pub fn live_conns(&self) -> usize {
@@ -460,6 +468,7 @@ fn shard_thread(
         let legacy = monoio::utils::is_legacy();
         tracing::info!(shard = id, driver = if legacy { "epoll (legacy)" } else { "io_uring" }, core = ?core.map(|c| c.id), "shard started");
         let listener = monoio::net::TcpListener::from_std(listener).expect("register listener");
+        crate::storage::set_current_shard(id);
         let shard = Shard::new(id, shared);
         shard.known_users.borrow_mut().extend(users.into_iter().map(String::into_boxed_str));
         monoio::spawn(accept_loop(shard.clone(), listener));

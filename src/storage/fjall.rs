@@ -7,7 +7,8 @@
 //! so the separator keeps `al` from seeing `alice`'s messages.
 
 use super::{
-    ArchiveItem, ArchivePage, ArchivePrefs, ArchiveQuery, Backend, Result, RosterItem, StorageError,
+    ArchiveItem, ArchivePage, ArchivePrefs, ArchiveQuery, Backend, Reader, Result, RosterItem,
+    StorageError,
 };
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use std::collections::HashMap;
@@ -17,12 +18,80 @@ pub struct FjallBackend {
     db: Database,
     users: Keyspace,
     offline: Keyspace,
-    rosters: Keyspace,
-    roster_versions: Keyspace,
-    archive: Keyspace,
+    read: FjallReader,
     /// Next sequence number per user, and how many messages are stored (for the quota).
     counts: HashMap<String, (u64, usize)>,
     dirty: bool,
+}
+
+/// The read side (rosters and the archive), shared with the storage reader thread: fjall
+/// keyspaces are cheap handles onto the same trees, safe to read from another thread.
+#[derive(Clone)]
+pub struct FjallReader {
+    rosters: Keyspace,
+    roster_versions: Keyspace,
+    archive: Keyspace,
+}
+
+impl Reader for FjallReader {
+    fn roster(&self, user: &str) -> Result<(u64, Vec<RosterItem>)> {
+        let version = match self.roster_versions.get(user).map_err(err)? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(err)?),
+            None => 0,
+        };
+        let mut items = Vec::new();
+        for g in self.rosters.prefix(prefix(user)) {
+            let v = g.value().map_err(err)?;
+            items.push(serde_json::from_slice(&v).map_err(err)?);
+        }
+        Ok((version, items))
+    }
+
+    fn archive_query(&self, owner: &str, q: &ArchiveQuery) -> Result<ArchivePage> {
+        let lo = key(owner, q.after_id.map_or(0, |a| a.saturating_add(1)));
+        let hi = match q.before_id {
+            Some(b) => key(owner, b),
+            None => {
+                let mut k = owner.as_bytes().to_vec();
+                k.push(1);
+                k
+            }
+        };
+        let decode = |k: &[u8], v: &[u8]| -> Option<ArchiveItem> {
+            let id = u64::from_be_bytes(k.get(k.len().checked_sub(8)?..)?.try_into().ok()?);
+            let n = u16::from_be_bytes(v.get(..2)?.try_into().ok()?) as usize;
+            let with = std::str::from_utf8(v.get(2..2 + n)?).ok()?.to_string();
+            Some(ArchiveItem {
+                id,
+                with,
+                stanza: v.get(2 + n..)?.to_vec(),
+            })
+        };
+        // Stop after one more than a page (to know whether the range goes on); the newest
+        // page iterates from the end.
+        let want = q.max.max(1) + 1;
+        let mut items = Vec::with_capacity(want);
+        let range = self.archive.range(lo..hi);
+        let iter: Box<dyn Iterator<Item = fjall::Guard>> = if q.from_end {
+            Box::new(range.rev())
+        } else {
+            Box::new(range)
+        };
+        for g in iter {
+            let (k, v) = g.into_inner().map_err(err)?;
+            if let Some(i) = decode(&k, &v).filter(|i| q.with.as_ref().is_none_or(|w| *w == i.with))
+            {
+                items.push(i);
+                if items.len() == want {
+                    break;
+                }
+            }
+        }
+        if q.from_end {
+            items.reverse();
+        }
+        Ok(super::page(items.iter(), q))
+    }
 }
 
 fn err(e: impl std::fmt::Display) -> StorageError {
@@ -67,9 +136,11 @@ impl FjallBackend {
             db,
             users,
             offline,
-            rosters,
-            roster_versions,
-            archive,
+            read: FjallReader {
+                rosters,
+                roster_versions,
+                archive,
+            },
             counts: HashMap::new(),
             dirty: false,
         })
@@ -155,25 +226,18 @@ impl Backend for FjallBackend {
     }
 
     fn roster(&self, user: &str) -> Result<(u64, Vec<RosterItem>)> {
-        let version = match self.roster_versions.get(user).map_err(err)? {
-            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(err)?),
-            None => 0,
-        };
-        let mut items = Vec::new();
-        for g in self.rosters.prefix(prefix(user)) {
-            let v = g.value().map_err(err)?;
-            items.push(serde_json::from_slice(&v).map_err(err)?);
-        }
-        Ok((version, items))
+        self.read.roster(user)
     }
 
     fn roster_set(&mut self, user: &str, item: &RosterItem, version: u64) -> Result<()> {
         let mut k = prefix(user);
         k.extend_from_slice(item.jid.as_bytes());
-        self.rosters
+        self.read
+            .rosters
             .insert(k, serde_json::to_vec(item).map_err(err)?)
             .map_err(err)?;
-        self.roster_versions
+        self.read
+            .roster_versions
             .insert(user, version.to_be_bytes())
             .map_err(err)?;
         self.dirty = true;
@@ -183,8 +247,9 @@ impl Backend for FjallBackend {
     fn roster_remove(&mut self, user: &str, contact: &str, version: u64) -> Result<()> {
         let mut k = prefix(user);
         k.extend_from_slice(contact.as_bytes());
-        self.rosters.remove(k).map_err(err)?;
-        self.roster_versions
+        self.read.rosters.remove(k).map_err(err)?;
+        self.read
+            .roster_versions
             .insert(user, version.to_be_bytes())
             .map_err(err)?;
         self.dirty = true;
@@ -196,59 +261,25 @@ impl Backend for FjallBackend {
         v.extend_from_slice(&(item.with.len() as u16).to_be_bytes());
         v.extend_from_slice(item.with.as_bytes());
         v.extend_from_slice(&item.stanza);
-        self.archive.insert(key(owner, item.id), v).map_err(err)?;
+        self.read
+            .archive
+            .insert(key(owner, item.id), v)
+            .map_err(err)?;
         self.dirty = true;
         Ok(())
     }
 
     fn archive_query(&self, owner: &str, q: &ArchiveQuery) -> Result<ArchivePage> {
-        let lo = key(owner, q.after_id.map_or(0, |a| a.saturating_add(1)));
-        let hi = match q.before_id {
-            Some(b) => key(owner, b),
-            None => {
-                let mut k = owner.as_bytes().to_vec();
-                k.push(1);
-                k
-            }
-        };
-        let decode = |k: &[u8], v: &[u8]| -> Option<ArchiveItem> {
-            let id = u64::from_be_bytes(k.get(k.len().checked_sub(8)?..)?.try_into().ok()?);
-            let n = u16::from_be_bytes(v.get(..2)?.try_into().ok()?) as usize;
-            let with = std::str::from_utf8(v.get(2..2 + n)?).ok()?.to_string();
-            Some(ArchiveItem {
-                id,
-                with,
-                stanza: v.get(2 + n..)?.to_vec(),
-            })
-        };
-        // Stop after one more than a page (to know whether the range goes on); the newest
-        // page iterates from the end.
-        let want = q.max.max(1) + 1;
-        let mut items = Vec::with_capacity(want);
-        let range = self.archive.range(lo..hi);
-        let iter: Box<dyn Iterator<Item = fjall::Guard>> = if q.from_end {
-            Box::new(range.rev())
-        } else {
-            Box::new(range)
-        };
-        for g in iter {
-            let (k, v) = g.into_inner().map_err(err)?;
-            if let Some(i) = decode(&k, &v).filter(|i| q.with.as_ref().is_none_or(|w| *w == i.with))
-            {
-                items.push(i);
-                if items.len() == want {
-                    break;
-                }
-            }
-        }
-        if q.from_end {
-            items.reverse();
-        }
-        Ok(super::page(items.iter(), q))
+        self.read.archive_query(owner, q)
+    }
+
+    fn reader(&self) -> Option<Box<dyn Reader>> {
+        Some(Box::new(self.read.clone()))
     }
 
     fn archive_prefs(&self, owner: &str) -> Result<ArchivePrefs> {
         match self
+            .read
             .roster_versions
             .get(format!("\u{1}prefs\u{0}{owner}"))
             .map_err(err)?
@@ -261,7 +292,8 @@ impl Backend for FjallBackend {
     fn set_archive_prefs(&mut self, owner: &str, prefs: &ArchivePrefs) -> Result<()> {
         // Kept beside the roster versions (a small per-user keyspace); the \x01 prefix
         // cannot begin a localpart.
-        self.roster_versions
+        self.read
+            .roster_versions
             .insert(
                 format!("\u{1}prefs\u{0}{owner}"),
                 serde_json::to_vec(prefs).map_err(err)?,
@@ -273,7 +305,7 @@ impl Backend for FjallBackend {
 
     fn archive_expire(&mut self, before_id: u64) -> Result<usize> {
         let mut old = Vec::new();
-        for g in self.archive.iter() {
+        for g in self.read.archive.iter() {
             let k = g.key().map_err(err)?;
             if k.len() >= 8
                 && u64::from_be_bytes(k[k.len() - 8..].try_into().map_err(err)?) < before_id
@@ -285,7 +317,7 @@ impl Backend for FjallBackend {
         if n > 0 {
             let mut b = self.db.batch();
             for k in old {
-                b.remove(&self.archive, k);
+                b.remove(&self.read.archive, k);
             }
             b.commit().map_err(err)?;
             self.dirty = true;

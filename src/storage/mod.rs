@@ -16,6 +16,8 @@ use crate::shard::mailbox::MailboxSender;
 use crate::xmpp::router::Routed;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +59,14 @@ impl std::fmt::Display for StorageError {
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
+/// The reads sessions wait for (roster at login, archive pages), served by the storage
+/// reader thread in parallel with the writer's commits. An engine whose data another
+/// thread can read implements it (fjall); otherwise those reads stay on the writer.
+pub trait Reader: Send + 'static {
+    fn roster(&self, user: &str) -> Result<(u64, Vec<RosterItem>)>;
+    fn archive_query(&self, owner: &str, q: &ArchiveQuery) -> Result<ArchivePage>;
+}
+
 /// What a storage engine implements. Called from the storage thread only.
 pub trait Backend: Send + 'static {
     /// Records `user` (a localpart) at its first login; true if it was new.
@@ -83,6 +93,10 @@ pub trait Backend: Send + 'static {
     fn set_archive_prefs(&mut self, owner: &str, prefs: &ArchivePrefs) -> Result<()>;
     /// Deletes archived messages older than `before_id` (retention).
     fn archive_expire(&mut self, before_id: u64) -> Result<usize>;
+    /// A reader for the reader thread, if this engine can be read from another thread.
+    fn reader(&self) -> Option<Box<dyn Reader>> {
+        None
+    }
     /// Makes every change so far durable. Replies are sent only after it returns.
     fn commit(&mut self) -> Result<()>;
 }
@@ -344,7 +358,22 @@ pub enum Reply {
 /// The shards' side: a bounded queue to the storage thread.
 #[derive(Clone)]
 pub struct StorageHandle {
-    tx: crossbeam_channel::Sender<Request>,
+    tx: crossbeam_channel::Sender<(usize, Request)>,
+    /// The reader thread's queue, when the engine has a reader.
+    reader: Option<crossbeam_channel::Sender<(u64, Request)>>,
+    /// Per sending thread (shard, plus one slot for any other thread): writer requests
+    /// sent (the writer counts what it applied). A read waits until everything its thread sent
+    /// before it is applied, so a session reads its own writes.
+    sent: Arc<[AtomicU64]>,
+}
+
+thread_local! {
+    static CURRENT_SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Called once by each shard thread, so storage can order its reads after its writes.
+pub fn set_current_shard(id: usize) {
+    CURRENT_SHARD.with(|c| c.set(id));
 }
 
 impl StorageHandle {
@@ -352,12 +381,24 @@ impl StorageHandle {
     /// retry, or bounce the stanza it carries: it is large on purpose).
     #[allow(clippy::result_large_err)]
     pub fn try_send(&self, r: Request) -> std::result::Result<(), Request> {
-        self.tx.try_send(r).map_err(|e| e.into_inner())
+        let slot = CURRENT_SHARD.with(|c| c.get()).min(self.sent.len() - 1);
+        match (&self.reader, &r) {
+            (Some(reader), Request::RosterLoad { .. } | Request::ArchiveQuery { .. }) => {
+                let after = self.sent[slot].load(Ordering::Acquire);
+                reader.try_send((after, r)).map_err(|e| e.into_inner().1)
+            }
+            _ => {
+                self.tx.try_send((slot, r)).map_err(|e| e.into_inner().1)?;
+                self.sent[slot].fetch_add(1, Ordering::Release);
+                Ok(())
+            }
+        }
     }
 
     /// Blocking, for shutdown (off the shard threads).
     pub fn stop(&self) {
-        let _ = self.tx.send(Request::Stop);
+        let slot = self.sent.len() - 1;
+        let _ = self.tx.send((slot, Request::Stop));
     }
 }
 
@@ -368,7 +409,14 @@ pub fn start(
     retention_s: u64,
     mailboxes: Vec<MailboxSender<ShardMsg>>,
 ) -> (StorageHandle, std::thread::JoinHandle<()>) {
-    let (tx, rx) = crossbeam_channel::bounded::<Request>(cfg.queue_capacity);
+    let (tx, rx) = crossbeam_channel::bounded::<(usize, Request)>(cfg.queue_capacity);
+    let slots = mailboxes.len() + 1;
+    let sent: Arc<[AtomicU64]> = (0..slots).map(|_| AtomicU64::new(0)).collect();
+    let applied: Arc<[AtomicU64]> = (0..slots).map(|_| AtomicU64::new(0)).collect();
+    let reader = backend
+        .reader()
+        .map(|r| start_reader(r, cfg.queue_capacity, applied.clone(), mailboxes.clone()));
+    let applied_w = applied.clone();
     // Archive retention runs here, on the writer thread, every quarter of the retention
     // period (at most hourly).
     let retention_every = Duration::from_secs((retention_s / 4).clamp(1, 3600));
@@ -414,7 +462,11 @@ pub fn start(
                         Err(_) => break,
                     }
                 }
-                for req in batch.drain(..) {
+                let applied_now = applied_w.clone();
+                for (slot, req) in batch.drain(..) {
+                    // Counted as applied once its effect is in the engine (reads see it;
+                    // durability comes with the commit below).
+                    let _count = ApplyGuard(&applied_now[slot]);
                     match req {
                         Request::RecordUser { user } => {
                             if let Err(e) = backend.record_user(&user) {
@@ -552,7 +604,7 @@ pub fn start(
             tracing::info!("storage: flushed and stopped");
         })
         .expect("spawn storage thread");
-    (StorageHandle { tx }, t)
+    (StorageHandle { tx, reader, sent }, t)
 }
 
 /// Cuts one page out of the matching items (oldest first), from either end.
@@ -577,6 +629,80 @@ pub(crate) fn page<'a>(
         }
     }
     ArchivePage { items, complete }
+}
+
+/// Marks one writer request applied when dropped (after its `match` arm ran).
+struct ApplyGuard<'a>(&'a AtomicU64);
+
+impl Drop for ApplyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// The reader thread: roster loads and archive pages, after the writes their shard sent
+/// before them are applied.
+fn start_reader(
+    reader: Box<dyn Reader>,
+    capacity: usize,
+    applied: Arc<[AtomicU64]>,
+    mailboxes: Vec<MailboxSender<ShardMsg>>,
+) -> crossbeam_channel::Sender<(u64, Request)> {
+    let (tx, rx) = crossbeam_channel::bounded::<(u64, Request)>(capacity);
+    std::thread::Builder::new()
+        .name("storage-reader".into())
+        .spawn(move || {
+            let reply = |shard: usize, r: Reply| {
+                let mut msg = ShardMsg::Storage(r);
+                while let Err(m) = mailboxes[shard].try_send(msg) {
+                    msg = m;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            };
+            while let Ok((after, req)) = rx.recv() {
+                let shard = match &req {
+                    Request::RosterLoad { shard, .. } | Request::ArchiveQuery { shard, .. } => {
+                        *shard
+                    }
+                    _ => continue,
+                };
+                let slot = &applied[shard.min(applied.len() - 1)];
+                while slot.load(Ordering::Acquire) < after {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                match req {
+                    Request::RosterLoad { user, shard } => {
+                        let (version, items) = reader.roster(&user).unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "storage reader: roster load");
+                            (0, Vec::new())
+                        });
+                        reply(
+                            shard,
+                            Reply::Roster {
+                                user,
+                                version,
+                                items,
+                            },
+                        );
+                    }
+                    Request::ArchiveQuery {
+                        owner,
+                        query,
+                        shard,
+                        reply: to,
+                    } => {
+                        let page = reader.archive_query(&owner, &query).unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "storage reader: archive query");
+                            ArchivePage::default()
+                        });
+                        reply(shard, Reply::Archive { page, reply: to });
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .expect("spawn storage reader");
+    tx
 }
 
 /// The suite any backend must pass (run for fjall and memory below).

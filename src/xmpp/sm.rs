@@ -73,6 +73,12 @@ pub fn enable(stream: &mut Stream, shard: &Shard, ctl: &ConnCtl, resume: bool) {
             ctl,
             format!("<enabled xmlns='{NS_SM}' id='{id}' resume='true' max='{max}'/>"),
         );
+        if let Some(jid) = &stream.jid {
+            shard
+                .sm_live
+                .borrow_mut()
+                .insert(id.clone(), (jid.clone(), ctl.id));
+        }
         stream.sm_id = Some(id);
     } else {
         reply(ctl, format!("<enabled xmlns='{NS_SM}'/>"));
@@ -118,7 +124,11 @@ pub fn detach(stream: &mut Stream, shard: &Shard, ctl: &ConnCtl) -> bool {
 /// `<resume previd h/>` from an authenticated, not yet bound stream.
 pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>, previd: &str, h: u32) {
     let user = stream.authed.clone().unwrap_or_default();
-    let d = shard.detached.borrow_mut().remove(previd);
+    let d = shard
+        .detached
+        .borrow_mut()
+        .remove(previd)
+        .or_else(|| take_over(shard, previd, &user));
     let Some(mut d) = d else {
         return failed(ctl, "item-not-found");
     };
@@ -164,6 +174,11 @@ pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>, previd: &st
         // Anything that overflowed the parked queue went to offline storage.
         crate::features::offline::flush(shard, &d.jid);
     }
+    ctl.set_handled(d.handled);
+    shard
+        .sm_live
+        .borrow_mut()
+        .insert(previd.to_string(), (d.jid.clone(), ctl.id));
     stream.bound(shard, d.jid);
     stream.sm = Some(d.handled);
     stream.sm_id = Some(previd.to_string());
@@ -209,5 +224,44 @@ pub fn replaced(shard: &Shard, parked_id: u64) {
     tracing::info!(shard = shard.id, jid = %d.jid, "detached session replaced by a new bind");
     for f in d.unacked.drain(..).chain(d.parked.take_unsent()) {
         super::router::reroute_frame(shard, &f);
+    }
+}
+
+/// `<resume/>` for a session whose old connection has not noticed it dropped (the client
+/// is faster than the server's read of the dead socket): the new connection takes the
+/// session over at once — what the old one sent and was not acknowledged, what it still
+/// had queued, and its handled count — and the old one is closed. Without this the client
+/// would have to start afresh and get again what it had already read.
+fn take_over(shard: &Shard, previd: &str, user: &str) -> Option<Detached> {
+    let (jid, old_id) = shard.sm_live.borrow().get(previd).cloned()?;
+    if jid.local() != Some(user) {
+        return None;
+    }
+    let old = shard.conn(old_id)?;
+    shard.sm_live.borrow_mut().remove(previd);
+    let (sent, mut unacked) = old.sm_take().unwrap_or_default();
+    // Queued frames are among the unacknowledged ones: take them so nothing sends them twice.
+    old.take_unsent();
+    let handled = old.handled();
+    old.close(crate::net::outbound::CloseKind::Abort, Vec::new());
+    unacked.shrink_to_fit();
+    tracing::info!(shard = shard.id, conn = old_id, jid = %jid, "resumption takes over a live session");
+    Some(Detached {
+        jid,
+        parked: old,
+        unacked,
+        sent,
+        handled,
+        expires: Instant::now(),
+    })
+}
+
+/// The connection of a resumable session is ending: it is no longer live.
+pub fn forget_live(shard: &Shard, stream: &Stream, conn_id: u64) {
+    let Some(id) = &stream.sm_id else { return };
+    let mut live = shard.sm_live.borrow_mut();
+    // After a takeover the entry belongs to the new connection: leave it.
+    if live.get(id).is_some_and(|(_, c)| *c == conn_id) {
+        live.remove(id);
     }
 }

@@ -522,6 +522,7 @@ impl Stream {
         }
         if let Some(h) = &mut self.sm {
             *h = h.wrapping_add(1);
+            ctl.set_handled(*h);
         }
         let jid = self.jid.as_ref().unwrap();
         let ctx = Ctx { shard, ctl, jid };
