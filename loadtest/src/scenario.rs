@@ -89,10 +89,12 @@ pub async fn login_all(
             joins.push(tokio::spawn(async move {
                 let r = client::login(&cfg, idx + 1, cfg.src_addr(idx)).await;
                 drop(permit);
-                last.fetch_max(start.elapsed().as_nanos() as u64, Relaxed);
                 pb.inc(1);
                 match r {
                     Ok(s) => {
+                        // The window ends at the last *successful* login: a failure that
+                        // only ends at --timeout must not stretch it.
+                        last.fetch_max(start.elapsed().as_nanos() as u64, Relaxed);
                         hist.record_us(idx, s.login_time.as_micros() as u64);
                         Some(session::spawn(idx, s.ws, s.jid, ctx))
                     }
