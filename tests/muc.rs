@@ -616,3 +616,72 @@ async fn forged_stanza_ids_and_prefixed_presence_children_do_not_reach_others() 
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn persistent_rooms_keep_config_affiliations_and_subject_over_kill_9() {
+    let mut s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut alice = Client::online(&s, &a, "a", 0).await;
+    join(&mut alice, ROOM, "alice", "").await;
+    instant_room(&mut alice, ROOM).await;
+    configure(
+        &mut alice,
+        ROOM,
+        &[
+            ("muc#roomconfig_persistentroom", "1"),
+            ("muc#roomconfig_roomname", "Coven"),
+            ("muc#roomconfig_membersonly", "1"),
+        ],
+    )
+    .await;
+    alice.send(&format!("<iq id='m' to='{ROOM}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='{b}@localhost'/></query></iq>")).await;
+    alice.recv_until("id='m'").await;
+    alice.send(&format!("<message to='{ROOM}' type='groupchat' id='s'><subject>Double, double toil</subject></message>")).await;
+    alice.recv_until("id='s'").await;
+    // Everything the room did is durable once alice's stanzas are acknowledged.
+    alice.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    alice.recv_until("<enabled").await;
+    alice.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    alice.recv_until("<a xmlns").await;
+    drop(alice);
+    s.restart(true); // kill -9
+    let mut carol = Client::online(&s, "carol", "r", 0).await;
+    assert!(
+        join(&mut carol, ROOM, "carol", "")
+            .await
+            .last()
+            .unwrap()
+            .contains("<registration-required"),
+        "members-only kept"
+    );
+    let mut bob = Client::online(&s, &b, "b", 0).await;
+    let got = join(&mut bob, ROOM, "bob", "").await;
+    assert!(
+        got.iter()
+            .any(|m| m.contains("code='110'") && m.contains("affiliation='member'")),
+        "{got:?}"
+    );
+    assert!(
+        got.last()
+            .unwrap()
+            .contains("<subject>Double, double toil</subject>"),
+        "{got:?}"
+    );
+    bob.send(&format!("<iq id='ri' to='{ROOM}' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+    let d = bob.recv_until("id='ri'").await;
+    assert!(
+        d.contains("name='Coven'") && d.contains("muc_persistent") && d.contains("muc_membersonly"),
+        "{d}"
+    );
+    // The last occupant leaving does not destroy a persistent room.
+    bob.send(&format!("<presence to='{ROOM}/bob' type='unavailable'/>"))
+        .await;
+    bob.recv_until("type='unavailable'").await;
+    assert!(
+        !join(&mut bob, ROOM, "bob", "")
+            .await
+            .iter()
+            .any(|m| m.contains("code='201'")),
+        "not re-created"
+    );
+}

@@ -115,6 +115,21 @@ impl Component for Service {
         &self.domain
     }
 
+    fn restore(&self, shard: &Shard, records: Vec<(String, Vec<u8>)>) {
+        for (jid, data) in records {
+            if !jid.ends_with(&format!("@{}", self.domain)) {
+                continue;
+            }
+            match room::restore(&jid, &data, self.cfg.max_occupants, self.cfg.history_max) {
+                Some(mut r) => {
+                    room::announce_restored(&mut r, &self.domain, shard);
+                    self.rooms.borrow_mut().insert(jid.into_boxed_str(), r);
+                }
+                None => tracing::warn!(room = %jid, "could not restore a persistent room"),
+            }
+        }
+    }
+
     fn handle(&self, shard: &Shard, r: Routed) {
         if !self.cfg.enabled {
             crate::xmpp::router::bounce(shard, &r, crate::xmpp::errors::Cond::ServiceUnavailable);

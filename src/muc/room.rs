@@ -18,7 +18,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Affiliation {
     Outcast,
     None,
@@ -77,6 +79,7 @@ impl Role {
     }
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct RoomConfig {
     name: String,
     description: String,
@@ -135,6 +138,103 @@ pub struct Room {
     history_cap: usize,
     /// Whether the service's directory lists this room.
     listed: bool,
+    /// Whether storage holds this room (it is, or was, persistent).
+    persisted: bool,
+}
+
+/// What a persistent room keeps over a restart (XEP-0045 §10.2 `persistentroom`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PersistedRoom {
+    cfg: RoomConfig,
+    affiliations: Vec<(String, Affiliation)>,
+    subject: Option<(String, String)>,
+}
+
+/// Writes a persistent room's configuration, affiliations and subject through storage
+/// (or forgets a room that stopped being persistent).
+fn persist(shard: &Shard, room: &mut Room) {
+    let Some(s) = &shard.shared.storage else {
+        return;
+    };
+    let req = if room.cfg.persistent {
+        let p = PersistedRoom {
+            cfg: room.cfg.clone(),
+            affiliations: room
+                .affiliations
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            subject: room.subject.clone(),
+        };
+        room.persisted = true;
+        crate::storage::Request::RoomPut {
+            jid: room.jid.clone(),
+            data: serde_json::to_vec(&p).unwrap_or_default(),
+        }
+    } else if room.persisted {
+        room.persisted = false;
+        crate::storage::Request::RoomRemove {
+            jid: room.jid.clone(),
+        }
+    } else {
+        return;
+    };
+    let mut req = req;
+    while let Err(back) = s.try_send(req) {
+        req = back;
+        std::thread::yield_now();
+    }
+}
+
+/// Rebuilds a persistent room from storage at start.
+pub(super) fn restore(
+    jid: &str,
+    data: &[u8],
+    occupants_cap: usize,
+    history_cap: usize,
+) -> Option<Room> {
+    let p: PersistedRoom = serde_json::from_slice(data).ok()?;
+    Some(Room {
+        jid: jid.to_string(),
+        cfg: p.cfg,
+        locked: false,
+        occupants: Vec::new(),
+        affiliations: p
+            .affiliations
+            .into_iter()
+            .map(|(k, v)| (k.into_boxed_str(), v))
+            .collect(),
+        subject: p.subject,
+        history: VecDeque::new(),
+        next_sid: 0,
+        occupants_cap,
+        history_cap,
+        listed: false,
+        persisted: true,
+    })
+}
+
+/// After a restore: list it in the service's directory (see `announce`).
+pub(super) fn announce_restored(room: &mut Room, domain: &str, shard: &Shard) {
+    let mut out = Out::default();
+    room.listed = false;
+    let listed = room.cfg.public;
+    if listed {
+        room.listed = true;
+        let inner = format!(
+            "<x xmlns='{NS_DIRECTORY}' listed='1' name='{}'/>",
+            ea(&room.cfg.name)
+        );
+        out.one(build(
+            Kind::Message,
+            SType::Headline,
+            &room.jid,
+            domain,
+            " type='headline'",
+            &inner,
+        ));
+    }
+    out.flush(shard);
 }
 
 const NS_DIRECTORY: &str = "urn:aoba:muc:directory";
@@ -534,6 +634,7 @@ fn presence(
                 occupants_cap: svc.cfg.max_occupants,
                 history_cap: svc.cfg.history_max,
                 listed: false,
+                persisted: false,
             },
         );
         created = true;
@@ -917,6 +1018,7 @@ fn groupchat(shard: &Shard, room: &mut Room, oi: usize, r: &Routed, out: &mut Ou
         }
         let text = st.text(s);
         room.subject = (!text.is_empty()).then(|| (et(&text).into_owned(), nick.to_string()));
+        persist(shard, room);
     }
     let cut = r.to_range().start as usize - 5;
     let after = r.from_range().end as usize + 1;
@@ -1098,6 +1200,8 @@ fn iq(
                     room.occupants.remove(oi);
                 }
                 unlist(room, &svc.domain, out);
+                room.cfg.persistent = false;
+                persist(shard, room);
                 rooms.remove(bare);
                 tracing::info!(shard = shard.id, room = bare, "room destroyed");
                 return iq_result(out, r, "");
@@ -1116,6 +1220,7 @@ fn iq(
                 Some("submit") => match apply_form(room, &st, x) {
                     Ok(()) => {
                         room.locked = false;
+                        persist(shard, room);
                         announce(room, &svc.domain, out);
                         iq_result(out, r, "")
                     }
@@ -1170,9 +1275,11 @@ fn iq(
                 .unwrap_or(Role::None);
             for item in st.children(c).collect::<Vec<_>>() {
                 if let Err(cond) = admin_item(room, &st, item, aff, actor_role, out) {
+                    persist(shard, room);
                     return err(out, r, cond, None);
                 }
             }
+            persist(shard, room);
             iq_result(out, r, "");
         }
         _ => err(out, r, Cond::ServiceUnavailable, None),

@@ -370,6 +370,10 @@ pub fn run(
     for u in backend.users().map_err(|e| format!("storage: {e}"))? {
         users_by_shard[home(&format!("{u}@{}", cfg.server.domain), n)].push(u);
     }
+    let mut rooms_by_shard: Vec<Vec<(String, Vec<u8>)>> = (0..n).map(|_| Vec::new()).collect();
+    for (jid, data) in backend.rooms().map_err(|e| format!("storage: {e}"))? {
+        rooms_by_shard[home(&jid, n)].push((jid, data));
+    }
     tracing::info!(backend = %cfg.storage.backend, users = users_by_shard.iter().map(Vec::len).sum::<usize>(), "storage opened");
     let (storage, storage_thread) =
         crate::storage::start(backend, &cfg.storage, cfg.mam.retention_s, senders.clone());
@@ -395,10 +399,11 @@ pub fn run(
     let mut threads = Vec::with_capacity(n);
     // Announce only once every shard runs and has registered its listener.
     let started = Arc::new(std::sync::Barrier::new(n + 1));
-    for (id, ((listener, mbox), users)) in listeners
+    for (id, (((listener, mbox), users), rooms)) in listeners
         .into_iter()
         .zip(boxes)
         .zip(users_by_shard)
+        .zip(rooms_by_shard)
         .enumerate()
     {
         let shared = shared.clone();
@@ -406,7 +411,7 @@ pub fn run(
         let started = started.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{id}"))
-            .spawn(move || shard_thread(id, shared, listener, mbox, core, started, users))
+            .spawn(move || shard_thread(id, shared, listener, mbox, core, started, users, rooms))
             .map_err(|e| e.to_string())?;
         threads.push(t);
     }
@@ -446,6 +451,7 @@ pub fn run(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn shard_thread(
     id: usize,
     shared: Arc<Shared>,
@@ -454,6 +460,7 @@ fn shard_thread(
     core: Option<core_affinity::CoreId>,
     started: Arc<std::sync::Barrier>,
     users: Vec<String>,
+    rooms: Vec<(String, Vec<u8>)>,
 ) {
     if let Some(c) = core {
         core_affinity::set_for_current(c);
@@ -471,6 +478,9 @@ fn shard_thread(
         crate::storage::set_current_shard(id);
         let shard = Shard::new(id, shared);
         shard.known_users.borrow_mut().extend(users.into_iter().map(String::into_boxed_str));
+        for c in &shard.components {
+            c.restore(&shard, rooms.clone());
+        }
         monoio::spawn(accept_loop(shard.clone(), listener));
         monoio::spawn(timer_sweep(shard.clone()));
         started.wait();

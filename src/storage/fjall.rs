@@ -18,6 +18,7 @@ pub struct FjallBackend {
     db: Database,
     users: Keyspace,
     offline: Keyspace,
+    rooms: Keyspace,
     read: FjallReader,
     /// Next sequence number per user, and how many messages are stored (for the quota).
     counts: HashMap<String, (u64, usize)>,
@@ -123,6 +124,9 @@ impl FjallBackend {
         let offline = db
             .keyspace("offline", KeyspaceCreateOptions::default)
             .map_err(err)?;
+        let rooms = db
+            .keyspace("rooms", KeyspaceCreateOptions::default)
+            .map_err(err)?;
         let rosters = db
             .keyspace("rosters", KeyspaceCreateOptions::default)
             .map_err(err)?;
@@ -136,6 +140,7 @@ impl FjallBackend {
             db,
             users,
             offline,
+            rooms,
             read: FjallReader {
                 rosters,
                 roster_versions,
@@ -299,6 +304,29 @@ impl Backend for FjallBackend {
                 serde_json::to_vec(prefs).map_err(err)?,
             )
             .map_err(err)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn rooms(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        self.rooms
+            .iter()
+            .map(|g| {
+                g.into_inner()
+                    .map_err(err)
+                    .map(|(k, v)| (String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
+            })
+            .collect()
+    }
+
+    fn room_put(&mut self, jid: &str, data: &[u8]) -> Result<()> {
+        self.rooms.insert(jid, data).map_err(err)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn room_remove(&mut self, jid: &str) -> Result<()> {
+        self.rooms.remove(jid).map_err(err)?;
         self.dirty = true;
         Ok(())
     }

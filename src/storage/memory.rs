@@ -11,6 +11,7 @@ pub struct MemoryBackend {
     rosters: HashMap<String, (u64, std::collections::BTreeMap<String, RosterItem>)>,
     archive: HashMap<String, std::collections::BTreeMap<u64, ArchiveItem>>,
     prefs: HashMap<String, ArchivePrefs>,
+    rooms: std::collections::BTreeMap<String, Vec<u8>>,
 }
 
 impl Backend for MemoryBackend {
@@ -107,6 +108,24 @@ impl Backend for MemoryBackend {
 
     fn set_archive_prefs(&mut self, owner: &str, prefs: &ArchivePrefs) -> Result<()> {
         self.prefs.insert(owner.to_string(), prefs.clone());
+        Ok(())
+    }
+
+    fn rooms(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self
+            .rooms
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn room_put(&mut self, jid: &str, data: &[u8]) -> Result<()> {
+        self.rooms.insert(jid.to_string(), data.to_vec());
+        Ok(())
+    }
+
+    fn room_remove(&mut self, jid: &str) -> Result<()> {
+        self.rooms.remove(jid);
         Ok(())
     }
 

@@ -93,6 +93,10 @@ pub trait Backend: Send + 'static {
     fn set_archive_prefs(&mut self, owner: &str, prefs: &ArchivePrefs) -> Result<()>;
     /// Deletes archived messages older than `before_id` (retention).
     fn archive_expire(&mut self, before_id: u64) -> Result<usize>;
+    /// Every persistent room (room JID → the MUC service's own encoding), at start.
+    fn rooms(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    fn room_put(&mut self, jid: &str, data: &[u8]) -> Result<()>;
+    fn room_remove(&mut self, jid: &str) -> Result<()>;
     /// A reader for the reader thread, if this engine can be read from another thread.
     fn reader(&self) -> Option<Box<dyn Reader>> {
         None
@@ -293,6 +297,13 @@ pub enum Request {
     ArchiveAppend {
         owner: String,
         item: ArchiveItem,
+    },
+    RoomPut {
+        jid: String,
+        data: Vec<u8>,
+    },
+    RoomRemove {
+        jid: String,
     },
     /// Read (`set: None`) or replace `owner`'s preferences; the reply carries them.
     ArchivePrefs {
@@ -582,6 +593,16 @@ pub fn start(
                             match r {
                                 Ok(prefs) => replies.push((shard, Reply::Prefs { prefs, reply })),
                                 Err(e) => tracing::error!(error = %e, "storage: archive prefs"),
+                            }
+                        }
+                        Request::RoomPut { jid, data } => {
+                            if let Err(e) = backend.room_put(&jid, &data) {
+                                tracing::error!(error = %e, "storage: room put");
+                            }
+                        }
+                        Request::RoomRemove { jid } => {
+                            if let Err(e) = backend.room_remove(&jid) {
+                                tracing::error!(error = %e, "storage: room remove");
                             }
                         }
                         Request::Stop => stop = true,
@@ -900,6 +921,16 @@ pub(crate) mod contract_tests {
         b.commit().unwrap();
         assert_eq!(b.archive_prefs("alice").unwrap(), p);
         assert!(p.archives("bob@x/phone") && !p.archives("carol@x"));
+        // Persistent rooms.
+        b.room_put("r1@conf", b"one").unwrap();
+        b.room_put("r2@conf", b"two").unwrap();
+        b.room_put("r1@conf", b"uno").unwrap();
+        b.room_remove("r2@conf").unwrap();
+        b.commit().unwrap();
+        assert_eq!(
+            b.rooms().unwrap(),
+            vec![("r1@conf".to_string(), b"uno".to_vec())]
+        );
         assert_eq!(
             ids(b.archive_query("alice", &q(10)).unwrap()),
             (vec![30, 40], true)

@@ -13,6 +13,9 @@ pub trait Component {
     /// A stanza to this domain, on the home shard of its bare `to` (`room@domain`, or the
     /// domain itself for the service).
     fn handle(&self, shard: &Shard, r: Routed);
+    /// At start: the records this component stored (e.g. persistent rooms) whose home is
+    /// this shard.
+    fn restore(&self, _shard: &Shard, _records: Vec<(String, Vec<u8>)>) {}
 }
 
 /// Builds one shard's instance of a component.
