@@ -236,21 +236,9 @@ pub fn query(
     .map_err(|_| Cond::ResourceConstraint)
 }
 
-/// `<kind to from>` + body, routable (the result goes wherever the requester lives).
+/// A result routed to the requester, wherever it lives.
 fn routed(kind: Kind, stype: SType, to: &str, from: &str, attrs: &str, body: &[u8]) -> Routed {
-    let mut v = Vec::with_capacity(96 + to.len() + from.len() + body.len());
-    v.extend_from_slice(format!("<{} xmlns='jabber:client'{attrs} to='", kind.name()).as_bytes());
-    let t0 = v.len() as u32;
-    escape_attr(to, &mut v);
-    let t1 = v.len() as u32;
-    v.extend_from_slice(b"' from='");
-    let f0 = v.len() as u32;
-    escape_attr(from, &mut v);
-    let f1 = v.len() as u32;
-    v.extend_from_slice(b"'>");
-    v.extend_from_slice(body);
-    v.extend_from_slice(format!("</{}>", kind.name()).as_bytes());
-    Routed::from_parts(kind, stype, v, t0..t1, f0..f1)
+    router::build(kind, stype, from, to, attrs, body)
 }
 
 /// A page from storage: one `<result/>` message per item, then the iq result with `<fin/>`,

@@ -42,25 +42,9 @@ impl Out {
     }
 }
 
-/// `<kind xmlns='jabber:client' to='TO' from='FROM'{attrs}>{inner}</kind>` with the ranges
-/// routing needs. `attrs` is raw (already escaped), starting with a space.
+/// A stanza to one recipient (see `router::build`).
 pub fn build(kind: Kind, stype: SType, from: &str, to: &str, attrs: &str, inner: &str) -> Routed {
-    let name = kind.name();
-    let mut v = Vec::with_capacity(64 + from.len() + to.len() + attrs.len() + inner.len());
-    v.push(b'<');
-    v.extend_from_slice(name.as_bytes());
-    v.extend_from_slice(b" xmlns='jabber:client' to='");
-    let t0 = v.len() as u32;
-    escape_attr(to, &mut v);
-    let t1 = v.len() as u32;
-    v.extend_from_slice(b"' from='");
-    let f0 = v.len() as u32;
-    escape_attr(from, &mut v);
-    let f1 = v.len() as u32;
-    v.push(b'\'');
-    v.extend_from_slice(attrs.as_bytes());
-    close(&mut v, name, inner);
-    Routed::from_parts(kind, stype, v, t0..t1, f0..f1)
+    router::build(kind, stype, from, to, attrs, inner.as_bytes())
 }
 
 fn close(v: &mut Vec<u8>, name: &str, inner: &str) {

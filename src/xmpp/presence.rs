@@ -9,7 +9,6 @@ use super::router::{Kind, Routed, SType, push, route, stamp};
 use super::session::Resource;
 use super::stream::Ctx;
 use crate::shard::Shard;
-use crate::xml::escape::escape_attr;
 use crate::xml::stanza::Stanza;
 use bytes::Bytes;
 
@@ -175,17 +174,14 @@ fn directed(ctx: &Ctx, st: &Stanza, stype: SType, to: Jid) {
 
 /// `<presence type='unavailable'/>` from `from` to `to`.
 pub fn unavailable_to(from: &str, to: &str) -> Routed {
-    let mut v = Vec::with_capacity(100 + from.len() + to.len());
-    v.extend_from_slice(b"<presence xmlns='jabber:client' type='unavailable' to='");
-    let t0 = v.len() as u32;
-    escape_attr(to, &mut v);
-    let t1 = v.len() as u32;
-    v.extend_from_slice(b"' from='");
-    let f0 = v.len() as u32;
-    escape_attr(from, &mut v);
-    let f1 = v.len() as u32;
-    v.extend_from_slice(b"'/>");
-    Routed::from_parts(Kind::Presence, SType::Unavailable, v, t0..t1, f0..f1)
+    super::router::build(
+        Kind::Presence,
+        SType::Unavailable,
+        from,
+        to,
+        " type='unavailable'",
+        b"",
+    )
 }
 
 /// A session ended (closed, replaced or timed out): if it was available, its other

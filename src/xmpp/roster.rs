@@ -414,18 +414,15 @@ fn set(shard: &Shard, jid: &Jid, id: &str, parsed: Result<(RosterItem, bool), Co
 
 /// `<presence type='…'/>` between two bare JIDs.
 fn subscription(from: &str, to: &str, ty: &str) -> Routed {
-    let mut v = Vec::with_capacity(80 + from.len() + to.len());
-    v.extend_from_slice(b"<presence xmlns='jabber:client' to='");
-    let t0 = v.len() as u32;
-    escape_attr(to, &mut v);
-    let t1 = v.len() as u32;
-    v.extend_from_slice(b"' from='");
-    let f0 = v.len() as u32;
-    escape_attr(from, &mut v);
-    let f1 = v.len() as u32;
-    v.extend_from_slice(format!("' type='{ty}'/>").as_bytes());
     let stype = SType::parse(Kind::Presence, Some(ty)).unwrap_or(SType::Available);
-    Routed::from_parts(Kind::Presence, stype, v, t0..t1, f0..f1)
+    router::build(
+        Kind::Presence,
+        stype,
+        from,
+        to,
+        &format!(" type='{ty}'"),
+        b"",
+    )
 }
 
 /// A stored presence (`<presence … from='full'…>`) re-addressed to `to`.

@@ -238,6 +238,37 @@ pub fn stamp(st: &Stanza, kind: Kind, stype: SType, from: &str, to: Option<&str>
     }
 }
 
+/// `<kind xmlns='jabber:client' to='TO' from='FROM'{attrs}>{inner}</kind>` (or `/>` when
+/// `inner` is empty), with the ranges routing needs. `attrs` is raw (already escaped) and
+/// starts with a space; `inner` is already XML. Every stanza the server makes itself is
+/// built here.
+pub fn build(kind: Kind, stype: SType, from: &str, to: &str, attrs: &str, inner: &[u8]) -> Routed {
+    let name = kind.name();
+    let mut v = Vec::with_capacity(64 + from.len() + to.len() + attrs.len() + inner.len());
+    v.push(b'<');
+    v.extend_from_slice(name.as_bytes());
+    v.extend_from_slice(b" xmlns='jabber:client' to='");
+    let t0 = v.len() as u32;
+    escape_attr(to, &mut v);
+    let t1 = v.len() as u32;
+    v.extend_from_slice(b"' from='");
+    let f0 = v.len() as u32;
+    escape_attr(from, &mut v);
+    let f1 = v.len() as u32;
+    v.push(b'\'');
+    v.extend_from_slice(attrs.as_bytes());
+    if inner.is_empty() {
+        v.extend_from_slice(b"/>");
+    } else {
+        v.push(b'>');
+        v.extend_from_slice(inner);
+        v.extend_from_slice(b"</");
+        v.extend_from_slice(name.as_bytes());
+        v.push(b'>');
+    }
+    Routed::from_parts(kind, stype, v, t0..t1, f0..f1)
+}
+
 /// Splits a normalized JID into (bare, resource).
 pub fn split_full(jid: &str) -> (&str, Option<&str>) {
     match jid.find('/') {
