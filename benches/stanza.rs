@@ -68,6 +68,35 @@ fn benches(c: &mut Criterion) {
         b.iter(|| Stanza::parse(black_box(CHAT), &limits).unwrap().elems.len())
     });
 
+    // The route decision alone: JID of `to`, home shard, type (no delivery).
+    let st_once = Stanza::parse(CHAT, &limits).unwrap();
+    g.bench_function("route_decision", |b| {
+        b.iter(|| {
+            let to = Jid::parse(&st_once.attr(0, "to").unwrap().value()).unwrap();
+            let h = aoba::shard::home(to.bare(), 4);
+            let t = SType::parse(
+                Kind::Message,
+                st_once.attr(0, "type").map(|a| a.value()).as_deref(),
+            );
+            (h, t.is_some())
+        })
+    });
+    // Serialization alone: stamp `from` (and the normalized `to`) into one buffer.
+    let from = Jid::parse("alice@localhost/web-1").unwrap();
+    g.bench_function("serialize", |b| {
+        b.iter(|| {
+            router::stamp(
+                black_box(&st_once),
+                Kind::Message,
+                SType::Chat,
+                from.as_str(),
+                Some("bob@localhost"),
+            )
+            .payload
+            .len()
+        })
+    });
+
     let shard = shard();
     let bob = Rc::new(ConnCtl::new(1, usize::MAX));
     let bob_jid = Jid::parse("bob@localhost/phone").unwrap();
