@@ -64,16 +64,10 @@ fn wants(shard: &Shard, r: &Routed) -> bool {
 }
 
 fn append(shard: &Shard, owner: &str, item: ArchiveItem) {
-    if let Some(s) = &shard.shared.storage {
-        let mut req = Request::ArchiveAppend {
-            owner: owner.to_string(),
-            item,
-        };
-        while let Err(back) = s.try_send(req) {
-            req = back;
-            std::thread::yield_now();
-        }
-    }
+    shard.storage(Request::ArchiveAppend {
+        owner: owner.to_string(),
+        item,
+    });
 }
 
 /// The sender's copy, when a message leaves (sender's shard).
@@ -221,19 +215,20 @@ pub fn query(
     query: ArchiveQuery,
     reply: ArchiveReplyTo,
 ) -> Result<(), Cond> {
-    let s = shard
+    let _ = shard
         .shared
         .storage
         .as_ref()
         .filter(|_| shard.cfg().mam.enabled)
         .ok_or(Cond::ServiceUnavailable)?;
-    s.try_send(Request::ArchiveQuery {
-        owner: owner.to_string(),
-        query,
-        shard: shard.id,
-        reply,
-    })
-    .map_err(|_| Cond::ResourceConstraint)
+    shard
+        .storage_try(Request::ArchiveQuery {
+            owner: owner.to_string(),
+            query,
+            shard: shard.id,
+            reply,
+        })
+        .map_err(|_| Cond::ResourceConstraint)
 }
 
 /// A result routed to the requester, wherever it lives.
@@ -304,7 +299,7 @@ pub fn prefs_iq(
     set: bool,
     reply: ArchiveReplyTo,
 ) -> Result<(), Cond> {
-    let s = shard
+    let _ = shard
         .shared
         .storage
         .as_ref()
@@ -338,13 +333,14 @@ pub fn prefs_iq(
         None
     };
     let owner = reply.from.clone();
-    s.try_send(Request::ArchivePrefs {
-        owner,
-        set: prefs,
-        shard: shard.id,
-        reply,
-    })
-    .map_err(|_| Cond::ResourceConstraint)
+    shard
+        .storage_try(Request::ArchivePrefs {
+            owner,
+            set: prefs,
+            shard: shard.id,
+            reply,
+        })
+        .map_err(|_| Cond::ResourceConstraint)
 }
 
 /// The preferences, as the iq result.

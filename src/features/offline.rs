@@ -20,12 +20,9 @@ pub fn seen_user(shard: &Shard, local: &str) {
         return;
     }
     shard.known_users.borrow_mut().insert(local.into());
-    if let Some(s) = &shard.shared.storage {
-        // Best effort: if the queue is full the user is recorded at its next login.
-        let _ = s.try_send(Request::RecordUser {
-            user: local.to_string(),
-        });
-    }
+    shard.storage(Request::RecordUser {
+        user: local.to_string(),
+    });
 }
 
 /// The message with `<delay xmlns='urn:xmpp:delay'/>` added as its last child.
@@ -54,9 +51,9 @@ fn with_delay(r: &Routed, domain: &str) -> Option<Routed> {
 /// Stores an undeliverable chat/normal message for its (local) recipient. Gives it back
 /// when it cannot be stored: a stranger (never logged in), storage off or its queue full.
 pub fn store(shard: &Shard, r: Routed) -> Result<(), Routed> {
-    let Some(storage) = &shard.shared.storage else {
+    if shard.shared.storage.is_none() {
         return Err(r);
-    };
+    }
     let user = {
         let to = r.to();
         let (bare, _) = split_full(&to);
@@ -73,8 +70,9 @@ pub fn store(shard: &Shard, r: Routed) -> Result<(), Routed> {
     let Some(msg) = with_delay(&r, shard.domain()) else {
         return Err(r);
     };
-    storage
-        .try_send(Request::StoreOffline {
+    // Refused (and bounced by the caller) rather than queued when storage is behind.
+    shard
+        .storage_try(Request::StoreOffline {
             user,
             msg,
             shard: shard.id,
@@ -84,10 +82,10 @@ pub fn store(shard: &Shard, r: Routed) -> Result<(), Routed> {
 
 /// Initial presence with a non-negative priority: ask for the user's offline messages.
 pub fn flush(shard: &Shard, jid: &Jid) {
-    if let (Some(s), Some(local)) = (&shard.shared.storage, jid.local()) {
+    if let (Some(_), Some(local)) = (&shard.shared.storage, jid.local()) {
         // A page at a time: half the outbound bound, so the flush never trips it.
         let max_bytes = shard.cfg().limits.outbound_queue_bytes_max / 2;
-        let _ = s.try_send(Request::TakeOffline {
+        shard.storage(Request::TakeOffline {
             user: local.to_string(),
             to: jid.as_str().to_string(),
             shard: shard.id,
@@ -165,14 +163,13 @@ fn requeue(shard: &Shard, to: &str, stanza: Bytes) {
     let Some((local, _)) = bare.split_once('@') else {
         return;
     };
-    if let Some(s) = &shard.shared.storage {
-        let text = String::from_utf8_lossy(&stanza).into_owned();
-        if let Some(r) = router::reparse(&text) {
-            let _ = s.try_send(Request::StoreOffline {
-                user: local.to_string(),
-                msg: r,
-                shard: shard.id,
-            });
-        }
+    let text = String::from_utf8_lossy(&stanza).into_owned();
+    if let Some(r) = router::reparse(&text) {
+        // Back to storage, in order, never dropped.
+        shard.storage(Request::StoreOffline {
+            user: local.to_string(),
+            msg: r,
+            shard: shard.id,
+        });
     }
 }

@@ -153,9 +153,9 @@ struct PersistedRoom {
 /// Writes a persistent room's configuration, affiliations and subject through storage
 /// (or forgets a room that stopped being persistent).
 fn persist(shard: &Shard, room: &mut Room) {
-    let Some(s) = &shard.shared.storage else {
+    if shard.shared.storage.is_none() {
         return;
-    };
+    }
     let req = if room.cfg.persistent {
         let p = PersistedRoom {
             cfg: room.cfg.clone(),
@@ -179,11 +179,7 @@ fn persist(shard: &Shard, room: &mut Room) {
     } else {
         return;
     };
-    let mut req = req;
-    while let Err(back) = s.try_send(req) {
-        req = back;
-        std::thread::yield_now();
-    }
+    shard.storage(req);
 }
 
 /// Rebuilds a persistent room from storage at start.
@@ -1060,7 +1056,7 @@ fn groupchat(shard: &Shard, room: &mut Room, oi: usize, r: &Routed, out: &mut Ou
     out.fan(Bytes::from(fan_head), Bytes::from(fan_tail), tos);
     // The room's archive (XEP-0313 §6), under the room's JID.
     if shard.cfg().mam.enabled
-        && let (Some(s), Some(id)) = (
+        && let (Some(_), Some(id)) = (
             &shard.shared.storage,
             crate::features::mam::parse_id(&sid_val),
         )
@@ -1075,7 +1071,7 @@ fn groupchat(shard: &Shard, room: &mut Room, oi: usize, r: &Routed, out: &mut Ou
             with: from.clone(),
             stanza,
         };
-        let _ = s.try_send(crate::storage::Request::ArchiveAppend {
+        shard.storage(crate::storage::Request::ArchiveAppend {
             owner: room.jid.clone(),
             item,
         });

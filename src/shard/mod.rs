@@ -106,6 +106,8 @@ pub struct Shard {
     pub detached: RefCell<HashMap<String, crate::xmpp::sm::Detached, ahash::RandomState>>,
     /// Resumable XEP-0198 sessions still attached to their connection: SM id → (JID, connection).
     pub sm_live: RefCell<HashMap<String, (crate::xmpp::jid::Jid, u64), ahash::RandomState>>,
+    /// Storage requests waiting for room in the storage queue, in order (never spun on).
+    storage_overflow: RefCell<VecDeque<crate::storage::Request>>,
     /// The last archive id this shard made (keeps ids increasing, see `storage::archive_id`).
     pub last_archive_id: Cell<u64>,
 }
@@ -143,6 +145,7 @@ impl Shard {
             rosters: RefCell::new(HashMap::default()),
             detached: RefCell::new(HashMap::default()),
             last_archive_id: Cell::new(0),
+            storage_overflow: RefCell::new(VecDeque::new()),
             sm_live: RefCell::new(HashMap::default()),
             shared,
         })
@@ -181,6 +184,51 @@ impl Shard {
         if self.conns.borrow_mut().remove(&id).is_some() {
             self.shared.conn_counts[self.id].fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Sends a request to storage without blocking and in order: when the storage queue
+    /// is full it waits in this shard's overflow, which the shard's loop retries.
+    pub fn storage(&self, req: crate::storage::Request) {
+        let Some(s) = &self.shared.storage else {
+            return;
+        };
+        let mut of = self.storage_overflow.borrow_mut();
+        if of.is_empty() {
+            match s.try_send(req) {
+                Ok(()) => {}
+                Err(r) => of.push_back(r),
+            }
+        } else {
+            of.push_back(req);
+        }
+    }
+
+    /// Like `storage`, but refused (given back) instead of queued when storage is behind:
+    /// for requests whose sender can be told (a bounce), so the overflow stays small.
+    #[allow(clippy::result_large_err)]
+    pub fn storage_try(&self, req: crate::storage::Request) -> Result<(), crate::storage::Request> {
+        let Some(s) = &self.shared.storage else {
+            return Err(req);
+        };
+        if !self.storage_overflow.borrow().is_empty() {
+            return Err(req);
+        }
+        s.try_send(req)
+    }
+
+    /// Retries held-back storage requests; true when none are left.
+    fn flush_storage_overflow(&self) -> bool {
+        let Some(s) = &self.shared.storage else {
+            return true;
+        };
+        let mut of = self.storage_overflow.borrow_mut();
+        while let Some(r) = of.pop_front() {
+            if let Err(r) = s.try_send(r) {
+                of.push_front(r);
+                return false;
+            }
+        }
+        true
     }
 
     /// A live connection of this shard by id.
@@ -546,29 +594,19 @@ async fn timer_sweep(shard: Rc<Shard>) {
     }
 }
 
-/// Queues a storage barrier; retried off the current call if the storage queue is full.
+/// Queues a storage barrier behind this shard's earlier storage requests.
 pub fn storage_sync(shard: &Rc<Shard>, origin: usize, token: u64) {
-    let Some(storage) = shard.shared.storage.clone() else {
-        return;
-    };
-    if let Err(r) = storage.try_send(crate::storage::Request::Sync {
+    shard.storage(crate::storage::Request::Sync {
         shard: origin,
         token,
-    }) {
-        monoio::spawn(async move {
-            let mut r = r;
-            while let Err(back) = storage.try_send(r) {
-                r = back;
-                monoio::time::sleep(Duration::from_millis(1)).await;
-            }
-        });
-    }
+    });
 }
 
 async fn drain_loop(shard: Rc<Shard>, mbox: Mailbox<ShardMsg>) {
     let mut batch = Vec::with_capacity(256);
     loop {
-        if shard.flush_overflow() {
+        let storage_done = shard.flush_storage_overflow();
+        if shard.flush_overflow() && storage_done {
             mbox.recv_batch(&mut batch, 256).await;
         } else {
             // Something is held back for a full mailbox: poll again soon.

@@ -58,15 +58,11 @@ fn ensure(shard: &Shard, user: &str) -> bool {
     }
     rosters.insert(user.into(), Roster::default());
     match &shard.shared.storage {
-        Some(s) => {
-            let mut req = Request::RosterLoad {
+        Some(_) => {
+            shard.storage(Request::RosterLoad {
                 user: user.to_string(),
                 shard: shard.id,
-            };
-            while let Err(back) = s.try_send(req) {
-                req = back;
-                std::thread::yield_now();
-            }
+            });
             false
         }
         None => {
@@ -182,7 +178,7 @@ fn save(shard: &Shard, user: &str, item: RosterItem, removed: bool) {
         }
         r.version
     };
-    if let Some(s) = &shard.shared.storage {
+    if shard.shared.storage.is_some() {
         let req = if removed {
             Request::RosterRemove {
                 user: user.to_string(),
@@ -196,11 +192,7 @@ fn save(shard: &Shard, user: &str, item: RosterItem, removed: bool) {
                 version,
             }
         };
-        let mut req = req;
-        while let Err(back) = s.try_send(req) {
-            req = back;
-            std::thread::yield_now();
-        }
+        shard.storage(req);
     }
     if !item.listed && !removed {
         return; // a pending-in entry only: not part of the roster the client sees

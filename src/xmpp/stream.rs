@@ -596,16 +596,10 @@ fn ack_when_settled(shard: &Shard, ctl: &Rc<ConnCtl>, h: u32) {
     for b in 0..n {
         if b == shard.id {
             // Local deliveries already happened; this shard's storage requests are queued.
-            if let Some(s) = &shard.shared.storage {
-                let mut req = crate::storage::Request::Sync {
-                    shard: shard.id,
-                    token,
-                };
-                while let Err(back) = s.try_send(req) {
-                    req = back;
-                    std::thread::yield_now();
-                }
-            }
+            shard.storage(crate::storage::Request::Sync {
+                shard: shard.id,
+                token,
+            });
         } else {
             shard.send(
                 b,
