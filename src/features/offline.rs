@@ -80,14 +80,16 @@ pub fn store(shard: &Shard, r: Routed) -> Result<(), Routed> {
         .map_err(|_| r)
 }
 
-/// Initial presence with a non-negative priority: ask for the user's offline messages.
-pub fn flush(shard: &Shard, jid: &Jid) {
+/// Initial presence with a non-negative priority: ask for the user's offline messages,
+/// for the session of `jid` on connection `conn`.
+pub fn flush(shard: &Shard, jid: &Jid, conn: u64) {
     if let (Some(_), Some(local)) = (&shard.shared.storage, jid.local()) {
         // A page at a time: half the outbound bound, so the flush never trips it.
         let max_bytes = shard.cfg().limits.outbound_queue_bytes_max / 2;
         shard.storage(Request::TakeOffline {
             user: local.to_string(),
             to: jid.as_str().to_string(),
+            conn,
             shard: shard.id,
             max_bytes,
         });
@@ -102,7 +104,12 @@ pub fn on_reply(shard: &Shard, reply: Reply) {
             router::bounce(shard, &r, Cond::ServiceUnavailable);
         }
         Reply::Failed(r) => router::bounce(shard, &r, Cond::ServiceUnavailable),
-        Reply::Offline { to, stanzas, more } => deliver_stored(shard, &to, stanzas, more),
+        Reply::Offline {
+            to,
+            conn,
+            stanzas,
+            more,
+        } => deliver_stored(shard, &to, conn, stanzas, more),
         Reply::Synced { token } => crate::xmpp::stream::on_synced(shard, token),
         Reply::Roster {
             user,
@@ -114,11 +121,19 @@ pub fn on_reply(shard: &Shard, reply: Reply) {
     }
 }
 
-fn deliver_stored(shard: &Shard, to: &str, stanzas: Vec<Bytes>, more: bool) {
+fn deliver_stored(shard: &Shard, to: &str, conn: u64, stanzas: Vec<Bytes>, more: bool) {
     let jid = Jid::parse(to).ok();
-    let ctl = jid
-        .as_ref()
-        .and_then(|j| shard.sessions.borrow().resource(j).map(|r| r.ctl.clone()));
+    // Only the session that asked, still available: a page that arrives after it ended
+    // must not land on a new session of the same resource that has not asked (it may not
+    // have enabled stream management yet, and would never acknowledge it).
+    let ctl = jid.as_ref().and_then(|j| {
+        shard
+            .sessions
+            .borrow()
+            .resource(j)
+            .filter(|r| r.ctl.id == conn && r.available)
+            .map(|r| r.ctl.clone())
+    });
     let mut rest = stanzas.into_iter();
     if let Some(ctl) = &ctl {
         for s in rest.by_ref() {
@@ -149,6 +164,7 @@ fn deliver_stored(shard: &Shard, to: &str, stanzas: Vec<Bytes>, more: bool) {
                 let req = Request::TakeOffline {
                     user: local.to_string(),
                     to: jid.as_str().to_string(),
+                    conn,
                     shard: shard_id,
                     max_bytes: limit / 2,
                 };

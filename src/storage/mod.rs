@@ -272,10 +272,12 @@ pub enum Request {
         msg: Routed,
         shard: usize,
     },
-    /// Deliver `user`'s oldest offline messages (up to `max_bytes`) to session `to`.
+    /// Deliver `user`'s oldest offline messages (up to `max_bytes`) to session `to`, the one
+    /// on connection `conn` (a later session that binds the same resource is not it).
     TakeOffline {
         user: String,
         to: String,
+        conn: u64,
         shard: usize,
         max_bytes: usize,
     },
@@ -358,6 +360,7 @@ pub enum Reply {
     Failed(Routed),
     Offline {
         to: String,
+        conn: u64,
         stanzas: Vec<Bytes>,
         more: bool,
     },
@@ -497,13 +500,22 @@ pub fn start(
                         Request::TakeOffline {
                             user,
                             to,
+                            conn,
                             shard,
                             max_bytes,
                         } => match backend.offline_take(&user, max_bytes) {
                             Ok((v, _)) if v.is_empty() => {}
                             Ok((v, more)) => {
                                 let stanzas = v.into_iter().map(Bytes::from).collect();
-                                replies.push((shard, Reply::Offline { to, stanzas, more }));
+                                replies.push((
+                                    shard,
+                                    Reply::Offline {
+                                        to,
+                                        conn,
+                                        stanzas,
+                                        more,
+                                    },
+                                ));
                             }
                             Err(e) => tracing::error!(error = %e, "storage: offline take"),
                         },

@@ -107,7 +107,7 @@ fn broadcast(ctx: &Ctx, st: &Stanza, stype: SType) {
     }
     super::roster::broadcast(ctx.shard, ctx.jid, &payload, available && !was_available);
     if flush {
-        crate::features::offline::flush(ctx.shard, ctx.jid);
+        crate::features::offline::flush(ctx.shard, ctx.jid, ctx.ctl.id);
     }
 }
 

@@ -172,7 +172,7 @@ pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>, previd: &st
     }
     if available {
         // Anything that overflowed the parked queue went to offline storage.
-        crate::features::offline::flush(shard, &d.jid);
+        crate::features::offline::flush(shard, &d.jid, ctl.id);
     }
     ctl.set_handled(d.handled);
     shard
