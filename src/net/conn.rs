@@ -222,6 +222,9 @@ impl Conn {
         let unsent = self.ctl.take_unsent();
         let lost = match self.ctl.sm_take() {
             Some((_, unacked)) => unacked,
+            // Detached or taken over: the session that took the state holds all of it,
+            // including what the writer gave back after a failed write.
+            None if self.ctl.sm_handed_over() => Default::default(),
             None => unsent,
         };
         for f in lost {

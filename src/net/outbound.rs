@@ -124,6 +124,9 @@ pub struct ConnCtl {
     /// XEP-0198: stanzas handled from the client (mirrors the stream's count, so a
     /// resumption can take over a connection that has not noticed its own drop yet).
     handled: Cell<u32>,
+    /// The XEP-0198 state went to a detached or resumed session (`sm_take`): every stanza
+    /// this connection still holds is that session's now, so closing must not route it.
+    sm_handed_over: Cell<bool>,
 }
 
 /// What woke a waiting reader.
@@ -150,6 +153,7 @@ impl ConnCtl {
             deadline: Cell::new(None),
             timer_due: Cell::new(false),
             handled: Cell::new(0),
+            sm_handed_over: Cell::new(false),
         }
     }
 
@@ -241,7 +245,17 @@ impl ConnCtl {
 
     /// The outbound SM state, for a session that detaches: (sent, unacknowledged).
     pub fn sm_take(&self) -> Option<(u32, VecDeque<OutFrame>)> {
-        self.out.borrow_mut().sm.take().map(|s| (s.h, s.unacked))
+        let taken = self.out.borrow_mut().sm.take().map(|s| (s.h, s.unacked));
+        if taken.is_some() {
+            self.sm_handed_over.set(true);
+        }
+        taken
+    }
+
+    /// Whether `sm_take` gave this connection's stanzas to another session (the queue and
+    /// any frames a failed write hands back are among them).
+    pub fn sm_handed_over(&self) -> bool {
+        self.sm_handed_over.get()
     }
 
     /// Queues a frame of the connection's own negotiation/replies, bound only by the
