@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod features;
+pub mod ftw;
 pub mod muc;
 pub mod net;
 pub mod shard;

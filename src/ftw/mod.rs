@@ -1,0 +1,89 @@
+//! XMPP-FTW: the same XMPP world as JSON events with callbacks, served natively.
+//!
+//! A JSON session is one more kind of session on the user's home shard: the browser speaks
+//! Socket.IO v5 over Engine.IO v4 (`/socket.io/`, WebSocket transport) or primus-emitter
+//! packets (`/ftw`); `transport.rs` frames those. An event becomes the stanza an XML client
+//! would have sent (`request.rs`) and enters the same stream handler, so routing, rosters,
+//! MUC and the archive behave exactly as for `/xmpp`. A stanza delivered to the session is
+//! rendered to JSON events at the moment it is queued on the connection (`render.rs`), from
+//! the borrowed stanza view: no second connection, no loopback XMPP stream.
+
+pub mod render;
+pub mod request;
+pub mod session;
+pub mod transport;
+
+use serde_json::{Value, json};
+
+/// What the result of a tracked iq means to the callback that is waiting for it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pending {
+    /// `(null, true)` on a result.
+    True,
+    /// jabber:iq:roster get → `(null, [item...])`.
+    Roster,
+    /// disco#info → `(null, [{kind:"identity",...}|{kind:"feature",var}...])`.
+    DiscoInfo,
+    /// disco#items → `(null, [{jid, node?, name?}...])`.
+    DiscoItems,
+    /// muc#owner config get → `(null, {title?, instructions?, fields:[...]})`.
+    RoomConfig,
+    /// MAM query → `(null, echo, rsm)` where `echo` is `{with?, start?, end?}` as asked.
+    Mam { query_id: String, echo: Value },
+}
+
+/// A request the gateway refuses before anything reaches XMPP.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReqError {
+    /// `{type:"modify", condition:"client-error", description, request}`.
+    Client(String),
+    /// An event this server does not implement: `{type:"cancel", condition:"feature-not-implemented"}`.
+    NotImplemented,
+}
+
+/// The JSON of a gateway-side validation error.
+pub fn client_error(description: &str, request: &Value) -> Value {
+    json!({
+        "type": "modify",
+        "condition": "client-error",
+        "description": description,
+        "request": request,
+    })
+}
+
+/// The JSON of an error for an event this server does not implement.
+pub fn not_implemented() -> Value {
+    json!({ "type": "cancel", "condition": "feature-not-implemented" })
+}
+
+/// A JID as XMPP-FTW sends it to the browser: `{user?, domain, resource?}`.
+pub fn jid_object(jid: &str) -> Value {
+    let (bare, resource) = match jid.split_once('/') {
+        Some((b, r)) => (b, Some(r)),
+        None => (jid, None),
+    };
+    let (user, domain) = match bare.split_once('@') {
+        Some((u, d)) => (Some(u), d),
+        None => (None, bare),
+    };
+    let mut m = serde_json::Map::new();
+    if let Some(u) = user {
+        m.insert("user".into(), Value::String(u.into()));
+    }
+    m.insert("domain".into(), Value::String(domain.into()));
+    if let Some(r) = resource {
+        m.insert("resource".into(), Value::String(r.into()));
+    }
+    Value::Object(m)
+}
+
+/// Addresses of the session a request or rendering is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    /// The session's own full JID (`user@domain/resource`).
+    pub jid: &'a str,
+    /// The server's domain (`localhost`).
+    pub domain: &'a str,
+    /// The MUC service's domain (`conference.localhost`), if MUC is on.
+    pub muc_domain: Option<&'a str>,
+}

@@ -1,0 +1,1 @@
+//! The JSON session (login, callbacks, rendering hook).
