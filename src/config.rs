@@ -19,6 +19,7 @@ pub struct Config {
     pub storage: crate::storage::StorageConfig,
     pub sm: crate::xmpp::sm::SmConfig,
     pub mam: crate::features::mam::MamConfig,
+    pub ftw: crate::ftw::FtwConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

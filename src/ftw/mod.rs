@@ -87,3 +87,31 @@ pub struct Ctx<'a> {
     /// The MUC service's domain (`conference.localhost`), if MUC is on.
     pub muc_domain: Option<&'a str>,
 }
+
+/// `[ftw]`: the XMPP-FTW JSON API.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FtwConfig {
+    /// Serve XMPP-FTW at all.
+    pub enabled: bool,
+    /// Socket.IO endpoint (Engine.IO v4, WebSocket transport only).
+    pub socketio_path: String,
+    /// primus-emitter framing on a plain WebSocket (the original demo's clients).
+    pub primus_path: String,
+    /// Engine.IO `pingInterval`: the server pings every this often.
+    pub ping_interval_ms: u64,
+    /// Engine.IO `pingTimeout`: a ping not answered within this closes the connection.
+    pub ping_timeout_ms: u64,
+}
+
+impl Default for FtwConfig {
+    fn default() -> Self {
+        FtwConfig {
+            enabled: true,
+            socketio_path: "/socket.io/".into(),
+            primus_path: "/ftw".into(),
+            ping_interval_ms: 25_000,
+            ping_timeout_ms: 20_000,
+        }
+    }
+}

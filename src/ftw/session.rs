@@ -1,1 +1,616 @@
-//! The JSON session (login, callbacks, rendering hook).
+//! One XMPP-FTW JSON session on its connection: login (cookie or JWT password), events in,
+//! callbacks, and the translation of every stanza queued for it into events.
+//!
+//! Login drives the connection's ordinary XMPP stream through the same steps an XML client
+//! takes (open, SASL PLAIN with the cookie or the JWT, bind), so the session is bound,
+//! handed to its home shard and routed exactly like an `/xmpp` one; the negotiation
+//! elements it produces are not stanzas and render to nothing.
+
+use super::request::{self, Request};
+use super::transport::{self, Packet, Proto};
+use super::{Ctx, Pending, ReqError, client_error, jid_object, not_implemented, render};
+use crate::net::outbound::{ConnCtl, OutFrame, Translate};
+use crate::net::websocket;
+use crate::shard::Shard;
+use crate::xml::stanza::{Limits, Stanza};
+use crate::xmpp::stream::{Action, Stream};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use smallvec::SmallVec;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tuning {
+    pub ping_interval_ms: u64,
+    pub ping_timeout_ms: u64,
+}
+
+/// What the session keeps between events; shared with the translation of its frames.
+pub struct State {
+    pub proto: Proto,
+    /// The bound full JID once logged in.
+    pub jid: Option<String>,
+    domain: String,
+    muc_domain: Option<String>,
+    /// Tracked iq id → (callback id, what its result means).
+    pending: HashMap<String, (Option<u64>, Pending)>,
+    /// Rooms joined → nick.
+    rooms: HashMap<String, String>,
+    next_id: u64,
+    /// Automatic answers rendered while another task was delivering; sent by ours.
+    replies: Vec<String>,
+    /// A login interrupted by the move to the user's home shard: (resource, callback).
+    login: Option<(Option<String>, Option<u64>)>,
+}
+
+/// The JSON side of a connection.
+pub struct FtwConn {
+    pub proto: Proto,
+    pub sid: String,
+    ns_connected: bool,
+    state: Rc<RefCell<State>>,
+    pub tuning: Tuning,
+    /// Engine.IO: when the last ping went out, and whether its pong is still awaited.
+    pub last_ping: Instant,
+    pub ping_outstanding: bool,
+}
+
+/// An `FtwConn` on its way to another shard (plain data).
+pub struct FtwMove {
+    proto: Proto,
+    sid: String,
+    ns_connected: bool,
+    state: State,
+    tuning: Tuning,
+}
+
+struct Translator {
+    state: Rc<RefCell<State>>,
+    ctl: Weak<ConnCtl>,
+}
+
+fn json_frame(s: String) -> OutFrame {
+    OutFrame::text(Bytes::from(s))
+}
+
+/// Queues an already-rendered JSON frame (never translated again).
+fn send(ctl: &ConnCtl, s: String) {
+    ctl.push_reply(OutFrame::raw(Bytes::from(websocket::frame(
+        websocket::OP_TEXT,
+        s.as_bytes(),
+    ))));
+}
+
+impl Translate for Translator {
+    fn translate(&self, f: &OutFrame, out: &mut SmallVec<[OutFrame; 2]>) {
+        let mut v = Vec::with_capacity(f.len());
+        for p in &f.parts {
+            v.extend_from_slice(p);
+        }
+        let Ok(text) = std::str::from_utf8(&v) else {
+            return;
+        };
+        let Ok(st) = Stanza::parse(text, &Limits::default()) else {
+            tracing::warn!("ftw: could not render a queued frame");
+            return;
+        };
+        let mut state = self.state.borrow_mut();
+        let outs = {
+            let s = &*state;
+            let Some(jid) = s.jid.as_deref() else {
+                return; // negotiation before the session is bound
+            };
+            let ctx = Ctx {
+                jid,
+                domain: &s.domain,
+                muc_domain: s.muc_domain.as_deref(),
+            };
+            render::render(&st, &ctx, &|id| s.pending.get(id).map(|p| p.1.clone()))
+        };
+        let proto = state.proto;
+        let mut poke = false;
+        for o in outs {
+            match o {
+                render::Out::Event { name, payload } => {
+                    out.push(json_frame(transport::event(proto, name, &payload)))
+                }
+                render::Out::Answer { iq_id, args } => {
+                    if let Some((Some(ack), _)) = state.pending.remove(&iq_id) {
+                        out.push(json_frame(transport::ack(proto, ack, &args)));
+                    }
+                }
+                render::Out::Reply(xml) => {
+                    state.replies.push(xml);
+                    poke = true;
+                }
+            }
+        }
+        drop(state);
+        if poke && let Some(c) = self.ctl.upgrade() {
+            c.poke();
+        }
+    }
+
+    fn last_words(&self, final_bytes: Vec<u8>) -> Vec<u8> {
+        let contains = |pat: &[u8]| final_bytes.windows(pat.len()).any(|w| w == pat);
+        if !contains(b"<stream:error") {
+            return final_bytes;
+        }
+        let proto = self.state.borrow().proto;
+        let condition = [
+            "conflict",
+            "policy-violation",
+            "connection-timeout",
+            "system-shutdown",
+        ]
+        .into_iter()
+        .find(|c| contains(format!("<{c} ").as_bytes()))
+        .unwrap_or("disconnected");
+        let ev = transport::event(
+            proto,
+            "xmpp.error",
+            &json!({
+                "type": "connection",
+                "condition": "disconnected",
+                "description": format!("XMPP client disconnected ({condition})"),
+            }),
+        );
+        let mut v = websocket::frame(websocket::OP_TEXT, ev.as_bytes());
+        v.extend_from_slice(&websocket::close_frame(websocket::CLOSE_NORMAL, ""));
+        v
+    }
+}
+
+impl FtwConn {
+    pub fn new(shard: &Shard, proto: Proto) -> FtwConn {
+        let cfg = &shard.cfg().ftw;
+        let muc = shard
+            .shared
+            .component_domains
+            .iter()
+            .find(|d| d.starts_with(&format!("{}.", shard.cfg().muc.subdomain)))
+            .cloned();
+        FtwConn {
+            proto,
+            sid: format!("{:016x}{:04x}", shard.random(), shard.id),
+            ns_connected: false,
+            state: Rc::new(RefCell::new(State {
+                proto,
+                jid: None,
+                domain: shard.domain().to_string(),
+                muc_domain: muc,
+                pending: HashMap::new(),
+                rooms: HashMap::new(),
+                next_id: 0,
+                replies: Vec::new(),
+                login: None,
+            })),
+            tuning: Tuning {
+                ping_interval_ms: cfg.ping_interval_ms,
+                ping_timeout_ms: cfg.ping_timeout_ms,
+            },
+            last_ping: Instant::now(),
+            ping_outstanding: false,
+        }
+    }
+
+    /// Starts the session on its connection: the translation of its frames, and the
+    /// Engine.IO open packet for a new Socket.IO connection.
+    pub fn attach(&self, ctl: &Rc<ConnCtl>, greet: bool, max_payload: usize) {
+        ctl.set_translate(Some(Rc::new(Translator {
+            state: self.state.clone(),
+            ctl: Rc::downgrade(ctl),
+        })));
+        if greet && self.proto == Proto::SocketIo {
+            send(
+                ctl,
+                transport::open(
+                    &self.sid,
+                    self.tuning.ping_interval_ms,
+                    self.tuning.ping_timeout_ms,
+                    max_payload,
+                ),
+            );
+        }
+    }
+
+    pub fn into_move(self) -> FtwMove {
+        let state = std::mem::replace(
+            &mut *self.state.borrow_mut(),
+            State {
+                proto: self.proto,
+                jid: None,
+                domain: String::new(),
+                muc_domain: None,
+                pending: HashMap::new(),
+                rooms: HashMap::new(),
+                next_id: 0,
+                replies: Vec::new(),
+                login: None,
+            },
+        );
+        FtwMove {
+            proto: self.proto,
+            sid: self.sid,
+            ns_connected: self.ns_connected,
+            state,
+            tuning: self.tuning,
+        }
+    }
+
+    pub fn from_move(m: FtwMove) -> FtwConn {
+        FtwConn {
+            proto: m.proto,
+            sid: m.sid,
+            ns_connected: m.ns_connected,
+            state: Rc::new(RefCell::new(m.state)),
+            tuning: m.tuning,
+            last_ping: Instant::now(),
+            ping_outstanding: false,
+        }
+    }
+
+    fn reply(&self, ctl: &ConnCtl, ack: Option<u64>, args: &[Value]) {
+        if let Some(id) = ack {
+            send(ctl, transport::ack(self.proto, id, args));
+        }
+    }
+
+    fn emit(&self, ctl: &ConnCtl, name: &str, payload: &Value) {
+        send(ctl, transport::event(self.proto, name, payload));
+    }
+
+    /// An error for a callback if there is one, else as event `event`.
+    fn fail_to(&self, ctl: &ConnCtl, ack: Option<u64>, event: &str, err: Value) {
+        match ack {
+            Some(_) => self.reply(ctl, ack, &[err]),
+            None => self.emit(ctl, event, &err),
+        }
+    }
+
+    /// Engine.IO keepalive from the server.
+    pub fn ping(&mut self, ctl: &ConnCtl) {
+        match self.proto {
+            Proto::SocketIo => send(ctl, "2".into()),
+            Proto::Primus => ctl.push_reply(OutFrame::raw(Bytes::from(websocket::frame(
+                websocket::OP_PING,
+                b"",
+            )))),
+        }
+        self.last_ping = Instant::now();
+        self.ping_outstanding = true;
+    }
+
+    /// Sends the automatic answers rendered since the last call (pong to a ping, result to
+    /// a roster push...), as the client's own stanzas.
+    pub fn flush_replies(
+        &mut self,
+        stream: &mut Stream,
+        shard: &Shard,
+        ctl: &Rc<ConnCtl>,
+    ) -> Action {
+        let replies = std::mem::take(&mut self.state.borrow_mut().replies);
+        for r in replies {
+            if stream.jid.is_none() {
+                break;
+            }
+            let a = stream.on_element(shard, ctl, &r);
+            if a != Action::Continue {
+                return a;
+            }
+        }
+        Action::Continue
+    }
+
+    /// A login that was waiting for the move to the home shard.
+    pub fn resume_login(
+        &mut self,
+        stream: &mut Stream,
+        shard: &Shard,
+        ctl: &Rc<ConnCtl>,
+    ) -> Action {
+        let pending = self.state.borrow_mut().login.take();
+        match pending {
+            Some((resource, ack)) => self.bind(stream, shard, ctl, resource, ack),
+            None => Action::Continue,
+        }
+    }
+
+    /// One text message from the browser.
+    pub fn on_text(
+        &mut self,
+        stream: &mut Stream,
+        shard: &Shard,
+        ctl: &Rc<ConnCtl>,
+        text: &str,
+    ) -> Action {
+        let packet = match transport::parse(self.proto, text) {
+            Ok(p) => p,
+            Err(why) => {
+                tracing::info!(shard = shard.id, conn = ctl.id, why, "ftw: malformed frame");
+                if stream.jid.is_some() {
+                    stream.end(shard, ctl);
+                }
+                ctl.close(
+                    crate::net::outbound::CloseKind::Flush,
+                    websocket::close_frame(websocket::CLOSE_INVALID_DATA, why),
+                );
+                return Action::Close;
+            }
+        };
+        match packet {
+            Packet::Ping(p) => send(ctl, format!("3{p}")),
+            Packet::Pong => self.ping_outstanding = false,
+            Packet::PrimusPing(t) => {
+                send(ctl, Value::String(format!("primus::pong::{t}")).to_string())
+            }
+            Packet::Ignore => {}
+            Packet::Connect { nsp } => {
+                if nsp == "/" {
+                    self.ns_connected = true;
+                    send(ctl, transport::connected(&self.sid));
+                } else {
+                    send(ctl, transport::connect_error(&nsp));
+                }
+            }
+            Packet::Disconnect => return self.close(stream, shard, ctl),
+            Packet::Event { name, payload, ack } => {
+                if self.proto == Proto::SocketIo && !self.ns_connected {
+                    tracing::info!(conn = ctl.id, "ftw: event before the namespace connect");
+                    return Action::Continue;
+                }
+                return self.on_event(stream, shard, ctl, &name, payload, ack);
+            }
+        }
+        Action::Continue
+    }
+
+    fn close(&mut self, stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>) -> Action {
+        if !stream.opened {
+            ctl.close(
+                crate::net::outbound::CloseKind::Flush,
+                websocket::close_frame(websocket::CLOSE_NORMAL, ""),
+            );
+            return Action::Close;
+        }
+        stream.on_element(
+            shard,
+            ctl,
+            "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+        )
+    }
+
+    fn on_event(
+        &mut self,
+        stream: &mut Stream,
+        shard: &Shard,
+        ctl: &Rc<ConnCtl>,
+        name: &str,
+        payload: Value,
+        ack: Option<u64>,
+    ) -> Action {
+        match name {
+            "xmpp.login" => return self.login(stream, shard, ctl, &payload, ack),
+            "xmpp.logout" => {
+                if stream.jid.is_none() {
+                    self.fail_to(ctl, ack, "xmpp.error", not_connected());
+                    return Action::Continue;
+                }
+                self.reply(ctl, ack, &[Value::Null, Value::Bool(true)]);
+                return self.close(stream, shard, ctl);
+            }
+            _ => {}
+        }
+        if stream.jid.is_none() {
+            self.fail_to(ctl, ack, "xmpp.error", not_connected());
+            return Action::Continue;
+        }
+        let result = {
+            let mut state = self.state.borrow_mut();
+            let s = &mut *state;
+            let ctx = Ctx {
+                jid: s.jid.as_deref().unwrap_or(""),
+                domain: &s.domain,
+                muc_domain: s.muc_domain.as_deref(),
+            };
+            let rooms = &s.rooms;
+            let mut next = s.next_id;
+            let r = request::request(
+                name,
+                &payload,
+                ack.is_some(),
+                &ctx,
+                &|room| rooms.get(room).cloned(),
+                &mut || {
+                    next += 1;
+                    format!("ftw{next}")
+                },
+            );
+            s.next_id = next;
+            r
+        };
+        match result {
+            Ok(req) => self.perform(stream, shard, ctl, name, &payload, req, ack),
+            Err(ReqError::Client(desc)) => {
+                let e = client_error(&desc, &payload);
+                self.fail_to(ctl, ack, "xmpp.error.client", e);
+                Action::Continue
+            }
+            Err(ReqError::NotImplemented) => {
+                let mut e = not_implemented();
+                e["description"] = Value::String(format!("{name} is not implemented"));
+                e["request"] = payload;
+                self.fail_to(ctl, ack, "xmpp.error.client", e);
+                Action::Continue
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn perform(
+        &mut self,
+        stream: &mut Stream,
+        shard: &Shard,
+        ctl: &Rc<ConnCtl>,
+        name: &str,
+        payload: &Value,
+        req: Request,
+        ack: Option<u64>,
+    ) -> Action {
+        {
+            let mut s = self.state.borrow_mut();
+            if let Some((id, kind)) = req.track.clone() {
+                s.pending.insert(id, (ack, kind));
+            }
+            let room = payload
+                .get("room")
+                .and_then(Value::as_str)
+                .map(|r| match &s.muc_domain {
+                    Some(m) if !r.contains('@') => format!("{r}@{m}"),
+                    _ => r.to_string(),
+                });
+            match (name, room) {
+                ("xmpp.muc.join", Some(room)) => {
+                    let nick = payload.get("nick").and_then(Value::as_str).unwrap_or("");
+                    s.rooms.insert(room, nick.to_string());
+                }
+                ("xmpp.muc.leave", Some(room)) => {
+                    s.rooms.remove(&room);
+                }
+                _ => {}
+            }
+        }
+        for x in &req.stanzas {
+            let a = stream.on_element(shard, ctl, x);
+            if a != Action::Continue {
+                return a;
+            }
+        }
+        if let (Some(v), None) = (req.immediate, &req.track) {
+            self.reply(ctl, ack, &[Value::Null, v]);
+        }
+        Action::Continue
+    }
+
+    fn login(
+        &mut self,
+        stream: &mut Stream,
+        shard: &Shard,
+        ctl: &Rc<ConnCtl>,
+        payload: &Value,
+        ack: Option<u64>,
+    ) -> Action {
+        if stream.jid.is_some() {
+            let e = client_error("Already logged in", payload);
+            self.fail_to(ctl, ack, "xmpp.error.client", e);
+            return Action::Continue;
+        }
+        let Some(jid) = payload.get("jid").and_then(Value::as_str) else {
+            let e = json!({"type": "auth", "condition": "client-error", "description": "No jid provided", "request": payload});
+            self.fail_to(ctl, ack, "xmpp.error", e);
+            return Action::Continue;
+        };
+        let local = match jid.split_once('@') {
+            Some((l, d)) if d.split('/').next() == Some(shard.domain()) => l.to_string(),
+            Some(_) => return self.login_failed(ctl, ack),
+            None => jid.split('/').next().unwrap_or("").to_string(),
+        };
+        let resource = payload
+            .get("resource")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| jid.split_once('/').map(|(_, r)| r.to_string()));
+        let password = payload
+            .get("password")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !stream.opened {
+            let open = format!(
+                "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{}' version='1.0'/>",
+                shard.domain()
+            );
+            let a = stream.on_element(shard, ctl, &open);
+            if a != Action::Continue {
+                return a;
+            }
+        }
+        if stream.authed.is_none() {
+            use base64::Engine;
+            let creds = base64::engine::general_purpose::STANDARD
+                .encode(format!("\0{local}\0{password}").as_bytes());
+            let auth = format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
+            );
+            let a = stream.on_element(shard, ctl, &auth);
+            if stream.authed.is_none() {
+                if a != Action::Continue {
+                    return a;
+                }
+                return self.login_failed(ctl, ack);
+            }
+            if let Action::Handoff(h) = a {
+                self.state.borrow_mut().login = Some((resource, ack));
+                return Action::Handoff(h);
+            }
+        } else if stream.authed.as_deref() != Some(local.as_str()) {
+            return self.login_failed(ctl, ack);
+        }
+        self.bind(stream, shard, ctl, resource, ack)
+    }
+
+    fn login_failed(&self, ctl: &ConnCtl, ack: Option<u64>) -> Action {
+        let e = json!({"type": "auth", "condition": "login-fail", "description": "XMPP authentication fail"});
+        self.fail_to(ctl, ack, "xmpp.error", e);
+        Action::Continue
+    }
+
+    fn bind(
+        &mut self,
+        stream: &mut Stream,
+        shard: &Shard,
+        ctl: &Rc<ConnCtl>,
+        resource: Option<String>,
+        ack: Option<u64>,
+    ) -> Action {
+        let open = format!(
+            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{}' version='1.0'/>",
+            shard.domain()
+        );
+        let a = stream.on_element(shard, ctl, &open);
+        if a != Action::Continue {
+            return a;
+        }
+        let res = resource
+            .map(|r| {
+                format!(
+                    "<resource>{}</resource>",
+                    crate::xml::escape::escape_text_to_string(&r)
+                )
+            })
+            .unwrap_or_default();
+        let bind = format!(
+            "<iq type='set' id='ftw-bind' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}</bind></iq>"
+        );
+        let a = stream.on_element(shard, ctl, &bind);
+        let Some(jid) = stream.jid.clone() else {
+            if a != Action::Continue {
+                return a;
+            }
+            let e = json!({"type": "auth", "condition": "login-fail", "description": "could not bind that resource"});
+            self.fail_to(ctl, ack, "xmpp.error", e);
+            return Action::Continue;
+        };
+        self.state.borrow_mut().jid = Some(jid.as_str().to_string());
+        let online = json!({"status": "online", "jid": jid_object(jid.as_str())});
+        self.emit(ctl, "xmpp.connection", &online);
+        self.reply(ctl, ack, &[Value::Null, online]);
+        a
+    }
+}
+
+fn not_connected() -> Value {
+    json!({"type": "connection", "condition": "not-connected", "description": "Log in first (xmpp.login)"})
+}

@@ -10,6 +10,8 @@
 
 use super::outbound::{CloseKind, ConnCtl, Event, OutFrame, WriterExit, writer};
 use super::websocket::{self, WsError};
+use crate::ftw::session::FtwConn;
+use crate::ftw::transport::Proto;
 use crate::shard::{Shard, ShardMsg};
 use crate::xmpp::errors::{StreamError, stream_error_bytes};
 use crate::xmpp::router;
@@ -30,6 +32,7 @@ pub struct Handoff {
     stream: Stream,
     accepted: Instant,
     peer: SocketAddr,
+    ftw: Option<crate::ftw::session::FtwMove>,
 }
 
 impl Drop for Handoff {
@@ -59,6 +62,8 @@ struct Conn {
     accepted: Instant,
     last_activity: Instant,
     ping_sent: Option<Instant>,
+    /// An XMPP-FTW JSON session instead of an XML one.
+    ftw: Option<FtwConn>,
 }
 
 enum Exit {
@@ -78,6 +83,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         Stream::new(None, None),
         Vec::new(),
         now,
+        None,
     )
     .await
 }
@@ -90,6 +96,7 @@ pub fn adopt(shard: &Rc<Shard>, mut h: Handoff) {
         Ok(stream) => {
             let leftover = std::mem::take(&mut h.leftover);
             let st = std::mem::replace(&mut h.stream, Stream::new(None, None));
+            let ftw = h.ftw.take().map(FtwConn::from_move);
             monoio::spawn(run(
                 shard.clone(),
                 stream,
@@ -98,6 +105,7 @@ pub fn adopt(shard: &Rc<Shard>, mut h: Handoff) {
                 st,
                 leftover,
                 h.accepted,
+                ftw,
             ));
         }
         Err(e) => {
@@ -118,6 +126,7 @@ pub fn shutdown_conn(ctl: &ConnCtl) {
     );
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     shard: Rc<Shard>,
     stream: TcpStream,
@@ -126,6 +135,7 @@ async fn run(
     st: Stream,
     buf: Vec<u8>,
     accepted: Instant,
+    ftw: Option<FtwConn>,
 ) {
     let ctl = shard.register_conn(shard.cfg().limits.outbound_queue_bytes_max);
     let (mut rh, wh) = stream.into_split();
@@ -143,8 +153,18 @@ async fn run(
         accepted,
         last_activity: now,
         ping_sent: None,
+        ftw,
     };
-    let exit = conn.read_loop(&mut rh, buf).await;
+    if let Some(f) = &mut conn.ftw {
+        // Moved here from the shard that accepted it: finish what the move interrupted.
+        f.attach(&ctl, false, shard.cfg().limits.max_stanza_bytes);
+        conn.action = f.resume_login(&mut conn.stream, &shard, &ctl);
+    }
+    let exit = if conn.action == Action::Close {
+        Exit::Done
+    } else {
+        conn.read_loop(&mut rh, buf).await
+    };
     // Cold path, boxed: its futures would otherwise enlarge every idle connection's task.
     Box::pin(conn.exit(exit, rh, writer_task)).await;
 }
@@ -175,12 +195,14 @@ impl Conn {
                             "handoff to home shard"
                         );
                         let stream = std::mem::replace(&mut self.stream, Stream::new(None, None));
+                        ctl.set_translate(None);
                         let h = Handoff {
                             fd,
                             leftover,
                             stream,
                             accepted: self.accepted,
                             peer: self.peer,
+                            ftw: self.ftw.take().map(FtwConn::into_move),
                         };
                         shard.send(dest, ShardMsg::Handoff(h));
                     }
@@ -240,6 +262,14 @@ impl Conn {
         let cfg = self.shard.cfg();
         if self.stream.jid.is_none() {
             self.accepted + Duration::from_millis(cfg.auth.auth_timeout_ms)
+        } else if let Some(f) = self.ftw.as_ref().filter(|f| f.proto == Proto::SocketIo) {
+            // Engine.IO: a ping every interval whatever the traffic, a pong within the timeout.
+            let t = &f.tuning;
+            if f.ping_outstanding {
+                f.last_ping + Duration::from_millis(t.ping_timeout_ms)
+            } else {
+                f.last_ping + Duration::from_millis(t.ping_interval_ms)
+            }
         } else if let Some(t) = self.ping_sent {
             t + Duration::from_millis(cfg.ping.client_ping_timeout_ms)
         } else {
@@ -263,6 +293,23 @@ impl Conn {
             } else {
                 self.ctl.close(CloseKind::Abort, Vec::new());
                 self.action = Action::Close;
+            }
+        } else if let Some(f) = self.ftw.as_mut() {
+            let waiting = if f.proto == Proto::SocketIo {
+                f.ping_outstanding
+            } else {
+                self.ping_sent.is_some()
+            };
+            if waiting {
+                self.action = self.stream.fail(
+                    &self.shard,
+                    &self.ctl,
+                    StreamError::ConnectionTimeout,
+                    Some("no answer to ping"),
+                );
+            } else {
+                f.ping(&self.ctl);
+                self.ping_sent = Some(now);
             }
         } else if self.ping_sent.is_some() {
             self.action = self.stream.fail(
@@ -315,9 +362,18 @@ impl Conn {
             let mut timer = false;
             monoio::select! {
                 r = readable => if r.is_err() { return Exit::Done; },
-                ev = self.ctl.event() => match ev {
+                                ev = self.ctl.event() => match ev {
                     Event::Close => return Exit::Done,
                     Event::Timer => timer = true,
+                    Event::Poke => {
+                        if let Some(f) = self.ftw.as_mut() {
+                            self.action = f.flush_replies(&mut self.stream, &self.shard, &self.ctl);
+                            if self.action != Action::Continue {
+                                return Exit::Done;
+                            }
+                        }
+                        continue;
+                    }
                 },
             }
             if timer {
@@ -357,9 +413,21 @@ impl Conn {
                 self.action = Action::Close;
                 buf.len()
             }
-            Ok(Some((Outcome::Upgrade { response, user }, n))) => {
+            Ok(Some((
+                Outcome::Upgrade {
+                    response,
+                    user,
+                    ftw,
+                },
+                n,
+            ))) => {
                 self.ctl.push_reply(OutFrame::raw(Bytes::from(response)));
                 self.phase = Phase::Ws;
+                if let Some(proto) = ftw {
+                    let f = FtwConn::new(&self.shard, proto);
+                    f.attach(&self.ctl, true, self.shard.cfg().limits.max_stanza_bytes);
+                    self.ftw = Some(f);
+                }
                 if let Some(u) = user {
                     let bare = format!("{u}@{}", self.shard.domain());
                     tracing::info!(shard = self.shard.id, conn = self.ctl.id, user = %bare, "upgraded with a valid cookie");
@@ -482,6 +550,9 @@ impl Conn {
             return; // whitespace keepalive
         }
         tracing::trace!(conn = self.ctl.id, "recv {text}");
-        self.action = self.stream.on_element(&self.shard, &self.ctl, text);
+        self.action = match self.ftw.as_mut() {
+            Some(f) => f.on_text(&mut self.stream, &self.shard, &self.ctl, text),
+            None => self.stream.on_element(&self.shard, &self.ctl, text),
+        };
     }
 }

@@ -10,6 +10,8 @@ pub enum Outcome {
     Upgrade {
         response: Vec<u8>,
         user: Option<String>,
+        /// An XMPP-FTW JSON session in this framing; `None`: XMPP (RFC 7395).
+        ftw: Option<crate::ftw::transport::Proto>,
     },
     /// Send the response and close.
     Respond(Vec<u8>),
@@ -65,8 +67,8 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
         Err(_) => return Err(simple("400 Bad Request", "", "malformed request\n")),
     };
     let method = req.method.unwrap_or("");
-    let path = req.path.unwrap_or("");
-    let path = path.split('?').next().unwrap_or(path);
+    let full_path = req.path.unwrap_or("");
+    let path = full_path.split('?').next().unwrap_or(full_path);
     let headers = req.headers;
     if path == "/health" {
         if method != "GET" {
@@ -86,7 +88,40 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
         );
         return Ok(Some((Outcome::Respond(resp.into_bytes()), n)));
     }
-    if !WS_PATHS.contains(&path) {
+    let ftw_cfg = &shard.cfg().ftw;
+    let ftw = if !ftw_cfg.enabled {
+        None
+    } else if path == ftw_cfg.socketio_path || path == ftw_cfg.socketio_path.trim_end_matches('/') {
+        // Engine.IO v4 over WebSocket only: anything else gets Engine.IO's own error.
+        let query = full_path.split_once('?').map(|(_, q)| q).unwrap_or("");
+        let param = |k: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v)
+        };
+        let engine_error = |code: u8, msg: &str| {
+            let body = format!("{{\"code\":{code},\"message\":\"{msg}\"}}");
+            let resp = format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            Ok(Some((Outcome::Respond(resp.into_bytes()), n)))
+        };
+        if param("EIO") != Some("4") {
+            return engine_error(5, "Unsupported protocol version");
+        }
+        if param("transport") != Some("websocket") {
+            return engine_error(0, "Transport unknown");
+        }
+        Some(crate::ftw::transport::Proto::SocketIo)
+    } else if path == ftw_cfg.primus_path {
+        Some(crate::ftw::transport::Proto::Primus)
+    } else {
+        None
+    };
+    if ftw.is_none() && !WS_PATHS.contains(&path) {
         return Ok(Some((
             Outcome::Respond(simple("404 Not Found", "", "not found\n")),
             n,
@@ -128,7 +163,7 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
     let xmpp = protocols
         .filter_map(|h| std::str::from_utf8(h.value).ok())
         .any(|v| v.split(',').any(|t| t.trim() == "xmpp"));
-    if !xmpp {
+    if !xmpp && ftw.is_none() {
         return bad("Sec-WebSocket-Protocol must include xmpp (RFC 7395)\n");
     }
     let user = match cookie(headers, "auth_token") {
@@ -144,14 +179,20 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
             }
         },
     };
+    let protocol = if ftw.is_none() {
+        "Sec-WebSocket-Protocol: xmpp\r\n"
+    } else {
+        ""
+    };
     let response = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\nSec-WebSocket-Protocol: xmpp\r\n\r\n",
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{protocol}\r\n",
         super::websocket::accept_key(key)
     );
     Ok(Some((
         Outcome::Upgrade {
             response: response.into_bytes(),
             user,
+            ftw,
         },
         n,
     )))

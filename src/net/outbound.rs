@@ -77,6 +77,16 @@ impl OutFrame {
     }
 }
 
+/// A connection whose client does not speak XML (an XMPP-FTW JSON session): every XML
+/// text frame queued on it is rendered into the frames the client understands, at the
+/// moment it is queued, and the last words of a closing stream likewise.
+pub trait Translate {
+    /// Appends to `out` what to queue instead of the XML text frame `f` (maybe nothing).
+    fn translate(&self, f: &OutFrame, out: &mut SmallVec<[OutFrame; 2]>);
+    /// The bytes to write last instead of `final_bytes` (framed XML, or a close frame).
+    fn last_words(&self, final_bytes: Vec<u8>) -> Vec<u8>;
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseKind {
     /// Flush what is queued, then the final bytes, then close the socket.
@@ -127,6 +137,9 @@ pub struct ConnCtl {
     /// The XEP-0198 state went to a detached or resumed session (`sm_take`): every stanza
     /// this connection still holds is that session's now, so closing must not route it.
     sm_handed_over: Cell<bool>,
+    translate: RefCell<Option<std::rc::Rc<dyn Translate>>>,
+    /// Work for the connection's own task (`poke`).
+    poked: Cell<bool>,
 }
 
 /// What woke a waiting reader.
@@ -134,6 +147,8 @@ pub struct ConnCtl {
 pub enum Event {
     Close,
     Timer,
+    /// Someone left work for the connection's task (see `ConnCtl::poke`).
+    Poke,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -154,6 +169,8 @@ impl ConnCtl {
             timer_due: Cell::new(false),
             handled: Cell::new(0),
             sm_handed_over: Cell::new(false),
+            translate: RefCell::new(None),
+            poked: Cell::new(false),
         }
     }
 
@@ -161,6 +178,51 @@ impl ConnCtl {
     /// `overflow_final` as its last words; a refused frame is dropped here and the caller
     /// bounces the stanza it carried.
     pub fn push(
+        &self,
+        f: OutFrame,
+        overflow_final: impl FnOnce() -> Vec<u8>,
+    ) -> Result<(), PushError> {
+        if let Some(frames) = self.translated(&f) {
+            let mut last = Ok(());
+            let mut overflow_final = Some(overflow_final);
+            for t in frames {
+                let words = overflow_final.take();
+                last = self.push_one(t, move || words.map(|w| w()).unwrap_or_default());
+                if last.is_err() {
+                    break;
+                }
+            }
+            return last;
+        }
+        self.push_one(f, overflow_final)
+    }
+
+    /// Wakes the connection's task to look at work left for it (a JSON session's
+    /// automatic answers, rendered while some other task was delivering).
+    pub fn poke(&self) {
+        self.poked.set(true);
+        if let Some(w) = self.out.borrow_mut().reader.take() {
+            w.wake();
+        }
+    }
+
+    /// Sets (or clears) the translation of this connection's XML frames.
+    pub fn set_translate(&self, t: Option<std::rc::Rc<dyn Translate>>) {
+        *self.translate.borrow_mut() = t;
+    }
+
+    /// With a translation: what `f` becomes (an XML text frame only).
+    fn translated(&self, f: &OutFrame) -> Option<SmallVec<[OutFrame; 2]>> {
+        if !f.is_text() {
+            return None;
+        }
+        let t = self.translate.borrow().clone()?;
+        let mut out = SmallVec::new();
+        t.translate(f, &mut out);
+        Some(out)
+    }
+
+    fn push_one(
         &self,
         f: OutFrame,
         overflow_final: impl FnOnce() -> Vec<u8>,
@@ -261,6 +323,16 @@ impl ConnCtl {
     /// Queues a frame of the connection's own negotiation/replies, bound only by the
     /// stanza limit that produced it.
     pub fn push_reply(&self, f: OutFrame) {
+        if let Some(frames) = self.translated(&f) {
+            for t in frames {
+                self.push_reply_one(t);
+            }
+            return;
+        }
+        self.push_reply_one(f)
+    }
+
+    fn push_reply_one(&self, f: OutFrame) {
         let mut o = self.out.borrow_mut();
         if o.close.is_some() {
             return;
@@ -275,6 +347,11 @@ impl ConnCtl {
 
     /// Asks for the connection to close; the first request wins.
     pub fn close(&self, kind: CloseKind, final_bytes: Vec<u8>) {
+        let t = self.translate.borrow().clone();
+        let final_bytes = match t {
+            Some(t) if !final_bytes.is_empty() && !self.is_closing() => t.last_words(final_bytes),
+            _ => final_bytes,
+        };
         let mut o = self.out.borrow_mut();
         if o.close.is_some() {
             return;
@@ -319,6 +396,8 @@ impl ConnCtl {
                 Poll::Ready(Event::Close)
             } else if self.timer_due.replace(false) {
                 Poll::Ready(Event::Timer)
+            } else if self.poked.replace(false) {
+                Poll::Ready(Event::Poke)
             } else {
                 o.reader = Some(cx.waker().clone());
                 Poll::Pending
