@@ -465,13 +465,16 @@ impl FtwConn {
             if let Some((id, kind)) = req.track.clone() {
                 s.pending.insert(id, (ack, kind));
             }
+            // The room as request.rs reads it: a bare JID, normalized.
             let room = payload
                 .get("room")
                 .and_then(Value::as_str)
                 .map(|r| match &s.muc_domain {
                     Some(m) if !r.contains('@') => format!("{r}@{m}"),
                     _ => r.to_string(),
-                });
+                })
+                .and_then(|r| crate::xmpp::jid::Jid::parse(&r).ok())
+                .map(|j| j.bare().to_string());
             match (name, room) {
                 ("xmpp.muc.join", Some(room)) => {
                     let nick = payload.get("nick").and_then(Value::as_str).unwrap_or("");
@@ -489,7 +492,10 @@ impl FtwConn {
                 return a;
             }
         }
-        if let (Some(v), None) = (req.immediate, &req.track) {
+        // A callback never waits in silence: without an iq to answer it, it gets the
+        // request's own result (`{id}` of a message) or `true` once the stanzas are sent.
+        if req.track.is_none() {
+            let v = req.immediate.unwrap_or(Value::Bool(true));
             self.reply(ctl, ack, &[Value::Null, v]);
         }
         Action::Continue

@@ -1,0 +1,255 @@
+//! XMPP-FTW transport rules over raw WebSockets (the browser-level scenarios with the real
+//! `socket.io-client` are in tests/ftw.rs): the Engine.IO handshake, keepalive and its
+//! timeout, namespaces, malformed frames, the primus framing, and refused transports.
+
+mod common;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn next_text(ws: &mut Ws) -> Option<String> {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return Some(t.to_string()),
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return None,
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => panic!("nothing received within the test bound"),
+        }
+    }
+}
+
+/// Reads until a text frame containing `pat`; None if the socket closes first.
+async fn until(ws: &mut Ws, pat: &str) -> Option<String> {
+    loop {
+        let t = next_text(ws).await?;
+        if t.contains(pat) {
+            return Some(t);
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, s: &str) {
+    ws.send(Message::text(s)).await.unwrap();
+}
+
+async fn socket_io(s: &Server, cookie: Option<&str>) -> Ws {
+    let mut ws = ws_connect(s, "/socket.io/?EIO=4&transport=websocket", cookie, None)
+        .await
+        .expect("upgrade");
+    let open = next_text(&mut ws).await.unwrap();
+    assert!(open.starts_with("0{\"sid\":"), "{open}");
+    send(&mut ws, "40").await;
+    let c = next_text(&mut ws).await.unwrap();
+    assert!(c.starts_with("40{\"sid\":"), "{c}");
+    ws
+}
+
+async fn http_get(s: &Server, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    let _ = tokio::time::timeout(WAIT, tcp.read_to_string(&mut out)).await;
+    out
+}
+
+#[tokio::test]
+async fn engine_io_open_packet_announces_the_configured_keepalive() {
+    let s = Server::start_with(
+        "[ftw]\nping_interval_ms = 1234\nping_timeout_ms = 567\n[limits]\nmax_stanza_bytes = 40000\n",
+        1,
+    );
+    let mut ws = ws_connect(&s, "/socket.io/?EIO=4&transport=websocket", None, None)
+        .await
+        .unwrap();
+    let open = next_text(&mut ws).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    assert_eq!(v["pingInterval"], 1234, "{open}");
+    assert_eq!(v["pingTimeout"], 567, "{open}");
+    assert_eq!(v["maxPayload"], 40000, "{open}");
+    assert_eq!(v["upgrades"], serde_json::json!([]), "{open}");
+    assert!(v["sid"].as_str().is_some_and(|s| !s.is_empty()), "{open}");
+}
+
+#[tokio::test]
+async fn polling_and_old_protocols_get_engine_io_errors() {
+    let s = Server::start_with("", 1);
+    let r = http_get(&s, "/socket.io/?EIO=4&transport=polling").await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(
+        r.ends_with("{\"code\":0,\"message\":\"Transport unknown\"}"),
+        "{r}"
+    );
+    let r = http_get(&s, "/socket.io/?EIO=3&transport=websocket").await;
+    assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+    assert!(
+        r.ends_with("{\"code\":5,\"message\":\"Unsupported protocol version\"}"),
+        "{r}"
+    );
+    let s2 = Server::start_with("[ftw]\nenabled = false\n", 1);
+    let r = http_get(&s2, "/socket.io/?EIO=4&transport=websocket").await;
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_answer_pings_is_closed_and_one_that_does_stays() {
+    let s = Server::start_with("[ftw]\nping_interval_ms = 300\nping_timeout_ms = 300\n", 1);
+    let tok = s.token("user0");
+    // Answers every ping: still there after several intervals.
+    let mut good = socket_io(&s, Some(&tok)).await;
+    send(
+        &mut good,
+        "42[\"xmpp.login\",{\"jid\":\"user0@localhost\",\"resource\":\"a\"}]",
+    )
+    .await;
+    until(&mut good, "xmpp.connection").await.unwrap();
+    // Never answers: closed after interval + timeout.
+    let tok1 = s.token("user1");
+    let mut bad = socket_io(&s, Some(&tok1)).await;
+    send(
+        &mut bad,
+        "42[\"xmpp.login\",{\"jid\":\"user1@localhost\",\"resource\":\"b\"}]",
+    )
+    .await;
+    until(&mut bad, "xmpp.connection").await.unwrap();
+    let mut pings = 0;
+    while pings < 4 {
+        let t = next_text(&mut good)
+            .await
+            .expect("the answering client was closed");
+        if t == "2" {
+            pings += 1;
+            send(&mut good, "3").await;
+        }
+    }
+    // The silent one got one ping, then the connection error and the close.
+    assert_eq!(next_text(&mut bad).await.as_deref(), Some("2"));
+    let last = until(&mut bad, "xmpp.error")
+        .await
+        .expect("an xmpp.error before the close");
+    assert!(last.contains("disconnected"), "{last}");
+    assert!(next_text(&mut bad).await.is_none(), "closed");
+    // And the server answers a client's own ping.
+    send(&mut good, "2probe").await;
+    assert!(until(&mut good, "3probe").await.is_some());
+}
+
+#[tokio::test]
+async fn other_namespaces_are_refused_and_events_need_a_login() {
+    let s = Server::start_with("", 1);
+    let mut ws = ws_connect(&s, "/socket.io/?EIO=4&transport=websocket", None, None)
+        .await
+        .unwrap();
+    next_text(&mut ws).await.unwrap();
+    send(&mut ws, "40/admin,").await;
+    assert_eq!(
+        next_text(&mut ws).await.as_deref(),
+        Some("44/admin,{\"message\":\"Invalid namespace\"}")
+    );
+    send(&mut ws, "40").await;
+    until(&mut ws, "40{\"sid\"").await.unwrap();
+    send(&mut ws, "427[\"xmpp.roster.get\",{}]").await;
+    let r = next_text(&mut ws).await.unwrap();
+    assert!(r.starts_with("437[{"), "{r}");
+    assert!(r.contains("\"condition\":\"not-connected\""), "{r}");
+    send(&mut ws, "42[\"xmpp.ping\",{}]").await;
+    let r = next_text(&mut ws).await.unwrap();
+    assert!(r.starts_with("42[\"xmpp.error\""), "{r}");
+    assert!(r.contains("not-connected"), "{r}");
+}
+
+#[tokio::test]
+async fn a_malformed_frame_closes_that_socket_only() {
+    let s = Server::start_with("", 2);
+    let (a, b) = s.users_apart();
+    let mut xml = Client::online(&s, &b, "desk", 0).await;
+    let mut json = socket_io(&s, Some(&s.token(&a))).await;
+    send(
+        &mut json,
+        &format!("42[\"xmpp.login\",{{\"jid\":\"{a}@localhost\",\"resource\":\"web\"}}]"),
+    )
+    .await;
+    until(&mut json, "xmpp.connection").await.unwrap();
+    let mut other = socket_io(&s, Some(&s.token("user9"))).await;
+    send(
+        &mut other,
+        "42[\"xmpp.login\",{\"jid\":\"user9@localhost\",\"resource\":\"web\"}]",
+    )
+    .await;
+    until(&mut other, "xmpp.connection").await.unwrap();
+    send(&mut json, "42[\"xmpp.chat.message\",{").await;
+    assert!(until(&mut json, "never").await.is_none(), "closed");
+    // Everyone else keeps chatting.
+    send(
+        &mut other,
+        &format!(
+            "42[\"xmpp.chat.message\",{{\"to\":\"{b}@localhost/desk\",\"content\":\"still here\"}}]"
+        ),
+    )
+    .await;
+    let m = xml.recv_until("still here").await;
+    assert!(m.contains("from='user9@localhost/web'"), "{m}");
+}
+
+#[tokio::test]
+async fn primus_framing_logs_in_with_a_jwt_password_and_acks_by_id() {
+    let s = Server::start_with("", 2);
+    let (a, _) = s.users_apart();
+    let mut ws = ws_connect(&s, "/ftw", None, None).await.unwrap();
+    send(&mut ws, "\"primus::ping::42\"").await;
+    assert_eq!(
+        next_text(&mut ws).await.as_deref(),
+        Some("\"primus::pong::42\"")
+    );
+    send(
+        &mut ws,
+        &format!(
+            "{{\"type\":0,\"data\":[\"xmpp.login\",{{\"jid\":\"{a}@localhost\",\"password\":\"not-a-jwt\"}}]}}"
+        ),
+    )
+    .await;
+    let e = until(&mut ws, "xmpp.error").await.unwrap();
+    assert!(e.contains("login-fail"), "{e}");
+    let tok = s.token(&a);
+    send(
+        &mut ws,
+        &format!(
+            "{{\"type\":0,\"data\":[\"xmpp.login\",{{\"jid\":\"{a}@localhost\",\"password\":\"{tok}\",\"resource\":\"p\"}}]}}"
+        ),
+    )
+    .await;
+    let c = until(&mut ws, "xmpp.connection").await.unwrap();
+    assert!(
+        c.starts_with("{\"type\":0,\"data\":[\"xmpp.connection\""),
+        "{c}"
+    );
+    assert!(c.contains(&format!("\"user\":\"{a}\"")), "{c}");
+    send(&mut ws, "{\"type\":0,\"data\":[\"xmpp.ping\",{}],\"id\":5}").await;
+    assert_eq!(
+        until(&mut ws, "\"type\":1").await.as_deref(),
+        Some("{\"type\":1,\"id\":5,\"data\":[null,true]}")
+    );
+}
+
+#[tokio::test]
+async fn a_bad_cookie_is_refused_at_the_upgrade() {
+    let s = Server::start_with("", 1);
+    let bad = token_claims(
+        serde_json::json!({"sub": "user0", "exp": 4_000_000_000u64}),
+        "wrong-secret",
+    );
+    let r = ws_connect(
+        &s,
+        "/socket.io/?EIO=4&transport=websocket",
+        Some(&bad),
+        None,
+    )
+    .await;
+    assert!(r.is_err(), "upgraded with a bad cookie");
+    let r = ws_connect(&s, "/ftw", Some(&bad), None).await;
+    assert!(r.is_err(), "upgraded with a bad cookie");
+}
