@@ -530,6 +530,10 @@ pub fn request(
         "muc.message" => {
             let m = obj()?;
             let room = room(m, ctx)?;
+            // Only an occupant speaks in a room or to its occupants (XEP-0045 §7.4, §7.5).
+            if nick_in(room.as_str()).is_none() {
+                return client("Not in room");
+            }
             let mut inner = body_and_state(m)?;
             match opt_str(m, "to")? {
                 Some(nick) => {
@@ -1111,6 +1115,22 @@ mod tests {
             "Not in room"
         );
         assert_eq!(
+            err(
+                "xmpp.muc.message",
+                json!({"room": "other", "content": "x"}),
+                true
+            ),
+            "Not in room"
+        );
+        assert_eq!(
+            err(
+                "xmpp.muc.message",
+                json!({"room": "other", "content": "x", "to": "n"}),
+                false
+            ),
+            "Not in room"
+        );
+        assert_eq!(
             err("xmpp.muc.leave", json!({}), false),
             "Missing 'room' key"
         );
@@ -1181,7 +1201,7 @@ mod tests {
         assert_eq!(
             err(
                 "xmpp.muc.message",
-                json!({"room": "g", "content": "x", "to": ""}),
+                json!({"room": "group-x", "content": "x", "to": ""}),
                 false
             ),
             "Invalid JID"

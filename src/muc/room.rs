@@ -1191,10 +1191,14 @@ fn iq(
                     .map(|x| st.text(x).into_owned())
                     .unwrap_or_default();
                 let extra = format!("<destroy><reason>{}</reason></destroy>", et(&reason));
-                for oi in (0..room.occupants.len()).rev() {
-                    room.broadcast_presence(oi, Role::None, true, &[], &[], &extra, out);
-                    room.occupants.remove(oi);
+                // §10.9: each occupant gets its own unavailable presence with <destroy/>
+                // (one per occupant, not everyone's).
+                let all = std::mem::take(&mut room.occupants);
+                for o in all {
+                    room.occupants = vec![o];
+                    room.broadcast_presence(0, Role::None, true, &[], &[], &extra, out);
                 }
+                room.occupants.clear();
                 unlist(room, &svc.domain, out);
                 room.cfg.persistent = false;
                 persist(shard, room);

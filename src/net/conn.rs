@@ -32,7 +32,7 @@ pub struct Handoff {
     stream: Stream,
     accepted: Instant,
     peer: SocketAddr,
-    ftw: Option<crate::ftw::session::FtwMove>,
+    ftw: Option<Box<crate::ftw::session::FtwMove>>,
 }
 
 impl Drop for Handoff {
@@ -96,7 +96,7 @@ pub fn adopt(shard: &Rc<Shard>, mut h: Handoff) {
         Ok(stream) => {
             let leftover = std::mem::take(&mut h.leftover);
             let st = std::mem::replace(&mut h.stream, Stream::new(None, None));
-            let ftw = h.ftw.take().map(FtwConn::from_move);
+            let ftw = h.ftw.take().map(|m| FtwConn::from_move(*m));
             monoio::spawn(run(
                 shard.clone(),
                 stream,
@@ -202,7 +202,7 @@ impl Conn {
                             stream,
                             accepted: self.accepted,
                             peer: self.peer,
-                            ftw: self.ftw.take().map(FtwConn::into_move),
+                            ftw: self.ftw.take().map(|f| Box::new(f.into_move())),
                         };
                         shard.send(dest, ShardMsg::Handoff(h));
                     }

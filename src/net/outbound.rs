@@ -138,6 +138,7 @@ pub struct ConnCtl {
     /// this connection still holds is that session's now, so closing must not route it.
     sm_handed_over: Cell<bool>,
     translate: RefCell<Option<std::rc::Rc<dyn Translate>>>,
+    translating: Cell<bool>,
     /// Work for the connection's own task (`poke`).
     poked: Cell<bool>,
 }
@@ -170,6 +171,7 @@ impl ConnCtl {
             handled: Cell::new(0),
             sm_handed_over: Cell::new(false),
             translate: RefCell::new(None),
+            translating: Cell::new(false),
             poked: Cell::new(false),
         }
     }
@@ -208,12 +210,15 @@ impl ConnCtl {
 
     /// Sets (or clears) the translation of this connection's XML frames.
     pub fn set_translate(&self, t: Option<std::rc::Rc<dyn Translate>>) {
+        self.translating.set(t.is_some());
         *self.translate.borrow_mut() = t;
     }
 
     /// With a translation: what `f` becomes (an XML text frame only).
+    #[inline]
     fn translated(&self, f: &OutFrame) -> Option<SmallVec<[OutFrame; 2]>> {
-        if !f.is_text() {
+        // The XML connections' path: one flag test.
+        if !self.translating.get() || !f.is_text() {
             return None;
         }
         let t = self.translate.borrow().clone()?;
@@ -347,7 +352,11 @@ impl ConnCtl {
 
     /// Asks for the connection to close; the first request wins.
     pub fn close(&self, kind: CloseKind, final_bytes: Vec<u8>) {
-        let t = self.translate.borrow().clone();
+        let t = if self.translating.get() {
+            self.translate.borrow().clone()
+        } else {
+            None
+        };
         let final_bytes = match t {
             Some(t) if !final_bytes.is_empty() && !self.is_closing() => t.last_words(final_bytes),
             _ => final_bytes,

@@ -1,0 +1,234 @@
+//! XMPP-FTW (the JSON event API over Socket.IO and /ftw) driven by real browser-side
+//! libraries: each test starts its own server and runs one scenario of
+//! `tests/ftw/scenarios.mjs` with Node.js (socket.io-client and ws from `tests/ftw`'s
+//! package-lock.json). The scenario's exit status is the verdict; on failure its output and
+//! the tail of the server log are printed. Needs `node` and `npm` on PATH.
+
+mod common;
+use common::*;
+
+use serde_json::json;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Rooms are created unlocked, as an application that manages groups from its backend has them.
+const CONFIG: &str = "[muc]\nauto_create_unlocked = true\n";
+
+/// Bounds one node run (the scenario bounds itself at 30 s; this is the backstop).
+const NODE_BOUND: Duration = Duration::from_secs(90);
+
+fn ftw_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("ftw")
+}
+
+/// `npm ci` once per test binary, unless node_modules is already at least as new as the lock.
+fn npm_ready() -> &'static Result<(), String> {
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    READY.get_or_init(|| {
+        let dir = ftw_dir();
+        let installed = dir.join("node_modules").join(".package-lock.json");
+        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let fresh = match (
+            modified(&installed),
+            modified(&dir.join("package-lock.json")),
+        ) {
+            (Some(i), Some(l)) => i >= l,
+            _ => false,
+        };
+        let have = ["socket.io-client", "ws"].iter().all(|m| {
+            dir.join("node_modules")
+                .join(m)
+                .join("package.json")
+                .exists()
+        });
+        if fresh && have {
+            return Ok(());
+        }
+        let out = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run npm (Node.js and npm must be on PATH): {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "npm ci in {} failed ({}):\n{}\n{}",
+                dir.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    })
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Reads a child's pipe to the end on its own thread.
+fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        String::from_utf8_lossy(&v).into_owned()
+    })
+}
+
+/// Starts a server and runs `node scenarios.mjs <name>` against it; panics with the
+/// scenario's output and the server log's tail unless it exits 0.
+fn scenario(name: &str) {
+    if let Err(e) = npm_ready() {
+        panic!("{e}");
+    }
+    let s = Server::start_with(CONFIG, 2);
+    let (a, b) = s.users_apart();
+    let mut tokens = serde_json::Map::new();
+    for u in [a.as_str(), b.as_str(), "carol", "dave"] {
+        tokens.insert(u.to_string(), json!(s.token(u)));
+    }
+    tokens.insert(
+        "bad".into(),
+        json!(token_claims(
+            json!({"sub": a, "exp": now() + 3600}),
+            "not-the-server-secret-0123456789"
+        )),
+    );
+    let mut child = Command::new("node")
+        .arg("scenarios.mjs")
+        .arg(name)
+        .current_dir(ftw_dir())
+        .env("AOBA_PORT", s.port.to_string())
+        .env("AOBA_DOMAIN", DOMAIN)
+        .env("AOBA_TOKENS", serde_json::Value::Object(tokens).to_string())
+        .env("AOBA_APART", format!("{a},{b}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run node (Node.js must be on PATH): {e}"));
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for node") {
+            break Some(st);
+        }
+        if start.elapsed() > NODE_BOUND {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    if status.is_some_and(|st| st.success()) {
+        return;
+    }
+    let why = match status {
+        Some(st) => format!("exited with {st}"),
+        None => format!("killed after {NODE_BOUND:?}"),
+    };
+    panic!(
+        "FTW scenario {name} failed: node {why}\n--- node stdout ---\n{out}\n--- node stderr ---\n{err}\n--- aoba log (last 60 lines) ---\n{}",
+        tail(&s.log(), 60)
+    );
+}
+
+#[test]
+fn engine_io() {
+    scenario("engine_io");
+}
+
+#[test]
+fn login_cookie() {
+    scenario("login_cookie");
+}
+
+#[test]
+fn login_password() {
+    scenario("login_password");
+}
+
+#[test]
+fn bad_cookie() {
+    scenario("bad_cookie");
+}
+
+#[test]
+fn not_connected() {
+    scenario("not_connected");
+}
+
+#[test]
+fn polling_refused() {
+    scenario("polling_refused");
+}
+
+#[test]
+fn primus() {
+    scenario("primus");
+}
+
+#[test]
+fn chat_with_xml() {
+    scenario("chat_with_xml");
+}
+
+#[test]
+fn receipts() {
+    scenario("receipts");
+}
+
+#[test]
+fn chat_state_and_correction() {
+    scenario("chat_state_and_correction");
+}
+
+#[test]
+fn presence() {
+    scenario("presence");
+}
+
+#[test]
+fn roster() {
+    scenario("roster");
+}
+
+#[test]
+fn muc() {
+    scenario("muc");
+}
+
+#[test]
+fn disco() {
+    scenario("disco");
+}
+
+#[test]
+fn ping() {
+    scenario("ping");
+}
+
+#[test]
+fn mam() {
+    scenario("mam");
+}
+
+#[test]
+fn client_errors() {
+    scenario("client_errors");
+}
+
+#[test]
+fn malformed_frame() {
+    scenario("malformed_frame");
+}

@@ -1,0 +1,774 @@
+// XMPP-FTW scenarios against a running aoba: `node scenarios.mjs <scenario>`.
+// Driven by tests/ftw.rs, which starts the server and sets AOBA_PORT, AOBA_DOMAIN,
+// AOBA_TOKENS (JSON user -> JWT, plus "bad": a token signed with the wrong secret) and
+// AOBA_APART ("a,b": two users on different shards). Exit 0 = pass.
+
+import { randomUUID } from 'node:crypto';
+import {
+  A,
+  B,
+  DOMAIN,
+  MUC,
+  TOKENS,
+  PrimusClient,
+  RawSio,
+  SioClient,
+  XmlClient,
+  assert,
+  attr,
+  bare,
+  child,
+  escapeXml,
+  httpGet,
+  jidObj,
+  jidStr,
+  log,
+  poll,
+  run,
+  textOf,
+  token,
+  upgradeStatus,
+} from './lib.mjs';
+
+const C = 'carol';
+const D = 'dave';
+const CHATSTATES = 'http://jabber.org/protocol/chatstates';
+const MUC_NS = 'http://jabber.org/protocol/muc';
+
+/** A logged-in Socket.IO client (cookie auth) for `user`. */
+async function sio(user, resource, { available = false } = {}) {
+  const c = await SioClient.connect({ user });
+  await c.login(user, { resource });
+  if (available) await c.available();
+  return c;
+}
+
+/** Status codes of an xmpp.muc.roster payload, as numbers. */
+const codes = (s) => (Array.isArray(s) ? s.map(Number) : []);
+
+/** A field value of a data form as XMPP-FTW renders it (string, or array of strings). */
+const fieldValue = (f) => (Array.isArray(f?.value) ? f.value[0] : f?.value);
+
+/** The parsed Socket.IO EVENT in a raw frame `42[...]` (namespace '/'), or null. */
+function sioEvent(frame) {
+  const m = /^42(\d*)(\[[\s\S]*)$/.exec(frame);
+  if (!m) return null;
+  try {
+    return JSON.parse(m[2]);
+  } catch {
+    return null;
+  }
+}
+
+function assertClientError(err, description, request, what) {
+  assert.equal(err?.type, 'modify', `${what}: ${JSON.stringify(err)}`);
+  assert.equal(err?.condition, 'client-error', `${what}: ${JSON.stringify(err)}`);
+  assert.equal(err?.description, description, `${what}: ${JSON.stringify(err)}`);
+  if (request !== null && typeof request === 'object') {
+    assert.deepEqual(err.request, request, `${what}: request echo`);
+  }
+}
+
+const scenarios = {
+  // Engine.IO v4 / Socket.IO v5 on the wire, by hand.
+  async engine_io() {
+    const c = await RawSio.connect({ user: A });
+    const open = await c.frame('0', 'Engine.IO open packet');
+    const o = JSON.parse(open.slice(1));
+    assert.equal(typeof o.sid, 'string', open);
+    assert.ok(o.sid.length > 0, open);
+    assert.deepEqual(o.upgrades, [], `no upgrades: ${open}`);
+    for (const k of ['pingInterval', 'pingTimeout', 'maxPayload']) {
+      assert.ok(Number.isInteger(o[k]) && o[k] > 0, `${k} in ${open}`);
+    }
+    c.send('40');
+    const conn = await c.frame((t) => t.startsWith('40') || t.startsWith('44'), 'CONNECT answer for /');
+    assert.match(conn, /^40\{/, conn);
+    assert.equal(typeof JSON.parse(conn.slice(2)).sid, 'string', conn);
+    log('namespace / connected:', conn);
+    c.send('40/nope,');
+    const bad = await c.frame((t) => t.startsWith('44/nope,'), 'CONNECT_ERROR for /nope');
+    assert.deepEqual(JSON.parse(bad.slice('44/nope,'.length)), { message: 'Invalid namespace' });
+    // An acknowledged event before login: the ack carries the error.
+    c.send('421["xmpp.roster.get",{}]');
+    const ack = await c.frame('431', 'ACK 1 of xmpp.roster.get');
+    const args = JSON.parse(ack.slice(3));
+    assert.equal(args[0]?.type, 'connection', ack);
+    assert.equal(args[0]?.condition, 'not-connected', ack);
+    // Without an ack id: an xmpp.error event.
+    c.send(`42["xmpp.chat.message",{"to":"${bare(B)}","content":"early"}]`);
+    const ev = await c.frame((t) => sioEvent(t)?.[0] === 'xmpp.error', 'event xmpp.error');
+    assert.equal(sioEvent(ev)[1]?.condition, 'not-connected', ev);
+    // And then a login over the raw wire.
+    c.send(`42["xmpp.login",{"jid":"${bare(A)}","resource":"raw"}]`);
+    const online = sioEvent(await c.frame((t) => sioEvent(t)?.[0] === 'xmpp.connection', 'xmpp.connection'));
+    assert.deepEqual(online[1], { status: 'online', jid: jidObj(A, 'raw') });
+    // socket.io-client sees the refused namespace as connect_error.
+    const e = await SioClient.refused({ user: A, ns: '/nope', label: 'socket.io:/nope' });
+    assert.equal(e.message, 'Invalid namespace');
+  },
+
+  async login_cookie() {
+    const c1 = await SioClient.connect({ user: A });
+    c1.emit('xmpp.login', { jid: bare(A), resource: 'web' });
+    const online = await c1.next('xmpp.connection');
+    assert.deepEqual(online, { status: 'online', jid: jidObj(A, 'web') });
+    // The localpart alone, no resource, no password: the cookie is the credential.
+    const c2 = await SioClient.connect({ user: A, label: 'socket.io:second' });
+    const o2 = await c2.login(A, { jid: A });
+    assert.notEqual(o2.jid.resource, 'web', 'a second session gets its own resource');
+    assert.ok(c1.connected, 'the first session is still connected');
+    // A cookie for A cannot log in as B.
+    const c3 = await SioClient.connect({ user: A, label: 'socket.io:impostor' });
+    c3.emit('xmpp.login', { jid: bare(B) });
+    const e = await c3.next('xmpp.error');
+    assert.equal(e.type, 'auth', JSON.stringify(e));
+    assert.equal(e.condition, 'login-fail', JSON.stringify(e));
+    assert.equal(c3.pending('xmpp.connection').length, 0, 'no xmpp.connection for the impostor');
+  },
+
+  async login_password() {
+    const c = await SioClient.connect({ cookie: false, label: 'socket.io:no-cookie' });
+    const fail = { type: 'auth', condition: 'login-fail', description: 'XMPP authentication fail' };
+    c.emit('xmpp.login', { jid: bare(A), password: TOKENS.bad });
+    assert.deepEqual(await c.next('xmpp.error'), fail, 'token signed with the wrong secret');
+    c.emit('xmpp.login', { jid: bare(A), password: token(B) });
+    assert.deepEqual(await c.next('xmpp.error'), fail, "another user's token");
+    assert.ok(c.connected, 'the socket stays open after a failed login');
+    const ok = await c.login(A, { password: token(A), resource: 'pw' });
+    assert.deepEqual(ok, { status: 'online', jid: jidObj(A, 'pw') });
+    assert.equal(c.pending('xmpp.error').length, 0);
+    // The same over /ftw.
+    const p = await PrimusClient.connect({ cookie: false, label: 'ftw:no-cookie' });
+    p.emit('xmpp.login', { jid: bare(B), password: TOKENS.bad });
+    assert.deepEqual(await p.next('xmpp.error'), fail);
+    await p.login(B, { password: token(B) });
+  },
+
+  async bad_cookie() {
+    const e = await SioClient.refused({ cookie: TOKENS.bad, label: 'socket.io:bad-cookie' });
+    log('socket.io-client connect_error:', e.message);
+    const sioPath = '/socket.io/?EIO=4&transport=websocket';
+    assert.equal(await upgradeStatus(sioPath, { cookie: TOKENS.bad }), 401, `${sioPath} bad cookie`);
+    assert.equal(await upgradeStatus(sioPath, { cookie: 'not-a-jwt' }), 401, `${sioPath} garbage cookie`);
+    assert.equal(await upgradeStatus('/ftw', { cookie: TOKENS.bad }), 401, '/ftw bad cookie');
+    // The same upgrades with a good cookie (or none) succeed: the 401 is about the cookie.
+    assert.equal(await upgradeStatus(sioPath, { cookie: token(A) }), 101, `${sioPath} good cookie`);
+    assert.equal(await upgradeStatus('/ftw', { cookie: token(A) }), 101, '/ftw good cookie');
+    assert.equal(await upgradeStatus('/ftw', {}), 101, '/ftw without cookie');
+  },
+
+  async not_connected() {
+    for (const [c, user] of [
+      [await SioClient.connect({ user: A }), A],
+      [await PrimusClient.connect({ user: B }), B],
+    ]) {
+      const r = await c.call('xmpp.roster.get', {});
+      assert.equal(r[0]?.type, 'connection', `${c.label}: ${JSON.stringify(r)}`);
+      assert.equal(r[0]?.condition, 'not-connected', `${c.label}: ${JSON.stringify(r)}`);
+      c.emit('xmpp.chat.message', { to: bare(C), content: 'too early' });
+      const e = await c.next('xmpp.error');
+      assert.equal(e.type, 'connection', JSON.stringify(e));
+      assert.equal(e.condition, 'not-connected', JSON.stringify(e));
+      assert.ok(c.connected, `${c.label} stays open`);
+      await c.login(user);
+    }
+  },
+
+  async polling_refused() {
+    const cookie = { Cookie: `auth_token=${token(A)}` };
+    const r4 = await httpGet('/socket.io/?EIO=4&transport=polling', cookie);
+    assert.equal(r4.status, 400, `EIO=4 polling: ${r4.status} ${r4.body}`);
+    assert.deepEqual(JSON.parse(r4.body), { code: 0, message: 'Transport unknown' });
+    const r3 = await httpGet('/socket.io/?EIO=3&transport=polling', cookie);
+    assert.equal(r3.status, 400, `EIO=3 polling: ${r3.status} ${r3.body}`);
+    assert.deepEqual(JSON.parse(r3.body), { code: 5, message: 'Unsupported protocol version' });
+    // socket.io-client restricted to polling cannot connect.
+    const e = await SioClient.refused({ user: A, transports: ['polling'], label: 'socket.io:polling' });
+    log('polling-only client:', e.message);
+  },
+
+  async primus() {
+    const a = await PrimusClient.connect({ user: A });
+    await a.login(A, { resource: 'ftw-a' });
+    const b = await PrimusClient.connect({ cookie: false, label: `ftw:${B} (password)` });
+    await b.login(B, { password: token(B), resource: 'ftw-b' });
+    // With a callback: the ack carries (null, {id}).
+    const r = await a.call('xmpp.chat.message', { to: b.full, content: 'over primus' });
+    assert.equal(r[0], null, JSON.stringify(r));
+    assert.equal(typeof r[1]?.id, 'string', JSON.stringify(r));
+    const m = await b.next('xmpp.chat.message', { content: 'over primus' });
+    assert.deepEqual(m.from, jidObj(A, 'ftw-a'));
+    assert.equal(m.id, r[1].id, 'the id in the ack is the id the recipient sees');
+    // Without a callback.
+    b.emit('xmpp.chat.message', { to: a.full, content: 'no ack wanted' });
+    const m2 = await a.next('xmpp.chat.message', { content: 'no ack wanted' });
+    assert.deepEqual(m2.from, jidObj(B, 'ftw-b'));
+    // To the bare JID once available.
+    await b.available();
+    const r3 = await a.call('xmpp.chat.message', { to: bare(B), content: 'to the bare JID' });
+    assert.equal(r3[0], null);
+    assert.equal((await b.next('xmpp.chat.message', { content: 'to the bare JID' })).id, r3[1].id);
+    // Frame shapes: events {type:0, data:[name, payload]} without id, acks {type:1, id, data}.
+    for (const c of [a, b]) {
+      assert.deepEqual(c.badFrames, [], `${c.label}: frames that are not primus-emitter packets`);
+      for (const f of c.frames) {
+        if (f.type === 0) {
+          assert.ok(Array.isArray(f.data) && f.data.length === 2, JSON.stringify(f));
+          assert.equal(typeof f.data[0], 'string', JSON.stringify(f));
+          assert.ok(!('id' in f), `server events carry no id: ${JSON.stringify(f)}`);
+        } else {
+          assert.equal(f.type, 1, JSON.stringify(f));
+          assert.ok(Number.isInteger(f.id) && Array.isArray(f.data), JSON.stringify(f));
+        }
+      }
+    }
+    for (const c of [a, b]) {
+      assert.equal(c.frames.filter((f) => f.type === 1).length, c.nextId, `${c.label}: one ack per callback`);
+    }
+  },
+
+  async chat_with_xml() {
+    const a = await sio(A, 'json');
+    const x = await XmlClient.login(B, 'xml');
+    // Before its initial presence the JSON session gets full-JID messages only.
+    x.send(`<message to='${bare(A)}' type='chat' id='off-1'><body>while unavailable</body></message>`);
+    x.send(`<message to='${a.full}' type='chat' id='direct-1'><body>to the resource</body></message>`);
+    const d = await a.next('xmpp.chat.message', { id: 'direct-1' });
+    assert.deepEqual(d.from, jidObj(B, 'xml'));
+    assert.equal(d.content, 'to the resource');
+    assert.deepEqual(a.pending('xmpp.chat.message', { id: 'off-1' }), [], 'bare JID message before presence');
+    await a.available();
+    const off = await a.next('xmpp.chat.message', { id: 'off-1' });
+    assert.equal(off.content, 'while unavailable');
+    assert.deepEqual(off.from, jidObj(B, 'xml'));
+    assert.equal(typeof off.delay?.when, 'string', `offline message has delay.when: ${JSON.stringify(off)}`);
+    // XML -> JSON: escaping and non-ASCII survive, id and from are kept.
+    const text = `Hi & <bye> "x" 'y' — こんにちは 🌸`;
+    x.send(`<message to='${bare(A)}' type='chat' id='x-1'><body>${escapeXml(text)}</body></message>`);
+    const m = await a.next('xmpp.chat.message', { id: 'x-1' });
+    assert.deepEqual(m.from, jidObj(B, 'xml'));
+    assert.equal(m.content, text);
+    assert.equal(m.delay, undefined, 'a live message has no delay');
+    // JSON -> XML, full JID.
+    const back = 'Back & <forth> ☃ "q"';
+    const r = await a.call('xmpp.chat.message', { to: x.full, content: back });
+    assert.equal(r[0], null, JSON.stringify(r));
+    const id = r[1]?.id;
+    assert.ok(typeof id === 'string' && id.length > 0, JSON.stringify(r));
+    const s = await x.stanza('message', { id });
+    assert.equal(attr(s, 'from'), a.full, s);
+    assert.equal(attr(s, 'to'), x.full, s);
+    assert.equal(attr(s, 'type'), 'chat', s);
+    assert.equal(textOf(s, 'body'), back, s);
+    // JSON -> XML, bare JID.
+    const r2 = await a.call('xmpp.chat.message', { to: bare(B), content: 'to your bare JID' });
+    assert.equal(r2[0], null);
+    assert.notEqual(r2[1].id, id, 'every message gets a fresh id');
+    const s2 = await x.stanza('message', { id: r2[1].id });
+    assert.equal(attr(s2, 'from'), a.full, s2);
+    assert.equal(attr(s2, 'to'), bare(B), s2);
+    assert.equal(textOf(s2, 'body'), 'to your bare JID', s2);
+  },
+
+  async receipts() {
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    // JSON asks for a receipt, XML sends it.
+    const r = await a.call('xmpp.chat.message', { to: x.full, content: 'please confirm', receipt: true });
+    assert.equal(r[0], null, JSON.stringify(r));
+    const id = r[1].id;
+    const s = await x.stanza('message', { id });
+    assert.ok(child(s, 'request')?.includes('urn:xmpp:receipts'), `receipt request in ${s}`);
+    assert.equal(textOf(s, 'body'), 'please confirm', s);
+    x.send(`<message to='${a.full}' id='rcpt-1'><received xmlns='urn:xmpp:receipts' id='${id}'/></message>`);
+    assert.deepEqual(await a.next('xmpp.chat.receipt'), { from: jidObj(B, 'xml'), id });
+    // XML asks, JSON sends the receipt.
+    x.send(
+      `<message to='${a.full}' type='chat' id='x-r1'><body>confirm this</body><request xmlns='urn:xmpp:receipts'/></message>`,
+    );
+    const m = await a.next('xmpp.chat.message', { id: 'x-r1' });
+    assert.equal(m.receipt, true, JSON.stringify(m));
+    assert.equal(m.content, 'confirm this');
+    a.emit('xmpp.chat.receipt', { to: x.full, id: 'x-r1' });
+    const got = await x.next(
+      (t) => t.startsWith('<message') && attr(child(t, 'received') ?? '<x>', 'id') === 'x-r1',
+      'a <received id=x-r1/> message',
+    );
+    assert.ok(child(got, 'received').includes('urn:xmpp:receipts'), got);
+    assert.equal(attr(got, 'from'), a.full, got);
+    assert.equal(attr(got, 'to'), x.full, got);
+    assert.equal(textOf(got, 'body'), undefined, `a receipt has no body: ${got}`);
+    // A plain message does not ask for one.
+    x.send(`<message to='${a.full}' type='chat' id='x-r2'><body>no receipt</body></message>`);
+    const m2 = await a.next('xmpp.chat.message', { id: 'x-r2' });
+    assert.ok(m2.receipt === undefined || m2.receipt === false, JSON.stringify(m2));
+  },
+
+  async chat_state_and_correction() {
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    // JSON -> XML: a state alone, content with a state, a correction.
+    const r0 = await a.call('xmpp.chat.message', { to: x.full, state: 'composing' });
+    assert.equal(r0[0], null, JSON.stringify(r0));
+    const s0 = await x.stanza('message', { id: r0[1].id });
+    assert.ok(child(s0, 'composing')?.includes(CHATSTATES), s0);
+    assert.equal(textOf(s0, 'body'), undefined, `no body in a bare chat state: ${s0}`);
+    const r1 = await a.call('xmpp.chat.message', { to: x.full, content: 'teh typo', state: 'active' });
+    const s1 = await x.stanza('message', { id: r1[1].id });
+    assert.equal(textOf(s1, 'body'), 'teh typo', s1);
+    assert.ok(child(s1, 'active')?.includes(CHATSTATES), s1);
+    const r2 = await a.call('xmpp.chat.message', { to: x.full, content: 'the typo', replace: r1[1].id });
+    assert.notEqual(r2[1].id, r1[1].id, 'a correction is a new message');
+    const s2 = await x.stanza('message', { id: r2[1].id });
+    assert.equal(textOf(s2, 'body'), 'the typo', s2);
+    const rep = child(s2, 'replace');
+    assert.ok(rep?.includes('urn:xmpp:message-correct:0'), s2);
+    assert.equal(attr(rep, 'id'), r1[1].id, s2);
+    // XML -> JSON.
+    x.send(`<message to='${a.full}' type='chat' id='st-1'><paused xmlns='${CHATSTATES}'/></message>`);
+    const m0 = await a.next('xmpp.chat.message', { id: 'st-1' });
+    assert.equal(m0.state, 'paused', JSON.stringify(m0));
+    assert.ok(!('content' in m0), `no content for a bare chat state: ${JSON.stringify(m0)}`);
+    assert.deepEqual(m0.from, jidObj(B, 'xml'));
+    x.send(
+      `<message to='${a.full}' type='chat' id='c-1'><body>colour</body><active xmlns='${CHATSTATES}'/></message>`,
+    );
+    const m1 = await a.next('xmpp.chat.message', { id: 'c-1' });
+    assert.equal(m1.content, 'colour');
+    assert.equal(m1.state, 'active');
+    x.send(
+      `<message to='${a.full}' type='chat' id='c-2'><body>color</body><replace xmlns='urn:xmpp:message-correct:0' id='c-1'/></message>`,
+    );
+    const m2 = await a.next('xmpp.chat.message', { id: 'c-2' });
+    assert.equal(m2.content, 'color');
+    assert.equal(m2.replace, 'c-1');
+  },
+
+  async presence() {
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    const fromX = (p) => jidStr(p.from) === x.full;
+    const fromA = (full) => (t) => t.startsWith('<presence') && attr(t, 'from') === full;
+    // B (XML) subscribes to A (JSON), A approves.
+    x.send(`<presence to='${bare(A)}' type='subscribe'/>`);
+    const req = await a.next('xmpp.presence.subscribe');
+    assert.deepEqual(req.from, jidObj(B), JSON.stringify(req));
+    a.emit('xmpp.presence.subscribed', { to: bare(B) });
+    await x.stanza('presence', { type: 'subscribed', from: bare(A) });
+    const ap = await x.next((t) => fromA(a.full)(t) && attr(t, 'type') === undefined, "A's presence after approval");
+    log('XML sees JSON presence:', ap);
+    // A subscribes to B, B approves.
+    a.emit('xmpp.presence.subscribe', { to: bare(B) });
+    await x.stanza('presence', { type: 'subscribe', from: bare(A) });
+    x.send(`<presence to='${bare(A)}' type='subscribed'/>`);
+    assert.deepEqual((await a.next('xmpp.presence.subscribed')).from, jidObj(B));
+    await a.next('xmpp.presence', (p) => fromX(p) && p.show !== 'offline');
+    // XML -> JSON presence changes.
+    x.send('<presence><show>away</show><status>lunch</status></presence>');
+    const away = await a.next('xmpp.presence', (p) => fromX(p) && p.show === 'away');
+    assert.equal(away.status, 'lunch', JSON.stringify(away));
+    x.send("<presence type='unavailable'/>");
+    await a.next('xmpp.presence', (p) => fromX(p) && p.show === 'offline');
+    x.send('<presence/>');
+    const back = await a.next('xmpp.presence', fromX);
+    assert.notEqual(back.show, 'offline', JSON.stringify(back));
+    // B's new initial presence probes A: the JSON session's presence answers.
+    await x.next(fromA(a.full), "A's presence (probe answer) after B's new initial presence");
+    // JSON -> XML presence changes.
+    a.emit('xmpp.presence', { show: 'dnd', status: 'busy', priority: 3 });
+    const dnd = await x.next((t) => fromA(a.full)(t) && textOf(t, 'show') === 'dnd', "A's <show>dnd</show>");
+    assert.equal(textOf(dnd, 'status'), 'busy', dnd);
+    assert.equal(textOf(dnd, 'priority'), '3', dnd);
+    assert.equal(attr(dnd, 'type'), undefined, dnd);
+    // xmpp.presence.get: A's presence sent to B (directed), or B's presence read back.
+    assert.deepEqual(a.pending('xmpp.presence', fromX), [], 'nothing left over from B before presence.get');
+    assert.deepEqual(x.inbox.peek((i) => fromA(a.full)(i.payload)), [], 'nothing left over from A');
+    a.emit('xmpp.presence.get', { to: x.full });
+    const how = await poll(
+      () =>
+        (x.inbox.peek((i) => fromA(a.full)(i.payload)).length && 'directed presence reached B') ||
+        (a.pending('xmpp.presence', fromX).length && "B's presence came back to A"),
+      'a result of xmpp.presence.get',
+    );
+    log('xmpp.presence.get:', how);
+    // xmpp.logout with a callback: (null, true), then the socket closes; B sees A go.
+    assert.deepEqual(await a.call('xmpp.logout', {}), [null, true]);
+    await a.waitClosed();
+    await x.next((t) => fromA(a.full)(t) && attr(t, 'type') === 'unavailable', "A's unavailable after logout");
+    // A second session that just disconnects.
+    const a2 = await sio(A, 'json2', { available: true });
+    await x.next((t) => fromA(a2.full)(t) && attr(t, 'type') === undefined, "A's second session online");
+    a2.close();
+    await x.next((t) => fromA(a2.full)(t) && attr(t, 'type') === 'unavailable', "A's second session offline");
+  },
+
+  async roster() {
+    const a = await sio(A, 'ra', { available: true });
+    const b = await sio(B, 'rb', { available: true });
+    assert.deepEqual(await a.call('xmpp.roster.get', {}), [null, []]);
+    assert.deepEqual(await b.call('xmpp.roster.get', {}), [null, []]);
+    const isB = (extra = {}) => ({ jid: jidObj(B), ...extra });
+    const isA = (extra = {}) => ({ jid: jidObj(A), ...extra });
+    // add -> push and get
+    assert.deepEqual(await a.call('xmpp.roster.add', { jid: bare(B), name: 'Bob', groups: ['Friends'] }), [
+      null,
+      true,
+    ]);
+    assert.deepEqual(await a.next('xmpp.roster.push', isB()), {
+      jid: jidObj(B),
+      subscription: 'none',
+      name: 'Bob',
+      groups: ['Friends'],
+    });
+    const g1 = await a.call('xmpp.roster.get', {});
+    assert.equal(g1[0], null);
+    assert.deepEqual(g1[1], [{ jid: jidObj(B), subscription: 'none', name: 'Bob', groups: ['Friends'] }]);
+    // edit replaces name and groups
+    assert.deepEqual(
+      await a.call('xmpp.roster.edit', { jid: bare(B), name: 'Bobby', groups: ['Work', 'Friends'] }),
+      [null, true],
+    );
+    const e = await a.next('xmpp.roster.push', isB({ name: 'Bobby' }));
+    assert.deepEqual([...e.groups].sort(), ['Friends', 'Work']);
+    // A subscribes to B; B approves.
+    a.emit('xmpp.presence.subscribe', { to: bare(B) });
+    await a.next('xmpp.roster.push', isB({ subscription: 'none', ask: 'subscribe' }));
+    assert.deepEqual((await b.next('xmpp.presence.subscribe')).from, jidObj(A));
+    b.emit('xmpp.presence.subscribed', { to: bare(A) });
+    await b.next('xmpp.roster.push', isA({ subscription: 'from' }));
+    const to = await a.next('xmpp.roster.push', isB({ subscription: 'to' }));
+    assert.ok(!('ask' in to), `no ask after approval: ${JSON.stringify(to)}`);
+    assert.deepEqual((await a.next('xmpp.presence.subscribed')).from, jidObj(B));
+    await a.next('xmpp.presence', { from: jidObj(B, 'rb') });
+    // B subscribes back; A approves.
+    b.emit('xmpp.presence.subscribe', { to: bare(A) });
+    assert.deepEqual((await a.next('xmpp.presence.subscribe')).from, jidObj(B));
+    a.emit('xmpp.presence.subscribed', { to: bare(B) });
+    await a.next('xmpp.roster.push', isB({ subscription: 'both' }));
+    await b.next('xmpp.roster.push', isA({ subscription: 'both' }));
+    await b.next('xmpp.presence', { from: jidObj(A, 'ra') });
+    const g2 = await a.call('xmpp.roster.get', {});
+    const item = g2[1].find((i) => i.jid?.user === B);
+    assert.equal(item?.subscription, 'both', JSON.stringify(g2));
+    assert.equal(item.name, 'Bobby');
+    assert.deepEqual([...(item.groups ?? [])].sort(), ['Friends', 'Work']);
+    // A unsubscribes from B.
+    a.emit('xmpp.presence.unsubscribe', { to: bare(B) });
+    await a.next('xmpp.roster.push', isB({ subscription: 'from' }));
+    assert.deepEqual((await b.next('xmpp.presence.unsubscribe')).from, jidObj(A));
+    await b.next('xmpp.roster.push', isA({ subscription: 'to' }));
+    await a.next('xmpp.presence', { from: jidObj(B, 'rb'), show: 'offline' });
+    // A cancels B's subscription.
+    a.emit('xmpp.presence.unsubscribed', { to: bare(B) });
+    await a.next('xmpp.roster.push', isB({ subscription: 'none' }));
+    assert.deepEqual((await b.next('xmpp.presence.unsubscribed')).from, jidObj(A));
+    await b.next('xmpp.roster.push', isA({ subscription: 'none' }));
+    // remove
+    assert.deepEqual(await a.call('xmpp.roster.remove', { jid: bare(B) }), [null, true]);
+    await a.next('xmpp.roster.push', isB({ subscription: 'remove' }));
+    assert.deepEqual(await a.call('xmpp.roster.get', {}), [null, []]);
+  },
+
+  async muc() {
+    const room = `group-${randomUUID()}@${MUC}`;
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    const fromRoom = (nick, pred = () => true) => (t) => attr(t, 'from') === `${room}/${nick}` && pred(t);
+    // JSON creates and joins (the test config creates rooms unlocked).
+    a.emit('xmpp.muc.join', { room, nick: 'alice' });
+    const me = await a.next('xmpp.muc.roster', { room, nick: 'alice' });
+    assert.ok(codes(me.status).includes(110), `own presence has 110: ${JSON.stringify(me)}`);
+    assert.equal(me.role, 'moderator', JSON.stringify(me));
+    assert.equal(me.affiliation, 'owner', JSON.stringify(me));
+    // XML joins: it sees alice, alice sees it.
+    x.send(`<presence to='${room}/bob'><x xmlns='${MUC_NS}'/></presence>`);
+    const seeA = await x.next(fromRoom('alice', (t) => t.startsWith('<presence')), 'presence of alice');
+    assert.equal(attr(child(seeA, 'item'), 'affiliation'), 'owner', seeA);
+    await x.next('<subject', 'the subject that ends the join');
+    const bob = await a.next('xmpp.muc.roster', { room, nick: 'bob' });
+    assert.equal(bob.role, 'participant', JSON.stringify(bob));
+    assert.equal(bob.affiliation, 'none', JSON.stringify(bob));
+    if (bob.jid !== undefined) assert.deepEqual(bob.jid, jidObj(B, 'xml'));
+    // Room messages both ways.
+    a.emit('xmpp.muc.message', { room, content: 'hello room' });
+    const gx = await x.next(
+      fromRoom('alice', (t) => t.startsWith('<message') && textOf(t, 'body') === 'hello room'),
+      'groupchat from alice',
+    );
+    assert.equal(attr(gx, 'type'), 'groupchat', gx);
+    const ga = await a.next('xmpp.muc.message', { room, nick: 'alice', content: 'hello room' });
+    assert.equal(ga.private, false, JSON.stringify(ga));
+    assert.equal(ga.id, attr(gx, 'id'), 'both occupants see the same id');
+    x.send(`<message to='${room}' type='groupchat' id='g-1'><body>hi from XML &amp; co</body></message>`);
+    const gb = await a.next('xmpp.muc.message', { room, nick: 'bob' });
+    assert.equal(gb.content, 'hi from XML & co');
+    assert.equal(gb.private, false);
+    assert.equal(gb.id, 'g-1');
+    // Private messages both ways.
+    x.send(`<message to='${room}/alice' type='chat' id='pm-1'><body>psst</body></message>`);
+    const pm = await a.next('xmpp.muc.message', { room, nick: 'bob', private: true });
+    assert.equal(pm.content, 'psst');
+    a.emit('xmpp.muc.message', { room, to: 'bob', content: 'psst back' });
+    const px = await x.next(
+      fromRoom('alice', (t) => t.startsWith('<message') && textOf(t, 'body') === 'psst back'),
+      'private message from alice',
+    );
+    assert.equal(attr(px, 'type'), 'chat', px);
+    // Subject both ways.
+    a.emit('xmpp.muc.subject', { room, subject: 'Topic one' });
+    await x.next(fromRoom('alice', (t) => textOf(t, 'subject') === 'Topic one'), 'subject Topic one');
+    await a.next('xmpp.muc.subject', { room, subject: 'Topic one' });
+    x.send(`<message to='${room}' type='groupchat'><subject>Topic two</subject></message>`);
+    await a.next('xmpp.muc.subject', { room, subject: 'Topic two' });
+    // Configuration.
+    const cfg = await a.call('xmpp.muc.room.config.get', { room });
+    assert.equal(cfg[0], null, JSON.stringify(cfg));
+    assert.ok(Array.isArray(cfg[1]?.fields), JSON.stringify(cfg));
+    assert.ok(
+      cfg[1].fields.some((f) => f.var === 'muc#roomconfig_roomname'),
+      JSON.stringify(cfg[1].fields.map((f) => f.var)),
+    );
+    assert.deepEqual(
+      await a.call('xmpp.muc.room.config.set', {
+        room,
+        form: [{ var: 'muc#roomconfig_roomname', value: 'FTW room' }],
+      }),
+      [null, true],
+    );
+    const cfg2 = await a.call('xmpp.muc.room.config.get', { room });
+    assert.equal(fieldValue(cfg2[1].fields.find((f) => f.var === 'muc#roomconfig_roomname')), 'FTW room');
+    // Affiliation, then role.
+    assert.deepEqual(
+      await a.call('xmpp.muc.affiliation', { room, jid: bare(B), affiliation: 'member' }),
+      [null, true],
+    );
+    await a.next('xmpp.muc.roster', { room, nick: 'bob', affiliation: 'member' });
+    await x.next(
+      fromRoom('bob', (t) => attr(child(t, 'item') ?? '<x>', 'affiliation') === 'member'),
+      'own presence as member',
+    );
+    assert.deepEqual(await a.call('xmpp.muc.role.set', { room, nick: 'bob', role: 'visitor' }), [null, true]);
+    await a.next('xmpp.muc.roster', { room, nick: 'bob', role: 'visitor' });
+    await x.next(
+      fromRoom('bob', (t) => attr(child(t, 'item') ?? '<x>', 'role') === 'visitor'),
+      'own presence as visitor',
+    );
+    // Leaving: XML, then JSON.
+    x.send(`<presence to='${room}/bob' type='unavailable'/>`);
+    await a.next('xmpp.muc.roster', { room, nick: 'bob', status: 'unavailable' });
+    a.emit('xmpp.muc.leave', { room });
+    await a.next('xmpp.muc.roster', { room, nick: 'alice', status: 'unavailable' });
+    // Destroy a second room with the XML occupant in it.
+    const room2 = `group-${randomUUID()}@${MUC}`;
+    a.emit('xmpp.muc.join', { room: room2, nick: 'alice' });
+    await a.next('xmpp.muc.roster', { room: room2, nick: 'alice' });
+    x.send(`<presence to='${room2}/bob'><x xmlns='${MUC_NS}'/></presence>`);
+    await x.next((t) => t.includes('<subject') && attr(t, 'from') === room2, 'subject of room2');
+    await a.next('xmpp.muc.roster', { room: room2, nick: 'bob' });
+    assert.deepEqual(await a.call('xmpp.muc.destroy', { room: room2, reason: 'done here' }), [null, true]);
+    const d = await x.next(
+      (t) => attr(t, 'from') === `${room2}/bob` && attr(t, 'type') === 'unavailable',
+      'unavailable from the destroyed room',
+    );
+    assert.ok(child(d, 'destroy'), `destroy element: ${d}`);
+    const dd = await a.next('xmpp.muc.destroy', { room: room2 });
+    assert.equal(dd.reason, 'done here', JSON.stringify(dd));
+    // One destroy per occupant (XEP-0045 §10.9), checked after a round trip.
+    assert.deepEqual(await a.call('xmpp.ping', {}), [null, true]);
+    assert.equal(a.drain('xmpp.muc.destroy').length, 0, 'a second xmpp.muc.destroy');
+    // Having left, the session may not talk to the room.
+    const gone = await a.call('xmpp.muc.message', { room, content: 'anyone?' });
+    assertClientError(gone[0], 'Not in room', { room, content: 'anyone?' }, 'message after leaving');
+  },
+
+  async disco() {
+    const a = await sio(A, 'json');
+    const info = await a.call('xmpp.discover.info', { of: DOMAIN });
+    assert.equal(info[0], null, JSON.stringify(info));
+    assert.ok(Array.isArray(info[1]), JSON.stringify(info));
+    assert.ok(
+      info[1].some((f) => f.kind === 'feature' && f.var === 'urn:xmpp:ping'),
+      `urn:xmpp:ping among ${JSON.stringify(info[1])}`,
+    );
+    assert.ok(
+      info[1].some((f) => f.kind === 'identity' && f.category === 'server' && f.type === 'im'),
+      `server identity among ${JSON.stringify(info[1])}`,
+    );
+    const items = await a.call('xmpp.discover.items', { of: DOMAIN });
+    assert.equal(items[0], null, JSON.stringify(items));
+    assert.ok(Array.isArray(items[1]), JSON.stringify(items));
+    assert.ok(
+      items[1].some((i) => jidStr(i.jid) === MUC),
+      `${MUC} among ${JSON.stringify(items[1])}`,
+    );
+    const muc = await a.call('xmpp.discover.info', { of: MUC });
+    assert.equal(muc[0], null, JSON.stringify(muc));
+    assert.ok(
+      muc[1].some((f) => f.kind === 'identity' && f.category === 'conference'),
+      `conference identity among ${JSON.stringify(muc[1])}`,
+    );
+  },
+
+  async ping() {
+    const a = await sio(A, 'json');
+    const x = await XmlClient.login(B, 'xml');
+    assert.deepEqual(await a.call('xmpp.ping', {}), [null, true]);
+    assert.deepEqual(await a.call('xmpp.ping', { to: DOMAIN }), [null, true]);
+    // XML pings JSON: answered by the server for the session, and shown to the browser.
+    x.send(`<iq type='get' id='p-1' to='${a.full}'><ping xmlns='urn:xmpp:ping'/></iq>`);
+    const res = await x.stanza('iq', { id: 'p-1' });
+    assert.equal(attr(res, 'type'), 'result', res);
+    assert.equal(attr(res, 'from'), a.full, res);
+    assert.deepEqual(await a.next('xmpp.ping', { id: 'p-1' }), { from: jidObj(B, 'xml'), id: 'p-1' });
+    // JSON pings XML.
+    const p = a.call('xmpp.ping', { to: x.full });
+    const req = await x.next(
+      (t) => t.startsWith('<iq') && attr(t, 'type') === 'get' && child(t, 'ping')?.includes('urn:xmpp:ping'),
+      'a ping from A',
+    );
+    assert.equal(attr(req, 'from'), a.full, req);
+    x.send(`<iq type='result' id='${attr(req, 'id')}' to='${a.full}'/>`);
+    assert.deepEqual(await p, [null, true]);
+    // ...and an error answer becomes the callback's error.
+    const p2 = a.call('xmpp.ping', { to: x.full });
+    const req2 = await x.next(
+      (t) => t.startsWith('<iq') && attr(t, 'type') === 'get' && child(t, 'ping') !== undefined,
+      'a second ping from A',
+    );
+    x.send(
+      `<iq type='error' id='${attr(req2, 'id')}' to='${a.full}'><ping xmlns='urn:xmpp:ping'/><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>`,
+    );
+    const r2 = await p2;
+    assert.equal(r2[0]?.type, 'cancel', JSON.stringify(r2));
+    assert.equal(r2[0]?.condition, 'service-unavailable', JSON.stringify(r2));
+  },
+
+  async mam() {
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    for (const body of ['m1', 'm2']) {
+      const r = await a.call('xmpp.chat.message', { to: bare(B), content: body });
+      await x.stanza('message', { id: r[1].id });
+    }
+    x.send(`<message to='${bare(A)}' type='chat' id='m3'><body>m3</body></message>`);
+    const live = await a.next('xmpp.chat.message', { id: 'm3' });
+    // First page, filtered by 'with'.
+    const q1 = await a.callSeq('xmpp.mam.query', { with: bare(B), rsm: { max: 2 } });
+    assert.equal(q1.args[0], null, JSON.stringify(q1.args));
+    assert.equal(q1.args[1]?.with, bare(B), JSON.stringify(q1.args));
+    const rsm = q1.args[2];
+    const page = a.drain('xmpp.mam.message');
+    assert.deepEqual(
+      page.map((e) => e.payload.content),
+      ['m1', 'm2'],
+      JSON.stringify(page),
+    );
+    for (const e of page) {
+      assert.ok(e.seq < q1.seq, 'archived messages come before the callback');
+      assert.equal(typeof e.payload.mam?.id, 'string', JSON.stringify(e.payload));
+      assert.equal(typeof e.payload.mam?.queryId, 'string', JSON.stringify(e.payload));
+    }
+    assert.equal(page[0].payload.mam.queryId, page[1].payload.mam.queryId);
+    assert.equal(rsm?.first, page[0].payload.mam.id, JSON.stringify(rsm));
+    assert.equal(rsm?.last, page[1].payload.mam.id, JSON.stringify(rsm));
+    // Everything.
+    const q2 = await a.callSeq('xmpp.mam.query', { rsm: { max: 10 } });
+    assert.equal(q2.args[0], null, JSON.stringify(q2.args));
+    const all = a.drain('xmpp.mam.message');
+    assert.deepEqual(
+      all.map((e) => e.payload.content),
+      ['m1', 'm2', 'm3'],
+    );
+    assert.ok(all.every((e) => e.seq < q2.seq));
+    assert.deepEqual(all[2].payload.from, jidObj(B, 'xml'));
+    assert.notEqual(all[0].payload.mam.queryId, page[0].payload.mam.queryId, 'each query has its own queryId');
+    assert.equal(all[0].payload.mam.id, page[0].payload.mam.id, 'archive ids are stable');
+    if (live.archived !== undefined) {
+      assert.ok(
+        live.archived.some((s) => s.id === all[2].payload.mam.id),
+        `live archived ${JSON.stringify(live.archived)} names the archive id`,
+      );
+    }
+  },
+
+  async client_errors() {
+    const a = await sio(A, 'json');
+    const room = `group-${randomUUID()}@${MUC}`;
+    const cases = [
+      ['xmpp.chat.message', 'hello', 'Message not an object'],
+      ['xmpp.chat.message', { content: 'no address' }, "Missing 'to' key"],
+      ['xmpp.chat.message', { to: 'a@b@c', content: 'x' }, 'Invalid JID'],
+      ['xmpp.chat.message', { to: bare(B), state: 'dancing' }, "Invalid 'state' value"],
+      ['xmpp.chat.message', { to: bare(B) }, 'Message content or chat state not provided'],
+      ['xmpp.muc.join', { room }, "Missing 'nick' key"],
+    ];
+    for (const [event, payload, description] of cases) {
+      const r = await a.call(event, payload);
+      assertClientError(r[0], description, payload, `${event} ${JSON.stringify(payload)} with callback`);
+      a.emit(event, payload);
+      const e = await a.next('xmpp.error.client', { description });
+      assertClientError(e, description, payload, `${event} ${JSON.stringify(payload)} without callback`);
+    }
+    for (const [event, payload] of [
+      ['xmpp.roster.get', {}],
+      ['xmpp.discover.info', { of: DOMAIN }],
+      ['xmpp.ping', {}],
+      ['xmpp.mam.query', {}],
+    ]) {
+      a.emit(event, payload);
+      const e = await a.next('xmpp.error.client', { description: 'Missing callback' });
+      assertClientError(e, 'Missing callback', payload, `${event} without callback`);
+    }
+    const ni = await a.call('xmpp.pubsub.publish', { to: `pubsub.${DOMAIN}`, node: 'n', content: { t: 1 } });
+    assert.equal(ni[0]?.type, 'cancel', JSON.stringify(ni));
+    assert.equal(ni[0]?.condition, 'feature-not-implemented', JSON.stringify(ni));
+    // None of that hurt the session.
+    assert.ok(a.connected);
+    assert.deepEqual(await a.call('xmpp.ping', {}), [null, true]);
+    assert.deepEqual(a.pending('xmpp.error'), [], 'no xmpp.error for client errors');
+    // A room message to a room the session has not joined.
+    const notIn = { room, content: 'x' };
+    assertClientError((await a.call('xmpp.muc.message', notIn))[0], 'Not in room', notIn, 'with callback');
+    a.emit('xmpp.muc.message', notIn);
+    const e = await a.next('xmpp.error.client', { description: 'Not in room' });
+    assertClientError(e, 'Not in room', notIn, 'without callback');
+  },
+
+  async malformed_frame() {
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    // Three more sessions, each of which sends one broken frame.
+    const c = await RawSio.connect({ user: C });
+    await c.handshake();
+    c.send(`42["xmpp.login",{"jid":"${bare(C)}"}]`);
+    await c.frame((t) => sioEvent(t)?.[0] === 'xmpp.connection', 'xmpp.connection for carol');
+    const d = await PrimusClient.connect({ user: D });
+    await d.login(D);
+    const e = await RawSio.connect({ user: A, label: `raw-socket.io:${A} (second)` });
+    await e.handshake();
+    c.send('42["xmpp.chat.message",{');
+    log('carol closed:', await c.waitClosed());
+    d.send('{"type":0,"data":["xmpp.chat.message",{');
+    log('dave closed:', await d.waitClosed());
+    e.send('42{"not":"an event array"}');
+    log('second socket.io closed:', await e.waitClosed());
+    // The others go on chatting.
+    assert.ok(a.connected, 'the JSON client is still connected');
+    const r = await a.call('xmpp.chat.message', { to: bare(B), content: 'still here' });
+    assert.equal(r[0], null, JSON.stringify(r));
+    const s = await x.stanza('message', { id: r[1].id });
+    assert.equal(textOf(s, 'body'), 'still here', s);
+    x.send(`<message to='${bare(A)}' type='chat' id='after-1'><body>me too</body></message>`);
+    const m = await a.next('xmpp.chat.message', { id: 'after-1' });
+    assert.equal(m.content, 'me too');
+    assert.deepEqual(a.pending('xmpp.error'), []);
+  },
+};
+
+const name = process.argv[2];
+if (!name || !(name in scenarios)) {
+  console.error(`usage: node scenarios.mjs <scenario>\nscenarios: ${Object.keys(scenarios).join(' ')}`);
+  process.exit(2);
+}
+run(name, scenarios[name]);
