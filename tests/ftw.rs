@@ -86,10 +86,15 @@ fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
 /// Starts a server and runs `node scenarios.mjs <name>` against it; panics with the
 /// scenario's output and the server log's tail unless it exits 0.
 fn scenario(name: &str) {
+    scenario_with(name, "");
+}
+
+/// A scenario against a server with `extra` appended to the shared configuration.
+fn scenario_with(name: &str, extra: &str) {
     if let Err(e) = npm_ready() {
         panic!("{e}");
     }
-    let s = Server::start_with(CONFIG, 2);
+    let s = Server::start_with(&format!("{CONFIG}{extra}"), 2);
     let (a, b) = s.users_apart();
     let mut tokens = serde_json::Map::new();
     for u in [a.as_str(), b.as_str(), "carol", "dave"] {
@@ -206,6 +211,16 @@ fn roster() {
 #[test]
 fn muc() {
     scenario("muc");
+}
+
+#[test]
+fn muc_invite_and_errors() {
+    scenario("muc_invite_and_errors");
+}
+
+#[test]
+fn presence_error() {
+    scenario_with("presence_error", "[limits]\nmax_directed_presence = 1\n");
 }
 
 #[test]

@@ -685,3 +685,59 @@ async fn persistent_rooms_keep_config_affiliations_and_subject_over_kill_9() {
         "not re-created"
     );
 }
+
+#[tokio::test]
+async fn mediated_invitations_and_declines_pass_through_the_room() {
+    let s = Server::start_with("", 2);
+    let (mut a, mut b) = two(&s).await;
+    join(&mut a, ROOM, "owner", "").await;
+    instant_room(&mut a, ROOM).await;
+    configure(
+        &mut a,
+        ROOM,
+        &[
+            ("muc#roomconfig_membersonly", "1"),
+            ("muc#roomconfig_passwordprotectedroom", "1"),
+            ("muc#roomconfig_roomsecret", "cauldronburn"),
+        ],
+    )
+    .await;
+    // XEP-0045 example 56: the invitation to the room...
+    let b_bare = b.jid.split('/').next().unwrap().to_string();
+    a.send(&format!("<message to='{ROOM}'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='{b_bare}'><reason>Hey Hecate, this is the place for all good witches!</reason></invite></x></message>")).await;
+    // ...example 57: passed on from the room, naming the inviter, with the password.
+    let inv = b.recv_until("<invite").await;
+    assert!(inv.contains(&format!("from='{ROOM}'")), "{inv}");
+    assert!(inv.contains(&format!("<invite from='{}'>", a.jid)), "{inv}");
+    assert!(
+        inv.contains("<reason>Hey Hecate, this is the place for all good witches!</reason>"),
+        "{inv}"
+    );
+    assert!(inv.contains("<password>cauldronburn</password>"), "{inv}");
+    // The invitee of a members-only room became a member: it may join.
+    let got = join(&mut b, ROOM, "hecate", "<password>cauldronburn</password>").await;
+    assert!(got.last().unwrap().contains("<subject"), "{got:?}");
+    b.send(&format!(
+        "<presence to='{ROOM}/hecate' type='unavailable'/>"
+    ))
+    .await;
+    b.recv_until("type='unavailable'").await;
+    // Example 59/60: a decline from a non-occupant goes back to the inviter.
+    b.send(&format!("<message to='{ROOM}'><x xmlns='http://jabber.org/protocol/muc#user'><decline to='{}'><reason>Sorry, I'm too busy right now.</reason></decline></x></message>", a.jid)).await;
+    let d = a.recv_until("<decline").await;
+    assert!(d.contains(&format!("from='{ROOM}'")), "{d}");
+    assert!(d.contains(&format!("<decline from='{}'>", b.jid)), "{d}");
+    // Only owners and admins invite to a members-only room; non-occupants not at all.
+    let c_user = "user40".to_string();
+    let mut c = Client::online(&s, &c_user, "r", 0).await;
+    c.send(&format!("<message to='{ROOM}' id='inv2'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='{b_bare}'/></x></message>")).await;
+    let e = c.recv_until("id='inv2'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("not-acceptable"),
+        "{e}"
+    );
+    join(&mut b, ROOM, "hecate", "<password>cauldronburn</password>").await;
+    b.send(&format!("<message to='{ROOM}' id='inv3'><x xmlns='http://jabber.org/protocol/muc#user'><invite to='{c_user}@localhost'/></x></message>")).await;
+    let e = b.recv_until("id='inv3'").await;
+    assert!(e.contains("type='error'") && e.contains("forbidden"), "{e}");
+}

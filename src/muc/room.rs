@@ -907,7 +907,11 @@ fn message(
     if r.stype == SType::Error {
         return;
     }
-    let Some(oi) = room.by_session(from) else {
+    let oi = room.by_session(from);
+    if let (None, SType::Chat | SType::Normal) = (nick, r.stype) {
+        return invitation(shard, room, oi, r, out);
+    }
+    let Some(oi) = oi else {
         return err(
             out,
             r,
@@ -941,9 +945,98 @@ fn message(
         (_, None) => err(
             out,
             r,
-            Cond::FeatureNotImplemented,
-            Some("mediated invitations are not supported yet"),
+            Cond::BadRequest,
+            Some("a message to the room is groupchat, an invite or a decline"),
         ),
+    }
+}
+
+/// §7.8.2 mediated invitations, and declines (§7.8.2 end): the room passes an occupant's
+/// `<invite to/>` on from itself, naming the inviter; a `<decline to/>` from the invitee
+/// goes back to the inviter. In a members-only room only owners and admins invite, and the
+/// invitee becomes a member.
+fn invitation(shard: &Shard, room: &mut Room, oi: Option<usize>, r: &Routed, out: &mut Out) {
+    let Some(st) = parse(r) else {
+        return err(out, r, Cond::BadRequest, None);
+    };
+    let Some(x) = st.child(0, "x", NS_MUC_USER) else {
+        return err(
+            out,
+            r,
+            Cond::BadRequest,
+            Some("a message to the room is groupchat"),
+        );
+    };
+    // The inviter's (or decliner's) real JID, as the service saw it send.
+    let from_real = r.from().to_string();
+    let mut sent = false;
+    for (name, c) in st.children(x).map(|c| (st.elems[c].local, c)) {
+        if name != "invite" && name != "decline" {
+            continue;
+        }
+        let Some(to) = st.attr(c, "to").and_then(|a| Jid::parse(&a.value()).ok()) else {
+            return err(
+                out,
+                r,
+                Cond::JidMalformed,
+                Some("invite/decline needs a 'to' JID"),
+            );
+        };
+        let reason = st
+            .child(c, "reason", NS_MUC_USER)
+            .map(|e| format!("<reason>{}</reason>", et(&st.text(e))))
+            .unwrap_or_default();
+        let inner = if name == "invite" {
+            let Some(oi) = oi else {
+                return err(out, r, Cond::NotAcceptable, Some("only occupants invite"));
+            };
+            let aff = room.affiliation(&room.occupants[oi].bare);
+            if room.cfg.members_only {
+                if aff < Affiliation::Admin {
+                    return err(
+                        out,
+                        r,
+                        Cond::Forbidden,
+                        Some("only admins invite to this room"),
+                    );
+                }
+                room.affiliations
+                    .insert(Box::from(to.bare()), Affiliation::Member);
+                persist(shard, room);
+            }
+            let password = room
+                .cfg
+                .password
+                .as_deref()
+                .map(|p| format!("<password>{}</password>", et(p)))
+                .unwrap_or_default();
+            format!(
+                "<x xmlns='{NS_MUC_USER}'><invite from='{}'>{reason}</invite>{password}</x>",
+                ea(&from_real)
+            )
+        } else {
+            format!(
+                "<x xmlns='{NS_MUC_USER}'><decline from='{}'>{reason}</decline></x>",
+                ea(&from_real)
+            )
+        };
+        out.one(build(
+            Kind::Message,
+            SType::Normal,
+            &room.jid,
+            to.as_str(),
+            "",
+            &inner,
+        ));
+        sent = true;
+    }
+    if !sent {
+        err(
+            out,
+            r,
+            Cond::BadRequest,
+            Some("a message to the room is groupchat, an invite or a decline"),
+        );
     }
 }
 

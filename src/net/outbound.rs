@@ -227,6 +227,7 @@ impl ConnCtl {
         Some(out)
     }
 
+    #[inline]
     fn push_one(
         &self,
         f: OutFrame,

@@ -582,6 +582,60 @@ const scenarios = {
     assertClientError(gone[0], 'Not in room', { room, content: 'anyone?' }, 'message after leaving');
   },
 
+  async muc_invite_and_errors() {
+    const room = `group-${randomUUID()}@${MUC}`;
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    a.emit('xmpp.muc.join', { room, nick: 'alice' });
+    await a.next('xmpp.muc.roster', { room, nick: 'alice' });
+    // JSON invites XML (mediated, XEP-0045 §7.8.2): it comes from the room, naming alice.
+    a.emit('xmpp.muc.invite', { room, to: bare(B), reason: 'come in' });
+    const inv = await x.next((t) => t.includes('<invite') && attr(t, 'from') === room, 'invitation');
+    assert.equal(attr(child(inv, 'invite'), 'from'), a.full, inv);
+    assert.equal(textOf(inv, 'reason'), 'come in', inv);
+    // XML declines: the JSON inviter gets xmpp.muc.invite.decline.
+    x.send(`<message to='${room}'><x xmlns='${MUC_NS}#user'><decline to='${a.full}'><reason>busy</reason></decline></x></message>`);
+    const dec = await a.next('xmpp.muc.invite.decline', { room });
+    assert.deepEqual(dec.from, jidObj(B, 'xml'), JSON.stringify(dec));
+    assert.equal(dec.reason, 'busy', JSON.stringify(dec));
+    // XML joins and invites a second JSON user, who sees xmpp.muc.invite and declines.
+    const c = await sio(C, 'json', { available: true });
+    x.send(`<presence to='${room}/bob'><x xmlns='${MUC_NS}'/></presence>`);
+    await x.next((t) => t.includes('<subject') && attr(t, 'from') === room, 'subject after join');
+    x.send(`<message to='${room}'><x xmlns='${MUC_NS}#user'><invite to='${bare(C)}'><reason>hi carol</reason></invite></x></message>`);
+    const got = await c.next('xmpp.muc.invite', { room });
+    assert.deepEqual(got.from, jidObj(B, 'xml'), JSON.stringify(got));
+    assert.equal(got.reason, 'hi carol', JSON.stringify(got));
+    c.emit('xmpp.muc.invite.decline', { room, to: x.full, reason: 'no thanks' });
+    const xd = await x.next((t) => t.includes('<decline') && attr(t, 'from') === room, 'decline');
+    assert.equal(attr(child(xd, 'decline'), 'from'), c.full, xd);
+    assert.equal(textOf(xd, 'reason'), 'no thanks', xd);
+    // A nick that is taken: xmpp.muc.error for the presence, with the XMPP error.
+    c.emit('xmpp.muc.join', { room, nick: 'bob' });
+    const e = await c.next('xmpp.muc.error', { room });
+    assert.equal(e.type, 'presence', JSON.stringify(e));
+    assert.equal(e.error.condition, 'conflict', JSON.stringify(e));
+    assert.equal(e.error.type, 'cancel', JSON.stringify(e));
+    // A visitor speaking: xmpp.muc.error for the message.
+    c.emit('xmpp.muc.join', { room, nick: 'carol' });
+    await c.next('xmpp.muc.roster', { room, nick: 'carol' });
+    assert.deepEqual(await a.call('xmpp.muc.role.set', { room, nick: 'carol', role: 'visitor' }), [null, true]);
+    await c.next('xmpp.muc.roster', { room, nick: 'carol', role: 'visitor' });
+    c.emit('xmpp.muc.message', { room, content: 'can anyone hear me?' });
+    const me = await c.next('xmpp.muc.error', { room, type: 'message' });
+    assert.equal(me.error.condition, 'forbidden', JSON.stringify(me));
+  },
+
+  // The server runs with limits.max_directed_presence = 1.
+  async presence_error() {
+    const a = await sio(A, 'json', { available: true });
+    a.emit('xmpp.presence', { to: `${C}@${DOMAIN}`, status: 'one' });
+    a.emit('xmpp.presence', { to: `${D}@${DOMAIN}`, status: 'two' });
+    const e = await a.next('xmpp.presence.error');
+    assert.equal(e.error, 'policy-violation', JSON.stringify(e));
+    assert.deepEqual(e.from, { user: D, domain: DOMAIN }, JSON.stringify(e));
+  },
+
   async disco() {
     const a = await sio(A, 'json');
     const info = await a.call('xmpp.discover.info', { of: DOMAIN });
