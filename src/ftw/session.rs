@@ -86,11 +86,16 @@ fn send(ctl: &ConnCtl, s: String) {
 
 impl Translate for Translator {
     fn translate(&self, f: &OutFrame, out: &mut SmallVec<[OutFrame; 2]>) {
-        let mut v = Vec::with_capacity(f.len());
-        for p in &f.parts {
-            v.extend_from_slice(p);
-        }
-        let Ok(text) = std::str::from_utf8(&v) else {
+        // A 1:1 stanza is one part: parsed where it is. A fan-out's parts are joined.
+        let joined;
+        let bytes: &[u8] = match &f.parts[..] {
+            [one] => one,
+            parts => {
+                joined = parts.concat();
+                &joined
+            }
+        };
+        let Ok(text) = std::str::from_utf8(bytes) else {
             return;
         };
         let Ok(st) = Stanza::parse(text, &Limits::default()) else {

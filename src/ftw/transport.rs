@@ -168,11 +168,22 @@ pub fn connect_error(nsp: &str) -> String {
 
 /// An event to the browser.
 pub fn event(proto: Proto, name: &str, payload: &Value) -> String {
-    let data = Value::Array(vec![Value::String(name.into()), payload.clone()]);
-    match proto {
-        Proto::SocketIo => format!("42{data}"),
-        Proto::Primus => format!("{{\"type\":0,\"data\":{data}}}"),
+    // Written straight into one string: no copy of the payload into an array first.
+    let mut s = String::with_capacity(64 + name.len());
+    s.push_str(match proto {
+        Proto::SocketIo => "42[",
+        Proto::Primus => "{\"type\":0,\"data\":[",
+    });
+    let mut w = std::mem::take(&mut s).into_bytes();
+    let _ = serde_json::to_writer(&mut w, name);
+    w.push(b',');
+    let _ = serde_json::to_writer(&mut w, payload);
+    w.push(b']');
+    if proto == Proto::Primus {
+        w.push(b'}');
     }
+    // serde_json writes valid UTF-8.
+    String::from_utf8(w).unwrap_or_default()
 }
 
 /// The arguments for the callback waiting under `id`.
