@@ -253,3 +253,62 @@ async fn a_bad_cookie_is_refused_at_the_upgrade() {
     let r = ws_connect(&s, "/ftw", Some(&bad), None).await;
     assert!(r.is_err(), "upgraded with a bad cookie");
 }
+
+#[tokio::test]
+async fn callbacks_waiting_for_answers_are_bounded() {
+    let s = Server::start_with("[ftw]\nmax_pending_callbacks = 2\n", 2);
+    let (a, b) = s.users_apart();
+    let mut xml = Client::online(&s, &b, "desk", 0).await;
+    let mut json = socket_io(&s, Some(&s.token(&a))).await;
+    send(
+        &mut json,
+        &format!("42[\"xmpp.login\",{{\"jid\":\"{a}@localhost\",\"resource\":\"web\"}}]"),
+    )
+    .await;
+    until(&mut json, "xmpp.connection").await.unwrap();
+    // The XML user receives the disco requests and does not answer (yet).
+    let ask = |n: u32| format!("42{n}[\"xmpp.discover.info\",{{\"of\":\"{b}@localhost/desk\"}}]");
+    send(&mut json, &ask(1)).await;
+    send(&mut json, &ask(2)).await;
+    let q1 = xml.recv_until("disco#info").await;
+    xml.recv_until("disco#info").await;
+    send(&mut json, &ask(3)).await;
+    let r = until(&mut json, "433[").await.unwrap();
+    assert!(r.contains("\"condition\":\"resource-constraint\""), "{r}");
+    assert!(r.contains("\"type\":\"wait\""), "{r}");
+    // An answer frees a place: the next request goes out again.
+    let id = between(&q1, "id='", "'").to_string();
+    xml.send(&format!(
+        "<iq type='result' to='{a}@localhost/web' id='{id}'><query xmlns='http://jabber.org/protocol/disco#info'><identity category='client' type='pc'/><feature var='urn:xmpp:ping'/></query></iq>"
+    ))
+    .await;
+    let r = until(&mut json, "431[").await.unwrap();
+    assert!(r.starts_with("431[null,["), "{r}");
+    assert!(r.contains("\"var\":\"urn:xmpp:ping\""), "{r}");
+    send(&mut json, &ask(4)).await;
+    let q4 = xml.recv_until("disco#info").await;
+    assert!(q4.contains("type='get'"), "{q4}");
+}
+
+#[tokio::test]
+async fn a_frame_over_max_payload_ends_that_session_with_xmpp_error() {
+    let s = Server::start_with("[limits]\nmax_stanza_bytes = 1024\n", 1);
+    let mut json = socket_io(&s, Some(&s.token("user0"))).await;
+    send(
+        &mut json,
+        "42[\"xmpp.login\",{\"jid\":\"user0@localhost\",\"resource\":\"web\"}]",
+    )
+    .await;
+    until(&mut json, "xmpp.connection").await.unwrap();
+    let big = "x".repeat(2000);
+    send(
+        &mut json,
+        &format!("42[\"xmpp.chat.message\",{{\"to\":\"user1@localhost\",\"content\":\"{big}\"}}]"),
+    )
+    .await;
+    let e = until(&mut json, "xmpp.error")
+        .await
+        .expect("xmpp.error first");
+    assert!(e.contains("policy-violation"), "{e}");
+    assert!(next_text(&mut json).await.is_none(), "closed");
+}

@@ -102,6 +102,9 @@ pub struct FtwConfig {
     pub ping_interval_ms: u64,
     /// Engine.IO `pingTimeout`: a ping not answered within this closes the connection.
     pub ping_timeout_ms: u64,
+    /// Callbacks one session may have waiting for an answer from the XMPP side (an iq
+    /// nobody answers keeps its callback waiting); more get `resource-constraint`.
+    pub max_pending_callbacks: usize,
 }
 
 impl Default for FtwConfig {
@@ -112,6 +115,7 @@ impl Default for FtwConfig {
             primus_path: "/ftw".into(),
             ping_interval_ms: 25_000,
             ping_timeout_ms: 20_000,
+            max_pending_callbacks: 256,
         }
     }
 }

@@ -26,6 +26,7 @@ use std::time::Instant;
 pub struct Tuning {
     pub ping_interval_ms: u64,
     pub ping_timeout_ms: u64,
+    pub max_pending: usize,
 }
 
 /// What the session keeps between events; shared with the translation of its frames.
@@ -196,6 +197,7 @@ impl FtwConn {
             tuning: Tuning {
                 ping_interval_ms: cfg.ping_interval_ms,
                 ping_timeout_ms: cfg.ping_timeout_ms,
+                max_pending: cfg.max_pending_callbacks,
             },
             last_ping: Instant::now(),
             ping_outstanding: false,
@@ -468,6 +470,16 @@ impl FtwConn {
         {
             let mut s = self.state.borrow_mut();
             if let Some((id, kind)) = req.track.clone() {
+                if s.pending.len() >= self.tuning.max_pending {
+                    drop(s);
+                    let e = json!({
+                        "type": "wait",
+                        "condition": "resource-constraint",
+                        "description": "too many requests waiting for an answer",
+                    });
+                    self.fail_to(ctl, ack, "xmpp.error", e);
+                    return Action::Continue;
+                }
                 s.pending.insert(id, (ack, kind));
             }
             // The room as request.rs reads it: a bare JID, normalized.
