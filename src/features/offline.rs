@@ -134,22 +134,22 @@ fn deliver_stored(shard: &Shard, to: &str, conn: u64, stanzas: Vec<Bytes>, more:
             .filter(|r| r.ctl.id == conn && r.available)
             .map(|r| r.ctl.clone())
     });
-    let mut rest = stanzas.into_iter();
+    let mut sent = 0;
     if let Some(ctl) = &ctl {
-        for s in rest.by_ref() {
+        for s in &stanzas {
             if ctl
                 .push(OutFrame::text(s.clone()), router::overflow_words)
                 .is_err()
             {
-                requeue(shard, to, s);
                 break;
             }
+            sent += 1;
         }
     }
-    // The session went away meanwhile: back to storage, never dropped.
-    let gone = rest.len() > 0 || ctl.is_none();
-    for s in rest {
-        requeue(shard, to, s);
+    // The session went away meanwhile: back to storage, in front and in order, never dropped.
+    let gone = sent < stanzas.len();
+    if gone {
+        restore(shard, to, &stanzas[sent..]);
     }
     // More pages: ask for the next once this one has been written out.
     if let (true, false, Some(ctl), Some(jid)) = (more, gone, ctl, jid) {
@@ -174,18 +174,13 @@ fn deliver_stored(shard: &Shard, to: &str, conn: u64, stanzas: Vec<Bytes>, more:
     }
 }
 
-fn requeue(shard: &Shard, to: &str, stanza: Bytes) {
+fn restore(shard: &Shard, to: &str, stanzas: &[Bytes]) {
     let (bare, _) = split_full(to);
     let Some((local, _)) = bare.split_once('@') else {
         return;
     };
-    let text = String::from_utf8_lossy(&stanza).into_owned();
-    if let Some(r) = router::reparse(&text) {
-        // Back to storage, in order, never dropped.
-        shard.storage(Request::StoreOffline {
-            user: local.to_string(),
-            msg: r,
-            shard: shard.id,
-        });
-    }
+    shard.storage(Request::RestoreOffline {
+        user: local.to_string(),
+        stanzas: stanzas.iter().map(|s| s.to_vec()).collect(),
+    });
 }

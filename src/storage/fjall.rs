@@ -169,6 +169,44 @@ impl FjallBackend {
 }
 
 impl Backend for FjallBackend {
+    fn offline_restore(&mut self, user: &str, stanzas: &[Vec<u8>]) -> Result<()> {
+        if stanzas.is_empty() {
+            return Ok(());
+        }
+                // The counts are loaded before anything is inserted, so nothing is counted twice.
+        let (next, _) = *self.count(user)?;
+        // In front of the oldest one left: the sequence numbers just below it are free
+        // (they were the taken messages' own). Without room below, at the end (logged).
+        let first = match self.offline.prefix(prefix(user)).next() {
+            Some(g) => {
+                let k = g.key().map_err(err)?;
+                Some(u64::from_be_bytes(
+                    k[k.len() - 8..].try_into().map_err(err)?,
+                ))
+            }
+            None => None,
+        };
+        let n = stanzas.len() as u64;
+        let start = match first {
+            Some(f) if f >= n => f - n,
+                        Some(_) => {
+                tracing::warn!(user, "offline restore: no room in front, appended");
+                next
+            }
+            None => next,
+        };
+        let mut b = self.db.batch();
+        for (i, s) in stanzas.iter().enumerate() {
+            b.insert(&self.offline, key(user, start + i as u64), s.as_slice());
+        }
+        b.commit().map_err(err)?;
+        let c = self.count(user)?;
+        c.0 = c.0.max(start + n);
+        c.1 += stanzas.len();
+        self.dirty = true;
+        Ok(())
+    }
+
     fn record_user(&mut self, user: &str) -> Result<bool> {
         if self.users.get(user).map_err(err)?.is_some() {
             return Ok(false);

@@ -52,6 +52,14 @@ impl Backend for MemoryBackend {
         Ok((out, more))
     }
 
+    fn offline_restore(&mut self, user: &str, stanzas: &[Vec<u8>]) -> Result<()> {
+        let q = self.offline.entry(user.to_string()).or_default();
+        for s in stanzas.iter().rev() {
+            q.push_front(s.clone());
+        }
+        Ok(())
+    }
+
     fn roster(&self, user: &str) -> Result<(u64, Vec<RosterItem>)> {
         Ok(self
             .rosters

@@ -78,6 +78,9 @@ pub trait Backend: Send + 'static {
     /// Removes and returns `user`'s oldest offline messages, at least one and then as many
     /// as fit in `max_bytes`; the flag says whether more are left.
     fn offline_take(&mut self, user: &str, max_bytes: usize) -> Result<(Vec<Vec<u8>>, bool)>;
+    /// Puts messages a take returned back in front of `user`'s queue, in their order (the
+    /// session they were for ended before it got them). Not bound by the quota.
+    fn offline_restore(&mut self, user: &str, stanzas: &[Vec<u8>]) -> Result<()>;
     /// `user`'s roster: its version and items.
     fn roster(&self, user: &str) -> Result<(u64, Vec<RosterItem>)>;
     /// Adds or replaces one item and sets the roster's version.
@@ -271,6 +274,11 @@ pub enum Request {
         user: String,
         msg: Routed,
         shard: usize,
+    },
+    /// Put taken offline messages back in front of `user`'s queue, in order.
+    RestoreOffline {
+        user: String,
+        stanzas: Vec<Vec<u8>>,
     },
     /// Deliver `user`'s oldest offline messages (up to `max_bytes`) to session `to`, the one
     /// on connection `conn` (a later session that binds the same resource is not it).
@@ -495,6 +503,11 @@ pub fn start(
                                     tracing::error!(error = %e, "storage: offline push");
                                     replies.push((shard, Reply::Failed(msg)));
                                 }
+                            }
+                        }
+                        Request::RestoreOffline { user, stanzas } => {
+                            if let Err(e) = backend.offline_restore(&user, &stanzas) {
+                                tracing::error!(error = %e, "storage: offline restore");
                             }
                         }
                         Request::TakeOffline {
@@ -783,6 +796,33 @@ pub(crate) mod contract_tests {
             b.offline_take("al", 100).unwrap(),
             (vec![b"x".to_vec()], false)
         );
+        // Taken messages put back go in front of newer ones, in their order.
+        for i in 0..3 {
+            assert!(
+                b.offline_push("bob", format!("r{i}").as_bytes(), 10)
+                    .unwrap()
+            );
+        }
+        let (first, more) = b.offline_take("bob", 4).unwrap();
+        assert_eq!(
+            (first.clone(), more),
+            (vec![b"r0".to_vec(), b"r1".to_vec()], true)
+        );
+        assert!(b.offline_push("bob", b"r3", 10).unwrap());
+        b.offline_restore("bob", &first).unwrap();
+        b.commit().unwrap();
+        assert_eq!(
+            b.offline_take("bob", usize::MAX).unwrap().0,
+            vec![
+                b"r0".to_vec(),
+                b"r1".to_vec(),
+                b"r2".to_vec(),
+                b"r3".to_vec()
+            ]
+        );
+        // Into an empty queue too.
+        b.offline_restore("bob", &first).unwrap();
+        assert_eq!(b.offline_take("bob", usize::MAX).unwrap().0, first);
         // After a take, the quota is free again and order restarts after the old ones.
         for i in 0..3 {
             assert!(
