@@ -43,6 +43,8 @@ pub struct ClientCfg {
     pub password: String,
     pub users_prefix: String,
     pub subprotocol: bool,
+    /// An XMPP-FTW JSON session over Socket.IO instead of XMPP.
+    pub ftw: bool,
     pub resource: String,
     pub timeout: Duration,
     pub src_addrs: u32,
@@ -288,8 +290,12 @@ pub async fn login(cfg: &ClientCfg, n: usize, src: Ipv4Addr) -> Result<Session, 
         Ok(Ok(s)) => s,
     };
 
-    let mut req = cfg
-        .url
+    let url = if cfg.ftw {
+        format!("ws://{}/socket.io/?EIO=4&transport=websocket", cfg.addr)
+    } else {
+        cfg.url.clone()
+    };
+    let mut req = url
         .as_str()
         .into_client_request()
         .map_err(|e| LoginError::new("bad-url", e.to_string()))?;
@@ -318,6 +324,9 @@ pub async fn login(cfg: &ClientCfg, n: usize, src: Ipv4Addr) -> Result<Session, 
     };
 
     let mut ng = Negotiator { ws, deadline, cfg };
+    if cfg.ftw {
+        return ftw_login(ng, &user, token.as_deref(), t0).await;
+    }
     let mut features = ng.open("open").await?;
 
     if xml::has_element(&features, "mechanisms") {
@@ -407,6 +416,65 @@ pub async fn login(cfg: &ClientCfg, n: usize, src: Ipv4Addr) -> Result<Session, 
     })
 }
 
+/// XMPP-FTW over Socket.IO: Engine.IO open, namespace connect, `xmpp.login` (the cookie,
+/// or the JWT as password), then initial presence.
+async fn ftw_login(
+    mut ng: Negotiator<'_>,
+    user: &str,
+    token: Option<&str>,
+    t0: Instant,
+) -> Result<Session, LoginError> {
+    let next = async |ng: &mut Negotiator<'_>, stage: &str| -> Result<String, LoginError> {
+        let r = tokio::time::timeout_at(ng.deadline, recv(&mut ng.ws)).await;
+        match r {
+            Err(_) => Err(LoginError::new(format!("timeout:{stage}"), "")),
+            Ok(Err(e)) => Err(LoginError::new(format!("ws-error:{stage}"), e.to_string())),
+            Ok(Ok(None)) => Err(LoginError::new(format!("closed:{stage}"), "")),
+            Ok(Ok(Some(f))) => Ok(f),
+        }
+    };
+    let open = next(&mut ng, "eio-open").await?;
+    if !open.starts_with("0{") {
+        return Err(LoginError::new("ftw:no-open", open));
+    }
+    ng.send("sio-connect", "40".into()).await?;
+    loop {
+        let f = next(&mut ng, "sio-connect").await?;
+        if f.starts_with("40") {
+            break;
+        }
+    }
+    let domain = &ng.cfg.domain;
+    let res = &ng.cfg.resource;
+    let password = match (ng.cfg.auth, token) {
+        (AuthMode::JwtPlain, Some(t)) => format!(",\"password\":\"{t}\""),
+        _ => String::new(),
+    };
+    ng.send(
+        "login",
+        format!(
+            "42[\"xmpp.login\",{{\"jid\":\"{user}@{domain}\",\"resource\":\"{res}\"{password}}}]"
+        ),
+    )
+    .await?;
+    let jid = loop {
+        let f = next(&mut ng, "login").await?;
+        if f.starts_with("42[\"xmpp.connection\"") {
+            break format!("{user}@{domain}/{res}");
+        }
+        if f.starts_with("42[\"xmpp.error\"") {
+            return Err(LoginError::new("ftw:login-fail", f));
+        }
+    };
+    ng.send("presence", "42[\"xmpp.presence\",{}]".into())
+        .await?;
+    Ok(Session {
+        ws: ng.ws,
+        jid,
+        login_time: t0.elapsed(),
+    })
+}
+
 fn session_optional(features: &str) -> bool {
     match features.find("urn:ietf:params:xml:ns:xmpp-session") {
         Some(i) => {
@@ -462,6 +530,7 @@ mod tests {
             password: String::new(),
             users_prefix: "user".into(),
             subprotocol: true,
+            ftw: false,
             resource: "lt".into(),
             timeout: Duration::from_secs(1),
             src_addrs: 1000,

@@ -127,6 +127,11 @@ pub struct Opts {
     /// Do not request the `xmpp` WebSocket subprotocol (ejabberd 23.01).
     #[arg(long)]
     pub no_subprotocol: bool,
+    /// login/hold: log in as XMPP-FTW JSON sessions over Socket.IO (Aoba only): the URL's
+    /// path becomes `/socket.io/?EIO=4&transport=websocket`, then `xmpp.login` and
+    /// `xmpp.presence`; Engine.IO pings are answered.
+    #[arg(long)]
+    pub ftw: bool,
     /// Resource requested at bind.
     #[arg(long, default_value = "lt")]
     pub resource: String,
@@ -246,7 +251,8 @@ impl Opts {
             jwt_secret: self.jwt_secret.clone(),
             password: self.password.clone(),
             users_prefix: self.users_prefix.clone(),
-            subprotocol: !self.no_subprotocol,
+            subprotocol: !self.no_subprotocol && !self.ftw,
+            ftw: self.ftw,
             resource: self.resource.clone(),
             timeout: Duration::from_secs_f64(self.timeout),
             src_addrs,

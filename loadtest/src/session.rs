@@ -132,6 +132,14 @@ fn short_ws_err(e: &tokio_tungstenite::tungstenite::Error) -> &'static str {
 
 /// Handle one incoming frame. Returns a reply to write, `Some("")` to end the session.
 fn handle_frame(idx: usize, f: &str, ctx: &SessionCtx) -> Option<String> {
+    // XMPP-FTW sessions (`--ftw`): Engine.IO keepalive and connection errors.
+    if f == "2" {
+        return Some("3".into());
+    }
+    if f.starts_with("42[\"xmpp.error\"") {
+        ctx.stats.errors.add("ftw:xmpp.error");
+        return Some(String::new());
+    }
     match xml::root_local(f) {
         "message" => {
             if xml::root_attr(f, "type") == Some("error") {
