@@ -312,3 +312,44 @@ async fn a_frame_over_max_payload_ends_that_session_with_xmpp_error() {
     assert!(e.contains("policy-violation"), "{e}");
     assert!(next_text(&mut json).await.is_none(), "closed");
 }
+
+#[tokio::test]
+async fn the_socket_io_path_is_configurable() {
+    let s = Server::start_with("[ftw]\nsocketio_path = \"/rt/\"\n", 1);
+    let r = http_get(&s, "/socket.io/?EIO=4&transport=websocket").await;
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+    let mut ws = ws_connect(&s, "/rt/?EIO=4&transport=websocket", None, None)
+        .await
+        .expect("upgrade at the configured path");
+    let open = next_text(&mut ws).await.unwrap();
+    assert!(open.starts_with("0{\"sid\":"), "{open}");
+}
+
+#[tokio::test]
+async fn a_socket_io_disconnect_ends_the_session_and_contacts_see_it_go() {
+    let s = Server::start_with("", 2);
+    let (a, b) = s.users_apart();
+    let mut xml = Client::online(&s, &b, "desk", 0).await;
+    let mut json = socket_io(&s, Some(&s.token(&a))).await;
+    send(
+        &mut json,
+        &format!("42[\"xmpp.login\",{{\"jid\":\"{a}@localhost\",\"resource\":\"web\"}}]"),
+    )
+    .await;
+    until(&mut json, "xmpp.connection").await.unwrap();
+    // Directed presence to the XML user, so it gets the unavailable at the end (RFC 6121 §4.6).
+    send(
+        &mut json,
+        &format!("42[\"xmpp.presence\",{{\"to\":\"{b}@localhost/desk\"}}]"),
+    )
+    .await;
+    let p = xml.recv_until("<presence").await;
+    assert!(p.contains(&format!("from='{a}@localhost/web'")), "{p}");
+    send(&mut json, "41").await;
+    assert!(until(&mut json, "never").await.is_none(), "closed");
+    let gone = xml.recv_until("type='unavailable'").await;
+    assert!(
+        gone.contains(&format!("from='{a}@localhost/web'")),
+        "{gone}"
+    );
+}

@@ -741,3 +741,23 @@ async fn mediated_invitations_and_declines_pass_through_the_room() {
     let e = b.recv_until("id='inv3'").await;
     assert!(e.contains("type='error'") && e.contains("forbidden"), "{e}");
 }
+
+#[tokio::test]
+async fn an_occupant_that_never_sent_initial_presence_leaves_when_its_session_ends() {
+    // RFC 6121 §4.6.3: directed presence (a room join is one) gets `unavailable` when the
+    // session ends, whether or not the session was available.
+    let s = Server::start_with("", 2);
+    let (a, b) = s.users_apart();
+    let mut owner = Client::online(&s, &a, "r", 0).await;
+    join(&mut owner, ROOM, "owner", "").await;
+    instant_room(&mut owner, ROOM).await;
+    let mut quiet = Client::login(&s, &b, Some("r")).await; // no initial presence
+    join(&mut quiet, ROOM, "quiet", "").await;
+    owner.recv_until(&format!("from='{ROOM}/quiet'")).await;
+    quiet
+        .send("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>")
+        .await;
+    drop(quiet);
+    let gone = owner.recv_until(&format!("from='{ROOM}/quiet'")).await;
+    assert!(gone.contains("type='unavailable'"), "{gone}");
+}

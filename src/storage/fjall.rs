@@ -173,7 +173,7 @@ impl Backend for FjallBackend {
         if stanzas.is_empty() {
             return Ok(());
         }
-                // The counts are loaded before anything is inserted, so nothing is counted twice.
+        // The counts are loaded before anything is inserted, so nothing is counted twice.
         let (next, _) = *self.count(user)?;
         // In front of the oldest one left: the sequence numbers just below it are free
         // (they were the taken messages' own). Without room below, at the end (logged).
@@ -189,7 +189,7 @@ impl Backend for FjallBackend {
         let n = stanzas.len() as u64;
         let start = match first {
             Some(f) if f >= n => f - n,
-                        Some(_) => {
+            Some(_) => {
                 tracing::warn!(user, "offline restore: no room in front, appended");
                 next
             }

@@ -185,9 +185,13 @@ pub fn unavailable_to(from: &str, to: &str) -> Routed {
 }
 
 /// A session ended (closed, replaced or timed out): if it was available, its other
-/// resources and its directed-presence recipients get `unavailable` (RFC 6121 §4.5.2).
+/// resources get `unavailable` (RFC 6121 §4.5.2); its directed-presence recipients do in any
+/// case (§4.6.3) — a room joined without initial presence must not keep a ghost occupant.
 pub fn session_ended(shard: &Shard, res: Resource) {
     if !res.available {
+        for to in &res.directed {
+            route(shard, unavailable_to(res.jid.as_str(), to.as_str()));
+        }
         if let Some(local) = res.jid.local() {
             super::roster::evict_if_idle(shard, local);
         }
