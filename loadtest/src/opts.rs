@@ -127,9 +127,10 @@ pub struct Opts {
     /// Do not request the `xmpp` WebSocket subprotocol (ejabberd 23.01).
     #[arg(long)]
     pub no_subprotocol: bool,
-    /// login/hold: log in as XMPP-FTW JSON sessions over Socket.IO (Aoba only): the URL's
-    /// path becomes `/socket.io/?EIO=4&transport=websocket`, then `xmpp.login` and
-    /// `xmpp.presence`; Engine.IO pings are answered.
+    /// login/hold/chat: log in as XMPP-FTW JSON sessions over Socket.IO (Aoba only): the
+    /// URL's path becomes `/socket.io/?EIO=4&transport=websocket`, then `xmpp.login` and
+    /// `xmpp.presence`; chat sends and reads `xmpp.chat.message` events; Engine.IO pings
+    /// are answered.
     #[arg(long)]
     pub ftw: bool,
     /// Resource requested at bind.

@@ -369,11 +369,20 @@ pub async fn run_chat(opts: &Opts) -> Report {
         if b == a {
             b = alive[alive.len() - 1];
         }
-        let s = format!(
-            "<message xmlns='jabber:client' to='{}' type='chat' id='lt{seq}'><body>{}</body></message>",
-            jids[b],
-            body(&run, seq, ts, &pad)
-        );
+                let s = if opts.ftw {
+            // The same message as an XMPP-FTW event (the body has no JSON-special characters).
+            format!(
+                "42[\"xmpp.chat.message\",{{\"to\":\"{}\",\"content\":\"{}\"}}]",
+                jids[b],
+                body(&run, seq, ts, &pad)
+            )
+        } else {
+            format!(
+                "<message xmlns='jabber:client' to='{}' type='chat' id='lt{seq}'><body>{}</body></message>",
+                jids[b],
+                body(&run, seq, ts, &pad)
+            )
+        };
         (a, s)
     })
     .await;

@@ -140,6 +140,20 @@ fn handle_frame(idx: usize, f: &str, ctx: &SessionCtx) -> Option<String> {
         ctx.stats.errors.add("ftw:xmpp.error");
         return Some(String::new());
     }
+    if let Some(rest) = f.strip_prefix("42[\"xmpp.chat.message\",") {
+        match serde_json::from_str::<serde_json::Value>(rest.strip_suffix(']').unwrap_or(rest)) {
+            Ok(v) => {
+                if let Some(body) = v.get("content").and_then(|c| c.as_str()) {
+                    ctx.stats.on_body(idx, body);
+                }
+            }
+            Err(_) => ctx.stats.errors.add("ftw:bad-event"),
+        }
+        return None;
+    }
+    if f.starts_with("42[") || f.starts_with("43") {
+        return None; // other XMPP-FTW events and acks
+    }
     match xml::root_local(f) {
         "message" => {
             if xml::root_attr(f, "type") == Some("error") {
