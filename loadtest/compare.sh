@@ -24,7 +24,7 @@
 #                          (groupchat msgs/s offered in total; deliveries = rate x occupants)
 #   AOBA_MUC [0]               1 = measure Aoba's MUC too (issue 3), with MUC_RATES_AOBA;
 #                              0 = a "pending issue 3" placeholder row
-#   P99_BOUND_MS [100]   MAM [0] (1 = archive on in the peers)   SEED [1]
+#   P99_BOUND_MS [100]   MAM [0] (1 = archive on, in Aoba and the peers)   SEED [1]
 #   SERVER_CPU [0]  CLIENT_CPU [1]   AOBA_PORT [18300]
 #   OUT [/tmp/aoba-compare-DATE]   run directory
 #   AOBA_SRC [the repo]  BUILD [1]  (0 = use existing binaries)  CARGO_TARGET_DIR [AOBA_SRC/target]
@@ -133,6 +133,9 @@ aoba_start() {
 max_stanzas_per_sec = 1000000
 stanza_burst = 1000000
 max_sessions_per_user = 100000
+# Archive like the peers: on only with MAM=1 (every 1:1 message is then stored twice).
+[mam]
+enabled = $([ "$MAM" = 1 ] && echo true || echo false)
 EOF
   if port_open "$AOBA_PORT"; then die "127.0.0.1:$AOBA_PORT is busy (set AOBA_PORT)"; fi
   taskset -c "$SERVER_CPU" "$AOBA_BIN" serve --config "$d/aoba.toml" --listen "127.0.0.1:$AOBA_PORT" \

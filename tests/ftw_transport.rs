@@ -44,6 +44,18 @@ async fn socket_io(s: &Server, cookie: Option<&str>) -> Ws {
     ws
 }
 
+/// A Socket.IO client logged in with the cookie of `user` as `user@localhost/resource`.
+async fn json_login(s: &Server, user: &str, resource: &str) -> Ws {
+    let mut ws = socket_io(s, Some(&s.token(user))).await;
+    send(
+        &mut ws,
+        &format!("42[\"xmpp.login\",{{\"jid\":\"{user}@localhost\",\"resource\":\"{resource}\"}}]"),
+    )
+    .await;
+    until(&mut ws, "xmpp.connection").await.unwrap();
+    ws
+}
+
 async fn http_get(s: &Server, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
@@ -98,24 +110,10 @@ async fn polling_and_old_protocols_get_engine_io_errors() {
 #[tokio::test]
 async fn a_client_that_does_not_answer_pings_is_closed_and_one_that_does_stays() {
     let s = Server::start_with("[ftw]\nping_interval_ms = 300\nping_timeout_ms = 300\n", 1);
-    let tok = s.token("user0");
     // Answers every ping: still there after several intervals.
-    let mut good = socket_io(&s, Some(&tok)).await;
-    send(
-        &mut good,
-        "42[\"xmpp.login\",{\"jid\":\"user0@localhost\",\"resource\":\"a\"}]",
-    )
-    .await;
-    until(&mut good, "xmpp.connection").await.unwrap();
+    let mut good = json_login(&s, "user0", "a").await;
     // Never answers: closed after interval + timeout.
-    let tok1 = s.token("user1");
-    let mut bad = socket_io(&s, Some(&tok1)).await;
-    send(
-        &mut bad,
-        "42[\"xmpp.login\",{\"jid\":\"user1@localhost\",\"resource\":\"b\"}]",
-    )
-    .await;
-    until(&mut bad, "xmpp.connection").await.unwrap();
+    let mut bad = json_login(&s, "user1", "b").await;
     let mut pings = 0;
     while pings < 4 {
         let t = next_text(&mut good)
@@ -167,20 +165,8 @@ async fn a_malformed_frame_closes_that_socket_only() {
     let s = Server::start_with("", 2);
     let (a, b) = s.users_apart();
     let mut xml = Client::online(&s, &b, "desk", 0).await;
-    let mut json = socket_io(&s, Some(&s.token(&a))).await;
-    send(
-        &mut json,
-        &format!("42[\"xmpp.login\",{{\"jid\":\"{a}@localhost\",\"resource\":\"web\"}}]"),
-    )
-    .await;
-    until(&mut json, "xmpp.connection").await.unwrap();
-    let mut other = socket_io(&s, Some(&s.token("user9"))).await;
-    send(
-        &mut other,
-        "42[\"xmpp.login\",{\"jid\":\"user9@localhost\",\"resource\":\"web\"}]",
-    )
-    .await;
-    until(&mut other, "xmpp.connection").await.unwrap();
+    let mut json = json_login(&s, &a, "web").await;
+    let mut other = json_login(&s, "user9", "web").await;
     send(&mut json, "42[\"xmpp.chat.message\",{").await;
     assert!(until(&mut json, "never").await.is_none(), "closed");
     // Everyone else keeps chatting.
@@ -259,13 +245,7 @@ async fn callbacks_waiting_for_answers_are_bounded() {
     let s = Server::start_with("[ftw]\nmax_pending_callbacks = 2\n", 2);
     let (a, b) = s.users_apart();
     let mut xml = Client::online(&s, &b, "desk", 0).await;
-    let mut json = socket_io(&s, Some(&s.token(&a))).await;
-    send(
-        &mut json,
-        &format!("42[\"xmpp.login\",{{\"jid\":\"{a}@localhost\",\"resource\":\"web\"}}]"),
-    )
-    .await;
-    until(&mut json, "xmpp.connection").await.unwrap();
+    let mut json = json_login(&s, &a, "web").await;
     // The XML user receives the disco requests and does not answer (yet).
     let ask = |n: u32| format!("42{n}[\"xmpp.discover.info\",{{\"of\":\"{b}@localhost/desk\"}}]");
     send(&mut json, &ask(1)).await;
@@ -293,13 +273,7 @@ async fn callbacks_waiting_for_answers_are_bounded() {
 #[tokio::test]
 async fn a_frame_over_max_payload_ends_that_session_with_xmpp_error() {
     let s = Server::start_with("[limits]\nmax_stanza_bytes = 1024\n", 1);
-    let mut json = socket_io(&s, Some(&s.token("user0"))).await;
-    send(
-        &mut json,
-        "42[\"xmpp.login\",{\"jid\":\"user0@localhost\",\"resource\":\"web\"}]",
-    )
-    .await;
-    until(&mut json, "xmpp.connection").await.unwrap();
+    let mut json = json_login(&s, "user0", "web").await;
     let big = "x".repeat(2000);
     send(
         &mut json,
@@ -330,13 +304,7 @@ async fn a_socket_io_disconnect_ends_the_session_and_contacts_see_it_go() {
     let s = Server::start_with("", 2);
     let (a, b) = s.users_apart();
     let mut xml = Client::online(&s, &b, "desk", 0).await;
-    let mut json = socket_io(&s, Some(&s.token(&a))).await;
-    send(
-        &mut json,
-        &format!("42[\"xmpp.login\",{{\"jid\":\"{a}@localhost\",\"resource\":\"web\"}}]"),
-    )
-    .await;
-    until(&mut json, "xmpp.connection").await.unwrap();
+    let mut json = json_login(&s, &a, "web").await;
     // Directed presence to the XML user, so it gets the unavailable at the end (RFC 6121 §4.6).
     send(
         &mut json,

@@ -551,11 +551,7 @@ impl FtwConn {
             .and_then(Value::as_str)
             .unwrap_or("");
         if !stream.opened {
-            let open = format!(
-                "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{}' version='1.0'/>",
-                shard.domain()
-            );
-            let a = stream.on_element(shard, ctl, &open);
+            let a = open_stream(stream, shard, ctl);
             if a != Action::Continue {
                 return a;
             }
@@ -598,11 +594,8 @@ impl FtwConn {
         resource: Option<String>,
         ack: Option<u64>,
     ) -> Action {
-        let open = format!(
-            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{}' version='1.0'/>",
-            shard.domain()
-        );
-        let a = stream.on_element(shard, ctl, &open);
+        // The stream restarts after SASL success (RFC 6120 §6.4.6), as for an XML client.
+        let a = open_stream(stream, shard, ctl);
         if a != Action::Continue {
             return a;
         }
@@ -632,6 +625,15 @@ impl FtwConn {
         self.reply(ctl, ack, &[Value::Null, online]);
         a
     }
+}
+
+/// The `<open/>` an XML client sends, for the session's own stream.
+fn open_stream(stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>) -> Action {
+    let open = format!(
+        "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{}' version='1.0'/>",
+        shard.domain()
+    );
+    stream.on_element(shard, ctl, &open)
 }
 
 fn not_connected() -> Value {

@@ -294,11 +294,11 @@ impl Conn {
                 self.ctl.close(CloseKind::Abort, Vec::new());
                 self.action = Action::Close;
             }
-        } else if let Some(f) = self.ftw.as_mut() {
-            let waiting = if f.proto == Proto::SocketIo {
-                f.ping_outstanding
-            } else {
-                self.ping_sent.is_some()
+        } else {
+            // Engine.IO counts its own pongs; XMPP and primus any bytes read.
+            let waiting = match &self.ftw {
+                Some(f) if f.proto == Proto::SocketIo => f.ping_outstanding,
+                _ => self.ping_sent.is_some(),
             };
             if waiting {
                 self.action = self.stream.fail(
@@ -307,19 +307,12 @@ impl Conn {
                     StreamError::ConnectionTimeout,
                     Some("no answer to ping"),
                 );
-            } else {
-                f.ping(&self.ctl);
-                self.ping_sent = Some(now);
+                return;
             }
-        } else if self.ping_sent.is_some() {
-            self.action = self.stream.fail(
-                &self.shard,
-                &self.ctl,
-                StreamError::ConnectionTimeout,
-                Some("no answer to ping"),
-            );
-        } else {
-            self.stream.ping(&self.shard, &self.ctl);
+            match self.ftw.as_mut() {
+                Some(f) => f.ping(&self.ctl),
+                None => self.stream.ping(&self.shard, &self.ctl),
+            }
             self.ping_sent = Some(now);
         }
     }
