@@ -161,14 +161,22 @@ fn deliver_stored(shard: &Shard, to: &str, conn: u64, stanzas: Vec<Bytes>, more:
                 monoio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
             if let (false, Some(s), Some(local)) = (ctl.is_closing(), storage, jid.local()) {
-                let req = Request::TakeOffline {
+                let mut req = Request::TakeOffline {
                     user: local.to_string(),
                     to: jid.as_str().to_string(),
                     conn,
                     shard: shard_id,
                     max_bytes: limit / 2,
                 };
-                let _ = s.try_send(req);
+                // A full storage queue delays the next page, never drops the request
+                // (the session would otherwise wait for its next login to get the rest).
+                while let Err(back) = s.try_send(req) {
+                    if ctl.is_closing() {
+                        return;
+                    }
+                    req = back;
+                    monoio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
             }
         });
     }
