@@ -321,3 +321,83 @@ async fn a_socket_io_disconnect_ends_the_session_and_contacts_see_it_go() {
         "{gone}"
     );
 }
+
+/// Mutated frames (bytes flipped, cut, duplicated) from a set of valid ones: each either
+/// gets an answer or closes its own socket; the server keeps serving everyone else.
+#[tokio::test]
+async fn mutated_frames_never_harm_the_server() {
+    let s = Server::start_with("", 2);
+    let (a, b) = s.users_apart();
+    let mut xml = Client::online(&s, &b, "desk", 0).await;
+    let valid = [
+        "42[\"xmpp.chat.message\",{\"to\":\"user1@localhost\",\"content\":\"hi\"}]",
+        "427[\"xmpp.roster.get\",{}]",
+        "428[\"xmpp.discover.info\",{\"of\":\"localhost\"}]",
+        "42[\"xmpp.presence\",{\"show\":\"away\",\"priority\":5}]",
+        "429[\"xmpp.mam.query\",{\"rsm\":{\"max\":2}}]",
+        "4210[\"xmpp.muc.join\",{\"room\":\"group-x\",\"nick\":\"n\",\"history\":{\"maxstanzas\":1}}]",
+        "4211[\"xmpp.roster.add\",{\"jid\":\"x@localhost\",\"groups\":[\"a\",\"b\"]}]",
+    ];
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut rnd = |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut json = json_login(&s, &a, "web").await;
+    let (mut sent, mut closes) = (0, 0);
+    while sent < 200 {
+        let mut f: Vec<u8> = valid[rnd(valid.len())].as_bytes().to_vec();
+        for _ in 0..1 + rnd(3) {
+            if f.is_empty() {
+                f.push(b'4');
+            }
+            let i = rnd(f.len());
+            match rnd(4) {
+                0 => {
+                    let pool = b"{}[]\",:0a\\\x01";
+                    f[i] = pool[rnd(pool.len())]
+                }
+                1 => f.truncate(i.max(1)),
+                2 => {
+                    let c = f[i];
+                    f.insert(i, c)
+                }
+                _ => {
+                    f.remove(i);
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&f).into_owned();
+        let _ = json.send(Message::text(text)).await;
+        // Read what came back; a closed socket (a malformed frame) gets a new session.
+        let closed = loop {
+            match tokio::time::timeout(std::time::Duration::from_millis(20), json.next()).await {
+                Err(_) => break false,
+                Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => break true,
+                Ok(Some(Ok(_))) => continue,
+            }
+        };
+        if closed {
+            closes += 1;
+            json = json_login(&s, &a, "web").await;
+        }
+        sent += 1;
+    }
+    // Everyone else is unharmed: the XML user and a fresh JSON session still chat.
+    let mut other = json_login(&s, "user9", "web").await;
+    send(
+        &mut other,
+        &format!("42[\"xmpp.chat.message\",{{\"to\":\"{b}@localhost/desk\",\"content\":\"after the storm\"}}]"),
+    )
+    .await;
+    let m = xml.recv_until("after the storm").await;
+    assert!(m.contains("from='user9@localhost/web'"), "{m}");
+    // The mutations are varied enough to close sockets, and not so bad that all do.
+    assert!(closes > 10 && closes < 190, "{closes} closes of 200");
+    assert!(
+        s.log().lines().all(|l| !l.contains("panicked")),
+        "a panic in the server log"
+    );
+}
