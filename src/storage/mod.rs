@@ -89,6 +89,14 @@ pub trait Backend: Send + 'static {
     fn roster_remove(&mut self, user: &str, contact: &str, version: u64) -> Result<()>;
     /// Appends to `owner`'s archive (a user's or a room's bare JID).
     fn archive_append(&mut self, owner: &str, item: &ArchiveItem) -> Result<()>;
+    /// Several appends at once (the writer gathers a batch's consecutive appends); an
+    /// engine with write batches makes this one write.
+    fn archive_append_many(&mut self, items: &[(String, ArchiveItem)]) -> Result<()> {
+        for (owner, item) in items {
+            self.archive_append(owner, item)?;
+        }
+        Ok(())
+    }
     /// One page of `owner`'s archive.
     fn archive_query(&self, owner: &str, q: &ArchiveQuery) -> Result<ArchivePage>;
     /// `owner`'s archiving preferences (XEP-0313 §7); the default when never set.
@@ -485,7 +493,25 @@ pub fn start(
                     }
                 }
                 let applied_now = applied_w.clone();
+                // Consecutive archive appends go to the engine as one write; they count as
+                // applied when that write is done, before any later request is applied.
+                let mut appends: Vec<(String, ArchiveItem)> = Vec::new();
+                let mut append_slots: Vec<usize> = Vec::new();
                 for (slot, req) in batch.drain(..) {
+                    if let Request::ArchiveAppend { owner, item } = req {
+                        let keep = backend
+                            .archive_prefs(&owner)
+                            .map(|p| p.archives(&item.with))
+                            .unwrap_or(true);
+                        if keep {
+                            appends.push((owner, item));
+                            append_slots.push(slot);
+                        } else {
+                            applied_now[slot].fetch_add(1, Ordering::Release);
+                        }
+                        continue;
+                    }
+                    flush_appends(&mut *backend, &mut appends, &mut append_slots, &applied_now);
                     // Counted as applied once its effect is in the engine (reads see it;
                     // durability comes with the commit below).
                     let _count = ApplyGuard(&applied_now[slot]);
@@ -574,19 +600,7 @@ pub fn start(
                                 tracing::error!(error = %e, "storage: roster remove");
                             }
                         }
-                        Request::ArchiveAppend { owner, item } => {
-                            let keep = backend
-                                .archive_prefs(&owner)
-                                .map(|p| p.archives(&item.with))
-                                .unwrap_or(true);
-                            if let Err(e) = if keep {
-                                backend.archive_append(&owner, &item)
-                            } else {
-                                Ok(())
-                            } {
-                                tracing::error!(error = %e, "storage: archive append");
-                            }
-                        }
+                        Request::ArchiveAppend { .. } => {} // gathered above
                         Request::ArchiveQuery {
                             owner,
                             query,
@@ -633,6 +647,7 @@ pub fn start(
                         Request::Stop => stop = true,
                     }
                 }
+                flush_appends(&mut *backend, &mut appends, &mut append_slots, &applied_now);
                 // Group commit: one fsync for the whole batch, before any reply leaves.
                 if let Err(e) = backend.commit() {
                     tracing::error!(error = %e, "storage: commit failed; not acknowledging");
@@ -678,6 +693,25 @@ pub(crate) fn page<'a>(
 }
 
 /// Marks one writer request applied when dropped (after its `match` arm ran).
+/// Writes the gathered archive appends as one, then counts them as applied.
+fn flush_appends(
+    backend: &mut dyn Backend,
+    appends: &mut Vec<(String, ArchiveItem)>,
+    slots: &mut Vec<usize>,
+    applied: &[AtomicU64],
+) {
+    if appends.is_empty() {
+        return;
+    }
+    if let Err(e) = backend.archive_append_many(appends) {
+        tracing::error!(error = %e, n = appends.len(), "storage: archive append");
+    }
+    appends.clear();
+    for s in slots.drain(..) {
+        applied[s].fetch_add(1, Ordering::Release);
+    }
+}
+
 struct ApplyGuard<'a>(&'a AtomicU64);
 
 impl Drop for ApplyGuard<'_> {
@@ -876,10 +910,16 @@ pub(crate) mod contract_tests {
             with: with.into(),
             stanza: format!("<m{id}/>").into_bytes(),
         };
-        for (id, w) in [(10, "bob@x"), (20, "carol@x"), (30, "bob@x"), (40, "bob@x")] {
+        // One at a time, then several at once (the writer's batches): the same archive.
+        for (id, w) in [(10, "bob@x"), (20, "carol@x")] {
             b.archive_append("alice", &item(id, w)).unwrap();
         }
-        b.archive_append("alic", &item(15, "bob@x")).unwrap();
+        b.archive_append_many(&[
+            ("alice".into(), item(30, "bob@x")),
+            ("alic".into(), item(15, "bob@x")),
+            ("alice".into(), item(40, "bob@x")),
+        ])
+        .unwrap();
         b.commit().unwrap();
         let ids =
             |p: super::ArchivePage| (p.items.iter().map(|i| i.id).collect::<Vec<_>>(), p.complete);
