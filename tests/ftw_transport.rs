@@ -56,19 +56,6 @@ async fn json_login(s: &Server, user: &str, resource: &str) -> Ws {
     ws
 }
 
-async fn http_get(s: &Server, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
-        .await
-        .unwrap();
-    tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    let _ = tokio::time::timeout(WAIT, tcp.read_to_string(&mut out)).await;
-    out
-}
-
 #[tokio::test]
 async fn engine_io_open_packet_announces_the_configured_keepalive() {
     let s = Server::start_with(
@@ -90,20 +77,20 @@ async fn engine_io_open_packet_announces_the_configured_keepalive() {
 #[tokio::test]
 async fn polling_and_old_protocols_get_engine_io_errors() {
     let s = Server::start_with("", 1);
-    let r = http_get(&s, "/socket.io/?EIO=4&transport=polling").await;
+    let r = s.http_get("/socket.io/?EIO=4&transport=polling").await;
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
     assert!(
         r.ends_with("{\"code\":0,\"message\":\"Transport unknown\"}"),
         "{r}"
     );
-    let r = http_get(&s, "/socket.io/?EIO=3&transport=websocket").await;
+    let r = s.http_get("/socket.io/?EIO=3&transport=websocket").await;
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
     assert!(
         r.ends_with("{\"code\":5,\"message\":\"Unsupported protocol version\"}"),
         "{r}"
     );
     let s2 = Server::start_with("[ftw]\nenabled = false\n", 1);
-    let r = http_get(&s2, "/socket.io/?EIO=4&transport=websocket").await;
+    let r = s2.http_get("/socket.io/?EIO=4&transport=websocket").await;
     assert!(r.starts_with("HTTP/1.1 404"), "{r}");
 }
 
@@ -290,7 +277,7 @@ async fn a_frame_over_max_payload_ends_that_session_with_xmpp_error() {
 #[tokio::test]
 async fn the_socket_io_path_is_configurable() {
     let s = Server::start_with("[ftw]\nsocketio_path = \"/rt/\"\n", 1);
-    let r = http_get(&s, "/socket.io/?EIO=4&transport=websocket").await;
+    let r = s.http_get("/socket.io/?EIO=4&transport=websocket").await;
     assert!(r.starts_with("HTTP/1.1 404"), "{r}");
     let mut ws = ws_connect(&s, "/rt/?EIO=4&transport=websocket", None, None)
         .await

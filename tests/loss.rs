@@ -28,15 +28,7 @@ impl Rng {
 }
 
 async fn connections(s: &Server) -> u64 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
-        .await
-        .unwrap();
-    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    let _ = tcp.read_to_string(&mut out).await;
+    let out = s.http_get("/health").await;
     // The health request's own connection is counted too.
     out.split("\"connections\":")
         .nth(1)

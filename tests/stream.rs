@@ -160,20 +160,9 @@ async fn websocket_framing_rules() {
 
 #[tokio::test]
 async fn health_reports_shards_and_connections() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = Server::start();
     let _c = Client::login(&s, "alice", None).await;
-    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
-        .await
-        .unwrap();
-    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(WAIT, tcp.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
+    let out = s.http_get("/health").await;
     assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
     let body: serde_json::Value =
         serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap();

@@ -214,17 +214,19 @@ struct Negotiator<'a> {
 
 impl Negotiator<'_> {
     /// Read frames until one whose root local name is in `want`; fail on stream errors/close.
+    /// The next text frame, within the login deadline.
+    async fn frame(&mut self, stage: &str) -> Result<String, LoginError> {
+        match tokio::time::timeout_at(self.deadline, recv(&mut self.ws)).await {
+            Err(_) => Err(LoginError::new(format!("timeout:{stage}"), "")),
+            Ok(Err(e)) => Err(LoginError::new(format!("ws-error:{stage}"), e.to_string())),
+            Ok(Ok(None)) => Err(LoginError::new(format!("closed:{stage}"), "")),
+            Ok(Ok(Some(f))) => Ok(f),
+        }
+    }
+
     async fn expect(&mut self, stage: &str, want: &[&str]) -> Result<String, LoginError> {
         loop {
-            let r = tokio::time::timeout_at(self.deadline, recv(&mut self.ws)).await;
-            let frame = match r {
-                Err(_) => return Err(LoginError::new(format!("timeout:{stage}"), "")),
-                Ok(Err(e)) => {
-                    return Err(LoginError::new(format!("ws-error:{stage}"), e.to_string()));
-                }
-                Ok(Ok(None)) => return Err(LoginError::new(format!("closed:{stage}"), "")),
-                Ok(Ok(Some(f))) => f,
-            };
+            let frame = self.frame(stage).await?;
             let local = xml::root_local(&frame);
             if want.contains(&local) {
                 return Ok(frame);
@@ -424,22 +426,13 @@ async fn ftw_login(
     token: Option<&str>,
     t0: Instant,
 ) -> Result<Session, LoginError> {
-    let next = async |ng: &mut Negotiator<'_>, stage: &str| -> Result<String, LoginError> {
-        let r = tokio::time::timeout_at(ng.deadline, recv(&mut ng.ws)).await;
-        match r {
-            Err(_) => Err(LoginError::new(format!("timeout:{stage}"), "")),
-            Ok(Err(e)) => Err(LoginError::new(format!("ws-error:{stage}"), e.to_string())),
-            Ok(Ok(None)) => Err(LoginError::new(format!("closed:{stage}"), "")),
-            Ok(Ok(Some(f))) => Ok(f),
-        }
-    };
-    let open = next(&mut ng, "eio-open").await?;
+    let open = ng.frame("eio-open").await?;
     if !open.starts_with("0{") {
         return Err(LoginError::new("ftw:no-open", open));
     }
     ng.send("sio-connect", "40".into()).await?;
     loop {
-        let f = next(&mut ng, "sio-connect").await?;
+        let f = ng.frame("sio-connect").await?;
         if f.starts_with("40") {
             break;
         }
@@ -458,7 +451,7 @@ async fn ftw_login(
     )
     .await?;
     let jid = loop {
-        let f = next(&mut ng, "login").await?;
+        let f = ng.frame("login").await?;
         if f.starts_with("42[\"xmpp.connection\"") {
             break format!("{user}@{domain}/{res}");
         }

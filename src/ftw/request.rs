@@ -15,6 +15,19 @@ pub struct Request {
     pub track: Option<(String, Pending)>,
     /// Without `track`: the callback's result (second argument) at once, e.g. `{id}`.
     pub immediate: Option<Value>,
+    /// A room joined or left, for the session's room → nick map (`nick_in`).
+    pub room: Option<RoomChange>,
+}
+
+/// What a request does to the session's room membership.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomChange {
+    /// The bare room JID and the nick it was joined with.
+    Joined {
+        room: String,
+        nick: String,
+    },
+    Left(String),
 }
 
 type R<T> = Result<T, ReqError>;
@@ -228,8 +241,8 @@ const XMLNS: (&str, Option<&str>) = ("xmlns", Some("jabber:client"));
 fn send(stanza: String, immediate: Option<Value>) -> Request {
     Request {
         stanzas: vec![stanza],
-        track: None,
         immediate,
+        ..Default::default()
     }
 }
 
@@ -250,7 +263,7 @@ fn iq(
     Request {
         stanzas: vec![stanza],
         track: Some((id, pending)),
-        immediate: None,
+        ..Default::default()
     }
 }
 
@@ -507,10 +520,15 @@ pub fn request(
                 }
             }
             let x = el("x", &[("xmlns", Some(NS_MUC))], &inner);
-            send(
+            let mut r = send(
                 el("presence", &[XMLNS, ("to", Some(to.as_str()))], &x),
                 None,
-            )
+            );
+            r.room = Some(RoomChange::Joined {
+                room: room.as_str().to_string(),
+                nick: to.resource().unwrap_or_default().to_string(),
+            });
+            r
         }
         "muc.leave" => {
             let m = obj()?;
@@ -525,7 +543,9 @@ pub fn request(
                 ("type", Some("unavailable")),
                 ("to", Some(to.as_str())),
             ];
-            send(el("presence", &attrs, &inner), None)
+            let mut r = send(el("presence", &attrs, &inner), None);
+            r.room = Some(RoomChange::Left(room.as_str().to_string()));
+            r
         }
         "muc.message" => {
             let m = obj()?;

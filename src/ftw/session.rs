@@ -6,7 +6,7 @@
 //! handed to its home shard and routed exactly like an `/xmpp` one; the negotiation
 //! elements it produces are not stanzas and render to nothing.
 
-use super::request::{self, Request};
+use super::request::{self, Request, RoomChange};
 use super::transport::{self, Packet, Proto};
 use super::{Ctx, Pending, ReqError, client_error, jid_object, not_implemented, render};
 use crate::net::outbound::{ConnCtl, OutFrame, Translate};
@@ -45,6 +45,22 @@ pub struct State {
     replies: Vec<String>,
     /// A login interrupted by the move to the user's home shard: (resource, callback).
     login: Option<(Option<String>, Option<u64>)>,
+}
+
+impl State {
+    fn new(proto: Proto, domain: String, muc_domain: Option<String>) -> State {
+        State {
+            proto,
+            jid: None,
+            domain,
+            muc_domain,
+            pending: HashMap::new(),
+            rooms: HashMap::new(),
+            next_id: 0,
+            replies: Vec::new(),
+            login: None,
+        }
+    }
 }
 
 /// The JSON side of a connection.
@@ -183,17 +199,11 @@ impl FtwConn {
             proto,
             sid: format!("{:016x}{:04x}", shard.random(), shard.id),
             ns_connected: false,
-            state: Rc::new(RefCell::new(State {
+            state: Rc::new(RefCell::new(State::new(
                 proto,
-                jid: None,
-                domain: shard.domain().to_string(),
-                muc_domain: muc,
-                pending: HashMap::new(),
-                rooms: HashMap::new(),
-                next_id: 0,
-                replies: Vec::new(),
-                login: None,
-            })),
+                shard.domain().to_string(),
+                muc,
+            ))),
             tuning: Tuning {
                 ping_interval_ms: cfg.ping_interval_ms,
                 ping_timeout_ms: cfg.ping_timeout_ms,
@@ -225,20 +235,8 @@ impl FtwConn {
     }
 
     pub fn into_move(self) -> FtwMove {
-        let state = std::mem::replace(
-            &mut *self.state.borrow_mut(),
-            State {
-                proto: self.proto,
-                jid: None,
-                domain: String::new(),
-                muc_domain: None,
-                pending: HashMap::new(),
-                rooms: HashMap::new(),
-                next_id: 0,
-                replies: Vec::new(),
-                login: None,
-            },
-        );
+        let empty = State::new(self.proto, String::new(), None);
+        let state = std::mem::replace(&mut *self.state.borrow_mut(), empty);
         FtwMove {
             proto: self.proto,
             sid: self.sid,
@@ -440,7 +438,7 @@ impl FtwConn {
             r
         };
         match result {
-            Ok(req) => self.perform(stream, shard, ctl, name, &payload, req, ack),
+            Ok(req) => self.perform(stream, shard, ctl, req, ack),
             Err(ReqError::Client(desc)) => {
                 let e = client_error(&desc, &payload);
                 self.fail_to(ctl, ack, "xmpp.error.client", e);
@@ -456,15 +454,12 @@ impl FtwConn {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn perform(
         &mut self,
         stream: &mut Stream,
         shard: &Shard,
         ctl: &Rc<ConnCtl>,
-        name: &str,
-        payload: &Value,
-        req: Request,
+        mut req: Request,
         ack: Option<u64>,
     ) -> Action {
         {
@@ -482,25 +477,14 @@ impl FtwConn {
                 }
                 s.pending.insert(id, (ack, kind));
             }
-            // The room as request.rs reads it: a bare JID, normalized.
-            let room = payload
-                .get("room")
-                .and_then(Value::as_str)
-                .map(|r| match &s.muc_domain {
-                    Some(m) if !r.contains('@') => format!("{r}@{m}"),
-                    _ => r.to_string(),
-                })
-                .and_then(|r| crate::xmpp::jid::Jid::parse(&r).ok())
-                .map(|j| j.bare().to_string());
-            match (name, room) {
-                ("xmpp.muc.join", Some(room)) => {
-                    let nick = payload.get("nick").and_then(Value::as_str).unwrap_or("");
-                    s.rooms.insert(room, nick.to_string());
+            match req.room.take() {
+                Some(RoomChange::Joined { room, nick }) => {
+                    s.rooms.insert(room, nick);
                 }
-                ("xmpp.muc.leave", Some(room)) => {
+                Some(RoomChange::Left(room)) => {
                     s.rooms.remove(&room);
                 }
-                _ => {}
+                None => {}
             }
         }
         for x in &req.stanzas {

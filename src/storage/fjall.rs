@@ -127,24 +127,16 @@ impl FjallBackend {
     pub fn open(dir: &Path) -> Result<FjallBackend> {
         std::fs::create_dir_all(dir).map_err(err)?;
         let db = Database::builder(dir).open().map_err(err)?;
-        let users = db
-            .keyspace("users", KeyspaceCreateOptions::default)
-            .map_err(err)?;
-        let offline = db
-            .keyspace("offline", KeyspaceCreateOptions::default)
-            .map_err(err)?;
-        let rooms = db
-            .keyspace("rooms", KeyspaceCreateOptions::default)
-            .map_err(err)?;
-        let rosters = db
-            .keyspace("rosters", KeyspaceCreateOptions::default)
-            .map_err(err)?;
-        let roster_versions = db
-            .keyspace("roster_versions", KeyspaceCreateOptions::default)
-            .map_err(err)?;
-        let archive = db
-            .keyspace("archive", KeyspaceCreateOptions::default)
-            .map_err(err)?;
+        let keyspace = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(err)
+        };
+        let users = keyspace("users")?;
+        let offline = keyspace("offline")?;
+        let rooms = keyspace("rooms")?;
+        let rosters = keyspace("rosters")?;
+        let roster_versions = keyspace("roster_versions")?;
+        let archive = keyspace("archive")?;
         Ok(FjallBackend {
             db,
             users,

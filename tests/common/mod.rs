@@ -151,6 +151,20 @@ impl Server {
         self.child.as_ref().unwrap().id()
     }
 
+    /// A plain HTTP/1.1 GET on the server's port: the whole response as text.
+    pub async fn http_get(&self, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .unwrap();
+        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        let _ = tokio::time::timeout(WAIT, tcp.read_to_string(&mut out)).await;
+        out
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default()
     }
