@@ -208,6 +208,14 @@ pub fn parse_query(
     Ok(out)
 }
 
+/// The archive is on and has storage behind it.
+fn archive_available(shard: &Shard) -> Result<(), Cond> {
+    match (&shard.shared.storage, shard.cfg().mam.enabled) {
+        (Some(_), true) => Ok(()),
+        _ => Err(Cond::ServiceUnavailable),
+    }
+}
+
 /// Sends a query to storage; the page comes back to this shard (`on_page`).
 pub fn query(
     shard: &Shard,
@@ -215,12 +223,7 @@ pub fn query(
     query: ArchiveQuery,
     reply: ArchiveReplyTo,
 ) -> Result<(), Cond> {
-    let _ = shard
-        .shared
-        .storage
-        .as_ref()
-        .filter(|_| shard.cfg().mam.enabled)
-        .ok_or(Cond::ServiceUnavailable)?;
+    archive_available(shard)?;
     shard
         .storage_try(Request::ArchiveQuery {
             owner: owner.to_string(),
@@ -299,12 +302,7 @@ pub fn prefs_iq(
     set: bool,
     reply: ArchiveReplyTo,
 ) -> Result<(), Cond> {
-    let _ = shard
-        .shared
-        .storage
-        .as_ref()
-        .filter(|_| shard.cfg().mam.enabled)
-        .ok_or(Cond::ServiceUnavailable)?;
+    archive_available(shard)?;
     let prefs = if set {
         let default_always = match st.attr(child, "default").map(|a| a.value()).as_deref() {
             Some("always") => true,

@@ -217,18 +217,7 @@ pub(super) fn announce_restored(room: &mut Room, domain: &str, shard: &Shard) {
     let listed = room.cfg.public;
     if listed {
         room.listed = true;
-        let inner = format!(
-            "<x xmlns='{NS_DIRECTORY}' listed='1' name='{}'/>",
-            ea(&room.cfg.name)
-        );
-        out.one(build(
-            Kind::Message,
-            SType::Headline,
-            &room.jid,
-            domain,
-            " type='headline'",
-            &inner,
-        ));
+        out.one(directory_headline(room, domain));
     }
     out.flush(shard);
 }
@@ -245,19 +234,24 @@ fn announce(room: &mut Room, domain: &str, out: &mut Out) {
         return;
     }
     room.listed = listed;
+    out.one(directory_headline(room, domain));
+}
+
+/// The headline that tells the service whether `room` is listed now (`room.listed`).
+fn directory_headline(room: &Room, domain: &str) -> Routed {
     let inner = format!(
         "<x xmlns='{NS_DIRECTORY}' listed='{}' name='{}'/>",
-        listed as u8,
+        room.listed as u8,
         ea(&room.cfg.name)
     );
-    out.one(build(
+    build(
         Kind::Message,
         SType::Headline,
         &room.jid,
         domain,
         " type='headline'",
         &inner,
-    ));
+    )
 }
 
 /// A room is going away: take it out of the directory.
