@@ -179,22 +179,12 @@ impl ConnCtl {
     /// Queues a frame. On overflow the connection is closed as a slow consumer with
     /// `overflow_final` as its last words; a refused frame is dropped here and the caller
     /// bounces the stanza it carried.
-    pub fn push(
-        &self,
-        f: OutFrame,
-        overflow_final: impl FnOnce() -> Vec<u8>,
-    ) -> Result<(), PushError> {
+    pub fn push(&self, f: OutFrame, overflow_final: fn() -> Vec<u8>) -> Result<(), PushError> {
         if let Some(frames) = self.translated(&f) {
-            let mut last = Ok(());
-            let mut overflow_final = Some(overflow_final);
             for t in frames {
-                let words = overflow_final.take();
-                last = self.push_one(t, move || words.map(|w| w()).unwrap_or_default());
-                if last.is_err() {
-                    break;
-                }
+                self.push_one(t, overflow_final)?;
             }
-            return last;
+            return Ok(());
         }
         self.push_one(f, overflow_final)
     }
@@ -228,11 +218,7 @@ impl ConnCtl {
     }
 
     #[inline]
-    fn push_one(
-        &self,
-        f: OutFrame,
-        overflow_final: impl FnOnce() -> Vec<u8>,
-    ) -> Result<(), PushError> {
+    fn push_one(&self, f: OutFrame, overflow_final: fn() -> Vec<u8>) -> Result<(), PushError> {
         let mut o = self.out.borrow_mut();
         if o.close.is_some() {
             return Err(PushError::Closed);
