@@ -65,17 +65,95 @@ async fn xml_depth_and_attributes() {
     still_serving(&s).await;
 }
 
+/// Issue 10, finding 1: a client sending far faster than the default rate limit (200/s,
+/// burst 400) is shaped, not disconnected: every message arrives, in order, and its
+/// stream stays up. (Before: `policy-violation` after ~400, the rest lost.)
 #[tokio::test]
-async fn stanzas_per_second() {
-    let s = Server::start_with("[limits]\nmax_stanzas_per_sec = 5\nstanza_burst = 5\n", 2);
-    let mut c = Client::login(&s, "alice", None).await;
-    for i in 0..40 {
-        c.send(&format!(
-            "<iq type='get' id='r{i}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
-        ))
-        .await;
+async fn a_fast_sender_is_shaped_not_disconnected() {
+    let s = Server::start(); // default limits
+    let (a, b) = s.users_apart();
+    let mut bob = Client::online(&s, &b, "desk", 0).await;
+    let mut alice = Client::login(&s, &a, None).await;
+    const N: usize = 1500;
+    let to = format!("{b}@localhost");
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            alice
+                .send(&format!(
+                    "<message to='{to}' type='chat' id='m{i}'><body>{i}</body></message>"
+                ))
+                .await;
+        }
+        // Still connected, and still answered.
+        let pong = alice.ping_server("after").await;
+        assert!(pong.contains("type='result'"), "{pong}");
+        alice
+    });
+    let mut next = 0;
+    while next < N {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(60), bob.recv())
+            .await
+            .expect("messages stopped arriving");
+        if m.starts_with("<message") {
+            assert!(
+                m.contains(&format!("id='m{next}'")),
+                "expected m{next}, got {m}"
+            );
+            next += 1;
+        }
     }
-    c.expect_stream_error("policy-violation").await;
+    let _alice = sender.await.unwrap();
+}
+
+/// Shaping means the server stops reading: with 1 stanza/s, a client that keeps writing
+/// pings (WebSocket pings and `<r/>` count too) finds its socket full, and when it stops,
+/// its stream is still open and everything it sent is answered in turn.
+#[tokio::test]
+async fn the_rate_limit_stops_reading_instead_of_closing() {
+    use tokio::io::AsyncWriteExt;
+    let s = Server::start_with("[limits]\nmax_stanzas_per_sec = 1\nstanza_burst = 1\n", 2);
+    let mut r = Raw::connect(&s, Some(&s.token("alice"))).await;
+    let k = Some([9, 8, 7, 6]);
+    // Log in at the shaped pace (the burst of 1 refills once a second).
+    r.frame(0x81, OPEN.as_bytes(), k).await;
+    r.frame(
+        0x81,
+        b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>=</auth>",
+        k,
+    )
+    .await;
+    r.frame(0x81, OPEN.as_bytes(), k).await;
+    r.frame(
+        0x81,
+        b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>",
+        k,
+    )
+    .await;
+    // One batch of WebSocket pings: 80 MB, far more than the kernel's buffers hold
+    // (loopback autotuning grows a receive buffer up to 32 MB here).
+    let mut ping = vec![0x89, 0x80 | 125, 1, 2, 3, 4];
+    ping.extend_from_slice(&[b'p'; 125]);
+    let batch = ping.repeat(640_000);
+    let wrote =
+        tokio::time::timeout(std::time::Duration::from_secs(3), r.tcp.write_all(&batch)).await;
+    assert!(
+        wrote.is_err(),
+        "80 MB of pings were all taken at 1 frame/s: the server kept reading"
+    );
+    // Not closed: the login is answered, then the pings one by one, and nothing is a
+    // close or a stream error.
+    let mut pongs = 0;
+    while pongs < 2 {
+        let (b0, p) = r
+            .read_frame()
+            .await
+            .expect("the shaped connection was closed");
+        assert_ne!(b0 & 0x0F, 0x8, "closed: {}", String::from_utf8_lossy(&p));
+        assert!(!String::from_utf8_lossy(&p).contains("stream:error"));
+        if b0 & 0x0F == 0xA {
+            pongs += 1;
+        }
+    }
     still_serving(&s).await;
 }
 

@@ -9,6 +9,7 @@
 //! is taken out of this shard's event loop and handed over with any unread bytes.
 
 use super::outbound::{CloseKind, ConnCtl, Event, OutFrame, WriterExit, writer};
+use super::shaper::Shaper;
 use super::websocket::{self, WsError};
 use crate::ftw::session::FtwConn;
 use crate::ftw::transport::Proto;
@@ -64,6 +65,11 @@ struct Conn {
     ping_sent: Option<Instant>,
     /// An XMPP-FTW JSON session instead of an XML one.
     ftw: Option<FtwConn>,
+    /// The rate limit (`limits.max_stanzas_per_sec`, `stanza_burst`): every complete
+    /// WebSocket message and control frame costs a token.
+    shaper: Shaper,
+    /// Out of tokens: read nothing until then.
+    throttled: Option<Instant>,
 }
 
 enum Exit {
@@ -154,6 +160,12 @@ async fn run(
         last_activity: now,
         ping_sent: None,
         ftw,
+        shaper: Shaper::new(
+            shard.cfg().limits.max_stanzas_per_sec,
+            shard.cfg().limits.stanza_burst,
+            now,
+        ),
+        throttled: None,
     };
     if let Some(f) = &mut conn.ftw {
         // Moved here from the shard that accepted it: finish what the move interrupted.
@@ -343,6 +355,35 @@ impl Conn {
                     return Exit::Done;
                 }
             }
+            if let Some(until) = self.throttled.take() {
+                // Shaped: read nothing until a token is back (the kernel buffers fill and
+                // TCP pushes back on the client), but still honour a close.
+                let mut timer = false;
+                monoio::select! {
+                    _ = monoio::time::sleep_until(until.into()) => {},
+                    ev = self.ctl.event() => match ev {
+                        Event::Close => return Exit::Done,
+                        Event::Timer => timer = true,
+                        Event::Poke => {
+                            if let Some(f) = self.ftw.as_mut() {
+                                self.action = f.flush_replies(&mut self.stream, &self.shard, &self.ctl);
+                                if self.action != Action::Continue {
+                                    return Exit::Done;
+                                }
+                            }
+                        }
+                    },
+                }
+                if timer {
+                    self.on_timer();
+                    if self.action == Action::Close {
+                        return Exit::Done;
+                    }
+                }
+                if self.throttled.is_none() && !buf.is_empty() {
+                    continue;
+                }
+            }
             if buf.is_empty() && buf.capacity() > 0 {
                 self.shard.give_read_buf(std::mem::take(&mut buf));
             }
@@ -466,7 +507,12 @@ impl Conn {
     fn process_ws(&mut self, buf: &mut [u8]) -> usize {
         let max = self.shard.cfg().limits.max_stanza_bytes;
         let mut pos = 0;
-        while self.action == Action::Continue {
+        let now = Instant::now();
+        while self.action == Action::Continue && pos < buf.len() {
+            if let Err(until) = self.shaper.ready(now) {
+                self.throttled = Some(until);
+                break;
+            }
             let f = match websocket::parse_frame(&mut buf[pos..], max) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
@@ -475,6 +521,10 @@ impl Conn {
                     return buf.len();
                 }
             };
+            // A message's non-final fragments are free (bounded by the stanza size).
+            if f.fin || f.opcode >= websocket::OP_CLOSE {
+                self.shaper.take();
+            }
             let payload = pos + f.payload_start..pos + f.frame_end;
             pos += f.frame_end;
             match f.opcode {

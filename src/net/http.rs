@@ -49,9 +49,30 @@ fn has_token(value: Option<&str>, token: &str) -> bool {
     value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-/// Parses a request from `buf`. `Ok(None)`: incomplete. On success also returns the
-/// number of bytes the request took (anything after it is WebSocket data).
-pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec<u8>> {
+/// What a complete request asks for, decided from its bytes alone (no shard state).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// `GET /health`: the answer needs the shard's counters.
+    Health,
+    /// Send this response and close.
+    Respond(Vec<u8>),
+    /// A well-formed WebSocket upgrade; `token` is the non-empty `auth_token` cookie, still
+    /// to be verified.
+    Upgrade {
+        key: &'a str,
+        token: Option<&'a str>,
+        ftw: Option<crate::ftw::transport::Proto>,
+    },
+}
+
+/// Parses and checks a request from `buf` (httparse, path, method, upgrade headers,
+/// cookie) without touching a shard, so it can be fuzzed. `Ok(None)`: incomplete. On
+/// success also returns the number of bytes the request took (anything after it is
+/// WebSocket data). `Err`: the response to send before closing.
+pub fn parse_request<'a>(
+    buf: &'a [u8],
+    ftw_cfg: &crate::ftw::FtwConfig,
+) -> Result<Option<(Request<'a>, usize)>, Vec<u8>> {
     let mut hs = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut hs);
     let n = match req.parse(buf) {
@@ -73,22 +94,12 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
     if path == "/health" {
         if method != "GET" {
             return Ok(Some((
-                Outcome::Respond(simple("405 Method Not Allowed", "Allow: GET\r\n", "")),
+                Request::Respond(simple("405 Method Not Allowed", "Allow: GET\r\n", "")),
                 n,
             )));
         }
-        let body = format!(
-            "{{\"status\":\"ok\",\"shards\":{},\"connections\":{}}}\n",
-            shard.shared.shards,
-            shard.shared.total_connections()
-        );
-        let resp = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        return Ok(Some((Outcome::Respond(resp.into_bytes()), n)));
+        return Ok(Some((Request::Health, n)));
     }
-    let ftw_cfg = &shard.cfg().ftw;
     let ftw = if !ftw_cfg.enabled {
         None
     } else if path == ftw_cfg.socketio_path || path == ftw_cfg.socketio_path.trim_end_matches('/') {
@@ -107,7 +118,7 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
                 "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
-            Ok(Some((Outcome::Respond(resp.into_bytes()), n)))
+            Ok(Some((Request::Respond(resp.into_bytes()), n)))
         };
         if param("EIO") != Some("4") {
             return engine_error(5, "Unsupported protocol version");
@@ -123,19 +134,19 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
     };
     if ftw.is_none() && !WS_PATHS.contains(&path) {
         return Ok(Some((
-            Outcome::Respond(simple("404 Not Found", "", "not found\n")),
+            Request::Respond(simple("404 Not Found", "", "not found\n")),
             n,
         )));
     }
     if method != "GET" {
         return Ok(Some((
-            Outcome::Respond(simple("405 Method Not Allowed", "Allow: GET\r\n", "")),
+            Request::Respond(simple("405 Method Not Allowed", "Allow: GET\r\n", "")),
             n,
         )));
     }
     let bad = |why: &str| {
         Ok(Some((
-            Outcome::Respond(simple("400 Bad Request", "", why)),
+            Request::Respond(simple("400 Bad Request", "", why)),
             n,
         )))
     };
@@ -146,7 +157,7 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
     }
     if header(headers, "sec-websocket-version") != Some("13") {
         return Ok(Some((
-            Outcome::Respond(simple(
+            Request::Respond(simple(
                 "426 Upgrade Required",
                 "Sec-WebSocket-Version: 13\r\n",
                 "WebSocket version 13 required\n",
@@ -166,36 +177,71 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
     if !xmpp && ftw.is_none() {
         return bad("Sec-WebSocket-Protocol must include xmpp (RFC 7395)\n");
     }
-    let user = match cookie(headers, "auth_token") {
-        None | Some("") => None,
-        Some(token) => match shard.shared.verifier.verify(token) {
-            Ok(local) => Some(local),
-            Err(e) => {
-                tracing::info!(shard = shard.id, error = %e, "upgrade refused: bad auth_token cookie");
-                return Ok(Some((
-                    Outcome::Respond(simple("401 Unauthorized", "", "invalid auth_token\n")),
-                    n,
-                )));
-            }
-        },
-    };
+    let token = cookie(headers, "auth_token").filter(|t| !t.is_empty());
+    Ok(Some((Request::Upgrade { key, token, ftw }, n)))
+}
+
+/// The 101 response accepting the upgrade with `key`.
+pub fn upgrade_response(key: &str, ftw: Option<crate::ftw::transport::Proto>) -> Vec<u8> {
     let protocol = if ftw.is_none() {
         "Sec-WebSocket-Protocol: xmpp\r\n"
     } else {
         ""
     };
-    let response = format!(
+    format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{protocol}\r\n",
         super::websocket::accept_key(key)
-    );
-    Ok(Some((
-        Outcome::Upgrade {
-            response: response.into_bytes(),
-            user,
-            ftw,
-        },
-        n,
-    )))
+    )
+    .into_bytes()
+}
+
+/// Parses a request from `buf` ([`parse_request`]), then answers `/health` and verifies
+/// the `auth_token` cookie of an upgrade with the shard. `Ok(None)`: incomplete. On success
+/// also returns the number of bytes the request took (anything after it is WebSocket data).
+pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec<u8>> {
+    let Some((req, n)) = parse_request(buf, &shard.cfg().ftw)? else {
+        return Ok(None);
+    };
+    let outcome = match req {
+        Request::Respond(resp) => Outcome::Respond(resp),
+        Request::Health => {
+            let body = format!(
+                "{{\"status\":\"ok\",\"shards\":{},\"connections\":{}}}\n",
+                shard.shared.shards,
+                shard.shared.total_connections()
+            );
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            Outcome::Respond(resp.into_bytes())
+        }
+        Request::Upgrade { key, token, ftw } => {
+            let user = match token {
+                None => None,
+                Some(token) => match shard.shared.verifier.verify(token) {
+                    Ok(local) => Some(local),
+                    Err(e) => {
+                        tracing::info!(shard = shard.id, error = %e, "upgrade refused: bad auth_token cookie");
+                        return Ok(Some((
+                            Outcome::Respond(simple(
+                                "401 Unauthorized",
+                                "",
+                                "invalid auth_token\n",
+                            )),
+                            n,
+                        )));
+                    }
+                },
+            };
+            Outcome::Upgrade {
+                response: upgrade_response(key, ftw),
+                user,
+                ftw,
+            }
+        }
+    };
+    Ok(Some((outcome, n)))
 }
 
 /// The response for a request that grew past the limit without ending.
@@ -205,4 +251,98 @@ pub fn too_large() -> Vec<u8> {
         "",
         "request too large\n",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ftw::FtwConfig;
+    use crate::ftw::transport::Proto;
+
+    const UPGRADE: &str = "GET /xmpp HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\nCookie: a=b; auth_token=\"tok\"\r\n\r\n";
+
+    fn parse(req: &str) -> Result<Option<(Request<'_>, usize)>, Vec<u8>> {
+        parse_request(req.as_bytes(), &FtwConfig::default())
+    }
+
+    fn status(r: &Request<'_>) -> String {
+        match r {
+            Request::Respond(v) => String::from_utf8_lossy(&v[9..12]).into_owned(),
+            other => panic!("not a response: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn upgrade_with_cookie() {
+        let (r, n) = parse(UPGRADE).unwrap().unwrap();
+        assert_eq!(n, UPGRADE.len());
+        assert_eq!(
+            r,
+            Request::Upgrade {
+                key: "dGhlIHNhbXBsZSBub25jZQ==",
+                token: Some("tok"),
+                ftw: None
+            }
+        );
+        let resp = String::from_utf8(upgrade_response("dGhlIHNhbXBsZSBub25jZQ==", None)).unwrap();
+        assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(resp.ends_with("Sec-WebSocket-Protocol: xmpp\r\n\r\n"));
+    }
+
+    #[test]
+    fn partial_and_trailing_data() {
+        for cut in [0, 5, UPGRADE.len() - 1] {
+            assert_eq!(parse(&UPGRADE[..cut]).unwrap(), None, "cut={cut}");
+        }
+        let more = format!("{UPGRADE}\u{81}\u{80}");
+        assert_eq!(parse(&more).unwrap().unwrap().1, UPGRADE.len());
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(parse("\0\0\r\n\r\n").is_err());
+        let (r, _) = parse("GET /health HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!(r, Request::Health);
+        let (r, _) = parse("POST /health HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!(status(&r), "405");
+        let (r, _) = parse("GET /nope HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!(status(&r), "404");
+        let (r, _) = parse("GET /xmpp HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!(status(&r), "400");
+        let v12 = UPGRADE.replace("Version: 13", "Version: 12");
+        let (r, _) = parse(&v12).unwrap().unwrap();
+        assert_eq!(status(&r), "426");
+        let no_proto = UPGRADE.replace("Protocol: xmpp", "Protocol: chat");
+        let (r, _) = parse(&no_proto).unwrap().unwrap();
+        assert_eq!(status(&r), "400");
+        let many = format!("GET /xmpp HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(40));
+        assert!(parse(&many).is_err());
+    }
+
+    #[test]
+    fn ftw_paths() {
+        let sio = UPGRADE
+            .replace("/xmpp", "/socket.io/?EIO=4&transport=websocket")
+            .replace("Sec-WebSocket-Protocol: xmpp\r\n", "");
+        let (r, _) = parse(&sio).unwrap().unwrap();
+        assert!(matches!(
+            r,
+            Request::Upgrade {
+                ftw: Some(Proto::SocketIo),
+                ..
+            }
+        ));
+        let eio3 = sio.replace("EIO=4", "EIO=3");
+        let (r, _) = parse(&eio3).unwrap().unwrap();
+        assert_eq!(status(&r), "400");
+        let primus = UPGRADE.replace("/xmpp", "/ftw");
+        let (r, _) = parse(&primus).unwrap().unwrap();
+        assert!(matches!(
+            r,
+            Request::Upgrade {
+                ftw: Some(Proto::Primus),
+                ..
+            }
+        ));
+    }
 }

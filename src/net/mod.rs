@@ -4,4 +4,5 @@
 pub mod conn;
 pub mod http;
 pub mod outbound;
+pub mod shaper;
 pub mod websocket;

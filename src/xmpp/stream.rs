@@ -11,7 +11,6 @@ use crate::shard::{Shard, home};
 use crate::xml::stanza::{Limits, Stanza, XmlError};
 use bytes::Bytes;
 use std::rc::Rc;
-use std::time::Instant;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -64,8 +63,6 @@ pub struct Stream {
     stream_id: u64,
     auth_failures: u32,
     pub jid: Option<Jid>,
-    tokens: f64,
-    last_refill: Instant,
     ping_seq: u32,
     /// XEP-0198 enabled, and stanzas received since.
     pub sm: Option<u32>,
@@ -85,8 +82,6 @@ impl Stream {
             stream_id: 0,
             auth_failures: 0,
             jid: None,
-            tokens: 0.0,
-            last_refill: Instant::now(),
             ping_seq: 0,
             sm: None,
             sm_id: None,
@@ -421,26 +416,8 @@ impl Stream {
     }
 
     /// The stream now carries a bound session (after bind, or a resumption).
-    pub fn bound(&mut self, shard: &Shard, jid: Jid) {
+    pub fn bound(&mut self, _shard: &Shard, jid: Jid) {
         self.jid = Some(jid);
-        self.last_refill = Instant::now();
-        self.tokens = shard.cfg().limits.stanza_burst as f64;
-    }
-
-    /// Stanza rate limit: a token bucket of `stanza_burst` refilled at `max_stanzas_per_sec`.
-    fn take_token(&mut self, shard: &Shard) -> bool {
-        let l = &shard.cfg().limits;
-        let now = Instant::now();
-        let dt = now.duration_since(self.last_refill).as_secs_f64();
-        self.last_refill = now;
-        self.tokens =
-            (self.tokens + dt * l.max_stanzas_per_sec as f64).min(l.stanza_burst.max(1) as f64);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 
     /// XEP-0198 without resumption (yet): `enable`, and `<r/>` answered with `<a h/>` once
@@ -512,14 +489,7 @@ impl Stream {
     }
 
     fn on_stanza(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, st: &Stanza, kind: Kind) -> Action {
-        if !self.take_token(shard) {
-            return self.fail(
-                shard,
-                ctl,
-                StreamError::PolicyViolation,
-                Some("stanza rate limit exceeded"),
-            );
-        }
+        // The rate limit is applied before this, by the connection (it stops reading).
         if let Some(h) = &mut self.sm {
             *h = h.wrapping_add(1);
             ctl.set_handled(*h);
