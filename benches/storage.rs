@@ -65,7 +65,7 @@ fn benches(c: &mut Criterion) {
                     let mut got = Vec::new();
                     loop {
                         rx.recv_batch(&mut got, 64).await;
-                        if got.drain(..).any(|m| matches!(m, ShardMsg::Storage(aoba::storage::Reply::Synced { token: t }) if t == token)) {
+                        if got.drain(..).any(|m| matches!(m, ShardMsg::Storage(aoba::storage::Reply::Synced { token: t, .. }) if t == token)) {
                             break;
                         }
                     }

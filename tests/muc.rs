@@ -761,3 +761,47 @@ async fn an_occupant_that_never_sent_initial_presence_leaves_when_its_session_en
     let gone = owner.recv_until(&format!("from='{ROOM}/quiet'")).await;
     assert!(gone.contains("type='unavailable'"), "{gone}");
 }
+
+/// Issue 10, finding 3: an owner's configuration and an admin's affiliation change of a
+/// persistent room are answered only after they are committed: SIGKILL right after the
+/// result keeps them (run several times: the race was 1 in 3).
+#[tokio::test]
+async fn owner_and_admin_results_mean_stored_even_under_kill_9() {
+    let mut s = Server::start();
+    let (a, b) = s.users_apart();
+    for i in 0..5 {
+        let room = format!("group-{i:08}-e89b-12d3-a456-426614174000@conference.localhost");
+        let mut alice = Client::online(&s, &a, "a", 0).await;
+        join(&mut alice, &room, "alice", "").await;
+        instant_room(&mut alice, &room).await;
+        configure(
+            &mut alice,
+            &room,
+            &[
+                ("muc#roomconfig_persistentroom", "1"),
+                ("muc#roomconfig_roomname", &format!("Room{i}")),
+            ],
+        )
+        .await; // the result has arrived
+        s.restart(true);
+        let mut bob = Client::online(&s, &b, "b", 0).await;
+        bob.send(&format!("<iq id='ri' to='{room}' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+        let d = bob.recv_until("id='ri'").await;
+        assert!(
+            d.contains(&format!("name='Room{i}'")) && d.contains("muc_persistent"),
+            "round {i}: {d}"
+        );
+        let mut alice = Client::online(&s, &a, "a", 0).await;
+        alice.send(&format!("<iq id='m' to='{room}' type='set'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member' jid='{b}@localhost'/></query></iq>")).await;
+        let r = alice.recv_until("id='m'").await;
+        assert!(r.contains("type='result'"), "{r}");
+        s.restart(true);
+        let mut alice = Client::online(&s, &a, "a", 0).await;
+        alice.send(&format!("<iq id='ml' to='{room}' type='get'><query xmlns='http://jabber.org/protocol/muc#admin'><item affiliation='member'/></query></iq>")).await;
+        let r = alice.recv_until("id='ml'").await;
+        assert!(
+            r.contains(&format!("jid='{b}@localhost'")),
+            "round {i}: {r}"
+        );
+    }
+}

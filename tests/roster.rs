@@ -114,20 +114,31 @@ async fn subscription_handshake_then_presence_flows() {
             .await
             .contains("subscription='from'")
     );
-    let push = alice.recv_until("jabber:iq:roster").await;
+    // Alice gets the roster push, then bob's approval (§3.1.6), and bob's current presence
+    // (§3.1.5). The push and the approval wait for the commit of alice's roster change;
+    // bob's presence was sent by bob's shard and may come before them.
+    let (mut push, mut approval, mut presence) = (None, None, None);
+    while push.is_none() || approval.is_none() || presence.is_none() {
+        let m = alice.recv().await;
+        if m.contains("jabber:iq:roster") {
+            push = Some(m);
+        } else if m.contains("type='subscribed'") {
+            assert!(
+                push.is_some(),
+                "the approval came before the roster push: {m}"
+            );
+            assert!(m.contains(&format!("from='{b}@localhost'")), "{m}");
+            approval = Some(m);
+        } else if m.contains(&format!("from='{b}@localhost/b'")) {
+            assert!(m.starts_with("<presence") && !m.contains("type="), "{m}");
+            presence = Some(m);
+        }
+    }
+    let push = push.unwrap();
     assert!(
         push.contains("subscription='to'") && !push.contains("ask="),
         "{push}"
     );
-    assert!(
-        alice
-            .recv_until("type='subscribed'")
-            .await
-            .contains(&format!("from='{b}@localhost'"))
-    );
-    // ...and alice gets bob's current presence.
-    let p = alice.recv_until(&format!("from='{b}@localhost/b'")).await;
-    assert!(p.starts_with("<presence") && !p.contains("type="), "{p}");
     // Bob's changes reach alice (a contact with 'to'); alice's do not reach bob.
     bob.send("<presence><show>away</show></presence>").await;
     assert!(
@@ -215,15 +226,33 @@ async fn unsubscribe_and_cancel() {
     bob.send(&format!("<presence to='{a}@localhost' type='subscribed'/>"))
         .await;
     bob.recv_until("subscription='from'").await;
-    alice.recv_until(&format!("from='{b}@localhost/b'")).await;
+    // Bob's presence and alice's roster push, in either order (the push waits for a commit).
+    let bob_res = format!("from='{b}@localhost/b'");
+    let (mut pres, mut push) = (false, false);
+    while !(pres && push) {
+        let m = alice.recv().await;
+        pres |= m.contains(&bob_res);
+        push |= m.contains("jabber:iq:roster") && m.contains("subscription='to'");
+    }
     // §3.3: alice unsubscribes from bob's presence.
     alice
         .send(&format!(
             "<presence to='{b}@localhost' type='unsubscribe'/>"
         ))
         .await;
-    let p = alice.recv_until("jabber:iq:roster").await;
-    assert!(p.contains("subscription='none'"), "{p}");
+    // Alice's roster push (after its commit) and bob's unavailable presence (§3.3.3),
+    // in either order.
+    let (mut push, mut unavailable) = (false, false);
+    while !(push && unavailable) {
+        let m = alice.recv().await;
+        if m.contains("jabber:iq:roster") {
+            assert!(m.contains("subscription='none'"), "{m}");
+            push = true;
+        } else if m.contains("type='unavailable'") {
+            assert!(m.contains(&format!("from='{b}@localhost/b'")), "{m}");
+            unavailable = true;
+        }
+    }
     // Bob gets the request and a roster push, in either order.
     let (mut got_req, mut got_push) = (false, false);
     while !(got_req && got_push) {
@@ -236,13 +265,6 @@ async fn unsubscribe_and_cancel() {
             got_push = true;
         }
     }
-    // ...and gets bob's unavailable presence (§3.3.3).
-    assert!(
-        alice
-            .recv_until("type='unavailable'")
-            .await
-            .contains(&format!("from='{b}@localhost/b'"))
-    );
 }
 
 #[tokio::test]

@@ -341,7 +341,23 @@ pub fn prefs_iq(
         .map_err(|_| Cond::ResourceConstraint)
 }
 
-/// The preferences, as the iq result.
+/// The preferences could not be stored: the iq's error.
+pub fn on_prefs_failed(shard: &Shard, reply: ArchiveReplyTo) {
+    let (v, to, from) = crate::xmpp::errors::error_stanza(
+        "iq",
+        &reply.from,
+        &reply.to,
+        &reply.iq_id,
+        Cond::InternalServerError,
+        Some("the preferences could not be stored"),
+    );
+    router::route(
+        shard,
+        Routed::from_parts(Kind::Iq, SType::Error, v, to, from),
+    );
+}
+
+/// The preferences, as the iq result (sent by storage after the commit that stored them).
 pub fn on_prefs(shard: &Shard, prefs: crate::storage::ArchivePrefs, reply: ArchiveReplyTo) {
     let jids = |l: &[String]| {
         l.iter()

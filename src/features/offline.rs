@@ -110,7 +110,7 @@ pub fn on_reply(shard: &Shard, reply: Reply) {
             stanzas,
             more,
         } => deliver_stored(shard, &to, conn, stanzas, more),
-        Reply::Synced { token } => crate::xmpp::stream::on_synced(shard, token),
+        Reply::Synced { token, ok } => crate::xmpp::commit::on_synced(shard, token, ok),
         Reply::Roster {
             user,
             version,
@@ -118,6 +118,7 @@ pub fn on_reply(shard: &Shard, reply: Reply) {
         } => crate::xmpp::roster::on_loaded(shard, user, version, items),
         Reply::Archive { page, reply } => crate::features::mam::on_page(shard, page, reply),
         Reply::Prefs { prefs, reply } => crate::features::mam::on_prefs(shard, prefs, reply),
+        Reply::PrefsFailed { reply } => crate::features::mam::on_prefs_failed(shard, reply),
     }
 }
 

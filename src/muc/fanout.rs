@@ -13,16 +13,29 @@ use bytes::Bytes;
 #[derive(Default)]
 pub struct Out {
     ops: Vec<Op>,
+    /// A stored change is among what this reports: send it all after the commit.
+    durable: bool,
 }
 
 enum Op {
     One(Routed),
+    /// An iq result, and the error to send instead if the change it reports was not stored.
+    Result(Routed, Routed),
     Fan(Bytes, Bytes, Vec<(usize, Bytes)>),
 }
 
 impl Out {
     pub fn one(&mut self, r: Routed) {
         self.ops.push(Op::One(r));
+    }
+
+    pub fn result(&mut self, ok: Routed, err: Routed) {
+        self.ops.push(Op::Result(ok, err));
+    }
+
+    /// Everything here waits for the storage commit of the change just queued.
+    pub fn after_commit(&mut self) {
+        self.durable = true;
     }
 
     /// A broadcast: `head + to + tail` to each `(home shard, escaped full JID)`.
@@ -33,9 +46,21 @@ impl Out {
     }
 
     pub fn flush(self, shard: &Shard) {
+        if self.durable && shard.shared.storage.is_some() {
+            crate::xmpp::commit::after_commit(
+                shard,
+                Box::new(move |shard: &Shard, stored: bool| self.send(shard, stored)),
+            );
+        } else {
+            self.send(shard, true);
+        }
+    }
+
+    fn send(self, shard: &Shard, stored: bool) {
         for op in self.ops {
             match op {
                 Op::One(r) => router::route(shard, r),
+                Op::Result(ok, err) => router::route(shard, if stored { ok } else { err }),
                 Op::Fan(head, tail, tos) => router::fanout(shard, head, tail, &tos),
             }
         }

@@ -152,7 +152,7 @@ struct PersistedRoom {
 
 /// Writes a persistent room's configuration, affiliations and subject through storage
 /// (or forgets a room that stopped being persistent).
-fn persist(shard: &Shard, room: &mut Room) {
+fn persist(shard: &Shard, room: &mut Room, out: &mut Out) {
     if shard.shared.storage.is_none() {
         return;
     }
@@ -180,6 +180,9 @@ fn persist(shard: &Shard, room: &mut Room) {
         return;
     };
     shard.storage(req);
+    // What reports this change (results, presence of new affiliations) leaves after the
+    // commit that makes it durable.
+    out.after_commit();
 }
 
 /// Rebuilds a persistent room from storage at start.
@@ -453,14 +456,24 @@ fn err(out: &mut Out, r: &Routed, cond: Cond, text: Option<&str>) {
 
 fn iq_result(out: &mut Out, r: &Routed, inner: &str) {
     let attrs = format!(" type='result' {}", r.id_attr());
-    out.one(build(
+    let ok = build(
         Kind::Iq,
         SType::Result,
         &r.to(),
         &r.from(),
         attrs.trim_end(),
         inner,
-    ));
+    );
+    // The answer if a change it reports could not be stored.
+    let (v, to, from) = error_stanza(
+        "iq",
+        &r.to(),
+        &r.from(),
+        r.id_attr(),
+        Cond::InternalServerError,
+        Some("the change could not be stored"),
+    );
+    out.result(ok, Routed::from_parts(Kind::Iq, SType::Error, v, to, from));
 }
 
 pub fn handle(svc: &Service, shard: &Shard, r: Routed) {
@@ -996,7 +1009,7 @@ fn invitation(shard: &Shard, room: &mut Room, oi: Option<usize>, r: &Routed, out
                 }
                 room.affiliations
                     .insert(Box::from(to.bare()), Affiliation::Member);
-                persist(shard, room);
+                persist(shard, room, out);
             }
             let password = room
                 .cfg
@@ -1101,7 +1114,7 @@ fn groupchat(shard: &Shard, room: &mut Room, oi: usize, r: &Routed, out: &mut Ou
         }
         let text = st.text(s);
         room.subject = (!text.is_empty()).then(|| (et(&text).into_owned(), nick.to_string()));
-        persist(shard, room);
+        persist(shard, room, out);
     }
     let cut = r.to_range().start as usize - 5;
     let after = r.from_range().end as usize + 1;
@@ -1288,7 +1301,7 @@ fn iq(
                 room.occupants.clear();
                 unlist(room, &svc.domain, out);
                 room.cfg.persistent = false;
-                persist(shard, room);
+                persist(shard, room, out);
                 rooms.remove(bare);
                 tracing::info!(shard = shard.id, room = bare, "room destroyed");
                 return iq_result(out, r, "");
@@ -1307,7 +1320,7 @@ fn iq(
                 Some("submit") => match apply_form(room, &st, x) {
                     Ok(()) => {
                         room.locked = false;
-                        persist(shard, room);
+                        persist(shard, room, out);
                         announce(room, &svc.domain, out);
                         iq_result(out, r, "")
                     }
@@ -1362,11 +1375,11 @@ fn iq(
                 .unwrap_or(Role::None);
             for item in st.children(c).collect::<Vec<_>>() {
                 if let Err(cond) = admin_item(room, &st, item, aff, actor_role, out) {
-                    persist(shard, room);
+                    persist(shard, room, out);
                     return err(out, r, cond, None);
                 }
             }
-            persist(shard, room);
+            persist(shard, room, out);
             iq_result(out, r, "");
         }
         _ => err(out, r, Cond::ServiceUnavailable, None),

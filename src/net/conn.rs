@@ -144,6 +144,7 @@ async fn run(
     ftw: Option<FtwConn>,
 ) {
     let ctl = shard.register_conn(shard.cfg().limits.outbound_queue_bytes_max);
+    ctl.set_reply_overflow(router::overflow_words);
     let (mut rh, wh) = stream.into_split();
     let writer_task = monoio::spawn(writer(ctl.clone(), wh, shard.write_pool.clone()));
     let now = Instant::now();

@@ -141,6 +141,9 @@ pub struct ConnCtl {
     translating: Cell<bool>,
     /// Work for the connection's own task (`poke`).
     poked: Cell<bool>,
+    /// The last words of a connection whose own replies (answers, pongs, acks) pass the
+    /// outbound bound because it does not read.
+    reply_overflow: Cell<fn() -> Vec<u8>>,
 }
 
 /// What woke a waiting reader.
@@ -173,7 +176,13 @@ impl ConnCtl {
             translate: RefCell::new(None),
             translating: Cell::new(false),
             poked: Cell::new(false),
+            reply_overflow: Cell::new(Vec::new),
         }
+    }
+
+    /// What to say when the connection's own replies pass the outbound bound.
+    pub fn set_reply_overflow(&self, words: fn() -> Vec<u8>) {
+        self.reply_overflow.set(words);
     }
 
     /// Queues a frame. On overflow the connection is closed as a slow consumer with
@@ -312,8 +321,9 @@ impl ConnCtl {
         self.sm_handed_over.get()
     }
 
-    /// Queues a frame of the connection's own negotiation/replies, bound only by the
-    /// stanza limit that produced it.
+    /// Queues a frame of the connection's own negotiation/replies (answers, pongs, acks).
+    /// They count against the same outbound bound: a client that keeps asking and never
+    /// reads is closed as a slow consumer, like one that never reads what others send.
     pub fn push_reply(&self, f: OutFrame) {
         if let Some(frames) = self.translated(&f) {
             for t in frames {
@@ -327,6 +337,15 @@ impl ConnCtl {
     fn push_reply_one(&self, f: OutFrame) {
         let mut o = self.out.borrow_mut();
         if o.close.is_some() {
+            return;
+        }
+        if o.bytes + f.len() > self.limit {
+            drop(o);
+            tracing::info!(
+                conn = self.id,
+                "closing slow consumer: its own replies pass the outbound limit"
+            );
+            self.close(CloseKind::Abort, (self.reply_overflow.get())());
             return;
         }
         o.bytes += f.len();

@@ -98,8 +98,8 @@ pub struct Shard {
     components: Vec<Box<dyn crate::xmpp::component::Component>>,
     /// Users (localparts) that have logged in and whose home is this shard.
     pub known_users: RefCell<std::collections::HashSet<Box<str>, ahash::RandomState>>,
-    /// XEP-0198 acks waiting for their barrier: token → (connection, shards left, h).
-    pub sm_waiters: RefCell<HashMap<u64, SmWaiter, ahash::RandomState>>,
+    /// Answers waiting for the storage commit that covers them (`xmpp::commit`), by token.
+    pub commit_waiters: RefCell<HashMap<u64, crate::xmpp::commit::Waiter, ahash::RandomState>>,
     /// Rosters of this shard's online users (RFC 6121), cached while needed.
     pub rosters: RefCell<HashMap<Box<str>, crate::xmpp::roster::Roster, ahash::RandomState>>,
     /// XEP-0198 sessions waiting for `<resume/>`, by SM id.
@@ -111,9 +111,6 @@ pub struct Shard {
     /// The last archive id this shard made (keeps ids increasing, see `storage::archive_id`).
     pub last_archive_id: Cell<u64>,
 }
-
-/// An XEP-0198 ack waiting for its barrier: (connection, shards left to answer, h).
-pub type SmWaiter = (Weak<ConnCtl>, usize, u32);
 
 /// Size of a pooled read buffer: most reads carry a few stanzas.
 pub const READ_BUF_BYTES: usize = 16 * 1024;
@@ -141,7 +138,7 @@ impl Shard {
             rng: Cell::new(u64::from_le_bytes(seed) | 1),
             components: shared.components.iter().map(|f| f(&shared.cfg)).collect(),
             known_users: RefCell::new(Default::default()),
-            sm_waiters: RefCell::new(HashMap::default()),
+            commit_waiters: RefCell::new(HashMap::default()),
             rosters: RefCell::new(HashMap::default()),
             detached: RefCell::new(HashMap::default()),
             last_archive_id: Cell::new(0),

@@ -363,6 +363,10 @@ pub enum Reply {
         prefs: ArchivePrefs,
         reply: ArchiveReplyTo,
     },
+    /// The preferences could not be stored (a failed commit).
+    PrefsFailed {
+        reply: ArchiveReplyTo,
+    },
     Archive {
         page: ArchivePage,
         reply: ArchiveReplyTo,
@@ -380,8 +384,10 @@ pub enum Reply {
         stanzas: Vec<Bytes>,
         more: bool,
     },
+    /// A barrier's batch was committed (`ok`), or the commit failed.
     Synced {
         token: u64,
+        ok: bool,
     },
 }
 
@@ -453,6 +459,9 @@ pub fn start(
     let mut next_retention = std::time::Instant::now();
     let quota = cfg.offline_quota;
     let batch_max = cfg.batch_max.max(1);
+    // Fault injection for the tests (debug builds only): every commit fails.
+    let fail_commits =
+        cfg!(debug_assertions) && std::env::var_os("AOBA_FAULT_FAIL_COMMITS").is_some();
     let t = std::thread::Builder::new()
         .name("storage".into())
         .spawn(move || {
@@ -559,7 +568,7 @@ pub fn start(
                             Err(e) => tracing::error!(error = %e, "storage: offline take"),
                         },
                         Request::Sync { shard, token } => {
-                            replies.push((shard, Reply::Synced { token }))
+                            replies.push((shard, Reply::Synced { token, ok: true }))
                         }
                         Request::RosterLoad { user, shard } => match backend.roster(&user) {
                             Ok((version, items)) => replies.push((
@@ -648,11 +657,20 @@ pub fn start(
                     }
                 }
                 flush_appends(&mut *backend, &mut appends, &mut append_slots, &applied_now);
-                // Group commit: one fsync for the whole batch, before any reply leaves.
-                if let Err(e) = backend.commit() {
-                    tracing::error!(error = %e, "storage: commit failed; not acknowledging");
-                    replies.clear();
-                    continue;
+                // Group commit: one fsync for the whole batch, before any reply leaves. A
+                // commit that keeps failing acknowledges nothing: every barrier of the batch
+                // is answered as failed (its waiters answer with errors instead of waiting).
+                if !commit_with_retries(&mut *backend, fail_commits) {
+                    for (_, r) in replies.iter_mut() {
+                        match r {
+                            Reply::Synced { ok, .. } => *ok = false,
+                            Reply::Prefs { reply, .. } => {
+                                let reply = reply.clone();
+                                *r = Reply::PrefsFailed { reply };
+                            }
+                            _ => {}
+                        }
+                    }
                 }
                 for (shard, reply) in replies.drain(..) {
                     let mut msg = ShardMsg::Storage(reply);
@@ -666,6 +684,28 @@ pub fn start(
         })
         .expect("spawn storage thread");
     (StorageHandle { tx, reader, sent }, t)
+}
+
+/// Commits, retrying a failed commit twice (a transient error); false if it still fails.
+fn commit_with_retries(backend: &mut dyn Backend, fail: bool) -> bool {
+    for attempt in 0..3 {
+        let r = if fail {
+            Err(StorageError(
+                "injected commit failure (AOBA_FAULT_FAIL_COMMITS)".into(),
+            ))
+        } else {
+            backend.commit()
+        };
+        match r {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::error!(error = %e, attempt, "storage: commit failed");
+                std::thread::sleep(Duration::from_millis(50 << attempt));
+            }
+        }
+    }
+    tracing::error!("storage: commit failed three times; the batch is not acknowledged");
+    false
 }
 
 /// Cuts one page out of the matching items (oldest first), from either end.

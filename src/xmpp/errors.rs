@@ -12,6 +12,7 @@ pub enum StreamError {
     Conflict,
     ConnectionTimeout,
     HostUnknown,
+    InternalServerError,
     InvalidNamespace,
     InvalidXml,
     NotAuthorized,
@@ -33,6 +34,7 @@ impl StreamError {
             Conflict => "conflict",
             ConnectionTimeout => "connection-timeout",
             HostUnknown => "host-unknown",
+            InternalServerError => "internal-server-error",
             InvalidNamespace => "invalid-namespace",
             InvalidXml => "invalid-xml",
             NotAuthorized => "not-authorized",
@@ -108,6 +110,7 @@ pub enum Cond {
     Conflict,
     FeatureNotImplemented,
     Forbidden,
+    InternalServerError,
     ItemNotFound,
     JidMalformed,
     NotAcceptable,
@@ -129,6 +132,7 @@ impl Cond {
             Conflict => "conflict",
             FeatureNotImplemented => "feature-not-implemented",
             Forbidden => "forbidden",
+            InternalServerError => "internal-server-error",
             ItemNotFound => "item-not-found",
             JidMalformed => "jid-malformed",
             NotAcceptable => "not-acceptable",
@@ -148,7 +152,7 @@ impl Cond {
         match self {
             BadRequest | JidMalformed | NotAcceptable | PolicyViolation => "modify",
             Forbidden | NotAuthorized | RegistrationRequired => "auth",
-            RecipientUnavailable | ResourceConstraint => "wait",
+            InternalServerError | RecipientUnavailable | ResourceConstraint => "wait",
             Conflict
             | FeatureNotImplemented
             | ItemNotFound

@@ -2,6 +2,7 @@
 //! sessions, routing, presence and iq. Nothing here knows about MUC or XMPP-FTW:
 //! extensions plug in through `crate::features`.
 
+pub mod commit;
 pub mod component;
 pub mod errors;
 pub mod iq;

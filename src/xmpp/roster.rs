@@ -211,13 +211,14 @@ fn save(shard: &Shard, user: &str, item: RosterItem, removed: bool) {
         })
         .unwrap_or_default();
     let x = item_xml(&item, removed);
+    // A push reports a stored change: it leaves after the commit (nothing if that fails).
     for (jid, ctl) in targets {
         let id = format!("push{:x}", shard.random() & 0xffff_ffff);
         let v = format!(
             "<iq xmlns='jabber:client' type='set' id='{id}' to='{}'><query xmlns='{NS}' ver='{version}'>{x}</query></iq>",
             ea(jid.as_str())
         );
-        router::push(&ctl, &Bytes::from(v.into_bytes()));
+        super::commit::reply_after_commit(shard, &ctl, v.into_bytes(), Vec::new());
     }
 }
 
@@ -401,7 +402,23 @@ fn set(shard: &Shard, jid: &Jid, id: &str, parsed: Result<(RosterItem, bool), Co
         item.listed = true;
         save(shard, user, item, false);
     }
-    result(shard, jid, id, "");
+    // The result says "stored": it leaves after the commit that covers the change.
+    let ctl = shard.sessions.borrow().resource(jid).map(|r| r.ctl.clone());
+    if let Some(ctl) = ctl {
+        let ok = format!(
+            "<iq xmlns='jabber:client' type='result' {id} to='{}'/>",
+            ea(jid.as_str())
+        );
+        let (err, _, _) = super::errors::error_stanza(
+            "iq",
+            "",
+            jid.as_str(),
+            id,
+            Cond::InternalServerError,
+            Some("the change could not be stored"),
+        );
+        super::commit::reply_after_commit(shard, &ctl, ok.into_bytes(), err);
+    }
 }
 
 /// `<presence type='…'/>` between two bare JIDs.
@@ -573,22 +590,30 @@ pub fn inbound(shard: &Shard, r: Routed) {
         return queue(shard, &user, Pending::Inbound(r));
     }
     let old = item(shard, &user, &contact);
+    // The contact's request or answer reaches the user's resources after the roster push
+    // (RFC 6121 §3.1.3, §3.1.6), so after the commit of the change it caused.
     let deliver = |shard: &Shard, r: &Routed| {
-        let targets: Vec<_> = shard
-            .sessions
-            .borrow()
-            .user(&bare)
-            .map(|u| {
-                u.resources
-                    .iter()
-                    .filter(|x| x.available)
-                    .map(|x| x.ctl.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for t in targets {
-            router::push(&t, &r.payload);
-        }
+        let (bare, payload) = (bare.clone(), r.payload.clone());
+        super::commit::after_commit(
+            shard,
+            Box::new(move |shard: &Shard, _stored: bool| {
+                let targets: Vec<_> = shard
+                    .sessions
+                    .borrow()
+                    .user(&bare)
+                    .map(|u| {
+                        u.resources
+                            .iter()
+                            .filter(|x| x.available)
+                            .map(|x| x.ctl.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for t in targets {
+                    router::push(&t, &payload);
+                }
+            }),
+        );
     };
     match r.stype {
         SType::Subscribe => {

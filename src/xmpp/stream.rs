@@ -71,6 +71,8 @@ pub struct Stream {
     /// The stream ended on purpose (`<close/>`, or a stream error other than a timeout):
     /// no resumption.
     pub clean_end: bool,
+    /// The XEP-0198 ack barrier in flight, if any (`commit::ack_when_settled`).
+    ack_inflight: Option<u64>,
 }
 
 impl Stream {
@@ -86,6 +88,7 @@ impl Stream {
             sm: None,
             sm_id: None,
             clean_end: false,
+            ack_inflight: None,
         }
     }
 
@@ -454,7 +457,9 @@ impl Stream {
                     format!("<failed xmlns='{NS_SM}'>{why}</failed>").into_bytes(),
                 );
             }
-            ("r", Some(h)) => ack_when_settled(shard, ctl, h),
+            ("r", Some(h)) => {
+                super::commit::ack_when_settled(shard, ctl, h, &mut self.ack_inflight)
+            }
             ("a", Some(_)) => {
                 let Some(h) = attr_u32("h") else {
                     return self.fail(shard, ctl, StreamError::BadFormat, Some("<a/> needs h"));
@@ -544,54 +549,6 @@ impl Stream {
                 super::presence::session_ended(shard, res);
             }
             tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, "session ended");
-        }
-    }
-}
-
-fn sm_ack(h: u32) -> Vec<u8> {
-    format!("<a xmlns='{NS_SM}' h='{h}'/>").into_bytes()
-}
-
-fn ack_when_settled(shard: &Shard, ctl: &Rc<ConnCtl>, h: u32) {
-    if shard.shared.storage.is_none() {
-        ctl.push_reply(OutFrame::text(Bytes::from(sm_ack(h))));
-        return;
-    }
-    let token = shard.random();
-    let n = shard.shared.shards;
-    shard
-        .sm_waiters
-        .borrow_mut()
-        .insert(token, (Rc::downgrade(ctl), n, h));
-    for b in 0..n {
-        if b == shard.id {
-            // Local deliveries already happened; this shard's storage requests are queued.
-            shard.storage(crate::storage::Request::Sync {
-                shard: shard.id,
-                token,
-            });
-        } else {
-            shard.send(
-                b,
-                crate::shard::ShardMsg::Barrier {
-                    token,
-                    origin: shard.id,
-                },
-            );
-        }
-    }
-}
-
-/// A storage barrier came back: when every shard's has, the ack goes out.
-pub fn on_synced(shard: &Shard, token: u64) {
-    let mut w = shard.sm_waiters.borrow_mut();
-    let Some(e) = w.get_mut(&token) else { return };
-    e.1 -= 1;
-    if e.1 == 0 {
-        let (ctl, _, h) = w.remove(&token).unwrap();
-        drop(w);
-        if let Some(ctl) = ctl.upgrade() {
-            ctl.push_reply(OutFrame::text(Bytes::from(sm_ack(h))));
         }
     }
 }

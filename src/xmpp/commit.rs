@@ -1,0 +1,205 @@
+//! "Done" means durable (DESIGN invariant 6): an XEP-0198 `<a h/>` and every answer that
+//! reports a stored change (an iq result of a roster set, MAM preferences, a persistent
+//! room's configuration...) leave only after the storage commit that covers the change.
+//!
+//! Both wait on a storage barrier: a `Sync` request queued behind the writes it covers;
+//! the storage thread answers it only after the batch holding those writes is committed.
+//! An ack covers what the session's stanzas caused on every shard, so its barrier goes
+//! through every shard first (mailboxes are FIFO per sender); an iq result covers only
+//! writes its own shard queued, so one `Sync` is enough.
+//!
+//! A connection has at most one ack barrier in flight: `<r/>`s that arrive meanwhile are
+//! answered by one more round, so a client that floods `<r/>` cannot fan out a barrier per
+//! request to every shard and the storage thread. A failed commit never leaves a waiter
+//! waiting: the ack's stream ends with `internal-server-error` (nothing is acknowledged,
+//! the client resends after it reconnects), an iq gets its error answer.
+
+use super::NS_SM;
+use super::errors::{StreamError, stream_error_bytes};
+use crate::net::outbound::{CloseKind, ConnCtl, OutFrame};
+use crate::shard::{Shard, ShardMsg};
+use crate::storage::Request;
+use bytes::Bytes;
+use std::rc::{Rc, Weak};
+
+pub enum Waiter {
+    /// `count` acks with `h`, once every shard's barrier is committed (`left` to go);
+    /// `again` more `<r/>` arrived meanwhile, the last with `again_h`.
+    Ack {
+        ctl: Weak<ConnCtl>,
+        left: usize,
+        h: u32,
+        count: u32,
+        again: u32,
+        again_h: u32,
+    },
+    /// A reply on one connection: `ok` after the commit, `err` (if not empty) if it failed.
+    Push {
+        ctl: Weak<ConnCtl>,
+        ok: Bytes,
+        err: Bytes,
+    },
+    /// Anything else (e.g. a room's answers and broadcasts): called with whether the
+    /// commit succeeded.
+    Call(Box<dyn FnOnce(&Shard, bool)>),
+}
+
+fn sm_ack(h: u32) -> Bytes {
+    Bytes::from(format!("<a xmlns='{NS_SM}' h='{h}'/>").into_bytes())
+}
+
+/// Answers `<r/>` with `<a h/>` once the first `h` stanzas are settled. `inflight` is the
+/// connection's barrier still going, if any (kept by its stream).
+pub fn ack_when_settled(shard: &Shard, ctl: &Rc<ConnCtl>, h: u32, inflight: &mut Option<u64>) {
+    if shard.shared.storage.is_none() {
+        ctl.push_reply(OutFrame::text(sm_ack(h)));
+        return;
+    }
+    if let Some(t) = *inflight {
+        if let Some(Waiter::Ack { again, again_h, .. }) =
+            shard.commit_waiters.borrow_mut().get_mut(&t)
+        {
+            *again += 1;
+            *again_h = h;
+            return;
+        }
+    }
+    let token = shard.random();
+    *inflight = Some(token);
+    shard.commit_waiters.borrow_mut().insert(
+        token,
+        Waiter::Ack {
+            ctl: Rc::downgrade(ctl),
+            left: shard.shared.shards,
+            h,
+            count: 1,
+            again: 0,
+            again_h: h,
+        },
+    );
+    barrier_everywhere(shard, token);
+}
+
+fn barrier_everywhere(shard: &Shard, token: u64) {
+    for b in 0..shard.shared.shards {
+        if b == shard.id {
+            // Local deliveries already happened; this shard's storage requests are queued.
+            shard.storage(Request::Sync {
+                shard: shard.id,
+                token,
+            });
+        } else {
+            shard.send(
+                b,
+                ShardMsg::Barrier {
+                    token,
+                    origin: shard.id,
+                },
+            );
+        }
+    }
+}
+
+/// Queues `ok` on `ctl` once every write this shard queued before is committed (`err`, if
+/// not empty, when the commit failed).
+pub fn reply_after_commit(shard: &Shard, ctl: &Rc<ConnCtl>, ok: Vec<u8>, err: Vec<u8>) {
+    if shard.shared.storage.is_none() {
+        ctl.push_reply(OutFrame::text(Bytes::from(ok)));
+        return;
+    }
+    let token = shard.random();
+    shard.commit_waiters.borrow_mut().insert(
+        token,
+        Waiter::Push {
+            ctl: Rc::downgrade(ctl),
+            ok: Bytes::from(ok),
+            err: Bytes::from(err),
+        },
+    );
+    shard.storage(Request::Sync {
+        shard: shard.id,
+        token,
+    });
+}
+
+/// Calls `f` once every write this shard queued before is committed (with false if the
+/// commit failed). Boxed: a cold path (stored changes), never per message.
+pub fn after_commit(shard: &Shard, f: Box<dyn FnOnce(&Shard, bool)>) {
+    if shard.shared.storage.is_none() {
+        return f(shard, true);
+    }
+    let token = shard.random();
+    shard
+        .commit_waiters
+        .borrow_mut()
+        .insert(token, Waiter::Call(f));
+    shard.storage(Request::Sync {
+        shard: shard.id,
+        token,
+    });
+}
+
+/// A storage barrier came back (`ok`: its batch was committed).
+pub fn on_synced(shard: &Shard, token: u64, ok: bool) {
+    let mut w = shard.commit_waiters.borrow_mut();
+    let Some(e) = w.get_mut(&token) else { return };
+    match e {
+        Waiter::Ack {
+            ctl,
+            left,
+            h,
+            count,
+            again,
+            again_h,
+        } => {
+            let Some(c) = ctl.upgrade() else {
+                w.remove(&token);
+                return;
+            };
+            if !ok {
+                w.remove(&token);
+                drop(w);
+                tracing::error!(conn = c.id, "storage commit failed: closing unacknowledged");
+                c.close(
+                    CloseKind::Flush,
+                    stream_error_bytes(
+                        StreamError::InternalServerError,
+                        Some("storage failed: nothing since the last ack is acknowledged"),
+                        None,
+                    ),
+                );
+                return;
+            }
+            *left -= 1;
+            if *left > 0 {
+                return;
+            }
+            let a = sm_ack(*h);
+            for _ in 0..*count {
+                c.push_reply(OutFrame::text(a.clone()));
+            }
+            if *again == 0 {
+                w.remove(&token);
+                return;
+            }
+            // The <r/>s that came meanwhile: one more round for all of them.
+            (*h, *count, *again, *left) = (*again_h, *again, 0, shard.shared.shards);
+            drop(w);
+            barrier_everywhere(shard, token);
+        }
+        Waiter::Push { .. } | Waiter::Call(_) => {
+            let e = w.remove(&token);
+            drop(w);
+            match e {
+                Some(Waiter::Push { ctl, ok: o, err }) => {
+                    let b = if ok { o } else { err };
+                    if let (Some(c), false) = (ctl.upgrade(), b.is_empty()) {
+                        c.push_reply(OutFrame::text(b));
+                    }
+                }
+                Some(Waiter::Call(f)) => f(shard, ok),
+                _ => {}
+            }
+        }
+    }
+}
