@@ -168,3 +168,92 @@ async fn a_closed_stream_is_not_resumable() {
     .await;
     assert!(c.recv_until("<failed").await.contains("<item-not-found"));
 }
+
+/// Waits (bounded) until the server's log shows `n` sessions detached.
+async fn detached(s: &Server, n: usize) {
+    for _ in 0..400 {
+        if s.log().matches("session detached for resumption").count() >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the server did not see {n} drops");
+}
+
+/// Issue 10, finding 2: a message to the bare JID reaches the live resource and two
+/// resources waiting for resumption (equal priority). When the waiting sessions end (here
+/// replaced by fresh binds), their copies are not routed again: the live resource had it
+/// already. (Before: the live resource got it four times.) A message only a waiting
+/// session held is still delivered, once.
+#[tokio::test]
+async fn a_copy_someone_got_is_not_routed_again_when_a_detached_session_ends() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut desk = Client::online(&s, &a, "desk", 0).await;
+    for res in ["phone1", "phone2", "phone3"] {
+        let mut p = Client::online(&s, &a, res, 0).await;
+        enable_resumable(&mut p).await;
+        drop(p); // no </close>: waits for <resume/>
+    }
+    detached(&s, 3).await;
+    let mut bob = Client::online(&s, &b, "desk", 0).await;
+    bob.send(&format!(
+        "<message to='{a}@localhost' type='chat' id='bare1'><body>to all</body></message>"
+    ))
+    .await;
+    bob.send(&format!(
+        "<message to='{a}@localhost/phone3' type='chat' id='only3'><body>to one</body></message>"
+    ))
+    .await;
+    assert!(desk.recv_until("<message").await.contains("id='bare1'"));
+    // Fresh logins take the three resources over: the detached sessions end.
+    let mut fresh = Vec::new();
+    for res in ["phone1", "phone2", "phone3"] {
+        fresh.push(Client::login(&s, &a, Some(res)).await);
+    }
+    bob.send(&format!(
+        "<message to='{a}@localhost/desk' type='chat' id='marker'><body>end</body></message>"
+    ))
+    .await;
+    let mut got = Vec::new();
+    loop {
+        let m = desk.recv_until("<message").await;
+        let id = between(&m, "id='", "'").to_string();
+        got.push(id.clone());
+        if id == "marker" {
+            break;
+        }
+    }
+    assert_eq!(got, ["marker"], "desk got {got:?}");
+    // The message for phone3 alone went to phone3's new session (RFC 6121 §8.5.3.1).
+    let m = fresh[2].recv_until("<message").await;
+    assert!(m.contains("id='only3'"), "{m}");
+}
+
+/// The server asks for acks as soon as a stanza is unacknowledged (one request at a time),
+/// so a client that drops and logs in afresh can get again only what was in flight.
+#[tokio::test]
+async fn the_server_asks_for_an_ack_right_after_a_stanza() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut alice = Client::online(&s, &a, "phone", 0).await;
+    enable_resumable(&mut alice).await;
+    let mut bob = Client::online(&s, &b, "desk", 0).await;
+    for i in 0..3 {
+        bob.send(&format!(
+            "<message to='{a}@localhost' type='chat' id='q{i}'><body>{i}</body></message>"
+        ))
+        .await;
+        assert!(
+            alice
+                .recv_until("<message")
+                .await
+                .contains(&format!("id='q{i}'"))
+        );
+        let r = alice.recv().await;
+        assert!(r.starts_with("<r xmlns='urn:xmpp:sm:3'"), "{r}");
+        alice
+            .send(&format!("<a xmlns='urn:xmpp:sm:3' h='{}'/>", i + 1))
+            .await;
+    }
+}

@@ -69,7 +69,10 @@ fn send(targets: Vec<(Jid, Rc<ConnCtl>)>, bare: &str, kind: &str, payload: &Byte
         let tail = format!("</forwarded></{kind}></message>");
         let parts: SmallVec<[Bytes; 3]> =
             smallvec::smallvec![Bytes::from(head), payload.clone(), Bytes::from(tail)];
-        let _ = ctl.push(OutFrame::text_parts(parts), router::overflow_words);
+        let _ = ctl.push(
+            OutFrame::text_parts(parts).copy_only(),
+            router::overflow_words,
+        );
     }
 }
 

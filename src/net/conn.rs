@@ -567,12 +567,8 @@ impl Conn {
                 }
                 websocket::OP_PONG => {}
                 _ => {
-                    // Close: answer with the same code (RFC 6455 §5.5.1) and end.
-                    let code = if payload.len() >= 2 {
-                        u16::from_be_bytes([buf[payload.start], buf[payload.start + 1]])
-                    } else {
-                        websocket::CLOSE_NORMAL
-                    };
+                    // Close: answer (RFC 6455 §5.5.1) and end.
+                    let code = close_answer(&buf[payload]);
                     self.ctl
                         .close(CloseKind::Flush, websocket::close_frame(code, ""));
                     self.action = Action::Close;
@@ -598,5 +594,46 @@ impl Conn {
             Some(f) => f.on_text(&mut self.stream, &self.shard, &self.ctl, text),
             None => self.stream.on_element(&self.shard, &self.ctl, text),
         };
+    }
+}
+
+/// The code to answer a client's close frame with (RFC 6455 §5.5.1, §7.4): its own code
+/// when that is one a peer may send, 1000 for an empty body, 1002 for a one-byte body or a
+/// code no endpoint may send (1005, 1006, 1015, unassigned ranges), 1007 for a reason
+/// that is not UTF-8.
+fn close_answer(body: &[u8]) -> u16 {
+    let [a, b, reason @ ..] = body else {
+        return if body.is_empty() {
+            websocket::CLOSE_NORMAL
+        } else {
+            websocket::CLOSE_PROTOCOL
+        };
+    };
+    let code = u16::from_be_bytes([*a, *b]);
+    let sendable = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+    if !sendable {
+        websocket::CLOSE_PROTOCOL
+    } else if std::str::from_utf8(reason).is_err() {
+        websocket::CLOSE_INVALID_DATA
+    } else {
+        code
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::close_answer;
+
+    #[test]
+    fn close_codes_answered_per_rfc_6455() {
+        assert_eq!(close_answer(b""), 1000);
+        assert_eq!(close_answer(&[3]), 1002);
+        assert_eq!(close_answer(&1000u16.to_be_bytes()), 1000);
+        assert_eq!(close_answer(&4000u16.to_be_bytes()), 4000);
+        for bad in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
+            assert_eq!(close_answer(&bad.to_be_bytes()), 1002, "{bad}");
+        }
+        assert_eq!(close_answer(&[0x03, 0xE8, 0xFF, 0xFE]), 1007);
+        assert_eq!(close_answer(&[0x03, 0xE8, b'o', b'k']), 1000);
     }
 }

@@ -13,6 +13,7 @@ use monoio::net::TcpStream;
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,18 @@ use super::websocket;
 pub struct OutFrame {
     hdr: [u8; 10],
     hdr_len: u8,
+    /// A copy whose original goes its own way (a carbon): never routed again.
+    copy_only: bool,
     pub parts: SmallVec<[Bytes; 3]>,
+    /// Shared by the copies of one stanza given to several connections (a message to a
+    /// bare JID and its equal-priority resources): how many are still held and not lost.
+    /// A copy that is lost (its connection closed or its detached session ended without
+    /// an ack) is routed again only if it was the last one: a copy someone else got is
+    /// never routed twice.
+    pub copies: Option<Rc<Cell<u32>>>,
+    /// For a frame translated for a non-XML client: the XML frame it came from, which is
+    /// what routing again needs.
+    pub original: Option<Rc<OutFrame>>,
 }
 
 impl OutFrame {
@@ -33,8 +45,21 @@ impl OutFrame {
         OutFrame {
             hdr,
             hdr_len,
+            copy_only: false,
             parts,
+            copies: None,
+            original: None,
         }
+    }
+
+    /// Marks a copy whose original goes its own way (never routed again).
+    pub fn copy_only(mut self) -> OutFrame {
+        self.copy_only = true;
+        self
+    }
+
+    pub fn is_copy_only(&self) -> bool {
+        self.copy_only
     }
 
     pub fn text(payload: Bytes) -> OutFrame {
@@ -50,7 +75,10 @@ impl OutFrame {
         OutFrame {
             hdr: [0; 10],
             hdr_len: 0,
+            copy_only: false,
             parts,
+            copies: None,
+            original: None,
         }
     }
 
@@ -107,6 +135,10 @@ struct SmOut {
     h: u32,
     unacked: VecDeque<OutFrame>,
     bytes: usize,
+    /// An `<r/>` is out and its `<a/>` has not come back.
+    asked: bool,
+    /// Ask for an ack once this many stanzas are unacknowledged.
+    ask_after: usize,
 }
 
 #[derive(Default)]
@@ -189,7 +221,12 @@ impl ConnCtl {
     /// `overflow_final` as its last words; a refused frame is dropped here and the caller
     /// bounces the stanza it carried.
     pub fn push(&self, f: OutFrame, overflow_final: fn() -> Vec<u8>) -> Result<(), PushError> {
-        if let Some(frames) = self.translated(&f) {
+        if let Some(mut frames) = self.translated(&f) {
+            // The first translated frame carries the XML: if the connection drops before
+            // it is written, that is what is routed again.
+            if let Some(first) = frames.first_mut() {
+                first.original = Some(Rc::new(f));
+            }
             for t in frames {
                 self.push_one(t, overflow_final)?;
             }
@@ -239,8 +276,11 @@ impl ConnCtl {
             return Err(PushError::Overflow);
         }
         o.bytes += len;
-        let sm_over = self.record(&mut o, &f);
+        let (sm_over, ask) = self.record(&mut o, &f);
         o.queue.push_back(f);
+        if ask {
+            Self::ask(&mut o);
+        }
         if let Some(w) = o.writer.take() {
             w.wake();
         }
@@ -251,22 +291,31 @@ impl ConnCtl {
         Ok(())
     }
 
-    /// Keeps a stanza until the client acknowledges it; every 16 asks for an ack. True
-    /// when the unacknowledged bytes pass the outbound bound (a client that never acks).
-    fn record(&self, o: &mut Outbound, f: &OutFrame) -> bool {
+    /// Keeps a stanza until the client acknowledges it, and asks for an ack as soon as
+    /// `ask_after` are unacknowledged, one request at a time: what a client that drops and
+    /// comes back with a fresh login may get twice (read, never acknowledged) stays what
+    /// was in flight during one round trip. True when the unacknowledged bytes pass the
+    /// outbound bound (a client that never acks); and whether to ask for an ack after it.
+    fn record(&self, o: &mut Outbound, f: &OutFrame) -> (bool, bool) {
         let Some(sm) = o.sm.as_mut().filter(|_| f.is_stanza()) else {
-            return false;
+            return (false, false);
         };
         sm.h = sm.h.wrapping_add(1);
         sm.bytes += f.len();
         sm.unacked.push_back(f.clone());
         let over = sm.bytes > self.limit;
-        if sm.unacked.len() % 16 == 0 {
-            let r = Bytes::from_static(b"<r xmlns='urn:xmpp:sm:3'/>");
-            o.bytes += r.len() + 2;
-            o.queue.push_back(OutFrame::text(r));
+        let ask = !sm.asked && sm.unacked.len() >= sm.ask_after;
+        sm.asked |= ask;
+        (over, ask)
+    }
+
+    fn ask(o: &mut Outbound) {
+        let r = OutFrame::text(Bytes::from_static(b"<r xmlns='urn:xmpp:sm:3'/>"));
+        o.bytes += r.len();
+        o.queue.push_back(r);
+        if let Some(w) = o.writer.take() {
+            w.wake();
         }
-        over
     }
 
     pub fn set_handled(&self, h: u32) {
@@ -277,12 +326,15 @@ impl ConnCtl {
         self.handled.get()
     }
 
-    /// Starts counting sent stanzas from `h` (XEP-0198 enable, or resume).
-    pub fn sm_enable(&self, h: u32) {
+    /// Starts counting sent stanzas from `h` (XEP-0198 enable, or resume); asks for an
+    /// ack once `ask_after` stanzas are unacknowledged.
+    pub fn sm_enable(&self, h: u32, ask_after: usize) {
         self.out.borrow_mut().sm = Some(SmOut {
             h,
             unacked: VecDeque::new(),
             bytes: 0,
+            asked: false,
+            ask_after: ask_after.max(1),
         });
     }
 
@@ -297,6 +349,11 @@ impl ConnCtl {
         }
         for f in sm.unacked.drain(..n as usize) {
             sm.bytes -= f.len();
+        }
+        // The answer to our request: ask again if more went out meanwhile.
+        sm.asked = sm.unacked.len() >= sm.ask_after;
+        if sm.asked {
+            Self::ask(&mut o);
         }
         true
     }
@@ -349,8 +406,11 @@ impl ConnCtl {
             return;
         }
         o.bytes += f.len();
-        self.record(&mut o, &f);
+        let (_, ask) = self.record(&mut o, &f);
         o.queue.push_back(f);
+        if ask {
+            Self::ask(&mut o);
+        }
         if let Some(w) = o.writer.take() {
             w.wake();
         }

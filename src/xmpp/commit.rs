@@ -41,8 +41,11 @@ pub enum Waiter {
     },
     /// Anything else (e.g. a room's answers and broadcasts): called with whether the
     /// commit succeeded.
-    Call(Box<dyn FnOnce(&Shard, bool)>),
+    Call(AfterCommit),
 }
+
+/// Work that waits for a commit; called with whether it succeeded.
+pub type AfterCommit = Box<dyn FnOnce(&Shard, bool)>;
 
 fn sm_ack(h: u32) -> Bytes {
     Bytes::from(format!("<a xmlns='{NS_SM}' h='{h}'/>").into_bytes())
@@ -55,14 +58,13 @@ pub fn ack_when_settled(shard: &Shard, ctl: &Rc<ConnCtl>, h: u32, inflight: &mut
         ctl.push_reply(OutFrame::text(sm_ack(h)));
         return;
     }
-    if let Some(t) = *inflight {
-        if let Some(Waiter::Ack { again, again_h, .. }) =
+    if let Some(t) = *inflight
+        && let Some(Waiter::Ack { again, again_h, .. }) =
             shard.commit_waiters.borrow_mut().get_mut(&t)
-        {
-            *again += 1;
-            *again_h = h;
-            return;
-        }
+    {
+        *again += 1;
+        *again_h = h;
+        return;
     }
     let token = shard.random();
     *inflight = Some(token);
@@ -124,7 +126,7 @@ pub fn reply_after_commit(shard: &Shard, ctl: &Rc<ConnCtl>, ok: Vec<u8>, err: Ve
 
 /// Calls `f` once every write this shard queued before is committed (with false if the
 /// commit failed). Boxed: a cold path (stored changes), never per message.
-pub fn after_commit(shard: &Shard, f: Box<dyn FnOnce(&Shard, bool)>) {
+pub fn after_commit(shard: &Shard, f: AfterCommit) {
     if shard.shared.storage.is_none() {
         return f(shard, true);
     }

@@ -311,7 +311,18 @@ pub fn bounce(shard: &Shard, r: &Routed, cond: Cond) {
 
 /// Queues a stanza on one connection. False when the connection would not take it.
 pub fn push(ctl: &crate::net::outbound::ConnCtl, payload: &Bytes) -> bool {
-    match ctl.push(OutFrame::text(payload.clone()), overflow_words) {
+    push_copy(ctl, payload, None)
+}
+
+/// `push`, for one of several copies of a stanza that share `copies`.
+fn push_copy(
+    ctl: &crate::net::outbound::ConnCtl,
+    payload: &Bytes,
+    copies: Option<&Rc<std::cell::Cell<u32>>>,
+) -> bool {
+    let mut f = OutFrame::text(payload.clone());
+    f.copies = copies.cloned();
+    match ctl.push(f, overflow_words) {
         Ok(()) => true,
         Err(PushError::Overflow) => {
             tracing::info!(
@@ -423,8 +434,14 @@ fn deliver_with(shard: &Shard, r: Routed, archive: bool) {
         }
     }
     let mut delivered = false;
+    // Copies of one message for several resources share one count (see `reroute_frame`).
+    let copies = (targets.len() > 1).then(|| Rc::new(std::cell::Cell::new(targets.len() as u32)));
     for t in &targets {
-        delivered |= push(t, &r.payload);
+        if push_copy(t, &r.payload, copies.as_ref()) {
+            delivered = true;
+        } else if let Some(c) = &copies {
+            c.set(c.get() - 1); // refused: that copy is not held anywhere
+        }
     }
     if delivered {
         if r.kind == Kind::Message && crate::features::carbons::eligible(r.stype, &r.payload) {
@@ -547,13 +564,20 @@ pub fn reparse(text: &str) -> Option<Routed> {
 /// the rest (presence, groupchat copies the room's history keeps) is dropped as RFC 6121
 /// §8.5.3.2 allows.
 pub fn reroute_frame(shard: &Shard, f: &OutFrame) {
+    // A frame rendered for a non-XML client: route the XML it came from.
+    let f = f.original.as_deref().unwrap_or(f);
     // Carbons are copies: the original went (or goes) its own way.
-    let carbon = f
-        .parts
-        .first()
-        .is_some_and(|p| p.windows(17).any(|w| w == b"urn:xmpp:carbons:"));
-    if !f.is_stanza() || carbon {
+    if !f.is_stanza() || f.is_copy_only() {
         return;
+    }
+    // One of several copies (a bare-JID message to equal-priority resources): routed
+    // again only if every other copy was lost too; one that someone got is not repeated.
+    if let Some(c) = &f.copies {
+        let left = c.get().saturating_sub(1);
+        c.set(left);
+        if left > 0 {
+            return;
+        }
     }
     let mut v = Vec::new();
     for p in &f.parts {

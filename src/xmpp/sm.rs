@@ -26,12 +26,17 @@ pub struct SmConfig {
     /// How long a dropped resumable session is kept for `<resume/>`
     /// (`aoba serve --sm-resume-timeout SECS`).
     pub resume_timeout_ms: u64,
+    /// The server asks for an ack (`<r/>`) once this many stanzas it sent are
+    /// unacknowledged, one request at a time. 1 keeps what a client that drops and logs in
+    /// afresh may see twice to what was in flight during one round trip.
+    pub request_ack_after_stanzas: usize,
 }
 
 impl Default for SmConfig {
     fn default() -> Self {
         SmConfig {
             resume_timeout_ms: 300_000,
+            request_ack_after_stanzas: 1,
         }
     }
 }
@@ -65,7 +70,7 @@ fn failed(ctl: &ConnCtl, cond: &str) {
 /// `<enable/>` after bind.
 pub fn enable(stream: &mut Stream, shard: &Shard, ctl: &ConnCtl, resume: bool) {
     stream.sm = Some(0);
-    ctl.sm_enable(0);
+    ctl.sm_enable(0, shard.cfg().sm.request_ack_after_stanzas);
     if resume {
         let id = format!("{:016x}{:08x}", shard.random(), shard.id);
         let max = shard.cfg().sm.resume_timeout_ms / 1000;
@@ -158,7 +163,7 @@ pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>, previd: &st
         r.ctl = ctl.clone();
         r.available
     };
-    ctl.sm_enable(h);
+    ctl.sm_enable(h, shard.cfg().sm.request_ack_after_stanzas);
     reply(
         ctl,
         format!(
