@@ -145,6 +145,7 @@ fn serve(
     cfg.validate()?;
     let secret = secret_for(&cfg, true)?;
     let verifier = jwt::JwtVerifier::new(&cfg, secret.as_deref())?;
+    aoba::shard::crash_on_panic();
     aoba::shard::run(cfg, verifier, vec![aoba::muc::factory()])
 }
 

@@ -805,3 +805,35 @@ async fn owner_and_admin_results_mean_stored_even_under_kill_9() {
         );
     }
 }
+
+/// Issue 10, finding 6: `<history seconds/>` with a number far past the epoch used to
+/// overflow a time subtraction and panic the room's shard. It means "all history" now.
+#[tokio::test]
+async fn history_seconds_past_the_epoch_means_all_of_it() {
+    let s = Server::start_with("", 2);
+    let (mut a, mut b) = two(&s).await;
+    join(&mut a, ROOM, "owner", "").await;
+    instant_room(&mut a, ROOM).await;
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='h1'><body>old</body></message>"
+    ))
+    .await;
+    a.recv_until("id='h1'").await;
+    let got = join(
+        &mut b,
+        ROOM,
+        "late",
+        "<history seconds='10000000000000000000'/>",
+    )
+    .await;
+    assert!(
+        got.iter().any(|m| m.contains("<body>old</body>")),
+        "{got:?}"
+    );
+    // The room's shard is alive and serving.
+    a.send(&format!(
+        "<message to='{ROOM}' type='groupchat' id='h2'><body>new</body></message>"
+    ))
+    .await;
+    assert!(b.recv_until("id='h2'").await.contains("<body>new</body>"));
+}

@@ -187,3 +187,31 @@ fn defaults_serve_localhost_8082() {
     );
     assert!(cfg.contains("max_stanza_bytes = 262144"), "{cfg}");
 }
+
+/// Crash-only (issue 10): a panic on a shard ends the whole process at once, logged with
+/// its place, instead of leaving a server whose other shards stall on the dead one's
+/// mailbox. The panic is injected (`AOBA_FAULT_PANIC_ON`, debug builds only): no client
+/// input is known to cause one.
+#[tokio::test]
+async fn a_panic_ends_the_process_with_the_panic_logged() {
+    let mut s = Server::start_env(
+        "",
+        2,
+        &["--jwt-secret", SECRET],
+        &[("AOBA_FAULT_PANIC_ON", "trigger-a-panic-here")],
+    );
+    let mut c = Client::login(&s, "alice", None).await;
+    c.send("<message to='bob@localhost' type='chat'><body>trigger-a-panic-here</body></message>")
+        .await;
+    let status = s
+        .wait_exit()
+        .expect("the process kept running after a panic");
+    assert!(!status.success(), "{status:?}");
+    let log = s.log();
+    assert!(
+        log.contains("panic: injected panic")
+            && log.contains("ending the process (crash-only)")
+            && log.contains("src/fault.rs"),
+        "{log}"
+    );
+}

@@ -752,8 +752,13 @@ fn presence(
         (n as usize).min(room.cfg.history_length)
     });
     let max_chars = attr_num("maxchars").map(|n| n as usize);
+    // Any number a client sends: a time before the epoch means "all of it".
     let not_before = attr_num("seconds")
-        .map(|s| SystemTime::now() - Duration::from_secs(s))
+        .map(|s| {
+            SystemTime::now()
+                .checked_sub(Duration::from_secs(s))
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        })
         .or_else(|| {
             h.and_then(|h| st.attr(h, "since"))
                 .and_then(|a| humantime::parse_rfc3339_weak(&a.value()).ok())

@@ -323,6 +323,34 @@ impl Shard {
     }
 }
 
+/// Crash-only (docs/durability.md): a panic anywhere (a shard, storage, any thread) ends
+/// the whole process at once, with the panic, its place and a backtrace logged. A server
+/// with one dead shard would otherwise stall every other shard on its full mailbox; a
+/// process that ends is restarted by its supervisor, and durability guarantees that
+/// nothing acknowledged is lost. Installed by `aoba serve` only.
+pub fn crash_on_panic() {
+    std::panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let thread = std::thread::current();
+        let bt = std::backtrace::Backtrace::force_capture();
+        tracing::error!(
+            thread = thread.name().unwrap_or("?"),
+            at = %place,
+            "panic: {what}; ending the process (crash-only)\n{bt}"
+        );
+        std::process::abort();
+    }));
+}
+
 /// Raises RLIMIT_NOFILE to its hard limit; returns (soft, hard) after.
 pub fn raise_nofile() -> (u64, u64) {
     unsafe {

@@ -459,9 +459,7 @@ pub fn start(
     let mut next_retention = std::time::Instant::now();
     let quota = cfg.offline_quota;
     let batch_max = cfg.batch_max.max(1);
-    // Fault injection for the tests (debug builds only): every commit fails.
-    let fail_commits =
-        cfg!(debug_assertions) && std::env::var_os("AOBA_FAULT_FAIL_COMMITS").is_some();
+    let fail_commits = crate::fault::fail_commits();
     let t = std::thread::Builder::new()
         .name("storage".into())
         .spawn(move || {

@@ -124,6 +124,7 @@ impl Stream {
 
     /// Handles one complete top-level element.
     pub fn on_element(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, text: &str) -> Action {
+        crate::fault::panic_on(text);
         let l = &shard.cfg().limits;
         let limits = Limits {
             max_depth: l.max_xml_depth,

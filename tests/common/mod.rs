@@ -174,6 +174,18 @@ impl Server {
         token(user, 3600)
     }
 
+    /// Waits (bounded by `WAIT`) for the process to end by itself.
+    pub fn wait_exit(&mut self) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        for _ in 0..(WAIT.as_millis() / 20) {
+            if let Ok(Some(s)) = child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;

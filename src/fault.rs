@@ -1,0 +1,37 @@
+//! Fault injection for the tests, compiled into debug builds only (a release build reads
+//! no variable and pays nothing): the crash-only and failed-commit paths must be shown to
+//! work by tests that can fail, and no client input may reach them otherwise.
+//!
+//! - `AOBA_FAULT_PANIC_ON=TEXT`: a shard panics on a client element containing TEXT.
+//! - `AOBA_FAULT_FAIL_COMMITS=1`: every storage commit fails.
+
+#[cfg(debug_assertions)]
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Panics when `text` holds the configured trigger (debug builds only).
+#[inline]
+pub fn panic_on(text: &str) {
+    #[cfg(debug_assertions)]
+    {
+        static T: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        if let Some(t) = T.get_or_init(|| var("AOBA_FAULT_PANIC_ON"))
+            && text.contains(t.as_str())
+        {
+            panic!("injected panic (AOBA_FAULT_PANIC_ON)");
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = text;
+}
+
+/// Whether every storage commit is to fail (debug builds only).
+pub fn fail_commits() -> bool {
+    #[cfg(debug_assertions)]
+    {
+        var("AOBA_FAULT_FAIL_COMMITS").is_some()
+    }
+    #[cfg(not(debug_assertions))]
+    false
+}
