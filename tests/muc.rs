@@ -837,3 +837,23 @@ async fn history_seconds_past_the_epoch_means_all_of_it() {
     .await;
     assert!(b.recv_until("id='h2'").await.contains("<body>new</body>"));
 }
+
+/// Issue 10, finding 4: a room whose messages are archived says so in disco#info (XEP-0313
+/// §6.1, XEP-0359), or clients never ask it for history; with the archive off it does not.
+#[tokio::test]
+async fn rooms_advertise_their_archive_only_when_there_is_one() {
+    for (cfg, archived) in [("", true), ("[mam]\nenabled = false\n", false)] {
+        let s = Server::start_with(cfg, 2);
+        let (mut a, _b) = two(&s).await;
+        join(&mut a, ROOM, "owner", "").await;
+        instant_room(&mut a, ROOM).await;
+        a.send(&format!("<iq id='di' to='{ROOM}' type='get'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+        let d = a.recv_until("id='di'").await;
+        assert_eq!(
+            d.contains("<feature var='urn:xmpp:mam:2'/>"),
+            archived,
+            "{cfg:?}: {d}"
+        );
+        assert!(d.contains("<feature var='urn:xmpp:sid:0'/>"), "{d}");
+    }
+}

@@ -209,7 +209,8 @@ pub fn parse_query(
 }
 
 /// The archive is on and has storage behind it.
-fn archive_available(shard: &Shard) -> Result<(), Cond> {
+/// Whether the archive is on (and storage there to hold it).
+pub fn archive_available(shard: &Shard) -> Result<(), Cond> {
     match (&shard.shared.storage, shard.cfg().mam.enabled) {
         (Some(_), true) => Ok(()),
         _ => Err(Cond::ServiceUnavailable),

@@ -1246,11 +1246,15 @@ fn iq(
                 f(c.whois_anyone, "muc_nonanonymous", "muc_semianonymous"),
                 "urn:xmpp:sid:0".to_string(),
             ];
+            // XEP-0313 §6.1: a room with an archive says so, or clients never ask it.
+            let mam = crate::features::mam::archive_available(shard)
+                .is_ok()
+                .then_some(crate::features::mam::NS.to_string());
             let mut q = format!(
                 "<query xmlns='{NS_INFO}'><identity category='conference' type='text' name='{}'/>",
                 ea(&c.name)
             );
-            for feat in feats {
+            for feat in feats.into_iter().chain(mam) {
                 let _ = write!(q, "<feature var='{feat}'/>");
             }
             q.push_str("</query>");
