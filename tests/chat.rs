@@ -166,7 +166,8 @@ async fn full_jid_reaches_a_connected_resource_even_before_presence() {
 
 #[tokio::test]
 async fn offline_user_gets_service_unavailable_with_the_id() {
-    let s = Server::start();
+    // Strict mode: only users seen before get offline messages.
+    let s = Server::start_with("[storage]\naccept_unknown_users = false\n", 2);
     let mut alice = Client::online(&s, "alice", "one", 0).await;
     alice.send("<message to='nobody@localhost' type='chat' id='o&amp;1'><body>anyone?</body></message>").await;
     let e = alice.recv_until("<message").await;

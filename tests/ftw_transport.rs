@@ -388,3 +388,109 @@ async fn mutated_frames_never_harm_the_server() {
         "a panic in the server log"
     );
 }
+
+/// Issue 10, finding 6: archive results and carbons nest the message three levels deeper
+/// than a client may send it. The JSON renderer parsed delivered stanzas with the client
+/// limits and dropped such a result with a warning; now it arrives as an event.
+#[tokio::test]
+async fn a_deep_message_still_arrives_as_an_archive_result() {
+    let s = Server::start_with("", 2);
+    let (a, b) = s.users_apart();
+    let mut json = json_login(&s, &a, "web").await;
+    let mut xml = Client::online(&s, &b, "desk", 0).await;
+    // Depth 30 of the 32 a client may send: <message> then 29 nested extension elements.
+    let open: String = (1..30)
+        .map(|i| format!("<x{i} xmlns='urn:example:deep'>"))
+        .collect();
+    let close: String = (1..30).rev().map(|i| format!("</x{i}>")).collect();
+    xml.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    xml.recv_until("<enabled").await;
+    xml.send(&format!(
+        "<message to='{a}@localhost/web' type='chat' id='deep'><body>deep one</body>{open}{close}</message>"
+    ))
+    .await;
+    xml.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    xml.recv_until("<a xmlns").await; // archived
+    until(&mut json, "deep one").await.expect("live copy"); // the message itself
+    send(
+        &mut json,
+        &format!("427[\"xmpp.mam.query\",{{\"with\":\"{b}@localhost\"}}]"),
+    )
+    .await;
+    let m = until(&mut json, "xmpp.mam.message")
+        .await
+        .expect("the archive result was dropped");
+    assert!(m.contains("deep one"), "{m}");
+}
+
+/// Issue 10, finding 6: frames queued for a JSON session used to be rendered to JSON when
+/// queued, so when the session dropped they were no longer stanzas and were lost instead
+/// of routed again. A JSON client that stops reading (tiny receive buffer) and drops:
+/// what the server never wrote reaches the user's next session through offline storage.
+#[tokio::test]
+async fn what_a_dropped_json_session_was_never_sent_is_routed_again() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let s = Server::start_with("", 2);
+    let (a, b) = s.users_apart();
+    drop(Client::login(&s, &a, Some("first")).await); // a known user
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(1024).unwrap();
+    socket2::SockRef::from(&sock).set_tcp_mss(128).unwrap();
+    let tcp = sock.connect(([127, 0, 0, 1], s.port).into()).await.unwrap();
+    let mut req = s
+        .url("/socket.io/?EIO=4&transport=websocket")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Cookie",
+        format!("auth_token={}", s.token(&a)).parse().unwrap(),
+    );
+    let (mut json, _) =
+        tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+            .unwrap();
+    next_text(&mut json).await.unwrap(); // open
+    send(&mut json, "40").await;
+    next_text(&mut json).await.unwrap();
+    send(
+        &mut json,
+        &format!("42[\"xmpp.login\",{{\"jid\":\"{a}@localhost\",\"resource\":\"web\"}}]"),
+    )
+    .await;
+    until(&mut json, "xmpp.connection").await.unwrap();
+    // The JSON client stops reading; bob sends 300 messages of 1 KB to it.
+    let mut bob = Client::online(&s, &b, "desk", 0).await;
+    bob.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    bob.recv_until("<enabled").await;
+    const N: usize = 300;
+    let pad = "p".repeat(1000);
+    for i in 0..N {
+        bob.send(&format!(
+            "<message to='{a}@localhost/web' type='chat' id='j{i}'><body>j{i} {pad}</body></message>"
+        ))
+        .await;
+    }
+    bob.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let ack = bob.recv_until("<a xmlns").await;
+    assert!(ack.contains(&format!("h='{N}'")), "{ack}");
+    drop(json); // gone, with most of it never written
+    // Wait (bounded) until the server has seen the drop: bob's connection and the
+    // health request's own are left.
+    for _ in 0..400 {
+        if s.http_get("/health").await.contains("\"connections\":2") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let mut alice = Client::login(&s, &a, Some("desk")).await;
+    alice.send("<presence/>").await;
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let m = alice.recv_until("<message").await;
+        let id = between(&m, "id='", "'").to_string();
+        assert!(seen.insert(id.clone()), "{id} twice");
+        if id == format!("j{}", N - 1) {
+            break;
+        }
+    }
+}

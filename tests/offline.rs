@@ -1,6 +1,6 @@
 //! Nothing lost: offline messages (XEP-0160) with delay stamps (XEP-0203), kept over a
-//! restart and over `kill -9` once acknowledged (XEP-0198 `<a/>`), quotas, and the rule that
-//! strangers cannot fill the store.
+//! restart and over `kill -9` once acknowledged (XEP-0198 `<a/>`), quotas, messages for users
+//! who never logged in, and the limits that keep strangers from filling the store.
 
 mod common;
 use common::*;
@@ -68,7 +68,10 @@ async fn offline_message_arrives_with_delay_and_its_receipt_request() {
 
 #[tokio::test]
 async fn strangers_quota_and_types_that_are_not_stored() {
-    let s = Server::start_with("[storage]\noffline_quota = 2\n", 2);
+    let s = Server::start_with(
+        "[storage]\noffline_quota = 2\naccept_unknown_users = false\n",
+        2,
+    );
     let (a, b) = s.users_apart();
     let mut alice = Client::online(&s, &a, "a", 0).await;
     enable_sm(&mut alice).await;
@@ -129,9 +132,11 @@ async fn strangers_quota_and_types_that_are_not_stored() {
     );
 }
 
+/// Issue 10, finding 5: with JWT auth the application owns the user list; a user who
+/// signed up and is messaged before their first login gets the message (the default).
 #[tokio::test]
-async fn unknown_users_can_be_accepted_by_config() {
-    let s = Server::start_with("[storage]\naccept_unknown_users = true\n", 2);
+async fn users_who_never_logged_in_get_their_messages() {
+    let s = Server::start();
     let mut alice = Client::online(&s, "alice", "a", 0).await;
     enable_sm(&mut alice).await;
     alice
@@ -195,4 +200,52 @@ async fn acknowledged_messages_survive_kill_9() {
         bob.recv_until("<message").await.contains("id='mark'"),
         "no duplicates after the {n}"
     );
+}
+
+/// One sender may leave messages for at most `storage.max_unknown_recipients_per_hour`
+/// never-seen users (lowered here to keep the test short); past it a clear
+/// `policy-violation`, while known users, already-counted strangers and other senders are
+/// served as before.
+#[tokio::test]
+async fn a_sender_reaching_too_many_strangers_gets_policy_violation() {
+    let s = Server::start_with("[storage]\nmax_unknown_recipients_per_hour = 3\n", 1);
+    let mut spam = Client::online(&s, "spammer", "a", 0).await;
+    for i in 0..3 {
+        spam.send(&format!(
+            "<message to='new{i}@localhost' type='chat' id='n{i}'><body>hi</body></message>"
+        ))
+        .await;
+    }
+    spam.send("<message to='new3@localhost' type='chat' id='n3'><body>hi</body></message>")
+        .await;
+    let e = spam.recv_until("id='n3'").await;
+    assert!(
+        e.contains("type='error'")
+            && e.contains("<policy-violation")
+            && e.contains("never logged in"),
+        "{e}"
+    );
+    // A stranger already counted is still fine; so is a known user.
+    seen(&s, "known").await;
+    enable_sm(&mut spam).await;
+    spam.send("<message to='new0@localhost' type='chat' id='again'><body>2</body></message>")
+        .await;
+    spam.send("<message to='known@localhost' type='chat' id='k'><body>3</body></message>")
+        .await;
+    acked(&mut spam, 2).await;
+    // Another sender is not affected.
+    let mut other = Client::online(&s, "friend", "a", 0).await;
+    enable_sm(&mut other).await;
+    other
+        .send("<message to='new3@localhost' type='chat' id='f'><body>welcome</body></message>")
+        .await;
+    acked(&mut other, 1).await;
+    let mut n0 = Client::login(&s, "new0", Some("r")).await;
+    let got = bodies_after_presence(&mut n0, 2).await;
+    assert!(
+        got[0].contains("id='n0'") && got[1].contains("id='again'"),
+        "{got:?}"
+    );
+    let mut n3 = Client::login(&s, "new3", Some("r")).await;
+    assert!(bodies_after_presence(&mut n3, 1).await[0].contains("id='f'"));
 }

@@ -48,27 +48,83 @@ fn with_delay(r: &Routed, domain: &str) -> Option<Routed> {
     Some(r.with_payload(v))
 }
 
+/// Why a message could not be stored.
+pub enum NotStored {
+    /// Storage off or behind, a stranger in strict mode: `service-unavailable`.
+    Unavailable(Routed),
+    /// The sender reached `storage.max_unknown_recipients_per_hour`: `policy-violation`.
+    TooManyStrangers(Routed),
+}
+
+/// Per sender (bare JID, on this recipient shard): the never-seen recipients it left
+/// offline messages for in the current hour.
+#[derive(Default)]
+pub struct StrangerCounts {
+    window: Option<std::time::Instant>,
+    by_sender: ahash::AHashMap<Box<str>, ahash::AHashSet<Box<str>>>,
+}
+
+impl StrangerCounts {
+    /// Whether `sender` may leave a message for never-seen `user` (and counts it).
+    fn admit(&mut self, sender: &str, user: &str, max: usize) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= std::time::Duration::from_secs(3600))
+        {
+            self.window = Some(now);
+            self.by_sender.clear();
+        }
+        let set = self.by_sender.entry(sender.into()).or_default();
+        if set.contains(user) {
+            return true;
+        }
+        if set.len() >= max {
+            return false;
+        }
+        set.insert(user.into());
+        true
+    }
+}
+
 /// Stores an undeliverable chat/normal message for its (local) recipient. Gives it back
-/// when it cannot be stored: a stranger (never logged in), storage off or its queue full.
-pub fn store(shard: &Shard, r: Routed) -> Result<(), Routed> {
+/// when it cannot be stored: storage off or its queue full, a stranger (never logged in)
+/// in strict mode, or a sender past its strangers-per-hour limit.
+pub fn store(shard: &Shard, r: Routed) -> Result<(), NotStored> {
     if shard.shared.storage.is_none() {
-        return Err(r);
+        return Err(NotStored::Unavailable(r));
     }
     let user = {
         let to = r.to();
         let (bare, _) = split_full(&to);
         match bare.split_once('@') {
             Some((local, d)) if d == shard.domain() => local.to_string(),
-            _ => return Err(r),
+            _ => return Err(NotStored::Unavailable(r)),
         }
     };
-    if !shard.cfg().storage.accept_unknown_users
-        && !shard.known_users.borrow().contains(user.as_str())
-    {
-        return Err(r);
+    let cfg = &shard.cfg().storage;
+    if !shard.known_users.borrow().contains(user.as_str()) {
+        if !cfg.accept_unknown_users {
+            return Err(NotStored::Unavailable(r));
+        }
+        let sender = r.from();
+        let sender = split_full(&sender).0;
+        let ok = shard.stranger_counts.borrow_mut().admit(
+            sender,
+            &user,
+            cfg.max_unknown_recipients_per_hour,
+        );
+        if !ok {
+            tracing::info!(
+                shard = shard.id,
+                sender,
+                "too many never-seen recipients this hour"
+            );
+            return Err(NotStored::TooManyStrangers(r));
+        }
     }
     let Some(msg) = with_delay(&r, shard.domain()) else {
-        return Err(r);
+        return Err(NotStored::Unavailable(r));
     };
     // Refused (and bounced by the caller) rather than queued when storage is behind.
     shard
@@ -77,7 +133,7 @@ pub fn store(shard: &Shard, r: Routed) -> Result<(), Routed> {
             msg,
             shard: shard.id,
         })
-        .map_err(|_| r)
+        .map_err(|_| NotStored::Unavailable(r))
 }
 
 /// Initial presence with a non-negative priority: ask for the user's offline messages,

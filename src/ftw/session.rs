@@ -12,7 +12,7 @@ use super::{Ctx, Pending, ReqError, client_error, jid_object, not_implemented, r
 use crate::net::outbound::{ConnCtl, OutFrame, Translate};
 use crate::net::websocket;
 use crate::shard::Shard;
-use crate::xml::stanza::{Limits, Stanza};
+use crate::xml::stanza::Stanza;
 use crate::xmpp::stream::{Action, Stream};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -115,7 +115,9 @@ impl Translate for Translator {
         let Ok(text) = std::str::from_utf8(bytes) else {
             return;
         };
-        let Ok(st) = Stanza::parse(text, &Limits::default()) else {
+        // Delivered stanzas nest deeper than what a client may send (a carbon or an archive
+        // result wraps the message): parse them with the server-made limits.
+        let Ok(st) = Stanza::parse(text, &crate::xmpp::router::SERVER_MADE) else {
             tracing::warn!("ftw: could not render a queued frame");
             return;
         };

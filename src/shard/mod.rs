@@ -96,6 +96,8 @@ pub struct Shard {
     pub stop: notify::Notify,
     pub rng: Cell<u64>,
     components: Vec<Box<dyn crate::xmpp::component::Component>>,
+    /// Never-seen recipients per sender this hour (`storage.max_unknown_recipients_per_hour`).
+    pub stranger_counts: RefCell<crate::features::offline::StrangerCounts>,
     /// Users (localparts) that have logged in and whose home is this shard.
     pub known_users: RefCell<std::collections::HashSet<Box<str>, ahash::RandomState>>,
     /// Answers waiting for the storage commit that covers them (`xmpp::commit`), by token.
@@ -138,6 +140,7 @@ impl Shard {
             rng: Cell::new(u64::from_le_bytes(seed) | 1),
             components: shared.components.iter().map(|f| f(&shared.cfg)).collect(),
             known_users: RefCell::new(Default::default()),
+            stranger_counts: RefCell::new(Default::default()),
             commit_waiters: RefCell::new(HashMap::default()),
             rosters: RefCell::new(HashMap::default()),
             detached: RefCell::new(HashMap::default()),

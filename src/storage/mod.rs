@@ -27,9 +27,16 @@ pub struct StorageConfig {
     pub backend: String,
     /// Offline messages kept per user; past it the sender gets `service-unavailable`.
     pub offline_quota: usize,
-    /// Store offline messages for localparts that never logged in (JWT auth has no account
-    /// list: by default strangers cannot fill the store).
+    /// Store offline messages for any valid localpart, also one that never logged in: with
+    /// JWT auth the application owns the user list, and a user who signed up is messaged
+    /// before their first login. `false`: only users seen before get offline messages
+    /// (strict mode, for operators who provision users).
     pub accept_unknown_users: bool,
+    /// Distinct never-seen users one sender may leave offline messages for per hour
+    /// (with `accept_unknown_users`); past it the sender gets `policy-violation`. Counted
+    /// on each recipient's home shard, so with N shards a sender can reach up to N times
+    /// this. Abuse is bounded by this and by `offline_quota` per recipient.
+    pub max_unknown_recipients_per_hour: usize,
     /// Requests queued towards the storage thread before new ones are refused.
     pub queue_capacity: usize,
     /// Most requests applied per group commit.
@@ -41,7 +48,8 @@ impl Default for StorageConfig {
         StorageConfig {
             backend: "fjall".into(),
             offline_quota: 1000,
-            accept_unknown_users: false,
+            accept_unknown_users: true,
+            max_unknown_recipients_per_hour: 100,
             queue_capacity: 65536,
             batch_max: 1024,
         }

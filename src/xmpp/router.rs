@@ -302,10 +302,15 @@ pub fn route(shard: &Shard, r: Routed) {
 
 /// Returns an error to the sender of `r`, unless `r` is itself an error or iq result.
 pub fn bounce(shard: &Shard, r: &Routed, cond: Cond) {
+    bounce_with(shard, r, cond, None)
+}
+
+/// `bounce`, with a text saying why.
+pub fn bounce_with(shard: &Shard, r: &Routed, cond: Cond, text: Option<&str>) {
     if r.stype == SType::Error || r.stype == SType::Result {
         return;
     }
-    let (v, to, from) = error_stanza(r.kind.name(), &r.to(), &r.from(), r.id_attr(), cond, None);
+    let (v, to, from) = error_stanza(r.kind.name(), &r.to(), &r.from(), r.id_attr(), cond, text);
     route(shard, Routed::from_parts(r.kind, SType::Error, v, to, from));
 }
 
@@ -454,8 +459,16 @@ fn deliver_with(shard: &Shard, r: Routed, archive: bool) {
     match (r.kind, r.stype) {
         // RFC 6121 §8.5.2.1.1: nobody available takes it: offline storage (XEP-0160).
         (Kind::Message, SType::Chat | SType::Normal) => {
-            if let Err(r) = crate::features::offline::store(shard, r) {
-                bounce(shard, &r, Cond::ServiceUnavailable);
+            use crate::features::offline::NotStored;
+            match crate::features::offline::store(shard, r) {
+                Ok(()) => {}
+                Err(NotStored::Unavailable(r)) => bounce(shard, &r, Cond::ServiceUnavailable),
+                Err(NotStored::TooManyStrangers(r)) => bounce_with(
+                    shard,
+                    &r,
+                    Cond::PolicyViolation,
+                    Some("too many messages to users who never logged in; try again later"),
+                ),
             }
         }
         (Kind::Message, SType::Groupchat) => bounce(shard, &r, Cond::ServiceUnavailable),
@@ -526,17 +539,18 @@ pub fn fanout(shard: &Shard, head: Bytes, tail: Bytes, tos: &[(usize, Bytes)]) {
     }
 }
 
+/// Parse limits for bytes the server made itself or already parsed once (a delivered
+/// stanza, a carbon, an archive result): whatever a client's limits let through (at most
+/// 1,000 by config validation) plus the wrappers the server adds around it.
+pub const SERVER_MADE: crate::xml::stanza::Limits = crate::xml::stanza::Limits {
+    max_depth: 1000 + 16,
+    max_attrs: 1000 + 16,
+};
+
 /// A routed stanza from serialized bytes (a frame that was queued but never written):
 /// parses once to find where `to`, `from` and `id` are.
 pub fn reparse(text: &str) -> Option<Routed> {
-    let st = Stanza::parse(
-        text,
-        &crate::xml::stanza::Limits {
-            max_depth: 1000,
-            max_attrs: 1000,
-        },
-    )
-    .ok()?;
+    let st = Stanza::parse(text, &SERVER_MADE).ok()?;
     let kind = Kind::from_name(st.root().local)?;
     let stype = SType::parse(kind, st.attr(0, "type").map(|a| a.value()).as_deref())?;
     let base = text.as_ptr() as usize;
