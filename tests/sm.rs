@@ -257,3 +257,27 @@ async fn the_server_asks_for_an_ack_right_after_a_stanza() {
             .await;
     }
 }
+
+/// Issue 10, finding 6: re-routing skipped any frame whose bytes mentioned the carbons
+/// namespace (to skip carbon copies), so a message marked `<private/>` (XEP-0280 §6) was
+/// lost when the session holding it ended unacknowledged. Carbons are flagged now.
+#[tokio::test]
+async fn a_private_message_held_by_an_ended_session_is_not_lost() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut phone = Client::online(&s, &a, "phone", 0).await;
+    enable_resumable(&mut phone).await;
+    let mut bob = Client::online(&s, &b, "desk", 0).await;
+    bob.send(&format!("<message to='{a}@localhost' type='chat' id='p1'><body>secret</body><private xmlns='urn:xmpp:carbons:2'/></message>")).await;
+    assert!(phone.recv_until("<message").await.contains("id='p1'"));
+    drop(phone); // never acknowledged
+    detached(&s, 1).await;
+    // A fresh login of the same resource ends the waiting session: p1 goes to storage.
+    let mut fresh = Client::login(&s, &a, Some("phone")).await;
+    fresh.send("<presence/>").await;
+    let m = fresh.recv_until("<message").await;
+    assert!(
+        m.contains("id='p1'") && m.contains("<body>secret</body>"),
+        "{m}"
+    );
+}
