@@ -45,6 +45,7 @@ fn setup(n: usize) -> (Rc<Shard>, Vec<Rc<ConnCtl>>, Jid, aoba::muc::Service) {
         storage: None,
         mailboxes: vec![tx],
         conn_counts: vec![AtomicUsize::new(0)],
+        storage_backlogs: vec![AtomicUsize::new(0)],
         shards: 1,
     });
     let shard = Shard::new(0, shared);

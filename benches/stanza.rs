@@ -43,6 +43,7 @@ fn shard() -> Rc<Shard> {
             storage: None,
             mailboxes: vec![tx],
             conn_counts: vec![AtomicUsize::new(0)],
+            storage_backlogs: vec![AtomicUsize::new(0)],
             shards: 1,
         }),
     )

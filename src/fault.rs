@@ -4,6 +4,7 @@
 //!
 //! - `AOBA_FAULT_PANIC_ON=TEXT`: a shard panics on a client element containing TEXT.
 //! - `AOBA_FAULT_FAIL_COMMITS=1`: every storage commit fails.
+//! - `AOBA_FAULT_SLOW_COMMIT_MS=N`: every storage commit takes N ms more (a slow disk).
 
 #[cfg(debug_assertions)]
 fn var(name: &str) -> Option<String> {
@@ -34,4 +35,16 @@ pub fn fail_commits() -> bool {
     }
     #[cfg(not(debug_assertions))]
     false
+}
+
+/// How much slower every storage commit is to be (debug builds only).
+pub fn commit_delay() -> Option<std::time::Duration> {
+    #[cfg(debug_assertions)]
+    {
+        var("AOBA_FAULT_SLOW_COMMIT_MS")
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_millis)
+    }
+    #[cfg(not(debug_assertions))]
+    None
 }

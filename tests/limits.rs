@@ -274,3 +274,58 @@ async fn outbound_queue_of_a_client_that_does_not_read() {
     }
     still_serving(&s).await;
 }
+
+/// Issue 10, finding 6: with a slow disk, archive appends waited on their shard without
+/// bound. Now a shard holding `storage.shard_backlog_max` requests for a full storage
+/// queue stops its connections reading until storage catches up, and nothing is lost.
+/// The disk is made slow by a debug-build hook; the queue sizes are lowered to keep the
+/// test short.
+#[tokio::test]
+async fn a_slow_disk_shapes_senders_instead_of_queueing_without_bound() {
+    let s = Server::start_env(
+        "[storage]\nqueue_capacity = 16\nbatch_max = 4\nshard_backlog_max = 64\n",
+        2,
+        &["--jwt-secret", SECRET],
+        &[("AOBA_FAULT_SLOW_COMMIT_MS", "25")],
+    );
+    let (a, b) = s.users_apart();
+    let mut bob = Client::online(&s, &b, "desk", 0).await;
+    let mut alice = Client::online(&s, &a, "phone", 0).await;
+    alice.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    alice.recv_until("<enabled").await;
+    const N: usize = 300;
+    let to = format!("{b}@localhost");
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            alice
+                .send(&format!(
+                    "<message to='{to}' type='chat' id='s{i}'><body>{i}</body></message>"
+                ))
+                .await;
+        }
+        alice.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+        let a = alice.recv_until("<a xmlns").await;
+        assert!(a.contains(&format!("h='{N}'")), "{a}");
+    });
+    let mut max_backlog = 0u64;
+    let mut got = 0;
+    while got < N {
+        if let Ok(m) = tokio::time::timeout(std::time::Duration::from_millis(20), bob.recv()).await
+            && m.starts_with("<message")
+        {
+            assert!(m.contains(&format!("id='s{got}'")), "{m}");
+            got += 1;
+        }
+        let h = s.http_get("/health").await;
+        let n: u64 = h
+            .split("\"storage_backlog\":")
+            .nth(1)
+            .and_then(|r| r.split('}').next())
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+        max_backlog = max_backlog.max(n);
+    }
+    sender.await.unwrap();
+    // Two shards, each stopping its readers at 64 (plus what was already in flight).
+    assert!(max_backlog <= 256, "storage backlog reached {max_backlog}");
+}

@@ -70,6 +70,8 @@ struct Conn {
     shaper: Shaper,
     /// Out of tokens: read nothing until then.
     throttled: Option<Instant>,
+    /// Frames were left unprocessed because the shard is overflowing.
+    held: bool,
 }
 
 enum Exit {
@@ -167,6 +169,7 @@ async fn run(
             now,
         ),
         throttled: None,
+        held: false,
     };
     if let Some(f) = &mut conn.ftw {
         // Moved here from the shard that accepted it: finish what the move interrupted.
@@ -346,6 +349,9 @@ impl Conn {
                 }
                 if self.shard.overflowing() {
                     Box::pin(self.shard.wait_overflow()).await;
+                    if std::mem::take(&mut self.held) && !buf.is_empty() {
+                        continue; // frames left in the buffer come first
+                    }
                 }
                 if self.phase == Phase::Http
                     && buf.len() >= self.shard.cfg().limits.max_http_request_bytes
@@ -512,6 +518,11 @@ impl Conn {
         while self.action == Action::Continue && pos < buf.len() {
             if let Err(until) = self.shaper.ready(now) {
                 self.throttled = Some(until);
+                break;
+            }
+            // The shard holds too much for full mailboxes or a slow disk: stop here.
+            if self.shard.overflowing() {
+                self.held = true;
                 break;
             }
             let f = match websocket::parse_frame(&mut buf[pos..], max) {

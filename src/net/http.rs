@@ -206,9 +206,10 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
         Request::Respond(resp) => Outcome::Respond(resp),
         Request::Health => {
             let body = format!(
-                "{{\"status\":\"ok\",\"shards\":{},\"connections\":{}}}\n",
+                "{{\"status\":\"ok\",\"shards\":{},\"connections\":{},\"storage_backlog\":{}}}\n",
                 shard.shared.shards,
-                shard.shared.total_connections()
+                shard.shared.total_connections(),
+                shard.shared.storage_backlog()
             );
             let resp = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

@@ -51,10 +51,20 @@ pub struct Shared {
     pub verifier: JwtVerifier,
     pub mailboxes: Vec<MailboxSender<ShardMsg>>,
     pub conn_counts: Vec<AtomicUsize>,
+    /// Per shard: storage requests waiting for room in the storage queue (for /health).
+    pub storage_backlogs: Vec<AtomicUsize>,
     pub shards: usize,
 }
 
 impl Shared {
+    /// Storage requests held on the shards because the storage queue was full.
+    pub fn storage_backlog(&self) -> usize {
+        self.storage_backlogs
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
     pub fn total_connections(&self) -> usize {
         self.conn_counts
             .iter()
@@ -195,12 +205,13 @@ impl Shard {
         let mut of = self.storage_overflow.borrow_mut();
         if of.is_empty() {
             match s.try_send(req) {
-                Ok(()) => {}
+                Ok(()) => return,
                 Err(r) => of.push_back(r),
             }
         } else {
             of.push_back(req);
         }
+        self.shared.storage_backlogs[self.id].store(of.len(), Ordering::Relaxed);
     }
 
     /// Like `storage`, but refused (given back) instead of queued when storage is behind:
@@ -222,13 +233,17 @@ impl Shard {
             return true;
         };
         let mut of = self.storage_overflow.borrow_mut();
+        if of.is_empty() {
+            return true;
+        }
         while let Some(r) = of.pop_front() {
             if let Err(r) = s.try_send(r) {
                 of.push_front(r);
-                return false;
+                break;
             }
         }
-        true
+        self.shared.storage_backlogs[self.id].store(of.len(), Ordering::Relaxed);
+        of.is_empty()
     }
 
     /// A live connection of this shard by id.
@@ -300,14 +315,19 @@ impl Shard {
         left == 0
     }
 
+    /// Whether this shard's connections should stop reading: too much is held back for
+    /// full mailboxes, or for a storage queue that is full (a slow disk). Stopping the
+    /// readers is what bounds both: TCP pushes back on the clients.
     pub fn overflowing(&self) -> bool {
         self.overflow_len.get() > OVERFLOW_PAUSE
+            || self.storage_overflow.borrow().len() >= self.cfg().storage.shard_backlog_max
     }
 
     /// Backpressure for a reading connection: waits while too much is held back.
     pub async fn wait_overflow(&self) {
-        while self.overflow_len.get() > OVERFLOW_PAUSE {
+        while self.overflowing() {
             self.flush_overflow();
+            self.flush_storage_overflow();
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
     }
@@ -464,6 +484,7 @@ pub fn run(
         storage: Some(storage.clone()),
         mailboxes: senders,
         conn_counts: (0..n).map(|_| AtomicUsize::new(0)).collect(),
+        storage_backlogs: (0..n).map(|_| AtomicUsize::new(0)).collect(),
         shards: n,
         cfg,
     });

@@ -39,6 +39,9 @@ pub struct StorageConfig {
     pub max_unknown_recipients_per_hour: usize,
     /// Requests queued towards the storage thread before new ones are refused.
     pub queue_capacity: usize,
+    /// Requests a shard holds for a full storage queue (a slow disk) before its
+    /// connections stop reading until storage catches up (TCP pushes back on the clients).
+    pub shard_backlog_max: usize,
     /// Most requests applied per group commit.
     pub batch_max: usize,
 }
@@ -51,6 +54,7 @@ impl Default for StorageConfig {
             accept_unknown_users: true,
             max_unknown_recipients_per_hour: 100,
             queue_capacity: 65536,
+            shard_backlog_max: 4096,
             batch_max: 1024,
         }
     }
@@ -468,6 +472,7 @@ pub fn start(
     let quota = cfg.offline_quota;
     let batch_max = cfg.batch_max.max(1);
     let fail_commits = crate::fault::fail_commits();
+    let commit_delay = crate::fault::commit_delay();
     let t = std::thread::Builder::new()
         .name("storage".into())
         .spawn(move || {
@@ -666,6 +671,9 @@ pub fn start(
                 // Group commit: one fsync for the whole batch, before any reply leaves. A
                 // commit that keeps failing acknowledges nothing: every barrier of the batch
                 // is answered as failed (its waiters answer with errors instead of waiting).
+                if let Some(d) = commit_delay {
+                    std::thread::sleep(d);
+                }
                 if !commit_with_retries(&mut *backend, fail_commits) {
                     for (_, r) in replies.iter_mut() {
                         match r {
