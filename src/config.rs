@@ -88,6 +88,10 @@ pub struct AuthConfig {
     pub max_auth_failures: u32,
     /// Time from connection to successful SASL, after which the connection is closed.
     pub auth_timeout_ms: u64,
+    /// RS256/ES256 only: signature checks of new tokens per second on each shard (a
+    /// token checked once is remembered until it expires). Past it a login is told to
+    /// retry (HTTP 503, SASL `temporary-auth-failure`) instead of stalling the shard.
+    pub jwt_signature_checks_per_sec: u32,
 }
 
 impl Default for AuthConfig {
@@ -103,6 +107,7 @@ impl Default for AuthConfig {
             jwt_username_claim: "sub".into(),
             max_auth_failures: 3,
             auth_timeout_ms: 30_000,
+            jwt_signature_checks_per_sec: 2000,
         }
     }
 }
@@ -244,6 +249,9 @@ impl Config {
             }
         }
         self.muc.validate()?;
+        if self.auth.jwt_signature_checks_per_sec == 0 {
+            return Err("auth.jwt_signature_checks_per_sec must be >= 1".into());
+        }
         if self.auth.jwt_username_claim.is_empty() {
             return Err("auth.jwt_username_claim must not be empty".into());
         }

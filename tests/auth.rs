@@ -301,3 +301,95 @@ async fn rs256_public_key() {
         401
     );
 }
+
+/// Issue 10, finding 6: RS256/ES256 checks are dear and ran unbounded on the shard thread
+/// under a login storm. Each shard now checks at most `auth.jwt_signature_checks_per_sec`
+/// new tokens (lowered to 2 here, one shard, to see it), remembers a checked token until
+/// it expires, and tells the rest to retry: HTTP 503 with Retry-After at the upgrade,
+/// SASL `temporary-auth-failure` (not counted as a failure). Retried later, they succeed.
+#[tokio::test]
+async fn asymmetric_token_checks_are_bounded_per_shard_and_remembered() {
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let cfg = format!(
+        "[auth]\njwt_algorithm = \"ES256\"\njwt_public_key_file = \"{}\"\njwt_signature_checks_per_sec = 2\n",
+        keys.join("es256-public.pem").display()
+    );
+    let s = Server::start_with(&cfg, 1);
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(
+        &std::fs::read(keys.join("es256-private.pem")).unwrap(),
+    )
+    .unwrap();
+    let es = |user: &str| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            &json!({"sub": user, "exp": now() + 3600}),
+            &key,
+        )
+        .unwrap()
+    };
+    let status = |t: String| {
+        let s = &s;
+        async move { upgrade_status(s, "/xmpp", Some(&t), Some("xmpp")).await }
+    };
+    let tokens: Vec<String> = (0..6).map(|i| es(&format!("u{i}"))).collect();
+    // A burst of cookie upgrades with new tokens: some are told to retry.
+    let mut statuses = Vec::new();
+    for t in &tokens {
+        statuses.push(status(t.clone()).await);
+    }
+    assert!(statuses.contains(&101), "{statuses:?}");
+    assert!(statuses.contains(&503), "{statuses:?}");
+    // A token already checked is remembered: it passes even while the budget is spent.
+    let first_ok = tokens[statuses.iter().position(|c| *c == 101).unwrap()].clone();
+    for _ in 0..5 {
+        assert_eq!(status(first_ok.clone()).await, 101);
+    }
+    // SASL PLAIN with a new token while busy: temporary-auth-failure, and the same stream
+    // may retry (it is not counted against max_auth_failures).
+    let fresh = es("sasl_user");
+    let mut c = Client::connect(&s, None).await;
+    c.open().await;
+    let mut answers = Vec::new();
+    for _ in 0..200 {
+        let r = c.auth_plain("sasl_user", &fresh).await;
+        let ok = r.contains("<success");
+        answers.push(r);
+        if ok {
+            break;
+        }
+        assert!(
+            answers
+                .last()
+                .unwrap()
+                .contains("<temporary-auth-failure/>"),
+            "{answers:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(answers.last().unwrap().contains("<success"), "{answers:?}");
+    // Told to retry, the refused upgrades get in once the budget refills.
+    for (t, st) in tokens.iter().zip(&statuses) {
+        if *st == 503 {
+            let mut got = 503;
+            for _ in 0..100 {
+                got = status(t.clone()).await;
+                if got != 503 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            assert_eq!(got, 101);
+        }
+    }
+}
+
+/// A SASL PLAIN authcid that is a bare localpart is compared as a localpart: `sasl_user`
+/// was read as a domain JID (invalid, so "another user") and refused.
+#[tokio::test]
+async fn a_localpart_authcid_with_an_underscore_is_accepted() {
+    let s = Server::start();
+    let mut c = Client::connect(&s, None).await;
+    c.open().await;
+    let r = c.auth_plain("Sasl_User", &s.token("sasl_user")).await;
+    assert!(r.contains("<success"), "{r}");
+}

@@ -206,10 +206,10 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
         Request::Respond(resp) => Outcome::Respond(resp),
         Request::Health => {
             let body = format!(
-                "{{\"status\":\"ok\",\"shards\":{},\"connections\":{},\"storage_backlog\":{}}}\n",
+                "{{\"status\":\"ok\",\"shards\":{},\"storage_backlog\":{},\"connections\":{}}}\n",
                 shard.shared.shards,
-                shard.shared.total_connections(),
-                shard.shared.storage_backlog()
+                shard.shared.storage_backlog(),
+                shard.shared.total_connections()
             );
             let resp = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -220,9 +220,20 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
         Request::Upgrade { key, token, ftw } => {
             let user = match token {
                 None => None,
-                Some(token) => match shard.shared.verifier.verify(token) {
+                Some(token) => match shard.check_token(token) {
                     Ok(local) => Some(local),
-                    Err(e) => {
+                    Err(crate::xmpp::jwt::TokenError::Busy) => {
+                        tracing::info!(shard = shard.id, "upgrade deferred: signature checks busy");
+                        return Ok(Some((
+                            Outcome::Respond(simple(
+                                "503 Service Unavailable",
+                                "Retry-After: 1\r\n",
+                                "too many logins at once: retry\n",
+                            )),
+                            n,
+                        )));
+                    }
+                    Err(crate::xmpp::jwt::TokenError::Bad(e)) => {
                         tracing::info!(shard = shard.id, error = %e, "upgrade refused: bad auth_token cookie");
                         return Ok(Some((
                             Outcome::Respond(simple(

@@ -106,6 +106,8 @@ pub struct Shard {
     pub stop: notify::Notify,
     pub rng: Cell<u64>,
     components: Vec<Box<dyn crate::xmpp::component::Component>>,
+    /// The bound on RS256/ES256 signature checks on this shard.
+    pub token_guard: RefCell<crate::xmpp::jwt::TokenGuard>,
     /// Never-seen recipients per sender this hour (`storage.max_unknown_recipients_per_hour`).
     pub stranger_counts: RefCell<crate::features::offline::StrangerCounts>,
     /// Users (localparts) that have logged in and whose home is this shard.
@@ -151,6 +153,9 @@ impl Shard {
             components: shared.components.iter().map(|f| f(&shared.cfg)).collect(),
             known_users: RefCell::new(Default::default()),
             stranger_counts: RefCell::new(Default::default()),
+            token_guard: RefCell::new(crate::xmpp::jwt::TokenGuard::new(
+                shared.cfg.auth.jwt_signature_checks_per_sec,
+            )),
             commit_waiters: RefCell::new(HashMap::default()),
             rosters: RefCell::new(HashMap::default()),
             detached: RefCell::new(HashMap::default()),
@@ -175,6 +180,13 @@ impl Shard {
 
     pub fn cfg(&self) -> &Config {
         &self.shared.cfg
+    }
+
+    /// Checks a JWT within this shard's bound on signature checks.
+    pub fn check_token(&self, token: &str) -> Result<String, crate::xmpp::jwt::TokenError> {
+        self.token_guard
+            .borrow_mut()
+            .check(&self.shared.verifier, token)
     }
 
     pub fn domain(&self) -> &str {

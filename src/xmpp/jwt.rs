@@ -2,13 +2,20 @@
 //! password when a client cannot set cookies (as ejabberd and MongooseIM accept JWTs).
 //!
 //! Validation runs once per connection (about 2 µs for HS256 on this machine class), so it
-//! stays on the shard thread; RS256/ES256 are ~100× dearer and still bounded per login.
+//! stays on the shard thread. RS256/ES256 signature checks cost far more (`cargo bench
+//! --bench auth`), so on each shard they are bounded (`TokenGuard`): a token checked once
+//! is remembered until it expires (a reconnect storm with the same tokens costs nothing),
+//! and new checks are limited to `auth.jwt_signature_checks_per_sec`; past it a login is
+//! told to retry (HTTP 503 with Retry-After, SASL `temporary-auth-failure`) instead of
+//! stalling every session of the shard.
 
 use crate::config::{AuthConfig, Config};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use std::path::Path;
 
 pub struct JwtVerifier {
+    /// RS256/ES256: checks are dear, and bounded per shard.
+    pub asymmetric: bool,
     key: DecodingKey,
     validation: Validation,
     claim: String,
@@ -125,6 +132,7 @@ impl JwtVerifier {
         }
         v.set_required_spec_claims(&required);
         Ok(JwtVerifier {
+            asymmetric: alg != Algorithm::HS256,
             key,
             validation: v,
             claim: a.jwt_username_claim.clone(),
@@ -134,6 +142,11 @@ impl JwtVerifier {
 
     /// Validates a token and returns the user's normalized localpart.
     pub fn verify(&self, token: &str) -> Result<String, AuthError> {
+        self.verify_until(token).map(|(user, _)| user)
+    }
+
+    /// `verify`, with the token's `exp` (seconds since the epoch).
+    pub fn verify_until(&self, token: &str) -> Result<(String, u64), AuthError> {
         let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
             token,
             &self.key,
@@ -159,7 +172,74 @@ impl JwtVerifier {
                 self.domain
             )));
         }
-        Ok(jid.local().unwrap_or_default().to_string())
+        let exp = data.claims.get("exp").and_then(|e| e.as_u64()).unwrap_or(0);
+        Ok((jid.local().unwrap_or_default().to_string(), exp))
+    }
+}
+
+/// Why a token was not accepted.
+#[derive(Debug)]
+pub enum TokenError {
+    Bad(AuthError),
+    /// The shard's budget of signature checks is spent for now: retry shortly.
+    Busy,
+}
+
+/// Tokens remembered per shard, and the longest one remembered (memory stays bounded).
+const GUARD_CACHE_MAX: usize = 1024;
+const GUARD_TOKEN_MAX: usize = 4096;
+
+/// One shard's bound on RS256/ES256 signature checks (see the module comment).
+pub struct TokenGuard {
+    checks: crate::net::shaper::Shaper,
+    /// Token → (localpart, exp): tokens already checked, until they expire.
+    known: ahash::AHashMap<Box<str>, (Box<str>, u64)>,
+}
+
+impl TokenGuard {
+    pub fn new(checks_per_sec: u32) -> TokenGuard {
+        TokenGuard {
+            checks: crate::net::shaper::Shaper::new(
+                checks_per_sec,
+                checks_per_sec,
+                std::time::Instant::now(),
+            ),
+            known: Default::default(),
+        }
+    }
+
+    /// Checks `token` with `v`: HS256 always; RS256/ES256 from the cache, else within the
+    /// shard's budget.
+    pub fn check(&mut self, v: &JwtVerifier, token: &str) -> Result<String, TokenError> {
+        if !v.asymmetric {
+            return v.verify(token).map_err(TokenError::Bad);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if let Some((user, exp)) = self.known.get(token) {
+            if *exp > now {
+                return Ok(user.to_string());
+            }
+            self.known.remove(token);
+        }
+        let t = std::time::Instant::now();
+        if self.checks.ready(t).is_err() {
+            return Err(TokenError::Busy);
+        }
+        self.checks.take();
+        let (user, exp) = v.verify_until(token).map_err(TokenError::Bad)?;
+        if token.len() <= GUARD_TOKEN_MAX {
+            if self.known.len() >= GUARD_CACHE_MAX {
+                self.known.retain(|_, (_, e)| *e > now);
+                if self.known.len() >= GUARD_CACHE_MAX {
+                    self.known.clear();
+                }
+            }
+            self.known.insert(token.into(), (user.as_str().into(), exp));
+        }
+        Ok(user)
     }
 }
 

@@ -302,15 +302,27 @@ impl Stream {
             let Some((authz, authc, password)) = plain else {
                 return self.sasl_failure(shard, ctl, "malformed-request");
             };
-            match shard.shared.verifier.verify(password) {
+            match shard.check_token(password) {
+                Err(super::jwt::TokenError::Busy) => {
+                    // Not the client's fault: no failure counted; it retries (RFC 6120 §6.5.13).
+                    self.send(
+                        ctl,
+                        format!("<failure xmlns='{NS_SASL}'><temporary-auth-failure/></failure>")
+                            .into_bytes(),
+                    );
+                    return Action::Continue;
+                }
                 Ok(local)
                     if same_user(authc, &local, shard.domain())
                         && (authz.is_empty() || same_user(authz, &local, shard.domain())) =>
                 {
                     local.into_boxed_str()
                 }
-                Ok(_) => return self.sasl_failure(shard, ctl, "not-authorized"),
-                Err(e) => {
+                Ok(local) => {
+                    tracing::info!(shard = shard.id, conn = ctl.id, token_user = %local, authcid = authc, "SASL PLAIN: the token names another user");
+                    return self.sasl_failure(shard, ctl, "not-authorized");
+                }
+                Err(super::jwt::TokenError::Bad(e)) => {
                     tracing::info!(shard = shard.id, conn = ctl.id, error = %e, "SASL PLAIN with a bad JWT");
                     return self.sasl_failure(shard, ctl, "not-authorized");
                 }
@@ -556,13 +568,13 @@ impl Stream {
 
 /// Whether a SASL authcid/authzid (a localpart or a bare JID) names `local` of `domain`.
 fn same_user(name: &str, local: &str, domain: &str) -> bool {
-    match Jid::parse(name) {
-        Ok(j) if j.local().is_some() => {
-            j.local() == Some(local) && j.domain() == domain && j.resource().is_none()
-        }
-        Ok(j) => j.domain() == local && j.resource().is_none(),
-        Err(_) => false,
+    if !name.contains('@') {
+        // A bare localpart (RFC 4616 authcid): compared as a localpart, normalized. Read as
+        // a JID it would be a domain, and `sasl_user` is no valid domain.
+        return Jid::new_bare(name, domain).is_ok_and(|j| j.local() == Some(local));
     }
+    Jid::parse(name)
+        .is_ok_and(|j| j.local() == Some(local) && j.domain() == domain && j.resource().is_none())
 }
 
 /// `web-` and ten base-36 characters, as in the API's `alice@localhost/web-abc123`.
