@@ -385,11 +385,14 @@ fn deliver_with(shard: &Shard, r: Routed, archive: bool) {
         let (bare, resource) = split_full(&to);
         let sessions = shard.sessions.borrow();
         if let Some(user) = sessions.user(bare) {
-            // §8.5.3.1: a full JID of a connected resource gets the stanza.
+            // §8.5.3.1: a full JID of a connected resource gets the stanza. A stanza routed
+            // again (its first session ended unacknowledged) waits for initial presence
+            // instead: a new session of the same resource that has not sent it may not
+            // have enabled stream management yet, and would never acknowledge it.
             if let Some(x) = resource.and_then(|res| {
                 user.resources
                     .iter()
-                    .find(|x| x.jid.resource() == Some(res))
+                    .find(|x| x.jid.resource() == Some(res) && (archive || x.available))
             }) {
                 targets.push(x.ctl.clone());
                 full_matched = true;

@@ -359,6 +359,24 @@ impl Client {
         }
     }
 
+    /// `recv_until` for a client that wrote faster than the rate limit: its writes finished
+    /// into kernel buffers long before the server read them, so the answer may take up to
+    /// `bound` (the server is still reading at the shaped rate).
+    pub async fn recv_until_within(&mut self, pat: &str, bound: Duration) -> String {
+        let jid = self.jid.clone();
+        tokio::time::timeout(bound, async {
+            loop {
+                match self.ws.next().await {
+                    Some(Ok(Message::Text(t))) if t.contains(pat) => return t.to_string(),
+                    Some(Ok(_)) => {}
+                    _ => panic!("{jid}: the connection ended while waiting for {pat}"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{jid}: no {pat} within {bound:?}"))
+    }
+
     /// Expects `<stream:error>` with `cond`, then `<close/>`, then the end of the connection.
     pub async fn expect_stream_error(&mut self, cond: &str) -> String {
         let mut seen = Vec::new();
