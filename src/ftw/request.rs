@@ -351,6 +351,18 @@ fn reason(m: &Obj) -> R<String> {
     Ok(opt_text("reason", opt_str(m, "reason")?.as_deref()))
 }
 
+/// Whether every string in `v` (object keys included) holds only XML characters. Nesting
+/// is bounded by serde_json's recursion limit.
+fn xml_safe(v: &Value) -> bool {
+    let ok = |s: &str| s.chars().all(crate::xml::escape::is_xml_char);
+    match v {
+        Value::String(s) => ok(s),
+        Value::Array(a) => a.iter().all(xml_safe),
+        Value::Object(o) => o.iter().all(|(k, v)| ok(k) && xml_safe(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => true,
+    }
+}
+
 /// Turns event `event` with `payload` into stanzas. `has_callback`: the browser passed a
 /// callback. `nick_in(room)`: the nick this session joined `room` with, if it did.
 /// `new_id()`: a fresh stanza id.
@@ -368,6 +380,11 @@ pub fn request(
     let receipt = payload.get("receipt") == Some(&Value::Bool(true));
     if !has_callback && (NEEDS_CALLBACK.contains(&ev) || (ev == "chat.message" && receipt)) {
         return client("Missing callback");
+    }
+    // A string XML cannot carry (a control character, U+FFFE, U+FFFF) would make the
+    // stanza built from it malformed.
+    if !xml_safe(payload) {
+        return client("Message contains a character that XML cannot carry");
     }
     let empty = Obj::new();
     // The payload where the event needs fields, or where all are optional (`null` = none).
@@ -1632,5 +1649,44 @@ mod tests {
                 "{ev}"
             );
         }
+    }
+
+    /// Found by fuzz/fuzz_targets/ftw.rs: a JSON string may hold characters that XML cannot
+    /// (controls, U+FFFE, U+FFFF); escaped or not, the stanza built from it was malformed.
+    #[test]
+    fn fuzz_non_xml_characters_are_client_errors() {
+        let bad = "Message contains a character that XML cannot carry";
+        let cases = [
+            (
+                "xmpp.presence",
+                json!({"to": "room\u{ffff}@conference.localhost"}),
+            ),
+            ("xmpp.presence", json!({"status": "a\u{1}b"})),
+            (
+                "xmpp.chat.message",
+                json!({"to": "bob@localhost", "content": "\u{fffe}"}),
+            ),
+            (
+                "xmpp.roster.add",
+                json!({"jid": "bob@localhost", "groups": ["g\u{0}"]}),
+            ),
+            (
+                "xmpp.muc.room.config.set",
+                json!({"room": "r", "form": [{"var": "v", "value": ["\u{1b}"]}]}),
+            ),
+            ("xmpp.ping", json!({"\u{ffff}": 1})),
+        ];
+        for (ev, p) in cases {
+            assert_eq!(err(ev, p, true), bad, "{ev}");
+        }
+        // Tab, LF, CR and everything else XML allows still go through, escaped.
+        let x = xml(
+            "xmpp.chat.message",
+            json!({"to": "bob@localhost", "content": "a\tb\r\n\u{fffd}"}),
+        );
+        assert!(
+            crate::xml::Stanza::parse(&x, &Default::default()).is_ok(),
+            "{x}"
+        );
     }
 }

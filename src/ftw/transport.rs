@@ -64,7 +64,7 @@ fn parse_socket(s: &str) -> Result<Packet, Malformed> {
     let Some(kind) = s.chars().next() else {
         return Err("empty Socket.IO packet");
     };
-    let mut rest = &s[1..];
+    let mut rest = &s[kind.len_utf8()..];
     if kind == '5' || kind == '6' {
         return Err("binary packets are not supported");
     }
@@ -278,5 +278,14 @@ mod tests {
             event(Proto::Primus, "e", &json!(1)),
             "{\"type\":0,\"data\":[\"e\",1]}"
         );
+    }
+
+    /// Found by fuzz/fuzz_targets/ftw.rs: a Socket.IO packet type that is not ASCII made
+    /// `parse_socket` slice inside a UTF-8 character and panic.
+    #[test]
+    fn fuzz_multibyte_socket_io_packet_type() {
+        assert!(parse(Proto::SocketIo, "4\u{164}[\"xmpp.ping\",{}]").is_err());
+        assert!(parse(Proto::SocketIo, "4\u{e9}").is_err());
+        assert!(parse(Proto::SocketIo, "4\u{1f600}/chat,").is_err());
     }
 }

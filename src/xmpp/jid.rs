@@ -11,23 +11,27 @@
 //! - Localpart (UsernameCaseMapped): Unicode `to_lowercase` only; no width
 //!   mapping, no NFC, no check of PRECIS's disallowed or unassigned code
 //!   points (so `henryⅣ` or `♚` are accepted). Forbidden: `" & ' / : < > @`,
-//!   whitespace and control characters.
+//!   whitespace, control characters and U+FFFE/U+FFFF (not XML characters).
 //! - Domainpart: lower-cased, one trailing `.` stripped; accepted are IPv4
 //!   (as digit labels), `[IPv6]`, or dot-separated labels of ASCII letters,
-//!   digits, `-` and any non-ASCII character except whitespace and controls.
+//!   digits, `-` and any non-ASCII character except whitespace, controls and
+//!   U+FFFE/U+FFFF.
 //!   No IDNA2008 / UTS 46 mapping, no punycode conversion; the 63-byte label
 //!   limit is applied to the UTF-8 form.
 //! - Resourcepart (OpaqueString): kept as is, case preserved, no NFC;
-//!   control characters and leading/trailing whitespace are forbidden
+//!   control characters, U+FFFE/U+FFFF and leading/trailing whitespace are forbidden
 //!   (RFC 7622 §3.5 lists `juliet@example.com/ foo` as invalid), inner
 //!   spaces allowed.
 //!
-//! Each part must be 1..=1023 bytes (checked again after normalization).
+//! Each part must be 1..=1023 bytes, and the normal form must pass the same checks
+//! (lower-casing can lengthen a label or a part).
 
 use std::borrow::{Borrow, Cow};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::net::Ipv6Addr;
+
+use crate::xml::escape::is_xml_char;
 
 /// RFC 7622 §3.1: each part is at most 1023 octets.
 const MAX_PART: usize = 1023;
@@ -119,6 +123,7 @@ fn check_local(l: &str) -> Result<bool, JidError> {
         if matches!(c, '"' | '&' | '\'' | '/' | ':' | '<' | '>' | '@')
             || c.is_whitespace()
             || c.is_control()
+            || !is_xml_char(c)
         {
             return Err(JidError("forbidden character in localpart"));
         }
@@ -156,7 +161,7 @@ fn check_domain(d: &str) -> Result<bool, JidError> {
             let ok = if c.is_ascii() {
                 c.is_ascii_alphanumeric() || c == '-'
             } else {
-                !c.is_whitespace() && !c.is_control()
+                !c.is_whitespace() && !c.is_control() && is_xml_char(c)
             };
             if !ok {
                 return Err(JidError("forbidden character in domainpart"));
@@ -172,6 +177,10 @@ fn check_resource(r: &str) -> Result<(), JidError> {
     if r.chars().any(char::is_control) {
         return Err(JidError("control character in resourcepart"));
     }
+    // U+FFFE and U+FFFF: a JID must fit in XML (PRECIS disallows noncharacters anyway).
+    if !r.chars().all(is_xml_char) {
+        return Err(JidError("non-XML character in resourcepart"));
+    }
     // RFC 7622 §3.5 lists `juliet@example.com/ foo` as invalid.
     if r.starts_with(char::is_whitespace) || r.ends_with(char::is_whitespace) {
         return Err(JidError("leading or trailing space in resourcepart"));
@@ -180,24 +189,24 @@ fn check_resource(r: &str) -> Result<(), JidError> {
 }
 
 fn norm_local(l: &str) -> Result<Cow<'_, str>, JidError> {
-    let n = if check_local(l)? {
-        Cow::Borrowed(l)
-    } else {
-        Cow::Owned(l.to_lowercase())
-    };
-    // Lower-casing can lengthen a string (e.g. U+0130).
-    check_len(&n, "localpart must be 1 to 1023 bytes")?;
-    Ok(n)
+    if check_local(l)? {
+        return Ok(Cow::Borrowed(l));
+    }
+    let n = l.to_lowercase();
+    // Lower-casing can lengthen a string (e.g. U+0130): the normal form must be valid too.
+    check_local(&n)?;
+    Ok(Cow::Owned(n))
 }
 
 fn norm_domain(d: &str) -> Result<Cow<'_, str>, JidError> {
-    let n = if check_domain(d)? {
-        Cow::Borrowed(d)
-    } else {
-        Cow::Owned(d.strip_suffix('.').unwrap_or(d).to_lowercase())
-    };
-    check_len(&n, "domainpart must be 1 to 1023 bytes")?;
-    Ok(n)
+    if check_domain(d)? {
+        return Ok(Cow::Borrowed(d));
+    }
+    let n = d.strip_suffix('.').unwrap_or(d).to_lowercase();
+    // Lower-casing can lengthen a label past 63 bytes or the part past 1023 (e.g. U+0130
+    // becomes 3 bytes): the normal form must be valid too, or it would not parse again.
+    check_domain(&n)?;
+    Ok(Cow::Owned(n))
 }
 
 impl Jid {
@@ -555,5 +564,39 @@ mod tests {
         bad("juliet@example.com/fo\u{7f}o");
         bad("juliet@example.com/\u{85}");
         bad("jul\tiet@example.com");
+    }
+
+    /// Found by fuzz/fuzz_targets/jid.rs: U+0130 (2 bytes) lower-cases to "i\u{307}"
+    /// (3 bytes), so a 63-byte label became 64 bytes and the normal form did not re-parse.
+    #[test]
+    fn fuzz_lowercasing_must_not_lengthen_past_the_limits() {
+        let label = format!("{}\u{130}", "a".repeat(61));
+        assert_eq!(label.len(), 63);
+        assert!(parse_ref(&format!("x@{label}.example")).is_ok());
+        bad_parse_only(&format!("x@{label}.example"));
+        bad_parse_only(&format!("x@{label}"));
+        assert!(Jid::new_domain(&label).is_err());
+        assert!(Jid::new_bare("x", &label).is_err());
+        // Below the limit the normal form is accepted and re-parses to itself.
+        let short = format!("{}\u{130}", "a".repeat(58));
+        let j = ok(&format!("x@{short}"));
+        assert_eq!(j.domain(), format!("{}i\u{307}", "a".repeat(58)));
+        assert_eq!(ok(j.as_str()), j);
+        assert!(parse_ref(j.as_str()).unwrap().1);
+        // The same for a localpart at 1023 bytes.
+        let local = format!("{}\u{130}", "a".repeat(1021));
+        assert_eq!(local.len(), 1023);
+        bad_parse_only(&format!("{local}@example.com"));
+    }
+
+    /// Found by fuzz/fuzz_targets/ftw.rs: U+FFFF passed as "not a control", so an XMPP-FTW
+    /// `to` became a stanza attribute that is not well-formed XML.
+    #[test]
+    fn fuzz_non_xml_characters() {
+        bad("rooo\u{ffff}m@conference.localhost");
+        bad("juliet@exa\u{fffe}mple.com");
+        bad("juliet@example.com/ba\u{ffff}lcony");
+        assert!(Jid::new_full("a", "b", "\u{fffe}").is_err());
+        ok("juliet@example.com/\u{fffd}\u{10ffff}");
     }
 }
