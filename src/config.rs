@@ -133,6 +133,9 @@ pub struct LimitsConfig {
     pub max_sessions_per_user: usize,
     /// Entities one session may send directed presence to (each gets `unavailable` at the end).
     pub max_directed_presence: usize,
+    /// A user's requests that may wait for something the server is loading (its roster,
+    /// right after login); past it they get `resource-constraint` at once.
+    pub max_pending_iqs: usize,
 }
 
 impl Default for LimitsConfig {
@@ -147,6 +150,7 @@ impl Default for LimitsConfig {
             outbound_queue_bytes_max: 4 * 1024 * 1024,
             max_sessions_per_user: 100,
             max_directed_presence: 1000,
+            max_pending_iqs: 256,
         }
     }
 }

@@ -5,6 +5,8 @@
 //! - `AOBA_FAULT_PANIC_ON=TEXT`: a shard panics on a client element containing TEXT.
 //! - `AOBA_FAULT_FAIL_COMMITS=1`: every storage commit fails.
 //! - `AOBA_FAULT_SLOW_COMMIT_MS=N`: every storage commit takes N ms more (a slow disk).
+//! - `AOBA_FAULT_SLOW_READ_MS=N`: every storage read (roster load, archive page) takes N ms
+//!   more.
 
 #[cfg(debug_assertions)]
 fn var(name: &str) -> Option<String> {
@@ -39,12 +41,24 @@ pub fn fail_commits() -> bool {
 
 /// How much slower every storage commit is to be (debug builds only).
 pub fn commit_delay() -> Option<std::time::Duration> {
+    delay("AOBA_FAULT_SLOW_COMMIT_MS")
+}
+
+/// How much slower every storage read is to be (debug builds only).
+pub fn read_delay() -> Option<std::time::Duration> {
+    delay("AOBA_FAULT_SLOW_READ_MS")
+}
+
+fn delay(name: &str) -> Option<std::time::Duration> {
     #[cfg(debug_assertions)]
     {
-        var("AOBA_FAULT_SLOW_COMMIT_MS")
+        var(name)
             .and_then(|v| v.parse().ok())
             .map(std::time::Duration::from_millis)
     }
     #[cfg(not(debug_assertions))]
-    None
+    {
+        let _ = name;
+        None
+    }
 }

@@ -287,3 +287,35 @@ async fn rosters_survive_a_restart() {
         "{r}"
     );
 }
+
+/// Issue 10: requests waiting for a roster that is still loading are bounded
+/// (`limits.max_pending_iqs`, lowered to 5 here; the load is made slow by a debug-build
+/// hook): past it `resource-constraint` at once, and the ones kept are all answered.
+#[tokio::test]
+async fn requests_waiting_for_a_roster_are_bounded() {
+    let s = Server::start_env(
+        "[limits]\nmax_pending_iqs = 5\n",
+        1,
+        &["--jwt-secret", SECRET],
+        &[("AOBA_FAULT_SLOW_READ_MS", "1500")],
+    );
+    let mut c = Client::login(&s, "juliet", Some("r")).await;
+    for i in 0..8 {
+        c.send(&format!(
+            "<iq id='g{i}' type='get'><query xmlns='jabber:iq:roster'/></iq>"
+        ))
+        .await;
+    }
+    let mut results = 0;
+    let mut refused = 0;
+    while results + refused < 8 {
+        let m = c.recv_until("<iq").await;
+        if m.contains("type='result'") {
+            results += 1;
+        } else {
+            assert!(m.contains("<resource-constraint"), "{m}");
+            refused += 1;
+        }
+    }
+    assert_eq!((results, refused), (5, 3));
+}

@@ -793,7 +793,11 @@ fn start_reader(
                     std::thread::sleep(Duration::from_millis(1));
                 }
             };
+            let read_delay = crate::fault::read_delay();
             while let Ok((after, req)) = rx.recv() {
+                if let Some(d) = read_delay {
+                    std::thread::sleep(d);
+                }
                 let shard = match &req {
                     Request::RosterLoad { shard, .. } | Request::ArchiveQuery { shard, .. } => {
                         *shard

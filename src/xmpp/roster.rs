@@ -72,9 +72,53 @@ fn ensure(shard: &Shard, user: &str) -> bool {
     }
 }
 
+/// Keeps a request until the user's roster is loaded. A user's own requests (gets, sets,
+/// subscriptions it sends) are bounded by `limits.max_pending_iqs`: past it they get
+/// `resource-constraint` at once. What contacts send is kept (their own shaping bounds it).
 fn queue(shard: &Shard, user: &str, p: Pending) {
-    if let Some(r) = shard.rosters.borrow_mut().get_mut(user) {
-        r.pending.push(p);
+    let max = shard.cfg().limits.max_pending_iqs;
+    let refused = {
+        let mut rosters = shard.rosters.borrow_mut();
+        let Some(r) = rosters.get_mut(user) else {
+            return;
+        };
+        let own = matches!(
+            p,
+            Pending::Get { .. } | Pending::Set { .. } | Pending::Outbound { .. }
+        );
+        let mine = r
+            .pending
+            .iter()
+            .filter(|q| {
+                matches!(
+                    q,
+                    Pending::Get { .. } | Pending::Set { .. } | Pending::Outbound { .. }
+                )
+            })
+            .count();
+        let repeat = matches!(&p, Pending::Available { jid } if r.pending.iter().any(
+            |q| matches!(q, Pending::Available { jid: j } if j == jid)
+        ));
+        if repeat {
+            None // one pending "became available" per session does it all
+        } else if own && mine >= max {
+            Some(p)
+        } else {
+            r.pending.push(p);
+            None
+        }
+    };
+    match refused {
+        Some(Pending::Get { jid, id, .. } | Pending::Set { jid, id, .. }) => {
+            error(shard, &jid, &id, Cond::ResourceConstraint)
+        }
+        Some(Pending::Outbound { jid, stanza, .. }) => {
+            tracing::info!(shard = shard.id, jid = %jid, "too many requests waiting for a roster");
+            if let Some(st) = stanza {
+                router::bounce(shard, &st, Cond::ResourceConstraint);
+            }
+        }
+        _ => {}
     }
 }
 
