@@ -110,12 +110,7 @@ async fn mam_preferences_survive_kill_9_right_after_the_result() {
 
 #[tokio::test]
 async fn a_failed_commit_answers_with_errors_instead_of_waiting_forever() {
-    let s = Server::start_env(
-        "",
-        2,
-        &["--jwt-secret", SECRET],
-        &[("AOBA_FAULT_FAIL_COMMITS", "1")],
-    );
+    let s = Server::start_with_env("", 2, &[("AOBA_FAULT_FAIL_COMMITS", "1")]);
     let mut c = Client::login(&s, "juliet", Some("r")).await;
     c.send("<iq id='add' type='set'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost'/></query></iq>").await;
     let r = c.recv_until("id='add'").await;

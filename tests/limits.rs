@@ -282,10 +282,9 @@ async fn outbound_queue_of_a_client_that_does_not_read() {
 /// test short.
 #[tokio::test]
 async fn a_slow_disk_shapes_senders_instead_of_queueing_without_bound() {
-    let s = Server::start_env(
+    let s = Server::start_with_env(
         "[storage]\nqueue_capacity = 16\nbatch_max = 4\nshard_backlog_max = 64\n",
         2,
-        &["--jwt-secret", SECRET],
         &[("AOBA_FAULT_SLOW_COMMIT_MS", "25")],
     );
     let (a, b) = s.users_apart();

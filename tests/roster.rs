@@ -293,10 +293,9 @@ async fn rosters_survive_a_restart() {
 /// hook): past it `resource-constraint` at once, and the ones kept are all answered.
 #[tokio::test]
 async fn requests_waiting_for_a_roster_are_bounded() {
-    let s = Server::start_env(
+    let s = Server::start_with_env(
         "[limits]\nmax_pending_iqs = 5\n",
         1,
-        &["--jwt-secret", SECRET],
         &[("AOBA_FAULT_SLOW_READ_MS", "1500")],
     );
     let mut c = Client::login(&s, "juliet", Some("r")).await;

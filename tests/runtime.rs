@@ -89,12 +89,7 @@ async fn epoll_fallback_forced_by_config() {
 
 #[tokio::test]
 async fn epoll_fallback_forced_by_environment() {
-    let s = Server::start_env(
-        "",
-        2,
-        &["--jwt-secret", SECRET],
-        &[("MONOIO_FORCE_LEGACY_DRIVER", "1")],
-    );
+    let s = Server::start_with_env("", 2, &[("MONOIO_FORCE_LEGACY_DRIVER", "1")]);
     assert_eq!(
         s.log().matches("driver=\"epoll (legacy)\"").count(),
         2,
@@ -194,12 +189,7 @@ fn defaults_serve_localhost_8082() {
 /// input is known to cause one.
 #[tokio::test]
 async fn a_panic_ends_the_process_with_the_panic_logged() {
-    let mut s = Server::start_env(
-        "",
-        2,
-        &["--jwt-secret", SECRET],
-        &[("AOBA_FAULT_PANIC_ON", "trigger-a-panic-here")],
-    );
+    let mut s = Server::start_with_env("", 2, &[("AOBA_FAULT_PANIC_ON", "trigger-a-panic-here")]);
     let mut c = Client::login(&s, "alice", None).await;
     c.send("<message to='bob@localhost' type='chat'><body>trigger-a-panic-here</body></message>")
         .await;

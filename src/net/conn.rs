@@ -293,6 +293,25 @@ impl Conn {
         }
     }
 
+    /// What woke the reader besides bytes (a close, a deadline, work left for it); `Err`
+    /// when the connection is to end.
+    fn on_event(&mut self, ev: Event) -> Result<(), ()> {
+        match ev {
+            Event::Close => return Err(()),
+            Event::Timer => self.on_timer(),
+            Event::Poke => {
+                if let Some(f) = self.ftw.as_mut() {
+                    self.action = f.flush_replies(&mut self.stream, &self.shard, &self.ctl);
+                }
+            }
+        }
+        if self.action == Action::Continue {
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
     fn on_timer(&mut self) {
         let now = Instant::now();
         if now < self.deadline() {
@@ -349,9 +368,9 @@ impl Conn {
                 }
                 if self.shard.overflowing() {
                     Box::pin(self.shard.wait_overflow()).await;
-                    if std::mem::take(&mut self.held) && !buf.is_empty() {
-                        continue; // frames left in the buffer come first
-                    }
+                }
+                if std::mem::take(&mut self.held) && !buf.is_empty() {
+                    continue; // frames left in the buffer come first
                 }
                 if self.phase == Phase::Http
                     && buf.len() >= self.shard.cfg().limits.max_http_request_bytes
@@ -365,27 +384,11 @@ impl Conn {
             if let Some(until) = self.throttled.take() {
                 // Shaped: read nothing until a token is back (the kernel buffers fill and
                 // TCP pushes back on the client), but still honour a close.
-                let mut timer = false;
                 monoio::select! {
                     _ = monoio::time::sleep_until(until.into()) => {},
-                    ev = self.ctl.event() => match ev {
-                        Event::Close => return Exit::Done,
-                        Event::Timer => timer = true,
-                        Event::Poke => {
-                            if let Some(f) = self.ftw.as_mut() {
-                                self.action = f.flush_replies(&mut self.stream, &self.shard, &self.ctl);
-                                if self.action != Action::Continue {
-                                    return Exit::Done;
-                                }
-                            }
-                        }
-                    },
-                }
-                if timer {
-                    self.on_timer();
-                    if self.action == Action::Close {
+                    ev = self.ctl.event() => if self.on_event(ev).is_err() {
                         return Exit::Done;
-                    }
+                    },
                 }
                 if self.throttled.is_none() && !buf.is_empty() {
                     continue;
@@ -400,29 +403,14 @@ impl Conn {
             // SAFETY: `readable` only needs a shared reference to the stream; the halves
             // share it through an UnsafeCell exactly as monoio's own split does.
             let readable = unsafe { &*rh.0.get() }.readable(false);
-            let mut timer = false;
             monoio::select! {
                 r = readable => if r.is_err() { return Exit::Done; },
-                                ev = self.ctl.event() => match ev {
-                    Event::Close => return Exit::Done,
-                    Event::Timer => timer = true,
-                    Event::Poke => {
-                        if let Some(f) = self.ftw.as_mut() {
-                            self.action = f.flush_replies(&mut self.stream, &self.shard, &self.ctl);
-                            if self.action != Action::Continue {
-                                return Exit::Done;
-                            }
-                        }
-                        continue;
+                ev = self.ctl.event() => {
+                    if self.on_event(ev).is_err() {
+                        return Exit::Done;
                     }
+                    continue;
                 },
-            }
-            if timer {
-                self.on_timer();
-                if self.action == Action::Close {
-                    return Exit::Done;
-                }
-                continue;
             }
             if buf.capacity() == 0 {
                 buf = self.shard.take_read_buf();

@@ -109,15 +109,20 @@ pub fn reply_after_commit(shard: &Shard, ctl: &Rc<ConnCtl>, ok: Vec<u8>, err: Ve
         ctl.push_reply(OutFrame::text(Bytes::from(ok)));
         return;
     }
-    let token = shard.random();
-    shard.commit_waiters.borrow_mut().insert(
-        token,
+    wait_local(
+        shard,
         Waiter::Push {
             ctl: Rc::downgrade(ctl),
             ok: Bytes::from(ok),
             err: Bytes::from(err),
         },
     );
+}
+
+/// Parks `w` until every write this shard queued before is committed.
+fn wait_local(shard: &Shard, w: Waiter) {
+    let token = shard.random();
+    shard.commit_waiters.borrow_mut().insert(token, w);
     shard.storage(Request::Sync {
         shard: shard.id,
         token,
@@ -130,15 +135,7 @@ pub fn after_commit(shard: &Shard, f: AfterCommit) {
     if shard.shared.storage.is_none() {
         return f(shard, true);
     }
-    let token = shard.random();
-    shard
-        .commit_waiters
-        .borrow_mut()
-        .insert(token, Waiter::Call(f));
-    shard.storage(Request::Sync {
-        shard: shard.id,
-        token,
-    });
+    wait_local(shard, Waiter::Call(f));
 }
 
 /// A storage barrier came back (`ok`: its batch was committed).

@@ -58,6 +58,12 @@ impl Server {
         Server::start_env(config, shards, extra, &[])
     }
 
+    /// `start_with`, plus environment variables (e.g. the debug-build fault hooks of
+    /// `src/fault.rs`).
+    pub fn start_with_env(config: &str, shards: usize, env: &[(&str, &str)]) -> Server {
+        Server::start_env(config, shards, &["--jwt-secret", SECRET], env)
+    }
+
     pub fn start_env(config: &str, shards: usize, extra: &[&str], env: &[(&str, &str)]) -> Server {
         Server::start_in(temp_dir(), config, shards, extra, env)
     }
