@@ -354,7 +354,14 @@ fn reason(m: &Obj) -> R<String> {
 /// Whether every string in `v` (object keys included) holds only XML characters. Nesting
 /// is bounded by serde_json's recursion limit.
 fn xml_safe(v: &Value) -> bool {
-    let ok = |s: &str| s.chars().all(crate::xml::escape::is_xml_char);
+    // XML 1.0 `Char` minus what a Rust string cannot hold (surrogates): controls other
+    // than tab, LF and CR, and U+FFFE/U+FFFF (both start with the byte 0xEF in UTF-8).
+    let ok = |s: &str| {
+        let b = s.as_bytes();
+        b.iter()
+            .all(|&c| c >= 0x20 || matches!(c, b'\t' | b'\n' | b'\r'))
+            && !(b.contains(&0xEF) && (s.contains('\u{FFFE}') || s.contains('\u{FFFF}')))
+    };
     match v {
         Value::String(s) => ok(s),
         Value::Array(a) => a.iter().all(xml_safe),

@@ -26,15 +26,22 @@ pub struct OutFrame {
     /// A copy whose original goes its own way (a carbon): never routed again.
     copy_only: bool,
     pub parts: SmallVec<[Bytes; 3]>,
+    /// What only some frames carry, behind one pointer (the frame stays small: a room's
+    /// fan-out makes one per recipient).
+    extra: Option<Rc<FrameExtra>>,
+}
+
+/// See `OutFrame::extra`.
+pub enum FrameExtra {
     /// Shared by the copies of one stanza given to several connections (a message to a
     /// bare JID and its equal-priority resources): how many are still held and not lost.
     /// A copy that is lost (its connection closed or its detached session ended without
     /// an ack) is routed again only if it was the last one: a copy someone else got is
     /// never routed twice.
-    pub copies: Option<Rc<Cell<u32>>>,
+    Copies(Cell<u32>),
     /// For a frame translated for a non-XML client: the XML frame it came from, which is
     /// what routing again needs.
-    pub original: Option<Rc<OutFrame>>,
+    Original(OutFrame),
 }
 
 impl OutFrame {
@@ -47,8 +54,29 @@ impl OutFrame {
             hdr_len,
             copy_only: false,
             parts,
-            copies: None,
-            original: None,
+            extra: None,
+        }
+    }
+
+    /// One of several copies sharing `copies` (a `FrameExtra::Copies`).
+    pub fn with_copies(mut self, copies: &Rc<FrameExtra>) -> OutFrame {
+        self.extra = Some(copies.clone());
+        self
+    }
+
+    /// The count shared by the copies of this stanza, if it was given to several.
+    pub fn copies(&self) -> Option<&Cell<u32>> {
+        match self.extra.as_deref() {
+            Some(FrameExtra::Copies(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The XML frame a translated frame came from.
+    pub fn original(&self) -> Option<&OutFrame> {
+        match self.extra.as_deref() {
+            Some(FrameExtra::Original(f)) => Some(f),
+            _ => None,
         }
     }
 
@@ -77,8 +105,7 @@ impl OutFrame {
             hdr_len: 0,
             copy_only: false,
             parts,
-            copies: None,
-            original: None,
+            extra: None,
         }
     }
 
@@ -225,7 +252,7 @@ impl ConnCtl {
             // The first translated frame carries the XML: if the connection drops before
             // it is written, that is what is routed again.
             if let Some(first) = frames.first_mut() {
-                first.original = Some(Rc::new(f));
+                first.extra = Some(Rc::new(FrameExtra::Original(f)));
             }
             for t in frames {
                 self.push_one(t, overflow_final)?;

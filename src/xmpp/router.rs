@@ -4,7 +4,7 @@
 //! error to the sender, never dropped silently (except where §8.5 says to ignore it).
 
 use super::errors::{Cond, error_stanza};
-use crate::net::outbound::{OutFrame, PushError};
+use crate::net::outbound::{FrameExtra, OutFrame, PushError};
 use crate::shard::{Shard, ShardMsg, home};
 use crate::xml::escape::{escape_attr, unescape};
 use crate::xml::stanza::Stanza;
@@ -323,10 +323,12 @@ pub fn push(ctl: &crate::net::outbound::ConnCtl, payload: &Bytes) -> bool {
 fn push_copy(
     ctl: &crate::net::outbound::ConnCtl,
     payload: &Bytes,
-    copies: Option<&Rc<std::cell::Cell<u32>>>,
+    copies: Option<&Rc<FrameExtra>>,
 ) -> bool {
     let mut f = OutFrame::text(payload.clone());
-    f.copies = copies.cloned();
+    if let Some(c) = copies {
+        f = f.with_copies(c);
+    }
     match ctl.push(f, overflow_words) {
         Ok(()) => true,
         Err(PushError::Overflow) => {
@@ -443,11 +445,15 @@ fn deliver_with(shard: &Shard, r: Routed, archive: bool) {
     }
     let mut delivered = false;
     // Copies of one message for several resources share one count (see `reroute_frame`).
-    let copies = (targets.len() > 1).then(|| Rc::new(std::cell::Cell::new(targets.len() as u32)));
+    let copies = (targets.len() > 1).then(|| {
+        Rc::new(FrameExtra::Copies(std::cell::Cell::new(
+            targets.len() as u32
+        )))
+    });
     for t in &targets {
         if push_copy(t, &r.payload, copies.as_ref()) {
             delivered = true;
-        } else if let Some(c) = &copies {
+        } else if let Some(FrameExtra::Copies(c)) = copies.as_deref() {
             c.set(c.get() - 1); // refused: that copy is not held anywhere
         }
     }
@@ -582,14 +588,14 @@ pub fn reparse(text: &str) -> Option<Routed> {
 /// §8.5.3.2 allows.
 pub fn reroute_frame(shard: &Shard, f: &OutFrame) {
     // A frame rendered for a non-XML client: route the XML it came from.
-    let f = f.original.as_deref().unwrap_or(f);
+    let f = f.original().unwrap_or(f);
     // Carbons are copies: the original went (or goes) its own way.
     if !f.is_stanza() || f.is_copy_only() {
         return;
     }
     // One of several copies (a bare-JID message to equal-priority resources): routed
     // again only if every other copy was lost too; one that someone got is not repeated.
-    if let Some(c) = &f.copies {
+    if let Some(c) = f.copies() {
         let left = c.get().saturating_sub(1);
         c.set(left);
         if left > 0 {
