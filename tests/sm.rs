@@ -286,3 +286,34 @@ async fn a_private_message_held_by_an_ended_session_is_not_lost() {
         "{m}"
     );
 }
+
+/// Issue 10, finding 6: `<r/>` used to start a barrier through every shard and the storage
+/// thread per request, outside the rate limit. Now each `<r/>` costs a token like any frame,
+/// and a connection has one barrier in flight: a flood of them is answered, each with its
+/// own `<a/>` carrying the right count, and the stream stays up.
+#[tokio::test]
+async fn a_flood_of_ack_requests_is_answered_one_by_one() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut alice = Client::online(&s, &a, "phone", 0).await;
+    alice.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    alice.recv_until("<enabled").await;
+    alice
+        .send(&format!(
+            "<message to='{b}@localhost' type='chat' id='m'><body>x</body></message>"
+        ))
+        .await;
+    for _ in 0..500 {
+        alice.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    }
+    let mut acks = 0;
+    while acks < 500 {
+        let m = alice
+            .recv_until_within("<a xmlns", std::time::Duration::from_secs(60))
+            .await;
+        assert!(m.contains("h='1'"), "{m}");
+        acks += 1;
+    }
+    let pong = alice.ping_server("alive").await;
+    assert!(pong.contains("type='result'"), "{pong}");
+}

@@ -643,7 +643,9 @@ fn presence(
         created = true;
         tracing::info!(shard = shard.id, room = bare, owner = %from_bare, "room created");
     }
-    let room = rooms.get_mut(bare).unwrap();
+    let room = rooms
+        .get_mut(bare)
+        .expect("the room exists or was inserted just above");
     // Already in the room with this session: a presence update (or a nick change).
     if let Some(oi) = room.by_session(from) {
         if &*room.occupants[oi].nick != nick {
@@ -878,7 +880,7 @@ fn leave(room: &mut Room, from: &str, out: &mut Out) {
         .sessions
         .iter()
         .position(|s| s.jid.as_str() == from)
-        .unwrap();
+        .expect("by_session found this occupant by one of its sessions");
     if o.sessions.len() > 1 {
         // One of several sessions with this nick: only it learns that it left.
         o.sessions.remove(si);

@@ -72,7 +72,10 @@ pub fn on_iq(ctx: &Ctx, st: &Stanza, stype: Option<SType>, to: Option<Jid>) {
 }
 
 fn answer(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<&Jid>) {
-    let child = st.children(0).next().unwrap();
+    let child = st
+        .children(0)
+        .next()
+        .expect("on_iq refuses a request without exactly one child");
     let ns = st.elems[child].ns;
     if ns == super::roster::NS {
         return super::roster::on_iq(ctx, st, stype, child);

@@ -159,7 +159,9 @@ pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>, previd: &st
     d.unacked.drain(..acked);
     let available = {
         let mut sessions = shard.sessions.borrow_mut();
-        let r = sessions.own_resource_mut(&d.jid, d.parked.id).unwrap();
+        let r = sessions
+            .own_resource_mut(&d.jid, d.parked.id)
+            .expect("still_bound checked it above, on this thread");
         r.ctl = ctl.clone();
         r.available
     };

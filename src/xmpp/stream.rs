@@ -175,7 +175,7 @@ impl Stream {
                 Action::Continue
             }
             (NS_CLIENT | "", name) if Kind::from_name(name).is_some() => {
-                let kind = Kind::from_name(name).unwrap();
+                let kind = Kind::from_name(name).expect("the match guard checked it");
                 match &self.jid {
                     Some(_) => self.on_stanza(shard, ctl, &st, kind),
                     None if self.authed.is_some() && kind == Kind::Iq => {
@@ -512,7 +512,10 @@ impl Stream {
             *h = h.wrapping_add(1);
             ctl.set_handled(*h);
         }
-        let jid = self.jid.as_ref().unwrap();
+        let jid = self
+            .jid
+            .as_ref()
+            .expect("on_element calls this only once bound");
         let ctx = Ctx { shard, ctl, jid };
         let stype = SType::parse(kind, st.attr(0, "type").map(|a| a.value()).as_deref());
         let to = match st.attr(0, "to").map(|a| Jid::parse(&a.value())) {
