@@ -107,7 +107,7 @@ impl Default for AuthConfig {
             jwt_username_claim: "sub".into(),
             max_auth_failures: 3,
             auth_timeout_ms: 30_000,
-            jwt_signature_checks_per_sec: 2000,
+            jwt_signature_checks_per_sec: 1000,
         }
     }
 }
