@@ -130,7 +130,7 @@ pub fn store(shard: &Shard, r: Routed) -> Result<(), NotStored> {
     shard
         .storage_try(Request::StoreOffline {
             user,
-            msg,
+            stanza: msg.payload,
             shard: shard.id,
         })
         .map_err(|_| NotStored::Unavailable(r))
@@ -155,11 +155,14 @@ pub fn flush(shard: &Shard, jid: &Jid, conn: u64) {
 /// A storage reply, on the shard that asked.
 pub fn on_reply(shard: &Shard, reply: Reply) {
     match reply {
-        Reply::QuotaExceeded(r) => {
-            tracing::info!(shard = shard.id, to = %r.to(), "offline quota exceeded");
+        Reply::QuotaExceeded(b) | Reply::Failed(b) => {
+            // A cold path: the stanza is parsed again to find whom to tell.
+            let Some(r) = std::str::from_utf8(&b).ok().and_then(router::reparse) else {
+                return;
+            };
+            tracing::info!(shard = shard.id, to = %r.to(), "offline message not stored");
             router::bounce(shard, &r, Cond::ServiceUnavailable);
         }
-        Reply::Failed(r) => router::bounce(shard, &r, Cond::ServiceUnavailable),
         Reply::Offline {
             to,
             conn,

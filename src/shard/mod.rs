@@ -473,7 +473,7 @@ pub fn run(
         senders.push(tx);
         boxes.push(rx);
     }
-    let backend = crate::storage::open(&cfg)?;
+    let backend = crate::storage::open(&cfg.storage, &cfg.server.data_dir)?;
     let mut users_by_shard: Vec<Vec<String>> = (0..n).map(|_| Vec::new()).collect();
     for u in backend.users().map_err(|e| format!("storage: {e}"))? {
         users_by_shard[home(&format!("{u}@{}", cfg.server.domain), n)].push(u);

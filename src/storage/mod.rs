@@ -13,7 +13,6 @@ pub mod memory;
 
 use crate::shard::ShardMsg;
 use crate::shard::mailbox::MailboxSender;
-use crate::xmpp::router::Routed;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -128,10 +127,14 @@ pub trait Backend: Send + 'static {
     fn commit(&mut self) -> Result<()>;
 }
 
-pub fn open(cfg: &crate::config::Config) -> std::result::Result<Box<dyn Backend>, String> {
-    match cfg.storage.backend.as_str() {
+/// Opens the configured engine; fjall keeps its files in `<data_dir>/db`.
+pub fn open(
+    cfg: &StorageConfig,
+    data_dir: &std::path::Path,
+) -> std::result::Result<Box<dyn Backend>, String> {
+    match cfg.backend.as_str() {
         "fjall" => {
-            let dir = cfg.server.data_dir.join("db");
+            let dir = data_dir.join("db");
             Ok(Box::new(
                 fjall::FjallBackend::open(&dir).map_err(|e| format!("{}: {e}", dir.display()))?,
             ))
@@ -288,11 +291,11 @@ pub enum Request {
     RecordUser {
         user: String,
     },
-    /// Store `msg` (already stamped with its XEP-0203 delay) for `user`; on a full quota the
-    /// reply carries it back for a bounce.
+    /// Store `stanza` (already stamped with its XEP-0203 delay) for `user`; on a full quota
+    /// the reply carries it back for a bounce. Plain bytes: storage knows no stanza types.
     StoreOffline {
         user: String,
-        msg: Routed,
+        stanza: Bytes,
         shard: usize,
     },
     /// Put taken offline messages back in front of `user`'s queue, in order.
@@ -388,8 +391,9 @@ pub enum Reply {
         version: u64,
         items: Vec<RosterItem>,
     },
-    QuotaExceeded(Routed),
-    Failed(Routed),
+    /// An offline message not stored (quota full, or an engine error), for a bounce.
+    QuotaExceeded(Bytes),
+    Failed(Bytes),
     Offline {
         to: String,
         conn: u64,
@@ -541,16 +545,18 @@ pub fn start(
                                 tracing::error!(error = %e, "storage: record user");
                             }
                         }
-                        Request::StoreOffline { user, msg, shard } => {
-                            match backend.offline_push(&user, &msg.payload, quota) {
-                                Ok(true) => {}
-                                Ok(false) => replies.push((shard, Reply::QuotaExceeded(msg))),
-                                Err(e) => {
-                                    tracing::error!(error = %e, "storage: offline push");
-                                    replies.push((shard, Reply::Failed(msg)));
-                                }
+                        Request::StoreOffline {
+                            user,
+                            stanza,
+                            shard,
+                        } => match backend.offline_push(&user, &stanza, quota) {
+                            Ok(true) => {}
+                            Ok(false) => replies.push((shard, Reply::QuotaExceeded(stanza))),
+                            Err(e) => {
+                                tracing::error!(error = %e, "storage: offline push");
+                                replies.push((shard, Reply::Failed(stanza)));
                             }
-                        }
+                        },
                         Request::RestoreOffline { user, stanzas } => {
                             if let Err(e) = backend.offline_restore(&user, &stanzas) {
                                 tracing::error!(error = %e, "storage: offline restore");
