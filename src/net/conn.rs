@@ -163,11 +163,7 @@ async fn run(
         last_activity: now,
         ping_sent: None,
         ftw,
-        shaper: Shaper::new(
-            shard.cfg().limits.max_stanzas_per_sec,
-            shard.cfg().limits.stanza_burst,
-            now,
-        ),
+        shaper: Shaper::new(shard.cfg().limits.stanza_burst, now),
         throttled: None,
         held: false,
     };
@@ -503,8 +499,12 @@ impl Conn {
         let max = self.shard.cfg().limits.max_stanza_bytes;
         let mut pos = 0;
         let now = Instant::now();
+        let (per_sec, burst) = {
+            let l = &self.shard.cfg().limits;
+            (l.max_stanzas_per_sec, l.stanza_burst)
+        };
         while self.action == Action::Continue && pos < buf.len() {
-            if let Err(until) = self.shaper.ready(now) {
+            if let Err(until) = self.shaper.ready(now, per_sec, burst) {
                 self.throttled = Some(until);
                 break;
             }

@@ -192,6 +192,7 @@ const GUARD_TOKEN_MAX: usize = 4096;
 /// One shard's bound on RS256/ES256 signature checks (see the module comment).
 pub struct TokenGuard {
     checks: crate::net::shaper::Shaper,
+    checks_per_sec: u32,
     /// Token → (localpart, exp): tokens already checked, until they expire.
     known: ahash::AHashMap<Box<str>, (Box<str>, u64)>,
 }
@@ -199,11 +200,8 @@ pub struct TokenGuard {
 impl TokenGuard {
     pub fn new(checks_per_sec: u32) -> TokenGuard {
         TokenGuard {
-            checks: crate::net::shaper::Shaper::new(
-                checks_per_sec,
-                checks_per_sec,
-                std::time::Instant::now(),
-            ),
+            checks: crate::net::shaper::Shaper::new(checks_per_sec, std::time::Instant::now()),
+            checks_per_sec,
             known: Default::default(),
         }
     }
@@ -225,7 +223,8 @@ impl TokenGuard {
             self.known.remove(token);
         }
         let t = std::time::Instant::now();
-        if self.checks.ready(t).is_err() {
+        let rate = self.checks_per_sec;
+        if self.checks.ready(t, rate, rate).is_err() {
             return Err(TokenError::Busy);
         }
         self.checks.take();
