@@ -289,6 +289,15 @@ impl Conn {
         }
     }
 
+    /// Shaped: read nothing until a token is back (the kernel buffers fill and TCP pushes
+    /// back on the client), but still honour a close, a deadline or work left for it.
+    async fn wait_throttled(&mut self, until: Instant) -> Result<(), ()> {
+        monoio::select! {
+            _ = monoio::time::sleep_until(until.into()) => Ok(()),
+            ev = self.ctl.event() => self.on_event(ev),
+        }
+    }
+
     /// What woke the reader besides bytes (a close, a deadline, work left for it); `Err`
     /// when the connection is to end.
     fn on_event(&mut self, ev: Event) -> Result<(), ()> {
@@ -378,13 +387,10 @@ impl Conn {
                 }
             }
             if let Some(until) = self.throttled.take() {
-                // Shaped: read nothing until a token is back (the kernel buffers fill and
-                // TCP pushes back on the client), but still honour a close.
-                monoio::select! {
-                    _ = monoio::time::sleep_until(until.into()) => {},
-                    ev = self.ctl.event() => if self.on_event(ev).is_err() {
-                        return Exit::Done;
-                    },
+                // Cold path, boxed: a timer in this future would enlarge every idle
+                // connection's task by its size.
+                if Box::pin(self.wait_throttled(until)).await.is_err() {
+                    return Exit::Done;
                 }
                 if self.throttled.is_none() && !buf.is_empty() {
                     continue;
