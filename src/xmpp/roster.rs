@@ -206,6 +206,26 @@ fn send_to(shard: &Shard, jid: &Jid, v: Vec<u8>) {
     }
 }
 
+/// The resources of `bare` (on this shard) for which `keep` holds: JID and connection.
+fn resources_where(
+    shard: &Shard,
+    bare: &str,
+    keep: impl Fn(&super::session::Resource) -> bool,
+) -> Vec<(Jid, std::rc::Rc<crate::net::outbound::ConnCtl>)> {
+    shard
+        .sessions
+        .borrow()
+        .user(bare)
+        .map(|u| {
+            u.resources
+                .iter()
+                .filter(|r| keep(r))
+                .map(|r| (r.jid.clone(), r.ctl.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Stores a changed item, bumps the version and pushes it to interested resources.
 fn save(shard: &Shard, user: &str, item: RosterItem, removed: bool) {
     let version = {
@@ -242,18 +262,7 @@ fn save(shard: &Shard, user: &str, item: RosterItem, removed: bool) {
         return; // a pending-in entry only: not part of the roster the client sees
     }
     let bare = format!("{user}@{}", shard.domain());
-    let targets: Vec<(Jid, std::rc::Rc<crate::net::outbound::ConnCtl>)> = shard
-        .sessions
-        .borrow()
-        .user(&bare)
-        .map(|u| {
-            u.resources
-                .iter()
-                .filter(|r| r.roster_requested)
-                .map(|r| (r.jid.clone(), r.ctl.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let targets = resources_where(shard, &bare, |r| r.roster_requested);
     let x = item_xml(&item, removed);
     // A push reports a stored change: it leaves after the commit (nothing if that fails).
     for (jid, ctl) in targets {
@@ -641,19 +650,7 @@ pub fn inbound(shard: &Shard, r: Routed) {
         super::commit::after_commit(
             shard,
             Box::new(move |shard: &Shard, _stored: bool| {
-                let targets: Vec<_> = shard
-                    .sessions
-                    .borrow()
-                    .user(&bare)
-                    .map(|u| {
-                        u.resources
-                            .iter()
-                            .filter(|x| x.available)
-                            .map(|x| x.ctl.clone())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                for t in targets {
+                for (_, t) in resources_where(shard, &bare, |x| x.available) {
                     router::push(&t, &payload);
                 }
             }),
