@@ -265,23 +265,8 @@ async fn raw_small_rcvbuf(s: &Server, cookie: Option<&str>) -> Raw {
     // A small MSS keeps the server's send buffer small too (Linux sizes it from the
     // MSS, which on loopback is otherwise 64 KiB).
     socket2::SockRef::from(&sock).set_tcp_mss(128).unwrap();
-    let mut tcp = sock.connect(([127, 0, 0, 1], s.port).into()).await.unwrap();
-    let cookie = cookie
-        .map(|c| format!("Cookie: auth_token={c}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "GET /xmpp HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\n{cookie}\r\n"
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut got = Vec::new();
-    while !got.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        let n = timeout(WAIT, tcp.read(&mut b)).await.unwrap().unwrap();
-        assert_eq!(n, 1, "closed during handshake");
-        got.push(b[0]);
-    }
-    assert!(got.starts_with(b"HTTP/1.1 101"));
-    Raw { tcp }
+    let tcp = sock.connect(([127, 0, 0, 1], s.port).into()).await.unwrap();
+    Raw::upgrade(tcp, cookie).await
 }
 
 // ---------------------------------------------------------------------------------------

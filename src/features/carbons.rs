@@ -48,15 +48,7 @@ fn carbon_targets(shard: &Shard, bare: &str, except: &[u64]) -> Vec<(Jid, Rc<Con
     shard
         .sessions
         .borrow()
-        .user(bare)
-        .map(|u| {
-            u.resources
-                .iter()
-                .filter(|r| r.carbons && !except.contains(&r.ctl.id))
-                .map(|r| (r.jid.clone(), r.ctl.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
+        .resources_where(bare, |r| r.carbons && !except.contains(&r.ctl.id))
 }
 
 fn send(targets: Vec<(Jid, Rc<ConnCtl>)>, bare: &str, kind: &str, payload: &Bytes) {

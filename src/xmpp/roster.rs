@@ -206,26 +206,6 @@ fn send_to(shard: &Shard, jid: &Jid, v: Vec<u8>) {
     }
 }
 
-/// The resources of `bare` (on this shard) for which `keep` holds: JID and connection.
-fn resources_where(
-    shard: &Shard,
-    bare: &str,
-    keep: impl Fn(&super::session::Resource) -> bool,
-) -> Vec<(Jid, std::rc::Rc<crate::net::outbound::ConnCtl>)> {
-    shard
-        .sessions
-        .borrow()
-        .user(bare)
-        .map(|u| {
-            u.resources
-                .iter()
-                .filter(|r| keep(r))
-                .map(|r| (r.jid.clone(), r.ctl.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Stores a changed item, bumps the version and pushes it to interested resources.
 fn save(shard: &Shard, user: &str, item: RosterItem, removed: bool) {
     let version = {
@@ -262,7 +242,10 @@ fn save(shard: &Shard, user: &str, item: RosterItem, removed: bool) {
         return; // a pending-in entry only: not part of the roster the client sees
     }
     let bare = format!("{user}@{}", shard.domain());
-    let targets = resources_where(shard, &bare, |r| r.roster_requested);
+    let targets = shard
+        .sessions
+        .borrow()
+        .resources_where(&bare, |r| r.roster_requested);
     let x = item_xml(&item, removed);
     // A push reports a stored change: it leaves after the commit (nothing if that fails).
     for (jid, ctl) in targets {
@@ -650,7 +633,11 @@ pub fn inbound(shard: &Shard, r: Routed) {
         super::commit::after_commit(
             shard,
             Box::new(move |shard: &Shard, _stored: bool| {
-                for (_, t) in resources_where(shard, &bare, |x| x.available) {
+                let targets = shard
+                    .sessions
+                    .borrow()
+                    .resources_where(&bare, |x| x.available);
+                for (_, t) in targets {
                     router::push(&t, &payload);
                 }
             }),

@@ -44,6 +44,23 @@ impl SessionTable {
         self.users.get(bare)
     }
 
+    /// The resources of `bare` for which `keep` holds: JID and connection.
+    pub fn resources_where(
+        &self,
+        bare: &str,
+        keep: impl Fn(&Resource) -> bool,
+    ) -> Vec<(Jid, Rc<ConnCtl>)> {
+        self.user(bare)
+            .map(|u| {
+                u.resources
+                    .iter()
+                    .filter(|r| keep(r))
+                    .map(|r| (r.jid.clone(), r.ctl.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn user_mut(&mut self, bare: &str) -> Option<&mut User> {
         self.users.get_mut(bare)
     }

@@ -186,7 +186,7 @@ pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>, previd: &st
         .sm_live
         .borrow_mut()
         .insert(previd.to_string(), (d.jid.clone(), ctl.id));
-    stream.bound(shard, d.jid);
+    stream.bound(d.jid);
     stream.sm = Some(d.handled);
     stream.sm_id = Some(previd.to_string());
 }

@@ -413,7 +413,7 @@ impl Stream {
             tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, "bound");
             crate::features::offline::seen_user(shard, &local);
             super::roster::preload(shard, &local);
-            self.bound(shard, jid);
+            self.bound(jid);
             return Action::Continue;
         }
         if st.child(0, "session", NS_SESSION).is_some() {
@@ -432,7 +432,7 @@ impl Stream {
     }
 
     /// The stream now carries a bound session (after bind, or a resumption).
-    pub fn bound(&mut self, _shard: &Shard, jid: Jid) {
+    pub fn bound(&mut self, jid: Jid) {
         self.jid = Some(jid);
     }
 

@@ -506,10 +506,15 @@ pub struct Raw {
 
 impl Raw {
     pub async fn connect(server: &Server, cookie: Option<&str>) -> Raw {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
             .await
             .unwrap();
+        Raw::upgrade(tcp, cookie).await
+    }
+
+    /// The WebSocket upgrade to `/xmpp` on a connected socket (one the test tuned).
+    pub async fn upgrade(mut tcp: tokio::net::TcpStream, cookie: Option<&str>) -> Raw {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let cookie = cookie
             .map(|c| format!("Cookie: auth_token={c}\r\n"))
             .unwrap_or_default();
