@@ -11,12 +11,12 @@
 //! Run: `cargo bench --bench fanout`.
 
 use aoba::config::Config;
-use aoba::net::outbound::ConnCtl;
 use aoba::shard::{Shard, Shared, mailbox};
 use aoba::xml::stanza::{Limits, Stanza};
 use aoba::xmpp::component::Component;
 use aoba::xmpp::jid::Jid;
 use aoba::xmpp::router::{self, Kind, SType};
+use aoba::xmpp::sink::Sink;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ROOM: &str = "group-123e4567-e89b-12d3-a456-426614174000@conference.localhost";
 const MSG: &str = "<message xmlns='jabber:client' to='group-123e4567-e89b-12d3-a456-426614174000@conference.localhost' type='groupchat' id='g1'><body>Hello everyone! A typical short group chat line of about seventy bytes.</body></message>";
 
-fn setup(n: usize) -> (Rc<Shard>, Vec<Rc<ConnCtl>>, Jid, aoba::muc::Service) {
+fn setup(n: usize) -> (Rc<Shard>, Vec<Rc<Sink>>, Jid, aoba::muc::Service) {
     let mut cfg = Config::default();
     cfg.auth.jwt_secret = "bench".into();
     cfg.muc.auto_create_unlocked = true;
@@ -56,7 +56,7 @@ fn setup(n: usize) -> (Rc<Shard>, Vec<Rc<ConnCtl>>, Jid, aoba::muc::Service) {
     let mut ctls = Vec::with_capacity(n);
     for i in 0..n {
         let jid = Jid::parse(&format!("user{i}@localhost/web")).unwrap();
-        let ctl = Rc::new(ConnCtl::new(i as u64 + 1, usize::MAX));
+        let ctl = Rc::new(Sink::new(i as u64 + 1, usize::MAX));
         shard
             .sessions
             .borrow_mut()
@@ -81,7 +81,7 @@ fn setup(n: usize) -> (Rc<Shard>, Vec<Rc<ConnCtl>>, Jid, aoba::muc::Service) {
         } else {
             service.seat_for_bench(ROOM, &format!("u{i}"), &jid, 1);
         }
-        ctl.take_unsent();
+        ctl.out.take_unsent();
         ctls.push(ctl);
     }
     (
@@ -104,7 +104,7 @@ fn benches(c: &mut Criterion) {
     for n in [10usize, 100, 1000, 10_000] {
         let (shard, ctls, sender, service) = setup(n);
         for c in &ctls {
-            c.take_unsent();
+            c.out.take_unsent();
         }
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("occupants_{n}"), |b| {
@@ -129,7 +129,7 @@ fn benches(c: &mut Criterion) {
                     }
                     total += t.elapsed();
                     for c in &ctls {
-                        c.take_unsent(); // what the writers do, not timed
+                        c.out.take_unsent(); // what the writers do, not timed
                     }
                     left -= k;
                 }

@@ -10,11 +10,11 @@
 //! Run: `cargo bench --bench stanza`.
 
 use aoba::config::Config;
-use aoba::net::outbound::ConnCtl;
 use aoba::shard::{Shard, Shared, mailbox};
 use aoba::xml::stanza::{Limits, Stanza};
 use aoba::xmpp::jid::Jid;
 use aoba::xmpp::router::{self, Kind, SType};
+use aoba::xmpp::sink::Sink;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::rc::Rc;
@@ -99,7 +99,7 @@ fn benches(c: &mut Criterion) {
     });
 
     let shard = shard();
-    let bob = Rc::new(ConnCtl::new(1, usize::MAX));
+    let bob = Rc::new(Sink::new(1, usize::MAX));
     let bob_jid = Jid::parse("bob@localhost/phone").unwrap();
     shard
         .sessions
@@ -129,7 +129,7 @@ fn benches(c: &mut Criterion) {
             );
             n += 1;
             if n.is_multiple_of(1024) {
-                bob.take_unsent(); // what the writer does: empty the queue
+                bob.out.take_unsent(); // what the writer does: empty the queue
             }
         })
     });

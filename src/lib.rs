@@ -7,6 +7,7 @@ pub mod features;
 pub mod ftw;
 pub mod muc;
 pub mod net;
+pub mod server;
 pub mod shard;
 pub mod storage;
 pub mod xml;

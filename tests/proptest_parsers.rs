@@ -9,6 +9,7 @@ use aoba::ftw::transport::{Packet, Proto, parse};
 use aoba::ftw::{Ctx, ReqError};
 use aoba::net::http::{Request, parse_request, upgrade_response};
 use aoba::net::websocket::{self, parse_frame, unmask};
+use aoba::server::http::{Endpoint, route};
 use aoba::xml::escape::{
     escape_attr_to_string, escape_text_to_string, is_xml_char, unescape, unescape_attr,
     unescape_text,
@@ -284,7 +285,7 @@ proptest! {
 
     #[test]
     fn http_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..400)) {
-        if let Ok(Some((_, n))) = parse_request(&buf, &FtwConfig::default()) {
+        if let Ok(Some((_, n))) = parse_request(&buf, |p, q| route(&FtwConfig::default(), p, q)) {
             prop_assert!(n <= buf.len());
         }
     }
@@ -303,13 +304,13 @@ proptest! {
             "GET {path}?x=1 HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {other}, xmpp\r\n{cookie}\r\n"
         );
         let k = cut.index(req.len());
-        prop_assert_eq!(parse_request(&req.as_bytes()[..k], &FtwConfig::default()), Ok(None));
+        prop_assert_eq!(parse_request(&req.as_bytes()[..k], |p, q| route(&FtwConfig::default(), p, q)), Ok(None));
         let mut buf = req.clone().into_bytes();
         buf.extend_from_slice(&tail);
-        let (r, n) = parse_request(&buf, &FtwConfig::default()).unwrap().unwrap();
+        let (r, n) = parse_request(&buf, |p, q| route(&FtwConfig::default(), p, q)).unwrap().unwrap();
         prop_assert_eq!(n, req.len());
-        prop_assert_eq!(r, Request::Upgrade { key: key.as_str(), token: token.as_deref(), ftw: None });
-        let resp = String::from_utf8(upgrade_response(&key, None)).unwrap();
+        prop_assert_eq!(r, Request::Upgrade { key: key.as_str(), token: token.as_deref(), to: Endpoint::Xmpp, protocol: Some("xmpp") });
+        let resp = String::from_utf8(upgrade_response(&key, Some("xmpp"))).unwrap();
         let accept = format!("Sec-WebSocket-Accept: {}\r\n", websocket::accept_key(&key));
         prop_assert!(resp.contains(&accept));
     }

@@ -4,11 +4,11 @@
 //! wrapper tail]`: the message itself is shared, never copied per device.
 
 use super::{IqReply, IqRequest};
-use crate::net::outbound::{ConnCtl, OutFrame};
 use crate::shard::Shard;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{self, SType};
+use crate::xmpp::sink::{OutFrame, Sink, StanzaFrame};
 use bytes::Bytes;
 use smallvec::SmallVec;
 use std::rc::Rc;
@@ -44,14 +44,14 @@ pub fn eligible(stype: SType, payload: &[u8]) -> bool {
 }
 
 /// The user's resources with carbons on, except `except` (connection ids).
-fn carbon_targets(shard: &Shard, bare: &str, except: &[u64]) -> Vec<(Jid, Rc<ConnCtl>)> {
+fn carbon_targets(shard: &Shard, bare: &str, except: &[u64]) -> Vec<(Jid, Rc<Sink>)> {
     shard
         .sessions
         .borrow()
         .resources_where(bare, |r| r.carbons && !except.contains(&r.ctl.id))
 }
 
-fn send(targets: Vec<(Jid, Rc<ConnCtl>)>, bare: &str, kind: &str, payload: &Bytes) {
+fn send(targets: Vec<(Jid, Rc<Sink>)>, bare: &str, kind: &str, payload: &Bytes) {
     for (jid, ctl) in targets {
         let head = format!(
             "<message xmlns='jabber:client' from='{}' to='{}' type='chat'><{kind} xmlns='{NS}'><forwarded xmlns='urn:xmpp:forward:0'>",

@@ -6,12 +6,12 @@
 //! non-negative priority (RFC 6121 §8.5.2.1.1). Receipt requests inside are kept, so the
 //! receipt flows back when the recipient's client answers.
 
-use crate::net::outbound::OutFrame;
 use crate::shard::Shard;
 use crate::storage::{Reply, Request};
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{self, Routed, split_full};
+use crate::xmpp::sink::OutFrame;
 use bytes::Bytes;
 
 /// Called at bind: records a user the first time it is seen (on its home shard).
@@ -217,7 +217,7 @@ fn deliver_stored(shard: &Shard, to: &str, conn: u64, stanzas: Vec<Bytes>, more:
         let shard_id = shard.id;
         let storage = shard.shared.storage.clone();
         monoio::spawn(async move {
-            while ctl.queued_bytes() > limit / 4 && !ctl.is_closing() {
+            while ctl.out.queued_bytes() > limit / 4 && !ctl.is_closing() {
                 monoio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
             if let (false, Some(s), Some(local)) = (ctl.is_closing(), storage, jid.local()) {

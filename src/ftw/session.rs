@@ -9,10 +9,11 @@
 use super::request::{self, Request, RoomChange};
 use super::transport::{self, Packet, Proto};
 use super::{Ctx, Pending, ReqError, client_error, jid_object, not_implemented, render};
-use crate::net::outbound::{ConnCtl, OutFrame, Translate};
+use crate::net::outbox::CloseKind;
 use crate::net::websocket;
 use crate::shard::Shard;
 use crate::xml::stanza::Stanza;
+use crate::xmpp::sink::{OutFrame, Render, Sink};
 use crate::xmpp::stream::{Action, Stream};
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -86,7 +87,7 @@ pub struct FtwMove {
 
 struct Translator {
     state: Rc<RefCell<State>>,
-    ctl: Weak<ConnCtl>,
+    ctl: Weak<Sink>,
 }
 
 fn json_frame(s: String) -> OutFrame {
@@ -94,15 +95,15 @@ fn json_frame(s: String) -> OutFrame {
 }
 
 /// Queues an already-rendered JSON frame (never translated again).
-fn send(ctl: &ConnCtl, s: String) {
+fn send(ctl: &Sink, s: String) {
     ctl.push_reply(OutFrame::raw(Bytes::from(websocket::frame(
         websocket::OP_TEXT,
         s.as_bytes(),
     ))));
 }
 
-impl Translate for Translator {
-    fn translate(&self, f: &OutFrame, out: &mut SmallVec<[OutFrame; 2]>) {
+impl Render for Translator {
+    fn render(&self, f: &OutFrame, out: &mut SmallVec<[OutFrame; 2]>) {
         // A 1:1 stanza is one part: parsed where it is. A fan-out's parts are joined.
         let joined;
         let bytes: &[u8] = match &f.parts[..] {
@@ -218,8 +219,8 @@ impl FtwConn {
 
     /// Starts the session on its connection: the translation of its frames, and the
     /// Engine.IO open packet for a new Socket.IO connection.
-    pub fn attach(&self, ctl: &Rc<ConnCtl>, greet: bool, max_payload: usize) {
-        ctl.set_translate(Some(Rc::new(Translator {
+    pub fn attach(&self, ctl: &Rc<Sink>, greet: bool, max_payload: usize) {
+        ctl.set_render(Some(Rc::new(Translator {
             state: self.state.clone(),
             ctl: Rc::downgrade(ctl),
         })));
@@ -260,18 +261,18 @@ impl FtwConn {
         }
     }
 
-    fn reply(&self, ctl: &ConnCtl, ack: Option<u64>, args: &[Value]) {
+    fn reply(&self, ctl: &Sink, ack: Option<u64>, args: &[Value]) {
         if let Some(id) = ack {
             send(ctl, transport::ack(self.proto, id, args));
         }
     }
 
-    fn emit(&self, ctl: &ConnCtl, name: &str, payload: &Value) {
+    fn emit(&self, ctl: &Sink, name: &str, payload: &Value) {
         send(ctl, transport::event(self.proto, name, payload));
     }
 
     /// An error for a callback if there is one, else as event `event`.
-    fn fail_to(&self, ctl: &ConnCtl, ack: Option<u64>, event: &str, err: Value) {
+    fn fail_to(&self, ctl: &Sink, ack: Option<u64>, event: &str, err: Value) {
         match ack {
             Some(_) => self.reply(ctl, ack, &[err]),
             None => self.emit(ctl, event, &err),
@@ -279,7 +280,7 @@ impl FtwConn {
     }
 
     /// Engine.IO keepalive from the server.
-    pub fn ping(&mut self, ctl: &ConnCtl) {
+    pub fn ping(&mut self, ctl: &Sink) {
         match self.proto {
             Proto::SocketIo => send(ctl, "2".into()),
             Proto::Primus => ctl.push_reply(OutFrame::raw(Bytes::from(websocket::frame(
@@ -293,12 +294,7 @@ impl FtwConn {
 
     /// Sends the automatic answers rendered since the last call (pong to a ping, result to
     /// a roster push...), as the client's own stanzas.
-    pub fn flush_replies(
-        &mut self,
-        stream: &mut Stream,
-        shard: &Shard,
-        ctl: &Rc<ConnCtl>,
-    ) -> Action {
+    pub fn flush_replies(&mut self, stream: &mut Stream, shard: &Shard, ctl: &Rc<Sink>) -> Action {
         let replies = std::mem::take(&mut self.state.borrow_mut().replies);
         for r in replies {
             if stream.jid.is_none() {
@@ -313,12 +309,7 @@ impl FtwConn {
     }
 
     /// A login that was waiting for the move to the home shard.
-    pub fn resume_login(
-        &mut self,
-        stream: &mut Stream,
-        shard: &Shard,
-        ctl: &Rc<ConnCtl>,
-    ) -> Action {
+    pub fn resume_login(&mut self, stream: &mut Stream, shard: &Shard, ctl: &Rc<Sink>) -> Action {
         let pending = self.state.borrow_mut().login.take();
         match pending {
             Some((resource, ack)) => self.bind(stream, shard, ctl, resource, ack),
@@ -331,7 +322,7 @@ impl FtwConn {
         &mut self,
         stream: &mut Stream,
         shard: &Shard,
-        ctl: &Rc<ConnCtl>,
+        ctl: &Rc<Sink>,
         text: &str,
     ) -> Action {
         let packet = match transport::parse(self.proto, text) {
@@ -342,7 +333,7 @@ impl FtwConn {
                     stream.end(shard, ctl);
                 }
                 ctl.close(
-                    crate::net::outbound::CloseKind::Flush,
+                    CloseKind::Flush,
                     websocket::close_frame(websocket::CLOSE_INVALID_DATA, why),
                 );
                 return Action::Close;
@@ -375,10 +366,10 @@ impl FtwConn {
         Action::Continue
     }
 
-    fn close(&mut self, stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>) -> Action {
+    fn close(&mut self, stream: &mut Stream, shard: &Shard, ctl: &Rc<Sink>) -> Action {
         if !stream.opened {
             ctl.close(
-                crate::net::outbound::CloseKind::Flush,
+                CloseKind::Flush,
                 websocket::close_frame(websocket::CLOSE_NORMAL, ""),
             );
             return Action::Close;
@@ -394,7 +385,7 @@ impl FtwConn {
         &mut self,
         stream: &mut Stream,
         shard: &Shard,
-        ctl: &Rc<ConnCtl>,
+        ctl: &Rc<Sink>,
         name: &str,
         payload: Value,
         ack: Option<u64>,
@@ -460,7 +451,7 @@ impl FtwConn {
         &mut self,
         stream: &mut Stream,
         shard: &Shard,
-        ctl: &Rc<ConnCtl>,
+        ctl: &Rc<Sink>,
         mut req: Request,
         ack: Option<u64>,
     ) -> Action {
@@ -508,7 +499,7 @@ impl FtwConn {
         &mut self,
         stream: &mut Stream,
         shard: &Shard,
-        ctl: &Rc<ConnCtl>,
+        ctl: &Rc<Sink>,
         payload: &Value,
         ack: Option<u64>,
     ) -> Action {
@@ -566,7 +557,7 @@ impl FtwConn {
         self.bind(stream, shard, ctl, resource, ack)
     }
 
-    fn login_failed(&self, ctl: &ConnCtl, ack: Option<u64>) -> Action {
+    fn login_failed(&self, ctl: &Sink, ack: Option<u64>) -> Action {
         let e = json!({"type": "auth", "condition": "login-fail", "description": "XMPP authentication fail"});
         self.fail_to(ctl, ack, "xmpp.error", e);
         Action::Continue
@@ -576,7 +567,7 @@ impl FtwConn {
         &mut self,
         stream: &mut Stream,
         shard: &Shard,
-        ctl: &Rc<ConnCtl>,
+        ctl: &Rc<Sink>,
         resource: Option<String>,
         ack: Option<u64>,
     ) -> Action {
@@ -614,7 +605,7 @@ impl FtwConn {
 }
 
 /// The `<open/>` an XML client sends, for the session's own stream.
-fn open_stream(stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>) -> Action {
+fn open_stream(stream: &mut Stream, shard: &Shard, ctl: &Rc<Sink>) -> Action {
     let open = format!(
         "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{}' version='1.0'/>",
         shard.domain()

@@ -15,6 +15,35 @@ pub enum Proto {
     Primus,
 }
 
+/// Which framing a request path asks for, if it is one of XMPP-FTW's (`Err`: Engine.IO's
+/// own answer to a query it cannot serve: only Engine.IO v4 over WebSocket is served).
+pub fn endpoint(cfg: &super::FtwConfig, path: &str, query: &str) -> Result<Option<Proto>, Vec<u8>> {
+    if !cfg.enabled {
+        return Ok(None);
+    }
+    if path == cfg.socketio_path || path == cfg.socketio_path.trim_end_matches('/') {
+        let param = |k: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v)
+        };
+        let engine_error = |code: u8, msg: &str| {
+            let body = format!("{{\"code\":{code},\"message\":\"{msg}\"}}");
+            crate::net::http::respond("400 Bad Request", "application/json", &body)
+        };
+        if param("EIO") != Some("4") {
+            return Err(engine_error(5, "Unsupported protocol version"));
+        }
+        if param("transport") != Some("websocket") {
+            return Err(engine_error(0, "Transport unknown"));
+        }
+        return Ok(Some(Proto::SocketIo));
+    }
+    Ok((path == cfg.primus_path).then_some(Proto::Primus))
+}
+
 /// One packet from the browser.
 #[derive(Debug, PartialEq)]
 pub enum Packet {

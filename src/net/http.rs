@@ -1,25 +1,54 @@
-//! The HTTP/1.1 side of a connection: the WebSocket upgrade at `/xmpp` (aliases `/ws/xmpp`
-//! and `/ws`) with the JWT check from the `auth_token` cookie, and `GET /health`.
+//! HTTP/1.1 on a fresh connection: one request, parsed with httparse, answered at once or
+//! upgraded to WebSocket (RFC 6455). Which paths exist is decided by the layer above (a
+//! `route` function); this file knows methods, headers, the upgrade handshake and the
+//! `auth_token` cookie, nothing of what is spoken after the upgrade.
 
-use crate::shard::Shard;
-
-pub const WS_PATHS: [&str; 3] = ["/xmpp", "/ws/xmpp", "/ws"];
-
-pub enum Outcome {
-    /// Send the 101 response; `user` is the localpart named by a valid cookie, if any.
-    Upgrade {
-        response: Vec<u8>,
-        user: Option<String>,
-        /// An XMPP-FTW JSON session in this framing; `None`: XMPP (RFC 7395).
-        ftw: Option<crate::ftw::transport::Proto>,
-    },
-    /// Send the response and close.
+/// Where a path goes (the layer above decides).
+pub enum Route<T> {
+    /// Not served here: 404.
+    NotFound,
+    /// Answer at once (e.g. an endpoint's own error) and close.
     Respond(Vec<u8>),
+    /// `GET` only, answered by the layer above without an upgrade (e.g. `/health`).
+    Get(T),
+    /// A WebSocket endpoint. `protocol`: the subprotocol the client must offer and the
+    /// 101 response names, if any.
+    Ws {
+        to: T,
+        protocol: Option<&'static str>,
+    },
 }
 
-fn simple(status: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+/// What a complete request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request<'a, T> {
+    /// A `GET` the route answers itself.
+    Get(T),
+    /// Send this response and close.
+    Respond(Vec<u8>),
+    /// A well-formed WebSocket upgrade to `to`; `token` is the non-empty `auth_token`
+    /// cookie, still to be verified; `protocol` the subprotocol agreed on.
+    Upgrade {
+        key: &'a str,
+        token: Option<&'a str>,
+        to: T,
+        protocol: Option<&'static str>,
+    },
+}
+
+/// A short plain-text response that closes the connection.
+pub fn simple(status: &str, extra_headers: &str, body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\nConnection: close\r\n{extra_headers}\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A response with a body of `content_type` that closes the connection.
+pub fn respond(status: &str, content_type: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
@@ -49,30 +78,14 @@ fn has_token(value: Option<&str>, token: &str) -> bool {
     value.is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
 }
 
-/// What a complete request asks for, decided from its bytes alone (no shard state).
-#[derive(Debug, PartialEq, Eq)]
-pub enum Request<'a> {
-    /// `GET /health`: the answer needs the shard's counters.
-    Health,
-    /// Send this response and close.
-    Respond(Vec<u8>),
-    /// A well-formed WebSocket upgrade; `token` is the non-empty `auth_token` cookie, still
-    /// to be verified.
-    Upgrade {
-        key: &'a str,
-        token: Option<&'a str>,
-        ftw: Option<crate::ftw::transport::Proto>,
-    },
-}
-
-/// Parses and checks a request from `buf` (httparse, path, method, upgrade headers,
-/// cookie) without touching a shard, so it can be fuzzed. `Ok(None)`: incomplete. On
-/// success also returns the number of bytes the request took (anything after it is
-/// WebSocket data). `Err`: the response to send before closing.
-pub fn parse_request<'a>(
+/// Parses and checks a request from `buf` (httparse, method, upgrade headers, cookie);
+/// `route` says where its path (and query) goes. Touches no shard, so it can be fuzzed.
+/// `Ok(None)`: incomplete. On success also returns the number of bytes the request took
+/// (anything after it is WebSocket data). `Err`: the response to send before closing.
+pub fn parse_request<'a, T>(
     buf: &'a [u8],
-    ftw_cfg: &crate::ftw::FtwConfig,
-) -> Result<Option<(Request<'a>, usize)>, Vec<u8>> {
+    route: impl FnOnce(&str, &str) -> Route<T>,
+) -> Result<Option<(Request<'a, T>, usize)>, Vec<u8>> {
     let mut hs = [httparse::EMPTY_HEADER; 32];
     let mut req = httparse::Request::new(&mut hs);
     let n = match req.parse(buf) {
@@ -90,54 +103,27 @@ pub fn parse_request<'a>(
     let method = req.method.unwrap_or("");
     let full_path = req.path.unwrap_or("");
     let path = full_path.split('?').next().unwrap_or(full_path);
+    let query = full_path.split_once('?').map(|(_, q)| q).unwrap_or("");
     let headers = req.headers;
-    if path == "/health" {
-        if method != "GET" {
+    let (to, protocol) = match route(path, query) {
+        Route::NotFound => {
             return Ok(Some((
-                Request::Respond(simple("405 Method Not Allowed", "Allow: GET\r\n", "")),
+                Request::Respond(simple("404 Not Found", "", "not found\n")),
                 n,
             )));
         }
-        return Ok(Some((Request::Health, n)));
-    }
-    let ftw = if !ftw_cfg.enabled {
-        None
-    } else if path == ftw_cfg.socketio_path || path == ftw_cfg.socketio_path.trim_end_matches('/') {
-        // Engine.IO v4 over WebSocket only: anything else gets Engine.IO's own error.
-        let query = full_path.split_once('?').map(|(_, q)| q).unwrap_or("");
-        let param = |k: &str| {
-            query
-                .split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .find(|(key, _)| *key == k)
-                .map(|(_, v)| v)
-        };
-        let engine_error = |code: u8, msg: &str| {
-            let body = format!("{{\"code\":{code},\"message\":\"{msg}\"}}");
-            let resp = format!(
-                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            Ok(Some((Request::Respond(resp.into_bytes()), n)))
-        };
-        if param("EIO") != Some("4") {
-            return engine_error(5, "Unsupported protocol version");
+        Route::Respond(r) => return Ok(Some((Request::Respond(r), n))),
+        Route::Get(to) => {
+            if method != "GET" {
+                return Ok(Some((
+                    Request::Respond(simple("405 Method Not Allowed", "Allow: GET\r\n", "")),
+                    n,
+                )));
+            }
+            return Ok(Some((Request::Get(to), n)));
         }
-        if param("transport") != Some("websocket") {
-            return engine_error(0, "Transport unknown");
-        }
-        Some(crate::ftw::transport::Proto::SocketIo)
-    } else if path == ftw_cfg.primus_path {
-        Some(crate::ftw::transport::Proto::Primus)
-    } else {
-        None
+        Route::Ws { to, protocol } => (to, protocol),
     };
-    if ftw.is_none() && !WS_PATHS.contains(&path) {
-        return Ok(Some((
-            Request::Respond(simple("404 Not Found", "", "not found\n")),
-            n,
-        )));
-    }
     if method != "GET" {
         return Ok(Some((
             Request::Respond(simple("405 Method Not Allowed", "Allow: GET\r\n", "")),
@@ -168,92 +154,38 @@ pub fn parse_request<'a>(
     let Some(key) = header(headers, "sec-websocket-key").filter(|k| !k.is_empty()) else {
         return bad("missing Sec-WebSocket-Key\n");
     };
-    let protocols = headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"));
-    let xmpp = protocols
-        .filter_map(|h| std::str::from_utf8(h.value).ok())
-        .any(|v| v.split(',').any(|t| t.trim() == "xmpp"));
-    if !xmpp && ftw.is_none() {
-        return bad("Sec-WebSocket-Protocol must include xmpp (RFC 7395)\n");
+    if let Some(p) = protocol {
+        let offered = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
+            .filter_map(|h| std::str::from_utf8(h.value).ok())
+            .any(|v| v.split(',').any(|t| t.trim() == p));
+        if !offered {
+            return bad(&format!("Sec-WebSocket-Protocol must include {p}\n"));
+        }
     }
     let token = cookie(headers, "auth_token").filter(|t| !t.is_empty());
-    Ok(Some((Request::Upgrade { key, token, ftw }, n)))
+    Ok(Some((
+        Request::Upgrade {
+            key,
+            token,
+            to,
+            protocol,
+        },
+        n,
+    )))
 }
 
-/// The 101 response accepting the upgrade with `key`.
-pub fn upgrade_response(key: &str, ftw: Option<crate::ftw::transport::Proto>) -> Vec<u8> {
-    let protocol = if ftw.is_none() {
-        "Sec-WebSocket-Protocol: xmpp\r\n"
-    } else {
-        ""
-    };
+/// The 101 response accepting the upgrade with `key`, naming `protocol` if any.
+pub fn upgrade_response(key: &str, protocol: Option<&str>) -> Vec<u8> {
+    let protocol = protocol
+        .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+        .unwrap_or_default();
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n{protocol}\r\n",
         super::websocket::accept_key(key)
     )
     .into_bytes()
-}
-
-/// Parses a request from `buf` ([`parse_request`]), then answers `/health` and verifies
-/// the `auth_token` cookie of an upgrade with the shard. `Ok(None)`: incomplete. On success
-/// also returns the number of bytes the request took (anything after it is WebSocket data).
-pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec<u8>> {
-    let Some((req, n)) = parse_request(buf, &shard.cfg().ftw)? else {
-        return Ok(None);
-    };
-    let outcome = match req {
-        Request::Respond(resp) => Outcome::Respond(resp),
-        Request::Health => {
-            let body = format!(
-                "{{\"status\":\"ok\",\"shards\":{},\"storage_backlog\":{},\"connections\":{}}}\n",
-                shard.shared.shards,
-                shard.shared.storage_backlog(),
-                shard.shared.total_connections()
-            );
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            Outcome::Respond(resp.into_bytes())
-        }
-        Request::Upgrade { key, token, ftw } => {
-            let user = match token {
-                None => None,
-                Some(token) => match shard.check_token(token) {
-                    Ok(local) => Some(local),
-                    Err(crate::xmpp::jwt::TokenError::Busy) => {
-                        tracing::info!(shard = shard.id, "upgrade deferred: signature checks busy");
-                        return Ok(Some((
-                            Outcome::Respond(simple(
-                                "503 Service Unavailable",
-                                "Retry-After: 1\r\n",
-                                "too many logins at once: retry\n",
-                            )),
-                            n,
-                        )));
-                    }
-                    Err(crate::xmpp::jwt::TokenError::Bad(e)) => {
-                        tracing::info!(shard = shard.id, error = %e, "upgrade refused: bad auth_token cookie");
-                        return Ok(Some((
-                            Outcome::Respond(simple(
-                                "401 Unauthorized",
-                                "",
-                                "invalid auth_token\n",
-                            )),
-                            n,
-                        )));
-                    }
-                },
-            };
-            Outcome::Upgrade {
-                response: upgrade_response(key, ftw),
-                user,
-                ftw,
-            }
-        }
-    };
-    Ok(Some((outcome, n)))
 }
 
 /// The response for a request that grew past the limit without ending.
@@ -268,16 +200,37 @@ pub fn too_large() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ftw::FtwConfig;
-    use crate::ftw::transport::Proto;
 
     const UPGRADE: &str = "GET /xmpp HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: xmpp\r\nCookie: a=b; auth_token=\"tok\"\r\n\r\n";
 
-    fn parse(req: &str) -> Result<Option<(Request<'_>, usize)>, Vec<u8>> {
-        parse_request(req.as_bytes(), &FtwConfig::default())
+    #[derive(Debug, PartialEq, Eq)]
+    enum To {
+        Health,
+        Xmpp,
+        Plain,
     }
 
-    fn status(r: &Request<'_>) -> String {
+    fn route(path: &str, query: &str) -> Route<To> {
+        match path {
+            "/health" => Route::Get(To::Health),
+            "/xmpp" => Route::Ws {
+                to: To::Xmpp,
+                protocol: Some("xmpp"),
+            },
+            "/plain" if query == "ok=1" => Route::Ws {
+                to: To::Plain,
+                protocol: None,
+            },
+            "/plain" => Route::Respond(simple("418 I'm a teapot", "", "")),
+            _ => Route::NotFound,
+        }
+    }
+
+    fn parse(req: &str) -> Result<Option<(Request<'_, To>, usize)>, Vec<u8>> {
+        parse_request(req.as_bytes(), route)
+    }
+
+    fn status(r: &Request<'_, To>) -> String {
         match r {
             Request::Respond(v) => String::from_utf8_lossy(&v[9..12]).into_owned(),
             other => panic!("not a response: {other:?}"),
@@ -293,10 +246,12 @@ mod tests {
             Request::Upgrade {
                 key: "dGhlIHNhbXBsZSBub25jZQ==",
                 token: Some("tok"),
-                ftw: None
+                to: To::Xmpp,
+                protocol: Some("xmpp"),
             }
         );
-        let resp = String::from_utf8(upgrade_response("dGhlIHNhbXBsZSBub25jZQ==", None)).unwrap();
+        let resp =
+            String::from_utf8(upgrade_response("dGhlIHNhbXBsZSBub25jZQ==", Some("xmpp"))).unwrap();
         assert!(resp.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(resp.ends_with("Sec-WebSocket-Protocol: xmpp\r\n\r\n"));
     }
@@ -314,7 +269,7 @@ mod tests {
     fn refusals() {
         assert!(parse("\0\0\r\n\r\n").is_err());
         let (r, _) = parse("GET /health HTTP/1.1\r\n\r\n").unwrap().unwrap();
-        assert_eq!(r, Request::Health);
+        assert_eq!(r, Request::Get(To::Health));
         let (r, _) = parse("POST /health HTTP/1.1\r\n\r\n").unwrap().unwrap();
         assert_eq!(status(&r), "405");
         let (r, _) = parse("GET /nope HTTP/1.1\r\n\r\n").unwrap().unwrap();
@@ -332,29 +287,26 @@ mod tests {
     }
 
     #[test]
-    fn ftw_paths() {
-        let sio = UPGRADE
-            .replace("/xmpp", "/socket.io/?EIO=4&transport=websocket")
+    fn the_route_decides_on_path_and_query() {
+        let plain = UPGRADE
+            .replace("/xmpp", "/plain?ok=1")
             .replace("Sec-WebSocket-Protocol: xmpp\r\n", "");
-        let (r, _) = parse(&sio).unwrap().unwrap();
+        let (r, _) = parse(&plain).unwrap().unwrap();
         assert!(matches!(
             r,
             Request::Upgrade {
-                ftw: Some(Proto::SocketIo),
+                to: To::Plain,
+                protocol: None,
                 ..
             }
         ));
-        let eio3 = sio.replace("EIO=4", "EIO=3");
-        let (r, _) = parse(&eio3).unwrap().unwrap();
-        assert_eq!(status(&r), "400");
-        let primus = UPGRADE.replace("/xmpp", "/ftw");
-        let (r, _) = parse(&primus).unwrap().unwrap();
-        assert!(matches!(
-            r,
-            Request::Upgrade {
-                ftw: Some(Proto::Primus),
-                ..
-            }
-        ));
+        let refused = plain.replace("ok=1", "ok=2");
+        let (r, _) = parse(&refused).unwrap().unwrap();
+        assert_eq!(status(&r), "418");
+        assert!(
+            !String::from_utf8(upgrade_response("k", None))
+                .unwrap()
+                .contains("Sec-WebSocket-Protocol")
+        );
     }
 }

@@ -1,8 +1,7 @@
-//! The network side of a connection: HTTP/1.1 upgrade, WebSocket framing, the reading
-//! connection task and its outbound queue.
+//! The network side of a connection: HTTP/1.1 upgrade, WebSocket framing, the rate
+//! shaper, and the bounded byte outbox with its writer. Nothing here knows XMPP.
 
-pub mod conn;
 pub mod http;
-pub mod outbound;
+pub mod outbox;
 pub mod shaper;
 pub mod websocket;

@@ -7,10 +7,11 @@ pub mod mailbox;
 pub mod notify;
 
 use crate::config::Config;
-use crate::net::outbound::{ConnCtl, WriteBatch};
+use crate::net::outbox::WriteBatch;
 use crate::xmpp::jwt::JwtVerifier;
 use crate::xmpp::router::Routed;
 use crate::xmpp::session::SessionTable;
+use crate::xmpp::sink::{Meta, Sink};
 use mailbox::{Mailbox, MailboxSender};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -27,7 +28,7 @@ pub enum ShardMsg {
     /// One stanza for many full JIDs whose home is the receiving shard: the payload is
     /// `head + to + tail`, serialized once by the sender; `tos` are escaped full JIDs.
     Fanout(crate::xmpp::router::Fanout),
-    Handoff(crate::net::conn::Handoff),
+    Handoff(crate::server::conn::Handoff),
     /// A storage reply (and acknowledgement) to the shard that asked.
     Storage(crate::storage::Reply),
     /// XEP-0198 ack barrier: everything `origin` sent here before this is processed; ask
@@ -95,10 +96,10 @@ pub struct Shard {
     pub id: usize,
     pub shared: Arc<Shared>,
     pub sessions: RefCell<SessionTable>,
-    conns: RefCell<HashMap<u64, Weak<ConnCtl>, ahash::RandomState>>,
+    conns: RefCell<HashMap<u64, Weak<Sink>, ahash::RandomState>>,
     next_conn: Cell<u64>,
     read_pool: RefCell<Vec<Vec<u8>>>,
-    pub write_pool: Rc<RefCell<Vec<WriteBatch>>>,
+    pub write_pool: Rc<RefCell<Vec<WriteBatch<Meta>>>>,
     /// Messages for a shard whose mailbox was full, per destination, kept in order.
     overflow: RefCell<Vec<VecDeque<ShardMsg>>>,
     overflow_len: Cell<usize>,
@@ -193,10 +194,10 @@ impl Shard {
         &self.shared.cfg.server.domain
     }
 
-    pub fn register_conn(&self, limit: usize) -> Rc<ConnCtl> {
+    pub fn register_conn(&self, limit: usize) -> Rc<Sink> {
         let n = self.next_conn.get();
         self.next_conn.set(n + 1);
-        let ctl = Rc::new(ConnCtl::new((n << 8) | self.id as u64, limit));
+        let ctl = Rc::new(Sink::new((n << 8) | self.id as u64, limit));
         self.conns.borrow_mut().insert(ctl.id, Rc::downgrade(&ctl));
         self.shared.conn_counts[self.id].fetch_add(1, Ordering::Relaxed);
         ctl
@@ -259,7 +260,7 @@ impl Shard {
     }
 
     /// A live connection of this shard by id.
-    pub fn conn(&self, id: u64) -> Option<Rc<ConnCtl>> {
+    pub fn conn(&self, id: u64) -> Option<Rc<Sink>> {
         self.conns.borrow().get(&id).and_then(Weak::upgrade)
     }
 
@@ -346,14 +347,14 @@ impl Shard {
 
     /// Closes every connection of this shard with `system-shutdown`.
     fn close_all(&self) {
-        let conns: Vec<Rc<ConnCtl>> = self
+        let conns: Vec<Rc<Sink>> = self
             .conns
             .borrow()
             .values()
             .filter_map(|w| w.upgrade())
             .collect();
         for c in conns {
-            crate::net::conn::shutdown_conn(&c);
+            crate::server::conn::shutdown_conn(&c);
         }
     }
 }
@@ -614,7 +615,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener) {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    monoio::spawn(crate::net::conn::serve(shard.clone(), stream, peer));
+                    monoio::spawn(crate::server::conn::serve(shard.clone(), stream, peer));
                 }
                 Err(e) => {
                     tracing::warn!(shard = shard.id, error = %e, "accept failed");
@@ -643,14 +644,14 @@ pub fn timer_tick(cfg: &Config) -> Duration {
 /// 640 bytes; a million idle sessions should not each hold one).
 async fn timer_sweep(shard: Rc<Shard>) {
     let tick = timer_tick(shard.cfg());
-    let mut due: Vec<Rc<ConnCtl>> = Vec::new();
+    let mut due: Vec<Rc<Sink>> = Vec::new();
     while !shard.stop.is_set() {
         monoio::time::sleep(tick).await;
         let now = std::time::Instant::now();
         crate::xmpp::sm::expire(&shard, now, false);
         due.extend(shard.conns.borrow().values().filter_map(Weak::upgrade));
         for c in due.drain(..) {
-            c.check_deadline(now);
+            c.out.check_deadline(now);
         }
     }
 }
@@ -680,7 +681,7 @@ async fn drain_loop(shard: Rc<Shard>, mbox: Mailbox<ShardMsg>) {
             match msg {
                 ShardMsg::Route(r) => crate::xmpp::router::deliver(&shard, r),
                 ShardMsg::Fanout(f) => crate::xmpp::router::deliver_fanout(&shard, f),
-                ShardMsg::Handoff(h) => crate::net::conn::adopt(&shard, h),
+                ShardMsg::Handoff(h) => crate::server::conn::adopt(&shard, h),
                 ShardMsg::Storage(r) => crate::features::offline::on_reply(&shard, r),
                 ShardMsg::Barrier { token, origin } => storage_sync(&shard, origin, token),
                 ShardMsg::Shutdown => return,

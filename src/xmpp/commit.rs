@@ -16,7 +16,8 @@
 
 use super::NS_SM;
 use super::errors::{StreamError, stream_error_bytes};
-use crate::net::outbound::{CloseKind, ConnCtl, OutFrame};
+use super::sink::{OutFrame, Sink};
+use crate::net::outbox::CloseKind;
 use crate::shard::{Shard, ShardMsg};
 use crate::storage::Request;
 use bytes::Bytes;
@@ -26,7 +27,7 @@ pub enum Waiter {
     /// `count` acks with `h`, once every shard's barrier is committed (`left` to go);
     /// `again` more `<r/>` arrived meanwhile, the last with `again_h`.
     Ack {
-        ctl: Weak<ConnCtl>,
+        ctl: Weak<Sink>,
         left: usize,
         h: u32,
         count: u32,
@@ -35,7 +36,7 @@ pub enum Waiter {
     },
     /// A reply on one connection: `ok` after the commit, `err` (if not empty) if it failed.
     Push {
-        ctl: Weak<ConnCtl>,
+        ctl: Weak<Sink>,
         ok: Bytes,
         err: Bytes,
     },
@@ -53,7 +54,7 @@ fn sm_ack(h: u32) -> Bytes {
 
 /// Answers `<r/>` with `<a h/>` once the first `h` stanzas are settled. `inflight` is the
 /// connection's barrier still going, if any (kept by its stream).
-pub fn ack_when_settled(shard: &Shard, ctl: &Rc<ConnCtl>, h: u32, inflight: &mut Option<u64>) {
+pub fn ack_when_settled(shard: &Shard, ctl: &Rc<Sink>, h: u32, inflight: &mut Option<u64>) {
     if shard.shared.storage.is_none() {
         ctl.push_reply(OutFrame::text(sm_ack(h)));
         return;
@@ -104,7 +105,7 @@ fn barrier_everywhere(shard: &Shard, token: u64) {
 
 /// Queues `ok` on `ctl` once every write this shard queued before is committed (`err`, if
 /// not empty, when the commit failed).
-pub fn reply_after_commit(shard: &Shard, ctl: &Rc<ConnCtl>, ok: Vec<u8>, err: Vec<u8>) {
+pub fn reply_after_commit(shard: &Shard, ctl: &Rc<Sink>, ok: Vec<u8>, err: Vec<u8>) {
     if shard.shared.storage.is_none() {
         ctl.push_reply(OutFrame::text(Bytes::from(ok)));
         return;

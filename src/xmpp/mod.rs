@@ -13,6 +13,7 @@ pub mod presence;
 pub mod roster;
 pub mod router;
 pub mod session;
+pub mod sink;
 pub mod sm;
 pub mod stream;
 

@@ -80,7 +80,7 @@ fn broadcast(ctx: &Ctx, st: &Stanza, stype: SType) {
     };
     // Everyone of the user's available resources (this one included, §4.2.2) gets it;
     // a newly available resource also gets the others' presence (§4.4.2).
-    let mut others: Vec<(std::rc::Rc<crate::net::outbound::ConnCtl>, Option<Bytes>)> = Vec::new();
+    let mut others: Vec<(std::rc::Rc<super::sink::Sink>, Option<Bytes>)> = Vec::new();
     if let Some(user) = ctx.shard.sessions.borrow().user(ctx.jid.bare()) {
         for r in user
             .resources

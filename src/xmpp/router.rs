@@ -4,7 +4,8 @@
 //! error to the sender, never dropped silently (except where §8.5 says to ignore it).
 
 use super::errors::{Cond, error_stanza};
-use crate::net::outbound::{FrameExtra, OutFrame, PushError};
+use super::sink::{FrameExtra, OutFrame, Sink, StanzaFrame};
+use crate::net::outbox::PushError;
 use crate::shard::{Shard, ShardMsg, home};
 use crate::xml::escape::{escape_attr, unescape};
 use crate::xml::stanza::Stanza;
@@ -315,16 +316,12 @@ pub fn bounce_with(shard: &Shard, r: &Routed, cond: Cond, text: Option<&str>) {
 }
 
 /// Queues a stanza on one connection. False when the connection would not take it.
-pub fn push(ctl: &crate::net::outbound::ConnCtl, payload: &Bytes) -> bool {
+pub fn push(ctl: &Sink, payload: &Bytes) -> bool {
     push_copy(ctl, payload, None)
 }
 
 /// `push`, for one of several copies of a stanza that share `copies`.
-fn push_copy(
-    ctl: &crate::net::outbound::ConnCtl,
-    payload: &Bytes,
-    copies: Option<&Rc<FrameExtra>>,
-) -> bool {
+fn push_copy(ctl: &Sink, payload: &Bytes, copies: Option<&Rc<FrameExtra>>) -> bool {
     let mut f = OutFrame::text(payload.clone());
     if let Some(c) = copies {
         f = f.with_copies(c);
@@ -380,7 +377,7 @@ fn deliver_with(shard: &Shard, r: Routed, archive: bool) {
         super::roster::inbound(shard, r);
         return;
     }
-    let mut targets: SmallVec<[Rc<crate::net::outbound::ConnCtl>; 4]> = SmallVec::new();
+    let mut targets: SmallVec<[Rc<Sink>; 4]> = SmallVec::new();
     let mut full_matched = false;
     {
         let to = r.to();

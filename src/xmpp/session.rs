@@ -2,7 +2,7 @@
 //! home(U) == this shard, so one thread sees all of a user's state without locks.
 
 use super::jid::Jid;
-use crate::net::outbound::ConnCtl;
+use super::sink::Sink;
 use bytes::Bytes;
 use smallvec::SmallVec;
 use std::collections::HashMap;
@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 pub struct Resource {
     pub jid: Jid,
-    pub ctl: Rc<ConnCtl>,
+    pub ctl: Rc<Sink>,
     /// Sent initial presence and not yet unavailable (RFC 6121 §4.2).
     pub available: bool,
     pub priority: i8,
@@ -49,7 +49,7 @@ impl SessionTable {
         &self,
         bare: &str,
         keep: impl Fn(&Resource) -> bool,
-    ) -> Vec<(Jid, Rc<ConnCtl>)> {
+    ) -> Vec<(Jid, Rc<Sink>)> {
         self.user(bare)
             .map(|u| {
                 u.resources
@@ -89,7 +89,7 @@ impl SessionTable {
     pub fn bind(
         &mut self,
         jid: Jid,
-        ctl: Rc<ConnCtl>,
+        ctl: Rc<Sink>,
         max_per_user: usize,
     ) -> Result<Option<Resource>, BindError> {
         let user = self.users.entry(jid.bare().into()).or_default();

@@ -2,7 +2,7 @@
 //!
 //! Inbound, `<a h/>` means the first h stanzas from the client are settled (queued for their
 //! recipients, bounced, or durably stored: see `stream::ack_when_settled`). Outbound, the
-//! connection keeps every stanza it sent until the client's `<a h/>` (`ConnCtl::sm_*`).
+//! connection keeps every stanza it sent until the client's `<a h/>` (`Sink::sm_*`).
 //! A resumable session whose connection drops without `<close/>` detaches: its resource
 //! stays bound and available, deliveries collect in a parked queue, and `<resume/>` on a
 //! new connection (which lands on the same home shard after SASL) replays exactly what the
@@ -11,8 +11,8 @@
 
 use super::NS_SM;
 use super::jid::Jid;
+use super::sink::{OutFrame, Sink};
 use super::stream::Stream;
-use crate::net::outbound::{ConnCtl, OutFrame};
 use crate::shard::Shard;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -45,7 +45,7 @@ impl Default for SmConfig {
 pub struct Detached {
     jid: Jid,
     /// Takes deliveries while detached (the session table points at it).
-    parked: Rc<ConnCtl>,
+    parked: Rc<Sink>,
     unacked: VecDeque<OutFrame>,
     /// Stanzas sent to the client before it dropped (the server's h).
     sent: u32,
@@ -54,11 +54,11 @@ pub struct Detached {
     expires: Instant,
 }
 
-fn reply(ctl: &ConnCtl, xml: String) {
+fn reply(ctl: &Sink, xml: String) {
     ctl.push_reply(OutFrame::text(Bytes::from(xml)));
 }
 
-fn failed(ctl: &ConnCtl, cond: &str) {
+fn failed(ctl: &Sink, cond: &str) {
     reply(
         ctl,
         format!(
@@ -68,7 +68,7 @@ fn failed(ctl: &ConnCtl, cond: &str) {
 }
 
 /// `<enable/>` after bind.
-pub fn enable(stream: &mut Stream, shard: &Shard, ctl: &ConnCtl, resume: bool) {
+pub fn enable(stream: &mut Stream, shard: &Shard, ctl: &Sink, resume: bool) {
     stream.sm = Some(0);
     ctl.sm_enable(0, shard.cfg().sm.request_ack_after_stanzas);
     if resume {
@@ -91,11 +91,11 @@ pub fn enable(stream: &mut Stream, shard: &Shard, ctl: &ConnCtl, resume: bool) {
 }
 
 /// The connection dropped: keep the session for resumption. False if it cannot be kept.
-pub fn detach(stream: &mut Stream, shard: &Shard, ctl: &ConnCtl) -> bool {
+pub fn detach(stream: &mut Stream, shard: &Shard, ctl: &Sink) -> bool {
     let (Some(id), Some(jid)) = (stream.sm_id.clone(), stream.jid.clone()) else {
         return false;
     };
-    let parked = Rc::new(ConnCtl::new(
+    let parked = Rc::new(Sink::new(
         ctl.id ^ (1 << 63),
         shard.cfg().limits.outbound_queue_bytes_max,
     ));
@@ -108,7 +108,7 @@ pub fn detach(stream: &mut Stream, shard: &Shard, ctl: &ConnCtl) -> bool {
     }
     let (sent, unacked) = ctl.sm_take().unwrap_or_default();
     // What was queued but never written is among the unacknowledged: not re-routed now.
-    ctl.take_unsent();
+    ctl.out.take_unsent();
     let expires = Instant::now() + Duration::from_millis(shard.cfg().sm.resume_timeout_ms);
     tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, unacked = unacked.len(), "session detached for resumption");
     shard.detached.borrow_mut().insert(
@@ -127,7 +127,7 @@ pub fn detach(stream: &mut Stream, shard: &Shard, ctl: &ConnCtl) -> bool {
 }
 
 /// `<resume previd h/>` from an authenticated, not yet bound stream.
-pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>, previd: &str, h: u32) {
+pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<Sink>, previd: &str, h: u32) {
     let user = stream.authed.clone().unwrap_or_default();
     let d = shard
         .detached
@@ -174,7 +174,7 @@ pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<ConnCtl>, previd: &st
         ),
     );
     tracing::info!(shard = shard.id, conn = ctl.id, jid = %d.jid, replay = d.unacked.len(), "session resumed");
-    for f in d.unacked.drain(..).chain(d.parked.take_unsent()) {
+    for f in d.unacked.drain(..).chain(d.parked.out.take_unsent()) {
         let _ = ctl.push(f, super::router::overflow_words);
     }
     if available {
@@ -210,7 +210,7 @@ pub fn expire(shard: &Shard, now: Instant, all: bool) {
         if let Some(res) = res {
             super::presence::session_ended(shard, res);
         }
-        for f in d.unacked.drain(..).chain(d.parked.take_unsent()) {
+        for f in d.unacked.drain(..).chain(d.parked.out.take_unsent()) {
             super::router::reroute_frame(shard, &f);
         }
     }
@@ -229,7 +229,7 @@ pub fn replaced(shard: &Shard, parked_id: u64) {
         return;
     };
     tracing::info!(shard = shard.id, jid = %d.jid, "detached session replaced by a new bind");
-    for f in d.unacked.drain(..).chain(d.parked.take_unsent()) {
+    for f in d.unacked.drain(..).chain(d.parked.out.take_unsent()) {
         super::router::reroute_frame(shard, &f);
     }
 }
@@ -248,9 +248,9 @@ fn take_over(shard: &Shard, previd: &str, user: &str) -> Option<Detached> {
     shard.sm_live.borrow_mut().remove(previd);
     let (sent, mut unacked) = old.sm_take().unwrap_or_default();
     // Queued frames are among the unacknowledged ones: take them so nothing sends them twice.
-    old.take_unsent();
+    old.out.take_unsent();
     let handled = old.handled();
-    old.close(crate::net::outbound::CloseKind::Abort, Vec::new());
+    old.close(crate::net::outbox::CloseKind::Abort, Vec::new());
     unacked.shrink_to_fit();
     tracing::info!(shard = shard.id, conn = old_id, jid = %jid, "resumption takes over a live session");
     Some(Detached {

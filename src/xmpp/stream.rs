@@ -5,8 +5,9 @@ use super::errors::{Cond, StreamError, error_stanza, open_element, stream_error_
 use super::jid::Jid;
 use super::router::{Kind, SType};
 use super::session::BindError;
+use super::sink::{OutFrame, Sink};
 use super::{NS_BIND, NS_CLIENT, NS_FRAMING, NS_SASL, NS_SESSION, NS_SM};
-use crate::net::outbound::{CloseKind, ConnCtl, OutFrame};
+use crate::net::outbox::CloseKind;
 use crate::shard::{Shard, home};
 use crate::xml::stanza::{Limits, Stanza, XmlError};
 use bytes::Bytes;
@@ -23,7 +24,7 @@ pub enum Action {
 /// What one session's stanza handlers need.
 pub struct Ctx<'a> {
     pub shard: &'a Shard,
-    pub ctl: &'a Rc<ConnCtl>,
+    pub ctl: &'a Rc<Sink>,
     pub jid: &'a Jid,
 }
 
@@ -100,7 +101,7 @@ impl Stream {
     pub fn fail(
         &mut self,
         shard: &Shard,
-        ctl: &ConnCtl,
+        ctl: &Sink,
         err: StreamError,
         text: Option<&str>,
     ) -> Action {
@@ -118,12 +119,12 @@ impl Stream {
         Action::Close
     }
 
-    fn send(&self, ctl: &ConnCtl, v: Vec<u8>) {
+    fn send(&self, ctl: &Sink, v: Vec<u8>) {
         ctl.push_reply(OutFrame::text(Bytes::from(v)));
     }
 
     /// Handles one complete top-level element.
-    pub fn on_element(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, text: &str) -> Action {
+    pub fn on_element(&mut self, shard: &Shard, ctl: &Rc<Sink>, text: &str) -> Action {
         crate::fault::panic_on(text);
         let l = &shard.cfg().limits;
         let limits = Limits {
@@ -200,7 +201,7 @@ impl Stream {
         }
     }
 
-    fn on_open(&mut self, shard: &Shard, ctl: &ConnCtl, st: &Stanza) -> Action {
+    fn on_open(&mut self, shard: &Shard, ctl: &Sink, st: &Stanza) -> Action {
         self.stream_id = shard.random();
         self.opened = false;
         if st.attr(0, "version").map(|a| a.value()) != Some("1.0".into()) {
@@ -237,7 +238,7 @@ impl Stream {
         Action::Continue
     }
 
-    fn sasl_failure(&mut self, shard: &Shard, ctl: &ConnCtl, cond: &str) -> Action {
+    fn sasl_failure(&mut self, shard: &Shard, ctl: &Sink, cond: &str) -> Action {
         self.auth_failures += 1;
         self.send(
             ctl,
@@ -254,7 +255,7 @@ impl Stream {
         Action::Continue
     }
 
-    fn on_auth(&mut self, shard: &Shard, ctl: &ConnCtl, st: &Stanza) -> Action {
+    fn on_auth(&mut self, shard: &Shard, ctl: &Sink, st: &Stanza) -> Action {
         use base64::Engine;
         let mech = st
             .attr(0, "mechanism")
@@ -341,7 +342,7 @@ impl Stream {
         }
     }
 
-    fn on_prebind_iq(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, st: &Stanza) -> Action {
+    fn on_prebind_iq(&mut self, shard: &Shard, ctl: &Rc<Sink>, st: &Stanza) -> Action {
         let id = id_attr(st);
         let ty = st.attr(0, "type").map(|a| a.value());
         if let Some(b) = st
@@ -440,7 +441,7 @@ impl Stream {
     /// every stanza counted in `h` is settled — queued for its recipient, bounced, or
     /// durably stored. Messages may have crossed to other shards and from there to the
     /// storage thread, so `<r/>` sends a barrier along the same paths (`shard::storage_sync`).
-    fn on_sm(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, st: &Stanza, name: &str) -> Action {
+    fn on_sm(&mut self, shard: &Shard, ctl: &Rc<Sink>, st: &Stanza, name: &str) -> Action {
         let attr_u32 = |n: &str| st.attr(0, n).and_then(|a| a.value().parse::<u32>().ok());
         match (name, self.sm) {
             ("enable", None) if self.jid.is_some() => {
@@ -506,7 +507,7 @@ impl Stream {
         Action::Continue
     }
 
-    fn on_stanza(&mut self, shard: &Shard, ctl: &Rc<ConnCtl>, st: &Stanza, kind: Kind) -> Action {
+    fn on_stanza(&mut self, shard: &Shard, ctl: &Rc<Sink>, st: &Stanza, kind: Kind) -> Action {
         // The rate limit is applied before this, by the connection (it stops reading).
         if let Some(h) = &mut self.sm {
             *h = h.wrapping_add(1);
@@ -539,7 +540,7 @@ impl Stream {
     }
 
     /// An XEP-0199 ping from the server to an idle client.
-    pub fn ping(&mut self, shard: &Shard, ctl: &ConnCtl) {
+    pub fn ping(&mut self, shard: &Shard, ctl: &Sink) {
         let Some(jid) = &self.jid else { return };
         self.ping_seq += 1;
         let mut v = Vec::with_capacity(160);
@@ -558,7 +559,7 @@ impl Stream {
     }
 
     /// The session is over: unbind it and tell whoever saw it available.
-    pub fn end(&mut self, shard: &Shard, ctl: &ConnCtl) {
+    pub fn end(&mut self, shard: &Shard, ctl: &Sink) {
         if let Some(jid) = self.jid.take() {
             let res = shard.sessions.borrow_mut().unbind(&jid, ctl.id);
             if let Some(res) = res {

@@ -8,14 +8,15 @@
 //! As soon as the user is known, the connection moves to the user's home shard: its socket
 //! is taken out of this shard's event loop and handed over with any unread bytes.
 
-use super::outbound::{CloseKind, ConnCtl, Event, OutFrame, WriterExit, writer};
-use super::shaper::Shaper;
-use super::websocket::{self, WsError};
 use crate::ftw::session::FtwConn;
 use crate::ftw::transport::Proto;
+use crate::net::outbox::{CloseKind, Event, WriterExit, writer};
+use crate::net::shaper::Shaper;
+use crate::net::websocket::{self, WsError};
 use crate::shard::{Shard, ShardMsg};
 use crate::xmpp::errors::{StreamError, stream_error_bytes};
 use crate::xmpp::router;
+use crate::xmpp::sink::{OutFrame, Sink};
 use crate::xmpp::stream::{Action, Stream};
 use bytes::Bytes;
 use monoio::io::{AsyncReadRent, OwnedReadHalf, Splitable};
@@ -52,7 +53,7 @@ enum Phase {
 
 struct Conn {
     shard: Rc<Shard>,
-    ctl: Rc<ConnCtl>,
+    ctl: Rc<Sink>,
     peer: SocketAddr,
     phase: Phase,
     stream: Stream,
@@ -123,7 +124,7 @@ pub fn adopt(shard: &Rc<Shard>, mut h: Handoff) {
 }
 
 /// Asks a connection to end with `system-shutdown`.
-pub fn shutdown_conn(ctl: &ConnCtl) {
+pub fn shutdown_conn(ctl: &Sink) {
     ctl.close(
         CloseKind::Flush,
         stream_error_bytes(
@@ -207,7 +208,7 @@ impl Conn {
                             "handoff to home shard"
                         );
                         let stream = std::mem::replace(&mut self.stream, Stream::new(None, None));
-                        ctl.set_translate(None);
+                        ctl.set_render(None);
                         let h = Handoff {
                             fd,
                             leftover,
@@ -232,7 +233,7 @@ impl Conn {
                 }
                 self.stream.end(&shard, &ctl);
                 let mut writer_task = writer_task;
-                let bound = Duration::from_millis(super::outbound::FINAL_WRITE_MS + 500);
+                let bound = Duration::from_millis(crate::net::outbox::FINAL_WRITE_MS + 500);
                 if let Err(e) = monoio::time::timeout(bound, &mut writer_task).await {
                     // A client that does not read holds the writer in a write that cannot
                     // finish: shut the socket so it fails, and take back what it held.
@@ -253,7 +254,7 @@ impl Conn {
         self.stream.end(&self.shard, &self.ctl);
         // Everything the client may not have: with XEP-0198, every stanza it did not
         // acknowledge (written or still queued); without, what was never written.
-        let unsent = self.ctl.take_unsent();
+        let unsent = self.ctl.out.take_unsent();
         let lost = match self.ctl.sm_take() {
             Some((_, unacked)) => unacked,
             // Detached or taken over: the session that took the state holds all of it,
@@ -294,7 +295,7 @@ impl Conn {
     async fn wait_throttled(&mut self, until: Instant) -> Result<(), ()> {
         monoio::select! {
             _ = monoio::time::sleep_until(until.into()) => Ok(()),
-            ev = self.ctl.event() => self.on_event(ev),
+            ev = self.ctl.out.event() => self.on_event(ev),
         }
     }
 
@@ -401,13 +402,13 @@ impl Conn {
             }
             // Wait for bytes, a close request or the deadline, holding no buffer and no
             // timer (the shard's sweep fires deadlines).
-            self.ctl.set_deadline(self.deadline());
+            self.ctl.out.set_deadline(self.deadline());
             // SAFETY: `readable` only needs a shared reference to the stream; the halves
             // share it through an UnsafeCell exactly as monoio's own split does.
             let readable = unsafe { &*rh.0.get() }.readable(false);
             monoio::select! {
                 r = readable => if r.is_err() { return Exit::Done; },
-                ev = self.ctl.event() => {
+                ev = self.ctl.out.event() => {
                     if self.on_event(ev).is_err() {
                         return Exit::Done;
                     }
