@@ -1,16 +1,38 @@
 //! Configuration: one TOML file, every key optional, every limit named with its unit.
 //!
-//! Each section is the config of one part of the server, with its defaults and its
-//! documentation in one place (ejabberd's way): the doc comment on a field is what
-//! `docs/configuration.md` says about the key.
+//! Each section is the config of one part of the server, declared once next to its struct
+//! (ejabberd's way): the struct's doc comment introduces the section, the doc comment on a
+//! field documents the key, `Default` gives the defaults, `#[schemars(range(..))]` declares
+//! a key's allowed range and the section's `validate` holds the checks across keys.
+//! `aoba config-doc` prints `docs/configuration.md` from those declarations (the JSON
+//! schema `schemars` derives), and `Config::validate` checks every declared range against
+//! the same schema.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// Shards an archive id can tell apart: `storage::archive_id` keeps 8 bits of shard.
+pub const ARCHIVE_ID_SHARDS: usize = 256;
+
+/// The start of `docs/configuration.md`; the sections follow, generated.
+pub const DOC_PREAMBLE: &str = "\
+# Configuration reference
+
+`aoba serve --config FILE`; every key is optional. `aoba check-config FILE` validates a file
+and prints the effective configuration (a key left unset is listed as a comment).
+
+This page is the output of `aoba config-doc`: each section and key is documented by the doc
+comments on its config struct in the source, next to its default and its allowed range. Edit
+those, then run `cargo run -- config-doc > docs/configuration.md`.
+";
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    // No doc comments on these fields: a section's introduction is its struct's doc comment.
     pub server: ServerConfig,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
@@ -22,28 +44,45 @@ pub struct Config {
     pub ftw: crate::ftw::FtwConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The listener, the shards and their runtime.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address the WebSocket listener binds (one SO_REUSEPORT listener per shard).
+    /// Address of the WebSocket listener; one SO_REUSEPORT listener per shard. Aoba refuses
+    /// to start if another process listens on it.
     pub listen: SocketAddr,
-    /// The XMPP domain served (JIDs `user@domain`).
+    /// The XMPP domain served (JIDs `user@domain`). It must be a valid domain, and is
+    /// normalized (RFC 7622: `Chat.Example` is `chat.example`).
     pub domain: String,
-    /// Number of shards (threads pinned to cores); 0 = one per available core.
+    /// Number of shards (threads, each on its own core with `pin_shards`); 0 = one per
+    /// available core. Archive ids (`storage::archive_id`) hold the shard in 8 bits, so at
+    /// most 256 shards: with 0 on a machine with more cores, validation refuses the
+    /// configuration and asks for an explicit count.
+    #[schemars(range(max = ARCHIVE_ID_SHARDS))]
     pub shards: usize,
-    /// Pin each shard thread to its own core.
+    /// Pin shard k to core k.
     pub pin_shards: bool,
-    /// Directory for the generated JWT secret and (later) the embedded database.
+    /// Directory for the generated JWT secret (`jwt-secret`, mode 0600) and the database
+    /// (`db`, with `storage.backend = "fjall"`).
     pub data_dir: PathBuf,
-    /// Force the epoll driver instead of io_uring (also `MONOIO_FORCE_LEGACY_DRIVER=1`).
+    /// Use epoll instead of io_uring. `MONOIO_FORCE_LEGACY_DRIVER=1` does the same.
+    /// Docker's default seccomp profile and `kernel.io_uring_disabled=2` turn io_uring off;
+    /// monoio then falls back silently, so each shard logs its driver at start.
     pub force_legacy_driver: bool,
-    /// io_uring submission queue entries per shard.
+    /// io_uring submission queue entries per shard (the kernel takes at most 32768).
+    #[schemars(range(min = 1, max = 32768))]
     pub uring_entries: u32,
-    /// Capacity (messages) of each shard's inbound cross-shard queue.
+    /// Capacity (messages) of each shard's inbound cross-shard queue; when it is full,
+    /// senders keep their messages in order in a local overflow and their clients are
+    /// slowed down.
+    #[schemars(range(min = 64))]
     pub mailbox_capacity: usize,
-    /// Listen backlog of each shard's listener.
+    /// Listen backlog of each shard's listener (the kernel caps it at
+    /// `net.core.somaxconn`).
+    #[schemars(range(min = 1))]
     pub listen_backlog: i32,
-    /// Bound on the graceful shutdown: after this, remaining connections are dropped.
+    /// Bound on the graceful shutdown: SIGTERM/SIGINT sends `system-shutdown` to every
+    /// session and waits at most this long; the connections left are then dropped.
     pub shutdown_timeout_ms: u64,
 }
 
@@ -64,33 +103,78 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl ServerConfig {
+    /// Normalizes the domain, and refuses a shard count archive ids cannot hold.
+    pub fn validate(&mut self) -> Result<(), String> {
+        let domain = crate::xmpp::jid::Jid::parse(&self.domain)
+            .ok()
+            .filter(|j| j.local().is_none() && j.resource().is_none())
+            .ok_or_else(|| format!("server.domain {:?} is not a valid domain", self.domain))?;
+        self.domain = domain.as_str().to_string();
+        // An explicit count is checked against its declared range.
+        let n = self.shard_count();
+        if self.shards == 0 && n > ARCHIVE_ID_SHARDS {
+            return Err(format!(
+                "server.shards = 0 means one shard per core, {n} here, but archive ids hold at \
+                 most {ARCHIVE_ID_SHARDS} shards: set server.shards"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The configured shard count, or one per available core.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        }
+    }
+}
+
+/// JWT authentication: the key tokens are checked with, the claims required, and the
+/// bounds on logging in.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// HS256 shared secret. Empty: `AOBA_JWT_SECRET`, else a random secret generated into
-    /// `<data_dir>/jwt-secret` on first start.
+    /// HS256 shared secret; `--jwt-secret` and `AOBA_JWT_SECRET` override it. Empty: the
+    /// secret in `<data_dir>/jwt-secret`, generated there (random, mode 0600) on first
+    /// start.
     pub jwt_secret: String,
-    /// JWT algorithm: HS256, RS256 or ES256.
+    /// `HS256` with `jwt_secret`, or `RS256`/`ES256` with `jwt_public_key_file` (PEM).
+    /// `alg: none` and any other algorithm are refused.
     pub jwt_algorithm: String,
-    /// PEM public key for RS256/ES256.
+    /// PEM public key for RS256/ES256 (required with them).
     pub jwt_public_key_file: Option<PathBuf>,
     /// PEM private key for RS256/ES256, used only by `aoba token`.
     pub jwt_private_key_file: Option<PathBuf>,
-    /// Required `iss` claim, if set.
+    /// When set, the `iss` claim is required and must match.
     pub jwt_issuer: Option<String>,
-    /// Required `aud` claim, if set.
+    /// When set, the `aud` claim is required and must match.
     pub jwt_audience: Option<String>,
-    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    /// Clock skew tolerated on `exp` (always required) and `nbf`, in seconds.
     pub jwt_leeway_s: u64,
-    /// Claim that names the user: a localpart, or `local@domain` of this domain.
+    /// Claim that names the user (not empty): a localpart (`alice`), or `local@domain`
+    /// naming this domain (`alice@domain`).
     pub jwt_username_claim: String,
-    /// SASL failures allowed on one connection before it is closed.
+    /// SASL failures allowed on one connection; the last one gets `policy-violation` and
+    /// the connection is closed.
+    #[schemars(range(min = 1))]
     pub max_auth_failures: u32,
-    /// Time from connection to successful SASL, after which the connection is closed.
+    /// Time from connect until a resource is bound; past it the connection is closed with
+    /// `connection-timeout`.
+    #[schemars(range(min = 100))]
     pub auth_timeout_ms: u64,
-    /// RS256/ES256 only: signature checks of new tokens per second on each shard (a
-    /// token checked once is remembered until it expires). Past it a login is told to
-    /// retry (HTTP 503, SASL `temporary-auth-failure`) instead of stalling the shard.
+    /// RS256/ES256 only, per shard: signature checks per second of tokens not seen before
+    /// (a checked token is remembered until it expires). Past it a login is told to retry
+    /// instead of stalling the shard: HTTP 503 with `Retry-After: 1` at the upgrade, SASL
+    /// `temporary-auth-failure` (not counted as a failure). One check costs 1.96 µs with
+    /// HS256, 172 µs with RS256 and 294 µs with ES256 (`cargo bench --bench auth`,
+    /// 2026-12-06, this 2-vCPU VM), so the default keeps them under about 30 % of a
+    /// shard's core.
+    #[schemars(range(min = 1))]
     pub jwt_signature_checks_per_sec: u32,
 }
 
@@ -112,29 +196,80 @@ impl Default for AuthConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl AuthConfig {
+    /// The algorithm and its key, and a username claim.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.jwt_algorithm.as_str() {
+            "HS256" => {}
+            "RS256" | "ES256" => {
+                if self.jwt_public_key_file.is_none() {
+                    return Err(format!(
+                        "auth.jwt_algorithm {} needs auth.jwt_public_key_file",
+                        self.jwt_algorithm
+                    ));
+                }
+            }
+            other => {
+                return Err(format!(
+                    "auth.jwt_algorithm {other:?}: expected HS256, RS256 or ES256"
+                ));
+            }
+        }
+        if self.jwt_username_claim.is_empty() {
+            return Err("auth.jwt_username_claim must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Each limit is enforced and has a test that exceeds it (`tests/limits.rs`,
+/// `tests/auth.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Largest WebSocket message (one stanza), fragments included, in bytes.
+    /// Largest WebSocket message (one stanza), fragments included, in bytes; checked from
+    /// the frame header before the payload is buffered → `policy-violation`.
+    #[schemars(range(min = 1024, max = 16 << 20))]
     pub max_stanza_bytes: usize,
-    /// Largest HTTP upgrade request, in bytes.
+    /// Largest HTTP upgrade request, in bytes → HTTP 431.
+    #[schemars(range(min = 512, max = 65536))]
     pub max_http_request_bytes: usize,
-    /// Deepest element nesting in one stanza (the stanza element is depth 1).
+    /// Deepest element nesting in one stanza (the stanza element is depth 1) →
+    /// `policy-violation`.
+    #[schemars(range(min = 2, max = 1000))]
     pub max_xml_depth: usize,
-    /// Most attributes (namespace declarations included) on one element.
+    /// Most attributes (namespace declarations included) on one element →
+    /// `policy-violation`.
+    #[schemars(range(min = 4, max = 1000))]
     pub max_attrs_per_element: usize,
-    /// Sustained stanzas per second one connection may send.
+    /// Sustained stanzas per second one connection may send. With `stanza_burst` it is a
+    /// token bucket per connection; every WebSocket message and control frame (pings,
+    /// `<r/>`, `<a/>`) costs a token. An empty bucket **shapes**: the connection stops
+    /// reading until a token is back, so TCP pushes back on the client; nothing is refused
+    /// or closed for its rate ([durability.md](durability.md)).
+    #[schemars(range(min = 1))]
     pub max_stanzas_per_sec: u32,
-    /// Burst of stanzas allowed above the sustained rate.
+    /// Burst of stanzas allowed above the sustained rate (the size of the bucket of
+    /// `max_stanzas_per_sec`).
+    #[schemars(range(min = 1))]
     pub stanza_burst: u32,
-    /// Bytes queued towards one connection before it is closed as a slow consumer.
+    /// Bytes queued towards one client, its own answers, pongs and acks included; above it
+    /// the client is closed as a slow consumer (`policy-violation`) and the stanzas it was
+    /// not sent are routed again (its other resources, else offline storage). Must be at
+    /// least `max_stanza_bytes`.
     pub outbound_queue_bytes_max: usize,
-    /// Bound resources (sessions) one user may hold at once.
+    /// Bound resources (sessions) one user may hold at once; another bind gets
+    /// `resource-constraint` (rebinding an existing resource replaces it: the old session
+    /// gets the `conflict` stream error).
+    #[schemars(range(min = 1))]
     pub max_sessions_per_user: usize,
-    /// Entities one session may send directed presence to (each gets `unavailable` at the end).
+    /// Entities one session may send directed presence to (each is remembered, and gets
+    /// `unavailable` at the end); past it the presence gets a `policy-violation` stanza
+    /// error.
     pub max_directed_presence: usize,
     /// A user's requests that may wait for something the server is loading (its roster,
     /// right after login); past it they get `resource-constraint` at once.
+    #[schemars(range(min = 1))]
     pub max_pending_iqs: usize,
 }
 
@@ -155,13 +290,32 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+impl LimitsConfig {
+    /// A client's queue holds at least one stanza.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.outbound_queue_bytes_max < self.max_stanza_bytes {
+            return Err(format!(
+                "limits.outbound_queue_bytes_max must be >= limits.max_stanza_bytes (got {} < {})",
+                self.outbound_queue_bytes_max, self.max_stanza_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Keepalive of idle XMPP clients (XEP-0199). Timeouts fire within one sweep tick: a
+/// quarter of the shortest of `auth.auth_timeout_ms`, `client_idle_ms`,
+/// `client_ping_timeout_ms` and `sm.resume_timeout_ms`, between 5 ms and 1 s.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PingConfig {
-    /// A client silent this long gets an XEP-0199 ping from the server.
+    /// A client silent this long (any frame counts, WebSocket pongs included) gets an
+    /// XEP-0199 ping from the server.
+    #[schemars(range(min = 100))]
     pub client_idle_ms: u64,
-    /// Time after that ping with no traffic before the connection is closed
-    /// with `connection-timeout`.
+    /// Further silence after that ping before the connection is closed with
+    /// `connection-timeout`.
+    #[schemars(range(min = 100))]
     pub client_ping_timeout_ms: u64,
 }
 
@@ -181,94 +335,285 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Checks what serde cannot (ranges, the domain, the algorithm and its keys) and
-    /// normalizes the domain (RFC 7622: `Chat.Example` is `chat.example`).
+    /// Checks what serde cannot: every declared range, then each section's own checks
+    /// (across keys, the domain, the algorithm and its keys). Normalizes the domain
+    /// (RFC 7622: `Chat.Example` is `chat.example`).
     pub fn validate(&mut self) -> Result<(), String> {
-        let domain = crate::xmpp::jid::Jid::parse(&self.server.domain)
-            .ok()
-            .filter(|j| j.local().is_none() && j.resource().is_none())
-            .ok_or_else(|| {
-                format!(
-                    "server.domain {:?} is not a valid domain",
-                    self.server.domain
-                )
-            })?;
-        self.server.domain = domain.as_str().to_string();
-        let l = &self.limits;
-        let checks: [(&str, bool); 9] = [
-            (
-                "limits.max_stanza_bytes must be 1024..=16777216",
-                (1024..=16 << 20).contains(&l.max_stanza_bytes),
-            ),
-            (
-                "limits.max_http_request_bytes must be 512..=65536",
-                (512..=65536).contains(&l.max_http_request_bytes),
-            ),
-            (
-                "limits.max_xml_depth must be 2..=1000",
-                (2..=1000).contains(&l.max_xml_depth),
-            ),
-            (
-                "limits.max_attrs_per_element must be 4..=1000",
-                (4..=1000).contains(&l.max_attrs_per_element),
-            ),
-            (
-                "limits.max_stanzas_per_sec must be >= 1",
-                l.max_stanzas_per_sec >= 1,
-            ),
-            (
-                "limits.outbound_queue_bytes_max must be >= max_stanza_bytes",
-                l.outbound_queue_bytes_max >= l.max_stanza_bytes,
-            ),
-            (
-                "limits.max_sessions_per_user must be >= 1",
-                l.max_sessions_per_user >= 1,
-            ),
-            (
-                "server.mailbox_capacity must be >= 64",
-                self.server.mailbox_capacity >= 64,
-            ),
-            (
-                "ping.client_idle_ms and client_ping_timeout_ms must be >= 100",
-                self.ping.client_idle_ms >= 100 && self.ping.client_ping_timeout_ms >= 100,
-            ),
-        ];
-        if let Some((msg, _)) = checks.iter().find(|(_, ok)| !ok) {
-            return Err((*msg).to_string());
-        }
-        match self.auth.jwt_algorithm.as_str() {
-            "HS256" => {}
-            "RS256" | "ES256" => {
-                if self.auth.jwt_public_key_file.is_none() {
+        self.server.validate()?;
+        self.check_ranges()?;
+        self.auth.validate()?;
+        self.limits.validate()?;
+        self.muc.validate()?;
+        self.storage.validate()?;
+        self.mam.validate()?;
+        self.ftw.validate()?;
+        Ok(())
+    }
+
+    /// Every integer of the serialized configuration against its key's declared
+    /// minimum and maximum.
+    fn check_ranges(&self) -> Result<(), String> {
+        let schema = schema();
+        let values = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        for s in sections(&schema) {
+            for (key, decl) in &s.keys {
+                let Some(v) = int(&values[s.name.as_str()][key.as_str()]) else {
+                    continue;
+                };
+                let (min, max) = bounds(decl);
+                if min.is_some_and(|m| v < m) || max.is_some_and(|m| v > m) {
                     return Err(format!(
-                        "auth.jwt_algorithm {} needs auth.jwt_public_key_file",
-                        self.auth.jwt_algorithm
+                        "{}.{key} must be {} (got {v})",
+                        s.name,
+                        range_text(min, max)
                     ));
                 }
             }
-            other => {
-                return Err(format!(
-                    "auth.jwt_algorithm {other:?}: expected HS256, RS256 or ES256"
-                ));
-            }
-        }
-        self.muc.validate()?;
-        if self.auth.jwt_signature_checks_per_sec == 0 {
-            return Err("auth.jwt_signature_checks_per_sec must be >= 1".into());
-        }
-        if self.auth.jwt_username_claim.is_empty() {
-            return Err("auth.jwt_username_claim must not be empty".into());
         }
         Ok(())
     }
 
     pub fn shard_count(&self) -> usize {
-        if self.server.shards > 0 {
-            self.server.shards
-        } else {
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
+        self.server.shard_count()
+    }
+
+    /// The configuration as TOML, every key in declaration order; a key without a value
+    /// is listed as a comment.
+    pub fn to_effective_toml(&self) -> Result<String, String> {
+        let values = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        let mut out = String::new();
+        for (section, keys) in key_order() {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out += &format!("[{section}]\n");
+            for key in keys {
+                match &values[section.as_str()][key.as_str()] {
+                    Value::Null => out += &format!("# {key} is not set\n"),
+                    v => {
+                        let t = toml::Value::try_from(v).map_err(|e| format!("{key}: {e}"))?;
+                        out += &format!("{key} = {t}\n");
+                    }
+                }
+            }
         }
+        Ok(out)
+    }
+}
+
+/// The JSON schema of `Config`, every section inline: doc comments are descriptions,
+/// `Default` gives each key's default, `#[schemars(range(..))]` its minimum and maximum.
+pub fn schema() -> schemars::Schema {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator()
+        .into_root_schema_for::<Config>()
+}
+
+/// One section as declared: its introduction and its keys' schemas, in declaration order.
+struct Section<'a> {
+    name: String,
+    intro: Option<&'a str>,
+    keys: Vec<(String, &'a Value)>,
+}
+
+fn sections(schema: &schemars::Schema) -> Vec<Section<'_>> {
+    let props = &schema.as_value()["properties"];
+    key_order()
+        .into_iter()
+        .map(|(name, keys)| {
+            let sec = &props[name.as_str()];
+            Section {
+                intro: sec["description"].as_str(),
+                keys: keys
+                    .into_iter()
+                    .map(|k| {
+                        let decl = &sec["properties"][k.as_str()];
+                        (k, decl)
+                    })
+                    .collect(),
+                name,
+            }
+        })
+        .collect()
+}
+
+/// Sections and keys in declaration order. The schema's maps sort their keys, but a
+/// serialized struct lists its fields in order: read the default configuration back key
+/// by key.
+fn key_order() -> Vec<(String, Vec<String>)> {
+    let json = serde_json::to_string(&Config::default()).expect("the config serializes");
+    let Ordered(sections): Ordered<Ordered<serde::de::IgnoredAny>> =
+        serde_json::from_str(&json).expect("the config reads back");
+    sections
+        .into_iter()
+        .map(|(s, Ordered(keys))| (s, keys.into_iter().map(|(k, _)| k).collect()))
+        .collect()
+}
+
+/// A map's entries in the order they were written.
+struct Ordered<T>(Vec<(String, T)>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Ordered<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = Ordered<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(e) = m.next_entry()? {
+                    out.push(e);
+                }
+                Ok(Ordered(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+fn int(v: &Value) -> Option<i128> {
+    v.as_i64()
+        .map(i128::from)
+        .or_else(|| v.as_u64().map(i128::from))
+}
+
+/// A key's declared minimum and maximum.
+fn bounds(decl: &Value) -> (Option<i128>, Option<i128>) {
+    (int(&decl["minimum"]), int(&decl["maximum"]))
+}
+
+fn range_text(min: Option<i128>, max: Option<i128>) -> String {
+    match (min, max) {
+        (Some(a), Some(b)) => format!("{a}..={b}"),
+        (Some(a), None) => format!(">= {a}"),
+        (None, Some(b)) => format!("<= {b}"),
+        (None, None) => String::new(),
+    }
+}
+
+/// The allowed range to document: none when it is only the type's own (an unsigned
+/// integer's minimum 0).
+fn declared_range(decl: &Value) -> Option<String> {
+    match bounds(decl) {
+        (None | Some(0), None) => None,
+        (min, max) => Some(range_text(min, max)),
+    }
+}
+
+fn type_text(decl: &Value) -> String {
+    match &decl["type"] {
+        Value::String(t) => t.clone(),
+        Value::Array(ts) => {
+            let ts: Vec<&str> = ts
+                .iter()
+                .filter_map(Value::as_str)
+                .filter(|t| *t != "null")
+                .collect();
+            format!("{}, optional", ts.join(" or "))
+        }
+        _ => "any".into(),
+    }
+}
+
+fn default_text(decl: &Value) -> String {
+    match decl.get("default") {
+        None | Some(Value::Null) => "not set".into(),
+        Some(v) => format!("`{v}`"),
+    }
+}
+
+/// The Markdown configuration reference (`aoba config-doc`, `docs/configuration.md`).
+pub fn reference() -> String {
+    let schema = schema();
+    let mut out = String::from(DOC_PREAMBLE);
+    for s in sections(&schema) {
+        out += &format!("\n## [{}]\n", s.name);
+        if let Some(intro) = s.intro {
+            out += &format!("\n{intro}\n");
+        }
+        for (key, decl) in &s.keys {
+            out += &format!("\n### `{key}`\n\n");
+            out += &format!("- type: {}\n", type_text(decl));
+            out += &format!("- default: {}\n", default_text(decl));
+            if let Some(r) = declared_range(decl) {
+                out += &format!("- range: `{r}`\n");
+            }
+            if let Some(d) = decl["description"].as_str() {
+                out += &format!("\n{d}\n");
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_section_and_key_is_documented() {
+        let schema = schema();
+        for s in sections(&schema) {
+            assert!(
+                s.intro.is_some(),
+                "[{}] has no doc comment on its struct",
+                s.name
+            );
+            for (key, decl) in &s.keys {
+                assert!(
+                    decl["description"].as_str().is_some_and(|d| !d.is_empty()),
+                    "{}.{key} has no doc comment",
+                    s.name
+                );
+                assert!(
+                    decl.get("default").is_some(),
+                    "{}.{key}: no default",
+                    s.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_config_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    /// `server.shards` is bounded by what `storage::archive_id` can tell apart: the bits
+    /// below an id's millisecond (shard and counter) differ for each of
+    /// `ARCHIVE_ID_SHARDS` shards, and not for one more.
+    #[test]
+    fn the_shard_bound_fits_archive_ids() {
+        let low = |shard: usize| {
+            let id = crate::storage::archive_id(shard, &std::cell::Cell::new(0));
+            id - crate::storage::archive_id_at(crate::storage::archive_id_ms(id))
+        };
+        let distinct = |n: usize| {
+            (0..n)
+                .map(low)
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        };
+        assert_eq!(distinct(ARCHIVE_ID_SHARDS), ARCHIVE_ID_SHARDS);
+        assert_eq!(distinct(ARCHIVE_ID_SHARDS + 1), ARCHIVE_ID_SHARDS);
+        let schema = schema();
+        let decl = &schema.as_value()["properties"]["server"]["properties"]["shards"];
+        assert_eq!(int(&decl["maximum"]), Some(ARCHIVE_ID_SHARDS as i128));
+    }
+
+    #[test]
+    fn a_range_names_its_key() {
+        let mut c = Config::default();
+        c.limits.max_xml_depth = 1;
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "limits.max_xml_depth must be 2..=1000 (got 1)"
+        );
     }
 }

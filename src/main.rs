@@ -1,4 +1,4 @@
-//! `aoba serve | token | check-config`.
+//! `aoba serve | token | check-config | config-doc`.
 
 use aoba::config::Config;
 use aoba::xmpp::jwt;
@@ -63,6 +63,8 @@ enum Cmd {
     },
     /// Validate a configuration file and print the effective configuration.
     CheckConfig { file: PathBuf },
+    /// Print the configuration reference (Markdown: `docs/configuration.md`).
+    ConfigDoc,
 }
 
 fn load(common: &Common) -> Result<Config, String> {
@@ -107,10 +109,14 @@ fn main() {
         Cmd::Token { user, ttl, common } => token(common, &user, ttl.as_secs()),
         Cmd::CheckConfig { file } => Config::load(&file).and_then(|mut c| {
             c.validate()?;
-            println!("{}", toml::to_string_pretty(&c).map_err(|e| e.to_string())?);
+            println!("{}", c.to_effective_toml()?);
             eprintln!("{}: ok", file.display());
             Ok(())
         }),
+        Cmd::ConfigDoc => {
+            print!("{}", aoba::config::reference());
+            Ok(())
+        }
     };
     if let Err(e) = r {
         eprintln!("aoba: {e}");

@@ -23,16 +23,21 @@ use serde::{Deserialize, Serialize};
 pub const NS: &str = "urn:xmpp:mam:2";
 const NS_RSM: &str = "http://jabber.org/protocol/rsm";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// XEP-0313 Message Archive Management, with XEP-0059 paging.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MamConfig {
-    /// Archive 1:1 and room messages.
+    /// Archive 1:1 messages with a body (for both parties) and room messages.
     pub enabled: bool,
-    /// Messages per page when the client does not say; also the most it may ask for.
+    /// Messages per page when the client does not say (RSM `max`); at most `page_max`.
+    #[schemars(range(min = 1))]
     pub page_default: usize,
+    /// Most messages per page: a larger RSM `max` is capped to it.
+    #[schemars(range(min = 1))]
     pub page_max: usize,
-    /// Delete archived messages older than this many seconds (0: keep forever); runs on
-    /// the storage thread.
+    /// Archived messages older than this many seconds are deleted by the storage thread;
+    /// 0 keeps them forever. The bound keeps the retention in milliseconds within 64 bits.
+    #[schemars(range(max = u64::MAX / 1000))]
     pub retention_s: u64,
 }
 
@@ -44,6 +49,19 @@ impl Default for MamConfig {
             page_max: 250,
             retention_s: 0,
         }
+    }
+}
+
+impl MamConfig {
+    /// The default page within the largest (ranges are checked by `Config::validate`).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.page_default > self.page_max {
+            return Err(format!(
+                "mam.page_default must be <= mam.page_max (got {} > {})",
+                self.page_default, self.page_max
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -88,22 +88,33 @@ pub struct Ctx<'a> {
     pub muc_domain: Option<&'a str>,
 }
 
-/// `[ftw]`: the XMPP-FTW JSON API.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+/// The XMPP-FTW JSON API ([ftw.md](ftw.md)): the same XMPP world as JSON events with
+/// callbacks.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct FtwConfig {
-    /// Serve XMPP-FTW at all.
+    /// Serve the XMPP-FTW JSON API.
     pub enabled: bool,
-    /// Socket.IO endpoint (Engine.IO v4, WebSocket transport only).
+    /// The Socket.IO endpoint (Engine.IO v4, WebSocket transport only; long-polling gets
+    /// Engine.IO's `Transport unknown` error). Starts with `/`.
     pub socketio_path: String,
-    /// primus-emitter framing on a plain WebSocket (the original demo's clients).
+    /// primus-emitter JSON packets on a plain WebSocket (the original demo's clients).
+    /// Starts with `/`.
     pub primus_path: String,
-    /// Engine.IO `pingInterval`: the server pings every this often.
+    /// Engine.IO `pingInterval`, announced in the open packet: the server pings every this
+    /// often (the primus endpoint uses WebSocket pings on idle instead).
+    #[schemars(range(min = 100))]
     pub ping_interval_ms: u64,
-    /// Engine.IO `pingTimeout`: a ping not answered within this closes the connection.
+    /// Engine.IO `pingTimeout`, announced in the open packet: a ping not answered within
+    /// this closes the connection.
+    #[schemars(range(min = 100))]
     pub ping_timeout_ms: u64,
-    /// Callbacks one session may have waiting for an answer from the XMPP side (an iq
-    /// nobody answers keeps its callback waiting); more get `resource-constraint`.
+    /// Callbacks one JSON session may have waiting for an answer from the XMPP side (an iq
+    /// nobody answers keeps its callback waiting); past it a request's callback gets
+    /// `wait`/`resource-constraint` at once. WebSocket frames are bound by
+    /// `limits.max_stanza_bytes` (announced as Engine.IO `maxPayload`); a larger one ends
+    /// the session with `xmpp.error` and a close.
+    #[schemars(range(min = 1))]
     pub max_pending_callbacks: usize,
 }
 
@@ -117,5 +128,20 @@ impl Default for FtwConfig {
             ping_timeout_ms: 20_000,
             max_pending_callbacks: 256,
         }
+    }
+}
+
+impl FtwConfig {
+    /// The endpoints are paths (ranges are checked by `Config::validate`).
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, path) in [
+            ("socketio_path", &self.socketio_path),
+            ("primus_path", &self.primus_path),
+        ] {
+            if !path.starts_with('/') {
+                return Err(format!("ftw.{key} {path:?} must start with /"));
+            }
+        }
+        Ok(())
     }
 }

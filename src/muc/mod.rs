@@ -20,24 +20,34 @@ pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// XEP-0045 Multi-User Chat at `<subdomain>.<domain>`: the Aoba API's group chat, rooms
+/// `group-{uuid}@conference.{domain}`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct MucConfig {
     /// Serve a MUC service at `<subdomain>.<domain>`.
     pub enabled: bool,
+    /// The service's name under the domain: `conference` serves `conference.{domain}`. A
+    /// DNS label (no `@`, `/` or space).
     pub subdomain: String,
-    /// Only localparts of the API's form `group-{uuid}` may create rooms.
+    /// Only localparts of the API's form `group-{uuid}` may create rooms (others get
+    /// `not-allowed`).
     pub require_group_uuid_names: bool,
-    /// Any join creates an unlocked room with the default configuration (for applications
-    /// that manage groups from their backend), instead of XEP-0045's locked new room.
+    /// A join creates an unlocked room with the default configuration (for applications
+    /// that manage groups from their backend) instead of XEP-0045's locked new room waiting
+    /// for its owner's configuration.
     pub auto_create_unlocked: bool,
-    /// Most occupants (distinct nicks) in one room; also the default room limit.
+    /// Occupants (distinct nicks) per room, and the cap on a room's own `maxusers` (a new
+    /// room's limit); past it a join gets `service-unavailable`.
+    #[schemars(range(min = 1))]
     pub max_occupants: usize,
-    /// Most messages of history a room keeps.
+    /// Messages of history a room keeps (the cap on a room's own history length).
     pub history_max: usize,
-    /// Messages of history sent on join unless the client asks for fewer.
+    /// Messages of history sent on join unless the client asks for fewer; at most
+    /// `history_max`.
     pub history_default: usize,
-    /// Most rooms one shard holds; creating more gets `resource-constraint`.
+    /// Rooms one shard holds; creating more gets `resource-constraint`.
+    #[schemars(range(min = 1))]
     pub max_rooms_per_shard: usize,
 }
 
@@ -57,12 +67,17 @@ impl Default for MucConfig {
 }
 
 impl MucConfig {
+    /// The subdomain, and the history sent within the history kept (ranges are checked
+    /// by `Config::validate`).
     pub fn validate(&self) -> Result<(), String> {
         if self.subdomain.is_empty() || self.subdomain.contains(['@', '/', ' ']) {
             return Err("muc.subdomain must be a DNS label".into());
         }
-        if self.max_occupants < 1 || self.history_default > self.history_max {
-            return Err("muc.max_occupants must be >= 1 and history_default <= history_max".into());
+        if self.history_default > self.history_max {
+            return Err(format!(
+                "muc.history_default must be <= muc.history_max (got {} > {})",
+                self.history_default, self.history_max
+            ));
         }
         Ok(())
     }

@@ -19,29 +19,37 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Persistence: the storage engine, the thread that runs it, and offline messages.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// `fjall` (embedded, durable, in `<data_dir>/db`) or `memory` (lost at exit).
+    /// `fjall` keeps everything in `<data_dir>/db` (embedded, durable); `memory` loses it
+    /// at exit.
     pub backend: String,
     /// Offline messages kept per user; past it the sender gets `service-unavailable`.
     pub offline_quota: usize,
     /// Store offline messages for any valid localpart, also one that never logged in: with
     /// JWT auth the application owns the user list, and a user who signed up is messaged
     /// before their first login. `false`: only users seen before get offline messages
-    /// (strict mode, for operators who provision users).
+    /// (strict mode, for operators who provision users); others get `service-unavailable`.
     pub accept_unknown_users: bool,
     /// Distinct never-seen users one sender may leave offline messages for per hour
-    /// (with `accept_unknown_users`); past it the sender gets `policy-violation`. Counted
-    /// on each recipient's home shard, so with N shards a sender can reach up to N times
-    /// this. Abuse is bounded by this and by `offline_quota` per recipient.
+    /// (with `accept_unknown_users`); past it the sender gets `policy-violation` ("too many
+    /// messages to users who never logged in"). Counted on each recipient's home shard, so
+    /// with N shards a sender can reach up to N times this. Abuse is bounded by this and by
+    /// `offline_quota` per recipient.
     pub max_unknown_recipients_per_hour: usize,
-    /// Requests queued towards the storage thread before new ones are refused.
+    /// Requests queued to the storage thread; past it requests wait in their shard's
+    /// backlog (in order), or are refused where the sender can be told.
+    #[schemars(range(min = 1))]
     pub queue_capacity: usize,
     /// Requests a shard holds for a full storage queue (a slow disk) before its
     /// connections stop reading until storage catches up (TCP pushes back on the clients).
+    /// `/health` reports the backlog (`storage_backlog`).
+    #[schemars(range(min = 1))]
     pub shard_backlog_max: usize,
     /// Most requests applied per group commit.
+    #[schemars(range(min = 1))]
     pub batch_max: usize,
 }
 
@@ -55,6 +63,18 @@ impl Default for StorageConfig {
             queue_capacity: 65536,
             shard_backlog_max: 4096,
             batch_max: 1024,
+        }
+    }
+}
+
+impl StorageConfig {
+    /// The engine is one `open` knows (ranges are checked by `Config::validate`).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        match self.backend.as_str() {
+            "fjall" | "memory" => Ok(()),
+            other => Err(format!(
+                "storage.backend {other:?}: expected fjall or memory"
+            )),
         }
     }
 }

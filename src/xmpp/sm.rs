@@ -20,15 +20,19 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// XEP-0198 Stream Management: acks both ways and resumption.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SmConfig {
-    /// How long a dropped resumable session is kept for `<resume/>`
-    /// (`aoba serve --sm-resume-timeout SECS`).
+    /// How long a dropped resumable session waits for `<resume/>` before what it held is
+    /// routed again (other resources, else offline storage); announced to the client in
+    /// seconds. `aoba serve --sm-resume-timeout SECS` overrides it.
+    #[schemars(range(min = 100))]
     pub resume_timeout_ms: u64,
     /// The server asks for an ack (`<r/>`) once this many stanzas it sent are
     /// unacknowledged, one request at a time. 1 keeps what a client that drops and logs in
     /// afresh may see twice to what was in flight during one round trip.
+    #[schemars(range(min = 1))]
     pub request_ack_after_stanzas: usize,
 }
 
