@@ -11,16 +11,13 @@
 //! Run: `cargo bench --bench fanout`.
 
 use aoba::config::Config;
-use aoba::shard::{Shard, Shared, mailbox};
+use aoba::server::Shard;
 use aoba::xml::stanza::{Limits, Stanza};
-use aoba::xmpp::component::Component;
 use aoba::xmpp::jid::Jid;
 use aoba::xmpp::router::{self, Kind, SType};
 use aoba::xmpp::sink::Sink;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 #[global_allocator]
@@ -29,26 +26,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const ROOM: &str = "group-123e4567-e89b-12d3-a456-426614174000@conference.localhost";
 const MSG: &str = "<message xmlns='jabber:client' to='group-123e4567-e89b-12d3-a456-426614174000@conference.localhost' type='groupchat' id='g1'><body>Hello everyone! A typical short group chat line of about seventy bytes.</body></message>";
 
-fn setup(n: usize) -> (Rc<Shard>, Vec<Rc<Sink>>, Jid, aoba::muc::Service) {
+fn setup(n: usize) -> (Rc<Shard>, Vec<Rc<Sink>>, Jid) {
     let mut cfg = Config::default();
     cfg.auth.jwt_secret = "bench".into();
     cfg.muc.auto_create_unlocked = true;
-    let verifier = aoba::xmpp::jwt::JwtVerifier::new(&cfg, Some("bench")).unwrap();
-    let (tx, rx) = mailbox::mailbox(64);
-    std::mem::forget(rx);
-    let service = aoba::muc::Service::new(&cfg);
-    let shared = Arc::new(Shared {
-        cfg,
-        verifier,
-        components: Vec::new(),
-        component_domains: vec!["conference.localhost".into()],
-        storage: None,
-        mailboxes: vec![tx],
-        conn_counts: vec![AtomicUsize::new(0)],
-        storage_backlogs: vec![AtomicUsize::new(0)],
-        shards: 1,
-    });
-    let shard = Shard::new(0, shared);
+    let shard = Shard::standalone(cfg);
+    let service = &shard.muc;
     let limits = Limits {
         max_depth: 32,
         max_attrs: 64,
@@ -84,12 +67,7 @@ fn setup(n: usize) -> (Rc<Shard>, Vec<Rc<Sink>>, Jid, aoba::muc::Service) {
         ctl.out.take_unsent();
         ctls.push(ctl);
     }
-    (
-        shard,
-        ctls,
-        Jid::parse("user0@localhost/web").unwrap(),
-        service,
-    )
+    (shard, ctls, Jid::parse("user0@localhost/web").unwrap())
 }
 
 fn benches(c: &mut Criterion) {
@@ -102,7 +80,8 @@ fn benches(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .sample_size(20);
     for n in [10usize, 100, 1000, 10_000] {
-        let (shard, ctls, sender, service) = setup(n);
+        let (shard, ctls, sender) = setup(n);
+        let service = &shard.muc;
         for c in &ctls {
             c.out.take_unsent();
         }

@@ -1,4 +1,4 @@
-//! The cross-shard hand-off: ns per message through `aoba::shard::mailbox` between two real
+//! The cross-shard hand-off: ns per message through `aoba::runtime::mailbox` between two real
 //! threads, each running its own monoio runtime (as two shards do).
 //!
 //! - `batched`: one thread sends as fast as the queue takes messages (yielding when it is
@@ -13,8 +13,8 @@
 //!
 //! Run: `cargo bench --bench mailbox`.
 
-use aoba::shard::ShardMsg;
-use aoba::shard::mailbox::{Mailbox, MailboxSender, mailbox};
+use aoba::runtime::mailbox::{Mailbox, MailboxSender, mailbox};
+use aoba::server::ShardMsg;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};

@@ -10,7 +10,7 @@
 //! Run: `cargo bench --bench stanza`.
 
 use aoba::config::Config;
-use aoba::shard::{Shard, Shared, mailbox};
+use aoba::server::Shard;
 use aoba::xml::stanza::{Limits, Stanza};
 use aoba::xmpp::jid::Jid;
 use aoba::xmpp::router::{self, Kind, SType};
@@ -18,8 +18,6 @@ use aoba::xmpp::sink::Sink;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use std::rc::Rc;
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 /// The server's allocator, so allocation costs are the ones the server pays.
 #[global_allocator]
@@ -30,23 +28,7 @@ const CHAT: &str = "<message xmlns='jabber:client' to='bob@localhost' type='chat
 fn shard() -> Rc<Shard> {
     let mut cfg = Config::default();
     cfg.auth.jwt_secret = "bench".into();
-    let verifier = aoba::xmpp::jwt::JwtVerifier::new(&cfg, Some("bench")).unwrap();
-    let (tx, _rx) = mailbox::mailbox(64);
-    std::mem::forget(_rx);
-    Shard::new(
-        0,
-        Arc::new(Shared {
-            cfg,
-            verifier,
-            components: Vec::new(),
-            component_domains: Vec::new(),
-            storage: None,
-            mailboxes: vec![tx],
-            conn_counts: vec![AtomicUsize::new(0)],
-            storage_backlogs: vec![AtomicUsize::new(0)],
-            shards: 1,
-        }),
-    )
+    Shard::standalone(cfg)
 }
 
 fn benches(c: &mut Criterion) {
@@ -74,7 +56,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("route_decision", |b| {
         b.iter(|| {
             let to = Jid::parse(&st_once.attr(0, "to").unwrap().value()).unwrap();
-            let h = aoba::shard::home(to.bare(), 4);
+            let h = aoba::runtime::home(to.bare(), 4);
             let t = SType::parse(
                 Kind::Message,
                 st_once.attr(0, "type").map(|a| a.value()).as_deref(),
@@ -124,7 +106,7 @@ fn benches(c: &mut Criterion) {
             )
             .unwrap();
             router::route(
-                &shard,
+                &*shard,
                 router::stamp(&st, Kind::Message, stype, alice.as_str(), Some(to.as_str())),
             );
             n += 1;

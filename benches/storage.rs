@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench --bench storage`.
 
-use aoba::shard::{ShardMsg, mailbox};
+use aoba::runtime::mailbox;
+use aoba::storage::Reply;
 use aoba::storage::{
     ArchiveItem, ArchiveQuery, Backend, Request, StorageConfig, fjall::FjallBackend,
 };
@@ -32,8 +33,10 @@ fn benches(c: &mut Criterion) {
     // Through the storage thread, replies to a mailbox we drain.
     let d = dir("writer");
     let backend = Box::new(FjallBackend::open(&d).unwrap());
-    let (tx, rx) = mailbox::mailbox::<ShardMsg>(1024);
-    let (handle, thread) = aoba::storage::start(backend, &StorageConfig::default(), 0, vec![tx]);
+    let (tx, rx) = mailbox::mailbox::<Reply>(1024);
+    #[allow(clippy::result_large_err)]
+    let reply_to: aoba::storage::ReplyTo = std::sync::Arc::new(move |_, r| tx.try_send(r));
+    let (handle, thread) = aoba::storage::start(backend, &StorageConfig::default(), 0, 1, reply_to);
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()
@@ -48,8 +51,15 @@ fn benches(c: &mut Criterion) {
             for _ in 0..iters {
                 for _ in 0..batch {
                     next_id += 1;
-                    let item = ArchiveItem { id: next_id, with: "bob@localhost".into(), stanza: STANZA.to_vec() };
-                    let mut req = Request::ArchiveAppend { owner: format!("user{}", next_id % 100), item };
+                    let item = ArchiveItem {
+                        id: next_id,
+                        with: "bob@localhost".into(),
+                        stanza: STANZA.to_vec(),
+                    };
+                    let mut req = Request::ArchiveAppend {
+                        owner: format!("user{}", next_id % 100),
+                        item,
+                    };
                     while let Err(back) = handle.try_send(req) {
                         req = back;
                         std::thread::yield_now();
@@ -65,7 +75,10 @@ fn benches(c: &mut Criterion) {
                     let mut got = Vec::new();
                     loop {
                         rx.recv_batch(&mut got, 64).await;
-                        if got.drain(..).any(|m| matches!(m, ShardMsg::Storage(aoba::storage::Reply::Synced { token: t, .. }) if t == token)) {
+                        if got
+                            .drain(..)
+                            .any(|m| matches!(m, Reply::Synced { token: t, .. } if t == token))
+                        {
                             break;
                         }
                     }

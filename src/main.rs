@@ -151,8 +151,8 @@ fn serve(
     cfg.validate()?;
     let secret = secret_for(&cfg, true)?;
     let verifier = jwt::JwtVerifier::new(&cfg, secret.as_deref())?;
-    aoba::shard::crash_on_panic();
-    aoba::shard::run(cfg, verifier, vec![aoba::muc::factory()])
+    aoba::runtime::crash_on_panic();
+    aoba::server::run(cfg, verifier)
 }
 
 fn token(common: Common, user: &str, ttl_s: u64) -> Result<(), String> {

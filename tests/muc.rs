@@ -467,8 +467,10 @@ async fn public_rooms_of_every_shard_are_listed() {
     let rooms: Vec<String> = (0..8)
         .map(|i| format!("room{i}@conference.localhost"))
         .collect();
-    let homes: std::collections::HashSet<usize> =
-        rooms.iter().map(|r| aoba::shard::home(r, 2)).collect();
+    let homes: std::collections::HashSet<usize> = rooms
+        .iter()
+        .map(|r| aoba::runtime::home(r, 2).shard())
+        .collect();
     assert_eq!(homes.len(), 2);
     for r in &rooms {
         join(&mut a, r, &an, "").await;

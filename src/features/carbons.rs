@@ -3,12 +3,12 @@
 //! shows the whole conversation. A carbon is `[wrapper head, the original stanza's bytes,
 //! wrapper tail]`: the message itself is shared, never copied per device.
 
-use super::{IqReply, IqRequest};
-use crate::shard::Shard;
+use crate::xmpp::core::{Host, IqReply, IqRequest};
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{self, SType};
 use crate::xmpp::sink::{OutFrame, Sink, StanzaFrame};
+use crate::xmpp::stream::Ctx;
 use bytes::Bytes;
 use smallvec::SmallVec;
 use std::rc::Rc;
@@ -16,7 +16,7 @@ use std::rc::Rc;
 pub const NS: &str = "urn:xmpp:carbons:2";
 
 /// `<enable/>` / `<disable/>` (§4, §5).
-pub fn handle(r: &IqRequest) -> IqReply {
+pub fn handle<H: Host>(_: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
     if r.stype != SType::Set || r.to.is_some_and(|t| t.bare() != r.from.bare()) {
         return IqReply::Error(Cond::BadRequest);
     }
@@ -44,7 +44,7 @@ pub fn eligible(stype: SType, payload: &[u8]) -> bool {
 }
 
 /// The user's resources with carbons on, except `except` (connection ids).
-fn carbon_targets(shard: &Shard, bare: &str, except: &[u64]) -> Vec<(Jid, Rc<Sink>)> {
+fn carbon_targets<H: Host>(shard: &H, bare: &str, except: &[u64]) -> Vec<(Jid, Rc<Sink>)> {
     shard
         .sessions
         .borrow()
@@ -69,14 +69,14 @@ fn send(targets: Vec<(Jid, Rc<Sink>)>, bare: &str, kind: &str, payload: &Bytes) 
 }
 
 /// `<sent/>` copies to the sender's other resources (on the sender's home shard).
-pub fn sent(shard: &Shard, sender: &Jid, sender_conn: u64, payload: &Bytes) {
+pub fn sent<H: Host>(shard: &H, sender: &Jid, sender_conn: u64, payload: &Bytes) {
     let targets = carbon_targets(shard, sender.bare(), &[sender_conn]);
     send(targets, sender.bare(), "sent", payload);
 }
 
 /// `<received/>` copies to the recipient's resources that did not get the message
 /// (on the recipient's home shard).
-pub fn received(shard: &Shard, recipient_bare: &str, delivered_to: &[u64], payload: &Bytes) {
+pub fn received<H: Host>(shard: &H, recipient_bare: &str, delivered_to: &[u64], payload: &Bytes) {
     let targets = carbon_targets(shard, recipient_bare, delivered_to);
     send(targets, recipient_bare, "received", payload);
 }

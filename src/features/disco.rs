@@ -1,13 +1,14 @@
 //! XEP-0030 Service Discovery for the server and for accounts.
 
-use super::{IqReply, IqRequest};
+use crate::xmpp::core::{Host, IqReply, IqRequest};
 use crate::xmpp::errors::Cond;
 use crate::xmpp::router::SType;
+use crate::xmpp::stream::Ctx;
 
 pub const NS_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 
-pub fn info(r: &IqRequest) -> IqReply {
+pub fn info<H: Host>(_: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
     if r.stype != SType::Get {
         return IqReply::Error(Cond::BadRequest);
     }
@@ -17,8 +18,8 @@ pub fn info(r: &IqRequest) -> IqReply {
     let mut v = format!("<query xmlns='{NS_INFO}'>");
     if r.to_server() {
         v.push_str("<identity category='server' type='im' name='Aoba'/>");
-        // Exactly what works: the iq handlers, plus offline storage (XEP-0160).
-        for f in super::server_features().chain(["msgoffline"]) {
+        // Exactly what works: what the host's modules declare.
+        for f in r.shard.server_features() {
             v.push_str("<feature var='");
             v.push_str(f);
             v.push_str("'/>");
@@ -37,7 +38,7 @@ pub fn info(r: &IqRequest) -> IqReply {
     IqReply::Result(v.into_bytes())
 }
 
-pub fn items(r: &IqRequest) -> IqReply {
+pub fn items<H: Host>(_: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
     if r.stype != SType::Get {
         return IqReply::Error(Cond::BadRequest);
     }

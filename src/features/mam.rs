@@ -8,16 +8,16 @@
 //! JID (`muc/room.rs`). Queries go through the storage thread's queue, behind the appends
 //! already queued, so a query sees every message acknowledged before it.
 
-use crate::shard::Shard;
 use crate::storage::{
-    ArchiveItem, ArchivePage, ArchiveQuery, ArchiveReplyTo, Request, archive_id, archive_id_at,
-    archive_id_ms,
+    ArchiveItem, ArchivePage, ArchiveQuery, ArchiveReplyTo, Request, archive_id_at, archive_id_ms,
 };
 use crate::xml::escape::{escape_attr, escape_attr_to_string as ea};
 use crate::xml::stanza::Stanza;
+use crate::xmpp::core::{Host, IqReply, IqRequest};
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{self, Kind, Routed, SType, split_full};
+use crate::xmpp::stream::Ctx;
 use serde::{Deserialize, Serialize};
 
 pub const NS: &str = "urn:xmpp:mam:2";
@@ -75,13 +75,13 @@ pub fn parse_id(s: &str) -> Option<u64> {
         .flatten()
 }
 
-fn wants(shard: &Shard, r: &Routed) -> bool {
+fn wants<H: Host>(shard: &H, r: &Routed) -> bool {
     shard.cfg().mam.enabled
         && shard.shared.storage.is_some()
         && r.payload.windows(5).any(|w| w == b"<body")
 }
 
-fn append(shard: &Shard, owner: &str, item: ArchiveItem) {
+fn append<H: Host>(shard: &H, owner: &str, item: ArchiveItem) {
     shard.storage(Request::ArchiveAppend {
         owner: owner.to_string(),
         item,
@@ -89,12 +89,12 @@ fn append(shard: &Shard, owner: &str, item: ArchiveItem) {
 }
 
 /// The sender's copy, when a message leaves (sender's shard).
-pub fn archive_sent(shard: &Shard, r: &Routed) {
+pub fn archive_sent<H: Host>(shard: &H, r: &Routed) {
     if !wants(shard, r) {
         return;
     }
     let (from, to) = (r.from(), r.to());
-    let id = archive_id(shard.id, &shard.last_archive_id);
+    let id = shard.next_archive_id();
     append(
         shard,
         split_full(&from).0,
@@ -108,7 +108,7 @@ pub fn archive_sent(shard: &Shard, r: &Routed) {
 
 /// The recipient's copy, when a message arrives (recipient's home shard): returns the
 /// stanza with `<stanza-id by='recipient'/>` as its first child, to deliver instead.
-pub fn archive_received(shard: &Shard, r: Routed) -> Routed {
+pub fn archive_received<H: Host>(shard: &H, r: Routed) -> Routed {
     if !wants(shard, &r) {
         return r;
     }
@@ -119,7 +119,7 @@ pub fn archive_received(shard: &Shard, r: Routed) -> Routed {
             split_full(&from).0.to_string(),
         )
     };
-    let id = archive_id(shard.id, &shard.last_archive_id);
+    let id = shard.next_archive_id();
     let p = &r.payload;
     let tag_end = r.from_range().end as usize + 1; // '>' after from='…'
     if p.get(tag_end) != Some(&b'>') {
@@ -145,6 +145,39 @@ pub fn archive_received(shard: &Shard, r: Routed) -> Routed {
         },
     );
     r.with_payload(v)
+}
+
+/// The IQ handler (`urn:xmpp:mam:2`): `<prefs/>` (§7) and a `<query/>` set (§4), to the
+/// user's own archive only; answered later, from storage.
+pub fn iq<H: Host>(ctx: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
+    let (st, child) = (r.st, r.child);
+    let local = st.elems[child].local;
+    if local != "prefs" && (local != "query" || r.stype != SType::Set) {
+        return IqReply::Error(Cond::ServiceUnavailable);
+    }
+    if r.to.is_some_and(|t| t.bare() != ctx.jid.bare()) {
+        return IqReply::Error(Cond::Forbidden);
+    }
+    let reply = ArchiveReplyTo {
+        to: ctx.jid.as_str().to_string(),
+        from: ctx.jid.bare().to_string(),
+        queryid: (local == "query")
+            .then(|| st.attr(child, "queryid").map(|a| a.value().into_owned()))
+            .flatten(),
+        iq_id: crate::xmpp::stream::id_attr(st).to_string(),
+    };
+    let res = if local == "prefs" {
+        prefs_iq(ctx.shard, st, child, r.stype == SType::Set, reply)
+    } else {
+        // XEP-0313 §4: a query to the user's own archive.
+        let m = &ctx.shard.cfg().mam;
+        parse_query(st, child, m.page_default, m.page_max)
+            .and_then(|q| query(ctx.shard, ctx.jid.bare(), q, reply))
+    };
+    match res {
+        Ok(()) => IqReply::Later,
+        Err(c) => IqReply::Error(c),
+    }
 }
 
 /// Parses a `<query/>` (data form fields and RSM) into a storage query.
@@ -228,7 +261,7 @@ pub fn parse_query(
 
 /// The archive is on and has storage behind it.
 /// Whether the archive is on (and storage there to hold it).
-pub fn archive_available(shard: &Shard) -> Result<(), Cond> {
+pub fn archive_available<H: Host>(shard: &H) -> Result<(), Cond> {
     match (&shard.shared.storage, shard.cfg().mam.enabled) {
         (Some(_), true) => Ok(()),
         _ => Err(Cond::ServiceUnavailable),
@@ -236,8 +269,8 @@ pub fn archive_available(shard: &Shard) -> Result<(), Cond> {
 }
 
 /// Sends a query to storage; the page comes back to this shard (`on_page`).
-pub fn query(
-    shard: &Shard,
+pub fn query<H: Host>(
+    shard: &H,
     owner: &str,
     query: ArchiveQuery,
     reply: ArchiveReplyTo,
@@ -261,7 +294,7 @@ fn routed(kind: Kind, stype: SType, to: &str, from: &str, attrs: &str, body: &[u
 /// A page from storage: one `<result/>` message per item, then the iq result with `<fin/>`,
 /// routed to the requester (a room's page may be asked for from another shard). Results
 /// travel as headlines inside the server: never archived, copied or stored offline.
-pub fn on_page(shard: &Shard, page: ArchivePage, reply: ArchiveReplyTo) {
+pub fn on_page<H: Host>(shard: &H, page: ArchivePage, reply: ArchiveReplyTo) {
     let qid = reply
         .queryid
         .as_ref()
@@ -314,8 +347,8 @@ pub fn on_page(shard: &Shard, page: ArchivePage, reply: ArchiveReplyTo) {
 }
 
 /// A `<prefs/>` get or set (XEP-0313 §7): read or replace through the storage thread.
-pub fn prefs_iq(
-    shard: &Shard,
+pub fn prefs_iq<H: Host>(
+    shard: &H,
     st: &Stanza,
     child: usize,
     set: bool,
@@ -361,7 +394,7 @@ pub fn prefs_iq(
 }
 
 /// The preferences could not be stored: the iq's error.
-pub fn on_prefs_failed(shard: &Shard, reply: ArchiveReplyTo) {
+pub fn on_prefs_failed<H: Host>(shard: &H, reply: ArchiveReplyTo) {
     let (v, to, from) = crate::xmpp::errors::error_stanza(
         "iq",
         &reply.from,
@@ -377,7 +410,7 @@ pub fn on_prefs_failed(shard: &Shard, reply: ArchiveReplyTo) {
 }
 
 /// The preferences, as the iq result (sent by storage after the commit that stored them).
-pub fn on_prefs(shard: &Shard, prefs: crate::storage::ArchivePrefs, reply: ArchiveReplyTo) {
+pub fn on_prefs<H: Host>(shard: &H, prefs: crate::storage::ArchivePrefs, reply: ArchiveReplyTo) {
     let jids = |l: &[String]| {
         l.iter()
             .map(|j| {

@@ -6,20 +6,39 @@
 //! non-negative priority (RFC 6121 §8.5.2.1.1). Receipt requests inside are kept, so the
 //! receipt flows back when the recipient's client answers.
 
-use crate::shard::Shard;
-use crate::storage::{Reply, Request};
+use crate::storage::Request;
+use crate::xmpp::core::Host;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{self, Routed, split_full};
 use crate::xmpp::sink::OutFrame;
 use bytes::Bytes;
+use std::cell::RefCell;
+
+/// This module's state on one shard.
+#[derive(Default)]
+pub struct Offline {
+    /// Users (localparts) that have logged in and whose home is this shard.
+    known_users: RefCell<std::collections::HashSet<Box<str>, ahash::RandomState>>,
+    /// Never-seen recipients per sender this hour (`storage.max_unknown_recipients_per_hour`).
+    stranger_counts: RefCell<StrangerCounts>,
+}
+
+impl Offline {
+    /// At start: the users stored as seen, whose home is this shard.
+    pub fn restore(&self, users: Vec<String>) {
+        self.known_users
+            .borrow_mut()
+            .extend(users.into_iter().map(String::into_boxed_str));
+    }
+}
 
 /// Called at bind: records a user the first time it is seen (on its home shard).
-pub fn seen_user(shard: &Shard, local: &str) {
-    if shard.known_users.borrow().contains(local) {
+pub fn seen_user<H: Host>(shard: &H, state: &Offline, local: &str) {
+    if state.known_users.borrow().contains(local) {
         return;
     }
-    shard.known_users.borrow_mut().insert(local.into());
+    state.known_users.borrow_mut().insert(local.into());
     shard.storage(Request::RecordUser {
         user: local.to_string(),
     });
@@ -90,7 +109,7 @@ impl StrangerCounts {
 /// Stores an undeliverable chat/normal message for its (local) recipient. Gives it back
 /// when it cannot be stored: storage off or its queue full, a stranger (never logged in)
 /// in strict mode, or a sender past its strangers-per-hour limit.
-pub fn store(shard: &Shard, r: Routed) -> Result<(), NotStored> {
+fn store<H: Host>(shard: &H, state: &Offline, r: Routed) -> Result<(), NotStored> {
     if shard.shared.storage.is_none() {
         return Err(NotStored::Unavailable(r));
     }
@@ -103,13 +122,13 @@ pub fn store(shard: &Shard, r: Routed) -> Result<(), NotStored> {
         }
     };
     let cfg = &shard.cfg().storage;
-    if !shard.known_users.borrow().contains(user.as_str()) {
+    if !state.known_users.borrow().contains(user.as_str()) {
         if !cfg.accept_unknown_users {
             return Err(NotStored::Unavailable(r));
         }
         let sender = r.from();
         let sender = split_full(&sender).0;
-        let ok = shard.stranger_counts.borrow_mut().admit(
+        let ok = state.stranger_counts.borrow_mut().admit(
             sender,
             &user,
             cfg.max_unknown_recipients_per_hour,
@@ -136,9 +155,24 @@ pub fn store(shard: &Shard, r: Routed) -> Result<(), NotStored> {
         .map_err(|_| NotStored::Unavailable(r))
 }
 
+/// A chat/normal message nobody available could take (RFC 6121 §8.5.2.1.1): offline
+/// storage (XEP-0160), else an error to its sender.
+pub fn store_or_bounce<H: Host>(shard: &H, state: &Offline, r: Routed) {
+    match store(shard, state, r) {
+        Ok(()) => {}
+        Err(NotStored::Unavailable(r)) => router::bounce(shard, &r, Cond::ServiceUnavailable),
+        Err(NotStored::TooManyStrangers(r)) => router::bounce_with(
+            shard,
+            &r,
+            Cond::PolicyViolation,
+            Some("too many messages to users who never logged in; try again later"),
+        ),
+    }
+}
+
 /// Initial presence with a non-negative priority: ask for the user's offline messages,
 /// for the session of `jid` on connection `conn`.
-pub fn flush(shard: &Shard, jid: &Jid, conn: u64) {
+pub fn flush<H: Host>(shard: &H, jid: &Jid, conn: u64) {
     if let (Some(_), Some(local)) = (&shard.shared.storage, jid.local()) {
         // A page at a time: half the outbound bound, so the flush never trips it.
         let max_bytes = shard.cfg().limits.outbound_queue_bytes_max / 2;
@@ -152,36 +186,18 @@ pub fn flush(shard: &Shard, jid: &Jid, conn: u64) {
     }
 }
 
-/// A storage reply, on the shard that asked.
-pub fn on_reply(shard: &Shard, reply: Reply) {
-    match reply {
-        Reply::QuotaExceeded(b) | Reply::Failed(b) => {
-            // A cold path: the stanza is parsed again to find whom to tell.
-            let Some(r) = std::str::from_utf8(&b).ok().and_then(router::reparse) else {
-                return;
-            };
-            tracing::info!(shard = shard.id, to = %r.to(), "offline message not stored");
-            router::bounce(shard, &r, Cond::ServiceUnavailable);
-        }
-        Reply::Offline {
-            to,
-            conn,
-            stanzas,
-            more,
-        } => deliver_stored(shard, &to, conn, stanzas, more),
-        Reply::Synced { token, ok } => crate::xmpp::commit::on_synced(shard, token, ok),
-        Reply::Roster {
-            user,
-            version,
-            items,
-        } => crate::xmpp::roster::on_loaded(shard, user, version, items),
-        Reply::Archive { page, reply } => crate::features::mam::on_page(shard, page, reply),
-        Reply::Prefs { prefs, reply } => crate::features::mam::on_prefs(shard, prefs, reply),
-        Reply::PrefsFailed { reply } => crate::features::mam::on_prefs_failed(shard, reply),
-    }
+/// Storage could not keep an offline message (over quota, or a failed write): its
+/// sender is told. A cold path: the stanza is parsed again to find whom to tell.
+pub fn not_stored<H: Host>(shard: &H, stanza: Bytes) {
+    let Some(r) = std::str::from_utf8(&stanza).ok().and_then(router::reparse) else {
+        return;
+    };
+    tracing::info!(shard = shard.id, to = %r.to(), "offline message not stored");
+    router::bounce(shard, &r, Cond::ServiceUnavailable);
 }
 
-fn deliver_stored(shard: &Shard, to: &str, conn: u64, stanzas: Vec<Bytes>, more: bool) {
+/// A page of stored messages for the session that asked (`flush`).
+pub fn deliver_stored<H: Host>(shard: &H, to: &str, conn: u64, stanzas: Vec<Bytes>, more: bool) {
     let jid = Jid::parse(to).ok();
     // Only the session that asked, still available: a page that arrives after it ended
     // must not land on a new session of the same resource that has not asked (it may not
@@ -242,7 +258,7 @@ fn deliver_stored(shard: &Shard, to: &str, conn: u64, stanzas: Vec<Bytes>, more:
     }
 }
 
-fn restore(shard: &Shard, to: &str, stanzas: &[Bytes]) {
+fn restore<H: Host>(shard: &H, to: &str, stanzas: &[Bytes]) {
     let (bare, _) = split_full(to);
     let Some((local, _)) = bare.split_once('@') else {
         return;

@@ -11,8 +11,8 @@ use super::transport::{self, Packet, Proto};
 use super::{Ctx, Pending, ReqError, client_error, jid_object, not_implemented, render};
 use crate::net::outbox::CloseKind;
 use crate::net::websocket;
-use crate::shard::Shard;
 use crate::xml::stanza::Stanza;
+use crate::xmpp::core::Host;
 use crate::xmpp::sink::{OutFrame, Render, Sink};
 use crate::xmpp::stream::{Action, Stream};
 use bytes::Bytes;
@@ -190,7 +190,7 @@ impl Render for Translator {
 }
 
 impl FtwConn {
-    pub fn new(shard: &Shard, proto: Proto) -> FtwConn {
+    pub fn new<H: Host>(shard: &H, proto: Proto) -> FtwConn {
         let cfg = &shard.cfg().ftw;
         let muc = shard
             .shared
@@ -294,7 +294,12 @@ impl FtwConn {
 
     /// Sends the automatic answers rendered since the last call (pong to a ping, result to
     /// a roster push...), as the client's own stanzas.
-    pub fn flush_replies(&mut self, stream: &mut Stream, shard: &Shard, ctl: &Rc<Sink>) -> Action {
+    pub fn flush_replies<H: Host>(
+        &mut self,
+        stream: &mut Stream,
+        shard: &H,
+        ctl: &Rc<Sink>,
+    ) -> Action {
         let replies = std::mem::take(&mut self.state.borrow_mut().replies);
         for r in replies {
             if stream.jid.is_none() {
@@ -309,7 +314,12 @@ impl FtwConn {
     }
 
     /// A login that was waiting for the move to the home shard.
-    pub fn resume_login(&mut self, stream: &mut Stream, shard: &Shard, ctl: &Rc<Sink>) -> Action {
+    pub fn resume_login<H: Host>(
+        &mut self,
+        stream: &mut Stream,
+        shard: &H,
+        ctl: &Rc<Sink>,
+    ) -> Action {
         let pending = self.state.borrow_mut().login.take();
         match pending {
             Some((resource, ack)) => self.bind(stream, shard, ctl, resource, ack),
@@ -318,10 +328,10 @@ impl FtwConn {
     }
 
     /// One text message from the browser.
-    pub fn on_text(
+    pub fn on_text<H: Host>(
         &mut self,
         stream: &mut Stream,
-        shard: &Shard,
+        shard: &H,
         ctl: &Rc<Sink>,
         text: &str,
     ) -> Action {
@@ -366,7 +376,7 @@ impl FtwConn {
         Action::Continue
     }
 
-    fn close(&mut self, stream: &mut Stream, shard: &Shard, ctl: &Rc<Sink>) -> Action {
+    fn close<H: Host>(&mut self, stream: &mut Stream, shard: &H, ctl: &Rc<Sink>) -> Action {
         if !stream.opened {
             ctl.close(
                 CloseKind::Flush,
@@ -381,10 +391,10 @@ impl FtwConn {
         )
     }
 
-    fn on_event(
+    fn on_event<H: Host>(
         &mut self,
         stream: &mut Stream,
-        shard: &Shard,
+        shard: &H,
         ctl: &Rc<Sink>,
         name: &str,
         payload: Value,
@@ -447,10 +457,10 @@ impl FtwConn {
         }
     }
 
-    fn perform(
+    fn perform<H: Host>(
         &mut self,
         stream: &mut Stream,
-        shard: &Shard,
+        shard: &H,
         ctl: &Rc<Sink>,
         mut req: Request,
         ack: Option<u64>,
@@ -495,10 +505,10 @@ impl FtwConn {
         Action::Continue
     }
 
-    fn login(
+    fn login<H: Host>(
         &mut self,
         stream: &mut Stream,
-        shard: &Shard,
+        shard: &H,
         ctl: &Rc<Sink>,
         payload: &Value,
         ack: Option<u64>,
@@ -563,10 +573,10 @@ impl FtwConn {
         Action::Continue
     }
 
-    fn bind(
+    fn bind<H: Host>(
         &mut self,
         stream: &mut Stream,
-        shard: &Shard,
+        shard: &H,
         ctl: &Rc<Sink>,
         resource: Option<String>,
         ack: Option<u64>,
@@ -605,7 +615,7 @@ impl FtwConn {
 }
 
 /// The `<open/>` an XML client sends, for the session's own stream.
-fn open_stream(stream: &mut Stream, shard: &Shard, ctl: &Rc<Sink>) -> Action {
+fn open_stream<H: Host>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>) -> Action {
     let open = format!(
         "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{}' version='1.0'/>",
         shard.domain()

@@ -1,7 +1,7 @@
 //! What a room sends: stanzas to one occupant, and broadcasts serialized once as a head and
 //! a tail around the `to` attribute, sent as one batch per destination shard.
 
-use crate::shard::Shard;
+use crate::server::Shard;
 use crate::xml::escape::escape_attr;
 use crate::xmpp::router::{self, Kind, Routed, SType};
 use bytes::Bytes;

@@ -1,19 +1,17 @@
 //! XEP-0045 Multi-User Chat at `conference.{domain}` (the Aoba API's group chat, rooms
 //! `group-{uuid}@conference.{domain}`). Each shard runs one instance of the service and
 //! owns the rooms whose home it is; occupants on other shards are reached with one
-//! fan-out batch per shard (`fanout.rs`). Nothing in `xmpp/` knows about this module: it
-//! is a `Component` that routing hands the stanzas for its domain to.
+//! fan-out batch per shard (`fanout.rs`). Nothing in `xmpp/` knows about this module: the
+//! host hands it the stanzas for its domain (`Host::on_inbound`).
 
 mod fanout;
 mod room;
 
-use crate::shard::Shard;
-use crate::xmpp::component::{Component, ComponentFactory};
+use crate::server::Shard;
 use crate::xmpp::router::Routed;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 pub const NS_MUC: &str = "http://jabber.org/protocol/muc";
 pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
@@ -83,11 +81,6 @@ impl MucConfig {
     }
 }
 
-/// The factory `main` registers: one service instance per shard.
-pub fn factory() -> ComponentFactory {
-    Arc::new(|cfg| Box::new(Service::new(cfg)))
-}
-
 pub struct Service {
     domain: String,
     cfg: MucConfig,
@@ -98,10 +91,11 @@ pub struct Service {
 }
 
 impl Service {
-    pub fn new(cfg: &crate::config::Config) -> Service {
+    /// One shard's instance of the service for `domain`'s users.
+    pub fn new(cfg: &MucConfig, domain: &str) -> Service {
         Service {
-            domain: format!("{}.{}", cfg.muc.subdomain, cfg.server.domain),
-            cfg: cfg.muc.clone(),
+            domain: format!("{}.{}", cfg.subdomain, domain),
+            cfg: cfg.clone(),
             rooms: RefCell::new(HashMap::default()),
             directory: RefCell::new(Default::default()),
         }
@@ -125,12 +119,14 @@ impl Service {
     }
 }
 
-impl Component for Service {
-    fn domain(&self) -> &str {
+impl Service {
+    /// The domain this service serves (e.g. `conference.localhost`).
+    pub fn domain(&self) -> &str {
         &self.domain
     }
 
-    fn restore(&self, shard: &Shard, records: Vec<(String, Vec<u8>)>) {
+    /// At start: the stored rooms whose home is this shard.
+    pub fn restore(&self, shard: &Shard, records: Vec<(String, Vec<u8>)>) {
         for (jid, data) in records {
             if !jid.ends_with(&format!("@{}", self.domain)) {
                 continue;
@@ -145,7 +141,9 @@ impl Component for Service {
         }
     }
 
-    fn handle(&self, shard: &Shard, r: Routed) {
+    /// A stanza to this domain, on the home shard of its bare `to` (`room@domain`, or the
+    /// domain itself for the service).
+    pub fn handle(&self, shard: &Shard, r: Routed) {
         if !self.cfg.enabled {
             crate::xmpp::router::bounce(shard, &r, crate::xmpp::errors::Cond::ServiceUnavailable);
             return;

@@ -6,7 +6,11 @@
 use super::fanout::{Out, build, head_tail, to_bytes};
 use super::{NS_MUC, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, Service};
 use crate::features::disco::{NS_INFO, NS_ITEMS};
-use crate::shard::{Shard, home};
+use crate::server::Shard;
+
+fn home(bare: &str, shards: usize) -> usize {
+    crate::runtime::home(bare, shards).shard()
+}
 use crate::xml::escape::{escape_attr_to_string as ea, escape_text_to_string as et};
 use crate::xml::stanza::{Limits, Stanza};
 use crate::xmpp::errors::{Cond, error_stanza};
@@ -430,7 +434,7 @@ impl Room {
     /// Stanza ids are archive ids (XEP-0313 ids are the XEP-0359 ids the room assigned).
     fn next_stanza_id(&mut self, shard: &Shard) -> String {
         self.next_sid += 1;
-        crate::features::mam::id_str(crate::storage::archive_id(shard.id, &shard.last_archive_id))
+        crate::features::mam::id_str(shard.next_archive_id())
     }
 }
 

@@ -8,12 +8,12 @@
 //! As soon as the user is known, the connection moves to the user's home shard: its socket
 //! is taken out of this shard's event loop and handed over with any unread bytes.
 
+use super::{Shard, ShardMsg};
 use crate::ftw::session::FtwConn;
 use crate::ftw::transport::Proto;
 use crate::net::outbox::{CloseKind, Event, WriterExit, writer};
 use crate::net::shaper::Shaper;
 use crate::net::websocket::{self, WsError};
-use crate::shard::{Shard, ShardMsg};
 use crate::xmpp::errors::{StreamError, stream_error_bytes};
 use crate::xmpp::router;
 use crate::xmpp::sink::{OutFrame, Sink};
@@ -171,7 +171,7 @@ async fn run(
     if let Some(f) = &mut conn.ftw {
         // Moved here from the shard that accepted it: finish what the move interrupted.
         f.attach(&ctl, false, shard.cfg().limits.max_stanza_bytes);
-        conn.action = f.resume_login(&mut conn.stream, &shard, &ctl);
+        conn.action = f.resume_login(&mut conn.stream, &*shard, &ctl);
     }
     let exit = if conn.action == Action::Close {
         Exit::Done
@@ -217,7 +217,7 @@ impl Conn {
                             peer: self.peer,
                             ftw: self.ftw.take().map(|f| Box::new(f.into_move())),
                         };
-                        shard.send(dest, ShardMsg::Handoff(h));
+                        shard.rt.send(dest, ShardMsg::Handoff(h));
                     }
                     Err(_) => {
                         tracing::warn!(conn = ctl.id, "could not reunite socket halves for handoff")
@@ -226,12 +226,12 @@ impl Conn {
             }
             Exit::Done => {
                 ctl.close(CloseKind::Flush, Vec::new());
-                crate::xmpp::sm::forget_live(&shard, &self.stream, ctl.id);
+                crate::xmpp::sm::forget_live(&*shard, &self.stream, ctl.id);
                 // A resumable session whose connection just dropped waits for <resume/>.
                 if !self.stream.clean_end {
-                    crate::xmpp::sm::detach(&mut self.stream, &shard, &ctl);
+                    crate::xmpp::sm::detach(&mut self.stream, &*shard, &ctl);
                 }
-                self.stream.end(&shard, &ctl);
+                self.stream.end(&*shard, &ctl);
                 let mut writer_task = writer_task;
                 let bound = Duration::from_millis(crate::net::outbox::FINAL_WRITE_MS + 500);
                 if let Err(e) = monoio::time::timeout(bound, &mut writer_task).await {
@@ -251,7 +251,7 @@ impl Conn {
 
     /// After the writer is gone: bounce what was never written, forget the connection.
     async fn finish(&mut self) {
-        self.stream.end(&self.shard, &self.ctl);
+        self.stream.end(&*self.shard, &self.ctl);
         // Everything the client may not have: with XEP-0198, every stanza it did not
         // acknowledge (written or still queued); without, what was never written.
         let unsent = self.ctl.out.take_unsent();
@@ -264,7 +264,7 @@ impl Conn {
         };
         for f in lost {
             if f.is_text() {
-                router::reroute_frame(&self.shard, &f);
+                router::reroute_frame(&*self.shard, &f);
             }
         }
         self.shard.unregister_conn(self.ctl.id);
@@ -307,7 +307,7 @@ impl Conn {
             Event::Timer => self.on_timer(),
             Event::Poke => {
                 if let Some(f) = self.ftw.as_mut() {
-                    self.action = f.flush_replies(&mut self.stream, &self.shard, &self.ctl);
+                    self.action = f.flush_replies(&mut self.stream, &*self.shard, &self.ctl);
                 }
             }
         }
@@ -326,7 +326,7 @@ impl Conn {
         if self.stream.jid.is_none() {
             if self.phase == Phase::Ws {
                 self.action = self.stream.fail(
-                    &self.shard,
+                    &*self.shard,
                     &self.ctl,
                     StreamError::ConnectionTimeout,
                     Some("authentication took too long"),
@@ -343,7 +343,7 @@ impl Conn {
             };
             if waiting {
                 self.action = self.stream.fail(
-                    &self.shard,
+                    &*self.shard,
                     &self.ctl,
                     StreamError::ConnectionTimeout,
                     Some("no answer to ping"),
@@ -352,7 +352,7 @@ impl Conn {
             }
             match self.ftw.as_mut() {
                 Some(f) => f.ping(&self.ctl),
-                None => self.stream.ping(&self.shard, &self.ctl),
+                None => self.stream.ping(&*self.shard, &self.ctl),
             }
             self.ping_sent = Some(now);
         }
@@ -398,7 +398,7 @@ impl Conn {
                 }
             }
             if buf.is_empty() && buf.capacity() > 0 {
-                self.shard.give_read_buf(std::mem::take(&mut buf));
+                self.shard.rt.give_read_buf(std::mem::take(&mut buf));
             }
             // Wait for bytes, a close request or the deadline, holding no buffer and no
             // timer (the shard's sweep fires deadlines).
@@ -416,7 +416,7 @@ impl Conn {
                 },
             }
             if buf.capacity() == 0 {
-                buf = self.shard.take_read_buf();
+                buf = self.shard.rt.take_read_buf();
             }
             if buf.capacity() - buf.len() < 2048 {
                 let want = (buf.capacity() * 2).min(max_frame.max(buf.len() + 4096));
@@ -456,14 +456,14 @@ impl Conn {
                 self.ctl.push_reply(OutFrame::raw(Bytes::from(response)));
                 self.phase = Phase::Ws;
                 if let Some(proto) = ftw {
-                    let f = FtwConn::new(&self.shard, proto);
+                    let f = FtwConn::new(&*self.shard, proto);
                     f.attach(&self.ctl, true, self.shard.cfg().limits.max_stanza_bytes);
                     self.ftw = Some(f);
                 }
                 if let Some(u) = user {
                     let bare = format!("{u}@{}", self.shard.domain());
                     tracing::info!(shard = self.shard.id, conn = self.ctl.id, user = %bare, "upgraded with a valid cookie");
-                    let h = crate::shard::home(&bare, self.shard.shared.shards);
+                    let h = self.shard.home(&bare).shard();
                     self.stream.cookie_user = Some(u.into_boxed_str());
                     if h != self.shard.id {
                         self.action = Action::Handoff(h);
@@ -483,7 +483,7 @@ impl Conn {
     fn ws_fail(&mut self, e: WsError) {
         if e.code == websocket::CLOSE_TOO_BIG {
             self.action = self.stream.fail(
-                &self.shard,
+                &*self.shard,
                 &self.ctl,
                 StreamError::PolicyViolation,
                 Some("stanza larger than the limit"),
@@ -597,8 +597,8 @@ impl Conn {
         }
         tracing::trace!(conn = self.ctl.id, "recv {text}");
         self.action = match self.ftw.as_mut() {
-            Some(f) => f.on_text(&mut self.stream, &self.shard, &self.ctl, text),
-            None => self.stream.on_element(&self.shard, &self.ctl, text),
+            Some(f) => f.on_text(&mut self.stream, &*self.shard, &self.ctl, text),
+            None => self.stream.on_element(&*self.shard, &self.ctl, text),
         };
     }
 }

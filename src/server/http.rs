@@ -2,10 +2,10 @@
 //! XMPP-FTW endpoints, `/health`), the `/health` answer, and the JWT check of the
 //! `auth_token` cookie during the upgrade.
 
+use super::Shard;
 use crate::ftw::FtwConfig;
 use crate::ftw::transport::Proto;
 use crate::net::http::{Request, Route, parse_request, respond, simple, upgrade_response};
-use crate::shard::Shard;
 
 /// The RFC 7395 endpoint and its aliases.
 pub const WS_PATHS: [&str; 3] = ["/xmpp", "/ws/xmpp", "/ws"];

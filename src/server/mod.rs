@@ -1,5 +1,139 @@
-//! The composition root: what the server is made of and how its parts meet (the
-//! connection task, the HTTP endpoints).
+//! The composition root: the per-shard host with its module list (`shard`), the
+//! connection task (`conn`), the HTTP endpoints (`http`), and `run`, which wires the
+//! configuration, storage and the runtime together.
 
 pub mod conn;
 pub mod http;
+pub mod shard;
+
+pub use shard::{Shard, ShardMsg};
+
+use crate::config::Config;
+use crate::runtime::mailbox;
+use crate::xmpp::core::Shared;
+use crate::xmpp::jwt::JwtVerifier;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often a shard checks its connections' deadlines: a quarter of the shortest
+/// configured timeout, between 5 ms and 1 s. Timeouts fire within one tick of their time.
+pub fn timer_tick(cfg: &Config) -> Duration {
+    let shortest = cfg
+        .auth
+        .auth_timeout_ms
+        .min(cfg.ping.client_idle_ms)
+        .min(cfg.ping.client_ping_timeout_ms)
+        .min(cfg.sm.resume_timeout_ms);
+    Duration::from_millis((shortest / 4).clamp(5, 1000))
+}
+
+/// Starts every shard and blocks until they have all stopped (after SIGTERM/SIGINT).
+pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
+    let (soft, hard) = crate::runtime::raise_nofile();
+    tracing::info!(soft, hard, "RLIMIT_NOFILE");
+    if cfg.server.force_legacy_driver {
+        // Read by monoio's io_uring detection, before any runtime is built.
+        unsafe { std::env::set_var("MONOIO_FORCE_LEGACY_DRIVER", "1") };
+    }
+    let n = cfg.shard_count();
+    let addr = crate::runtime::claim_port(cfg.server.listen)?;
+    let mut listeners = Vec::with_capacity(n);
+    for _ in 0..n {
+        listeners.push(
+            crate::runtime::bind_reuseport(addr, cfg.server.listen_backlog)
+                .map_err(|e| format!("bind {addr}: {e}"))?,
+        );
+    }
+    let mut senders = Vec::with_capacity(n);
+    let mut boxes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = mailbox::mailbox(cfg.server.mailbox_capacity);
+        senders.push(tx);
+        boxes.push(rx);
+    }
+    let senders: Arc<[mailbox::MailboxSender<ShardMsg>]> = senders.into();
+    let backend = crate::storage::open(&cfg.storage, &cfg.server.data_dir)?;
+    let mut users_by_shard: Vec<Vec<String>> = (0..n).map(|_| Vec::new()).collect();
+    for u in backend.users().map_err(|e| format!("storage: {e}"))? {
+        let h = crate::runtime::home(&format!("{u}@{}", cfg.server.domain), n);
+        users_by_shard[h.shard()].push(u);
+    }
+    let mut rooms_by_shard: Vec<Vec<(String, Vec<u8>)>> = (0..n).map(|_| Vec::new()).collect();
+    for (jid, data) in backend.rooms().map_err(|e| format!("storage: {e}"))? {
+        rooms_by_shard[crate::runtime::home(&jid, n).shard()].push((jid, data));
+    }
+    tracing::info!(backend = %cfg.storage.backend, users = users_by_shard.iter().map(Vec::len).sum::<usize>(), "storage opened");
+    #[allow(clippy::result_large_err)] // the reply goes back to be retried, not dropped
+    let reply_to: crate::storage::ReplyTo = {
+        let senders = senders.clone();
+        Arc::new(move |shard, r| {
+            senders[shard]
+                .try_send(ShardMsg::Storage(r))
+                .map_err(|m| match m {
+                    ShardMsg::Storage(r) => r,
+                    _ => unreachable!("only storage replies are sent here"),
+                })
+        })
+    };
+    let (storage, storage_thread) =
+        crate::storage::start(backend, &cfg.storage, cfg.mam.retention_s, n, reply_to);
+    // The services at their own domain (the MUC, also when it is off: it then answers
+    // `service-unavailable`).
+    let component_domains = vec![format!("{}.{}", cfg.muc.subdomain, cfg.server.domain)];
+    let spec = crate::runtime::Spec {
+        pin: cfg.server.pin_shards,
+        uring_entries: cfg.server.uring_entries,
+        tick: timer_tick(&cfg),
+    };
+    let shared = Arc::new(Shared::new(
+        cfg,
+        verifier,
+        component_domains,
+        Some(storage.clone()),
+        n,
+    ));
+    let users = std::sync::Mutex::new(users_by_shard);
+    let rooms = std::sync::Mutex::new(rooms_by_shard);
+    let (sh, mb) = (shared.clone(), senders.clone());
+    let threads = crate::runtime::start(&spec, listeners, boxes, move |id| {
+        crate::storage::set_current_shard(id);
+        let shard = Shard::new(crate::runtime::Runtime::new(id, mb.clone()), sh.clone());
+        let users = std::mem::take(&mut users.lock().unwrap()[id]);
+        shard.offline.restore(users);
+        let rooms = std::mem::take(&mut rooms.lock().unwrap()[id]);
+        shard.muc.restore(&shard, rooms);
+        shard
+    })?;
+    // The line scripts and tests wait for.
+    println!("aoba listening on ws://{addr}/xmpp shards={n}");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    tracing::info!(%addr, shards = n, domain = %shared.cfg.server.domain, "listening");
+
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(sig, "shutting down");
+                for mb in senders.iter() {
+                    while mb.try_send(ShardMsg::Shutdown).is_err() {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    for t in threads {
+        let _ = t.join();
+    }
+    // Graceful shutdown flushes storage: everything the shards queued is made durable.
+    storage.stop();
+    let _ = storage_thread.join();
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -11,8 +11,6 @@
 pub mod fjall;
 pub mod memory;
 
-use crate::shard::ShardMsg;
-use crate::shard::mailbox::MailboxSender;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -474,20 +472,25 @@ impl StorageHandle {
     }
 }
 
-/// Starts the storage thread. Replies go to the shards' mailboxes.
+/// Where storage replies go: `(shard, reply)`, `Err` giving the reply back when that
+/// shard's mailbox is full (the storage thread retries). Called on the storage threads.
+pub type ReplyTo = Arc<dyn Fn(usize, Reply) -> std::result::Result<(), Reply> + Send + Sync>;
+
+/// Starts the storage thread for `shards` shards. Replies go through `reply_to`.
 pub fn start(
     mut backend: Box<dyn Backend>,
     cfg: &StorageConfig,
     retention_s: u64,
-    mailboxes: Vec<MailboxSender<ShardMsg>>,
+    shards: usize,
+    reply_to: ReplyTo,
 ) -> (StorageHandle, std::thread::JoinHandle<()>) {
     let (tx, rx) = crossbeam_channel::bounded::<(usize, Request)>(cfg.queue_capacity);
-    let slots = mailboxes.len() + 1;
+    let slots = shards + 1;
     let sent: Arc<[AtomicU64]> = (0..slots).map(|_| AtomicU64::new(0)).collect();
     let applied: Arc<[AtomicU64]> = (0..slots).map(|_| AtomicU64::new(0)).collect();
     let reader = backend
         .reader()
-        .map(|r| start_reader(r, cfg.queue_capacity, applied.clone(), mailboxes.clone()));
+        .map(|r| start_reader(r, cfg.queue_capacity, applied.clone(), reply_to.clone()));
     let applied_w = applied.clone();
     // Archive retention runs here, on the writer thread, every quarter of the retention
     // period (at most hourly).
@@ -713,8 +716,8 @@ pub fn start(
                     }
                 }
                 for (shard, reply) in replies.drain(..) {
-                    let mut msg = ShardMsg::Storage(reply);
-                    while let Err(m) = mailboxes[shard].try_send(msg) {
+                    let mut msg = reply;
+                    while let Err(m) = reply_to(shard, msg) {
                         msg = m;
                         std::thread::sleep(Duration::from_millis(1));
                     }
@@ -806,15 +809,15 @@ fn start_reader(
     reader: Box<dyn Reader>,
     capacity: usize,
     applied: Arc<[AtomicU64]>,
-    mailboxes: Vec<MailboxSender<ShardMsg>>,
+    reply_to: ReplyTo,
 ) -> crossbeam_channel::Sender<(u64, Request)> {
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Request)>(capacity);
     std::thread::Builder::new()
         .name("storage-reader".into())
         .spawn(move || {
             let reply = |shard: usize, r: Reply| {
-                let mut msg = ShardMsg::Storage(r);
-                while let Err(m) = mailboxes[shard].try_send(msg) {
+                let mut msg = r;
+                while let Err(m) = reply_to(shard, msg) {
                     msg = m;
                     std::thread::sleep(Duration::from_millis(1));
                 }

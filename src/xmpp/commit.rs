@@ -15,15 +15,15 @@
 //! the client resends after it reconnects), an iq gets its error answer.
 
 use super::NS_SM;
+use super::core::{Host, Msg};
 use super::errors::{StreamError, stream_error_bytes};
 use super::sink::{OutFrame, Sink};
 use crate::net::outbox::CloseKind;
-use crate::shard::{Shard, ShardMsg};
 use crate::storage::Request;
 use bytes::Bytes;
 use std::rc::{Rc, Weak};
 
-pub enum Waiter {
+pub enum Waiter<H> {
     /// `count` acks with `h`, once every shard's barrier is committed (`left` to go);
     /// `again` more `<r/>` arrived meanwhile, the last with `again_h`.
     Ack {
@@ -42,11 +42,11 @@ pub enum Waiter {
     },
     /// Anything else (e.g. a room's answers and broadcasts): called with whether the
     /// commit succeeded.
-    Call(AfterCommit),
+    Call(AfterCommit<H>),
 }
 
 /// Work that waits for a commit; called with whether it succeeded.
-pub type AfterCommit = Box<dyn FnOnce(&Shard, bool)>;
+pub type AfterCommit<H> = Box<dyn FnOnce(&H, bool)>;
 
 fn sm_ack(h: u32) -> Bytes {
     Bytes::from(format!("<a xmlns='{NS_SM}' h='{h}'/>").into_bytes())
@@ -54,7 +54,7 @@ fn sm_ack(h: u32) -> Bytes {
 
 /// Answers `<r/>` with `<a h/>` once the first `h` stanzas are settled. `inflight` is the
 /// connection's barrier still going, if any (kept by its stream).
-pub fn ack_when_settled(shard: &Shard, ctl: &Rc<Sink>, h: u32, inflight: &mut Option<u64>) {
+pub fn ack_when_settled<H: Host>(shard: &H, ctl: &Rc<Sink>, h: u32, inflight: &mut Option<u64>) {
     if shard.shared.storage.is_none() {
         ctl.push_reply(OutFrame::text(sm_ack(h)));
         return;
@@ -83,29 +83,27 @@ pub fn ack_when_settled(shard: &Shard, ctl: &Rc<Sink>, h: u32, inflight: &mut Op
     barrier_everywhere(shard, token);
 }
 
-fn barrier_everywhere(shard: &Shard, token: u64) {
+fn barrier_everywhere<H: Host>(shard: &H, token: u64) {
+    // On this shard, local deliveries already happened and its storage requests are
+    // queued: its barrier is a storage `Sync` at once (`Host::send` handles it here).
     for b in 0..shard.shared.shards {
-        if b == shard.id {
-            // Local deliveries already happened; this shard's storage requests are queued.
-            shard.storage(Request::Sync {
-                shard: shard.id,
+        let to = crate::runtime::Home {
+            node: 0,
+            shard: b as u16,
+        };
+        shard.send(
+            to,
+            Msg::Barrier {
                 token,
-            });
-        } else {
-            shard.send(
-                b,
-                ShardMsg::Barrier {
-                    token,
-                    origin: shard.id,
-                },
-            );
-        }
+                origin: shard.id,
+            },
+        );
     }
 }
 
 /// Queues `ok` on `ctl` once every write this shard queued before is committed (`err`, if
 /// not empty, when the commit failed).
-pub fn reply_after_commit(shard: &Shard, ctl: &Rc<Sink>, ok: Vec<u8>, err: Vec<u8>) {
+pub fn reply_after_commit<H: Host>(shard: &H, ctl: &Rc<Sink>, ok: Vec<u8>, err: Vec<u8>) {
     if shard.shared.storage.is_none() {
         ctl.push_reply(OutFrame::text(Bytes::from(ok)));
         return;
@@ -121,7 +119,7 @@ pub fn reply_after_commit(shard: &Shard, ctl: &Rc<Sink>, ok: Vec<u8>, err: Vec<u
 }
 
 /// Parks `w` until every write this shard queued before is committed.
-fn wait_local(shard: &Shard, w: Waiter) {
+fn wait_local<H: Host>(shard: &H, w: Waiter<H>) {
     let token = shard.random();
     shard.commit_waiters.borrow_mut().insert(token, w);
     shard.storage(Request::Sync {
@@ -132,7 +130,7 @@ fn wait_local(shard: &Shard, w: Waiter) {
 
 /// Calls `f` once every write this shard queued before is committed (with false if the
 /// commit failed). Boxed: a cold path (stored changes), never per message.
-pub fn after_commit(shard: &Shard, f: AfterCommit) {
+pub fn after_commit<H: Host>(shard: &H, f: AfterCommit<H>) {
     if shard.shared.storage.is_none() {
         return f(shard, true);
     }
@@ -140,7 +138,7 @@ pub fn after_commit(shard: &Shard, f: AfterCommit) {
 }
 
 /// A storage barrier came back (`ok`: its batch was committed).
-pub fn on_synced(shard: &Shard, token: u64, ok: bool) {
+pub fn on_synced<H: Host>(shard: &H, token: u64, ok: bool) {
     let mut w = shard.commit_waiters.borrow_mut();
     let Some(e) = w.get_mut(&token) else { return };
     match e {

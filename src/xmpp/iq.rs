@@ -1,16 +1,16 @@
 //! IQ (RFC 6120 §8.2.3, RFC 6121 §8.5): to a connected full JID it is routed; to the
 //! server or to an account's bare JID the server answers, through the handlers that
-//! features register; anything else gets an error with the request's id.
+//! modules register with the host (by namespace); anything else gets an error with the request's id.
 
+use super::core::{Host, IqReply, IqRequest};
 use super::errors::Cond;
 use super::jid::Jid;
 use super::router::{Kind, SType, route, stamp};
 use super::stream::{Ctx, id_attr};
-use crate::features::{self, IqReply, IqRequest};
 use crate::xml::escape::escape_attr;
 use crate::xml::stanza::Stanza;
 
-pub fn on_iq(ctx: &Ctx, st: &Stanza, stype: Option<SType>, to: Option<Jid>) {
+pub fn on_iq<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: Option<SType>, to: Option<Jid>) {
     let Some(stype) = stype else {
         ctx.error(
             st,
@@ -71,7 +71,7 @@ pub fn on_iq(ctx: &Ctx, st: &Stanza, stype: Option<SType>, to: Option<Jid>) {
     }
 }
 
-fn answer(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<&Jid>) {
+fn answer<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, to: Option<&Jid>) {
     let child = st
         .children(0)
         .next()
@@ -80,55 +80,23 @@ fn answer(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<&Jid>) {
     if ns == super::roster::NS {
         return super::roster::on_iq(ctx, st, stype, child);
     }
-    if ns == crate::features::mam::NS && st.elems[child].local == "prefs" {
-        if to.is_some_and(|t| t.bare() != ctx.jid.bare()) {
-            return ctx.error(st, Kind::Iq, Cond::Forbidden, None);
-        }
-        let reply = crate::storage::ArchiveReplyTo {
-            to: ctx.jid.as_str().to_string(),
-            from: ctx.jid.bare().to_string(),
-            queryid: None,
-            iq_id: super::stream::id_attr(st).to_string(),
-        };
-        if let Err(c) =
-            crate::features::mam::prefs_iq(ctx.shard, st, child, stype == SType::Set, reply)
-        {
-            ctx.error(st, Kind::Iq, c, None);
-        }
-        return;
-    }
-    if ns == crate::features::mam::NS && st.elems[child].local == "query" && stype == SType::Set {
-        // XEP-0313 §4: a query to the user's own archive.
-        if to.is_some_and(|t| t.bare() != ctx.jid.bare()) {
-            return ctx.error(st, Kind::Iq, Cond::Forbidden, None);
-        }
-        let m = &ctx.shard.cfg().mam;
-        let reply = crate::storage::ArchiveReplyTo {
-            to: ctx.jid.as_str().to_string(),
-            from: ctx.jid.bare().to_string(),
-            queryid: st.attr(child, "queryid").map(|a| a.value().into_owned()),
-            iq_id: super::stream::id_attr(st).to_string(),
-        };
-        let res = crate::features::mam::parse_query(st, child, m.page_default, m.page_max)
-            .and_then(|q| crate::features::mam::query(ctx.shard, ctx.jid.bare(), q, reply));
-        if let Err(c) = res {
-            ctx.error(st, Kind::Iq, c, None);
-        }
-        return;
-    }
-    let reply = match features::iq_handler(ns) {
-        Some(h) => h(&IqRequest {
-            shard: ctx.shard,
-            from: ctx.jid,
-            to,
-            stype,
-            st,
-            child,
-        }),
+    let reply = match ctx.shard.iq_handler(ns, st.elems[child].local) {
+        Some(h) => h(
+            ctx,
+            &IqRequest {
+                shard: ctx.shard,
+                from: ctx.jid,
+                to,
+                stype,
+                st,
+                child,
+            },
+        ),
         None => IqReply::Error(Cond::ServiceUnavailable),
     };
     match reply {
         IqReply::Error(c) => ctx.error(st, Kind::Iq, c, None),
+        IqReply::Later => {}
         IqReply::Result(inner) => {
             let mut v = Vec::with_capacity(96 + inner.len());
             v.extend_from_slice(b"<iq xmlns='jabber:client' type='result' ");

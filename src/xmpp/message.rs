@@ -1,13 +1,14 @@
 //! Messages from a session (RFC 6121 §5, §8.5). Receipt requests and receipts (XEP-0184)
 //! are children the server forwards untouched, with the sender's `id` kept.
 
+use super::core::Host;
 use super::errors::Cond;
 use super::jid::Jid;
 use super::router::{Kind, SType, route, stamp};
 use super::stream::Ctx;
 use crate::xml::stanza::Stanza;
 
-pub fn on_message(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<Jid>) {
+pub fn on_message<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, to: Option<Jid>) {
     let domain = ctx.shard.domain();
     // RFC 6120 §10.3.1: no 'to' means the sender's own bare JID.
     let to_str: &str = match &to {
@@ -35,11 +36,7 @@ pub fn on_message(ctx: &Ctx, st: &Stanza, stype: SType, to: Option<Jid>) {
         return;
     }
     let r = stamp(st, Kind::Message, stype, ctx.jid.as_str(), Some(to_str));
-    if to_domain == domain && matches!(stype, SType::Chat | SType::Normal) {
-        crate::features::mam::archive_sent(ctx.shard, &r);
-    }
-    if crate::features::carbons::eligible(stype, &r.payload) {
-        crate::features::carbons::sent(ctx.shard, ctx.jid, ctx.ctl.id, &r.payload);
-    }
+    ctx.shard
+        .on_message_out(ctx.jid, ctx.ctl.id, &r, to_domain == domain);
     route(ctx.shard, r);
 }

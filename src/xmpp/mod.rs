@@ -1,9 +1,10 @@
 //! XMPP core (RFC 6120/6121 over RFC 7395): JIDs, stream negotiation, SASL, bind,
-//! sessions, routing, presence and iq. Nothing here knows about MUC or XMPP-FTW:
-//! extensions plug in through `crate::features`.
+//! sessions, routing, presence, rosters, iq, stream management. Nothing here names a
+//! module: they plug in through the hook points of `core::Host`, which the server's
+//! per-shard host implements.
 
 pub mod commit;
-pub mod component;
+pub mod core;
 pub mod errors;
 pub mod iq;
 pub mod jid;

@@ -3,16 +3,16 @@
 //! Rosters and subscriptions arrive with storage; until then a user's broadcast audience
 //! is its own resources and the entities it sent directed presence to.
 
+use super::core::Host;
 use super::errors::Cond;
 use super::jid::Jid;
 use super::router::{Kind, Routed, SType, push, route, stamp};
 use super::session::Resource;
 use super::stream::Ctx;
-use crate::shard::Shard;
 use crate::xml::stanza::Stanza;
 use bytes::Bytes;
 
-pub fn on_presence(ctx: &Ctx, st: &Stanza, stype: Option<SType>, to: Option<Jid>) {
+pub fn on_presence<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: Option<SType>, to: Option<Jid>) {
     let Some(stype) = stype else {
         ctx.error(
             st,
@@ -47,7 +47,7 @@ fn priority(st: &Stanza) -> Result<i8, ()> {
     }
 }
 
-fn broadcast(ctx: &Ctx, st: &Stanza, stype: SType) {
+fn broadcast<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType) {
     let Ok(prio) = priority(st) else {
         ctx.error(
             st,
@@ -107,11 +107,11 @@ fn broadcast(ctx: &Ctx, st: &Stanza, stype: SType) {
     }
     super::roster::broadcast(ctx.shard, ctx.jid, &payload, available && !was_available);
     if flush {
-        crate::features::offline::flush(ctx.shard, ctx.jid, ctx.ctl.id);
+        ctx.shard.on_available(ctx.jid, ctx.ctl.id);
     }
 }
 
-fn directed(ctx: &Ctx, st: &Stanza, stype: SType, to: Jid) {
+fn directed<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, to: Jid) {
     let domain = ctx.shard.domain();
     let component = ctx.shard.is_component_domain(to.domain());
     if to.domain() != domain && !component {
@@ -187,7 +187,7 @@ pub fn unavailable_to(from: &str, to: &str) -> Routed {
 /// A session ended (closed, replaced or timed out): if it was available, its other
 /// resources get `unavailable` (RFC 6121 §4.5.2); its directed-presence recipients do in any
 /// case (§4.6.3) — a room joined without initial presence must not keep a ghost occupant.
-pub fn session_ended(shard: &Shard, res: Resource) {
+pub fn session_ended<H: Host>(shard: &H, res: Resource) {
     if !res.available {
         for to in &res.directed {
             route(shard, unavailable_to(res.jid.as_str(), to.as_str()));

@@ -10,7 +10,7 @@ use super::jid::Jid;
 use super::router::{self, Kind, Routed, SType, split_full};
 use super::stream::{Ctx, id_attr};
 
-use crate::shard::Shard;
+use super::core::Host;
 use crate::storage::{Request, RosterItem, Subscription};
 use crate::xml::escape::{escape_attr, escape_attr_to_string as ea, escape_text_to_string as et};
 use crate::xml::stanza::Stanza;
@@ -51,7 +51,7 @@ enum Pending {
 }
 
 /// Starts loading `user`'s roster if it is not cached; true when it is ready.
-fn ensure(shard: &Shard, user: &str) -> bool {
+fn ensure<H: Host>(shard: &H, user: &str) -> bool {
     let mut rosters = shard.rosters.borrow_mut();
     if let Some(r) = rosters.get(user) {
         return r.loaded;
@@ -75,7 +75,7 @@ fn ensure(shard: &Shard, user: &str) -> bool {
 /// Keeps a request until the user's roster is loaded. A user's own requests (gets, sets,
 /// subscriptions it sends) are bounded by `limits.max_pending_iqs`: past it they get
 /// `resource-constraint` at once. What contacts send is kept (their own shaping bounds it).
-fn queue(shard: &Shard, user: &str, p: Pending) {
+fn queue<H: Host>(shard: &H, user: &str, p: Pending) {
     let max = shard.cfg().limits.max_pending_iqs;
     let refused = {
         let mut rosters = shard.rosters.borrow_mut();
@@ -123,12 +123,12 @@ fn queue(shard: &Shard, user: &str, p: Pending) {
 }
 
 /// Called at bind: load the roster early.
-pub fn preload(shard: &Shard, user: &str) {
+pub fn preload<H: Host>(shard: &H, user: &str) {
     ensure(shard, user);
 }
 
 /// The roster arrived from storage: run what waited for it.
-pub fn on_loaded(shard: &Shard, user: String, version: u64, items: Vec<RosterItem>) {
+pub fn on_loaded<H: Host>(shard: &H, user: String, version: u64, items: Vec<RosterItem>) {
     let pending = {
         let mut rosters = shard.rosters.borrow_mut();
         let Some(r) = rosters.get_mut(user.as_str()) else {
@@ -160,7 +160,7 @@ pub fn on_loaded(shard: &Shard, user: String, version: u64, items: Vec<RosterIte
 }
 
 /// Drops a cached roster nobody online needs.
-pub fn evict_if_idle(shard: &Shard, user: &str) {
+pub fn evict_if_idle<H: Host>(shard: &H, user: &str) {
     let bare = format!("{user}@{}", shard.domain());
     if shard.sessions.borrow().user(&bare).is_none() {
         let mut rosters = shard.rosters.borrow_mut();
@@ -199,7 +199,7 @@ fn item_xml(i: &RosterItem, removed: bool) -> String {
     x
 }
 
-fn send_to(shard: &Shard, jid: &Jid, v: Vec<u8>) {
+fn send_to<H: Host>(shard: &H, jid: &Jid, v: Vec<u8>) {
     let ctl = shard.sessions.borrow().resource(jid).map(|r| r.ctl.clone());
     if let Some(ctl) = ctl {
         router::push(&ctl, &Bytes::from(v));
@@ -207,7 +207,7 @@ fn send_to(shard: &Shard, jid: &Jid, v: Vec<u8>) {
 }
 
 /// Stores a changed item, bumps the version and pushes it to interested resources.
-fn save(shard: &Shard, user: &str, item: RosterItem, removed: bool) {
+fn save<H: Host>(shard: &H, user: &str, item: RosterItem, removed: bool) {
     let version = {
         let mut rosters = shard.rosters.borrow_mut();
         let Some(r) = rosters.get_mut(user) else {
@@ -258,7 +258,7 @@ fn save(shard: &Shard, user: &str, item: RosterItem, removed: bool) {
     }
 }
 
-fn item(shard: &Shard, user: &str, contact: &str) -> Option<RosterItem> {
+fn item<H: Host>(shard: &H, user: &str, contact: &str) -> Option<RosterItem> {
     shard
         .rosters
         .borrow()
@@ -267,7 +267,7 @@ fn item(shard: &Shard, user: &str, contact: &str) -> Option<RosterItem> {
 }
 
 /// A roster get or set from a session (§2.1.3, §2.3).
-pub fn on_iq(ctx: &Ctx, st: &Stanza, stype: SType, child: usize) {
+pub fn on_iq<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, child: usize) {
     let Some(user) = ctx.jid.local() else { return };
     if st.attr(0, "to").is_some_and(|t| {
         Jid::parse(&t.value())
@@ -361,7 +361,7 @@ fn parse_set(st: &Stanza, child: usize) -> Result<(RosterItem, bool), Cond> {
     ))
 }
 
-fn result(shard: &Shard, jid: &Jid, id: &str, inner: &str) {
+fn result<H: Host>(shard: &H, jid: &Jid, id: &str, inner: &str) {
     let mut v = format!(
         "<iq xmlns='jabber:client' type='result' {id} to='{}'",
         ea(jid.as_str())
@@ -376,12 +376,12 @@ fn result(shard: &Shard, jid: &Jid, id: &str, inner: &str) {
     send_to(shard, jid, v.into_bytes());
 }
 
-fn error(shard: &Shard, jid: &Jid, id: &str, cond: Cond) {
+fn error<H: Host>(shard: &H, jid: &Jid, id: &str, cond: Cond) {
     let (v, _, _) = super::errors::error_stanza("iq", "", jid.as_str(), id, cond, None);
     send_to(shard, jid, v);
 }
 
-fn get(shard: &Shard, jid: &Jid, id: &str, ver: Option<&str>) {
+fn get<H: Host>(shard: &H, jid: &Jid, id: &str, ver: Option<&str>) {
     let Some(user) = jid.local() else { return };
     let (version, xml) = {
         let rosters = shard.rosters.borrow();
@@ -408,7 +408,7 @@ fn get(shard: &Shard, jid: &Jid, id: &str, ver: Option<&str>) {
     );
 }
 
-fn set(shard: &Shard, jid: &Jid, id: &str, parsed: Result<(RosterItem, bool), Cond>) {
+fn set<H: Host>(shard: &H, jid: &Jid, id: &str, parsed: Result<(RosterItem, bool), Cond>) {
     let Some(user) = jid.local() else { return };
     let (new, remove) = match parsed {
         Ok(x) => x,
@@ -500,7 +500,7 @@ fn presence_to(payload: &Bytes, to: &str) -> Option<Routed> {
 }
 
 /// The current presence of each of `user`'s available resources, to `to`.
-fn send_presences(shard: &Shard, bare: &str, to: &str, unavailable: bool) {
+fn send_presences<H: Host>(shard: &H, bare: &str, to: &str, unavailable: bool) {
     let list: Vec<(String, Option<Bytes>)> = shard
         .sessions
         .borrow()
@@ -527,7 +527,7 @@ fn send_presences(shard: &Shard, bare: &str, to: &str, unavailable: bool) {
 
 /// An outgoing subscription stanza from one of `jid`'s sessions (§3.1.2, §3.1.5, §3.2,
 /// §3.3): the user's roster changes first, then the stanza goes out.
-pub fn outbound(shard: &Shard, jid: &Jid, stype: SType, to: &Jid, stanza: Option<Routed>) {
+pub fn outbound<H: Host>(shard: &H, jid: &Jid, stype: SType, to: &Jid, stanza: Option<Routed>) {
     let Some(user) = jid.local() else { return };
     if !ensure(shard, user) {
         return queue(
@@ -608,7 +608,7 @@ pub fn outbound(shard: &Shard, jid: &Jid, stype: SType, to: &Jid, stanza: Option
 
 /// A subscription stanza or probe to a local user, on its home shard (§3.1.3, §3.1.6,
 /// §3.2.3, §3.3.3, §4.3.2).
-pub fn inbound(shard: &Shard, r: Routed) {
+pub fn inbound<H: Host>(shard: &H, r: Routed) {
     let (user, contact, bare) = {
         let to = r.to();
         let from = r.from();
@@ -628,11 +628,11 @@ pub fn inbound(shard: &Shard, r: Routed) {
     let old = item(shard, &user, &contact);
     // The contact's request or answer reaches the user's resources after the roster push
     // (RFC 6121 §3.1.3, §3.1.6), so after the commit of the change it caused.
-    let deliver = |shard: &Shard, r: &Routed| {
+    let deliver = |shard: &H, r: &Routed| {
         let (bare, payload) = (bare.clone(), r.payload.clone());
         super::commit::after_commit(
             shard,
-            Box::new(move |shard: &Shard, _stored: bool| {
+            Box::new(move |shard: &H, _stored: bool| {
                 let targets = shard
                     .sessions
                     .borrow()
@@ -709,7 +709,7 @@ pub fn inbound(shard: &Shard, r: Routed) {
 /// A presence broadcast (RFC 6121 §4.2, §4.4): to every contact with a `from`
 /// subscription. `initial` also probes contacts with `to` and re-delivers stored
 /// subscription requests (§3.1.3) to the new resource.
-pub fn broadcast(shard: &Shard, jid: &Jid, payload: &Bytes, initial: bool) {
+pub fn broadcast<H: Host>(shard: &H, jid: &Jid, payload: &Bytes, initial: bool) {
     let Some(user) = jid.local() else { return };
     if !ensure(shard, user) {
         if initial {
@@ -754,7 +754,7 @@ pub fn broadcast(shard: &Shard, jid: &Jid, payload: &Bytes, initial: bool) {
 }
 
 /// A resource became available before its roster was loaded: broadcast now.
-fn became_available(shard: &Shard, jid: &Jid) {
+fn became_available<H: Host>(shard: &H, jid: &Jid) {
     let p = shard
         .sessions
         .borrow()
@@ -766,7 +766,7 @@ fn became_available(shard: &Shard, jid: &Jid) {
 }
 
 /// A session that was available ended: `unavailable` to every contact with `from`.
-pub fn session_ended(shard: &Shard, full: &str, bare: &str) {
+pub fn session_ended<H: Host>(shard: &H, full: &str, bare: &str) {
     let Some((user, _)) = bare.split_once('@') else {
         return;
     };

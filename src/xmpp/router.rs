@@ -3,10 +3,10 @@
 //! mailbox). Delivery follows RFC 6121 §8.5; what cannot be delivered is bounced with an
 //! error to the sender, never dropped silently (except where §8.5 says to ignore it).
 
+use super::core::{Host, Msg};
 use super::errors::{Cond, error_stanza};
 use super::sink::{FrameExtra, OutFrame, Sink, StanzaFrame};
 use crate::net::outbox::PushError;
-use crate::shard::{Shard, ShardMsg, home};
 use crate::xml::escape::{escape_attr, unescape};
 use crate::xml::stanza::Stanza;
 use bytes::Bytes;
@@ -278,13 +278,9 @@ pub fn split_full(jid: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn domain_of(bare: &str) -> &str {
-    bare.rsplit_once('@').map_or(bare, |(_, d)| d)
-}
-
 /// Sends a stanza addressed to a user of this domain, or to a component, towards the
 /// home shard of its bare `to`.
-pub fn route(shard: &Shard, r: Routed) {
+pub fn route<H: Host>(shard: &H, r: Routed) {
     let h = {
         let to = r.to();
         let (bare, _) = split_full(&to);
@@ -292,22 +288,19 @@ pub fn route(shard: &Shard, r: Routed) {
             // Addressed to the server itself (e.g. an error bounced back to it): nothing to do.
             return;
         }
-        home(bare, shard.shared.shards)
+        shard.home(bare)
     };
-    if h == shard.id {
-        deliver(shard, r);
-    } else {
-        shard.send(h, ShardMsg::Route(r));
-    }
+    // This shard: delivered at once; another: its mailbox (`Host::send` decides).
+    shard.send(h, Msg::Route(r));
 }
 
 /// Returns an error to the sender of `r`, unless `r` is itself an error or iq result.
-pub fn bounce(shard: &Shard, r: &Routed, cond: Cond) {
+pub fn bounce<H: Host>(shard: &H, r: &Routed, cond: Cond) {
     bounce_with(shard, r, cond, None)
 }
 
 /// `bounce`, with a text saying why.
-pub fn bounce_with(shard: &Shard, r: &Routed, cond: Cond, text: Option<&str>) {
+pub fn bounce_with<H: Host>(shard: &H, r: &Routed, cond: Cond, text: Option<&str>) {
     if r.stype == SType::Error || r.stype == SType::Result {
         return;
     }
@@ -349,28 +342,16 @@ pub fn overflow_words() -> Vec<u8> {
 }
 
 /// Delivers on the recipient's home shard (RFC 6121 §8.5.2 bare JID, §8.5.3 full JID).
-pub fn deliver(shard: &Shard, r: Routed) {
+pub fn deliver<H: Host>(shard: &H, r: Routed) {
     deliver_with(shard, r, true)
 }
 
 /// `archive`: false when re-delivering a stanza that was archived on its first arrival.
-fn deliver_with(shard: &Shard, r: Routed, archive: bool) {
-    let component = {
-        let to = r.to();
-        let (bare, _) = split_full(&to);
-        let d = domain_of(bare);
-        (d != shard.domain()).then(|| shard.component(d)).flatten()
-    };
-    if let Some(c) = component {
-        c.handle(shard, r);
+fn deliver_with<H: Host>(shard: &H, r: Routed, archive: bool) {
+    // A module may take it (a service at its own domain) or change it (the recipient's
+    // archive names the message for it).
+    let Some(r) = shard.on_inbound(r, archive) else {
         return;
-    }
-    // The recipient's archive copy names the message for it (XEP-0313, XEP-0359).
-    let r = if archive && r.kind == Kind::Message && matches!(r.stype, SType::Chat | SType::Normal)
-    {
-        crate::features::mam::archive_received(shard, r)
-    } else {
-        r
     };
     // Subscriptions and probes change or read the recipient's roster (RFC 6121 §3, §4.3).
     if r.kind == Kind::Presence && (r.stype.is_subscription() || r.stype == SType::Probe) {
@@ -455,28 +436,15 @@ fn deliver_with(shard: &Shard, r: Routed, archive: bool) {
         }
     }
     if delivered {
-        if r.kind == Kind::Message && crate::features::carbons::eligible(r.stype, &r.payload) {
-            let to = r.to();
+        if r.kind == Kind::Message {
             let ids: SmallVec<[u64; 4]> = targets.iter().map(|t| t.id).collect();
-            crate::features::carbons::received(shard, split_full(&to).0, &ids, &r.payload);
+            shard.after_delivery(&r, &ids);
         }
         return;
     }
     match (r.kind, r.stype) {
         // RFC 6121 §8.5.2.1.1: nobody available takes it: offline storage (XEP-0160).
-        (Kind::Message, SType::Chat | SType::Normal) => {
-            use crate::features::offline::NotStored;
-            match crate::features::offline::store(shard, r) {
-                Ok(()) => {}
-                Err(NotStored::Unavailable(r)) => bounce(shard, &r, Cond::ServiceUnavailable),
-                Err(NotStored::TooManyStrangers(r)) => bounce_with(
-                    shard,
-                    &r,
-                    Cond::PolicyViolation,
-                    Some("too many messages to users who never logged in; try again later"),
-                ),
-            }
-        }
+        (Kind::Message, SType::Chat | SType::Normal) => shard.undeliverable(r),
         (Kind::Message, SType::Groupchat) => bounce(shard, &r, Cond::ServiceUnavailable),
         (Kind::Iq, SType::Get | SType::Set) => bounce(shard, &r, Cond::ServiceUnavailable),
         // Presence, headline and error stanzas nobody can take are dropped (§8.5.2.2, §8.5.3.2).
@@ -495,7 +463,7 @@ pub struct Fanout {
 
 /// Delivers a fan-out batch on the recipients' home shard. A recipient that is gone is
 /// skipped: its `unavailable` is on its way to whoever sent this.
-pub fn deliver_fanout(shard: &Shard, f: Fanout) {
+pub fn deliver_fanout<H: Host>(shard: &H, f: Fanout) {
     for to in &f.tos {
         let ctl = {
             let raw = std::str::from_utf8(to).unwrap_or("");
@@ -522,7 +490,7 @@ pub fn deliver_fanout(shard: &Shard, f: Fanout) {
 }
 
 /// Sends a fan-out: recipients grouped by home shard, one mailbox message per shard.
-pub fn fanout(shard: &Shard, head: Bytes, tail: Bytes, tos: &[(usize, Bytes)]) {
+pub fn fanout<H: Host>(shard: &H, head: Bytes, tail: Bytes, tos: &[(usize, Bytes)]) {
     let n = shard.shared.shards;
     let mut per: SmallVec<[Vec<Bytes>; 4]> = (0..n).map(|_| Vec::new()).collect();
     for (h, to) in tos {
@@ -537,11 +505,11 @@ pub fn fanout(shard: &Shard, head: Bytes, tail: Bytes, tos: &[(usize, Bytes)]) {
             tail: tail.clone(),
             tos,
         };
-        if h == shard.id {
-            deliver_fanout(shard, f);
-        } else {
-            shard.send(h, ShardMsg::Fanout(f));
-        }
+        let to = crate::runtime::Home {
+            node: 0,
+            shard: h as u16,
+        };
+        shard.send(to, Msg::Fanout(f));
     }
 }
 
@@ -583,7 +551,7 @@ pub fn reparse(text: &str) -> Option<Routed> {
 /// or offline storage (the session is already unbound), an iq request gets an error back;
 /// the rest (presence, groupchat copies the room's history keeps) is dropped as RFC 6121
 /// §8.5.3.2 allows.
-pub fn reroute_frame(shard: &Shard, f: &OutFrame) {
+pub fn reroute_frame<H: Host>(shard: &H, f: &OutFrame) {
     // A frame rendered for a non-XML client: route the XML it came from.
     let f = f.original().unwrap_or(f);
     // Carbons are copies: the original went (or goes) its own way.

@@ -10,10 +10,10 @@
 //! all of it is routed again (other resources, else offline storage) and the session ends.
 
 use super::NS_SM;
+use super::core::Host;
 use super::jid::Jid;
 use super::sink::{OutFrame, Sink};
 use super::stream::Stream;
-use crate::shard::Shard;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -72,7 +72,7 @@ fn failed(ctl: &Sink, cond: &str) {
 }
 
 /// `<enable/>` after bind.
-pub fn enable(stream: &mut Stream, shard: &Shard, ctl: &Sink, resume: bool) {
+pub fn enable<H: Host>(stream: &mut Stream, shard: &H, ctl: &Sink, resume: bool) {
     stream.sm = Some(0);
     ctl.sm_enable(0, shard.cfg().sm.request_ack_after_stanzas);
     if resume {
@@ -95,7 +95,7 @@ pub fn enable(stream: &mut Stream, shard: &Shard, ctl: &Sink, resume: bool) {
 }
 
 /// The connection dropped: keep the session for resumption. False if it cannot be kept.
-pub fn detach(stream: &mut Stream, shard: &Shard, ctl: &Sink) -> bool {
+pub fn detach<H: Host>(stream: &mut Stream, shard: &H, ctl: &Sink) -> bool {
     let (Some(id), Some(jid)) = (stream.sm_id.clone(), stream.jid.clone()) else {
         return false;
     };
@@ -131,7 +131,7 @@ pub fn detach(stream: &mut Stream, shard: &Shard, ctl: &Sink) -> bool {
 }
 
 /// `<resume previd h/>` from an authenticated, not yet bound stream.
-pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<Sink>, previd: &str, h: u32) {
+pub fn resume<H: Host>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &str, h: u32) {
     let user = stream.authed.clone().unwrap_or_default();
     let d = shard
         .detached
@@ -183,7 +183,7 @@ pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<Sink>, previd: &str, 
     }
     if available {
         // Anything that overflowed the parked queue went to offline storage.
-        crate::features::offline::flush(shard, &d.jid, ctl.id);
+        shard.on_available(&d.jid, ctl.id);
     }
     ctl.set_handled(d.handled);
     shard
@@ -197,7 +197,7 @@ pub fn resume(stream: &mut Stream, shard: &Shard, ctl: &Rc<Sink>, previd: &str, 
 
 /// Ends detached sessions whose window has passed (all of them when `all`): what they
 /// held is routed again, and the session ends as any other (unavailable broadcast).
-pub fn expire(shard: &Shard, now: Instant, all: bool) {
+pub fn expire<H: Host>(shard: &H, now: Instant, all: bool) {
     let due: Vec<String> = shard
         .detached
         .borrow()
@@ -222,7 +222,7 @@ pub fn expire(shard: &Shard, now: Instant, all: bool) {
 
 /// A bind replaced a resource whose session was detached: that session is over now, and
 /// what it held goes to the user's current resources or offline storage at once.
-pub fn replaced(shard: &Shard, parked_id: u64) {
+pub fn replaced<H: Host>(shard: &H, parked_id: u64) {
     let id = shard
         .detached
         .borrow()
@@ -243,7 +243,7 @@ pub fn replaced(shard: &Shard, parked_id: u64) {
 /// session over at once — what the old one sent and was not acknowledged, what it still
 /// had queued, and its handled count — and the old one is closed. Without this the client
 /// would have to start afresh and get again what it had already read.
-fn take_over(shard: &Shard, previd: &str, user: &str) -> Option<Detached> {
+fn take_over<H: Host>(shard: &H, previd: &str, user: &str) -> Option<Detached> {
     let (jid, old_id) = shard.sm_live.borrow().get(previd).cloned()?;
     if jid.local() != Some(user) {
         return None;
@@ -268,7 +268,7 @@ fn take_over(shard: &Shard, previd: &str, user: &str) -> Option<Detached> {
 }
 
 /// The connection of a resumable session is ending: it is no longer live.
-pub fn forget_live(shard: &Shard, stream: &Stream, conn_id: u64) {
+pub fn forget_live<H: Host>(shard: &H, stream: &Stream, conn_id: u64) {
     let Some(id) = &stream.sm_id else { return };
     let mut live = shard.sm_live.borrow_mut();
     // After a takeover the entry belongs to the new connection: leave it.

@@ -1,6 +1,7 @@
 //! One client stream (RFC 6120 §4–§7 over RFC 7395): `<open/>`, SASL, resource binding,
 //! then stanzas. The connection task feeds it one complete element at a time.
 
+use super::core::Host;
 use super::errors::{Cond, StreamError, error_stanza, open_element, stream_error_bytes};
 use super::jid::Jid;
 use super::router::{Kind, SType};
@@ -8,7 +9,6 @@ use super::session::BindError;
 use super::sink::{OutFrame, Sink};
 use super::{NS_BIND, NS_CLIENT, NS_FRAMING, NS_SASL, NS_SESSION, NS_SM};
 use crate::net::outbox::CloseKind;
-use crate::shard::{Shard, home};
 use crate::xml::stanza::{Limits, Stanza, XmlError};
 use bytes::Bytes;
 use std::rc::Rc;
@@ -22,13 +22,13 @@ pub enum Action {
 }
 
 /// What one session's stanza handlers need.
-pub struct Ctx<'a> {
-    pub shard: &'a Shard,
+pub struct Ctx<'a, H> {
+    pub shard: &'a H,
     pub ctl: &'a Rc<Sink>,
     pub jid: &'a Jid,
 }
 
-impl Ctx<'_> {
+impl<H: Host> Ctx<'_, H> {
     pub fn reply(&self, v: Vec<u8>) {
         self.ctl.push_reply(OutFrame::text(Bytes::from(v)));
     }
@@ -98,9 +98,9 @@ impl Stream {
     }
 
     /// Ends the stream with a stream error (preceded by `<open/>` if none was sent).
-    pub fn fail(
+    pub fn fail<H: Host>(
         &mut self,
-        shard: &Shard,
+        shard: &H,
         ctl: &Sink,
         err: StreamError,
         text: Option<&str>,
@@ -124,7 +124,7 @@ impl Stream {
     }
 
     /// Handles one complete top-level element.
-    pub fn on_element(&mut self, shard: &Shard, ctl: &Rc<Sink>, text: &str) -> Action {
+    pub fn on_element<H: Host>(&mut self, shard: &H, ctl: &Rc<Sink>, text: &str) -> Action {
         crate::fault::panic_on(text);
         let l = &shard.cfg().limits;
         let limits = Limits {
@@ -201,7 +201,7 @@ impl Stream {
         }
     }
 
-    fn on_open(&mut self, shard: &Shard, ctl: &Sink, st: &Stanza) -> Action {
+    fn on_open<H: Host>(&mut self, shard: &H, ctl: &Sink, st: &Stanza) -> Action {
         self.stream_id = shard.random();
         self.opened = false;
         if st.attr(0, "version").map(|a| a.value()) != Some("1.0".into()) {
@@ -238,7 +238,7 @@ impl Stream {
         Action::Continue
     }
 
-    fn sasl_failure(&mut self, shard: &Shard, ctl: &Sink, cond: &str) -> Action {
+    fn sasl_failure<H: Host>(&mut self, shard: &H, ctl: &Sink, cond: &str) -> Action {
         self.auth_failures += 1;
         self.send(
             ctl,
@@ -255,7 +255,7 @@ impl Stream {
         Action::Continue
     }
 
-    fn on_auth(&mut self, shard: &Shard, ctl: &Sink, st: &Stanza) -> Action {
+    fn on_auth<H: Host>(&mut self, shard: &H, ctl: &Sink, st: &Stanza) -> Action {
         use base64::Engine;
         let mech = st
             .attr(0, "mechanism")
@@ -334,7 +334,7 @@ impl Stream {
         let bare = format!("{user}@{}", shard.domain());
         tracing::info!(shard = shard.id, conn = ctl.id, user = %bare, "authenticated");
         self.authed = Some(user);
-        let h = home(&bare, shard.shared.shards);
+        let h = shard.home(&bare).shard();
         if h != shard.id {
             Action::Handoff(h)
         } else {
@@ -342,7 +342,7 @@ impl Stream {
         }
     }
 
-    fn on_prebind_iq(&mut self, shard: &Shard, ctl: &Rc<Sink>, st: &Stanza) -> Action {
+    fn on_prebind_iq<H: Host>(&mut self, shard: &H, ctl: &Rc<Sink>, st: &Stanza) -> Action {
         let id = id_attr(st);
         let ty = st.attr(0, "type").map(|a| a.value());
         if let Some(b) = st
@@ -412,7 +412,7 @@ impl Stream {
             v.extend_from_slice(b"</jid></bind></iq>");
             self.send(ctl, v);
             tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, "bound");
-            crate::features::offline::seen_user(shard, &local);
+            shard.on_bind(&jid);
             super::roster::preload(shard, &local);
             self.bound(jid);
             return Action::Continue;
@@ -441,7 +441,7 @@ impl Stream {
     /// every stanza counted in `h` is settled — queued for its recipient, bounced, or
     /// durably stored. Messages may have crossed to other shards and from there to the
     /// storage thread, so `<r/>` sends a barrier along the same paths (`shard::storage_sync`).
-    fn on_sm(&mut self, shard: &Shard, ctl: &Rc<Sink>, st: &Stanza, name: &str) -> Action {
+    fn on_sm<H: Host>(&mut self, shard: &H, ctl: &Rc<Sink>, st: &Stanza, name: &str) -> Action {
         let attr_u32 = |n: &str| st.attr(0, n).and_then(|a| a.value().parse::<u32>().ok());
         match (name, self.sm) {
             ("enable", None) if self.jid.is_some() => {
@@ -507,7 +507,7 @@ impl Stream {
         Action::Continue
     }
 
-    fn on_stanza(&mut self, shard: &Shard, ctl: &Rc<Sink>, st: &Stanza, kind: Kind) -> Action {
+    fn on_stanza<H: Host>(&mut self, shard: &H, ctl: &Rc<Sink>, st: &Stanza, kind: Kind) -> Action {
         // The rate limit is applied before this, by the connection (it stops reading).
         if let Some(h) = &mut self.sm {
             *h = h.wrapping_add(1);
@@ -540,7 +540,7 @@ impl Stream {
     }
 
     /// An XEP-0199 ping from the server to an idle client.
-    pub fn ping(&mut self, shard: &Shard, ctl: &Sink) {
+    pub fn ping<H: Host>(&mut self, shard: &H, ctl: &Sink) {
         let Some(jid) = &self.jid else { return };
         self.ping_seq += 1;
         let mut v = Vec::with_capacity(160);
@@ -559,7 +559,7 @@ impl Stream {
     }
 
     /// The session is over: unbind it and tell whoever saw it available.
-    pub fn end(&mut self, shard: &Shard, ctl: &Sink) {
+    pub fn end<H: Host>(&mut self, shard: &H, ctl: &Sink) {
         if let Some(jid) = self.jid.take() {
             let res = shard.sessions.borrow_mut().unbind(&jid, ctl.id);
             if let Some(res) = res {
@@ -582,7 +582,7 @@ fn same_user(name: &str, local: &str, domain: &str) -> bool {
 }
 
 /// `web-` and ten base-36 characters, as in the API's `alice@localhost/web-abc123`.
-fn random_resource(shard: &Shard) -> String {
+fn random_resource<H: Host>(shard: &H) -> String {
     const A: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let mut x = shard.random();
     let mut s = String::with_capacity(14);

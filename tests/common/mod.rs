@@ -209,7 +209,7 @@ impl Server {
 
     /// The home shard of a user of this server.
     pub fn home(&self, user: &str) -> usize {
-        aoba::shard::home(&format!("{user}@{DOMAIN}"), self.shards)
+        aoba::runtime::home(&format!("{user}@{DOMAIN}"), self.shards).shard()
     }
 
     /// Two users whose home shards differ (so their messages cross a mailbox).

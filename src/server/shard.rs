@@ -1,0 +1,270 @@
+//! The per-shard host: the runtime, the XMPP core and the modules' state of one shard, and
+//! the hook points of the core implemented by calling the modules directly (static calls:
+//! no table and no dynamic dispatch on the per-stanza path).
+//!
+//! The module list is here: to add a small XEP, write its file under `features/` and add
+//! its line to `IQ_HANDLERS` (and, if it needs one, a hook below).
+
+use super::conn;
+use crate::features::{carbons, disco, mam, offline, ping, version};
+use crate::muc;
+use crate::runtime::{Home, Runtime, ShardHost};
+use crate::storage::Reply;
+use crate::xmpp::core::{Core, Host, IqHandler, Msg, Shared};
+use crate::xmpp::jid::Jid;
+use crate::xmpp::router::{self, Kind, Routed, SType};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A message to a shard: the core's plain messages (which could cross nodes), storage
+/// replies, and what stays on one machine (a connection handoff carries a file
+/// descriptor; shutdown).
+pub enum ShardMsg {
+    Core(Msg),
+    /// A storage reply (and acknowledgement) to the shard that asked.
+    Storage(Reply),
+    Handoff(conn::Handoff),
+    Shutdown,
+}
+
+/// One shard: lives in an `Rc` on its own thread; never shared.
+pub struct Shard {
+    pub rt: Runtime<ShardMsg>,
+    pub core: Core<Shard>,
+    pub offline: offline::Offline,
+    pub muc: muc::Service,
+}
+
+impl std::ops::Deref for Shard {
+    type Target = Core<Shard>;
+    fn deref(&self) -> &Core<Shard> {
+        &self.core
+    }
+}
+
+/// The IQ handlers, by the namespace of the iq's child (requests to the server or to an
+/// account). The core answers roster requests itself (RFC 6121).
+const IQ_HANDLERS: &[(&str, IqHandler<Shard>)] = &[
+    (ping::NS, ping::handle),
+    (disco::NS_INFO, disco::info),
+    (disco::NS_ITEMS, disco::items),
+    (version::NS, version::handle),
+    (carbons::NS, carbons::handle),
+    (crate::xmpp::NS_SESSION, crate::features::legacy_session),
+    (mam::NS, mam::iq),
+];
+
+/// What the server's disco#info lists: the IQ handlers (RFC 3921 sessions and MAM,
+/// which is an account's, left out) and offline storage (XEP-0160).
+const SERVER_FEATURES: &[&str] = &[
+    ping::NS,
+    disco::NS_INFO,
+    disco::NS_ITEMS,
+    version::NS,
+    carbons::NS,
+    "msgoffline",
+];
+
+impl Shard {
+    /// A shard's state; its tasks are started by the runtime. Public for benches and tests.
+    pub fn new(rt: Runtime<ShardMsg>, shared: Arc<Shared>) -> Rc<Shard> {
+        // Always there: with the MUC off, its domain answers `service-unavailable`.
+        let muc = muc::Service::new(&shared.cfg.muc, &shared.cfg.server.domain);
+        Rc::new(Shard {
+            core: Core::new(rt.id, shared),
+            rt,
+            offline: offline::Offline::default(),
+            muc,
+        })
+    }
+
+    /// One shard alone, without storage and with a mailbox nobody reads: for benches
+    /// that drive the core in process.
+    #[doc(hidden)]
+    pub fn standalone(cfg: crate::config::Config) -> Rc<Shard> {
+        let verifier = crate::xmpp::jwt::JwtVerifier::new(&cfg, Some("bench"))
+            .expect("an HS256 bench verifier");
+        let (tx, rx) = crate::runtime::mailbox::mailbox(64);
+        std::mem::forget(rx);
+        let domains = vec![format!("{}.{}", cfg.muc.subdomain, cfg.server.domain)];
+        let shared = Arc::new(Shared::new(cfg, verifier, domains, None, 1));
+        Shard::new(Runtime::new(0, vec![tx].into()), shared)
+    }
+
+    /// Whether this shard's connections should stop reading: too much is held back for
+    /// full mailboxes, or for a storage queue that is full (a slow disk). Stopping the
+    /// readers is what bounds both: TCP pushes back on the clients.
+    pub fn overflowing(&self) -> bool {
+        self.rt.overflowing() || self.core.storage_overflowing()
+    }
+
+    /// Backpressure for a reading connection: waits while too much is held back.
+    pub async fn wait_overflow(&self) {
+        while self.overflowing() {
+            self.rt.flush_overflow();
+            self.core.flush_storage_overflow();
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// A core message, on the shard it is for.
+    fn on_core(&self, m: Msg) {
+        match m {
+            Msg::Route(r) => router::deliver(self, r),
+            Msg::Fanout(f) => router::deliver_fanout(self, f),
+            Msg::Barrier { token, origin } => self.storage(crate::storage::Request::Sync {
+                shard: origin,
+                token,
+            }),
+        }
+    }
+
+    /// A storage reply, to the part that asked.
+    fn on_storage(&self, reply: Reply) {
+        match reply {
+            Reply::QuotaExceeded(b) | Reply::Failed(b) => offline::not_stored(self, b),
+            Reply::Offline {
+                to,
+                conn,
+                stanzas,
+                more,
+            } => offline::deliver_stored(self, &to, conn, stanzas, more),
+            Reply::Synced { token, ok } => crate::xmpp::commit::on_synced(self, token, ok),
+            Reply::Roster {
+                user,
+                version,
+                items,
+            } => crate::xmpp::roster::on_loaded(self, user, version, items),
+            Reply::Archive { page, reply } => mam::on_page(self, page, reply),
+            Reply::Prefs { prefs, reply } => mam::on_prefs(self, prefs, reply),
+            Reply::PrefsFailed { reply } => mam::on_prefs_failed(self, reply),
+        }
+    }
+
+    /// Closes every connection of this shard with `system-shutdown`.
+    fn close_all(&self) {
+        for c in self.all_conns() {
+            conn::shutdown_conn(&c);
+        }
+    }
+}
+
+impl Host for Shard {
+    #[inline]
+    fn send(&self, to: Home, m: Msg) {
+        if to.shard() == self.core.id {
+            self.on_core(m);
+        } else {
+            self.rt.send(to.shard(), ShardMsg::Core(m));
+        }
+    }
+
+    fn iq_handler(&self, ns: &str, _local: &str) -> Option<IqHandler<Shard>> {
+        IQ_HANDLERS.iter().find(|(n, _)| *n == ns).map(|(_, h)| *h)
+    }
+
+    fn on_bind(&self, jid: &Jid) {
+        if let Some(local) = jid.local() {
+            offline::seen_user(self, &self.offline, local);
+        }
+    }
+
+    fn on_available(&self, jid: &Jid, conn: u64) {
+        offline::flush(self, jid, conn);
+    }
+
+    #[inline]
+    fn on_message_out(&self, sender: &Jid, conn: u64, r: &Routed, local: bool) {
+        if local && matches!(r.stype, SType::Chat | SType::Normal) {
+            mam::archive_sent(self, r);
+        }
+        if carbons::eligible(r.stype, &r.payload) {
+            carbons::sent(self, sender, conn, &r.payload);
+        }
+    }
+
+    #[inline]
+    fn on_inbound(&self, r: Routed, first: bool) -> Option<Routed> {
+        let for_muc = {
+            let to = r.to();
+            let bare = router::split_full(&to).0;
+            bare.rsplit_once('@').map_or(bare, |(_, d)| d) == self.muc.domain()
+        };
+        if for_muc {
+            self.muc.handle(self, r);
+            return None;
+        }
+        // The recipient's archive copy names the message for it (XEP-0313, XEP-0359).
+        if first && r.kind == Kind::Message && matches!(r.stype, SType::Chat | SType::Normal) {
+            return Some(mam::archive_received(self, r));
+        }
+        Some(r)
+    }
+
+    #[inline]
+    fn after_delivery(&self, r: &Routed, conns: &[u64]) {
+        if r.kind == Kind::Message && carbons::eligible(r.stype, &r.payload) {
+            let to = r.to();
+            carbons::received(self, router::split_full(&to).0, conns, &r.payload);
+        }
+    }
+
+    fn undeliverable(&self, r: Routed) {
+        offline::store_or_bounce(self, &self.offline, r);
+    }
+
+    fn server_features(&self) -> &'static [&'static str] {
+        SERVER_FEATURES
+    }
+}
+
+impl ShardHost for Shard {
+    type Msg = ShardMsg;
+
+    fn rt(&self) -> &Runtime<ShardMsg> {
+        &self.rt
+    }
+
+    fn accept(self: &Rc<Self>, stream: monoio::net::TcpStream, peer: SocketAddr) {
+        monoio::spawn(conn::serve(self.clone(), stream, peer));
+    }
+
+    fn on_message(self: &Rc<Self>, m: ShardMsg) -> bool {
+        match m {
+            ShardMsg::Core(m) => self.on_core(m),
+            ShardMsg::Storage(r) => self.on_storage(r),
+            ShardMsg::Handoff(h) => conn::adopt(self, h),
+            ShardMsg::Shutdown => return false,
+        }
+        true
+    }
+
+    fn tick(self: &Rc<Self>, now: Instant) {
+        crate::xmpp::sm::expire(&**self, now, false);
+        for c in self.all_conns() {
+            c.out.check_deadline(now);
+        }
+    }
+
+    fn flush_held(&self) -> bool {
+        self.core.flush_storage_overflow()
+    }
+
+    async fn shutdown(self: Rc<Self>) {
+        self.close_all();
+        // Sessions waiting for resumption end now; what they held goes to storage.
+        crate::xmpp::sm::expire(&*self, Instant::now(), true);
+        let deadline =
+            Instant::now() + Duration::from_millis(self.cfg().server.shutdown_timeout_ms);
+        while self.live_conns() > 0 && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tracing::info!(
+            shard = self.core.id,
+            left = self.live_conns(),
+            "shard stopped"
+        );
+    }
+}

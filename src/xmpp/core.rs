@@ -1,0 +1,350 @@
+//! What the XMPP core keeps on each shard (`Core`), what it needs from the shard that hosts
+//! it (`Host`: sending to other shards, and the hook points where modules plug in), and the
+//! plain messages it sends between shards (`Msg`).
+//!
+//! The core never names a module: the host (`server::Shard`) implements the hooks by
+//! calling its modules directly, and every core function is generic over the host, so
+//! the calls are static (monomorphized once for the server's host), never through a
+//! table on the per-stanza path.
+
+use super::commit::Waiter;
+use super::jid::Jid;
+use super::jwt::{JwtVerifier, TokenError, TokenGuard};
+use super::roster::Roster;
+use super::router::{Fanout, Routed};
+use super::session::SessionTable;
+use super::sink::{Meta, Sink};
+use super::sm::Detached;
+use super::stream::Ctx;
+use crate::config::Config;
+use crate::net::outbox::WriteBatch;
+use crate::runtime::Home;
+use crate::storage::{Request, StorageHandle};
+use crate::xml::stanza::Stanza;
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A message from one shard's core to another's: plain data (a routed stanza is bytes and
+/// offsets), so it could cross a node boundary as it is.
+pub enum Msg {
+    Route(Routed),
+    /// One stanza for many full JIDs whose home is the receiving shard: the payload is
+    /// `head + to + tail`, serialized once by the sender; `tos` are escaped full JIDs.
+    Fanout(Fanout),
+    /// XEP-0198 ack barrier: everything `origin` sent here before this is processed; ask
+    /// storage to confirm it is durable, replying to `origin` with `token`.
+    Barrier {
+        token: u64,
+        origin: usize,
+    },
+}
+
+/// What every shard's core shares: read-only after start.
+pub struct Shared {
+    pub cfg: Config,
+    /// The domains of the services plugged in (the MUC), for the sender side to know
+    /// what is routable.
+    pub component_domains: Vec<String>,
+    /// The storage thread's queue (None: no storage, as in benches).
+    pub storage: Option<StorageHandle>,
+    pub verifier: JwtVerifier,
+    pub conn_counts: Vec<AtomicUsize>,
+    /// Per shard: storage requests waiting for room in the storage queue (for /health).
+    pub storage_backlogs: Vec<AtomicUsize>,
+    pub shards: usize,
+}
+
+impl Shared {
+    pub fn new(
+        cfg: Config,
+        verifier: JwtVerifier,
+        component_domains: Vec<String>,
+        storage: Option<StorageHandle>,
+        shards: usize,
+    ) -> Shared {
+        Shared {
+            cfg,
+            component_domains,
+            storage,
+            verifier,
+            conn_counts: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
+            storage_backlogs: (0..shards).map(|_| AtomicUsize::new(0)).collect(),
+            shards,
+        }
+    }
+
+    /// Storage requests held on the shards because the storage queue was full.
+    pub fn storage_backlog(&self) -> usize {
+        self.storage_backlogs
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub fn total_connections(&self) -> usize {
+        self.conn_counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// One shard's core state. Lives inside its host, on its own thread; never shared.
+pub struct Core<H> {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    pub sessions: RefCell<SessionTable>,
+    conns: RefCell<HashMap<u64, Weak<Sink>, ahash::RandomState>>,
+    next_conn: Cell<u64>,
+    pub write_pool: Rc<RefCell<Vec<WriteBatch<Meta>>>>,
+    rng: Cell<u64>,
+    /// The bound on RS256/ES256 signature checks on this shard.
+    token_guard: RefCell<TokenGuard>,
+    /// Answers waiting for the storage commit that covers them (`xmpp::commit`), by token.
+    pub commit_waiters: RefCell<HashMap<u64, Waiter<H>, ahash::RandomState>>,
+    /// Rosters of this shard's online users (RFC 6121), cached while needed.
+    pub rosters: RefCell<HashMap<Box<str>, Roster, ahash::RandomState>>,
+    /// XEP-0198 sessions waiting for `<resume/>`, by SM id.
+    pub detached: RefCell<HashMap<String, Detached, ahash::RandomState>>,
+    /// Resumable XEP-0198 sessions still attached to their connection: SM id → (JID, connection).
+    pub sm_live: RefCell<HashMap<String, (Jid, u64), ahash::RandomState>>,
+    /// Storage requests waiting for room in the storage queue, in order (never spun on).
+    storage_overflow: RefCell<VecDeque<Request>>,
+    /// The last archive id this shard made (see `next_archive_id`).
+    last_archive_id: Cell<u64>,
+}
+
+impl<H> Core<H> {
+    pub fn new(id: usize, shared: Arc<Shared>) -> Core<H> {
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        Core {
+            id,
+            sessions: RefCell::new(SessionTable::default()),
+            conns: RefCell::new(HashMap::default()),
+            next_conn: Cell::new(1),
+            write_pool: Rc::new(RefCell::new(Vec::new())),
+            rng: Cell::new(u64::from_le_bytes(seed) | 1),
+            token_guard: RefCell::new(TokenGuard::new(
+                shared.cfg.auth.jwt_signature_checks_per_sec,
+            )),
+            commit_waiters: RefCell::new(HashMap::default()),
+            rosters: RefCell::new(HashMap::default()),
+            detached: RefCell::new(HashMap::default()),
+            sm_live: RefCell::new(HashMap::default()),
+            storage_overflow: RefCell::new(VecDeque::new()),
+            last_archive_id: Cell::new(0),
+            shared,
+        }
+    }
+
+    pub fn is_component_domain(&self, domain: &str) -> bool {
+        self.shared.component_domains.iter().any(|d| d == domain)
+    }
+
+    pub fn cfg(&self) -> &Config {
+        &self.shared.cfg
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.shared.cfg.server.domain
+    }
+
+    /// Where a bare JID lives.
+    pub fn home(&self, bare: &str) -> Home {
+        crate::runtime::home(bare, self.shared.shards)
+    }
+
+    /// Checks a JWT within this shard's bound on signature checks.
+    pub fn check_token(&self, token: &str) -> Result<String, TokenError> {
+        self.token_guard
+            .borrow_mut()
+            .check(&self.shared.verifier, token)
+    }
+
+    pub fn register_conn(&self, limit: usize) -> Rc<Sink> {
+        let n = self.next_conn.get();
+        self.next_conn.set(n + 1);
+        let ctl = Rc::new(Sink::new((n << 8) | self.id as u64, limit));
+        self.conns.borrow_mut().insert(ctl.id, Rc::downgrade(&ctl));
+        self.shared.conn_counts[self.id].fetch_add(1, Ordering::Relaxed);
+        ctl
+    }
+
+    pub fn unregister_conn(&self, id: u64) {
+        if self.conns.borrow_mut().remove(&id).is_some() {
+            self.shared.conn_counts[self.id].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A live connection of this shard by id.
+    pub fn conn(&self, id: u64) -> Option<Rc<Sink>> {
+        self.conns.borrow().get(&id).and_then(Weak::upgrade)
+    }
+
+    /// Every live connection of this shard.
+    pub fn all_conns(&self) -> Vec<Rc<Sink>> {
+        self.conns
+            .borrow()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+
+    pub fn live_conns(&self) -> usize {
+        self.conns.borrow().len()
+    }
+
+    /// A cheap per-shard random number (xorshift), for resource names and stream ids.
+    pub fn random(&self) -> u64 {
+        let mut x = self.rng.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng.set(x);
+        x
+    }
+
+    /// A new archive id: increasing on this shard, unique across shards
+    /// (`storage::archive_id`).
+    pub fn next_archive_id(&self) -> u64 {
+        crate::storage::archive_id(self.id, &self.last_archive_id)
+    }
+
+    pub fn has_storage(&self) -> bool {
+        self.shared.storage.is_some()
+    }
+
+    /// Sends a request to storage without blocking and in order: when the storage queue
+    /// is full it waits in this shard's overflow, which the shard's loop retries.
+    pub fn storage(&self, req: Request) {
+        let Some(s) = &self.shared.storage else {
+            return;
+        };
+        let mut of = self.storage_overflow.borrow_mut();
+        if of.is_empty() {
+            match s.try_send(req) {
+                Ok(()) => return,
+                Err(r) => of.push_back(r),
+            }
+        } else {
+            of.push_back(req);
+        }
+        self.shared.storage_backlogs[self.id].store(of.len(), Ordering::Relaxed);
+    }
+
+    /// Like `storage`, but refused (given back) instead of queued when storage is behind:
+    /// for requests whose sender can be told (a bounce), so the overflow stays small.
+    #[allow(clippy::result_large_err)]
+    pub fn storage_try(&self, req: Request) -> Result<(), Request> {
+        let Some(s) = &self.shared.storage else {
+            return Err(req);
+        };
+        if !self.storage_overflow.borrow().is_empty() {
+            return Err(req);
+        }
+        s.try_send(req)
+    }
+
+    /// Retries held-back storage requests; true when none are left.
+    pub fn flush_storage_overflow(&self) -> bool {
+        let Some(s) = &self.shared.storage else {
+            return true;
+        };
+        let mut of = self.storage_overflow.borrow_mut();
+        if of.is_empty() {
+            return true;
+        }
+        while let Some(r) = of.pop_front() {
+            if let Err(r) = s.try_send(r) {
+                of.push_front(r);
+                break;
+            }
+        }
+        self.shared.storage_backlogs[self.id].store(of.len(), Ordering::Relaxed);
+        of.is_empty()
+    }
+
+    /// Whether storage requests wait for a full storage queue beyond the bound (a slow
+    /// disk): readers should pause.
+    pub fn storage_overflowing(&self) -> bool {
+        self.storage_overflow.borrow().len() >= self.cfg().storage.shard_backlog_max
+    }
+}
+
+/// An IQ request to the server or to an account, for the handlers modules register.
+pub struct IqRequest<'a, 's, H> {
+    pub shard: &'a H,
+    pub from: &'a Jid,
+    /// `None`: sent without `to` (to the user's own account).
+    pub to: Option<&'a Jid>,
+    pub stype: super::router::SType,
+    pub st: &'a Stanza<'s>,
+    /// The iq's one child element.
+    pub child: usize,
+}
+
+impl<H> IqRequest<'_, '_, H> {
+    /// Addressed to the server's domain (not to an account).
+    pub fn to_server(&self) -> bool {
+        self.to.is_some_and(|t| t.local().is_none())
+    }
+}
+
+pub enum IqReply {
+    /// The child of the result (may be empty).
+    Result(Vec<u8>),
+    Error(super::errors::Cond),
+    /// The handler answers by itself, later (e.g. after storage).
+    Later,
+}
+
+/// An IQ handler: cold (one call per request, through a table by namespace).
+pub type IqHandler<H> = fn(&Ctx<H>, &IqRequest<H>) -> IqReply;
+
+/// What the core needs from the shard that hosts it, and where modules plug in. Every
+/// hook has a default that does nothing, so a host with no modules is a plain XMPP server.
+pub trait Host: Sized + 'static + std::ops::Deref<Target = Core<Self>> {
+    /// The one function that sends to another shard (or, later, node): `to` is where the
+    /// recipient lives; this shard's own messages are handled at once.
+    fn send(&self, to: Home, m: Msg);
+
+    /// IQ handlers by the namespace of the iq's child (requests to the server or to an
+    /// account; RFC 6120 §8.2.3).
+    fn iq_handler(&self, ns: &str, local: &str) -> Option<IqHandler<Self>>;
+
+    /// A resource was bound.
+    fn on_bind(&self, _jid: &Jid) {}
+
+    /// A session became available with a non-negative priority (RFC 6121 §8.5.2.1.1), or
+    /// an available session was resumed: whatever waited for it can come.
+    fn on_available(&self, _jid: &Jid, _conn: u64) {}
+
+    /// An outbound message, stamped, before it is routed (on the sender's shard).
+    /// `local`: addressed to this domain's users.
+    fn on_message_out(&self, _sender: &Jid, _conn: u64, _r: &Routed, _local: bool) {}
+
+    /// A stanza on its recipient's home shard, before targets are chosen: a module may
+    /// take it (`None`: handled) or give back what to deliver instead. `first`: false
+    /// when it is routed again after a session lost it.
+    fn on_inbound(&self, r: Routed, _first: bool) -> Option<Routed> {
+        Some(r)
+    }
+
+    /// A message was queued to these connections of its recipient.
+    fn after_delivery(&self, _r: &Routed, _conns: &[u64]) {}
+
+    /// A chat/normal message nobody available could take (RFC 6121 §8.5.2.1.1).
+    fn undeliverable(&self, r: Routed) {
+        super::router::bounce(self, &r, super::errors::Cond::ServiceUnavailable);
+    }
+
+    /// The features (namespaces) the server advertises in its disco#info, beyond the IQ
+    /// namespaces.
+    fn server_features(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
