@@ -7,10 +7,26 @@
 //! MUC and the archive behave exactly as for `/xmpp`. A stanza delivered to the session is
 //! rendered to JSON events at the moment it is queued on the connection (`render.rs`), from
 //! the borrowed stanza view: no second connection, no loopback XMPP stream.
+//!
+//! `request.rs` (the event-name table) and `render.rs` (the dispatch by stanza kind) only
+//! dispatch; each feature file holds both directions of one feature, with its tests:
+//! `presence.rs`, `roster.rs`, `chat.rs`, `muc/`, `mam.rs`, `disco.rs` (with ping), and
+//! `forms.rs` (data forms, shared by rooms, discovery and the archive). `common.rs` holds
+//! the helpers every feature file uses.
 
+mod chat;
+mod common;
+mod disco;
+mod forms;
+mod mam;
+mod muc;
+mod presence;
 pub mod render;
 pub mod request;
+mod roster;
 pub mod session;
+#[cfg(test)]
+mod testing;
 pub mod transport;
 
 use serde_json::{Value, json};
@@ -29,7 +45,7 @@ pub enum Pending {
     /// muc#owner config get → `(null, {title?, instructions?, fields:[...]})`.
     RoomConfig,
     /// MAM query → `(null, echo, rsm)` where `echo` is `{with?, start?, end?}` as asked.
-    Mam { query_id: String, echo: Value },
+    Mam { echo: Value },
 }
 
 /// A request the gateway refuses before anything reaches XMPP.

@@ -1,0 +1,369 @@
+//! Room administration, both ways.
+//!
+//! - Rendered: the callback of `xmpp.muc.room.config.get`, the room's configuration form
+//!   as `{title?, instructions?, fields:[...]}`.
+//! - Requested: `xmpp.muc.role.set`, `xmpp.muc.affiliation`, `xmpp.muc.room.config.get`,
+//!   `xmpp.muc.room.config.set`, `xmpp.muc.destroy`; all need a callback, and all but
+//!   the config get answer `true`.
+//!
+//! XEP-0045: roles and affiliations as muc#admin items (§8.2–§10.8), configuration as a
+//! muc#owner form (§10.2), destroying a room (§10.9); XEP-0004 (data forms).
+
+use super::super::Pending;
+use super::super::common::{
+    R, el, invalid, iq, opt_array, opt_jid, opt_str, req, req_enum, req_jid, req_str,
+};
+use super::super::forms::{NS_DATA, data_form, field_values, submit_form};
+use super::super::request::{Event, Request};
+use super::{occupant, reason, room};
+use crate::xml::stanza::Stanza;
+use crate::xmpp::jid::Jid;
+use serde_json::{Value, json};
+
+const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+
+const ROLES: &[&str] = &["none", "visitor", "participant", "moderator"];
+const AFFILIATIONS: &[&str] = &["owner", "admin", "member", "outcast", "none"];
+
+// ---------------------------------------------------------------------------------------
+// Stanza → events
+
+/// The callback's result of a room configuration get: the form, or no fields.
+pub(in super::super) fn config_result(st: &Stanza) -> Value {
+    st.child(0, "query", NS_MUC_OWNER)
+        .and_then(|q| st.child(q, "x", NS_DATA))
+        .map_or_else(|| json!({ "fields": [] }), |x| data_form(st, x))
+}
+
+// ---------------------------------------------------------------------------------------
+// Events → stanzas
+
+/// `xmpp.muc.role.set` (an occupant's role, by nick) and `xmpp.muc.affiliation` (a user's
+/// affiliation, by bare JID).
+pub(in super::super) fn set_item(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Request> {
+    let m = e.obj()?;
+    let room = room(m, e.ctx)?;
+    let item = if e.name == "muc.role.set" {
+        let nick = req_str(m, "nick")?;
+        occupant(&room, &nick)?;
+        let role = req_enum(m, "role", ROLES)?;
+        el(
+            "item",
+            &[("nick", Some(&nick)), ("role", Some(role))],
+            &reason(m)?,
+        )
+    } else {
+        let jid = req_jid(m, "jid")?;
+        let aff = req_enum(m, "affiliation", AFFILIATIONS)?;
+        el(
+            "item",
+            &[("jid", Some(jid.bare())), ("affiliation", Some(aff))],
+            &reason(m)?,
+        )
+    };
+    let query = el("query", &[("xmlns", Some(NS_MUC_ADMIN))], &item);
+    Ok(iq(
+        "set",
+        Some(room.as_str()),
+        &query,
+        Pending::True,
+        new_id,
+    ))
+}
+
+/// `xmpp.muc.room.config.get`: the callback gets the form.
+pub(in super::super) fn config_get(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Request> {
+    let room = room(e.obj()?, e.ctx)?;
+    let query = el("query", &[("xmlns", Some(NS_MUC_OWNER))], "");
+    Ok(iq(
+        "get",
+        Some(room.as_str()),
+        &query,
+        Pending::RoomConfig,
+        new_id,
+    ))
+}
+
+/// `xmpp.muc.room.config.set`: `form` is `[{var, type?, value?}...]`.
+pub(in super::super) fn config_set(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Request> {
+    let m = e.obj()?;
+    let room = room(m, e.ctx)?;
+    let mut fields = vec![];
+    for f in req(opt_array(m, "form")?, "form")? {
+        let Some(f) = f.as_object() else {
+            return invalid("form");
+        };
+        let var = req_str(f, "var")?;
+        fields.push((var, opt_str(f, "type")?, field_values(f.get("value"))?));
+    }
+    let form = submit_form("http://jabber.org/protocol/muc#roomconfig", &fields);
+    let query = el("query", &[("xmlns", Some(NS_MUC_OWNER))], &form);
+    Ok(iq(
+        "set",
+        Some(room.as_str()),
+        &query,
+        Pending::True,
+        new_id,
+    ))
+}
+
+/// `xmpp.muc.destroy`, with a `reason` and an `alternative` room.
+pub(in super::super) fn destroy(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Request> {
+    let m = e.obj()?;
+    let room = room(m, e.ctx)?;
+    let alt = opt_jid(m, "alternative")?;
+    let destroy = el(
+        "destroy",
+        &[("jid", alt.as_ref().map(Jid::as_str))],
+        &reason(m)?,
+    );
+    let query = el("query", &[("xmlns", Some(NS_MUC_OWNER))], &destroy);
+    Ok(iq(
+        "set",
+        Some(room.as_str()),
+        &query,
+        Pending::True,
+        new_id,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::Pending;
+    use super::super::super::testing::*;
+    use super::{NS_MUC_ADMIN, NS_MUC_OWNER};
+    use serde_json::json;
+
+    #[test]
+    fn room_config_result() {
+        // XEP-0045 example 163 (abridged).
+        let xml = "<iq from='coven@conference.localhost' id='q1' to='alice@localhost/web' type='result'>\
+            <query xmlns='http://jabber.org/protocol/muc#owner'>\
+            <x xmlns='jabber:x:data' type='form'>\
+            <title>Configuration for &quot;coven&quot; Room</title>\
+            <instructions>Complete this form to modify the configuration of your room.</instructions>\
+            <field type='hidden' var='FORM_TYPE'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+            <field type='fixed'><value>Room configuration</value></field>\
+            <field label='Natural-Language Room Name' type='text-single' var='muc#roomconfig_roomname'>\
+            <value>A Dark Cave</value></field>\
+            <field label='Short Description of Room' type='text-multi' var='muc#roomconfig_roomdesc'>\
+            <value>The place for all good witches!</value><value>Second line</value></field>\
+            <field label='Make Room Persistent?' type='boolean' var='muc#roomconfig_persistentroom'>\
+            <required/><value>0</value></field>\
+            <field label='Maximum Number of Occupants' type='list-single' var='muc#roomconfig_maxusers'>\
+            <value>10</value><option label='10'><value>10</value></option>\
+            <option><value>20</value></option></field>\
+            <field label='Roles for which Presence is Broadcasted' type='list-multi' var='muc#roomconfig_presencebroadcast'>\
+            <value>moderator</value><value>participant</value>\
+            <option label='Moderator'><value>moderator</value></option></field>\
+            <field label='Room Admins' type='jid-multi' var='muc#roomconfig_roomadmins'/>\
+            <field type='text-private' var='muc#roomconfig_roomsecret'/>\
+            </x></query></iq>";
+        assert_eq!(
+            answer(xml, Pending::RoomConfig),
+            vec![
+                json!(null),
+                json!({
+                    "title": "Configuration for \"coven\" Room",
+                    "instructions": "Complete this form to modify the configuration of your room.",
+                    "fields": [
+                        {"var": "FORM_TYPE", "type": "hidden", "required": false,
+                         "value": "http://jabber.org/protocol/muc#roomconfig"},
+                        {"var": "muc#roomconfig_roomname", "type": "text-single",
+                         "label": "Natural-Language Room Name", "required": false,
+                         "value": "A Dark Cave"},
+                        {"var": "muc#roomconfig_roomdesc", "type": "text-multi",
+                         "label": "Short Description of Room", "required": false,
+                         "value": ["The place for all good witches!", "Second line"]},
+                        {"var": "muc#roomconfig_persistentroom", "type": "boolean",
+                         "label": "Make Room Persistent?", "required": true, "value": "0"},
+                        {"var": "muc#roomconfig_maxusers", "type": "list-single",
+                         "label": "Maximum Number of Occupants", "required": false, "value": "10",
+                         "options": [{"label": "10", "value": "10"}, {"value": "20"}]},
+                        {"var": "muc#roomconfig_presencebroadcast", "type": "list-multi",
+                         "label": "Roles for which Presence is Broadcasted", "required": false,
+                         "value": ["moderator", "participant"],
+                         "options": [{"label": "Moderator", "value": "moderator"}]},
+                        {"var": "muc#roomconfig_roomadmins", "type": "jid-multi",
+                         "label": "Room Admins", "required": false, "value": []},
+                        {"var": "muc#roomconfig_roomsecret", "type": "text-private",
+                         "required": false},
+                    ]
+                })
+            ]
+        );
+        assert_eq!(
+            answer("<iq type='result' id='q1'/>", Pending::RoomConfig),
+            vec![json!(null), json!({"fields": []})]
+        );
+    }
+
+    #[test]
+    fn muc_admin() {
+        let room = "group-x@conference.localhost";
+        assert_eq!(
+            tracked(
+                "xmpp.muc.role.set",
+                json!({"room": "group-x", "nick": "B&b", "role": "visitor", "reason": "r'"}),
+                Pending::True
+            ),
+            format!(
+                "<iq {C} type='set' to='{room}' id='id1'><query xmlns='{NS_MUC_ADMIN}'>\
+                 <item nick='B&amp;b' role='visitor'><reason>r'</reason></item></query></iq>"
+            )
+        );
+        assert_eq!(
+            tracked(
+                "xmpp.muc.affiliation",
+                json!({"room": room, "jid": "bob@localhost/x", "affiliation": "outcast"}),
+                Pending::True
+            ),
+            format!(
+                "<iq {C} type='set' to='{room}' id='id1'><query xmlns='{NS_MUC_ADMIN}'>\
+                 <item jid='bob@localhost' affiliation='outcast'/></query></iq>"
+            )
+        );
+        assert_eq!(
+            tracked(
+                "xmpp.muc.room.config.get",
+                json!({"room": "group-x"}),
+                Pending::RoomConfig
+            ),
+            format!("<iq {C} type='get' to='{room}' id='id1'><query xmlns='{NS_MUC_OWNER}'/></iq>")
+        );
+        let form = json!([
+            {"var": "muc#roomconfig_roomname", "value": "A & <B>"},
+            {"var": "muc#roomconfig_persistentroom", "value": true, "type": "boolean"},
+            {"var": "muc#roomconfig_maxusers", "value": 30},
+            {"var": "muc#roomconfig_roomowners", "value": ["a@localhost", "b@localhost"], "type": "jid-multi"},
+        ]);
+        assert_eq!(
+            tracked(
+                "xmpp.muc.room.config.set",
+                json!({"room": "group-x", "form": form}),
+                Pending::True
+            ),
+            format!(
+                "<iq {C} type='set' to='{room}' id='id1'><query xmlns='{NS_MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'>\
+                 <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+                 <field var='muc#roomconfig_roomname'><value>A &amp; &lt;B&gt;</value></field>\
+                 <field var='muc#roomconfig_persistentroom' type='boolean'><value>1</value></field>\
+                 <field var='muc#roomconfig_maxusers'><value>30</value></field>\
+                 <field var='muc#roomconfig_roomowners' type='jid-multi'><value>a@localhost</value><value>b@localhost</value></field>\
+                 </x></query></iq>"
+            )
+        );
+        assert_eq!(
+            tracked(
+                "xmpp.muc.destroy",
+                json!({"room": "group-x", "reason": "gone & done", "alternative": "new@conference.localhost"}),
+                Pending::True
+            ),
+            format!(
+                "<iq {C} type='set' to='{room}' id='id1'><query xmlns='{NS_MUC_OWNER}'>\
+                 <destroy jid='new@conference.localhost'><reason>gone &amp; done</reason></destroy></query></iq>"
+            )
+        );
+        assert_eq!(
+            xml("xmpp.muc.destroy", json!({"room": "group-x"})),
+            format!(
+                "<iq {C} type='set' to='{room}' id='id1'><query xmlns='{NS_MUC_OWNER}'><destroy/></query></iq>"
+            )
+        );
+    }
+
+    #[test]
+    fn muc_admin_errors() {
+        for ev in [
+            "role.set",
+            "affiliation",
+            "room.config.get",
+            "room.config.set",
+            "destroy",
+        ] {
+            assert_eq!(
+                err(&format!("xmpp.muc.{ev}"), json!(1), false),
+                "Missing callback"
+            );
+            assert_eq!(
+                err(&format!("xmpp.muc.{ev}"), json!(1), true),
+                "Message not an object"
+            );
+            assert_eq!(
+                err(&format!("xmpp.muc.{ev}"), json!({}), true),
+                "Missing 'room' key"
+            );
+        }
+        let e = |ev, p| err(ev, p, true);
+        assert_eq!(
+            e("xmpp.muc.role.set", json!({"room": "g", "role": "none"})),
+            "Missing 'nick' key"
+        );
+        assert_eq!(
+            e("xmpp.muc.role.set", json!({"room": "g", "nick": "n"})),
+            "Missing 'role' key"
+        );
+        assert_eq!(
+            e(
+                "xmpp.muc.role.set",
+                json!({"room": "g", "nick": "n", "role": "king"})
+            ),
+            "Invalid 'role' value"
+        );
+        assert_eq!(
+            e(
+                "xmpp.muc.affiliation",
+                json!({"room": "g", "affiliation": "none"})
+            ),
+            "Missing 'jid' key"
+        );
+        assert_eq!(
+            e("xmpp.muc.affiliation", json!({"room": "g", "jid": "<x>"})),
+            "Invalid JID"
+        );
+        assert_eq!(
+            e(
+                "xmpp.muc.affiliation",
+                json!({"room": "g", "jid": "a@b", "affiliation": "boss"})
+            ),
+            "Invalid 'affiliation' value"
+        );
+        assert_eq!(
+            e("xmpp.muc.room.config.set", json!({"room": "g"})),
+            "Missing 'form' key"
+        );
+        assert_eq!(
+            e("xmpp.muc.room.config.set", json!({"room": "g", "form": {}})),
+            "Invalid 'form' value"
+        );
+        assert_eq!(
+            e(
+                "xmpp.muc.room.config.set",
+                json!({"room": "g", "form": [1]})
+            ),
+            "Invalid 'form' value"
+        );
+        assert_eq!(
+            e(
+                "xmpp.muc.room.config.set",
+                json!({"room": "g", "form": [{"value": 1}]})
+            ),
+            "Missing 'var' key"
+        );
+        assert_eq!(
+            e(
+                "xmpp.muc.room.config.set",
+                json!({"room": "g", "form": [{"var": "v", "value": {}}]})
+            ),
+            "Invalid 'value' value"
+        );
+        assert_eq!(
+            e(
+                "xmpp.muc.destroy",
+                json!({"room": "g", "alternative": "a@"})
+            ),
+            "Invalid JID"
+        );
+    }
+}
