@@ -8,6 +8,14 @@
 //! seated directly (a real join is O(N) presences by XEP-0045's design, so building a
 //! 10,000-occupant room by joins would take 50 million presences).
 //!
+//! `muc_join/occupants_N`: one real join, the N-th occupant into a room of N-1 (the room
+//! built as above): the N-1 presences to the joiner, the joiner's presence to all N, the
+//! subject. Its leave, and the writers' draining, are not timed.
+//!
+//! `muc_private/occupants_N`: one private message (XEP-0045 §7.5) from the last occupant of
+//! a room of N to the first: the room finds the sender by its session and the recipient by
+//! its nick, so the cost should not grow with N.
+//!
 //! Run: `cargo bench --bench fanout`.
 
 use aoba::config::Config;
@@ -52,7 +60,7 @@ fn setup(n: usize) -> (Rc<Shard>, Vec<Rc<Sink>>, Jid) {
             let st = Stanza::parse(&join, &limits).unwrap();
             let to = format!("{ROOM}/u0");
             service.handle(
-                &shard,
+                &*shard,
                 router::stamp(
                     &st,
                     Kind::Presence,
@@ -68,6 +76,115 @@ fn setup(n: usize) -> (Rc<Shard>, Vec<Rc<Sink>>, Jid) {
         ctls.push(ctl);
     }
     (shard, ctls, Jid::parse("user0@localhost/web").unwrap())
+}
+
+/// Sends `from`'s available (join) or unavailable (leave) presence to `ROOM/nick`.
+fn presence(service: &aoba::muc::Service, shard: &Shard, from: &Jid, nick: &str, join: bool) {
+    let limits = Limits {
+        max_depth: 32,
+        max_attrs: 64,
+    };
+    let to = format!("{ROOM}/{nick}");
+    let text = if join {
+        format!(
+            "<presence xmlns='jabber:client' to='{to}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+        )
+    } else {
+        format!("<presence xmlns='jabber:client' to='{to}' type='unavailable'/>")
+    };
+    let st = Stanza::parse(&text, &limits).unwrap();
+    let stype = if join {
+        SType::Available
+    } else {
+        SType::Unavailable
+    };
+    service.handle(
+        shard,
+        router::stamp(&st, Kind::Presence, stype, from.as_str(), Some(&to)),
+    );
+}
+
+fn join_benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("muc_join");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(20);
+    for n in [1000usize, 10_000] {
+        // The room of N with the last one seated, who leaves: a room of N-1 and its joiner.
+        let (shard, ctls, _) = setup(n);
+        let service = &shard.muc;
+        let joiner = Jid::parse(&format!("user{}@localhost/web", n - 1)).unwrap();
+        let nick = format!("u{}", n - 1);
+        presence(service, &shard, &joiner, &nick, false);
+        for c in &ctls {
+            c.out.take_unsent();
+        }
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("occupants_{n}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let t = Instant::now();
+                    presence(service, &shard, &joiner, &nick, true);
+                    total += t.elapsed();
+                    presence(service, &shard, &joiner, &nick, false);
+                    for c in &ctls {
+                        c.out.take_unsent();
+                    }
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+fn private_benches(c: &mut Criterion) {
+    let limits = Limits {
+        max_depth: 32,
+        max_attrs: 64,
+    };
+    let mut g = c.benchmark_group("muc_private");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(20);
+    let to = format!("{ROOM}/u0");
+    let msg = format!(
+        "<message xmlns='jabber:client' to='{to}' type='chat' id='p1'><body>Hello there!</body></message>"
+    );
+    for n in [10usize, 1000, 10_000] {
+        let (shard, ctls, _) = setup(n);
+        let service = &shard.muc;
+        let sender = Jid::parse(&format!("user{}@localhost/web", n - 1)).unwrap();
+        g.bench_function(format!("occupants_{n}"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                while left > 0 {
+                    let k = left.min(32);
+                    let t = Instant::now();
+                    for _ in 0..k {
+                        let st = Stanza::parse(&msg, &limits).unwrap();
+                        service.handle(
+                            &*shard,
+                            router::stamp(
+                                &st,
+                                Kind::Message,
+                                SType::Chat,
+                                sender.as_str(),
+                                Some(&to),
+                            ),
+                        );
+                    }
+                    total += t.elapsed();
+                    ctls[0].out.take_unsent(); // what the writer does, not timed
+                    left -= k;
+                }
+                total
+            })
+        });
+    }
+    g.finish();
 }
 
 fn benches(c: &mut Criterion) {
@@ -96,7 +213,7 @@ fn benches(c: &mut Criterion) {
                     for _ in 0..k {
                         let st = Stanza::parse(MSG, &limits).unwrap();
                         service.handle(
-                            &shard,
+                            &*shard,
                             router::stamp(
                                 &st,
                                 Kind::Message,
@@ -119,5 +236,5 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches_group, benches);
+criterion_group!(benches_group, benches, join_benches, private_benches);
 criterion_main!(benches_group);

@@ -1,8 +1,8 @@
 //! What a room sends: stanzas to one occupant, and broadcasts serialized once as a head and
 //! a tail around the `to` attribute, sent as one batch per destination shard.
 
-use crate::server::Shard;
 use crate::xml::escape::escape_attr;
+use crate::xmpp::core::Host;
 use crate::xmpp::router::{self, Kind, Routed, SType};
 use bytes::Bytes;
 
@@ -45,18 +45,18 @@ impl Out {
         }
     }
 
-    pub fn flush(self, shard: &Shard) {
+    pub fn flush<H: Host>(self, shard: &H) {
         if self.durable && shard.shared.storage.is_some() {
             crate::xmpp::commit::after_commit(
                 shard,
-                Box::new(move |shard: &Shard, stored: bool| self.send(shard, stored)),
+                Box::new(move |shard: &H, stored: bool| self.send(shard, stored)),
             );
         } else {
             self.send(shard, true);
         }
     }
 
-    fn send(self, shard: &Shard, stored: bool) {
+    fn send<H: Host>(self, shard: &H, stored: bool) {
         for op in self.ops {
             match op {
                 Op::One(r) => router::route(shard, r),

@@ -4,10 +4,16 @@
 //! fan-out batch per shard (`fanout.rs`). Nothing in `xmpp/` knows about this module: the
 //! host hands it the stanzas for its domain (`Host::on_inbound`).
 
+mod admin;
+mod directory;
 mod fanout;
+mod join;
+mod message;
+mod occupants;
+mod owner;
 mod room;
 
-use crate::server::Shard;
+use crate::xmpp::core::Host;
 use crate::xmpp::router::Routed;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -86,7 +92,7 @@ pub struct Service {
     cfg: MucConfig,
     rooms: RefCell<HashMap<Box<str>, room::Room, ahash::RandomState>>,
     /// Public rooms of every shard (room JID → name), kept on the service JID's home
-    /// shard from the announcements rooms send it (`room::announce`).
+    /// shard from the announcements rooms send it (`directory::announce`).
     directory: RefCell<std::collections::BTreeMap<String, String>>,
 }
 
@@ -126,14 +132,14 @@ impl Service {
     }
 
     /// At start: the stored rooms whose home is this shard.
-    pub fn restore(&self, shard: &Shard, records: Vec<(String, Vec<u8>)>) {
+    pub fn restore<H: Host>(&self, shard: &H, records: Vec<(String, Vec<u8>)>) {
         for (jid, data) in records {
             if !jid.ends_with(&format!("@{}", self.domain)) {
                 continue;
             }
             match room::restore(&jid, &data, self.cfg.max_occupants, self.cfg.history_max) {
                 Some(mut r) => {
-                    room::announce_restored(&mut r, &self.domain, shard);
+                    directory::announce_restored(&mut r, &self.domain, shard);
                     self.rooms.borrow_mut().insert(jid.into_boxed_str(), r);
                 }
                 None => tracing::warn!(room = %jid, "could not restore a persistent room"),
@@ -143,7 +149,7 @@ impl Service {
 
     /// A stanza to this domain, on the home shard of its bare `to` (`room@domain`, or the
     /// domain itself for the service).
-    pub fn handle(&self, shard: &Shard, r: Routed) {
+    pub fn handle<H: Host>(&self, shard: &H, r: Routed) {
         if !self.cfg.enabled {
             crate::xmpp::router::bounce(shard, &r, crate::xmpp::errors::Cond::ServiceUnavailable);
             return;

@@ -101,7 +101,7 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
         let users = std::mem::take(&mut users.lock().unwrap()[id]);
         shard.offline.restore(users);
         let rooms = std::mem::take(&mut rooms.lock().unwrap()[id]);
-        shard.muc.restore(&shard, rooms);
+        shard.muc.restore(&*shard, rooms);
         shard
     })?;
     // The line scripts and tests wait for.

@@ -1,0 +1,171 @@
+//! Roles and affiliations (XEP-0045 §8 moderator, §9 admin and §10.3–10.8 owner use
+//! cases): muc#admin items that change an occupant's role by nick (kick, voice, moderator)
+//! or a user's affiliation by JID (ban, membership, admin, owner), with the permission
+//! rules of §5; and the lists of occupants by role and of users by affiliation.
+
+use super::NS_MUC_ADMIN;
+use super::fanout::Out;
+use super::room::{Affiliation, Role, Room, err, iq_result, persist};
+use crate::xml::escape::escape_attr_to_string as ea;
+use crate::xml::stanza::Stanza;
+use crate::xmpp::core::Host;
+use crate::xmpp::errors::Cond;
+use crate::xmpp::jid::Jid;
+use crate::xmpp::router::Routed;
+use std::fmt::Write;
+
+/// A muc#admin get (query `c` of `st`, from a user of affiliation `aff`): the users of one
+/// affiliation, or the occupants of one role.
+pub(super) fn get(room: &Room, st: &Stanza, c: usize, aff: Affiliation, r: &Routed, out: &mut Out) {
+    if aff < Affiliation::Admin {
+        return err(out, r, Cond::Forbidden, Some("admins only"));
+    }
+    let Some(item) = st.child(c, "item", NS_MUC_ADMIN) else {
+        return err(out, r, Cond::BadRequest, None);
+    };
+    let mut q = format!("<query xmlns='{NS_MUC_ADMIN}'>");
+    if let Some(a) = st
+        .attr(item, "affiliation")
+        .and_then(|a| Affiliation::parse(&a.value()))
+    {
+        let mut list: Vec<_> = room
+            .affiliations
+            .iter()
+            .filter(|(_, v)| **v == a)
+            .map(|(k, _)| k.clone())
+            .collect();
+        list.sort();
+        for j in list {
+            let _ = write!(q, "<item affiliation='{}' jid='{}'/>", a.name(), ea(&j));
+        }
+    } else if let Some(ro) = st.attr(item, "role").and_then(|a| Role::parse(&a.value())) {
+        for (_, o) in room.occupants.iter().filter(|(_, o)| o.role == ro) {
+            let _ = write!(
+                q,
+                "<item role='{}' nick='{}' affiliation='{}' jid='{}'/>",
+                ro.name(),
+                ea(o.nick()),
+                room.affiliation(o.bare()).name(),
+                ea(o.bare())
+            );
+        }
+    } else {
+        return err(out, r, Cond::BadRequest, None);
+    }
+    q.push_str("</query>");
+    iq_result(out, r, &q);
+}
+
+/// A muc#admin set (query `c` of `st`) by session `from`, of affiliation `aff`: its items
+/// in order; the first refused stops the rest (those before it stay applied).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn set<H: Host>(
+    shard: &H,
+    room: &mut Room,
+    st: &Stanza,
+    c: usize,
+    aff: Affiliation,
+    r: &Routed,
+    from: &str,
+    out: &mut Out,
+) {
+    let actor_role = room
+        .occupants
+        .by_session(from)
+        .map(|i| room.occupants[i].role)
+        .unwrap_or(Role::None);
+    for item in st.children(c).collect::<Vec<_>>() {
+        if let Err(cond) = admin_item(room, st, item, aff, actor_role, out) {
+            persist(shard, room, out);
+            return err(out, r, cond, None);
+        }
+    }
+    persist(shard, room, out);
+    iq_result(out, r, "");
+}
+
+/// One `<item/>` of a muc#admin set (§9, §10): a role change by nick or an affiliation
+/// change by JID, with the permission rules of XEP-0045 §5.
+fn admin_item(
+    room: &mut Room,
+    st: &Stanza,
+    item: usize,
+    aff: Affiliation,
+    actor_role: Role,
+    out: &mut Out,
+) -> Result<(), Cond> {
+    if let Some(role) = st.attr(item, "role").map(|a| a.value()) {
+        let role = Role::parse(&role).ok_or(Cond::BadRequest)?;
+        let nick = st
+            .attr(item, "nick")
+            .map(|a| a.value())
+            .ok_or(Cond::BadRequest)?;
+        let oi = room.occupants.by_nick(&nick).ok_or(Cond::ItemNotFound)?;
+        let target_aff = room.affiliation(room.occupants[oi].bare());
+        let allowed = match role {
+            Role::Moderator => aff >= Affiliation::Admin,
+            _ => {
+                actor_role == Role::Moderator && target_aff < Affiliation::Admin
+                    || aff > target_aff && aff >= Affiliation::Admin
+            }
+        };
+        if !allowed {
+            return Err(Cond::NotAllowed);
+        }
+        if role == Role::None {
+            remove_occupant(room, oi, 307, out);
+        } else {
+            room.occupants[oi].role = role;
+            room.broadcast_presence(oi, role, false, &[], &[], "", out);
+        }
+        return Ok(());
+    }
+    let new = st
+        .attr(item, "affiliation")
+        .and_then(|a| Affiliation::parse(&a.value()))
+        .ok_or(Cond::BadRequest)?;
+    let jid = st
+        .attr(item, "jid")
+        .map(|a| a.value())
+        .ok_or(Cond::BadRequest)?;
+    let jid = Jid::parse(&jid).map_err(|_| Cond::JidMalformed)?;
+    let bare = jid.bare();
+    let current = room.affiliation(bare);
+    let allowed = aff == Affiliation::Owner
+        || (aff == Affiliation::Admin && current < Affiliation::Admin && new < Affiliation::Admin);
+    if !allowed {
+        return Err(Cond::NotAllowed);
+    }
+    if new == Affiliation::None {
+        room.affiliations.remove(bare);
+    } else {
+        room.affiliations.insert(bare.into(), new);
+    }
+    // The user's occupants (a scan: by bare JID, and only on an affiliation change). A
+    // removal may renumber the others, so each turn looks again.
+    loop {
+        let mine = room.occupants.iter().find(|(_, o)| o.bare() == bare);
+        let Some((oi, _)) = mine else {
+            break;
+        };
+        if new == Affiliation::Outcast {
+            remove_occupant(room, oi, 301, out);
+        } else if room.cfg.members_only && new < Affiliation::Member {
+            remove_occupant(room, oi, 321, out);
+        } else {
+            let role = room
+                .default_role(new)
+                .max(room.occupants[oi].role.min(Role::Participant));
+            room.occupants[oi].role = role;
+            room.broadcast_presence(oi, role, false, &[], &[], "", out);
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Removes occupant `oi` for a kick (307), ban (301) or loss of membership (321).
+fn remove_occupant(room: &mut Room, oi: usize, code: u16, out: &mut Out) {
+    room.broadcast_presence(oi, Role::None, true, &[code], &[code], "", out);
+    room.occupants.remove(oi);
+}

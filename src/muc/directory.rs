@@ -1,0 +1,157 @@
+//! Discovery (XEP-0045 §6): the service's identity and features (§6.1–6.2), its
+//! directory of public rooms (§6.3), a room's information (§6.4) and items (§6.5, empty).
+//!
+//! Rooms live on their home shards, the directory on the service JID's home shard: a
+//! room tells it whether it is listed with a headline (`announce`, `unlist`), which the
+//! service takes in here (`service_stanza`).
+
+use super::fanout::{Out, build};
+use super::room::{Room, err, iq_result, parse};
+use super::{NS_MUC, Service};
+use crate::features::disco::{NS_INFO, NS_ITEMS};
+use crate::xml::escape::escape_attr_to_string as ea;
+use crate::xmpp::core::Host;
+use crate::xmpp::errors::Cond;
+use crate::xmpp::router::{Kind, Routed, SType, split_full};
+use std::fmt::Write;
+
+const NS_DIRECTORY: &str = "urn:aoba:muc:directory";
+
+/// After a restore: list it in the service's directory (see `announce`).
+pub(super) fn announce_restored<H: Host>(room: &mut Room, domain: &str, shard: &H) {
+    let mut out = Out::default();
+    if room.cfg.public {
+        room.listed = true;
+        out.one(directory_headline(room, domain));
+    }
+    out.flush(shard);
+}
+
+/// Tells the service's home shard whether `room` is in the public directory. A headline
+/// from the room's own JID: no client can send it, since the server stamps every client
+/// stanza's `from` with the client's JID.
+pub(super) fn announce(room: &mut Room, domain: &str, out: &mut Out) {
+    let listed =
+        room.cfg.public && !room.locked && (room.cfg.persistent || !room.occupants.is_empty());
+    if listed == room.listed {
+        return;
+    }
+    room.listed = listed;
+    out.one(directory_headline(room, domain));
+}
+
+/// The headline that tells the service whether `room` is listed now (`room.listed`).
+fn directory_headline(room: &Room, domain: &str) -> Routed {
+    let inner = format!(
+        "<x xmlns='{NS_DIRECTORY}' listed='{}' name='{}'/>",
+        room.listed as u8,
+        ea(&room.cfg.name)
+    );
+    build(
+        Kind::Message,
+        SType::Headline,
+        &room.jid,
+        domain,
+        " type='headline'",
+        &inner,
+    )
+}
+
+/// A room is going away: take it out of the directory.
+pub(super) fn unlist(room: &mut Room, domain: &str, out: &mut Out) {
+    room.cfg.public = false;
+    announce(room, domain, out);
+}
+
+/// A stanza to the service's own JID: a room's directory headline, or disco.
+pub(super) fn service_stanza(svc: &Service, r: &Routed, out: &mut Out) {
+    if r.kind == Kind::Message && r.stype == SType::Headline {
+        let from = r.from();
+        let (room_jid, _) = split_full(&from);
+        if room_jid.ends_with(&format!("@{}", svc.domain))
+            && let Some(st) = parse(r)
+            && let Some(x) = st.child(0, "x", NS_DIRECTORY)
+        {
+            let mut dir = svc.directory.borrow_mut();
+            if st.attr(x, "listed").map(|a| a.value()).as_deref() == Some("1") {
+                let name = st
+                    .attr(x, "name")
+                    .map(|a| a.value().into_owned())
+                    .unwrap_or_default();
+                dir.insert(room_jid.to_string(), name);
+            } else {
+                dir.remove(room_jid);
+            }
+        }
+        return;
+    }
+    if r.kind != Kind::Iq || !matches!(r.stype, SType::Get | SType::Set) {
+        if r.kind == Kind::Message {
+            err(out, r, Cond::ServiceUnavailable, None);
+        }
+        return;
+    }
+    let Some(st) = parse(r) else {
+        return err(out, r, Cond::BadRequest, None);
+    };
+    let Some(c) = st.children(0).next() else {
+        return err(out, r, Cond::BadRequest, None);
+    };
+    match (st.elems[c].ns, r.stype) {
+        (NS_INFO, SType::Get) => iq_result(
+            out,
+            r,
+            &format!(
+                "<query xmlns='{NS_INFO}'><identity category='conference' type='text' name='Chatrooms'/><feature var='{NS_MUC}'/><feature var='{NS_INFO}'/><feature var='{NS_ITEMS}'/></query>"
+            ),
+        ),
+        (NS_ITEMS, SType::Get) => {
+            // The directory of public rooms of every shard (XEP-0045 §6.3).
+            let mut q = format!("<query xmlns='{NS_ITEMS}'>");
+            for (jid, name) in svc.directory.borrow().iter() {
+                let _ = write!(q, "<item jid='{}' name='{}'/>", ea(jid), ea(name));
+            }
+            q.push_str("</query>");
+            iq_result(out, r, &q);
+        }
+        _ => err(out, r, Cond::ServiceUnavailable, None),
+    }
+}
+
+/// §6.4: the room's identity and features (its configuration as `muc_*` features).
+pub(super) fn room_info<H: Host>(shard: &H, room: &Room, r: &Routed, out: &mut Out) {
+    let c = &room.cfg;
+    let f = |on: bool, a: &str, b: &str| if on { a.to_string() } else { b.to_string() };
+    let feats = [
+        NS_MUC.to_string(),
+        f(c.persistent, "muc_persistent", "muc_temporary"),
+        f(c.public, "muc_public", "muc_hidden"),
+        f(c.members_only, "muc_membersonly", "muc_open"),
+        f(c.moderated, "muc_moderated", "muc_unmoderated"),
+        f(
+            c.password.is_some(),
+            "muc_passwordprotected",
+            "muc_unsecured",
+        ),
+        f(c.whois_anyone, "muc_nonanonymous", "muc_semianonymous"),
+        "urn:xmpp:sid:0".to_string(),
+    ];
+    // XEP-0313 §6.1: a room with an archive says so, or clients never ask it.
+    let mam = crate::features::mam::archive_available(shard)
+        .is_ok()
+        .then_some(crate::features::mam::NS.to_string());
+    let mut q = format!(
+        "<query xmlns='{NS_INFO}'><identity category='conference' type='text' name='{}'/>",
+        ea(&c.name)
+    );
+    for feat in feats.into_iter().chain(mam) {
+        let _ = write!(q, "<feature var='{feat}'/>");
+    }
+    q.push_str("</query>");
+    iq_result(out, r, &q);
+}
+
+/// §6.5: a room's items. Occupants are not listed.
+pub(super) fn room_items(r: &Routed, out: &mut Out) {
+    iq_result(out, r, &format!("<query xmlns='{NS_ITEMS}'/>"));
+}

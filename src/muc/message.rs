@@ -1,0 +1,373 @@
+//! Messages to a room (XEP-0045): groupchat reflected to all occupants (§7.4) and kept
+//! in the history and the room's archive, the subject (§8.1), private messages between
+//! occupants (§7.5), mediated invitations and declines (§7.8.2); and queries of the
+//! room's archive (XEP-0313 §6).
+
+use super::NS_MUC_USER;
+use super::fanout::{Out, build};
+use super::room::{Affiliation, Hist, Role, Room, Rooms, err, parse, persist, stanza_id};
+use crate::xml::escape::{escape_attr_to_string as ea, escape_text_to_string as et};
+use crate::xml::stanza::Stanza;
+use crate::xmpp::core::Host;
+use crate::xmpp::errors::Cond;
+use crate::xmpp::jid::Jid;
+use crate::xmpp::router::{Kind, Routed, SType};
+use bytes::Bytes;
+use std::fmt::Write;
+use std::time::SystemTime;
+
+pub(super) fn message<H: Host>(
+    shard: &H,
+    rooms: &mut Rooms,
+    r: &Routed,
+    bare: &str,
+    nick: Option<&str>,
+    from: &str,
+    out: &mut Out,
+) {
+    let Some(room) = rooms.get_mut(bare) else {
+        return err(out, r, Cond::ItemNotFound, Some("no such room"));
+    };
+    if r.stype == SType::Error {
+        return;
+    }
+    let oi = room.occupants.by_session(from);
+    if let (None, SType::Chat | SType::Normal) = (nick, r.stype) {
+        return invitation(shard, room, oi, r, out);
+    }
+    let Some(oi) = oi else {
+        return err(
+            out,
+            r,
+            Cond::NotAcceptable,
+            Some("only occupants may send messages to the room"),
+        );
+    };
+    match (r.stype, nick) {
+        (SType::Groupchat, None) => groupchat(shard, room, oi, r, out),
+        (SType::Groupchat, Some(_)) => err(
+            out,
+            r,
+            Cond::BadRequest,
+            Some("groupchat goes to the room's bare JID"),
+        ),
+        (_, Some(to_nick)) => {
+            // §7.5 private message: to every session of that occupant, from room/sender.
+            let Some(ti) = room.occupants.by_nick(to_nick) else {
+                return err(out, r, Cond::ItemNotFound, Some("no such occupant"));
+            };
+            let sender = room.occupant_jid(room.occupants[oi].nick());
+            for s in room.occupants[ti].sessions() {
+                out.one(readdress(
+                    r,
+                    s.jid.as_str(),
+                    &sender,
+                    &format!("<x xmlns='{NS_MUC_USER}'/>"),
+                ));
+            }
+        }
+        (_, None) => err(
+            out,
+            r,
+            Cond::BadRequest,
+            Some("a message to the room is groupchat, an invite or a decline"),
+        ),
+    }
+}
+
+/// §7.8.2 mediated invitations, and declines (§7.8.2 end): the room passes an occupant's
+/// `<invite to/>` on from itself, naming the inviter; a `<decline to/>` from the invitee
+/// goes back to the inviter. In a members-only room only owners and admins invite, and the
+/// invitee becomes a member.
+fn invitation<H: Host>(shard: &H, room: &mut Room, oi: Option<usize>, r: &Routed, out: &mut Out) {
+    let Some(st) = parse(r) else {
+        return err(out, r, Cond::BadRequest, None);
+    };
+    let Some(x) = st.child(0, "x", NS_MUC_USER) else {
+        return err(
+            out,
+            r,
+            Cond::BadRequest,
+            Some("a message to the room is groupchat"),
+        );
+    };
+    // The inviter's (or decliner's) real JID, as the service saw it send.
+    let from_real = r.from().to_string();
+    let mut sent = false;
+    for (name, c) in st.children(x).map(|c| (st.elems[c].local, c)) {
+        if name != "invite" && name != "decline" {
+            continue;
+        }
+        let Some(to) = st.attr(c, "to").and_then(|a| Jid::parse(&a.value()).ok()) else {
+            return err(
+                out,
+                r,
+                Cond::JidMalformed,
+                Some("invite/decline needs a 'to' JID"),
+            );
+        };
+        let reason = st
+            .child(c, "reason", NS_MUC_USER)
+            .map(|e| format!("<reason>{}</reason>", et(&st.text(e))))
+            .unwrap_or_default();
+        let inner = if name == "invite" {
+            let Some(oi) = oi else {
+                return err(out, r, Cond::NotAcceptable, Some("only occupants invite"));
+            };
+            let aff = room.affiliation(room.occupants[oi].bare());
+            if room.cfg.members_only {
+                if aff < Affiliation::Admin {
+                    return err(
+                        out,
+                        r,
+                        Cond::Forbidden,
+                        Some("only admins invite to this room"),
+                    );
+                }
+                room.affiliations
+                    .insert(Box::from(to.bare()), Affiliation::Member);
+                persist(shard, room, out);
+            }
+            let password = room
+                .cfg
+                .password
+                .as_deref()
+                .map(|p| format!("<password>{}</password>", et(p)))
+                .unwrap_or_default();
+            format!(
+                "<x xmlns='{NS_MUC_USER}'><invite from='{}'>{reason}</invite>{password}</x>",
+                ea(&from_real)
+            )
+        } else {
+            format!(
+                "<x xmlns='{NS_MUC_USER}'><decline from='{}'>{reason}</decline></x>",
+                ea(&from_real)
+            )
+        };
+        out.one(build(
+            Kind::Message,
+            SType::Normal,
+            &room.jid,
+            to.as_str(),
+            "",
+            &inner,
+        ));
+        sent = true;
+    }
+    if !sent {
+        err(
+            out,
+            r,
+            Cond::BadRequest,
+            Some("a message to the room is groupchat, an invite or a decline"),
+        );
+    }
+}
+
+/// The routed stanza with new `to`/`from` (and `extra` as first child), the rest as is.
+fn readdress(r: &Routed, to: &str, from: &str, extra: &str) -> Routed {
+    let p = &r.payload;
+    let cut = r.to_range().start as usize - 5; // " to='"
+    let after = r.from_range().end as usize + 1; // '>' or '/>'
+    let mut v = Vec::with_capacity(p.len() + 64 + extra.len());
+    v.extend_from_slice(&p[..cut]);
+    v.extend_from_slice(b" to='");
+    let t0 = v.len() as u32;
+    crate::xml::escape::escape_attr(to, &mut v);
+    let t1 = v.len() as u32;
+    v.extend_from_slice(b"' from='");
+    let f0 = v.len() as u32;
+    crate::xml::escape::escape_attr(from, &mut v);
+    let f1 = v.len() as u32;
+    v.push(b'\'');
+    if p[after..].starts_with(b"/>") {
+        if extra.is_empty() {
+            v.extend_from_slice(b"/>");
+        } else {
+            let _ = write!(Wrap(&mut v), ">{extra}</{}>", r.kind.name());
+        }
+    } else {
+        v.push(b'>');
+        v.extend_from_slice(extra.as_bytes());
+        v.extend_from_slice(&p[after + 1..]);
+    }
+    Routed::from_parts(r.kind, r.stype, v, t0..t1, f0..f1)
+}
+
+struct Wrap<'a>(&'a mut Vec<u8>);
+impl std::fmt::Write for Wrap<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// §7.4: reflect to every occupant, serialized once. The sender's stanza is not parsed
+/// again: its start tag is rewritten from the offsets routing recorded.
+fn groupchat<H: Host>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out: &mut Out) {
+    if room.occupants[oi].role < Role::Participant {
+        return err(
+            out,
+            r,
+            Cond::Forbidden,
+            Some("visitors have no voice in this room"),
+        );
+    }
+    let p = &r.payload;
+    let nick = room.occupants[oi].nick().to_string();
+    // A subject change is the rare case that needs the element itself (§8.1).
+    if p.windows(8).any(|w| w == b"<subject")
+        && let Some(st) = parse(r)
+        && let Some(s) = st.child(0, "subject", crate::xmpp::NS_CLIENT)
+        && st.child(0, "body", crate::xmpp::NS_CLIENT).is_none()
+    {
+        if !room.cfg.change_subject && room.occupants[oi].role < Role::Moderator {
+            return err(
+                out,
+                r,
+                Cond::Forbidden,
+                Some("only moderators may change the subject"),
+            );
+        }
+        let text = st.text(s);
+        room.subject = (!text.is_empty()).then(|| (et(&text).into_owned(), nick.clone()));
+        persist(shard, room, out);
+    }
+    let cut = r.to_range().start as usize - 5;
+    let after = r.from_range().end as usize + 1;
+    let sid_val = stanza_id(shard);
+    let sid = format!(
+        "<stanza-id xmlns='urn:xmpp:sid:0' id='{sid_val}' by='{}'/>",
+        ea(&room.jid)
+    );
+    let from = room.occupant_jid(&nick);
+    let mut head = Vec::with_capacity(cut + from.len() + 16);
+    head.extend_from_slice(&p[..cut]);
+    head.extend_from_slice(b" from='");
+    crate::xml::escape::escape_attr(&from, &mut head);
+    head.push(b'\'');
+    let head = Bytes::from(head);
+    let rest: Bytes = if p[after..].starts_with(b"/>") {
+        Bytes::from(b"</message>".to_vec())
+    } else if p.windows(14).any(|w| w == b"urn:xmpp:sid:0") {
+        strip_forged_ids(r, after + 1, &room.jid).unwrap_or_else(|| p.slice(after + 1..))
+    } else {
+        p.slice(after + 1..)
+    };
+    let mut tail = Vec::with_capacity(2 + sid.len());
+    tail.extend_from_slice(b"'>");
+    tail.extend_from_slice(sid.as_bytes());
+    let mut tos = Vec::with_capacity(room.occupants.len());
+    for (_, o) in room.occupants.iter() {
+        for s in o.sessions() {
+            tos.push((s.home, s.to.clone()));
+        }
+    }
+    // head + " to='" | to | "'>" + stanza-id + rest: rest is the sender's bytes, shared.
+    let mut fan_head = Vec::with_capacity(head.len() + 5);
+    fan_head.extend_from_slice(&head);
+    fan_head.extend_from_slice(b" to='");
+    let mut fan_tail = tail;
+    fan_tail.extend_from_slice(&rest);
+    let chars = fan_head.len() + fan_tail.len();
+    out.fan(Bytes::from(fan_head), Bytes::from(fan_tail), tos);
+    // The room's archive (XEP-0313 §6), under the room's JID.
+    if shard.cfg().mam.enabled
+        && let (Some(_), Some(id)) = (
+            &shard.shared.storage,
+            crate::features::mam::parse_id(&sid_val),
+        )
+    {
+        let mut stanza = Vec::with_capacity(head.len() + sid.len() + rest.len() + 1);
+        stanza.extend_from_slice(&head);
+        stanza.push(b'>');
+        stanza.extend_from_slice(sid.as_bytes());
+        stanza.extend_from_slice(&rest);
+        let item = crate::storage::ArchiveItem {
+            id,
+            with: from.clone(),
+            stanza,
+        };
+        shard.storage(crate::storage::Request::ArchiveAppend {
+            owner: room.jid.clone(),
+            item,
+        });
+    }
+    if room.cfg.history_length > 0 {
+        room.history.push_back(Hist {
+            head,
+            sid,
+            rest,
+            at: SystemTime::now(),
+            chars,
+        });
+        while room.history.len() > room.cfg.history_length {
+            room.history.pop_front();
+        }
+    }
+}
+
+/// The message content after its start tag, without `<stanza-id/>` elements that claim to
+/// be from `by` (XEP-0359 §4: the room strips ids a client forged in its name).
+fn strip_forged_ids(r: &Routed, after_tag: usize, by: &str) -> Option<Bytes> {
+    let st = parse(r)?;
+    let root = st.root();
+    let forged: Vec<usize> = st
+        .children(0)
+        .filter(|&c| {
+            st.elems[c].ns == "urn:xmpp:sid:0" && st.attr(c, "by").is_some_and(|a| a.value() == by)
+        })
+        .collect();
+    if forged.is_empty() {
+        return None;
+    }
+    let mut v = Vec::with_capacity(r.payload.len());
+    let mut pos = after_tag;
+    for c in forged {
+        let e = &st.elems[c];
+        v.extend_from_slice(&r.payload[pos..e.start as usize]);
+        pos = e.end as usize;
+    }
+    v.extend_from_slice(&r.payload[pos..root.end as usize]);
+    Some(Bytes::from(v))
+}
+
+/// XEP-0313 §6: a query (`<query/>` child `c` of `st`) of the room's archive by `from`.
+/// Occupants read it; in a members-only room, members.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn archive_query<H: Host>(
+    shard: &H,
+    room: &Room,
+    st: &Stanza,
+    c: usize,
+    aff: Affiliation,
+    r: &Routed,
+    from: &str,
+    out: &mut Out,
+) {
+    let allowed = if room.cfg.members_only {
+        aff >= Affiliation::Member
+    } else {
+        room.occupants.by_session(from).is_some() || aff >= Affiliation::Member
+    };
+    if !allowed {
+        return err(
+            out,
+            r,
+            Cond::Forbidden,
+            Some("only occupants may read the room's archive"),
+        );
+    }
+    let m = &shard.cfg().mam;
+    let reply = crate::storage::ArchiveReplyTo {
+        to: from.to_string(),
+        from: room.jid.clone(),
+        queryid: st.attr(c, "queryid").map(|a| a.value().into_owned()),
+        iq_id: r.id_attr().to_string(),
+    };
+    let res = crate::features::mam::parse_query(st, c, m.page_default, m.page_max)
+        .and_then(|q| crate::features::mam::query(shard, &room.jid, q, reply));
+    if let Err(cond) = res {
+        err(out, r, cond, None);
+    }
+}
