@@ -19,8 +19,8 @@ fn verifier(alg: &str) -> (JwtVerifier, String) {
         cfg.auth.jwt_private_key_file = Some(keys.join(format!("{lower}-private.pem")));
     }
     let secret = (alg == "HS256").then_some("bench-secret-0123456789abcdef");
-    let v = JwtVerifier::new(&cfg, secret).unwrap();
-    let token = aoba::xmpp::jwt::mint(&cfg, secret, "alice", 3600).unwrap();
+    let v = JwtVerifier::new(&cfg.auth, &cfg.server.domain, secret).unwrap();
+    let token = aoba::xmpp::jwt::mint(&cfg.auth, secret, "alice", 3600).unwrap();
     (v, token)
 }
 

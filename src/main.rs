@@ -126,7 +126,7 @@ fn main() {
 
 fn secret_for(cfg: &Config, create: bool) -> Result<Option<String>, String> {
     if cfg.auth.jwt_algorithm == "HS256" {
-        jwt::resolve_secret(cfg, create).map(Some)
+        jwt::resolve_secret(&cfg.auth, &cfg.server.data_dir, create).map(Some)
     } else {
         Ok(None)
     }
@@ -150,7 +150,7 @@ fn serve(
     }
     cfg.validate()?;
     let secret = secret_for(&cfg, true)?;
-    let verifier = jwt::JwtVerifier::new(&cfg, secret.as_deref())?;
+    let verifier = jwt::JwtVerifier::new(&cfg.auth, &cfg.server.domain, secret.as_deref())?;
     aoba::runtime::crash_on_panic();
     aoba::server::run(cfg, verifier)
 }
@@ -159,6 +159,6 @@ fn token(common: Common, user: &str, ttl_s: u64) -> Result<(), String> {
     let mut cfg = load(&common)?;
     cfg.validate()?;
     let secret = secret_for(&cfg, false)?;
-    println!("{}", jwt::mint(&cfg, secret.as_deref(), user, ttl_s)?);
+    println!("{}", jwt::mint(&cfg.auth, secret.as_deref(), user, ttl_s)?);
     Ok(())
 }

@@ -27,11 +27,10 @@ pub fn info<H: Host>(_: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
     } else {
         v.push_str("<identity category='account' type='registered'/>");
         v.push_str(&format!("<feature var='{NS_INFO}'/>"));
-        if r.shard.cfg().mam.enabled {
-            v.push_str(&format!(
-                "<feature var='{}'/><feature var='urn:xmpp:sid:0'/>",
-                super::mam::NS
-            ));
+        for f in r.shard.account_features() {
+            v.push_str("<feature var='");
+            v.push_str(f);
+            v.push_str("'/>");
         }
     }
     v.push_str("</query>");

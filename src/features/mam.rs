@@ -65,6 +65,14 @@ impl MamConfig {
     }
 }
 
+/// What an account advertises when the archive is on (XEP-0313 §7, XEP-0359).
+pub const ACCOUNT_FEATURES: &[&str] = &[NS, "urn:xmpp:sid:0"];
+
+/// What this module needs from its host: its configuration.
+pub trait MamHost: Host {
+    fn mam(&self) -> &MamConfig;
+}
+
 pub fn id_str(id: u64) -> String {
     format!("{id:016x}")
 }
@@ -75,13 +83,13 @@ pub fn parse_id(s: &str) -> Option<u64> {
         .flatten()
 }
 
-fn wants<H: Host>(shard: &H, r: &Routed) -> bool {
-    shard.cfg().mam.enabled
+fn wants<H: MamHost>(shard: &H, r: &Routed) -> bool {
+    shard.mam().enabled
         && shard.shared.storage.is_some()
         && r.payload.windows(5).any(|w| w == b"<body")
 }
 
-fn append<H: Host>(shard: &H, owner: &str, item: ArchiveItem) {
+fn append<H: MamHost>(shard: &H, owner: &str, item: ArchiveItem) {
     shard.storage(Request::ArchiveAppend {
         owner: owner.to_string(),
         item,
@@ -89,7 +97,7 @@ fn append<H: Host>(shard: &H, owner: &str, item: ArchiveItem) {
 }
 
 /// The sender's copy, when a message leaves (sender's shard).
-pub fn archive_sent<H: Host>(shard: &H, r: &Routed) {
+pub fn archive_sent<H: MamHost>(shard: &H, r: &Routed) {
     if !wants(shard, r) {
         return;
     }
@@ -108,7 +116,7 @@ pub fn archive_sent<H: Host>(shard: &H, r: &Routed) {
 
 /// The recipient's copy, when a message arrives (recipient's home shard): returns the
 /// stanza with `<stanza-id by='recipient'/>` as its first child, to deliver instead.
-pub fn archive_received<H: Host>(shard: &H, r: Routed) -> Routed {
+pub fn archive_received<H: MamHost>(shard: &H, r: Routed) -> Routed {
     if !wants(shard, &r) {
         return r;
     }
@@ -149,7 +157,7 @@ pub fn archive_received<H: Host>(shard: &H, r: Routed) -> Routed {
 
 /// The IQ handler (`urn:xmpp:mam:2`): `<prefs/>` (§7) and a `<query/>` set (§4), to the
 /// user's own archive only; answered later, from storage.
-pub fn iq<H: Host>(ctx: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
+pub fn iq<H: MamHost>(ctx: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
     let (st, child) = (r.st, r.child);
     let local = st.elems[child].local;
     if local != "prefs" && (local != "query" || r.stype != SType::Set) {
@@ -170,7 +178,7 @@ pub fn iq<H: Host>(ctx: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
         prefs_iq(ctx.shard, st, child, r.stype == SType::Set, reply)
     } else {
         // XEP-0313 §4: a query to the user's own archive.
-        let m = &ctx.shard.cfg().mam;
+        let m = ctx.shard.mam();
         parse_query(st, child, m.page_default, m.page_max)
             .and_then(|q| query(ctx.shard, ctx.jid.bare(), q, reply))
     };
@@ -261,15 +269,15 @@ pub fn parse_query(
 
 /// The archive is on and has storage behind it.
 /// Whether the archive is on (and storage there to hold it).
-pub fn archive_available<H: Host>(shard: &H) -> Result<(), Cond> {
-    match (&shard.shared.storage, shard.cfg().mam.enabled) {
+pub fn archive_available<H: MamHost>(shard: &H) -> Result<(), Cond> {
+    match (&shard.shared.storage, shard.mam().enabled) {
         (Some(_), true) => Ok(()),
         _ => Err(Cond::ServiceUnavailable),
     }
 }
 
 /// Sends a query to storage; the page comes back to this shard (`on_page`).
-pub fn query<H: Host>(
+pub fn query<H: MamHost>(
     shard: &H,
     owner: &str,
     query: ArchiveQuery,
@@ -294,7 +302,7 @@ fn routed(kind: Kind, stype: SType, to: &str, from: &str, attrs: &str, body: &[u
 /// A page from storage: one `<result/>` message per item, then the iq result with `<fin/>`,
 /// routed to the requester (a room's page may be asked for from another shard). Results
 /// travel as headlines inside the server: never archived, copied or stored offline.
-pub fn on_page<H: Host>(shard: &H, page: ArchivePage, reply: ArchiveReplyTo) {
+pub fn on_page<H: MamHost>(shard: &H, page: ArchivePage, reply: ArchiveReplyTo) {
     let qid = reply
         .queryid
         .as_ref()
@@ -347,7 +355,7 @@ pub fn on_page<H: Host>(shard: &H, page: ArchivePage, reply: ArchiveReplyTo) {
 }
 
 /// A `<prefs/>` get or set (XEP-0313 §7): read or replace through the storage thread.
-pub fn prefs_iq<H: Host>(
+pub fn prefs_iq<H: MamHost>(
     shard: &H,
     st: &Stanza,
     child: usize,
@@ -394,7 +402,7 @@ pub fn prefs_iq<H: Host>(
 }
 
 /// The preferences could not be stored: the iq's error.
-pub fn on_prefs_failed<H: Host>(shard: &H, reply: ArchiveReplyTo) {
+pub fn on_prefs_failed<H: MamHost>(shard: &H, reply: ArchiveReplyTo) {
     let (v, to, from) = crate::xmpp::errors::error_stanza(
         "iq",
         &reply.from,
@@ -410,7 +418,7 @@ pub fn on_prefs_failed<H: Host>(shard: &H, reply: ArchiveReplyTo) {
 }
 
 /// The preferences, as the iq result (sent by storage after the commit that stored them).
-pub fn on_prefs<H: Host>(shard: &H, prefs: crate::storage::ArchivePrefs, reply: ArchiveReplyTo) {
+pub fn on_prefs<H: MamHost>(shard: &H, prefs: crate::storage::ArchivePrefs, reply: ArchiveReplyTo) {
     let jids = |l: &[String]| {
         l.iter()
             .map(|j| {

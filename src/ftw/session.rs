@@ -190,14 +190,13 @@ impl Render for Translator {
 }
 
 impl FtwConn {
-    pub fn new<H: Host>(shard: &H, proto: Proto) -> FtwConn {
-        let cfg = &shard.cfg().ftw;
-        let muc = shard
-            .shared
-            .component_domains
-            .iter()
-            .find(|d| d.starts_with(&format!("{}.", shard.cfg().muc.subdomain)))
-            .cloned();
+    /// A JSON session in `proto` framing; `muc` is the domain of the rooms, if any.
+    pub fn new<H: Host>(
+        shard: &H,
+        proto: Proto,
+        cfg: &super::FtwConfig,
+        muc: Option<String>,
+    ) -> FtwConn {
         FtwConn {
             proto,
             sid: format!("{:016x}{:04x}", shard.random(), shard.id),

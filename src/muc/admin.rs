@@ -6,9 +6,9 @@
 use super::NS_MUC_ADMIN;
 use super::fanout::Out;
 use super::room::{Affiliation, Role, Room, err, iq_result, persist};
+use crate::features::mam::MamHost;
 use crate::xml::escape::escape_attr_to_string as ea;
 use crate::xml::stanza::Stanza;
-use crate::xmpp::core::Host;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::Routed;
@@ -59,7 +59,7 @@ pub(super) fn get(room: &Room, st: &Stanza, c: usize, aff: Affiliation, r: &Rout
 /// A muc#admin set (query `c` of `st`) by session `from`, of affiliation `aff`: its items
 /// in order; the first refused stops the rest (those before it stay applied).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn set<H: Host>(
+pub(super) fn set<H: MamHost>(
     shard: &H,
     room: &mut Room,
     st: &Stanza,

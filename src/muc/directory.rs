@@ -9,8 +9,8 @@ use super::fanout::{Out, build};
 use super::room::{Room, err, iq_result, parse};
 use super::{NS_MUC, Service};
 use crate::features::disco::{NS_INFO, NS_ITEMS};
+use crate::features::mam::MamHost;
 use crate::xml::escape::escape_attr_to_string as ea;
-use crate::xmpp::core::Host;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::router::{Kind, Routed, SType, split_full};
 use std::fmt::Write;
@@ -18,7 +18,7 @@ use std::fmt::Write;
 const NS_DIRECTORY: &str = "urn:aoba:muc:directory";
 
 /// After a restore: list it in the service's directory (see `announce`).
-pub(super) fn announce_restored<H: Host>(room: &mut Room, domain: &str, shard: &H) {
+pub(super) fn announce_restored<H: MamHost>(room: &mut Room, domain: &str, shard: &H) {
     let mut out = Out::default();
     if room.cfg.public {
         room.listed = true;
@@ -119,7 +119,7 @@ pub(super) fn service_stanza(svc: &Service, r: &Routed, out: &mut Out) {
 }
 
 /// §6.4: the room's identity and features (its configuration as `muc_*` features).
-pub(super) fn room_info<H: Host>(shard: &H, room: &Room, r: &Routed, out: &mut Out) {
+pub(super) fn room_info<H: MamHost>(shard: &H, room: &Room, r: &Routed, out: &mut Out) {
     let c = &room.cfg;
     let f = |on: bool, a: &str, b: &str| if on { a.to_string() } else { b.to_string() };
     let feats = [

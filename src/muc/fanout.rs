@@ -1,8 +1,8 @@
 //! What a room sends: stanzas to one occupant, and broadcasts serialized once as a head and
 //! a tail around the `to` attribute, sent as one batch per destination shard.
 
+use crate::features::mam::MamHost;
 use crate::xml::escape::escape_attr;
-use crate::xmpp::core::Host;
 use crate::xmpp::router::{self, Kind, Routed, SType};
 use bytes::Bytes;
 
@@ -45,7 +45,7 @@ impl Out {
         }
     }
 
-    pub fn flush<H: Host>(self, shard: &H) {
+    pub fn flush<H: MamHost>(self, shard: &H) {
         if self.durable && shard.shared.storage.is_some() {
             crate::xmpp::commit::after_commit(
                 shard,
@@ -56,7 +56,7 @@ impl Out {
         }
     }
 
-    fn send<H: Host>(self, shard: &H, stored: bool) {
+    fn send<H: MamHost>(self, shard: &H, stored: bool) {
         for op in self.ops {
             match op {
                 Op::One(r) => router::route(shard, r),

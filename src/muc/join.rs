@@ -8,16 +8,16 @@ use super::fanout::{Out, build, to_bytes};
 use super::occupants::{Occupant, Sess};
 use super::room::{Affiliation, Hist, Role, Room, Rooms, err, parse, stanza_id};
 use super::{NS_MUC, NS_MUC_USER, Service};
+use crate::features::mam::MamHost;
 use crate::xml::escape::escape_attr_to_string as ea;
 use crate::xml::stanza::Stanza;
-use crate::xmpp::core::Host;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{Kind, Routed, SType};
 use std::time::{Duration, SystemTime};
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn presence<H: Host>(
+pub(super) fn presence<H: MamHost>(
     svc: &Service,
     shard: &H,
     rooms: &mut Rooms,

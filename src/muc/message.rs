@@ -6,9 +6,9 @@
 use super::NS_MUC_USER;
 use super::fanout::{Out, build};
 use super::room::{Affiliation, Hist, Role, Room, Rooms, err, parse, persist, stanza_id};
+use crate::features::mam::MamHost;
 use crate::xml::escape::{escape_attr_to_string as ea, escape_text_to_string as et};
 use crate::xml::stanza::Stanza;
-use crate::xmpp::core::Host;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{Kind, Routed, SType};
@@ -16,7 +16,7 @@ use bytes::Bytes;
 use std::fmt::Write;
 use std::time::SystemTime;
 
-pub(super) fn message<H: Host>(
+pub(super) fn message<H: MamHost>(
     shard: &H,
     rooms: &mut Rooms,
     r: &Routed,
@@ -79,7 +79,13 @@ pub(super) fn message<H: Host>(
 /// `<invite to/>` on from itself, naming the inviter; a `<decline to/>` from the invitee
 /// goes back to the inviter. In a members-only room only owners and admins invite, and the
 /// invitee becomes a member.
-fn invitation<H: Host>(shard: &H, room: &mut Room, oi: Option<usize>, r: &Routed, out: &mut Out) {
+fn invitation<H: MamHost>(
+    shard: &H,
+    room: &mut Room,
+    oi: Option<usize>,
+    r: &Routed,
+    out: &mut Out,
+) {
     let Some(st) = parse(r) else {
         return err(out, r, Cond::BadRequest, None);
     };
@@ -204,7 +210,7 @@ impl std::fmt::Write for Wrap<'_> {
 
 /// §7.4: reflect to every occupant, serialized once. The sender's stanza is not parsed
 /// again: its start tag is rewritten from the offsets routing recorded.
-fn groupchat<H: Host>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out: &mut Out) {
+fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out: &mut Out) {
     if room.occupants[oi].role < Role::Participant {
         return err(
             out,
@@ -272,7 +278,7 @@ fn groupchat<H: Host>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out: &m
     let chars = fan_head.len() + fan_tail.len();
     out.fan(Bytes::from(fan_head), Bytes::from(fan_tail), tos);
     // The room's archive (XEP-0313 §6), under the room's JID.
-    if shard.cfg().mam.enabled
+    if shard.mam().enabled
         && let (Some(_), Some(id)) = (
             &shard.shared.storage,
             crate::features::mam::parse_id(&sid_val),
@@ -335,7 +341,7 @@ fn strip_forged_ids(r: &Routed, after_tag: usize, by: &str) -> Option<Bytes> {
 /// XEP-0313 §6: a query (`<query/>` child `c` of `st`) of the room's archive by `from`.
 /// Occupants read it; in a members-only room, members.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn archive_query<H: Host>(
+pub(super) fn archive_query<H: MamHost>(
     shard: &H,
     room: &Room,
     st: &Stanza,
@@ -358,7 +364,7 @@ pub(super) fn archive_query<H: Host>(
             Some("only occupants may read the room's archive"),
         );
     }
-    let m = &shard.cfg().mam;
+    let m = shard.mam();
     let reply = crate::storage::ArchiveReplyTo {
         to: from.to_string(),
         from: room.jid.clone(),

@@ -13,7 +13,7 @@ mod occupants;
 mod owner;
 mod room;
 
-use crate::xmpp::core::Host;
+use crate::features::mam::MamHost;
 use crate::xmpp::router::Routed;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -132,7 +132,7 @@ impl Service {
     }
 
     /// At start: the stored rooms whose home is this shard.
-    pub fn restore<H: Host>(&self, shard: &H, records: Vec<(String, Vec<u8>)>) {
+    pub fn restore<H: MamHost>(&self, shard: &H, records: Vec<(String, Vec<u8>)>) {
         for (jid, data) in records {
             if !jid.ends_with(&format!("@{}", self.domain)) {
                 continue;
@@ -149,7 +149,7 @@ impl Service {
 
     /// A stanza to this domain, on the home shard of its bare `to` (`room@domain`, or the
     /// domain itself for the service).
-    pub fn handle<H: Host>(&self, shard: &H, r: Routed) {
+    pub fn handle<H: MamHost>(&self, shard: &H, r: Routed) {
         if !self.cfg.enabled {
             crate::xmpp::router::bounce(shard, &r, crate::xmpp::errors::Cond::ServiceUnavailable);
             return;

@@ -5,9 +5,9 @@
 use super::fanout::Out;
 use super::room::{Role, Room, err, iq_result, persist};
 use super::{NS_MUC_OWNER, Service};
+use crate::features::mam::MamHost;
 use crate::xml::escape::escape_text_to_string as et;
 use crate::xml::stanza::Stanza;
-use crate::xmpp::core::Host;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::router::Routed;
 
@@ -15,7 +15,7 @@ const FORM: &str = "http://jabber.org/protocol/muc#roomconfig";
 
 /// A muc#owner set (query `c` of `st`) from an owner: destroy, or submit or cancel the
 /// configuration form. Returns whether the room is gone (the caller drops it).
-pub(super) fn set<H: Host>(
+pub(super) fn set<H: MamHost>(
     svc: &Service,
     shard: &H,
     room: &mut Room,

@@ -9,9 +9,9 @@ use super::fanout::{Out, build, head_tail};
 use super::occupants::{Occupant, Occupants, Sess};
 use super::{MucConfig, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, Service};
 use crate::features::disco::{NS_INFO, NS_ITEMS};
+use crate::features::mam::MamHost;
 use crate::xml::escape::escape_attr_to_string as ea;
 use crate::xml::stanza::{Limits, Stanza};
-use crate::xmpp::core::Host;
 use crate::xmpp::errors::{Cond, error_stanza};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{Kind, Routed, SType, split_full};
@@ -139,7 +139,7 @@ struct PersistedRoom {
 
 /// Writes a persistent room's configuration, affiliations and subject through storage
 /// (or forgets a room that stopped being persistent).
-pub(super) fn persist<H: Host>(shard: &H, room: &mut Room, out: &mut Out) {
+pub(super) fn persist<H: MamHost>(shard: &H, room: &mut Room, out: &mut Out) {
     if shard.shared.storage.is_none() {
         return;
     }
@@ -398,7 +398,7 @@ impl Room {
 }
 
 /// A new stanza id: an archive id (XEP-0313 ids are the XEP-0359 ids the room assigned).
-pub(super) fn stanza_id<H: Host>(shard: &H) -> String {
+pub(super) fn stanza_id<H: MamHost>(shard: &H) -> String {
     crate::features::mam::id_str(shard.next_archive_id())
 }
 
@@ -448,7 +448,7 @@ pub(super) type Rooms = HashMap<Box<str>, Room, ahash::RandomState>;
 
 /// Every stanza to the service's domain: to the service itself, or to a room or one of its
 /// occupants.
-pub fn handle<H: Host>(svc: &Service, shard: &H, r: Routed) {
+pub fn handle<H: MamHost>(svc: &Service, shard: &H, r: Routed) {
     let mut out = Out::default();
     {
         let to = r.to().into_owned();
@@ -475,7 +475,7 @@ pub fn handle<H: Host>(svc: &Service, shard: &H, r: Routed) {
 /// An iq to a room: disco (§6.4), its archive (XEP-0313 §6), owner (§10) and admin (§8, §9)
 /// requests. Iq to occupants is not relayed.
 #[allow(clippy::too_many_arguments)]
-fn iq<H: Host>(
+fn iq<H: MamHost>(
     svc: &Service,
     shard: &H,
     rooms: &mut Rooms,

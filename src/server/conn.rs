@@ -456,7 +456,8 @@ impl Conn {
                 self.ctl.push_reply(OutFrame::raw(Bytes::from(response)));
                 self.phase = Phase::Ws;
                 if let Some(proto) = ftw {
-                    let f = FtwConn::new(&*self.shard, proto);
+                    let muc = Some(self.shard.muc.domain().to_string());
+                    let f = FtwConn::new(&*self.shard, proto, &self.shard.config.ftw, muc);
                     f.attach(&self.ctl, true, self.shard.cfg().limits.max_stanza_bytes);
                     self.ftw = Some(f);
                 }

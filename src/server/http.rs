@@ -61,7 +61,7 @@ pub enum Outcome {
 /// cookie of an upgrade with the shard. `Ok(None)`: incomplete. On success also returns the
 /// number of bytes the request took (anything after it is WebSocket data).
 pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec<u8>> {
-    let Some((req, n)) = parse_request(buf, |p, q| route(&shard.cfg().ftw, p, q))? else {
+    let Some((req, n)) = parse_request(buf, |p, q| route(&shard.config.ftw, p, q))? else {
         return Ok(None);
     };
     let outcome = match req {

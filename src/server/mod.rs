@@ -85,8 +85,9 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
         uring_entries: cfg.server.uring_entries,
         tick: timer_tick(&cfg),
     };
+    let config = Arc::new(cfg.clone());
     let shared = Arc::new(Shared::new(
-        cfg,
+        cfg.core(),
         verifier,
         component_domains,
         Some(storage.clone()),
@@ -94,10 +95,14 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
     ));
     let users = std::sync::Mutex::new(users_by_shard);
     let rooms = std::sync::Mutex::new(rooms_by_shard);
-    let (sh, mb) = (shared.clone(), senders.clone());
+    let (sh, mb, co) = (shared.clone(), senders.clone(), config.clone());
     let threads = crate::runtime::start(&spec, listeners, boxes, move |id| {
         crate::storage::set_current_shard(id);
-        let shard = Shard::new(crate::runtime::Runtime::new(id, mb.clone()), sh.clone());
+        let shard = Shard::new(
+            crate::runtime::Runtime::new(id, mb.clone()),
+            sh.clone(),
+            co.clone(),
+        );
         let users = std::mem::take(&mut users.lock().unwrap()[id]);
         shard.offline.restore(users);
         let rooms = std::mem::take(&mut rooms.lock().unwrap()[id]);
@@ -108,7 +113,7 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
     println!("aoba listening on ws://{addr}/xmpp shards={n}");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    tracing::info!(%addr, shards = n, domain = %shared.cfg.server.domain, "listening");
+    tracing::info!(%addr, shards = n, domain = %shared.cfg.domain, "listening");
 
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,

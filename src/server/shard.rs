@@ -31,6 +31,8 @@ pub enum ShardMsg {
 
 /// One shard: lives in an `Rc` on its own thread; never shared.
 pub struct Shard {
+    /// The whole configuration (the core reads its own part through `Core::cfg`).
+    pub config: Arc<crate::config::Config>,
     pub rt: Runtime<ShardMsg>,
     pub core: Core<Shard>,
     pub offline: offline::Offline,
@@ -69,10 +71,15 @@ const SERVER_FEATURES: &[&str] = &[
 
 impl Shard {
     /// A shard's state; its tasks are started by the runtime. Public for benches and tests.
-    pub fn new(rt: Runtime<ShardMsg>, shared: Arc<Shared>) -> Rc<Shard> {
+    pub fn new(
+        rt: Runtime<ShardMsg>,
+        shared: Arc<Shared>,
+        config: Arc<crate::config::Config>,
+    ) -> Rc<Shard> {
         // Always there: with the MUC off, its domain answers `service-unavailable`.
-        let muc = muc::Service::new(&shared.cfg.muc, &shared.cfg.server.domain);
+        let muc = muc::Service::new(&config.muc, &config.server.domain);
         Rc::new(Shard {
+            config,
             core: Core::new(rt.id, shared),
             rt,
             offline: offline::Offline::default(),
@@ -84,13 +91,14 @@ impl Shard {
     /// that drive the core in process.
     #[doc(hidden)]
     pub fn standalone(cfg: crate::config::Config) -> Rc<Shard> {
-        let verifier = crate::xmpp::jwt::JwtVerifier::new(&cfg, Some("bench"))
-            .expect("an HS256 bench verifier");
+        let verifier =
+            crate::xmpp::jwt::JwtVerifier::new(&cfg.auth, &cfg.server.domain, Some("bench"))
+                .expect("an HS256 bench verifier");
         let (tx, rx) = crate::runtime::mailbox::mailbox(64);
         std::mem::forget(rx);
         let domains = vec![format!("{}.{}", cfg.muc.subdomain, cfg.server.domain)];
-        let shared = Arc::new(Shared::new(cfg, verifier, domains, None, 1));
-        Shard::new(Runtime::new(0, vec![tx].into()), shared)
+        let shared = Arc::new(Shared::new(cfg.core(), verifier, domains, None, 1));
+        Shard::new(Runtime::new(0, vec![tx].into()), shared, Arc::new(cfg))
     }
 
     /// Whether this shard's connections should stop reading: too much is held back for
@@ -218,6 +226,20 @@ impl Host for Shard {
     fn server_features(&self) -> &'static [&'static str] {
         SERVER_FEATURES
     }
+
+    fn account_features(&self) -> &'static [&'static str] {
+        if self.config.mam.enabled {
+            mam::ACCOUNT_FEATURES
+        } else {
+            &[]
+        }
+    }
+}
+
+impl mam::MamHost for Shard {
+    fn mam(&self) -> &mam::MamConfig {
+        &self.config.mam
+    }
 }
 
 impl ShardHost for Shard {
@@ -257,7 +279,7 @@ impl ShardHost for Shard {
         // Sessions waiting for resumption end now; what they held goes to storage.
         crate::xmpp::sm::expire(&*self, Instant::now(), true);
         let deadline =
-            Instant::now() + Duration::from_millis(self.cfg().server.shutdown_timeout_ms);
+            Instant::now() + Duration::from_millis(self.config.server.shutdown_timeout_ms);
         while self.live_conns() > 0 && Instant::now() < deadline {
             monoio::time::sleep(Duration::from_millis(5)).await;
         }

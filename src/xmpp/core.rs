@@ -8,6 +8,7 @@
 //! table on the per-stanza path.
 
 use super::commit::Waiter;
+use super::config::CoreConfig;
 use super::jid::Jid;
 use super::jwt::{JwtVerifier, TokenError, TokenGuard};
 use super::roster::Roster;
@@ -16,7 +17,6 @@ use super::session::SessionTable;
 use super::sink::{Meta, Sink};
 use super::sm::Detached;
 use super::stream::Ctx;
-use crate::config::Config;
 use crate::net::outbox::WriteBatch;
 use crate::runtime::Home;
 use crate::storage::{Request, StorageHandle};
@@ -44,7 +44,7 @@ pub enum Msg {
 
 /// What every shard's core shares: read-only after start.
 pub struct Shared {
-    pub cfg: Config,
+    pub cfg: CoreConfig,
     /// The domains of the services plugged in (the MUC), for the sender side to know
     /// what is routable.
     pub component_domains: Vec<String>,
@@ -59,7 +59,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(
-        cfg: Config,
+        cfg: CoreConfig,
         verifier: JwtVerifier,
         component_domains: Vec<String>,
         storage: Option<StorageHandle>,
@@ -145,12 +145,12 @@ impl<H> Core<H> {
         self.shared.component_domains.iter().any(|d| d == domain)
     }
 
-    pub fn cfg(&self) -> &Config {
+    pub fn cfg(&self) -> &CoreConfig {
         &self.shared.cfg
     }
 
     pub fn domain(&self) -> &str {
-        &self.shared.cfg.server.domain
+        &self.shared.cfg.domain
     }
 
     /// Where a bare JID lives.
@@ -342,9 +342,13 @@ pub trait Host: Sized + 'static + std::ops::Deref<Target = Core<Self>> {
         super::router::bounce(self, &r, super::errors::Cond::ServiceUnavailable);
     }
 
-    /// The features (namespaces) the server advertises in its disco#info, beyond the IQ
-    /// namespaces.
+    /// The features (namespaces) the server advertises in its disco#info.
     fn server_features(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The features an account advertises in its disco#info, beyond disco itself.
+    fn account_features(&self) -> &'static [&'static str] {
         &[]
     }
 }

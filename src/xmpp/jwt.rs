@@ -9,7 +9,7 @@
 //! told to retry (HTTP 503 with Retry-After, SASL `temporary-auth-failure`) instead of
 //! stalling every session of the shard.
 
-use crate::config::{AuthConfig, Config};
+use super::config::AuthConfig;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use std::path::Path;
 
@@ -51,11 +51,15 @@ fn algorithm(a: &AuthConfig) -> Result<Algorithm, String> {
 
 /// The HS256 secret: config, then `AOBA_JWT_SECRET` (applied by the CLI), then a random
 /// secret kept in `<data_dir>/jwt-secret`, created on first start.
-pub fn resolve_secret(cfg: &Config, create: bool) -> Result<String, String> {
-    if !cfg.auth.jwt_secret.is_empty() {
-        return Ok(cfg.auth.jwt_secret.clone());
+pub fn resolve_secret(
+    auth: &AuthConfig,
+    data_dir: &std::path::Path,
+    create: bool,
+) -> Result<String, String> {
+    if !auth.jwt_secret.is_empty() {
+        return Ok(auth.jwt_secret.clone());
     }
-    let path = cfg.server.data_dir.join("jwt-secret");
+    let path = data_dir.join("jwt-secret");
     match std::fs::read_to_string(&path) {
         Ok(s) if !s.trim().is_empty() => return Ok(s.trim().to_string()),
         Ok(_) | Err(_) if !create => {
@@ -69,8 +73,7 @@ pub fn resolve_secret(cfg: &Config, create: bool) -> Result<String, String> {
     let mut raw = [0u8; 32];
     getrandom::fill(&mut raw).map_err(|e| format!("random: {e}"))?;
     let secret: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::create_dir_all(&cfg.server.data_dir)
-        .map_err(|e| format!("{}: {e}", cfg.server.data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
     write_private(&path, &secret)?;
     tracing::warn!(path = %path.display(), "no JWT secret configured: generated a random one");
     Ok(secret)
@@ -90,8 +93,8 @@ fn write_private(path: &Path, content: &str) -> Result<(), String> {
 }
 
 impl JwtVerifier {
-    pub fn new(cfg: &Config, secret: Option<&str>) -> Result<JwtVerifier, String> {
-        let a = &cfg.auth;
+    /// A verifier of `auth`'s tokens for users of `domain`.
+    pub fn new(a: &AuthConfig, domain: &str, secret: Option<&str>) -> Result<JwtVerifier, String> {
         let alg = algorithm(a)?;
         let key = match alg {
             Algorithm::HS256 => {
@@ -136,7 +139,7 @@ impl JwtVerifier {
             key,
             validation: v,
             claim: a.jwt_username_claim.clone(),
-            domain: cfg.server.domain.clone(),
+            domain: domain.to_string(),
         })
     }
 
@@ -243,8 +246,12 @@ impl TokenGuard {
 }
 
 /// Mints a token for `user` valid for `ttl_s` seconds (what `aoba token` prints).
-pub fn mint(cfg: &Config, secret: Option<&str>, user: &str, ttl_s: u64) -> Result<String, String> {
-    let a = &cfg.auth;
+pub fn mint(
+    a: &AuthConfig,
+    secret: Option<&str>,
+    user: &str,
+    ttl_s: u64,
+) -> Result<String, String> {
     let alg = algorithm(a)?;
     let key = match alg {
         Algorithm::HS256 => {

@@ -4,6 +4,7 @@
 //! per-shard host implements.
 
 pub mod commit;
+pub mod config;
 pub mod core;
 pub mod errors;
 pub mod iq;

@@ -237,7 +237,7 @@ impl Drop for Server {
 pub fn token(user: &str, ttl_s: u64) -> String {
     let mut cfg = aoba::config::Config::default();
     cfg.auth.jwt_secret = SECRET.into();
-    aoba::xmpp::jwt::mint(&cfg, Some(SECRET), user, ttl_s).unwrap()
+    aoba::xmpp::jwt::mint(&cfg.auth, Some(SECRET), user, ttl_s).unwrap()
 }
 
 pub fn now() -> u64 {
