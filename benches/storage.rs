@@ -54,7 +54,7 @@ fn benches(c: &mut Criterion) {
                     let item = ArchiveItem {
                         id: next_id,
                         with: "bob@localhost".into(),
-                        stanza: STANZA.to_vec(),
+                        stanza: aoba::storage::Parts::one(STANZA.to_vec()),
                     };
                     let mut req = Request::ArchiveAppend {
                         owner: format!("user{}", next_id % 100),
@@ -105,7 +105,7 @@ fn benches(c: &mut Criterion) {
             &ArchiveItem {
                 id: (1 << 40) + i,
                 with: with.into(),
-                stanza: STANZA.to_vec(),
+                stanza: aoba::storage::Parts::one(STANZA.to_vec()),
             },
         )
         .unwrap();

@@ -233,3 +233,58 @@ async fn preferences_retention_and_disco() {
             .contains("<item jid='conference.localhost'/>")
     );
 }
+
+/// XEP-0359 §3: the recipient's `<stanza-id/>` names one message wherever it goes: the
+/// resource it was delivered to, the recipient's other resource (a XEP-0280 carbon), the
+/// offline copy, and the recipient's archive (the result's id).
+#[tokio::test]
+async fn the_recipients_stanza_id_is_the_same_everywhere_the_message_goes() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut alice = Client::online(&s, &a, "a", 0).await;
+    let mut b1 = Client::online(&s, &b, "b1", 0).await;
+    let mut b2 = Client::online(&s, &b, "b2", 0).await;
+    b2.send("<iq type='set' id='c1'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+        .await;
+    b2.recv_until("id='c1'").await;
+    let sid = |m: &str| between(m, "<stanza-id xmlns='urn:xmpp:sid:0' id='", "'").to_string();
+    alice
+        .send(&format!(
+            "<message to='{b}@localhost/b1' type='chat' id='s1'><body>one</body></message>"
+        ))
+        .await;
+    let got = b1.recv_until("id='s1'").await;
+    let id = sid(&got);
+    assert_eq!(id.len(), 16, "{got}");
+    let carbon = b2.recv_until("<received xmlns='urn:xmpp:carbons:2'>").await;
+    assert!(carbon.contains("<body>one</body>"), "{carbon}");
+    assert_eq!(sid(&carbon), id, "the carbon: {carbon}");
+    let (res, _) = query(&mut b1, None, "q1", "").await;
+    let archived = res.iter().find(|m| m.contains("<body>one</body>")).unwrap();
+    assert_eq!(
+        between(
+            archived,
+            "<result xmlns='urn:xmpp:mam:2' queryid='q-q1' id='",
+            "'"
+        ),
+        id
+    );
+    assert_eq!(sid(archived), id, "the archive: {archived}");
+    // Nobody of bob's online: stored, and named the same way when it comes back.
+    drop((b1, b2));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    alice
+        .send(&format!(
+            "<message to='{b}@localhost' type='chat' id='s2'><body>two</body></message>"
+        ))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut b3 = Client::online(&s, &b, "b3", 0).await;
+    let stored = b3.recv_until("id='s2'").await;
+    assert!(stored.contains("<delay xmlns='urn:xmpp:delay'"), "{stored}");
+    let id2 = sid(&stored);
+    assert_eq!(id2.len(), 16, "{stored}");
+    let (res, _) = query(&mut b3, None, "q2", "").await;
+    let archived = res.iter().find(|m| m.contains("<body>two</body>")).unwrap();
+    assert_eq!(sid(archived), id2, "the archive: {archived}");
+}

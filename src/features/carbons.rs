@@ -51,7 +51,7 @@ fn carbon_targets<H: Host>(shard: &H, bare: &str, except: &[u64]) -> Vec<(Jid, R
         .resources_where(bare, |r| r.carbons && !except.contains(&r.ctl.id))
 }
 
-fn send(targets: Vec<(Jid, Rc<Sink>)>, bare: &str, kind: &str, payload: &Bytes) {
+fn send(targets: Vec<(Jid, Rc<Sink>)>, bare: &str, kind: &str, message: &[Bytes]) {
     for (jid, ctl) in targets {
         let head = format!(
             "<message xmlns='jabber:client' from='{}' to='{}' type='chat'><{kind} xmlns='{NS}'><forwarded xmlns='urn:xmpp:forward:0'>",
@@ -59,8 +59,10 @@ fn send(targets: Vec<(Jid, Rc<Sink>)>, bare: &str, kind: &str, payload: &Bytes) 
             crate::xml::escape::escape_attr_to_string(jid.as_str())
         );
         let tail = format!("</forwarded></{kind}></message>");
-        let parts: SmallVec<[Bytes; 3]> =
-            smallvec::smallvec![Bytes::from(head), payload.clone(), Bytes::from(tail)];
+        let mut parts: SmallVec<[Bytes; 3]> = SmallVec::with_capacity(message.len() + 2);
+        parts.push(Bytes::from(head));
+        parts.extend(message.iter().cloned());
+        parts.push(Bytes::from(tail));
         let _ = ctl.push(
             OutFrame::text_parts(parts).copy_only(),
             router::overflow_words,
@@ -71,12 +73,17 @@ fn send(targets: Vec<(Jid, Rc<Sink>)>, bare: &str, kind: &str, payload: &Bytes) 
 /// `<sent/>` copies to the sender's other resources (on the sender's home shard).
 pub fn sent<H: Host>(shard: &H, sender: &Jid, sender_conn: u64, payload: &Bytes) {
     let targets = carbon_targets(shard, sender.bare(), &[sender_conn]);
-    send(targets, sender.bare(), "sent", payload);
+    send(
+        targets,
+        sender.bare(),
+        "sent",
+        std::slice::from_ref(payload),
+    );
 }
 
 /// `<received/>` copies to the recipient's resources that did not get the message
-/// (on the recipient's home shard).
-pub fn received<H: Host>(shard: &H, recipient_bare: &str, delivered_to: &[u64], payload: &Bytes) {
+/// (on the recipient's home shard); `message` is the delivered stanza's parts.
+pub fn received<H: Host>(shard: &H, recipient_bare: &str, delivered_to: &[u64], message: &[Bytes]) {
     let targets = carbon_targets(shard, recipient_bare, delivered_to);
-    send(targets, recipient_bare, "received", payload);
+    send(targets, recipient_bare, "received", message);
 }

@@ -9,7 +9,8 @@
 //! already queued, so a query sees every message acknowledged before it.
 
 use crate::storage::{
-    ArchiveItem, ArchivePage, ArchiveQuery, ArchiveReplyTo, Request, archive_id_at, archive_id_ms,
+    ArchiveItem, ArchivePage, ArchiveQuery, ArchiveReplyTo, Parts, Request, archive_id_at,
+    archive_id_ms,
 };
 use crate::xml::escape::{escape_attr, escape_attr_to_string as ea};
 use crate::xml::stanza::Stanza;
@@ -18,6 +19,7 @@ use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{self, Kind, Routed, SType, split_full};
 use crate::xmpp::stream::Ctx;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub const NS: &str = "urn:xmpp:mam:2";
@@ -109,7 +111,7 @@ pub fn archive_sent<H: MamHost>(shard: &H, r: &Routed) {
         ArchiveItem {
             id,
             with: split_full(&to).0.to_string(),
-            stanza: r.payload.to_vec(),
+            stanza: Parts::one(r.payload.clone()),
         },
     );
 }
@@ -128,31 +130,28 @@ pub fn archive_received<H: MamHost>(shard: &H, r: Routed) -> Routed {
         )
     };
     let id = shard.next_archive_id();
-    let p = &r.payload;
-    let tag_end = r.from_range().end as usize + 1; // '>' after from='…'
-    if p.get(tag_end) != Some(&b'>') {
-        return r;
-    }
     let mut sid = Vec::with_capacity(96 + owner.len());
     sid.extend_from_slice(b"<stanza-id xmlns='urn:xmpp:sid:0' id='");
     sid.extend_from_slice(id_str(id).as_bytes());
     sid.extend_from_slice(b"' by='");
     escape_attr(&owner, &mut sid);
     sid.extend_from_slice(b"'/>");
-    let mut v = Vec::with_capacity(p.len() + sid.len());
-    v.extend_from_slice(&p[..=tag_end]);
-    v.extend_from_slice(&sid);
-    v.extend_from_slice(&p[tag_end + 1..]);
+    // The stanza-id is a part of what is delivered and archived: the message's bytes are
+    // shared, not copied.
+    let r = match r.with_first_child(Bytes::from(sid)) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     append(
         shard,
         &owner,
         ArchiveItem {
             id,
             with,
-            stanza: v.clone(),
+            stanza: Parts(r.parts().into_iter().collect()),
         },
     );
-    r.with_payload(v)
+    r
 }
 
 /// The IQ handler (`urn:xmpp:mam:2`): `<prefs/>` (§7) and a `<query/>` set (§4), to the
@@ -317,7 +316,7 @@ pub fn on_page<H: MamHost>(shard: &H, page: ArchivePage, reply: ArchiveReplyTo) 
             id_str(i.id)
         )
         .into_bytes();
-        body.extend_from_slice(&i.stanza);
+        i.stanza.write_to(&mut body);
         body.extend_from_slice(b"</forwarded></result>");
         router::route(
             shard,

@@ -46,7 +46,14 @@ pub fn seen_user<H: Host>(shard: &H, state: &Offline, local: &str) {
 
 /// The message with `<delay xmlns='urn:xmpp:delay'/>` added as its last child.
 fn with_delay(r: &Routed, domain: &str) -> Option<Routed> {
-    let p = &r.payload;
+    // With its `<stanza-id/>` as a part (the archive named it): the whole stanza.
+    let whole;
+    let p: &[u8] = if r.parts().len() > 1 {
+        whole = r.to_vec();
+        &whole
+    } else {
+        &r.payload
+    };
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let delay = format!(
         "<delay xmlns='urn:xmpp:delay' from='{}' stamp='{stamp}'>Offline Storage</delay>",

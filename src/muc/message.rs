@@ -284,11 +284,12 @@ fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out:
             crate::features::mam::parse_id(&sid_val),
         )
     {
-        let mut stanza = Vec::with_capacity(head.len() + sid.len() + rest.len() + 1);
-        stanza.extend_from_slice(&head);
-        stanza.push(b'>');
-        stanza.extend_from_slice(sid.as_bytes());
-        stanza.extend_from_slice(&rest);
+        // The sender's bytes are shared with the fan-out, not copied.
+        let stanza = crate::storage::Parts(smallvec::smallvec![
+            head.clone(),
+            Bytes::from(format!(">{sid}")),
+            rest.clone()
+        ]);
         let item = crate::storage::ArchiveItem {
             id,
             with: from.clone(),

@@ -215,7 +215,7 @@ impl Host for Shard {
     fn after_delivery(&self, r: &Routed, conns: &[u64]) {
         if r.kind == Kind::Message && carbons::eligible(r.stype, &r.payload) {
             let to = r.to();
-            carbons::received(self, router::split_full(&to).0, conns, &r.payload);
+            carbons::received(self, router::split_full(&to).0, conns, &r.parts());
         }
     }
 

@@ -65,7 +65,7 @@ impl Reader for FjallReader {
             Some(ArchiveItem {
                 id,
                 with,
-                stanza: v.get(2 + n..)?.to_vec(),
+                stanza: super::Parts::one(v.get(2 + n..)?.to_vec()),
             })
         };
         // Stop after one more than a page (to know whether the range goes on); the newest
@@ -112,7 +112,7 @@ fn archive_value(item: &ArchiveItem) -> Vec<u8> {
     let mut v = Vec::with_capacity(2 + item.with.len() + item.stanza.len());
     v.extend_from_slice(&(item.with.len() as u16).to_be_bytes());
     v.extend_from_slice(item.with.as_bytes());
-    v.extend_from_slice(&item.stanza);
+    item.stanza.write_to(&mut v);
     v
 }
 

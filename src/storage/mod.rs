@@ -164,15 +164,48 @@ pub fn open(
     }
 }
 
+/// Bytes held as shared parts, concatenated only where they are written: a stanza the
+/// shards already hold (and a small insertion such as its `<stanza-id/>`) goes to the
+/// disk without being copied on the shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Parts(pub smallvec::SmallVec<[Bytes; 4]>);
+
+impl Parts {
+    pub fn one(b: impl Into<Bytes>) -> Parts {
+        Parts(smallvec::smallvec![b.into()])
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the concatenation to `v`.
+    pub fn write_to(&self, v: &mut Vec<u8>) {
+        for p in &self.0 {
+            v.extend_from_slice(p);
+        }
+    }
+
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.len());
+        self.write_to(&mut v);
+        v
+    }
+}
+
 /// One archived message (XEP-0313).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveItem {
     /// Time-ordered, unique per store (see `archive_id`).
     pub id: u64,
     /// The bare JID of the other party (for a room: the sender's occupant JID).
     pub with: String,
     /// The stanza as delivered.
-    pub stanza: Vec<u8>,
+    pub stanza: Parts,
 }
 
 /// XEP-0313 §7 preferences: archive everything (`always`) or nothing (`never`) by
@@ -995,7 +1028,7 @@ pub(crate) mod contract_tests {
         let item = |id: u64, with: &str| ArchiveItem {
             id,
             with: with.into(),
-            stanza: format!("<m{id}/>").into_bytes(),
+            stanza: super::Parts::one(format!("<m{id}/>")),
         };
         // One at a time, then several at once (the writer's batches): the same archive.
         for (id, w) in [(10, "bob@x"), (20, "carol@x")] {

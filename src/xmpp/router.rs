@@ -105,6 +105,9 @@ pub struct Routed {
     from: Range<u32>,
     /// The whole `id='…'` attribute, or empty.
     id: Range<u32>,
+    /// Bytes delivered at a position of `payload` (the recipient's `<stanza-id/>` as first
+    /// child): a part of the outbound frame, never copied into the payload.
+    insert: Option<Box<(u32, Bytes)>>,
 }
 
 fn slice<'a>(b: &'a Bytes, r: &Range<u32>) -> &'a str {
@@ -137,6 +140,45 @@ impl Routed {
         self.from.clone()
     }
 
+    /// The stanza with `child` as its first child, held as a part of what is delivered
+    /// (`parts`): the payload is not copied. Given back unchanged when the stanza has no
+    /// room for a child (self-closing) or already holds an insertion.
+    pub fn with_first_child(mut self, child: Bytes) -> Result<Routed, Routed> {
+        // `stamp` and `build` end the start tag right after `from='…'`.
+        let gt = self.from.end as usize + 1;
+        if self.insert.is_some() || self.payload.get(gt) != Some(&b'>') {
+            return Err(self);
+        }
+        self.insert = Some(Box::new((gt as u32 + 1, child)));
+        Ok(self)
+    }
+
+    /// The stanza's bytes as shared parts, in order (the payload, split where something
+    /// is inserted).
+    pub fn parts(&self) -> SmallVec<[Bytes; 3]> {
+        match self.insert.as_deref() {
+            None => smallvec::smallvec![self.payload.clone()],
+            Some((at, b)) => {
+                let at = *at as usize;
+                smallvec::smallvec![
+                    self.payload.slice(..at),
+                    b.clone(),
+                    self.payload.slice(at..)
+                ]
+            }
+        }
+    }
+
+    /// The whole stanza in one buffer: a copy, for the cold paths that rewrite it.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let parts = self.parts();
+        let mut v = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+        for p in &parts {
+            v.extend_from_slice(p);
+        }
+        v
+    }
+
     /// The same stanza with bytes changed only after its start tag (so every recorded
     /// range still points at the same attribute).
     pub fn with_payload(&self, payload: Vec<u8>) -> Routed {
@@ -148,6 +190,7 @@ impl Routed {
             to: self.to.clone(),
             from: self.from.clone(),
             id: self.id.clone(),
+            insert: None,
         }
     }
 
@@ -166,6 +209,7 @@ impl Routed {
             to,
             from,
             id: 0..0,
+            insert: None,
         }
     }
 }
@@ -236,6 +280,7 @@ pub fn stamp(st: &Stanza, kind: Kind, stype: SType, from: &str, to: Option<&str>
         to: to_r,
         from: from_r,
         id,
+        insert: None,
     }
 }
 
@@ -310,12 +355,11 @@ pub fn bounce_with<H: Host>(shard: &H, r: &Routed, cond: Cond, text: Option<&str
 
 /// Queues a stanza on one connection. False when the connection would not take it.
 pub fn push(ctl: &Sink, payload: &Bytes) -> bool {
-    push_copy(ctl, payload, None)
+    push_copy(ctl, OutFrame::text(payload.clone()), None)
 }
 
 /// `push`, for one of several copies of a stanza that share `copies`.
-fn push_copy(ctl: &Sink, payload: &Bytes, copies: Option<&Rc<FrameExtra>>) -> bool {
-    let mut f = OutFrame::text(payload.clone());
+fn push_copy(ctl: &Sink, mut f: OutFrame, copies: Option<&Rc<FrameExtra>>) -> bool {
     if let Some(c) = copies {
         f = f.with_copies(c);
     }
@@ -428,8 +472,9 @@ fn deliver_with<H: Host>(shard: &H, r: Routed, archive: bool) {
             targets.len() as u32
         )))
     });
+    let parts = r.parts();
     for t in &targets {
-        if push_copy(t, &r.payload, copies.as_ref()) {
+        if push_copy(t, OutFrame::text_parts(parts.clone()), copies.as_ref()) {
             delivered = true;
         } else if let Some(FrameExtra::Copies(c)) = copies.as_deref() {
             c.set(c.get() - 1); // refused: that copy is not held anywhere
@@ -543,6 +588,7 @@ pub fn reparse(text: &str) -> Option<Routed> {
         to,
         from,
         id,
+        insert: None,
     })
 }
 
