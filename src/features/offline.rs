@@ -6,7 +6,7 @@
 //! non-negative priority (RFC 6121 §8.5.2.1.1). Receipt requests inside are kept, so the
 //! receipt flows back when the recipient's client answers.
 
-use crate::storage::Request;
+use crate::storage::{Parts, Request};
 use crate::xmpp::core::Host;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
@@ -44,34 +44,38 @@ pub fn seen_user<H: Host>(shard: &H, state: &Offline, local: &str) {
     });
 }
 
-/// The message with `<delay xmlns='urn:xmpp:delay'/>` added as its last child.
-fn with_delay(r: &Routed, domain: &str) -> Option<Routed> {
-    // With its `<stanza-id/>` as a part (the archive named it): the whole stanza.
-    let whole;
-    let p: &[u8] = if r.parts().len() > 1 {
-        whole = r.to_vec();
-        &whole
-    } else {
-        &r.payload
-    };
+/// The message with `<delay xmlns='urn:xmpp:delay'/>` (XEP-0203) as its last child: a
+/// part of what is stored (the message's bytes are not copied), except for a message
+/// without children (`<message …/>`), which is rewritten.
+fn with_delay(r: Routed, domain: &str) -> Routed {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let delay = format!(
         "<delay xmlns='urn:xmpp:delay' from='{}' stamp='{stamp}'>Offline Storage</delay>",
         crate::xml::escape::escape_attr_to_string(domain)
     );
-    let mut v = Vec::with_capacity(p.len() + delay.len() + 12);
-    if p.ends_with(b"/>") {
-        v.extend_from_slice(&p[..p.len() - 2]);
-        v.push(b'>');
-        v.extend_from_slice(delay.as_bytes());
-        v.extend_from_slice(b"</message>");
-    } else {
-        let end = p.windows(2).rposition(|w| w == b"</")?;
-        v.extend_from_slice(&p[..end]);
-        v.extend_from_slice(delay.as_bytes());
-        v.extend_from_slice(&p[end..]);
+    match r.with_last_child(Bytes::from(delay.clone())) {
+        Ok(r) => r,
+        Err(r) => {
+            let p = r.to_vec();
+            let mut v = Vec::with_capacity(p.len() + delay.len() + 12);
+            match p.strip_suffix(b"/>") {
+                Some(open) => {
+                    v.extend_from_slice(open);
+                    v.push(b'>');
+                    v.extend_from_slice(delay.as_bytes());
+                    v.extend_from_slice(b"</message>");
+                }
+                // An end tag `with_last_child` does not expect (a prefixed name).
+                None => {
+                    let end = p.windows(2).rposition(|w| w == b"</").unwrap_or(p.len());
+                    v.extend_from_slice(&p[..end]);
+                    v.extend_from_slice(delay.as_bytes());
+                    v.extend_from_slice(&p[end..]);
+                }
+            }
+            r.with_payload(v)
+        }
     }
-    Some(r.with_payload(v))
 }
 
 /// Why a message could not be stored.
@@ -149,17 +153,15 @@ fn store<H: Host>(shard: &H, state: &Offline, r: Routed) -> Result<(), NotStored
             return Err(NotStored::TooManyStrangers(r));
         }
     }
-    let Some(msg) = with_delay(&r, shard.domain()) else {
-        return Err(NotStored::Unavailable(r));
-    };
+    let msg = with_delay(r, shard.domain());
     // Refused (and bounced by the caller) rather than queued when storage is behind.
     shard
         .storage_try(Request::StoreOffline {
             user,
-            stanza: msg.payload,
+            stanza: Parts(msg.parts().into_iter().collect()),
             shard: shard.id,
         })
-        .map_err(|_| NotStored::Unavailable(r))
+        .map_err(|_| NotStored::Unavailable(msg))
 }
 
 /// A chat/normal message nobody available could take (RFC 6121 §8.5.2.1.1): offline

@@ -197,6 +197,20 @@ impl Parts {
         }
     }
 
+    /// One buffer: the part itself when there is one (no copy), else the concatenation.
+    pub fn into_bytes(self) -> Bytes {
+        match <[Bytes; 1]>::try_from(self.0.into_vec()) {
+            Ok([one]) => one,
+            Err(parts) => {
+                let mut v = Vec::with_capacity(parts.iter().map(Bytes::len).sum());
+                for p in &parts {
+                    v.extend_from_slice(p);
+                }
+                Bytes::from(v)
+            }
+        }
+    }
+
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len());
         self.write_to(&mut v);
@@ -353,7 +367,7 @@ pub enum Request {
     /// the reply carries it back for a bounce. Plain bytes: storage knows no stanza types.
     StoreOffline {
         user: String,
-        stanza: Bytes,
+        stanza: Parts,
         shard: usize,
     },
     /// Put taken offline messages back in front of `user`'s queue, in order.

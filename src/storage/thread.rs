@@ -111,14 +111,17 @@ pub fn start(
                             user,
                             stanza,
                             shard,
-                        } => match backend.offline_push(&user, &stanza, quota) {
-                            Ok(true) => {}
-                            Ok(false) => replies.push((shard, Reply::QuotaExceeded(stanza))),
-                            Err(e) => {
-                                tracing::error!(error = %e, "storage: offline push");
-                                replies.push((shard, Reply::Failed(stanza)));
+                        } => {
+                            let stanza = stanza.into_bytes();
+                            match backend.offline_push(&user, &stanza, quota) {
+                                Ok(true) => {}
+                                Ok(false) => replies.push((shard, Reply::QuotaExceeded(stanza))),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "storage: offline push");
+                                    replies.push((shard, Reply::Failed(stanza)));
+                                }
                             }
-                        },
+                        }
                         Request::RestoreOffline { user, stanzas } => {
                             if let Err(e) = backend.offline_restore(&user, &stanzas) {
                                 tracing::error!(error = %e, "storage: offline restore");

@@ -105,10 +105,14 @@ pub struct Routed {
     from: Range<u32>,
     /// The whole `id='…'` attribute, or empty.
     id: Range<u32>,
-    /// Bytes delivered at a position of `payload` (the recipient's `<stanza-id/>` as first
-    /// child): a part of the outbound frame, never copied into the payload.
-    insert: Option<Box<(u32, Bytes)>>,
+    /// Bytes delivered at positions of `payload`, in order (the recipient's
+    /// `<stanza-id/>` as first child, an offline `<delay/>` as last child): parts of what is
+    /// delivered and stored, never copied into the payload.
+    insert: Option<Box<Inserts>>,
 }
+
+/// Insertions into a held payload: (position, bytes), by position.
+type Inserts = SmallVec<[(u32, Bytes); 2]>;
 
 fn slice<'a>(b: &'a Bytes, r: &Range<u32>) -> &'a str {
     // The payload was built from &str pieces and ASCII, so any range we recorded is UTF-8.
@@ -140,33 +144,59 @@ impl Routed {
         self.from.clone()
     }
 
-    /// The stanza with `child` as its first child, held as a part of what is delivered
-    /// (`parts`): the payload is not copied. Given back unchanged when the stanza has no
-    /// room for a child (self-closing) or already holds an insertion.
-    pub fn with_first_child(mut self, child: Bytes) -> Result<Routed, Routed> {
+    /// The splice API: `bytes` go at position `at` of the payload when it is delivered or
+    /// stored (`parts`); the payload itself is never copied. Insertions keep their order.
+    fn splice(mut self, at: u32, bytes: Bytes) -> Routed {
+        let ins = self.insert.get_or_insert_with(Default::default);
+        let i = ins.partition_point(|(p, _)| *p <= at);
+        ins.insert(i, (at, bytes));
+        self
+    }
+
+    /// The stanza with `child` as its first child (a part, see `splice`). Given back
+    /// unchanged when the stanza has no room for a child (self-closing).
+    pub fn with_first_child(self, child: Bytes) -> Result<Routed, Routed> {
         // `stamp` and `build` end the start tag right after `from='…'`.
         let gt = self.from.end as usize + 1;
-        if self.insert.is_some() || self.payload.get(gt) != Some(&b'>') {
+        if self.payload.get(gt) != Some(&b'>') {
             return Err(self);
         }
-        self.insert = Some(Box::new((gt as u32 + 1, child)));
-        Ok(self)
+        Ok(self.splice(gt as u32 + 1, child))
+    }
+
+    /// The stanza with `child` as its last child, before its end tag (a part, see
+    /// `splice`). Given back unchanged when the stanza is self-closing.
+    pub fn with_last_child(self, child: Bytes) -> Result<Routed, Routed> {
+        let p = &self.payload;
+        let end = p.len().saturating_sub(self.kind.name().len() + 3);
+        let closing = p.get(end..end + 2) == Some(b"</")
+            && p.get(end + 2..p.len() - 1) == Some(self.kind.name().as_bytes());
+        if !closing || self.payload.get(self.from.end as usize + 1) != Some(&b'>') {
+            return Err(self);
+        }
+        Ok(self.splice(end as u32, child))
     }
 
     /// The stanza's bytes as shared parts, in order (the payload, split where something
     /// is inserted).
     pub fn parts(&self) -> SmallVec<[Bytes; 3]> {
-        match self.insert.as_deref() {
-            None => smallvec::smallvec![self.payload.clone()],
-            Some((at, b)) => {
-                let at = *at as usize;
-                smallvec::smallvec![
-                    self.payload.slice(..at),
-                    b.clone(),
-                    self.payload.slice(at..)
-                ]
+        let Some(ins) = self.insert.as_deref() else {
+            return smallvec::smallvec![self.payload.clone()];
+        };
+        let mut out = SmallVec::new();
+        let mut pos = 0usize;
+        for (at, b) in ins {
+            let at = *at as usize;
+            if at > pos {
+                out.push(self.payload.slice(pos..at));
             }
+            out.push(b.clone());
+            pos = at;
         }
+        if pos < self.payload.len() {
+            out.push(self.payload.slice(pos..));
+        }
+        out
     }
 
     /// The whole stanza in one buffer: a copy, for the cold paths that rewrite it.
@@ -627,5 +657,61 @@ pub fn reroute_frame<H: Host>(shard: &H, f: &OutFrame) {
             bounce(shard, &r, Cond::ServiceUnavailable)
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::stanza::Limits;
+
+    fn routed(xml: &str) -> Routed {
+        let st = Stanza::parse(xml, &Limits::default()).unwrap();
+        stamp(&st, Kind::Message, SType::Chat, "a@x/r", Some("b@x"))
+    }
+
+    fn text(r: &Routed) -> String {
+        String::from_utf8(r.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn splices_are_parts_of_the_one_payload() {
+        let r = routed("<message to='b@x' type='chat'><body>hi</body></message>");
+        let payload = r.payload.clone();
+        let r = r
+            .with_last_child(Bytes::from_static(b"<delay/>"))
+            .ok()
+            .unwrap()
+            .with_first_child(Bytes::from_static(b"<stanza-id/>"))
+            .ok()
+            .unwrap();
+        assert_eq!(
+            text(&r),
+            "<message  type='chat' xmlns='jabber:client' to='b@x' from='a@x/r'><stanza-id/><body>hi</body><delay/></message>"
+        );
+        // Five parts, and the message's bytes are slices of the one payload (no copy).
+        let parts = r.parts();
+        assert_eq!(parts.len(), 5);
+        for i in [0, 2, 4] {
+            let p = parts[i].as_ptr() as usize;
+            let base = payload.as_ptr() as usize;
+            assert!(p >= base && p + parts[i].len() <= base + payload.len());
+        }
+        // Routing still reads the addresses from the payload.
+        assert_eq!((&*r.to(), &*r.from()), ("b@x", "a@x/r"));
+    }
+
+    #[test]
+    fn a_self_closing_stanza_has_no_room_for_a_child() {
+        let r = routed("<message to='b@x' type='chat'/>");
+        let r = r
+            .with_first_child(Bytes::from_static(b"<x/>"))
+            .err()
+            .unwrap();
+        let r = r
+            .with_last_child(Bytes::from_static(b"<x/>"))
+            .err()
+            .unwrap();
+        assert_eq!(r.parts().len(), 1);
     }
 }
