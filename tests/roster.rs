@@ -318,3 +318,134 @@ async fn requests_waiting_for_a_roster_are_bounded() {
     }
     assert_eq!((results, refused), (5, 3));
 }
+
+/// RFC 6121 A.2.1 `| "None + Pending Out" | yes | no state change |`, A.3.1
+/// `| "None + Pending In" | no | no state change |` and A.3.2
+/// `| "None + Pending In" | yes | "None" |`: a request sent twice is routed twice but
+/// changes nothing the second time (no roster push) and reaches the contact once; its
+/// withdrawal reaches the contact, and the contact's server forgets the request.
+#[tokio::test]
+async fn a_repeated_request_is_delivered_once_and_its_withdrawal_is_delivered() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut alice = member(&s, &a, "a").await;
+    let mut bob = member(&s, &b, "b").await;
+    let subscribe = format!("<presence to='{b}@localhost' type='subscribe'/>");
+    alice.send(&subscribe).await;
+    alice.send(&subscribe).await;
+    let p = alice.recv_until("jabber:iq:roster").await;
+    assert!(
+        p.contains("ask='subscribe'") && p.contains("ver='1'"),
+        "{p}"
+    );
+    bob.recv_until("type='subscribe'").await;
+    alice
+        .send(&format!(
+            "<presence to='{b}@localhost' type='unsubscribe'/>"
+        ))
+        .await;
+    loop {
+        let m = bob.recv().await;
+        assert!(!m.contains("type='subscribe'"), "delivered twice: {m}");
+        if m.contains("type='unsubscribe'") {
+            assert!(m.contains(&format!("from='{a}@localhost'")), "{m}");
+            break;
+        }
+    }
+    // Alice's versions: 1 the request, 2 its withdrawal (the repeat changed nothing).
+    alice.send("<iq id='n' type='set'><query xmlns='jabber:iq:roster'><item jid='nurse@localhost'/></query></iq>").await;
+    let p = alice.recv_until("jid='nurse@localhost'").await;
+    assert!(p.contains("ver='3'"), "{p}");
+    // The withdrawn request is not delivered to bob's next available resource (§3.1.3).
+    let mut bob2 = Client::login(&s, &b, Some("b2")).await;
+    bob2.send("<presence/>").await;
+    bob2.send(&format!(
+        "<message to='{}' id='mark'><body>.</body></message>",
+        bob2.jid
+    ))
+    .await;
+    loop {
+        let m = bob2.recv().await;
+        assert!(!m.contains("type='subscribe'"), "withdrawn, yet: {m}");
+        if m.contains("id='mark'") {
+            break;
+        }
+    }
+}
+
+/// RFC 6121 A.2.3 `| "None" | no | no state change |` and A.2.4
+/// `| "None" | no | no state change |`: approving a request nobody made, or cancelling a
+/// subscription nobody has, is not routed, changes no roster and sends no presence.
+#[tokio::test]
+async fn approving_or_cancelling_nothing_goes_nowhere() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut alice = member(&s, &a, "a").await;
+    let mut bob = member(&s, &b, "b").await;
+    bob.send(&format!("<presence to='{a}@localhost' type='subscribed'/>"))
+        .await;
+    bob.send(&format!(
+        "<presence to='{a}@localhost' type='unsubscribed'/>"
+    ))
+    .await;
+    bob.send(&format!(
+        "<message to='{a}@localhost/a' id='mark'><body>.</body></message>"
+    ))
+    .await;
+    loop {
+        let m = alice.recv().await;
+        if m.contains("id='mark'") {
+            break;
+        }
+        assert!(!m.starts_with("<presence"), "{m}");
+    }
+    let r = roster_get(&mut bob, "g").await;
+    assert!(
+        r.contains("ver='0'") && !r.contains(&format!("jid='{a}@localhost'")),
+        "{r}"
+    );
+}
+
+/// RFC 6121 A.2.4 `| "None + Pending In" | yes | "None" |`: denying a request routes the
+/// `unsubscribed`, but no `unavailable` follows (the contact never had the user's
+/// presence; §3.2.2 sends it when a subscription ends), and the request, which was no
+/// roster item, is forgotten without a roster push.
+#[tokio::test]
+async fn denying_a_request_sends_no_presence_and_no_push() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut alice = member(&s, &a, "a").await;
+    let mut bob = member(&s, &b, "b").await;
+    bob.send(&format!("<presence to='{a}@localhost' type='subscribe'/>"))
+        .await;
+    bob.recv_until("ask='subscribe'").await;
+    alice.recv_until("type='subscribe'").await;
+    alice
+        .send(&format!(
+            "<presence to='{b}@localhost' type='unsubscribed'/>"
+        ))
+        .await;
+    alice
+        .send(&format!(
+            "<message to='{b}@localhost/b' id='mark'><body>.</body></message>"
+        ))
+        .await;
+    let (mut denied, mut mark, mut push) = (false, false, false);
+    while !(denied && mark && push) {
+        let m = bob.recv().await;
+        assert!(!m.contains("type='unavailable'"), "{m}");
+        denied |= m.contains("type='unsubscribed'");
+        mark |= m.contains("id='mark'");
+        if m.contains("jabber:iq:roster") {
+            assert!(
+                m.contains("subscription='none'") && !m.contains("ask="),
+                "{m}"
+            );
+            push = true;
+        }
+    }
+    // Alice's next push is the next change she makes.
+    alice.send("<iq id='n' type='set'><query xmlns='jabber:iq:roster'><item jid='nurse@localhost'/></query></iq>").await;
+    let p = alice.recv_until("jabber:iq:roster").await;
+    assert!(p.contains("jid='nurse@localhost'"), "{p}");
+}

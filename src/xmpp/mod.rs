@@ -13,11 +13,13 @@ pub mod jwt;
 pub mod message;
 pub mod presence;
 pub mod roster;
+pub mod roster_set;
 pub mod router;
 pub mod session;
 pub mod sink;
 pub mod sm;
 pub mod stream;
+pub mod subscription;
 
 pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
 pub const NS_CLIENT: &str = "jabber:client";

@@ -3,15 +3,19 @@
 //! an offline user while an inbound subscription stanza is handled). Work that needs the
 //! roster before it is loaded waits in the roster's `pending` list. Every change bumps the
 //! roster version, is written to storage and pushed to the resources that asked for the
-//! roster (§2.1.6).
+//! roster (§2.1.6). What a subscription stanza does (state, routing, delivery, presences)
+//! is decided by `subscription::process` (RFC 6121 Appendix A); a roster set is parsed by
+//! `roster_set::parse`.
 
 use super::errors::Cond;
 use super::jid::Jid;
+use super::roster_set::RosterSet;
 use super::router::{self, Kind, Routed, SType, split_full};
 use super::stream::{Ctx, id_attr};
+use super::subscription::{self as sub, Action, Direction, Presences, State, SubType};
 
 use super::core::Host;
-use crate::storage::{Request, RosterItem, Subscription};
+use crate::storage::{Request, RosterItem};
 use crate::xml::escape::{escape_attr, escape_attr_to_string as ea, escape_text_to_string as et};
 use crate::xml::stanza::Stanza;
 use bytes::Bytes;
@@ -36,7 +40,7 @@ enum Pending {
     Set {
         jid: Jid,
         id: String,
-        item: Result<(RosterItem, bool), Cond>,
+        item: Result<RosterSet, Cond>,
     },
     Outbound {
         jid: Jid,
@@ -238,7 +242,7 @@ fn save<H: Host>(shard: &H, user: &str, item: RosterItem, removed: bool) {
         };
         shard.storage(req);
     }
-    if !item.listed && !removed {
+    if !item.listed {
         return; // a pending-in entry only: not part of the roster the client sees
     }
     let bare = format!("{user}@{}", shard.domain());
@@ -269,11 +273,7 @@ fn item<H: Host>(shard: &H, user: &str, contact: &str) -> Option<RosterItem> {
 /// A roster get or set from a session (§2.1.3, §2.3).
 pub fn on_iq<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, child: usize) {
     let Some(user) = ctx.jid.local() else { return };
-    if st.attr(0, "to").is_some_and(|t| {
-        Jid::parse(&t.value())
-            .map(|j| j.bare() != ctx.jid.bare())
-            .unwrap_or(true)
-    }) {
+    if !super::roster_set::to_self(st, ctx.jid) {
         return ctx.error(st, Kind::Iq, Cond::Forbidden, None);
     }
     let id = id_attr(st).to_string();
@@ -302,7 +302,7 @@ pub fn on_iq<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, child: usize) {
         }
         return;
     }
-    let parsed = parse_set(st, child);
+    let parsed = super::roster_set::parse(st, child);
     if ensure(ctx.shard, user) {
         set(ctx.shard, ctx.jid, &id, parsed);
     } else {
@@ -316,49 +316,6 @@ pub fn on_iq<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, child: usize) {
             },
         );
     }
-}
-
-/// The one `<item/>` of a roster set: (item, remove?) or the error (§2.3.3).
-fn parse_set(st: &Stanza, child: usize) -> Result<(RosterItem, bool), Cond> {
-    let mut items = st.children(child).filter(|&c| st.elems[c].local == "item");
-    let (Some(i), None) = (items.next(), items.next()) else {
-        return Err(Cond::BadRequest);
-    };
-    let jid = st
-        .attr(i, "jid")
-        .map(|a| a.value())
-        .ok_or(Cond::BadRequest)?;
-    let jid = Jid::parse(&jid).map_err(|_| Cond::JidMalformed)?;
-    let remove = match st.attr(i, "subscription").map(|a| a.value()) {
-        None => false,
-        Some(s) if s == "remove" => true,
-        Some(_) => return Err(Cond::BadRequest),
-    };
-    let mut groups: Vec<String> = Vec::new();
-    for g in st.children(i).filter(|&c| st.elems[c].local == "group") {
-        let name = st.text(g).into_owned();
-        if name.is_empty() {
-            return Err(Cond::NotAcceptable);
-        }
-        if groups.contains(&name) {
-            return Err(Cond::BadRequest);
-        }
-        groups.push(name);
-    }
-    let name = st
-        .attr(i, "name")
-        .map(|a| a.value().into_owned())
-        .filter(|n| !n.is_empty());
-    Ok((
-        RosterItem {
-            jid: jid.bare().to_string(),
-            name,
-            groups,
-            listed: true,
-            ..Default::default()
-        },
-        remove,
-    ))
 }
 
 fn result<H: Host>(shard: &H, jid: &Jid, id: &str, inner: &str) {
@@ -408,14 +365,14 @@ fn get<H: Host>(shard: &H, jid: &Jid, id: &str, ver: Option<&str>) {
     );
 }
 
-fn set<H: Host>(shard: &H, jid: &Jid, id: &str, parsed: Result<(RosterItem, bool), Cond>) {
+fn set<H: Host>(shard: &H, jid: &Jid, id: &str, parsed: Result<RosterSet, Cond>) {
     let Some(user) = jid.local() else { return };
-    let (new, remove) = match parsed {
+    let new = match parsed {
         Ok(x) => x,
         Err(c) => return error(shard, jid, id, c),
     };
-    let old = item(shard, user, &new.jid);
-    if remove {
+    let old = item(shard, user, new.jid.as_str());
+    if new.remove {
         let Some(old) = old.filter(|o| o.listed) else {
             return error(shard, jid, id, Cond::ItemNotFound);
         };
@@ -430,7 +387,7 @@ fn set<H: Host>(shard: &H, jid: &Jid, id: &str, parsed: Result<(RosterItem, bool
         save(shard, user, old, true);
     } else {
         let mut item = old.unwrap_or_else(|| RosterItem {
-            jid: new.jid.clone(),
+            jid: new.jid.as_str().to_string(),
             ..Default::default()
         });
         item.name = new.name;
@@ -499,8 +456,13 @@ fn presence_to(payload: &Bytes, to: &str) -> Option<Routed> {
     ))
 }
 
-/// The current presence of each of `user`'s available resources, to `to`.
-fn send_presences<H: Host>(shard: &H, bare: &str, to: &str, unavailable: bool) {
+/// The current presence (or `unavailable`) of each of `bare`'s available resources, to `to`.
+fn send_presences<H: Host>(shard: &H, bare: &str, to: &str, what: Presences) {
+    let unavailable = match what {
+        Presences::Nothing => return,
+        Presences::Available => false,
+        Presences::Unavailable => true,
+    };
     let list: Vec<(String, Option<Bytes>)> = shard
         .sessions
         .borrow()
@@ -525,8 +487,30 @@ fn send_presences<H: Host>(shard: &H, bare: &str, to: &str, unavailable: bool) {
     }
 }
 
-/// An outgoing subscription stanza from one of `jid`'s sessions (§3.1.2, §3.1.5, §3.2,
-/// §3.3): the user's roster changes first, then the stanza goes out.
+/// Applies the outcome of a subscription stanza to `user`'s entry for `contact`: the new
+/// state is stored and pushed when it changed; an entry that only remembered a pending-in
+/// request and no longer does is forgotten.
+fn apply<H: Host>(shard: &H, user: &str, contact: &str, old: Option<RosterItem>, o: &sub::Outcome) {
+    let mut it = old.clone().unwrap_or_else(|| RosterItem {
+        jid: contact.to_string(),
+        ..Default::default()
+    });
+    o.state.write(&mut it);
+    it.listed |= o.list;
+    if old.as_ref() == Some(&it) {
+        return;
+    }
+    if !it.listed && o.state == State::None {
+        if old.is_some() {
+            save(shard, user, it, true);
+        }
+    } else {
+        save(shard, user, it, false);
+    }
+}
+
+/// An outgoing subscription stanza from one of `jid`'s sessions (§3.1.2, §3.1.5, §3.2.2,
+/// §3.3.2, RFC 6121 A.2): the user's roster changes first, then the stanza goes out.
 pub fn outbound<H: Host>(shard: &H, jid: &Jid, stype: SType, to: &Jid, stanza: Option<Routed>) {
     let Some(user) = jid.local() else { return };
     if !ensure(shard, user) {
@@ -541,73 +525,22 @@ pub fn outbound<H: Host>(shard: &H, jid: &Jid, stype: SType, to: &Jid, stanza: O
             },
         );
     }
-    let contact = to.bare();
-    let me = jid.bare();
-    let mut it = item(shard, user, contact).unwrap_or_else(|| RosterItem {
-        jid: contact.to_string(),
-        ..Default::default()
-    });
-    let ty = match stype {
-        SType::Subscribe => {
-            it.listed = true;
-            if !it.subscription.has_to() {
-                it.ask = true;
-            }
-            "subscribe"
-        }
-        SType::Subscribed => {
-            it.subscription = match it.subscription {
-                Subscription::None => Subscription::From,
-                Subscription::To => Subscription::Both,
-                s => s,
-            };
-            it.pending_in = false;
-            it.listed = true;
-            "subscribed"
-        }
-        SType::Unsubscribe => {
-            it.subscription = match it.subscription {
-                Subscription::To => Subscription::None,
-                Subscription::Both => Subscription::From,
-                s => s,
-            };
-            it.ask = false;
-            "unsubscribe"
-        }
-        _ => {
-            it.subscription = match it.subscription {
-                Subscription::From => Subscription::None,
-                Subscription::Both => Subscription::To,
-                s => s,
-            };
-            it.pending_in = false;
-            "unsubscribed"
-        }
-    };
-    let drop_entry =
-        !it.listed && it.subscription == Subscription::None && !it.pending_in && !it.ask;
-    if drop_entry {
-        if item(shard, user, contact).is_some() {
-            save(shard, user, it, true);
-        }
-    } else {
-        save(shard, user, it, false);
+    let Some(ty) = SubType::of(stype) else { return };
+    let (contact, me) = (to.bare(), jid.bare());
+    let old = item(shard, user, contact);
+    let o = sub::process(State::of(old.as_ref()), Direction::Outbound, ty);
+    apply(shard, user, contact, old, &o);
+    if o.action == Action::Route {
+        router::route(
+            shard,
+            stanza.unwrap_or_else(|| subscription(me, contact, ty.name())),
+        );
     }
-    router::route(
-        shard,
-        stanza.unwrap_or_else(|| subscription(me, contact, ty)),
-    );
-    match stype {
-        // §3.1.5: the new subscriber gets the user's current presence.
-        SType::Subscribed => send_presences(shard, me, contact, false),
-        // §3.2.2: and a cancelled one gets unavailable.
-        SType::Unsubscribed => send_presences(shard, me, contact, true),
-        _ => {}
-    }
+    send_presences(shard, me, contact, o.presences);
 }
 
 /// A subscription stanza or probe to a local user, on its home shard (§3.1.3, §3.1.6,
-/// §3.2.3, §3.3.3, §4.3.2).
+/// §3.2.3, §3.3.3, RFC 6121 A.3; probes §4.3.2).
 pub fn inbound<H: Host>(shard: &H, r: Routed) {
     let (user, contact, bare) = {
         let to = r.to();
@@ -626,84 +559,39 @@ pub fn inbound<H: Host>(shard: &H, r: Routed) {
         return queue(shard, &user, Pending::Inbound(r));
     }
     let old = item(shard, &user, &contact);
-    // The contact's request or answer reaches the user's resources after the roster push
-    // (RFC 6121 §3.1.3, §3.1.6), so after the commit of the change it caused.
-    let deliver = |shard: &H, r: &Routed| {
-        let (bare, payload) = (bare.clone(), r.payload.clone());
-        super::commit::after_commit(
-            shard,
-            Box::new(move |shard: &H, _stored: bool| {
-                let targets = shard
-                    .sessions
-                    .borrow()
-                    .resources_where(&bare, |x| x.available);
-                for (_, t) in targets {
-                    router::push(&t, &payload);
-                }
-            }),
-        );
+    let Some(ty) = SubType::of(r.stype) else {
+        if r.stype == SType::Probe && old.is_some_and(|o| o.subscription.has_from()) {
+            send_presences(shard, &bare, &contact, Presences::Available);
+        }
+        return;
     };
-    match r.stype {
-        SType::Subscribe => {
-            if old.as_ref().is_some_and(|o| o.subscription.has_from()) {
-                // Already approved: the server answers for the user.
-                router::route(shard, subscription(&bare, &contact, "subscribed"));
-                return;
-            }
-            let mut it = old.unwrap_or_else(|| RosterItem {
-                jid: contact.clone(),
-                ..Default::default()
-            });
-            it.pending_in = true;
-            save(shard, &user, it, false);
-            deliver(shard, &r);
+    let o = sub::process(State::of(old.as_ref()), Direction::Inbound, ty);
+    apply(shard, &user, &contact, old, &o);
+    match o.action {
+        // The contact's request or answer reaches the user's resources after the roster
+        // push (§3.1.3, §3.1.6), so after the commit of the change it caused.
+        Action::Deliver => {
+            let payload = r.payload.clone();
+            let to = bare.clone();
+            super::commit::after_commit(
+                shard,
+                Box::new(move |shard: &H, _stored: bool| {
+                    let targets = shard
+                        .sessions
+                        .borrow()
+                        .resources_where(&to, |x| x.available);
+                    for (_, t) in targets {
+                        router::push(&t, &payload);
+                    }
+                }),
+            );
         }
-        SType::Subscribed => {
-            let Some(mut it) = old.filter(|o| o.ask) else {
-                return;
-            };
-            it.ask = false;
-            it.subscription = if it.subscription.has_from() {
-                Subscription::Both
-            } else {
-                Subscription::To
-            };
-            save(shard, &user, it, false);
-            deliver(shard, &r);
+        Action::AutoReplySubscribed => {
+            router::route(shard, subscription(&bare, &contact, "subscribed"))
         }
-        SType::Unsubscribe => {
-            let Some(mut it) = old else { return };
-            let had_from = it.subscription.has_from();
-            it.pending_in = false;
-            it.subscription = match it.subscription {
-                Subscription::From => Subscription::None,
-                Subscription::Both => Subscription::To,
-                s => s,
-            };
-            save(shard, &user, it, false);
-            if had_from {
-                deliver(shard, &r);
-                send_presences(shard, &bare, &contact, true);
-            }
-        }
-        SType::Unsubscribed => {
-            let Some(mut it) = old.filter(|o| o.subscription.has_to() || o.ask) else {
-                return;
-            };
-            it.ask = false;
-            it.subscription = match it.subscription {
-                Subscription::To => Subscription::None,
-                Subscription::Both => Subscription::From,
-                s => s,
-            };
-            save(shard, &user, it, false);
-            deliver(shard, &r);
-        }
-        SType::Probe if old.is_some_and(|o| o.subscription.has_from()) => {
-            send_presences(shard, &bare, &contact, false);
-        }
-        _ => {}
+        Action::Route | Action::Drop => {}
     }
+    send_presences(shard, &bare, &contact, o.presences);
 }
 
 /// A presence broadcast (RFC 6121 §4.2, §4.4): to every contact with a `from`
