@@ -451,3 +451,115 @@ pub fn on_prefs<H: MamHost>(shard: &H, prefs: crate::storage::ArchivePrefs, repl
         ),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    //! `parse_query` on XEP-0313's example queries (the stanzas as the XEP shows them, with
+    //! its JIDs and dates), and on what a server refuses.
+    use super::*;
+    use crate::xml::stanza::Limits;
+
+    fn parse(iq: &str) -> Result<ArchiveQuery, Cond> {
+        let st = Stanza::parse(iq, &Limits::default()).unwrap();
+        let q = st.child(0, "query", NS).unwrap();
+        parse_query(&st, q, 50, 250)
+    }
+
+    fn ms(t: &str) -> u64 {
+        humantime::parse_rfc3339_weak(t)
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64
+    }
+
+    /// XEP-0313's first example: querying an archive for all messages.
+    #[test]
+    fn all_messages() {
+        let q = parse("<iq type='set' id='juliet1'><query xmlns='urn:xmpp:mam:2'/></iq>").unwrap();
+        assert_eq!(
+            q,
+            ArchiveQuery {
+                max: 50,
+                ..Default::default()
+            }
+        );
+    }
+
+    /// XEP-0313's filtering by JID: `with` names the other party (a bare JID).
+    #[test]
+    fn filtering_by_jid() {
+        let q = parse(
+            "<iq type='set' id='juliet1'><query xmlns='urn:xmpp:mam:2'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:mam:2</value></field><field var='with'><value>juliet@capulet.lit</value></field></x></query></iq>",
+        )
+        .unwrap();
+        assert_eq!(q.with.as_deref(), Some("juliet@capulet.lit"));
+    }
+
+    /// XEP-0313's filtering by time: a time span (`start`, `end`), then only a `start`.
+    #[test]
+    fn filtering_by_time() {
+        let q = parse(
+            "<iq type='set' id='juliet1'><query xmlns='urn:xmpp:mam:2'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:mam:2</value></field><field var='start'><value>2010-06-07T00:00:00Z</value></field><field var='end'><value>2010-07-07T13:23:54Z</value></field></x></query></iq>",
+        )
+        .unwrap();
+        assert_eq!(
+            q.after_id,
+            Some(archive_id_at(ms("2010-06-07T00:00:00Z")) - 1)
+        );
+        assert_eq!(
+            q.before_id,
+            Some(archive_id_at(ms("2010-07-07T13:23:54Z") + 1))
+        );
+        let q = parse(
+            "<iq type='set' id='juliet1'><query xmlns='urn:xmpp:mam:2'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>urn:xmpp:mam:2</value></field><field var='start'><value>2010-08-07T00:00:00Z</value></field></x></query></iq>",
+        )
+        .unwrap();
+        assert!(q.after_id.is_some() && q.before_id.is_none());
+    }
+
+    /// XEP-0313 with XEP-0059 paging: a page of at most 10, the last page (`<before/>`),
+    /// the page after an id this server never made (`item-not-found`), after a real one.
+    #[test]
+    fn paging() {
+        let q = parse(
+            "<iq type='set' id='q29302'><query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>10</max></set></query></iq>",
+        )
+        .unwrap();
+        assert_eq!((q.max, q.from_end), (10, false));
+        let q = parse(
+            "<iq type='set' id='q29302'><query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>20</max><before/></set></query></iq>",
+        )
+        .unwrap();
+        assert_eq!((q.max, q.from_end, q.before_id), (20, true, None));
+        let e = parse(
+            "<iq type='set' id='q29303'><query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>10</max><after>09af3-cc343-b409f</after></set></query></iq>",
+        );
+        assert_eq!(e.err(), Some(Cond::ItemNotFound));
+        let id = id_str(archive_id_at(ms("2010-06-07T00:00:00Z")));
+        let q = parse(&format!(
+            "<iq type='set' id='q29303'><query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>10</max><after>{id}</after></set></query></iq>"
+        ))
+        .unwrap();
+        assert_eq!(q.after_id, parse_id(&id));
+    }
+
+    /// What a server may refuse: another form, a page size that is not a number; a page
+    /// larger than allowed is cut to the largest.
+    #[test]
+    fn refusals_and_bounds() {
+        let e = parse(
+            "<iq type='set' id='x'><query xmlns='urn:xmpp:mam:2'><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>urn:xmpp:mam:1</value></field></x></query></iq>",
+        );
+        assert_eq!(e.err(), Some(Cond::BadRequest));
+        let e = parse(
+            "<iq type='set' id='x'><query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>ten</max></set></query></iq>",
+        );
+        assert_eq!(e.err(), Some(Cond::BadRequest));
+        let q = parse(
+            "<iq type='set' id='x'><query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'><max>100000</max></set></query></iq>",
+        )
+        .unwrap();
+        assert_eq!(q.max, 250);
+    }
+}
