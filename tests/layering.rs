@@ -28,8 +28,7 @@ const KNOWN: &[(&str, &str)] = &[];
 /// Declared edges between modules, each with its reason.
 const DECLARED: &[(&str, &str)] = &[
     // Rooms keep their archive through MAM (XEP-0313 §6: a room's archive is queried like a
-    // user's) and answer disco with its namespaces: `muc` uses `features::mam` and
-    // `features::disco`, nothing else of `features`.
+    // user's): `muc` uses `features::mam`, nothing else of `features`.
     ("muc", "features"),
 ];
 

@@ -3,6 +3,8 @@
 //! shows the whole conversation. A carbon is `[wrapper head, the original stanza's bytes,
 //! wrapper tail]`: the message itself is shared, never copied per device.
 
+use crate::xml::ns;
+use crate::xml::writer::{Elem, end_tag};
 use crate::xmpp::core::{Host, IqReply, IqRequest};
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
@@ -12,8 +14,6 @@ use crate::xmpp::stream::Ctx;
 use bytes::Bytes;
 use smallvec::SmallVec;
 use std::rc::Rc;
-
-pub const NS: &str = "urn:xmpp:carbons:2";
 
 /// `<enable/>` / `<disable/>` (§4, §5).
 pub fn handle<H: Host>(_: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
@@ -39,7 +39,9 @@ pub fn handle<H: Host>(_: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
 /// Whether a message is carbon-copied (§6): type chat, not marked private or no-copy.
 pub fn eligible(stype: SType, payload: &[u8]) -> bool {
     stype == SType::Chat
-        && !payload.windows(NS.len()).any(|w| w == NS.as_bytes())
+        && !payload
+            .windows(ns::CARBONS.len())
+            .any(|w| w == ns::CARBONS.as_bytes())
         && !payload.windows(14).any(|w| w == b"<no-copy xmlns")
 }
 
@@ -53,12 +55,20 @@ fn carbon_targets<H: Host>(shard: &H, bare: &str, except: &[u64]) -> Vec<(Jid, R
 
 fn send(targets: Vec<(Jid, Rc<Sink>)>, bare: &str, kind: &str, message: &[Bytes]) {
     for (jid, ctl) in targets {
-        let head = format!(
-            "<message xmlns='jabber:client' from='{}' to='{}' type='chat'><{kind} xmlns='{NS}'><forwarded xmlns='urn:xmpp:forward:0'>",
-            crate::xml::escape::escape_attr_to_string(bare),
-            crate::xml::escape::escape_attr_to_string(jid.as_str())
-        );
-        let tail = format!("</forwarded></{kind}></message>");
+        let mut head = Vec::with_capacity(192);
+        let mut m = Elem::new(&mut head, "message")
+            .attr("xmlns", ns::CLIENT)
+            .attr("from", bare)
+            .attr("to", jid.as_str())
+            .attr("type", "chat");
+        let mut k = m.child(kind).attr("xmlns", ns::CARBONS);
+        k.child("forwarded").attr("xmlns", ns::FORWARD).leave_open();
+        k.leave_open();
+        m.leave_open();
+        let mut tail = Vec::with_capacity(48);
+        end_tag(&mut tail, "forwarded");
+        end_tag(&mut tail, kind);
+        end_tag(&mut tail, "message");
         let mut parts: SmallVec<[Bytes; 3]> = SmallVec::with_capacity(message.len() + 2);
         parts.push(Bytes::from(head));
         parts.extend(message.iter().cloned());

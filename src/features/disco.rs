@@ -1,12 +1,11 @@
 //! XEP-0030 Service Discovery for the server and for accounts.
 
+use crate::xml::ns;
+use crate::xml::writer::Elem;
 use crate::xmpp::core::{Host, IqReply, IqRequest};
 use crate::xmpp::errors::Cond;
 use crate::xmpp::router::SType;
 use crate::xmpp::stream::Ctx;
-
-pub const NS_INFO: &str = "http://jabber.org/protocol/disco#info";
-pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 
 pub fn info<H: Host>(_: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
     if r.stype != SType::Get {
@@ -15,26 +14,30 @@ pub fn info<H: Host>(_: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
     if r.st.attr(r.child, "node").is_some() {
         return IqReply::Error(Cond::ItemNotFound);
     }
-    let mut v = format!("<query xmlns='{NS_INFO}'>");
+    let mut v = Vec::with_capacity(512);
+    let mut q = Elem::new(&mut v, "query").attr("xmlns", ns::DISCO_INFO);
     if r.to_server() {
-        v.push_str("<identity category='server' type='im' name='Aoba'/>");
+        q.child("identity")
+            .attr("category", "server")
+            .attr("type", "im")
+            .attr("name", "Aoba")
+            .end();
         // Exactly what works: what the host's modules declare.
         for f in r.shard.server_features() {
-            v.push_str("<feature var='");
-            v.push_str(f);
-            v.push_str("'/>");
+            q.child("feature").attr("var", f).end();
         }
     } else {
-        v.push_str("<identity category='account' type='registered'/>");
-        v.push_str(&format!("<feature var='{NS_INFO}'/>"));
+        q.child("identity")
+            .attr("category", "account")
+            .attr("type", "registered")
+            .end();
+        q.child("feature").attr("var", ns::DISCO_INFO).end();
         for f in r.shard.account_features() {
-            v.push_str("<feature var='");
-            v.push_str(f);
-            v.push_str("'/>");
+            q.child("feature").attr("var", f).end();
         }
     }
-    v.push_str("</query>");
-    IqReply::Result(v.into_bytes())
+    q.end();
+    IqReply::Result(v)
 }
 
 pub fn items<H: Host>(_: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
@@ -42,15 +45,15 @@ pub fn items<H: Host>(_: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
         return IqReply::Error(Cond::BadRequest);
     }
     // The server's items are its services (the MUC); an account has none to show.
-    let mut v = format!("<query xmlns='{NS_ITEMS}'>");
+    let mut v = Vec::with_capacity(128);
+    let mut q = Elem::new(&mut v, "query")
+        .attr("xmlns", ns::DISCO_ITEMS)
+        .start_content();
     if r.to_server() {
         for d in &r.shard.shared.component_domains {
-            v.push_str(&format!(
-                "<item jid='{}'/>",
-                crate::xml::escape::escape_attr_to_string(d)
-            ));
+            q.child("item").attr("jid", d).end();
         }
     }
-    v.push_str("</query>");
-    IqReply::Result(v.into_bytes())
+    q.end();
+    IqReply::Result(v)
 }

@@ -12,8 +12,10 @@ use crate::storage::{
     ArchiveItem, ArchivePage, ArchiveQuery, ArchiveReplyTo, Parts, Request, archive_id_at,
     archive_id_ms,
 };
-use crate::xml::escape::{escape_attr, escape_attr_to_string as ea};
+use crate::xml::ns;
+use crate::xml::ns::MAM as NS;
 use crate::xml::stanza::Stanza;
+use crate::xml::writer::Elem;
 use crate::xmpp::core::{Host, IqReply, IqRequest};
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
@@ -21,9 +23,6 @@ use crate::xmpp::router::{self, Kind, Routed, SType, split_full};
 use crate::xmpp::stream::Ctx;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-
-pub const NS: &str = "urn:xmpp:mam:2";
-const NS_RSM: &str = "http://jabber.org/protocol/rsm";
 
 /// XEP-0313 Message Archive Management, with XEP-0059 paging.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -68,7 +67,7 @@ impl MamConfig {
 }
 
 /// What an account advertises when the archive is on (XEP-0313 §7, XEP-0359).
-pub const ACCOUNT_FEATURES: &[&str] = &[NS, "urn:xmpp:sid:0"];
+pub const ACCOUNT_FEATURES: &[&str] = &[NS, ns::SID];
 
 /// What this module needs from its host: its configuration.
 pub trait MamHost: Host {
@@ -131,11 +130,11 @@ pub fn archive_received<H: MamHost>(shard: &H, r: Routed) -> Routed {
     };
     let id = shard.next_archive_id();
     let mut sid = Vec::with_capacity(96 + owner.len());
-    sid.extend_from_slice(b"<stanza-id xmlns='urn:xmpp:sid:0' id='");
-    sid.extend_from_slice(id_str(id).as_bytes());
-    sid.extend_from_slice(b"' by='");
-    escape_attr(&owner, &mut sid);
-    sid.extend_from_slice(b"'/>");
+    Elem::new(&mut sid, "stanza-id")
+        .attr("xmlns", ns::SID)
+        .attr_fmt("id", format_args!("{id:016x}"))
+        .attr("by", &owner)
+        .end();
     // The stanza-id is a part of what is delivered and archived: the message's bytes are
     // shared, not copied.
     let r = match r.with_first_child(Bytes::from(sid)) {
@@ -202,13 +201,13 @@ pub fn parse_query(
         |o: &mut ArchiveQuery, id: u64| o.after_id = Some(o.after_id.map_or(id, |a| a.max(id)));
     let tighten_before =
         |o: &mut ArchiveQuery, id: u64| o.before_id = Some(o.before_id.map_or(id, |b| b.min(id)));
-    if let Some(x) = st.child(q, "x", "jabber:x:data") {
+    if let Some(x) = st.child(q, "x", ns::DATA) {
         for f in st.children(x) {
             let Some(var) = st.attr(f, "var").map(|a| a.value().into_owned()) else {
                 continue;
             };
             let value = st
-                .child(f, "value", "jabber:x:data")
+                .child(f, "value", ns::DATA)
                 .map(|v| st.text(v).trim().to_string())
                 .unwrap_or_default();
             let ms = || {
@@ -240,21 +239,21 @@ pub fn parse_query(
             }
         }
     }
-    if let Some(set) = st.child(q, "set", NS_RSM) {
-        if let Some(m) = st.child(set, "max", NS_RSM) {
+    if let Some(set) = st.child(q, "set", ns::RSM) {
+        if let Some(m) = st.child(set, "max", ns::RSM) {
             out.max = st
                 .text(m)
                 .trim()
                 .parse::<usize>()
                 .map_err(|_| Cond::BadRequest)?;
         }
-        if let Some(a) = st.child(set, "after", NS_RSM) {
+        if let Some(a) = st.child(set, "after", ns::RSM) {
             tighten_after(
                 &mut out,
                 parse_id(st.text(a).trim()).ok_or(Cond::ItemNotFound)?,
             );
         }
-        if let Some(b) = st.child(set, "before", NS_RSM) {
+        if let Some(b) = st.child(set, "before", ns::RSM) {
             out.from_end = true;
             let t = st.text(b);
             if !t.trim().is_empty() {
@@ -302,22 +301,24 @@ fn routed(kind: Kind, stype: SType, to: &str, from: &str, attrs: &str, body: &[u
 /// routed to the requester (a room's page may be asked for from another shard). Results
 /// travel as headlines inside the server: never archived, copied or stored offline.
 pub fn on_page<H: MamHost>(shard: &H, page: ArchivePage, reply: ArchiveReplyTo) {
-    let qid = reply
-        .queryid
-        .as_ref()
-        .map(|q| format!(" queryid='{}'", ea(q)))
-        .unwrap_or_default();
     for i in &page.items {
         let stamp = humantime::format_rfc3339_millis(
             std::time::UNIX_EPOCH + std::time::Duration::from_millis(archive_id_ms(i.id)),
         );
-        let mut body = format!(
-            "<result xmlns='{NS}'{qid} id='{}'><forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='{stamp}'/>",
-            id_str(i.id)
-        )
-        .into_bytes();
-        i.stanza.write_to(&mut body);
-        body.extend_from_slice(b"</forwarded></result>");
+        let mut body = Vec::with_capacity(256 + i.stanza.len());
+        let mut result = Elem::new(&mut body, "result").attr("xmlns", NS);
+        if let Some(q) = &reply.queryid {
+            result = result.attr("queryid", q);
+        }
+        result = result.attr_fmt("id", format_args!("{:016x}", i.id));
+        let mut forwarded = result.child("forwarded").attr("xmlns", ns::FORWARD);
+        forwarded
+            .child("delay")
+            .attr("xmlns", ns::DELAY)
+            .attr_fmt("stamp", &stamp)
+            .end();
+        forwarded.raw_with(|v| i.stanza.write_to(v)).end();
+        result.end();
         router::route(
             shard,
             routed(
@@ -330,15 +331,21 @@ pub fn on_page<H: MamHost>(shard: &H, page: ArchivePage, reply: ArchiveReplyTo) 
             ),
         );
     }
-    let set = match (page.items.first(), page.items.last()) {
-        (Some(f), Some(l)) => format!(
-            "<set xmlns='{NS_RSM}'><first>{}</first><last>{}</last></set>",
-            id_str(f.id),
-            id_str(l.id)
-        ),
-        _ => format!("<set xmlns='{NS_RSM}'/>"),
-    };
-    let fin = format!("<fin xmlns='{NS}' complete='{}'>{set}</fin>", page.complete);
+    let mut fin = Vec::with_capacity(192);
+    let mut f = Elem::new(&mut fin, "fin")
+        .attr("xmlns", NS)
+        .attr_fmt("complete", page.complete);
+    let mut set = f.child("set").attr("xmlns", ns::RSM);
+    if let (Some(first), Some(last)) = (page.items.first(), page.items.last()) {
+        set.child("first")
+            .text_fmt(format_args!("{:016x}", first.id))
+            .end();
+        set.child("last")
+            .text_fmt(format_args!("{:016x}", last.id))
+            .end();
+    }
+    set.end();
+    f.end();
     let attrs = format!(" type='result' {}", reply.iq_id);
     router::route(
         shard,
@@ -348,7 +355,7 @@ pub fn on_page<H: MamHost>(shard: &H, page: ArchivePage, reply: ArchiveReplyTo) 
             &reply.to,
             &reply.from,
             attrs.trim_end(),
-            fin.as_bytes(),
+            &fin,
         ),
     );
 }
@@ -418,26 +425,23 @@ pub fn on_prefs_failed<H: MamHost>(shard: &H, reply: ArchiveReplyTo) {
 
 /// The preferences, as the iq result (sent by storage after the commit that stored them).
 pub fn on_prefs<H: MamHost>(shard: &H, prefs: crate::storage::ArchivePrefs, reply: ArchiveReplyTo) {
-    let jids = |l: &[String]| {
-        l.iter()
-            .map(|j| {
-                format!(
-                    "<jid>{}</jid>",
-                    crate::xml::escape::escape_text_to_string(j)
-                )
-            })
-            .collect::<String>()
+    let mut body = Vec::with_capacity(128);
+    let default = if prefs.default_always {
+        "always"
+    } else {
+        "never"
     };
-    let body = format!(
-        "<prefs xmlns='{NS}' default='{}'><always>{}</always><never>{}</never></prefs>",
-        if prefs.default_always {
-            "always"
-        } else {
-            "never"
-        },
-        jids(&prefs.always),
-        jids(&prefs.never)
-    );
+    let mut p = Elem::new(&mut body, "prefs")
+        .attr("xmlns", NS)
+        .attr("default", default);
+    for (name, jids) in [("always", &prefs.always), ("never", &prefs.never)] {
+        let mut list = p.child(name).start_content();
+        for j in jids {
+            list.child("jid").text(j).end();
+        }
+        list.end();
+    }
+    p.end();
     let attrs = format!(" type='result' {}", reply.iq_id);
     router::route(
         shard,
@@ -447,7 +451,7 @@ pub fn on_prefs<H: MamHost>(shard: &H, prefs: crate::storage::ArchivePrefs, repl
             &reply.to,
             &reply.from,
             attrs.trim_end(),
-            body.as_bytes(),
+            &body,
         ),
     );
 }

@@ -7,6 +7,8 @@
 //! receipt flows back when the recipient's client answers.
 
 use crate::storage::{Parts, Request};
+use crate::xml::ns;
+use crate::xml::writer::Elem;
 use crate::xmpp::core::Host;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
@@ -49,10 +51,13 @@ pub fn seen_user<H: Host>(shard: &H, state: &Offline, local: &str) {
 /// without children (`<message …/>`), which is rewritten.
 fn with_delay(r: Routed, domain: &str) -> Routed {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    let delay = format!(
-        "<delay xmlns='urn:xmpp:delay' from='{}' stamp='{stamp}'>Offline Storage</delay>",
-        crate::xml::escape::escape_attr_to_string(domain)
-    );
+    let mut delay = Vec::with_capacity(domain.len() + 96);
+    Elem::new(&mut delay, "delay")
+        .attr("xmlns", ns::DELAY)
+        .attr("from", domain)
+        .attr_fmt("stamp", &stamp)
+        .text("Offline Storage")
+        .end();
     match r.with_last_child(Bytes::from(delay.clone())) {
         Ok(r) => r,
         Err(r) => {
@@ -62,14 +67,14 @@ fn with_delay(r: Routed, domain: &str) -> Routed {
                 Some(open) => {
                     v.extend_from_slice(open);
                     v.push(b'>');
-                    v.extend_from_slice(delay.as_bytes());
+                    v.extend_from_slice(&delay);
                     v.extend_from_slice(b"</message>");
                 }
                 // An end tag `with_last_child` does not expect (a prefixed name).
                 None => {
                     let end = p.windows(2).rposition(|w| w == b"</").unwrap_or(p.len());
                     v.extend_from_slice(&p[..end]);
-                    v.extend_from_slice(delay.as_bytes());
+                    v.extend_from_slice(&delay);
                     v.extend_from_slice(&p[end..]);
                 }
             }

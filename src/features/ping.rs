@@ -5,8 +5,6 @@ use crate::xmpp::core::{Host, IqReply, IqRequest};
 use crate::xmpp::router::SType;
 use crate::xmpp::stream::Ctx;
 
-pub const NS: &str = "urn:xmpp:ping";
-
 pub fn handle<H: Host>(_: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
     if r.stype == SType::Get {
         IqReply::Result(Vec::new())

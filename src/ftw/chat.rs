@@ -16,15 +16,14 @@ use super::common::{
 use super::render::Out;
 use super::request::{Event, Request};
 use super::{Ctx, jid_object};
+use crate::xml::ns::CARBONS as NS_CARBONS;
+use crate::xml::ns::CHATSTATES as NS_CHATSTATES;
+use crate::xml::ns::CORRECT as NS_CORRECT;
+use crate::xml::ns::DELAY as NS_DELAY;
+use crate::xml::ns::RECEIPTS as NS_RECEIPTS;
+use crate::xml::ns::SID as NS_SID;
 use crate::xml::stanza::Stanza;
 use serde_json::{Value, json};
-
-const NS_RECEIPTS: &str = "urn:xmpp:receipts";
-const NS_CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
-const NS_CORRECT: &str = "urn:xmpp:message-correct:0";
-const NS_DELAY: &str = "urn:xmpp:delay";
-const NS_SID: &str = "urn:xmpp:sid:0";
-const NS_CARBONS: &str = "urn:xmpp:carbons:2";
 
 /// XEP-0085 chat states a message may carry.
 const STATES: &[&str] = &["active", "composing", "paused", "inactive", "gone"];

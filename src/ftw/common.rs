@@ -9,13 +9,11 @@ use super::render::Out;
 use super::request::Request;
 use super::{Ctx, Pending, ReqError};
 use crate::xml::escape::{escape_attr_to_string, escape_text_to_string};
+use crate::xml::ns;
 use crate::xml::stanza::Stanza;
 use crate::xmpp::jid::Jid;
 use serde_json::{Map, Value, json};
 use smallvec::SmallVec;
-
-/// RFC 6120 §8.3.3: the namespace of stanza error conditions.
-const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 /// A JSON object under construction (an event payload) or being read (a request payload).
 pub(super) type Obj = Map<String, Value>;
@@ -92,7 +90,7 @@ pub(super) fn error_object(st: &Stanza, e: usize) -> Value {
     let (mut condition, mut description, mut application) = (None, None, None);
     for c in err.into_iter().flat_map(|x| st.children(x)) {
         let el = &st.elems[c];
-        if el.ns != NS_STANZAS {
+        if el.ns != ns::STANZAS {
             application.get_or_insert_with(|| json!({ "condition": el.local, "xmlns": el.ns }));
         } else if el.local == "text" {
             description.get_or_insert_with(|| st.text(c));
@@ -287,7 +285,7 @@ pub(super) fn opt_text(name: &str, t: Option<&str>) -> String {
 }
 
 /// The `xmlns` attribute of every stanza built here.
-pub(super) const XMLNS: (&str, Option<&str>) = ("xmlns", Some("jabber:client"));
+pub(super) const XMLNS: (&str, Option<&str>) = ("xmlns", Some(ns::CLIENT));
 
 /// One stanza, answering the callback with `immediate` (if any) at once.
 pub(super) fn send(stanza: String, immediate: Option<Value>) -> Request {

@@ -12,18 +12,18 @@
 use super::common::{
     Obj, Outs, R, attr, el, event, iq, iq_reply, kids, opt_jid, opt_str, put, req_jid, sender,
 };
-use super::forms::{NS_DATA, data_form};
+use super::forms::data_form;
 use super::render::Out;
 use super::request::{Event, Request};
 use super::{Ctx, Pending, jid_object};
 use crate::xml::escape::escape_attr_to_string;
+use crate::xml::ns::DATA as NS_DATA;
+use crate::xml::ns::DISCO_INFO as NS_DISCO_INFO;
+use crate::xml::ns::DISCO_ITEMS as NS_DISCO_ITEMS;
+use crate::xml::ns::PING as NS_PING;
 use crate::xml::stanza::Stanza;
 use crate::xmpp::jid::Jid;
 use serde_json::{Value, json};
-
-pub(super) const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-const NS_DISCO_ITEMS: &str = "http://jabber.org/protocol/disco#items";
-pub(super) const NS_PING: &str = "urn:xmpp:ping";
 
 /// What this client answers to disco#info, inside `<query/>`.
 const CLIENT_FEATURES: &str = "<identity category='client' type='web' name='XMPP-FTW'/>\

@@ -7,10 +7,9 @@
 //! XEP-0004 (data forms), XEP-0068 (`FORM_TYPE`).
 
 use super::common::{Obj, R, attr, child_text, el, invalid, kids, put, text};
+use crate::xml::ns::DATA as NS_DATA;
 use crate::xml::stanza::Stanza;
 use serde_json::Value;
-
-pub(super) const NS_DATA: &str = "jabber:x:data";
 
 // ---------------------------------------------------------------------------------------
 // Stanza → JSON

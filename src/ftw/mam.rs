@@ -18,11 +18,10 @@ use super::forms::submit_form;
 use super::muc::from_room;
 use super::request::{Event, Request};
 use super::{Ctx, Pending, jid_object};
+use crate::xml::ns::MAM as NS_MAM;
+use crate::xml::ns::RSM as NS_RSM;
 use crate::xml::stanza::Stanza;
 use serde_json::Value;
-
-pub(super) const NS_MAM: &str = "urn:xmpp:mam:2";
-const NS_RSM: &str = "http://jabber.org/protocol/rsm";
 
 /// The `default` values of archiving preferences.
 const MAM_DEFAULTS: &[&str] = &["always", "never", "roster"];

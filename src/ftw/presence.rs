@@ -18,10 +18,9 @@ use super::common::{
 };
 use super::request::{Event, Request};
 use super::{Ctx, jid_object};
+use crate::xml::ns::NICK as NS_NICK;
 use crate::xml::stanza::Stanza;
 use crate::xmpp::jid::Jid;
-
-const NS_NICK: &str = "http://jabber.org/protocol/nick";
 
 /// The `<show/>` values a client may send.
 const SHOWS: &[&str] = &["chat", "away", "xa", "dnd"];

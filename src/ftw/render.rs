@@ -8,10 +8,12 @@
 //! of the payload; nothing here panics on input.
 
 use super::common::{Outs, attr, error_object, iq_reply};
-use super::disco::{NS_DISCO_INFO, NS_PING};
-use super::mam::NS_MAM;
-use super::roster::NS_ROSTER;
 use super::{Ctx, Pending, chat, disco, mam, muc, presence, roster};
+use crate::xml::ns;
+use crate::xml::ns::DISCO_INFO as NS_DISCO_INFO;
+use crate::xml::ns::MAM as NS_MAM;
+use crate::xml::ns::PING as NS_PING;
+use crate::xml::ns::ROSTER as NS_ROSTER;
 use crate::xml::stanza::Stanza;
 use serde_json::Value;
 use smallvec::SmallVec;
@@ -43,7 +45,7 @@ pub fn render(
     let Some(root) = st.elems.first() else {
         return out;
     };
-    if !matches!(root.ns, "" | "jabber:client") {
+    if !matches!(root.ns, "" | ns::CLIENT) {
         return out;
     }
     match root.local {

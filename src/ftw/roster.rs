@@ -18,10 +18,9 @@ use super::common::{
 use super::render::Out;
 use super::request::{Event, Request};
 use super::{Ctx, Pending, ReqError, jid_object};
+use crate::xml::ns::ROSTER as NS_ROSTER;
 use crate::xml::stanza::Stanza;
 use serde_json::{Value, json};
-
-pub(super) const NS_ROSTER: &str = "jabber:iq:roster";
 
 // ---------------------------------------------------------------------------------------
 // Stanza → events

@@ -11,6 +11,10 @@ use super::transport::{self, Packet, Proto};
 use super::{Ctx, Pending, ReqError, client_error, jid_object, not_implemented, render};
 use crate::net::outbox::CloseKind;
 use crate::net::websocket;
+use crate::xml::ns::BIND as NS_BIND;
+use crate::xml::ns::CLIENT as NS_CLIENT;
+use crate::xml::ns::FRAMING as NS_FRAMING;
+use crate::xml::ns::SASL as NS_SASL;
 use crate::xml::stanza::Stanza;
 use crate::xmpp::core::Host;
 use crate::xmpp::sink::{OutFrame, Render, Sink};
@@ -383,11 +387,7 @@ impl FtwConn {
             );
             return Action::Close;
         }
-        stream.on_element(
-            shard,
-            ctl,
-            "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
-        )
+        stream.on_element(shard, ctl, &format!("<close xmlns='{NS_FRAMING}'/>"))
     }
 
     fn on_event<H: Host>(
@@ -546,9 +546,7 @@ impl FtwConn {
             use base64::Engine;
             let creds = base64::engine::general_purpose::STANDARD
                 .encode(format!("\0{local}\0{password}").as_bytes());
-            let auth = format!(
-                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
-            );
+            let auth = format!("<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{creds}</auth>");
             let a = stream.on_element(shard, ctl, &auth);
             if stream.authed.is_none() {
                 if a != Action::Continue {
@@ -594,7 +592,7 @@ impl FtwConn {
             })
             .unwrap_or_default();
         let bind = format!(
-            "<iq type='set' id='ftw-bind' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}</bind></iq>"
+            "<iq type='set' id='ftw-bind' xmlns='{NS_CLIENT}'><bind xmlns='{NS_BIND}'>{res}</bind></iq>"
         );
         let a = stream.on_element(shard, ctl, &bind);
         let Some(jid) = stream.jid.clone() else {
@@ -616,7 +614,7 @@ impl FtwConn {
 /// The `<open/>` an XML client sends, for the session's own stream.
 fn open_stream<H: Host>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>) -> Action {
     let open = format!(
-        "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='{}' version='1.0'/>",
+        "<open xmlns='{NS_FRAMING}' to='{}' version='1.0'/>",
         shard.domain()
     );
     stream.on_element(shard, ctl, &open)

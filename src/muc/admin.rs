@@ -3,11 +3,11 @@
 //! or a user's affiliation by JID (ban, membership, admin, owner), with the permission
 //! rules of §5; and the lists of occupants by role and of users by affiliation.
 
-use super::NS_MUC_ADMIN;
 use super::fanout::Out;
 use super::room::{Affiliation, Role, Room, err, iq_result, persist};
 use crate::features::mam::MamHost;
 use crate::xml::escape::escape_attr_to_string as ea;
+use crate::xml::ns::MUC_ADMIN as NS_MUC_ADMIN;
 use crate::xml::stanza::Stanza;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;

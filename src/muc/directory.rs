@@ -5,17 +5,19 @@
 //! room tells it whether it is listed with a headline (`announce`, `unlist`), which the
 //! service takes in here (`service_stanza`).
 
+use super::Service;
 use super::fanout::{Out, build};
 use super::room::{Room, err, iq_result, parse};
-use super::{NS_MUC, Service};
-use crate::features::disco::{NS_INFO, NS_ITEMS};
 use crate::features::mam::MamHost;
 use crate::xml::escape::escape_attr_to_string as ea;
+use crate::xml::ns;
+use crate::xml::ns::DISCO_INFO as NS_INFO;
+use crate::xml::ns::DISCO_ITEMS as NS_ITEMS;
+use crate::xml::ns::MUC as NS_MUC;
+use crate::xml::ns::MUC_DIRECTORY as NS_DIRECTORY;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::router::{Kind, Routed, SType, split_full};
 use std::fmt::Write;
-
-const NS_DIRECTORY: &str = "urn:aoba:muc:directory";
 
 /// After a restore: list it in the service's directory (see `announce`).
 pub(super) fn announce_restored<H: MamHost>(room: &mut Room, domain: &str, shard: &H) {
@@ -134,12 +136,12 @@ pub(super) fn room_info<H: MamHost>(shard: &H, room: &Room, r: &Routed, out: &mu
             "muc_unsecured",
         ),
         f(c.whois_anyone, "muc_nonanonymous", "muc_semianonymous"),
-        "urn:xmpp:sid:0".to_string(),
+        ns::SID.to_string(),
     ];
     // XEP-0313 §6.1: a room with an archive says so, or clients never ask it.
     let mam = crate::features::mam::archive_available(shard)
         .is_ok()
-        .then_some(crate::features::mam::NS.to_string());
+        .then_some(ns::MAM.to_string());
     let mut q = format!(
         "<query xmlns='{NS_INFO}'><identity category='conference' type='text' name='{}'/>",
         ea(&c.name)

@@ -4,12 +4,15 @@
 //! of that user may join under it too, anyone else gets a conflict; nick changes (§7.6)
 //! are refused.
 
+use super::Service;
 use super::fanout::{Out, build, to_bytes};
 use super::occupants::{Occupant, Sess};
 use super::room::{Affiliation, Hist, Role, Room, Rooms, err, parse, stanza_id};
-use super::{NS_MUC, NS_MUC_USER, Service};
 use crate::features::mam::MamHost;
 use crate::xml::escape::escape_attr_to_string as ea;
+use crate::xml::ns::DELAY as NS_DELAY;
+use crate::xml::ns::MUC as NS_MUC;
+use crate::xml::ns::MUC_USER as NS_MUC_USER;
 use crate::xml::stanza::Stanza;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
@@ -223,7 +226,7 @@ fn history(room: &Room, st: &Stanza, x: Option<usize>, to: &str, out: &mut Out) 
     for m in picked.into_iter().rev() {
         let stamp = humantime::format_rfc3339_seconds(m.at);
         let delay = format!(
-            "<delay xmlns='urn:xmpp:delay' from='{}' stamp='{stamp}'/>",
+            "<delay xmlns='{NS_DELAY}' from='{}' stamp='{stamp}'/>",
             ea(&room.jid)
         );
         let mut v = Vec::with_capacity(m.head.len() + m.rest.len() + 160);

@@ -3,11 +3,13 @@
 //! occupants (§7.5), mediated invitations and declines (§7.8.2); and queries of the
 //! room's archive (XEP-0313 §6).
 
-use super::NS_MUC_USER;
 use super::fanout::{Out, build};
 use super::room::{Affiliation, Hist, Role, Room, Rooms, err, parse, persist, stanza_id};
 use crate::features::mam::MamHost;
 use crate::xml::escape::{escape_attr_to_string as ea, escape_text_to_string as et};
+use crate::xml::ns;
+use crate::xml::ns::MUC_USER as NS_MUC_USER;
+use crate::xml::ns::SID as NS_SID;
 use crate::xml::stanza::Stanza;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
@@ -224,8 +226,8 @@ fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out:
     // A subject change is the rare case that needs the element itself (§8.1).
     if p.windows(8).any(|w| w == b"<subject")
         && let Some(st) = parse(r)
-        && let Some(s) = st.child(0, "subject", crate::xmpp::NS_CLIENT)
-        && st.child(0, "body", crate::xmpp::NS_CLIENT).is_none()
+        && let Some(s) = st.child(0, "subject", ns::CLIENT)
+        && st.child(0, "body", ns::CLIENT).is_none()
     {
         if !room.cfg.change_subject && room.occupants[oi].role < Role::Moderator {
             return err(
@@ -243,7 +245,7 @@ fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out:
     let after = r.from_range().end as usize + 1;
     let sid_val = stanza_id(shard);
     let sid = format!(
-        "<stanza-id xmlns='urn:xmpp:sid:0' id='{sid_val}' by='{}'/>",
+        "<stanza-id xmlns='{NS_SID}' id='{sid_val}' by='{}'/>",
         ea(&room.jid)
     );
     let from = room.occupant_jid(&nick);
@@ -255,7 +257,7 @@ fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out:
     let head = Bytes::from(head);
     let rest: Bytes = if p[after..].starts_with(b"/>") {
         Bytes::from(b"</message>".to_vec())
-    } else if p.windows(14).any(|w| w == b"urn:xmpp:sid:0") {
+    } else if p.windows(NS_SID.len()).any(|w| w == NS_SID.as_bytes()) {
         strip_forged_ids(r, after + 1, &room.jid).unwrap_or_else(|| p.slice(after + 1..))
     } else {
         p.slice(after + 1..)
@@ -321,9 +323,7 @@ fn strip_forged_ids(r: &Routed, after_tag: usize, by: &str) -> Option<Bytes> {
     let root = st.root();
     let forged: Vec<usize> = st
         .children(0)
-        .filter(|&c| {
-            st.elems[c].ns == "urn:xmpp:sid:0" && st.attr(c, "by").is_some_and(|a| a.value() == by)
-        })
+        .filter(|&c| st.elems[c].ns == NS_SID && st.attr(c, "by").is_some_and(|a| a.value() == by))
         .collect();
     if forged.is_empty() {
         return None;

@@ -19,11 +19,6 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-pub const NS_MUC: &str = "http://jabber.org/protocol/muc";
-pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
-pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
-
 /// XEP-0045 Multi-User Chat at `<subdomain>.<domain>`: the Aoba API's group chat, rooms
 /// `group-{uuid}@conference.{domain}`.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]

@@ -2,16 +2,17 @@
 //! submission, which also unlocks a new room (§10.1.2 instant room, §10.1.3), the
 //! cancellation of a new room's configuration, and destroying a room (§10.9).
 
+use super::Service;
 use super::fanout::Out;
 use super::room::{Role, Room, err, iq_result, persist};
-use super::{NS_MUC_OWNER, Service};
 use crate::features::mam::MamHost;
 use crate::xml::escape::escape_text_to_string as et;
+use crate::xml::ns::DATA as NS_DATA;
+use crate::xml::ns::MUC_OWNER as NS_MUC_OWNER;
+use crate::xml::ns::MUC_ROOMCONFIG as FORM;
 use crate::xml::stanza::Stanza;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::router::Routed;
-
-const FORM: &str = "http://jabber.org/protocol/muc#roomconfig";
 
 /// A muc#owner set (query `c` of `st`) from an owner: destroy, or submit or cancel the
 /// configuration form. Returns whether the room is gone (the caller drops it).
@@ -43,7 +44,7 @@ pub(super) fn set<H: MamHost>(
         iq_result(out, r, "");
         return true;
     }
-    let Some(x) = st.child(c, "x", "jabber:x:data") else {
+    let Some(x) = st.child(c, "x", NS_DATA) else {
         err(out, r, Cond::BadRequest, None);
         return false;
     };
@@ -80,7 +81,7 @@ pub(super) fn config_form(room: &Room) -> String {
     let c = &room.cfg;
     let b = |v: bool| if v { "1" } else { "0" };
     format!(
-        "<query xmlns='{NS_MUC_OWNER}'><x xmlns='jabber:x:data' type='form'><title>Configuration of {}</title>\
+        "<query xmlns='{NS_MUC_OWNER}'><x xmlns='{NS_DATA}' type='form'><title>Configuration of {}</title>\
 <field var='FORM_TYPE' type='hidden'><value>{FORM}</value></field>\
 <field var='muc#roomconfig_roomname' type='text-single' label='Name'><value>{}</value></field>\
 <field var='muc#roomconfig_roomdesc' type='text-single' label='Description'><value>{}</value></field>\
@@ -124,7 +125,7 @@ fn apply_form(room: &mut Room, st: &Stanza, x: usize) -> Result<(), &'static str
             continue;
         };
         let value = st
-            .child(f, "value", "jabber:x:data")
+            .child(f, "value", NS_DATA)
             .map(|v| st.text(v).into_owned())
             .unwrap_or_default();
         let flag = matches!(value.as_str(), "1" | "true");

@@ -7,10 +7,15 @@
 
 use super::fanout::{Out, build, head_tail};
 use super::occupants::{Occupant, Occupants, Sess};
-use super::{MucConfig, NS_MUC_ADMIN, NS_MUC_OWNER, NS_MUC_USER, Service};
-use crate::features::disco::{NS_INFO, NS_ITEMS};
+use super::{MucConfig, Service};
 use crate::features::mam::MamHost;
 use crate::xml::escape::escape_attr_to_string as ea;
+use crate::xml::ns;
+use crate::xml::ns::DISCO_INFO as NS_INFO;
+use crate::xml::ns::DISCO_ITEMS as NS_ITEMS;
+use crate::xml::ns::MUC_ADMIN as NS_MUC_ADMIN;
+use crate::xml::ns::MUC_OWNER as NS_MUC_OWNER;
+use crate::xml::ns::MUC_USER as NS_MUC_USER;
 use crate::xml::stanza::{Limits, Stanza};
 use crate::xmpp::errors::{Cond, error_stanza};
 use crate::xmpp::jid::Jid;
@@ -510,7 +515,7 @@ fn iq<H: MamHost>(
     match (st.elems[c].ns, r.stype) {
         (NS_INFO, SType::Get) => super::directory::room_info(shard, room, r, out),
         (NS_ITEMS, SType::Get) => super::directory::room_items(r, out),
-        (crate::features::mam::NS, SType::Set) => {
+        (ns::MAM, SType::Set) => {
             super::message::archive_query(shard, room, &st, c, aff, r, from, out)
         }
         (NS_MUC_OWNER, _) if aff != Affiliation::Owner => {

@@ -10,6 +10,7 @@ use crate::features::{carbons, disco, mam, offline, ping, version};
 use crate::muc;
 use crate::runtime::{Home, Runtime, ShardHost};
 use crate::storage::Reply;
+use crate::xml::ns;
 use crate::xmpp::core::{Core, Host, IqHandler, Msg, Shared};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{self, Kind, Routed, SType};
@@ -49,23 +50,23 @@ impl std::ops::Deref for Shard {
 /// The IQ handlers, by the namespace of the iq's child (requests to the server or to an
 /// account). The core answers roster requests itself (RFC 6121).
 const IQ_HANDLERS: &[(&str, IqHandler<Shard>)] = &[
-    (ping::NS, ping::handle),
-    (disco::NS_INFO, disco::info),
-    (disco::NS_ITEMS, disco::items),
-    (version::NS, version::handle),
-    (carbons::NS, carbons::handle),
-    (crate::xmpp::NS_SESSION, crate::features::legacy_session),
-    (mam::NS, mam::iq),
+    (ns::PING, ping::handle),
+    (ns::DISCO_INFO, disco::info),
+    (ns::DISCO_ITEMS, disco::items),
+    (ns::VERSION, version::handle),
+    (ns::CARBONS, carbons::handle),
+    (ns::SESSION, crate::features::legacy_session),
+    (ns::MAM, mam::iq),
 ];
 
 /// What the server's disco#info lists: the IQ handlers (RFC 3921 sessions and MAM,
 /// which is an account's, left out) and offline storage (XEP-0160).
 const SERVER_FEATURES: &[&str] = &[
-    ping::NS,
-    disco::NS_INFO,
-    disco::NS_ITEMS,
-    version::NS,
-    carbons::NS,
+    ns::PING,
+    ns::DISCO_INFO,
+    ns::DISCO_ITEMS,
+    ns::VERSION,
+    ns::CARBONS,
     "msgoffline",
 ];
 

@@ -23,11 +23,7 @@ use smallvec::SmallVec;
 use xmlparser::{ElementEnd, StrSpan, Token, Tokenizer};
 
 use super::escape;
-
-/// The namespace bound to the `xml` prefix by definition.
-pub const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
-/// The namespace of `xmlns` declarations; nothing may be bound to it.
-pub const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
+use super::ns::{XML as XML_NS, XMLNS as XMLNS_NS};
 
 /// Resource limits applied while parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

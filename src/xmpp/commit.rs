@@ -14,12 +14,13 @@
 //! waiting: the ack's stream ends with `internal-server-error` (nothing is acknowledged,
 //! the client resends after it reconnects), an iq gets its error answer.
 
-use super::NS_SM;
 use super::core::{Host, Msg};
 use super::errors::{StreamError, stream_error_bytes};
 use super::sink::{OutFrame, Sink};
 use crate::net::outbox::CloseKind;
 use crate::storage::Request;
+use crate::xml::ns;
+use crate::xml::writer::Elem;
 use bytes::Bytes;
 use std::rc::{Rc, Weak};
 
@@ -49,7 +50,12 @@ pub enum Waiter<H> {
 pub type AfterCommit<H> = Box<dyn FnOnce(&H, bool)>;
 
 fn sm_ack(h: u32) -> Bytes {
-    Bytes::from(format!("<a xmlns='{NS_SM}' h='{h}'/>").into_bytes())
+    let mut v = Vec::with_capacity(48);
+    Elem::new(&mut v, "a")
+        .attr("xmlns", ns::SM)
+        .attr_fmt("h", h)
+        .end();
+    Bytes::from(v)
 }
 
 /// Answers `<r/>` with `<a h/>` once the first `h` stanzas are settled. `inflight` is the

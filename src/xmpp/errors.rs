@@ -1,8 +1,8 @@
 //! Stream errors (RFC 6120 §4.9, framed per RFC 7395 §3.6) and stanza errors (§8.3).
 
-use super::{NS_FRAMING, NS_STANZAS, NS_STREAM_ERRORS, NS_STREAMS};
 use crate::net::websocket;
-use crate::xml::escape::{escape_attr, escape_text};
+use crate::xml::ns;
+use crate::xml::writer::Elem;
 use std::ops::Range;
 
 /// The stream error conditions Aoba sends.
@@ -53,18 +53,20 @@ impl StreamError {
 /// `<open/>` of the server side of a stream (RFC 7395 §3.4).
 pub fn open_element(domain: &str, id: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(160);
-    v.extend_from_slice(b"<open xmlns='");
-    v.extend_from_slice(NS_FRAMING.as_bytes());
-    v.extend_from_slice(b"' from='");
-    escape_attr(domain, &mut v);
-    v.extend_from_slice(b"' id='");
-    escape_attr(id, &mut v);
-    v.extend_from_slice(b"' version='1.0' xml:lang='en'/>");
+    Elem::new(&mut v, "open")
+        .attr("xmlns", ns::FRAMING)
+        .attr("from", domain)
+        .attr("id", id)
+        .attr("version", "1.0")
+        .attr("xml:lang", "en")
+        .end();
     v
 }
 
 pub fn close_element() -> Vec<u8> {
-    format!("<close xmlns='{NS_FRAMING}'/>").into_bytes()
+    let mut v = Vec::with_capacity(64);
+    Elem::new(&mut v, "close").attr("xmlns", ns::FRAMING).end();
+    v
 }
 
 /// The last words of a stream: (an `<open/>` if none was sent yet,) the error, `<close/>`,
@@ -82,21 +84,16 @@ pub fn stream_error_bytes(
         ));
     }
     let mut e = Vec::with_capacity(200);
-    e.extend_from_slice(b"<stream:error xmlns:stream='");
-    e.extend_from_slice(NS_STREAMS.as_bytes());
-    e.extend_from_slice(b"'><");
-    e.extend_from_slice(err.name().as_bytes());
-    e.extend_from_slice(b" xmlns='");
-    e.extend_from_slice(NS_STREAM_ERRORS.as_bytes());
-    e.extend_from_slice(b"'/>");
+    let mut se = Elem::new(&mut e, "stream:error").attr("xmlns:stream", ns::STREAMS);
+    se.child(err.name()).attr("xmlns", ns::STREAM_ERRORS).end();
     if let Some(t) = text {
-        e.extend_from_slice(b"<text xmlns='");
-        e.extend_from_slice(NS_STREAM_ERRORS.as_bytes());
-        e.extend_from_slice(b"' xml:lang='en'>");
-        escape_text(t, &mut e);
-        e.extend_from_slice(b"</text>");
+        se.child("text")
+            .attr("xmlns", ns::STREAM_ERRORS)
+            .attr("xml:lang", "en")
+            .text(t)
+            .end();
     }
-    e.extend_from_slice(b"</stream:error>");
+    se.end();
     out.extend_from_slice(&websocket::frame(websocket::OP_TEXT, &e));
     out.extend_from_slice(&websocket::frame(websocket::OP_TEXT, &close_element()));
     out.extend_from_slice(&websocket::close_frame(websocket::CLOSE_NORMAL, ""));
@@ -175,37 +172,28 @@ pub fn error_stanza(
     text: Option<&str>,
 ) -> (Vec<u8>, Range<u32>, Range<u32>) {
     let mut v = Vec::with_capacity(256);
-    v.push(b'<');
-    v.extend_from_slice(kind.as_bytes());
-    v.extend_from_slice(b" xmlns='jabber:client' to='");
-    let t0 = v.len() as u32;
-    escape_attr(to, &mut v);
-    let to_r = t0..v.len() as u32;
-    v.extend_from_slice(b"' from='");
-    let f0 = v.len() as u32;
-    escape_attr(from, &mut v);
-    let from_r = f0..v.len() as u32;
-    v.extend_from_slice(b"' type='error'");
+    let mut st = Elem::new(&mut v, kind).attr("xmlns", ns::CLIENT);
+    let to_r = st.attr_span("to", to);
+    let from_r = st.attr_span("from", from);
+    st = st.attr("type", "error");
     if !id_attr.is_empty() {
-        v.push(b' ');
-        v.extend_from_slice(id_attr.as_bytes());
+        st = st.attrs_raw(id_attr.as_bytes());
     }
-    v.extend_from_slice(b"><error type='");
-    v.extend_from_slice(cond.error_type().as_bytes());
-    v.extend_from_slice(b"'><");
-    v.extend_from_slice(cond.name().as_bytes());
-    v.extend_from_slice(b" xmlns='");
-    v.extend_from_slice(NS_STANZAS.as_bytes());
-    v.extend_from_slice(b"'/>");
+    let mut error = st.child("error").attr("type", cond.error_type());
+    error.child(cond.name()).attr("xmlns", ns::STANZAS).end();
     if let Some(t) = text {
-        v.extend_from_slice(b"<text xmlns='");
-        v.extend_from_slice(NS_STANZAS.as_bytes());
-        v.extend_from_slice(b"' xml:lang='en'>");
-        escape_text(t, &mut v);
-        v.extend_from_slice(b"</text>");
+        error
+            .child("text")
+            .attr("xmlns", ns::STANZAS)
+            .attr("xml:lang", "en")
+            .text(t)
+            .end();
     }
-    v.extend_from_slice(b"</error></");
-    v.extend_from_slice(kind.as_bytes());
-    v.push(b'>');
-    (v, to_r, from_r)
+    error.end();
+    st.end();
+    (v, span32(to_r), span32(from_r))
+}
+
+fn span32(r: Range<usize>) -> Range<u32> {
+    r.start as u32..r.end as u32
 }

@@ -7,8 +7,9 @@ use super::errors::Cond;
 use super::jid::Jid;
 use super::router::{Kind, SType, route, stamp};
 use super::stream::{Ctx, id_attr};
-use crate::xml::escape::escape_attr;
+use crate::xml::ns;
 use crate::xml::stanza::Stanza;
+use crate::xml::writer::Elem;
 
 pub fn on_iq<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: Option<SType>, to: Option<Jid>) {
     let Some(stype) = stype else {
@@ -76,11 +77,11 @@ fn answer<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, to: Option<&Jid>) {
         .children(0)
         .next()
         .expect("on_iq refuses a request without exactly one child");
-    let ns = st.elems[child].ns;
-    if ns == super::roster::NS {
+    let child_ns = st.elems[child].ns;
+    if child_ns == ns::ROSTER {
         return super::roster::on_iq(ctx, st, stype, child);
     }
-    let reply = match ctx.shard.iq_handler(ns, st.elems[child].local) {
+    let reply = match ctx.shard.iq_handler(child_ns, st.elems[child].local) {
         Some(h) => h(
             ctx,
             &IqRequest {
@@ -99,22 +100,18 @@ fn answer<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, to: Option<&Jid>) {
         IqReply::Later => {}
         IqReply::Result(inner) => {
             let mut v = Vec::with_capacity(96 + inner.len());
-            v.extend_from_slice(b"<iq xmlns='jabber:client' type='result' ");
-            v.extend_from_slice(id_attr(st).as_bytes());
+            let mut iq = Elem::new(&mut v, "iq")
+                .attr("xmlns", ns::CLIENT)
+                .attr("type", "result")
+                .attrs_raw(id_attr(st).as_bytes());
             if let Some(t) = to {
-                v.extend_from_slice(b" from='");
-                escape_attr(t.as_str(), &mut v);
-                v.push(b'\'');
+                iq = iq.attr("from", t.as_str());
             }
-            v.extend_from_slice(b" to='");
-            escape_attr(ctx.jid.as_str(), &mut v);
-            if inner.is_empty() {
-                v.extend_from_slice(b"'/>");
-            } else {
-                v.extend_from_slice(b"'>");
-                v.extend_from_slice(&inner);
-                v.extend_from_slice(b"</iq>");
+            iq = iq.attr("to", ctx.jid.as_str());
+            if !inner.is_empty() {
+                iq = iq.raw(&inner);
             }
+            iq.end();
             ctx.reply(v);
         }
     }

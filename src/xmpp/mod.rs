@@ -20,13 +20,3 @@ pub mod sink;
 pub mod sm;
 pub mod stream;
 pub mod subscription;
-
-pub const NS_FRAMING: &str = "urn:ietf:params:xml:ns:xmpp-framing";
-pub const NS_CLIENT: &str = "jabber:client";
-pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
-pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
-pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
-pub const NS_SM: &str = "urn:xmpp:sm:3";
-pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
-pub const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
-pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";

@@ -39,7 +39,7 @@ pub fn on_presence<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: Option<SType>, to:
 
 fn priority(st: &Stanza) -> Result<i8, ()> {
     match st
-        .child(0, "priority", super::NS_CLIENT)
+        .child(0, "priority", crate::xml::ns::CLIENT)
         .or_else(|| st.child(0, "priority", ""))
     {
         None => Ok(0),

@@ -21,7 +21,7 @@ use crate::xml::stanza::Stanza;
 use bytes::Bytes;
 use std::collections::HashMap;
 
-pub const NS: &str = "jabber:iq:roster";
+use crate::xml::ns::ROSTER as NS;
 
 #[derive(Default)]
 pub struct Roster {

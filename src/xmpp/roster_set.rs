@@ -84,7 +84,7 @@ mod tests {
 
     fn set(xml: &str) -> Result<RosterSet, Cond> {
         let st = Stanza::parse(xml, &Limits::default()).unwrap();
-        let query = st.child(0, "query", super::super::roster::NS).unwrap();
+        let query = st.child(0, "query", crate::xml::ns::ROSTER).unwrap();
         parse(&st, query)
     }
 

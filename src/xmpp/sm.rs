@@ -9,11 +9,12 @@
 //! client had not acknowledged, then what came meanwhile. When the resumption window ends,
 //! all of it is routed again (other resources, else offline storage) and the session ends.
 
-use super::NS_SM;
 use super::core::Host;
 use super::jid::Jid;
 use super::sink::{OutFrame, Sink};
 use super::stream::Stream;
+use crate::xml::ns;
+use crate::xml::writer::Elem;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -58,17 +59,21 @@ pub struct Detached {
     expires: Instant,
 }
 
-fn reply(ctl: &Sink, xml: String) {
+fn reply(ctl: &Sink, xml: Vec<u8>) {
     ctl.push_reply(OutFrame::text(Bytes::from(xml)));
 }
 
+/// `<failed/>` with a stanza error condition (XEP-0198 §3, §5).
+pub(super) fn failed_xml(cond: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(128);
+    let mut failed = Elem::new(&mut v, "failed").attr("xmlns", ns::SM);
+    failed.child(cond).attr("xmlns", ns::STANZAS).end();
+    failed.end();
+    v
+}
+
 fn failed(ctl: &Sink, cond: &str) {
-    reply(
-        ctl,
-        format!(
-            "<failed xmlns='{NS_SM}'><{cond} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>"
-        ),
-    );
+    reply(ctl, failed_xml(cond));
 }
 
 /// `<enable/>` after bind.
@@ -78,10 +83,14 @@ pub fn enable<H: Host>(stream: &mut Stream, shard: &H, ctl: &Sink, resume: bool)
     if resume {
         let id = format!("{:016x}{:08x}", shard.random(), shard.id);
         let max = shard.cfg().sm.resume_timeout_ms / 1000;
-        reply(
-            ctl,
-            format!("<enabled xmlns='{NS_SM}' id='{id}' resume='true' max='{max}'/>"),
-        );
+        let mut v = Vec::with_capacity(128);
+        Elem::new(&mut v, "enabled")
+            .attr("xmlns", ns::SM)
+            .attr("id", &id)
+            .attr("resume", "true")
+            .attr_fmt("max", max)
+            .end();
+        reply(ctl, v);
         if let Some(jid) = &stream.jid {
             shard
                 .sm_live
@@ -90,7 +99,9 @@ pub fn enable<H: Host>(stream: &mut Stream, shard: &H, ctl: &Sink, resume: bool)
         }
         stream.sm_id = Some(id);
     } else {
-        reply(ctl, format!("<enabled xmlns='{NS_SM}'/>"));
+        let mut v = Vec::with_capacity(64);
+        Elem::new(&mut v, "enabled").attr("xmlns", ns::SM).end();
+        reply(ctl, v);
     }
 }
 
@@ -170,13 +181,13 @@ pub fn resume<H: Host>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &
         r.available
     };
     ctl.sm_enable(h, shard.cfg().sm.request_ack_after_stanzas);
-    reply(
-        ctl,
-        format!(
-            "<resumed xmlns='{NS_SM}' previd='{previd}' h='{}'/>",
-            d.handled
-        ),
-    );
+    let mut v = Vec::with_capacity(128);
+    Elem::new(&mut v, "resumed")
+        .attr("xmlns", ns::SM)
+        .attr("previd", previd)
+        .attr_fmt("h", d.handled)
+        .end();
+    reply(ctl, v);
     tracing::info!(shard = shard.id, conn = ctl.id, jid = %d.jid, replay = d.unacked.len(), "session resumed");
     for f in d.unacked.drain(..).chain(d.parked.out.take_unsent()) {
         let _ = ctl.push(f, super::router::overflow_words);

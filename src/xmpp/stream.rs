@@ -7,9 +7,10 @@ use super::jid::Jid;
 use super::router::{Kind, SType};
 use super::session::BindError;
 use super::sink::{OutFrame, Sink};
-use super::{NS_BIND, NS_CLIENT, NS_FRAMING, NS_SASL, NS_SESSION, NS_SM};
 use crate::net::outbox::CloseKind;
+use crate::xml::ns;
 use crate::xml::stanza::{Limits, Stanza, XmlError};
+use crate::xml::writer::Elem;
 use bytes::Bytes;
 use std::rc::Rc;
 
@@ -145,8 +146,8 @@ impl Stream {
         };
         let root = st.root();
         match (root.ns, root.local) {
-            (NS_FRAMING, "open") => self.on_open(shard, ctl, &st),
-            (NS_FRAMING, "close") => {
+            (ns::FRAMING, "open") => self.on_open(shard, ctl, &st),
+            (ns::FRAMING, "close") => {
                 self.clean_end = true;
                 self.send(ctl, super::errors::close_element());
                 ctl.close(
@@ -167,15 +168,12 @@ impl Stream {
                 StreamError::NotAuthorized,
                 Some("send <open/> first"),
             ),
-            (NS_SASL, "auth") if self.authed.is_none() => self.on_auth(shard, ctl, &st),
-            (NS_SASL, "abort") if self.authed.is_none() => {
-                self.send(
-                    ctl,
-                    format!("<failure xmlns='{NS_SASL}'><aborted/></failure>").into_bytes(),
-                );
+            (ns::SASL, "auth") if self.authed.is_none() => self.on_auth(shard, ctl, &st),
+            (ns::SASL, "abort") if self.authed.is_none() => {
+                self.send(ctl, sasl_failure_xml("aborted"));
                 Action::Continue
             }
-            (NS_CLIENT | "", name) if Kind::from_name(name).is_some() => {
+            (ns::CLIENT | "", name) if Kind::from_name(name).is_some() => {
                 let kind = Kind::from_name(name).expect("the match guard checked it");
                 match &self.jid {
                     Some(_) => self.on_stanza(shard, ctl, &st, kind),
@@ -190,13 +188,13 @@ impl Stream {
                     ),
                 }
             }
-            (NS_SASL, _) => self.fail(
+            (ns::SASL, _) => self.fail(
                 shard,
                 ctl,
                 StreamError::PolicyViolation,
                 Some("unexpected SASL element"),
             ),
-            (NS_SM, name) => self.on_sm(shard, ctl, &st, name),
+            (ns::SM, name) => self.on_sm(shard, ctl, &st, name),
             _ => self.fail(shard, ctl, StreamError::UnsupportedStanzaType, None),
         }
     }
@@ -225,25 +223,27 @@ impl Stream {
         }
         self.send(ctl, open_element(shard.domain(), &self.stream_id()));
         self.opened = true;
-        let features = if self.authed.is_none() {
-            format!(
-                "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><mechanisms xmlns='{NS_SASL}'><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
-            )
+        let mut v = Vec::with_capacity(256);
+        let mut features = Elem::new(&mut v, "stream:features").attr("xmlns:stream", ns::STREAMS);
+        if self.authed.is_none() {
+            let mut mechanisms = features.child("mechanisms").attr("xmlns", ns::SASL);
+            mechanisms.child("mechanism").text("PLAIN").end();
+            mechanisms.end();
         } else {
-            format!(
-                "<stream:features xmlns:stream='http://etherx.jabber.org/streams'><bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session><sm xmlns='{NS_SM}'/></stream:features>"
-            )
-        };
-        self.send(ctl, features.into_bytes());
+            features.child("bind").attr("xmlns", ns::BIND).end();
+            let mut session = features.child("session").attr("xmlns", ns::SESSION);
+            session.child("optional").end();
+            session.end();
+            features.child("sm").attr("xmlns", ns::SM).end();
+        }
+        features.end();
+        self.send(ctl, v);
         Action::Continue
     }
 
     fn sasl_failure<H: Host>(&mut self, shard: &H, ctl: &Sink, cond: &str) -> Action {
         self.auth_failures += 1;
-        self.send(
-            ctl,
-            format!("<failure xmlns='{NS_SASL}'><{cond}/></failure>").into_bytes(),
-        );
+        self.send(ctl, sasl_failure_xml(cond));
         if self.auth_failures >= shard.cfg().auth.max_auth_failures {
             return self.fail(
                 shard,
@@ -306,11 +306,7 @@ impl Stream {
             match shard.check_token(password) {
                 Err(super::jwt::TokenError::Busy) => {
                     // Not the client's fault: no failure counted; it retries (RFC 6120 §6.5.13).
-                    self.send(
-                        ctl,
-                        format!("<failure xmlns='{NS_SASL}'><temporary-auth-failure/></failure>")
-                            .into_bytes(),
-                    );
+                    self.send(ctl, sasl_failure_xml("temporary-auth-failure"));
                     return Action::Continue;
                 }
                 Ok(local)
@@ -329,7 +325,9 @@ impl Stream {
                 }
             }
         };
-        self.send(ctl, format!("<success xmlns='{NS_SASL}'/>").into_bytes());
+        let mut v = Vec::with_capacity(64);
+        Elem::new(&mut v, "success").attr("xmlns", ns::SASL).end();
+        self.send(ctl, v);
         self.opened = false; // the client restarts the stream (RFC 6120 §6.4.6)
         let bare = format!("{user}@{}", shard.domain());
         tracing::info!(shard = shard.id, conn = ctl.id, user = %bare, "authenticated");
@@ -346,12 +344,12 @@ impl Stream {
         let id = id_attr(st);
         let ty = st.attr(0, "type").map(|a| a.value());
         if let Some(b) = st
-            .child(0, "bind", NS_BIND)
+            .child(0, "bind", ns::BIND)
             .filter(|_| ty.as_deref() == Some("set"))
         {
             let local = self.authed.clone().unwrap_or_default();
             let requested = st
-                .child(b, "resource", NS_BIND)
+                .child(b, "resource", ns::BIND)
                 .map(|r| st.text(r).trim().to_string())
                 .filter(|r| !r.is_empty());
             let resource = requested.unwrap_or_else(|| random_resource(shard));
@@ -405,11 +403,14 @@ impl Stream {
                 Ok(None) => {}
             }
             let mut v = Vec::with_capacity(200);
-            v.extend_from_slice(b"<iq xmlns='jabber:client' type='result' ");
-            v.extend_from_slice(id.as_bytes());
-            v.extend_from_slice(format!("><bind xmlns='{NS_BIND}'><jid>").as_bytes());
-            crate::xml::escape::escape_text(jid.as_str(), &mut v);
-            v.extend_from_slice(b"</jid></bind></iq>");
+            let mut iq = Elem::new(&mut v, "iq")
+                .attr("xmlns", ns::CLIENT)
+                .attr("type", "result")
+                .attrs_raw(id.as_bytes());
+            let mut bind = iq.child("bind").attr("xmlns", ns::BIND);
+            bind.child("jid").text(jid.as_str()).end();
+            bind.end();
+            iq.end();
             self.send(ctl, v);
             tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, "bound");
             shard.on_bind(&jid);
@@ -417,11 +418,14 @@ impl Stream {
             self.bound(jid);
             return Action::Continue;
         }
-        if st.child(0, "session", NS_SESSION).is_some() {
-            self.send(
-                ctl,
-                format!("<iq xmlns='jabber:client' type='result' {id}/>").into_bytes(),
-            );
+        if st.child(0, "session", ns::SESSION).is_some() {
+            let mut v = Vec::with_capacity(96);
+            Elem::new(&mut v, "iq")
+                .attr("xmlns", ns::CLIENT)
+                .attr("type", "result")
+                .attrs_raw(id.as_bytes())
+                .end();
+            self.send(ctl, v);
             return Action::Continue;
         }
         self.fail(
@@ -465,11 +469,7 @@ impl Stream {
                 super::sm::resume(self, shard, ctl, &previd, h);
             }
             ("enable" | "resume", _) => {
-                let why = "<unexpected-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>";
-                self.send(
-                    ctl,
-                    format!("<failed xmlns='{NS_SM}'>{why}</failed>").into_bytes(),
-                );
+                self.send(ctl, super::sm::failed_xml("unexpected-request"));
             }
             ("r", Some(h)) => {
                 super::commit::ack_when_settled(shard, ctl, h, &mut self.ack_inflight)
@@ -544,17 +544,14 @@ impl Stream {
         let Some(jid) = &self.jid else { return };
         self.ping_seq += 1;
         let mut v = Vec::with_capacity(160);
-        v.extend_from_slice(b"<iq xmlns='jabber:client' type='get' from='");
-        crate::xml::escape::escape_attr(shard.domain(), &mut v);
-        v.extend_from_slice(b"' to='");
-        crate::xml::escape::escape_attr(jid.as_str(), &mut v);
-        v.extend_from_slice(
-            format!(
-                "' id='aoba-ping-{}'><ping xmlns='urn:xmpp:ping'/></iq>",
-                self.ping_seq
-            )
-            .as_bytes(),
-        );
+        let mut iq = Elem::new(&mut v, "iq")
+            .attr("xmlns", ns::CLIENT)
+            .attr("type", "get")
+            .attr("from", shard.domain())
+            .attr("to", jid.as_str())
+            .attr_fmt("id", format_args!("aoba-ping-{}", self.ping_seq));
+        iq.child("ping").attr("xmlns", ns::PING).end();
+        iq.end();
         self.send(ctl, v);
     }
 
@@ -592,4 +589,13 @@ fn random_resource<H: Host>(shard: &H) -> String {
         x /= 36;
     }
     s
+}
+
+/// `<failure><cond/></failure>` of SASL (RFC 6120 §6.5).
+fn sasl_failure_xml(cond: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(96);
+    let mut failure = Elem::new(&mut v, "failure").attr("xmlns", ns::SASL);
+    failure.child(cond).end();
+    failure.end();
+    v
 }

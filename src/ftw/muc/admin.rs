@@ -13,15 +13,16 @@ use super::super::Pending;
 use super::super::common::{
     R, el, invalid, iq, opt_array, opt_jid, opt_str, req, req_enum, req_jid, req_str,
 };
-use super::super::forms::{NS_DATA, data_form, field_values, submit_form};
+use super::super::forms::{data_form, field_values, submit_form};
 use super::super::request::{Event, Request};
 use super::{occupant, reason, room};
+use crate::xml::ns::DATA as NS_DATA;
+use crate::xml::ns::MUC_ADMIN as NS_MUC_ADMIN;
+use crate::xml::ns::MUC_OWNER as NS_MUC_OWNER;
+use crate::xml::ns::MUC_ROOMCONFIG;
 use crate::xml::stanza::Stanza;
 use crate::xmpp::jid::Jid;
 use serde_json::{Value, json};
-
-const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
-const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 
 const ROLES: &[&str] = &["none", "visitor", "participant", "moderator"];
 const AFFILIATIONS: &[&str] = &["owner", "admin", "member", "outcast", "none"];
@@ -97,7 +98,7 @@ pub(in super::super) fn config_set(e: &Event, new_id: &mut dyn FnMut() -> String
         let var = req_str(f, "var")?;
         fields.push((var, opt_str(f, "type")?, field_values(f.get("value"))?));
     }
-    let form = submit_form("http://jabber.org/protocol/muc#roomconfig", &fields);
+    let form = submit_form(MUC_ROOMCONFIG, &fields);
     let query = el("query", &[("xmlns", Some(NS_MUC_OWNER))], &form);
     Ok(iq(
         "set",

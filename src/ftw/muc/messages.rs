@@ -18,7 +18,8 @@ use super::super::common::{
 };
 use super::super::jid_object;
 use super::super::request::{Event, Request};
-use super::{NS_MUC_USER, occupant, reason, room};
+use super::{occupant, reason, room};
+use crate::xml::ns::MUC_USER as NS_MUC_USER;
 use crate::xml::stanza::Stanza;
 use serde_json::Value;
 
@@ -154,7 +155,7 @@ pub(in super::super) fn invite(e: &Event, new_id: &mut dyn FnMut() -> String) ->
 #[cfg(test)]
 mod tests {
     use super::super::super::testing::*;
-    use super::super::NS_MUC_USER;
+    use super::NS_MUC_USER;
     use serde_json::json;
 
     #[test]

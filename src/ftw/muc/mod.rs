@@ -15,8 +15,6 @@ use super::common::{Obj, R, addr, bad_jid, opt_str, opt_text, req};
 use crate::xmpp::jid::Jid;
 use serde_json::Value;
 
-const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
-
 /// `(room, nick?)` when `jid` is on the MUC service.
 pub(super) fn from_room<'j>(ctx: &Ctx, jid: &'j str) -> Option<(&'j str, Option<&'j str>)> {
     let (room, nick) = match jid.split_once('/') {

@@ -17,11 +17,11 @@ use super::super::common::{
 use super::super::jid_object;
 use super::super::render::Out;
 use super::super::request::{Event, Request, RoomChange};
-use super::{NS_MUC_USER, occupant, room};
+use super::{occupant, room};
+use crate::xml::ns::MUC as NS_MUC;
+use crate::xml::ns::MUC_USER as NS_MUC_USER;
 use crate::xml::stanza::Stanza;
 use serde_json::json;
-
-const NS_MUC: &str = "http://jabber.org/protocol/muc";
 
 // ---------------------------------------------------------------------------------------
 // Stanza → events
