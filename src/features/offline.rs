@@ -17,6 +17,9 @@ use crate::xmpp::sink::OutFrame;
 use bytes::Bytes;
 use std::cell::RefCell;
 
+/// What the server's disco#info lists for this module (XEP-0160).
+pub const FEATURE: &str = "msgoffline";
+
 /// This module's state on one shard.
 #[derive(Default)]
 pub struct Offline {

@@ -3,7 +3,7 @@
 //! no table and no dynamic dispatch on the per-stanza path).
 //!
 //! The module list is here: to add a small XEP, write its file under `features/` and add
-//! its line to `IQ_HANDLERS` (and, if it needs one, a hook below).
+//! its line to `IQ_MODULES` (and, if it needs one, a hook below).
 
 use super::conn;
 use crate::features::{carbons, disco, mam, offline, ping, version};
@@ -47,28 +47,34 @@ impl std::ops::Deref for Shard {
     }
 }
 
-/// The IQ handlers, by the namespace of the iq's child (requests to the server or to an
-/// account). The core answers roster requests itself (RFC 6121).
-const IQ_HANDLERS: &[(&str, IqHandler<Shard>)] = &[
-    (ns::PING, ping::handle),
-    (ns::DISCO_INFO, disco::info),
-    (ns::DISCO_ITEMS, disco::items),
-    (ns::VERSION, version::handle),
-    (ns::CARBONS, carbons::handle),
-    (ns::SESSION, crate::features::legacy_session),
-    (ns::MAM, mam::iq),
+/// The modules that answer IQs to the server or to an account, by the namespace of the
+/// iq's child; `listed`: the server's disco#info names the namespace. The core answers
+/// roster requests itself (RFC 6121). This list is the one place a module is plugged in.
+const IQ_MODULES: &[(&str, IqHandler<Shard>, bool)] = &[
+    (ns::PING, ping::handle, true),
+    (ns::DISCO_INFO, disco::info, true),
+    (ns::DISCO_ITEMS, disco::items, true),
+    (ns::VERSION, version::handle, true),
+    (ns::CARBONS, carbons::handle, true),
+    // RFC 3921 sessions: answered, not advertised (RFC 6121 Appendix E).
+    (ns::SESSION, crate::features::legacy_session, false),
+    // An account's archive: listed in the account's disco#info instead.
+    (ns::MAM, mam::iq, false),
 ];
 
-/// What the server's disco#info lists: the IQ handlers (RFC 3921 sessions and MAM,
-/// which is an account's, left out) and offline storage (XEP-0160).
-const SERVER_FEATURES: &[&str] = &[
-    ns::PING,
-    ns::DISCO_INFO,
-    ns::DISCO_ITEMS,
-    ns::VERSION,
-    ns::CARBONS,
-    "msgoffline",
-];
+/// What the server's disco#info lists: the listed IQ modules and offline storage
+/// (XEP-0160).
+fn server_features() -> &'static [&'static str] {
+    static F: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    F.get_or_init(|| {
+        IQ_MODULES
+            .iter()
+            .filter(|m| m.2)
+            .map(|m| m.0)
+            .chain([offline::FEATURE])
+            .collect()
+    })
+}
 
 impl Shard {
     /// A shard's state; its tasks are started by the runtime. Public for benches and tests.
@@ -171,7 +177,7 @@ impl Host for Shard {
     }
 
     fn iq_handler(&self, ns: &str, _local: &str) -> Option<IqHandler<Shard>> {
-        IQ_HANDLERS.iter().find(|(n, _)| *n == ns).map(|(_, h)| *h)
+        IQ_MODULES.iter().find(|m| m.0 == ns).map(|m| m.1)
     }
 
     fn on_bind(&self, jid: &Jid) {
@@ -225,7 +231,7 @@ impl Host for Shard {
     }
 
     fn server_features(&self) -> &'static [&'static str] {
-        SERVER_FEATURES
+        server_features()
     }
 
     fn account_features(&self) -> &'static [&'static str] {
