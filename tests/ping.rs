@@ -70,3 +70,28 @@ async fn websocket_pongs_count_as_activity() {
     let r = c.ping_server("mine").await;
     assert!(!r.contains("<ping") && r.contains("type='result'"), "{r}");
 }
+
+/// XEP-0202 Entity Time (§3, example 1 and 2): the server answers with its offset and the
+/// time in UTC (XEP-0082), and disco#info lists the feature.
+#[tokio::test]
+async fn the_server_tells_its_time() {
+    let s = Server::start();
+    let mut c = Client::login(&s, "juliet", Some("balcony")).await;
+    c.send("<iq type='get' from='juliet@localhost/balcony' to='localhost' id='time_1'><time xmlns='urn:xmpp:time'/></iq>").await;
+    let r = c.recv_until("id='time_1'").await;
+    assert!(
+        r.contains("type='result'")
+            && r.contains("<time xmlns='urn:xmpp:time'><tzo>+00:00</tzo><utc>"),
+        "{r}"
+    );
+    let utc = between(&r, "<utc>", "</utc>");
+    let t = humantime::parse_rfc3339(utc).unwrap();
+    let off = t
+        .duration_since(std::time::SystemTime::now())
+        .or_else(|e| Ok::<_, ()>(e.duration()))
+        .unwrap();
+    assert!(off.as_secs() < 600, "{utc}");
+    c.send("<iq type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>").await;
+    let d = c.recv_until("id='d1'").await;
+    assert!(d.contains("<feature var='urn:xmpp:time'/>"), "{d}");
+}

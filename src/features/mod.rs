@@ -7,6 +7,7 @@ pub mod disco;
 pub mod mam;
 pub mod offline;
 pub mod ping;
+pub mod time;
 pub mod version;
 
 use crate::xmpp::core::{Host, IqReply, IqRequest};

@@ -55,6 +55,7 @@ const IQ_MODULES: &[(&str, IqHandler<Shard>, bool)] = &[
     (ns::DISCO_INFO, disco::info, true),
     (ns::DISCO_ITEMS, disco::items, true),
     (ns::VERSION, version::handle, true),
+    (ns::TIME, crate::features::time::handle, true),
     (ns::CARBONS, carbons::handle, true),
     // RFC 3921 sessions: answered, not advertised (RFC 6121 Appendix E).
     (ns::SESSION, crate::features::legacy_session, false),

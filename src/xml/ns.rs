@@ -62,6 +62,8 @@ pub const RECEIPTS: &str = "urn:xmpp:receipts";
 pub const SM: &str = "urn:xmpp:sm:3";
 /// XMPP ping (XEP-0199).
 pub const PING: &str = "urn:xmpp:ping";
+/// Entity time (XEP-0202).
+pub const TIME: &str = "urn:xmpp:time";
 /// Delayed delivery (XEP-0203).
 pub const DELAY: &str = "urn:xmpp:delay";
 /// Message carbons (XEP-0280).
