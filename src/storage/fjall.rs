@@ -58,13 +58,17 @@ impl Reader for FjallReader {
                 k
             }
         };
+        // The `with` filter reads only `with`: the stanza of an item left out is not copied.
         let decode = |k: &[u8], v: &[u8]| -> Option<ArchiveItem> {
             let id = u64::from_be_bytes(k.get(k.len().checked_sub(8)?..)?.try_into().ok()?);
             let n = u16::from_be_bytes(v.get(..2)?.try_into().ok()?) as usize;
-            let with = std::str::from_utf8(v.get(2..2 + n)?).ok()?.to_string();
+            let with = std::str::from_utf8(v.get(2..2 + n)?).ok()?;
+            if q.with.as_ref().is_some_and(|w| w != with) {
+                return None;
+            }
             Some(ArchiveItem {
                 id,
-                with,
+                with: with.to_string(),
                 stanza: super::Parts::one(v.get(2 + n..)?.to_vec()),
             })
         };
@@ -80,18 +84,22 @@ impl Reader for FjallReader {
         };
         for g in iter {
             let (k, v) = g.into_inner().map_err(err)?;
-            if let Some(i) = decode(&k, &v).filter(|i| q.with.as_ref().is_none_or(|w| *w == i.with))
-            {
+            if let Some(i) = decode(&k, &v) {
                 items.push(i);
                 if items.len() == want {
                     break;
                 }
             }
         }
+        // The extra one (it only says the range goes on) is the last read, at either end.
+        let complete = items.len() < want;
+        if !complete {
+            items.pop();
+        }
         if q.from_end {
             items.reverse();
         }
-        Ok(super::page(items.iter(), q))
+        Ok(ArchivePage { items, complete })
     }
 }
 

@@ -16,7 +16,6 @@ mod thread;
 #[cfg(test)]
 pub(crate) mod contract_tests;
 
-pub(crate) use thread::page;
 pub use thread::{ReplyTo, start};
 
 use bytes::Bytes;
@@ -173,9 +172,10 @@ pub fn open(
 
 /// Bytes held as shared parts, concatenated only where they are written: a stanza the
 /// shards already hold (and a small insertion such as its `<stanza-id/>`) goes to the
-/// disk without being copied on the shard.
+/// disk without being copied on the shard. One part inline (what a read gives back, so an
+/// archive page's items stay small); several spill to one small allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Parts(pub smallvec::SmallVec<[Bytes; 4]>);
+pub struct Parts(pub smallvec::SmallVec<[Bytes; 1]>);
 
 impl Parts {
     pub fn one(b: impl Into<Bytes>) -> Parts {
@@ -227,6 +227,30 @@ pub struct ArchiveItem {
     pub with: String,
     /// The stanza as delivered.
     pub stanza: Parts,
+}
+
+/// Cuts one page out of the matching items (oldest first), from either end.
+pub(crate) fn page<'a>(
+    matching: impl DoubleEndedIterator<Item = &'a ArchiveItem>,
+    q: &ArchiveQuery,
+) -> ArchivePage {
+    let max = q.max.max(1);
+    let mut items: Vec<ArchiveItem> = if q.from_end {
+        let mut v: Vec<ArchiveItem> = matching.rev().take(max + 1).cloned().collect();
+        v.reverse();
+        v
+    } else {
+        matching.take(max + 1).cloned().collect()
+    };
+    let complete = items.len() <= max;
+    if !complete {
+        if q.from_end {
+            items.remove(0);
+        } else {
+            items.pop();
+        }
+    }
+    ArchivePage { items, complete }
 }
 
 /// XEP-0313 §7 preferences: archive everything (`always`) or nothing (`never`) by

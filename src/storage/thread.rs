@@ -3,8 +3,8 @@
 //! sent before them). Replies go back through `ReplyTo`.
 
 use super::{
-    ArchiveItem, ArchivePage, ArchiveQuery, Backend, Reader, Reply, Request, StorageConfig,
-    StorageError, StorageHandle, archive_id_at,
+    ArchiveItem, ArchivePage, Backend, Reader, Reply, Request, StorageConfig, StorageError,
+    StorageHandle, archive_id_at,
 };
 use bytes::Bytes;
 use std::sync::Arc;
@@ -291,30 +291,6 @@ fn commit_with_retries(backend: &mut dyn Backend, fail: bool) -> bool {
     }
     tracing::error!("storage: commit failed three times; the batch is not acknowledged");
     false
-}
-
-/// Cuts one page out of the matching items (oldest first), from either end.
-pub(crate) fn page<'a>(
-    matching: impl DoubleEndedIterator<Item = &'a ArchiveItem>,
-    q: &ArchiveQuery,
-) -> ArchivePage {
-    let max = q.max.max(1);
-    let mut items: Vec<ArchiveItem> = if q.from_end {
-        let mut v: Vec<ArchiveItem> = matching.rev().take(max + 1).cloned().collect();
-        v.reverse();
-        v
-    } else {
-        matching.take(max + 1).cloned().collect()
-    };
-    let complete = items.len() <= max;
-    if !complete {
-        if q.from_end {
-            items.remove(0);
-        } else {
-            items.pop();
-        }
-    }
-    ArchivePage { items, complete }
 }
 
 /// Marks one writer request applied when dropped (after its `match` arm ran).
