@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 use std::rc::Rc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     Message,
     Presence,
@@ -42,7 +42,7 @@ impl Kind {
 }
 
 /// The `type` attribute, by kind (RFC 6121 §5.2.2, §4.7.1; RFC 6120 §8.2.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SType {
     Normal,
     Chat,
@@ -97,6 +97,7 @@ impl SType {
 
 /// A stanza on its way to its recipient's home shard: the serialized bytes and where in
 /// them its addresses and id are. Plain data, so it could cross a node boundary as is.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Routed {
     pub kind: Kind,
     pub stype: SType,
@@ -529,6 +530,7 @@ fn deliver_with<H: Host>(shard: &H, r: Routed, archive: bool) {
 
 /// One stanza for many recipients on one shard (MUC fan-out): each gets a vectored write
 /// of `[header, head, to, tail]`; `head` and `tail` are shared, never copied per recipient.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fanout {
     pub head: Bytes,
     pub tail: Bytes,
