@@ -260,18 +260,19 @@ pub(super) fn req_jid(m: &Obj, k: &str) -> R<Jid> {
 /// `<name a='v'…>inner</name>` (or `<name …/>` when `inner` is empty); `None` attributes are
 /// left out and values are escaped. `inner` is markup, already escaped.
 pub(super) fn el(name: &str, attrs: &[(&str, Option<&str>)], inner: &str) -> String {
-    let mut s = format!("<{name}");
-    for (k, v) in attrs {
-        if let Some(v) = v {
-            write!(s, " {k}='{}'", escape_attr_to_string(v)).ok();
+    let mut v = Vec::with_capacity(2 * name.len() + inner.len() + 16 * attrs.len() + 8);
+    let mut e = crate::xml::writer::Elem::new(&mut v, name);
+    for (k, val) in attrs {
+        if let Some(val) = val {
+            e = e.attr(k, val);
         }
     }
-    if inner.is_empty() {
-        s.push_str("/>");
-    } else {
-        write!(s, ">{inner}</{name}>").ok();
+    if !inner.is_empty() {
+        e = e.raw(inner.as_bytes());
     }
-    s
+    e.end();
+    // Built from `&str` pieces and escapes: UTF-8.
+    String::from_utf8(v).unwrap_or_default()
 }
 
 /// `<name>text</name>`, the text escaped.

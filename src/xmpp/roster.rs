@@ -16,8 +16,9 @@ use super::subscription::{self as sub, Action, Direction, Presences, State, SubT
 
 use super::core::Host;
 use crate::storage::{Request, RosterItem};
-use crate::xml::escape::{escape_attr, escape_attr_to_string as ea, escape_text_to_string as et};
+use crate::xml::escape::{escape_attr, escape_attr_to_string as ea};
 use crate::xml::stanza::Stanza;
+use crate::xml::writer::Elem;
 use bytes::Bytes;
 use std::collections::HashMap;
 
@@ -177,30 +178,28 @@ pub fn evict_if_idle<H: Host>(shard: &H, user: &str) {
     }
 }
 
+/// An item of a roster result or push (RFC 6121 §2.1.2).
 fn item_xml(i: &RosterItem, removed: bool) -> String {
-    let mut x = format!("<item jid='{}'", ea(&i.jid));
-    if let Some(n) = &i.name {
-        x.push_str(&format!(" name='{}'", ea(n)));
-    }
     let sub = if removed {
         "remove"
     } else {
         i.subscription.name()
     };
-    x.push_str(&format!(" subscription='{sub}'"));
+    let mut v = Vec::with_capacity(64 + i.jid.len());
+    let mut e = Elem::new(&mut v, "item").attr("jid", &i.jid);
+    if let Some(n) = &i.name {
+        e = e.attr("name", n);
+    }
+    e = e.attr("subscription", sub);
     if i.ask && !removed {
-        x.push_str(" ask='subscribe'");
+        e = e.attr("ask", "subscribe");
     }
-    if i.groups.is_empty() {
-        x.push_str("/>");
-    } else {
-        x.push('>');
-        for g in &i.groups {
-            x.push_str(&format!("<group>{}</group>", et(g)));
-        }
-        x.push_str("</item>");
+    for g in &i.groups {
+        e.child("group").text(g).end();
     }
-    x
+    e.end();
+    // Built from `&str` pieces and escapes: UTF-8.
+    String::from_utf8(v).unwrap_or_default()
 }
 
 fn send_to<H: Host>(shard: &H, jid: &Jid, v: Vec<u8>) {
