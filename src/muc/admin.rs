@@ -6,13 +6,12 @@
 use super::fanout::Out;
 use super::room::{Affiliation, Role, Room, err, iq_result, persist};
 use crate::features::mam::MamHost;
-use crate::xml::escape::escape_attr_to_string as ea;
 use crate::xml::ns::MUC_ADMIN as NS_MUC_ADMIN;
 use crate::xml::stanza::Stanza;
+use crate::xml::writer::Elem;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::Routed;
-use std::fmt::Write;
 
 /// A muc#admin get (query `c` of `st`, from a user of affiliation `aff`): the users of one
 /// affiliation, or the occupants of one role.
@@ -23,7 +22,10 @@ pub(super) fn get(room: &Room, st: &Stanza, c: usize, aff: Affiliation, r: &Rout
     let Some(item) = st.child(c, "item", NS_MUC_ADMIN) else {
         return err(out, r, Cond::BadRequest, None);
     };
-    let mut q = format!("<query xmlns='{NS_MUC_ADMIN}'>");
+    let mut v = Vec::with_capacity(128);
+    let mut q = Elem::new(&mut v, "query")
+        .attr("xmlns", NS_MUC_ADMIN)
+        .start_content();
     if let Some(a) = st
         .attr(item, "affiliation")
         .and_then(|a| Affiliation::parse(&a.value()))
@@ -36,24 +38,25 @@ pub(super) fn get(room: &Room, st: &Stanza, c: usize, aff: Affiliation, r: &Rout
             .collect();
         list.sort();
         for j in list {
-            let _ = write!(q, "<item affiliation='{}' jid='{}'/>", a.name(), ea(&j));
+            q.child("item")
+                .attr("affiliation", a.name())
+                .attr("jid", &j)
+                .end();
         }
     } else if let Some(ro) = st.attr(item, "role").and_then(|a| Role::parse(&a.value())) {
         for (_, o) in room.occupants.iter().filter(|(_, o)| o.role == ro) {
-            let _ = write!(
-                q,
-                "<item role='{}' nick='{}' affiliation='{}' jid='{}'/>",
-                ro.name(),
-                ea(o.nick()),
-                room.affiliation(o.bare()).name(),
-                ea(o.bare())
-            );
+            q.child("item")
+                .attr("role", ro.name())
+                .attr("nick", o.nick())
+                .attr("affiliation", room.affiliation(o.bare()).name())
+                .attr("jid", o.bare())
+                .end();
         }
     } else {
         return err(out, r, Cond::BadRequest, None);
     }
-    q.push_str("</query>");
-    iq_result(out, r, &q);
+    q.end();
+    iq_result(out, r, std::str::from_utf8(&v).unwrap_or_default());
 }
 
 /// A muc#admin set (query `c` of `st`) by session `from`, of affiliation `aff`: its items

@@ -15,9 +15,9 @@ use crate::xml::ns::DISCO_INFO as NS_INFO;
 use crate::xml::ns::DISCO_ITEMS as NS_ITEMS;
 use crate::xml::ns::MUC as NS_MUC;
 use crate::xml::ns::MUC_DIRECTORY as NS_DIRECTORY;
+use crate::xml::writer::Elem;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::router::{Kind, Routed, SType, split_full};
-use std::fmt::Write;
 
 /// After a restore: list it in the service's directory (see `announce`).
 pub(super) fn announce_restored<H: MamHost>(room: &mut Room, domain: &str, shard: &H) {
@@ -109,12 +109,15 @@ pub(super) fn service_stanza(svc: &Service, r: &Routed, out: &mut Out) {
         ),
         (NS_ITEMS, SType::Get) => {
             // The directory of public rooms of every shard (XEP-0045 §6.3).
-            let mut q = format!("<query xmlns='{NS_ITEMS}'>");
+            let mut v = Vec::with_capacity(64);
+            let mut q = Elem::new(&mut v, "query")
+                .attr("xmlns", NS_ITEMS)
+                .start_content();
             for (jid, name) in svc.directory.borrow().iter() {
-                let _ = write!(q, "<item jid='{}' name='{}'/>", ea(jid), ea(name));
+                q.child("item").attr("jid", jid).attr("name", name).end();
             }
-            q.push_str("</query>");
-            iq_result(out, r, &q);
+            q.end();
+            iq_result(out, r, std::str::from_utf8(&v).unwrap_or_default());
         }
         _ => err(out, r, Cond::ServiceUnavailable, None),
     }
@@ -142,15 +145,18 @@ pub(super) fn room_info<H: MamHost>(shard: &H, room: &Room, r: &Routed, out: &mu
     let mam = crate::features::mam::archive_available(shard)
         .is_ok()
         .then_some(ns::MAM.to_string());
-    let mut q = format!(
-        "<query xmlns='{NS_INFO}'><identity category='conference' type='text' name='{}'/>",
-        ea(&c.name)
-    );
+    let mut v = Vec::with_capacity(512);
+    let mut q = Elem::new(&mut v, "query").attr("xmlns", NS_INFO);
+    q.child("identity")
+        .attr("category", "conference")
+        .attr("type", "text")
+        .attr("name", &c.name)
+        .end();
     for feat in feats.into_iter().chain(mam) {
-        let _ = write!(q, "<feature var='{feat}'/>");
+        q.child("feature").attr("var", &feat).end();
     }
-    q.push_str("</query>");
-    iq_result(out, r, &q);
+    q.end();
+    iq_result(out, r, std::str::from_utf8(&v).unwrap_or_default());
 }
 
 /// §6.5: a room's items. Occupants are not listed.

@@ -9,7 +9,6 @@ use super::fanout::{Out, build, head_tail};
 use super::occupants::{Occupant, Occupants, Sess};
 use super::{MucConfig, Service};
 use crate::features::mam::MamHost;
-use crate::xml::escape::escape_attr_to_string as ea;
 use crate::xml::ns;
 use crate::xml::ns::DISCO_INFO as NS_INFO;
 use crate::xml::ns::DISCO_ITEMS as NS_ITEMS;
@@ -17,12 +16,12 @@ use crate::xml::ns::MUC_ADMIN as NS_MUC_ADMIN;
 use crate::xml::ns::MUC_OWNER as NS_MUC_OWNER;
 use crate::xml::ns::MUC_USER as NS_MUC_USER;
 use crate::xml::stanza::{Limits, Stanza};
+use crate::xml::writer::Elem;
 use crate::xmpp::errors::{Cond, error_stanza};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{Kind, Routed, SType, split_full};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write;
 use std::time::SystemTime;
 
 #[derive(
@@ -277,21 +276,23 @@ impl Room {
         codes: &[u16],
         extra: &str,
     ) -> String {
-        let mut x = format!(
-            "<x xmlns='{NS_MUC_USER}'><item affiliation='{}' role='{}'",
-            self.affiliation(o.bare()).name(),
-            role.name()
-        );
+        let mut v = Vec::with_capacity(96 + extra.len() + 20 * codes.len());
+        let mut x = Elem::new(&mut v, "x").attr("xmlns", NS_MUC_USER);
+        let mut item = x
+            .child("item")
+            .attr("affiliation", self.affiliation(o.bare()).name())
+            .attr("role", role.name());
         if let Some(j) = real {
-            let _ = write!(x, " jid='{}'", ea(j));
+            item = item.attr("jid", j);
         }
-        x.push_str("/>");
-        x.push_str(extra);
+        item.end();
+        x = x.raw(extra.as_bytes());
         for c in codes {
-            let _ = write!(x, "<status code='{c}'/>");
+            x.child("status").attr_fmt("code", c).end();
         }
-        x.push_str("</x>");
-        x
+        x.end();
+        // Built from `&str` pieces and escapes: UTF-8.
+        String::from_utf8(v).unwrap_or_default()
     }
 
     /// The head and tail of occupant `o`'s presence for a broadcast.
