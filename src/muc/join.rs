@@ -9,11 +9,11 @@ use super::fanout::{Out, build, to_bytes};
 use super::occupants::{Occupant, Sess};
 use super::room::{Affiliation, Hist, Role, Room, Rooms, err, parse, stanza_id};
 use crate::features::mam::MamHost;
-use crate::xml::escape::escape_attr_to_string as ea;
 use crate::xml::ns::DELAY as NS_DELAY;
 use crate::xml::ns::MUC as NS_MUC;
 use crate::xml::ns::MUC_USER as NS_MUC_USER;
 use crate::xml::stanza::Stanza;
+use crate::xml::writer::Elem;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{Kind, Routed, SType};
@@ -225,10 +225,6 @@ fn history(room: &Room, st: &Stanza, x: Option<usize>, to: &str, out: &mut Out) 
     let to_esc = to_bytes(to);
     for m in picked.into_iter().rev() {
         let stamp = humantime::format_rfc3339_seconds(m.at);
-        let delay = format!(
-            "<delay xmlns='{NS_DELAY}' from='{}' stamp='{stamp}'/>",
-            ea(&room.jid)
-        );
         let mut v = Vec::with_capacity(m.head.len() + m.rest.len() + 160);
         v.extend_from_slice(&m.head);
         v.extend_from_slice(b" to='");
@@ -237,7 +233,11 @@ fn history(room: &Room, st: &Stanza, x: Option<usize>, to: &str, out: &mut Out) 
         let t1 = v.len() as u32;
         v.extend_from_slice(b"'>");
         v.extend_from_slice(m.sid.as_bytes());
-        v.extend_from_slice(delay.as_bytes());
+        Elem::new(&mut v, "delay")
+            .attr("xmlns", NS_DELAY)
+            .attr("from", &room.jid)
+            .attr_fmt("stamp", stamp)
+            .end();
         v.extend_from_slice(&m.rest);
         let f = find_from(&v).unwrap_or(0..0);
         out.one(Routed::from_parts(

@@ -11,6 +11,7 @@ use crate::xml::ns;
 use crate::xml::ns::MUC_USER as NS_MUC_USER;
 use crate::xml::ns::SID as NS_SID;
 use crate::xml::stanza::Stanza;
+use crate::xml::writer::Elem;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{Kind, Routed, SType};
@@ -114,10 +115,22 @@ fn invitation<H: MamHost>(
                 Some("invite/decline needs a 'to' JID"),
             );
         };
-        let reason = st
-            .child(c, "reason", NS_MUC_USER)
-            .map(|e| format!("<reason>{}</reason>", et(&st.text(e))))
-            .unwrap_or_default();
+        let reason = st.child(c, "reason", NS_MUC_USER).map(|e| st.text(e));
+        // `<x><invite|decline from='…'>[<reason/>]</…>[<password/>]</x>` (§7.8.2, §7.8.3).
+        let x = |what: &str, password: Option<&str>| {
+            let mut v = Vec::with_capacity(128);
+            let mut x = Elem::new(&mut v, "x").attr("xmlns", NS_MUC_USER);
+            let mut w = x.child(what).attr("from", &from_real).start_content();
+            if let Some(t) = &reason {
+                w.child("reason").text(t).start_content().end();
+            }
+            w.end();
+            if let Some(p) = password {
+                x.child("password").text(p).start_content().end();
+            }
+            x.end();
+            String::from_utf8(v).unwrap_or_default()
+        };
         let inner = if name == "invite" {
             let Some(oi) = oi else {
                 return err(out, r, Cond::NotAcceptable, Some("only occupants invite"));
@@ -136,21 +149,9 @@ fn invitation<H: MamHost>(
                     .insert(Box::from(to.bare()), Affiliation::Member);
                 persist(shard, room, out);
             }
-            let password = room
-                .cfg
-                .password
-                .as_deref()
-                .map(|p| format!("<password>{}</password>", et(p)))
-                .unwrap_or_default();
-            format!(
-                "<x xmlns='{NS_MUC_USER}'><invite from='{}'>{reason}</invite>{password}</x>",
-                ea(&from_real)
-            )
+            x("invite", room.cfg.password.as_deref())
         } else {
-            format!(
-                "<x xmlns='{NS_MUC_USER}'><decline from='{}'>{reason}</decline></x>",
-                ea(&from_real)
-            )
+            x("decline", None)
         };
         out.one(build(
             Kind::Message,
