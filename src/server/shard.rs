@@ -38,6 +38,8 @@ pub struct Shard {
     pub core: Core<Shard>,
     pub offline: offline::Offline,
     pub muc: muc::Service,
+    /// The timer sweep's buffer of connections, kept between ticks.
+    due: std::cell::Cell<Vec<Rc<crate::xmpp::sink::Sink>>>,
 }
 
 impl std::ops::Deref for Shard {
@@ -92,6 +94,7 @@ impl Shard {
             rt,
             offline: offline::Offline::default(),
             muc,
+            due: Default::default(),
         })
     }
 
@@ -161,7 +164,9 @@ impl Shard {
 
     /// Closes every connection of this shard with `system-shutdown`.
     fn close_all(&self) {
-        for c in self.all_conns() {
+        let mut all = Vec::new();
+        self.collect_conns(&mut all);
+        for c in all {
             conn::shutdown_conn(&c);
         }
     }
@@ -273,9 +278,13 @@ impl ShardHost for Shard {
 
     fn tick(self: &Rc<Self>, now: Instant) {
         crate::xmpp::sm::expire(&**self, now, false);
-        for c in self.all_conns() {
+        // One buffer for the whole shard, kept between ticks (no allocation per tick).
+        let mut due = self.due.take();
+        self.collect_conns(&mut due);
+        for c in due.drain(..) {
             c.out.check_deadline(now);
         }
+        self.due.set(due);
     }
 
     fn flush_held(&self) -> bool {

@@ -186,13 +186,10 @@ impl<H> Core<H> {
         self.conns.borrow().get(&id).and_then(Weak::upgrade)
     }
 
-    /// Every live connection of this shard.
-    pub fn all_conns(&self) -> Vec<Rc<Sink>> {
-        self.conns
-            .borrow()
-            .values()
-            .filter_map(Weak::upgrade)
-            .collect()
+    /// Appends every live connection of this shard to `out` (a buffer the caller keeps:
+    /// the timer sweep visits every connection on every tick).
+    pub fn collect_conns(&self, out: &mut Vec<Rc<Sink>>) {
+        out.extend(self.conns.borrow().values().filter_map(Weak::upgrade));
     }
 
     pub fn live_conns(&self) -> usize {
