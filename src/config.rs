@@ -39,7 +39,7 @@ pub struct Config {
     pub ping: crate::xmpp::config::PingConfig,
     pub muc: crate::muc::MucConfig,
     pub storage: crate::storage::StorageConfig,
-    pub sm: crate::xmpp::sm::SmConfig,
+    pub sm: crate::features::sm::SmConfig,
     pub mam: crate::features::mam::MamConfig,
     pub ftw: crate::ftw::FtwConfig,
 }
@@ -190,7 +190,6 @@ impl Config {
             auth: self.auth.clone(),
             limits: self.limits.clone(),
             ping: self.ping.clone(),
-            sm: self.sm.clone(),
             storage: self.storage.clone(),
         }
     }

@@ -7,6 +7,8 @@ pub mod disco;
 pub mod mam;
 pub mod offline;
 pub mod ping;
+pub mod roster;
+pub mod sm;
 pub mod time;
 pub mod version;
 

@@ -226,12 +226,8 @@ impl Conn {
             }
             Exit::Done => {
                 ctl.close(CloseKind::Flush, Vec::new());
-                crate::xmpp::sm::forget_live(&*shard, &self.stream, ctl.id);
                 // A resumable session whose connection just dropped waits for <resume/>.
-                if !self.stream.clean_end {
-                    crate::xmpp::sm::detach(&mut self.stream, &*shard, &ctl);
-                }
-                self.stream.end(&*shard, &ctl);
+                self.stream.connection_ended(&*shard, &ctl);
                 let mut writer_task = writer_task;
                 let bound = Duration::from_millis(crate::net::outbox::FINAL_WRITE_MS + 500);
                 if let Err(e) = monoio::time::timeout(bound, &mut writer_task).await {

@@ -6,14 +6,18 @@
 //! its line to `IQ_MODULES` (and, if it needs one, a hook below).
 
 use super::conn;
+use crate::features::roster::{self, RosterHost};
+use crate::features::sm::{self, SmHost};
 use crate::features::{carbons, disco, mam, offline, ping, version};
 use crate::muc;
 use crate::runtime::{Home, Runtime, ShardHost};
 use crate::storage::Reply;
 use crate::xml::ns;
-use crate::xmpp::core::{Core, Host, IqHandler, Msg, Shared};
+use crate::xmpp::core::{Core, Host, IqHandler, Msg, NonzaHandler, Shared};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{self, Kind, Routed, SType};
+use crate::xmpp::sink::Sink;
+use crate::xmpp::stream::Stream;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -37,6 +41,8 @@ pub struct Shard {
     pub rt: Runtime<ShardMsg>,
     pub core: Core<Shard>,
     pub offline: offline::Offline,
+    pub rosters: roster::Rosters,
+    pub sm: sm::Sm,
     pub muc: muc::Service,
     /// The timer sweep's buffer of connections, kept between ticks.
     due: std::cell::Cell<Vec<Rc<crate::xmpp::sink::Sink>>>,
@@ -50,9 +56,11 @@ impl std::ops::Deref for Shard {
 }
 
 /// The modules that answer IQs to the server or to an account, by the namespace of the
-/// iq's child; `listed`: the server's disco#info names the namespace. The core answers
-/// roster requests itself (RFC 6121). This list is the one place a module is plugged in.
+/// iq's child; `listed`: the server's disco#info names the namespace. This list is the
+/// one place a module is plugged in.
 const IQ_MODULES: &[(&str, IqHandler<Shard>, bool)] = &[
+    // RFC 6121 §2: not listed (a roster is part of every XMPP IM server).
+    (ns::ROSTER, roster::handle, false),
     (ns::PING, ping::handle, true),
     (ns::DISCO_INFO, disco::info, true),
     (ns::DISCO_ITEMS, disco::items, true),
@@ -64,6 +72,12 @@ const IQ_MODULES: &[(&str, IqHandler<Shard>, bool)] = &[
     // An account's archive: listed in the account's disco#info instead.
     (ns::MAM, mam::iq, false),
 ];
+
+/// The modules that handle nonzas (top-level elements that are not stanzas), by namespace.
+const NONZA_MODULES: &[(&str, NonzaHandler<Shard>)] = &[(ns::SM, sm::on_nonza)];
+
+/// Stream features offered after authentication, beside bind: `(element, namespace)`.
+const STREAM_FEATURES: &[(&str, &str)] = &[("sm", ns::SM)];
 
 /// What the server's disco#info lists: the listed IQ modules and offline storage
 /// (XEP-0160).
@@ -88,11 +102,14 @@ impl Shard {
     ) -> Rc<Shard> {
         // Always there: with the MUC off, its domain answers `service-unavailable`.
         let muc = muc::Service::new(&config.muc, &config.server.domain);
+        let sm = sm::Sm::new(config.sm.clone());
         Rc::new(Shard {
             config,
             core: Core::new(rt.id, shared),
             rt,
             offline: offline::Offline::default(),
+            rosters: Default::default(),
+            sm,
             muc,
             due: Default::default(),
         })
@@ -155,7 +172,7 @@ impl Shard {
                 user,
                 version,
                 items,
-            } => crate::xmpp::roster::on_loaded(self, user, version, items),
+            } => roster::on_loaded(self, user, version, items),
             Reply::Archive { page, reply } => mam::on_page(self, page, reply),
             Reply::Prefs { prefs, reply } => mam::on_prefs(self, prefs, reply),
             Reply::PrefsFailed { reply } => mam::on_prefs_failed(self, reply),
@@ -189,7 +206,33 @@ impl Host for Shard {
     fn on_bind(&self, jid: &Jid) {
         if let Some(local) = jid.local() {
             offline::seen_user(self, &self.offline, local);
+            roster::preload(self, local);
         }
+    }
+
+    fn on_presence_broadcast(&self, jid: &Jid, payload: &bytes::Bytes, initial: bool) {
+        roster::broadcast(self, jid, payload, initial);
+    }
+
+    fn on_subscription_out(&self, jid: &Jid, stype: SType, to: &Jid, r: Routed) {
+        roster::outbound(self, jid, stype, to, Some(r));
+    }
+
+    fn on_session_end(&self, res: &crate::xmpp::session::Resource) {
+        roster::on_session_end(self, res);
+        sm::on_session_end(self, res);
+    }
+
+    fn on_connection_end(&self, stream: &mut Stream, ctl: &Rc<Sink>) {
+        sm::on_connection_end(stream, self, ctl);
+    }
+
+    fn nonza_handler(&self, ns: &str) -> Option<NonzaHandler<Shard>> {
+        NONZA_MODULES.iter().find(|m| m.0 == ns).map(|m| m.1)
+    }
+
+    fn stream_features(&self) -> &'static [(&'static str, &'static str)] {
+        STREAM_FEATURES
     }
 
     fn on_available(&self, jid: &Jid, conn: u64) {
@@ -215,6 +258,11 @@ impl Host for Shard {
         };
         if for_muc {
             self.muc.handle(self, r);
+            return None;
+        }
+        // Subscriptions and probes change or read the recipient's roster (RFC 6121 §3, §4.3).
+        if r.kind == Kind::Presence && (r.stype.is_subscription() || r.stype == SType::Probe) {
+            roster::inbound(self, r);
             return None;
         }
         // The recipient's archive copy names the message for it (XEP-0313, XEP-0359).
@@ -249,6 +297,18 @@ impl Host for Shard {
     }
 }
 
+impl SmHost for Shard {
+    fn sm(&self) -> &sm::Sm {
+        &self.sm
+    }
+}
+
+impl RosterHost for Shard {
+    fn rosters(&self) -> &roster::Rosters {
+        &self.rosters
+    }
+}
+
 impl mam::MamHost for Shard {
     fn mam(&self) -> &mam::MamConfig {
         &self.config.mam
@@ -277,7 +337,7 @@ impl ShardHost for Shard {
     }
 
     fn tick(self: &Rc<Self>, now: Instant) {
-        crate::xmpp::sm::expire(&**self, now, false);
+        sm::expire(&**self, now, false);
         // One buffer for the whole shard, kept between ticks (no allocation per tick).
         let mut due = self.due.take();
         self.collect_conns(&mut due);
@@ -294,7 +354,7 @@ impl ShardHost for Shard {
     async fn shutdown(self: Rc<Self>) {
         self.close_all();
         // Sessions waiting for resumption end now; what they held goes to storage.
-        crate::xmpp::sm::expire(&*self, Instant::now(), true);
+        sm::expire(&*self, Instant::now(), true);
         let deadline =
             Instant::now() + Duration::from_millis(self.config.server.shutdown_timeout_ms);
         while self.live_conns() > 0 && Instant::now() < deadline {

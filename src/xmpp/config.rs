@@ -13,7 +13,6 @@ pub struct CoreConfig {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub ping: PingConfig,
-    pub sm: super::sm::SmConfig,
     pub storage: crate::storage::StorageConfig,
 }
 

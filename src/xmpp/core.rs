@@ -11,16 +11,17 @@ use super::commit::Waiter;
 use super::config::CoreConfig;
 use super::jid::Jid;
 use super::jwt::{JwtVerifier, TokenError, TokenGuard};
-use super::roster::Roster;
+use super::router::SType;
 use super::router::{Fanout, Routed};
+use super::session::Resource;
 use super::session::SessionTable;
 use super::sink::{Meta, Sink};
-use super::sm::Detached;
-use super::stream::Ctx;
+use super::stream::{Action, Ctx, Stream};
 use crate::net::outbox::WriteBatch;
 use crate::runtime::Home;
 use crate::storage::{Request, StorageHandle};
 use crate::xml::stanza::Stanza;
+use bytes::Bytes;
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
@@ -106,12 +107,6 @@ pub struct Core<H> {
     token_guard: RefCell<TokenGuard>,
     /// Answers waiting for the storage commit that covers them (`xmpp::commit`), by token.
     pub commit_waiters: RefCell<HashMap<u64, Waiter<H>, ahash::RandomState>>,
-    /// Rosters of this shard's online users (RFC 6121), cached while needed.
-    pub rosters: RefCell<HashMap<Box<str>, Roster, ahash::RandomState>>,
-    /// XEP-0198 sessions waiting for `<resume/>`, by SM id.
-    pub detached: RefCell<HashMap<String, Detached, ahash::RandomState>>,
-    /// Resumable XEP-0198 sessions still attached to their connection: SM id → (JID, connection).
-    pub sm_live: RefCell<HashMap<String, (Jid, u64), ahash::RandomState>>,
     /// Storage requests waiting for room in the storage queue, in order (never spun on).
     storage_overflow: RefCell<VecDeque<Request>>,
     /// The last archive id this shard made (see `next_archive_id`).
@@ -133,9 +128,6 @@ impl<H> Core<H> {
                 shared.cfg.auth.jwt_signature_checks_per_sec,
             )),
             commit_waiters: RefCell::new(HashMap::default()),
-            rosters: RefCell::new(HashMap::default()),
-            detached: RefCell::new(HashMap::default()),
-            sm_live: RefCell::new(HashMap::default()),
             storage_overflow: RefCell::new(VecDeque::new()),
             last_archive_id: Cell::new(0),
             shared,
@@ -303,6 +295,10 @@ pub enum IqReply {
 /// An IQ handler: cold (one call per request, through a table by namespace).
 pub type IqHandler<H> = fn(&Ctx<H>, &IqRequest<H>) -> IqReply;
 
+/// A nonza handler (cold: a few per session, through a table by namespace); `name` is
+/// the element's local name.
+pub type NonzaHandler<H> = fn(&mut Stream, &H, &Rc<Sink>, &Stanza, &str) -> Action;
+
 /// What the core needs from the shard that hosts it, and where modules plug in. Every
 /// hook has a default that does nothing, so a host with no modules is a plain XMPP server.
 pub trait Host: Sized + 'static + std::ops::Deref<Target = Core<Self>> {
@@ -330,6 +326,38 @@ pub trait Host: Sized + 'static + std::ops::Deref<Target = Core<Self>> {
     /// when it is routed again after a session lost it.
     fn on_inbound(&self, r: Routed, _first: bool) -> Option<Routed> {
         Some(r)
+    }
+
+    /// A session's presence broadcast (available or unavailable), after the user's own
+    /// resources got it (RFC 6121 §4.2, §4.4); `initial`: the session just became
+    /// available. `payload` is the stanza as the user's resources got it.
+    fn on_presence_broadcast(&self, _jid: &Jid, _payload: &Bytes, _initial: bool) {}
+
+    /// A subscription stanza a user sends (RFC 6121 §3), stamped with bare JIDs: without
+    /// a roster module it is routed as it is.
+    fn on_subscription_out(&self, _jid: &Jid, _stype: SType, _to: &Jid, r: Routed) {
+        super::router::route(self, r);
+    }
+
+    /// A session ended (closed, replaced by a new bind, or its resumption window passed),
+    /// after the core sent its `unavailable` presences.
+    fn on_session_end(&self, _res: &Resource) {}
+
+    /// A connection ended, before its session (if any) does: `stream.clean_end` is false
+    /// when it was lost (dropped, timed out) rather than closed on purpose. A module may
+    /// take the session over (XEP-0198 keeps it for resumption) by taking `stream.jid`.
+    fn on_connection_end(&self, _stream: &mut Stream, _ctl: &Rc<Sink>) {}
+
+    /// Handlers of nonzas (top-level elements that are not stanzas, e.g. XEP-0198's) by
+    /// namespace.
+    fn nonza_handler(&self, _ns: &str) -> Option<NonzaHandler<Self>> {
+        None
+    }
+
+    /// Stream features offered once authenticated, beside bind: `(element, namespace)`,
+    /// each an empty element.
+    fn stream_features(&self) -> &'static [(&'static str, &'static str)] {
+        &[]
     }
 
     /// A message was queued to these connections of its recipient.

@@ -78,9 +78,6 @@ fn answer<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, to: Option<&Jid>) {
         .next()
         .expect("on_iq refuses a request without exactly one child");
     let child_ns = st.elems[child].ns;
-    if child_ns == ns::ROSTER {
-        return super::roster::on_iq(ctx, st, stype, child);
-    }
     let reply = match ctx.shard.iq_handler(child_ns, st.elems[child].local) {
         Some(h) => h(
             ctx,

@@ -1,7 +1,8 @@
 //! XMPP core (RFC 6120/6121 over RFC 7395): JIDs, stream negotiation, SASL, bind,
-//! sessions, routing, presence, rosters, iq, stream management. Nothing here names a
-//! module: they plug in through the hook points of `core::Host`, which the server's
-//! per-shard host implements.
+//! sessions, routing, presence, IQ and nonza dispatch, the session sink (with XEP-0198's
+//! record of what the client has not acknowledged). Nothing here names a module: rosters,
+//! stream management's nonzas and resumption, and every extension plug in through the
+//! hook points of `core::Host`, which the server's per-shard host implements.
 
 pub mod commit;
 pub mod config;
@@ -12,11 +13,7 @@ pub mod jid;
 pub mod jwt;
 pub mod message;
 pub mod presence;
-pub mod roster;
-pub mod roster_set;
 pub mod router;
 pub mod session;
 pub mod sink;
-pub mod sm;
 pub mod stream;
-pub mod subscription;

@@ -1,7 +1,7 @@
 //! Presence (RFC 6121 §4): broadcast to the user's own resources, directed presence
 //! delivered and remembered, `unavailable` to all of them when a session ends in any way.
-//! Rosters and subscriptions arrive with storage; until then a user's broadcast audience
-//! is its own resources and the entities it sent directed presence to.
+//! Without a roster module (`Host::on_presence_broadcast`, `on_subscription_out`) a user's
+//! broadcast audience is its own resources and the entities it sent directed presence to.
 
 use super::core::Host;
 use super::errors::Cond;
@@ -105,7 +105,8 @@ fn broadcast<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType) {
     for to in directed {
         route(ctx.shard, unavailable_to(ctx.jid.as_str(), to.as_str()));
     }
-    super::roster::broadcast(ctx.shard, ctx.jid, &payload, available && !was_available);
+    ctx.shard
+        .on_presence_broadcast(ctx.jid, &payload, available && !was_available);
     if flush {
         ctx.shard.on_available(ctx.jid, ctx.ctl.id);
     }
@@ -131,7 +132,7 @@ fn directed<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, to: Jid) {
     if stype.is_subscription() && !component {
         // The user's roster changes first, then the stanza goes out (RFC 6121 §3).
         let r = stamp(st, Kind::Presence, stype, ctx.jid.bare(), Some(to.bare()));
-        super::roster::outbound(ctx.shard, ctx.jid, stype, &to, Some(r));
+        ctx.shard.on_subscription_out(ctx.jid, stype, &to, r);
         return;
     }
     // Subscription stanzas carry bare JIDs both ways (RFC 6121 §3.1.2).
@@ -192,12 +193,9 @@ pub fn session_ended<H: Host>(shard: &H, res: Resource) {
         for to in &res.directed {
             route(shard, unavailable_to(res.jid.as_str(), to.as_str()));
         }
-        if let Some(local) = res.jid.local() {
-            super::roster::evict_if_idle(shard, local);
-        }
+        shard.on_session_end(&res);
         return;
     }
-    super::roster::session_ended(shard, res.jid.as_str(), res.jid.bare());
     let from = res.jid.as_str();
     let un = unavailable_to(from, res.jid.bare());
     let targets: Vec<_> = shard
@@ -218,7 +216,5 @@ pub fn session_ended<H: Host>(shard: &H, res: Resource) {
     for to in &res.directed {
         route(shard, unavailable_to(from, to.as_str()));
     }
-    if let Some(local) = res.jid.local() {
-        super::roster::evict_if_idle(shard, local);
-    }
+    shard.on_session_end(&res);
 }

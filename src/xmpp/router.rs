@@ -423,16 +423,11 @@ pub fn deliver<H: Host>(shard: &H, r: Routed) {
 
 /// `archive`: false when re-delivering a stanza that was archived on its first arrival.
 fn deliver_with<H: Host>(shard: &H, r: Routed, archive: bool) {
-    // A module may take it (a service at its own domain) or change it (the recipient's
-    // archive names the message for it).
+    // A module may take it (a service at its own domain, a subscription or probe for the
+    // roster) or change it (the recipient's archive names the message for it).
     let Some(r) = shard.on_inbound(r, archive) else {
         return;
     };
-    // Subscriptions and probes change or read the recipient's roster (RFC 6121 §3, §4.3).
-    if r.kind == Kind::Presence && (r.stype.is_subscription() || r.stype == SType::Probe) {
-        super::roster::inbound(shard, r);
-        return;
-    }
     let mut targets: SmallVec<[Rc<Sink>; 4]> = SmallVec::new();
     let mut full_matched = false;
     {
@@ -480,7 +475,7 @@ fn deliver_with<H: Host>(shard: &H, r: Routed, archive: bool) {
                                 .map(|x| x.ctl.clone()),
                         );
                     }
-                    // Probes are answered from rosters, which arrive with storage.
+                    // Probes are answered from rosters (a module, through `on_inbound`).
                     (Kind::Presence, t)
                         if (!full_addressed || t.is_subscription()) && t != SType::Probe =>
                     {

@@ -74,7 +74,7 @@ pub struct Stream {
     /// no resumption.
     pub clean_end: bool,
     /// The XEP-0198 ack barrier in flight, if any (`commit::ack_when_settled`).
-    ack_inflight: Option<u64>,
+    pub ack_inflight: Option<u64>,
 }
 
 impl Stream {
@@ -120,7 +120,7 @@ impl Stream {
         Action::Close
     }
 
-    fn send(&self, ctl: &Sink, v: Vec<u8>) {
+    pub fn send(&self, ctl: &Sink, v: Vec<u8>) {
         ctl.push_reply(OutFrame::text(Bytes::from(v)));
     }
 
@@ -194,8 +194,10 @@ impl Stream {
                 StreamError::PolicyViolation,
                 Some("unexpected SASL element"),
             ),
-            (ns::SM, name) => self.on_sm(shard, ctl, &st, name),
-            _ => self.fail(shard, ctl, StreamError::UnsupportedStanzaType, None),
+            (nonza_ns, name) => match shard.nonza_handler(nonza_ns) {
+                Some(handler) => handler(self, shard, ctl, &st, name),
+                None => self.fail(shard, ctl, StreamError::UnsupportedStanzaType, None),
+            },
         }
     }
 
@@ -234,7 +236,9 @@ impl Stream {
             let mut session = features.child("session").attr("xmlns", ns::SESSION);
             session.child("optional").end();
             session.end();
-            features.child("sm").attr("xmlns", ns::SM).end();
+            for (name, xmlns) in shard.stream_features() {
+                features.child(name).attr("xmlns", xmlns).end();
+            }
         }
         features.end();
         self.send(ctl, v);
@@ -396,9 +400,7 @@ impl Stream {
                             None,
                         ),
                     );
-                    let parked_id = old.ctl.id;
                     super::presence::session_ended(shard, old);
-                    super::sm::replaced(shard, parked_id);
                 }
                 Ok(None) => {}
             }
@@ -414,7 +416,6 @@ impl Stream {
             self.send(ctl, v);
             tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, "bound");
             shard.on_bind(&jid);
-            super::roster::preload(shard, &local);
             self.bound(jid);
             return Action::Continue;
         }
@@ -439,72 +440,6 @@ impl Stream {
     /// The stream now carries a bound session (after bind, or a resumption).
     pub fn bound(&mut self, jid: Jid) {
         self.jid = Some(jid);
-    }
-
-    /// XEP-0198 without resumption (yet): `enable`, and `<r/>` answered with `<a h/>` once
-    /// every stanza counted in `h` is settled — queued for its recipient, bounced, or
-    /// durably stored. Messages may have crossed to other shards and from there to the
-    /// storage thread, so `<r/>` sends a barrier along the same paths (`shard::storage_sync`).
-    fn on_sm<H: Host>(&mut self, shard: &H, ctl: &Rc<Sink>, st: &Stanza, name: &str) -> Action {
-        let attr_u32 = |n: &str| st.attr(0, n).and_then(|a| a.value().parse::<u32>().ok());
-        match (name, self.sm) {
-            ("enable", None) if self.jid.is_some() => {
-                let resume = st
-                    .attr(0, "resume")
-                    .is_some_and(|a| matches!(&*a.value(), "true" | "1"));
-                super::sm::enable(self, shard, ctl, resume);
-            }
-            ("resume", None) if self.jid.is_none() && self.authed.is_some() => {
-                let (Some(previd), Some(h)) = (
-                    st.attr(0, "previd").map(|a| a.value().into_owned()),
-                    attr_u32("h"),
-                ) else {
-                    return self.fail(
-                        shard,
-                        ctl,
-                        StreamError::BadFormat,
-                        Some("resume needs previd and h"),
-                    );
-                };
-                super::sm::resume(self, shard, ctl, &previd, h);
-            }
-            ("enable" | "resume", _) => {
-                self.send(ctl, super::sm::failed_xml("unexpected-request"));
-            }
-            ("r", Some(h)) => {
-                super::commit::ack_when_settled(shard, ctl, h, &mut self.ack_inflight)
-            }
-            ("a", Some(_)) => {
-                let Some(h) = attr_u32("h") else {
-                    return self.fail(shard, ctl, StreamError::BadFormat, Some("<a/> needs h"));
-                };
-                if !ctl.sm_ack(h) {
-                    let sent = ctl.sm_sent().unwrap_or(0);
-                    tracing::info!(
-                        shard = shard.id,
-                        conn = ctl.id,
-                        h,
-                        sent,
-                        "client acknowledged more than was sent"
-                    );
-                    return self.fail(
-                        shard,
-                        ctl,
-                        StreamError::UndefinedCondition,
-                        Some("handled count too high"),
-                    );
-                }
-            }
-            _ => {
-                return self.fail(
-                    shard,
-                    ctl,
-                    StreamError::UnsupportedStanzaType,
-                    Some("stream management is not enabled"),
-                );
-            }
-        }
-        Action::Continue
     }
 
     fn on_stanza<H: Host>(&mut self, shard: &H, ctl: &Rc<Sink>, st: &Stanza, kind: Kind) -> Action {
@@ -553,6 +488,13 @@ impl Stream {
         iq.child("ping").attr("xmlns", ns::PING).end();
         iq.end();
         self.send(ctl, v);
+    }
+
+    /// The connection ended (closed on purpose, or lost: see `clean_end`): modules may
+    /// keep the session (`Host::on_connection_end`); if none did, it ends.
+    pub fn connection_ended<H: Host>(&mut self, shard: &H, ctl: &Rc<Sink>) {
+        shard.on_connection_end(self, ctl);
+        self.end(shard, ctl);
     }
 
     /// The session is over: unbind it and tell whoever saw it available.

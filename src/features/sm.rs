@@ -8,15 +8,26 @@
 //! new connection (which lands on the same home shard after SASL) replays exactly what the
 //! client had not acknowledged, then what came meanwhile. When the resumption window ends,
 //! all of it is routed again (other resources, else offline storage) and the session ends.
+//!
+//! The core keeps what every stream needs to count and acknowledge (`Stream::sm`, the
+//! sink's record of unacknowledged stanzas, `commit::ack_when_settled`); this module owns
+//! the nonzas (`on_nonza`, plugged in by namespace), the sessions waiting for resumption
+//! and its config, and plugs in where a connection ends (`on_connection_end`: detach) and
+//! where a session ends (`on_session_end`: a detached session replaced by a new bind).
 
-use super::core::Host;
-use super::jid::Jid;
-use super::sink::{OutFrame, Sink};
-use super::stream::Stream;
 use crate::xml::ns;
+use crate::xml::stanza::Stanza;
 use crate::xml::writer::Elem;
+use crate::xmpp::core::Host;
+use crate::xmpp::errors::StreamError;
+use crate::xmpp::jid::Jid;
+use crate::xmpp::session::Resource;
+use crate::xmpp::sink::{OutFrame, Sink};
+use crate::xmpp::stream::{Action, Stream};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -46,8 +57,32 @@ impl Default for SmConfig {
     }
 }
 
+/// The module's per-shard state, owned by the host.
+pub struct Sm {
+    pub cfg: SmConfig,
+    /// Sessions waiting for `<resume/>`, by SM id.
+    detached: RefCell<HashMap<String, Detached, ahash::RandomState>>,
+    /// Resumable sessions still attached to their connection: SM id → (JID, connection).
+    live: RefCell<HashMap<String, (Jid, u64), ahash::RandomState>>,
+}
+
+impl Sm {
+    pub fn new(cfg: SmConfig) -> Sm {
+        Sm {
+            cfg,
+            detached: RefCell::default(),
+            live: RefCell::default(),
+        }
+    }
+}
+
+/// What the module needs from the host: its state.
+pub trait SmHost: Host {
+    fn sm(&self) -> &Sm;
+}
+
 /// A session waiting to be resumed.
-pub struct Detached {
+struct Detached {
     jid: Jid,
     /// Takes deliveries while detached (the session table points at it).
     parked: Rc<Sink>,
@@ -64,7 +99,7 @@ fn reply(ctl: &Sink, xml: Vec<u8>) {
 }
 
 /// `<failed/>` with a stanza error condition (XEP-0198 §3, §5).
-pub(super) fn failed_xml(cond: &str) -> Vec<u8> {
+fn failed_xml(cond: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(128);
     let mut failed = Elem::new(&mut v, "failed").attr("xmlns", ns::SM);
     failed.child(cond).attr("xmlns", ns::STANZAS).end();
@@ -77,12 +112,12 @@ fn failed(ctl: &Sink, cond: &str) {
 }
 
 /// `<enable/>` after bind.
-pub fn enable<H: Host>(stream: &mut Stream, shard: &H, ctl: &Sink, resume: bool) {
+fn enable<H: SmHost>(stream: &mut Stream, shard: &H, ctl: &Sink, resume: bool) {
     stream.sm = Some(0);
-    ctl.sm_enable(0, shard.cfg().sm.request_ack_after_stanzas);
+    ctl.sm_enable(0, shard.sm().cfg.request_ack_after_stanzas);
     if resume {
         let id = format!("{:016x}{:08x}", shard.random(), shard.id);
-        let max = shard.cfg().sm.resume_timeout_ms / 1000;
+        let max = shard.sm().cfg.resume_timeout_ms / 1000;
         let mut v = Vec::with_capacity(128);
         Elem::new(&mut v, "enabled")
             .attr("xmlns", ns::SM)
@@ -93,7 +128,8 @@ pub fn enable<H: Host>(stream: &mut Stream, shard: &H, ctl: &Sink, resume: bool)
         reply(ctl, v);
         if let Some(jid) = &stream.jid {
             shard
-                .sm_live
+                .sm()
+                .live
                 .borrow_mut()
                 .insert(id.clone(), (jid.clone(), ctl.id));
         }
@@ -106,12 +142,12 @@ pub fn enable<H: Host>(stream: &mut Stream, shard: &H, ctl: &Sink, resume: bool)
 }
 
 /// The connection dropped: keep the session for resumption. False if it cannot be kept.
-pub fn detach<H: Host>(stream: &mut Stream, shard: &H, ctl: &Sink) -> bool {
+fn detach<H: SmHost>(stream: &mut Stream, shard: &H, ctl: &Sink) -> bool {
     let (Some(id), Some(jid)) = (stream.sm_id.clone(), stream.jid.clone()) else {
         return false;
     };
     let parked = Rc::new(Sink::new(
-        ctl.id ^ (1 << 63),
+        ctl.id ^ PARKED,
         shard.cfg().limits.outbound_queue_bytes_max,
     ));
     {
@@ -124,9 +160,9 @@ pub fn detach<H: Host>(stream: &mut Stream, shard: &H, ctl: &Sink) -> bool {
     let (sent, unacked) = ctl.sm_take().unwrap_or_default();
     // What was queued but never written is among the unacknowledged: not re-routed now.
     ctl.out.take_unsent();
-    let expires = Instant::now() + Duration::from_millis(shard.cfg().sm.resume_timeout_ms);
+    let expires = Instant::now() + Duration::from_millis(shard.sm().cfg.resume_timeout_ms);
     tracing::info!(shard = shard.id, conn = ctl.id, jid = %jid, unacked = unacked.len(), "session detached for resumption");
-    shard.detached.borrow_mut().insert(
+    shard.sm().detached.borrow_mut().insert(
         id,
         Detached {
             jid,
@@ -142,9 +178,10 @@ pub fn detach<H: Host>(stream: &mut Stream, shard: &H, ctl: &Sink) -> bool {
 }
 
 /// `<resume previd h/>` from an authenticated, not yet bound stream.
-pub fn resume<H: Host>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &str, h: u32) {
+fn resume<H: SmHost>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &str, h: u32) {
     let user = stream.authed.clone().unwrap_or_default();
     let d = shard
+        .sm()
         .detached
         .borrow_mut()
         .remove(previd)
@@ -160,7 +197,11 @@ pub fn resume<H: Host>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &
         .is_some_and(|r| r.ctl.id == d.parked.id);
     if !ok_user || !still_bound {
         if !ok_user {
-            shard.detached.borrow_mut().insert(previd.to_string(), d);
+            shard
+                .sm()
+                .detached
+                .borrow_mut()
+                .insert(previd.to_string(), d);
         }
         return failed(ctl, "item-not-found");
     }
@@ -168,7 +209,11 @@ pub fn resume<H: Host>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &
     let base = d.sent.wrapping_sub(d.unacked.len() as u32);
     let acked = h.wrapping_sub(base) as usize;
     if acked > d.unacked.len() {
-        shard.detached.borrow_mut().insert(previd.to_string(), d);
+        shard
+            .sm()
+            .detached
+            .borrow_mut()
+            .insert(previd.to_string(), d);
         return failed(ctl, "unexpected-request");
     }
     d.unacked.drain(..acked);
@@ -180,7 +225,7 @@ pub fn resume<H: Host>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &
         r.ctl = ctl.clone();
         r.available
     };
-    ctl.sm_enable(h, shard.cfg().sm.request_ack_after_stanzas);
+    ctl.sm_enable(h, shard.sm().cfg.request_ack_after_stanzas);
     let mut v = Vec::with_capacity(128);
     Elem::new(&mut v, "resumed")
         .attr("xmlns", ns::SM)
@@ -190,7 +235,7 @@ pub fn resume<H: Host>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &
     reply(ctl, v);
     tracing::info!(shard = shard.id, conn = ctl.id, jid = %d.jid, replay = d.unacked.len(), "session resumed");
     for f in d.unacked.drain(..).chain(d.parked.out.take_unsent()) {
-        let _ = ctl.push(f, super::router::overflow_words);
+        let _ = ctl.push(f, crate::xmpp::router::overflow_words);
     }
     if available {
         // Anything that overflowed the parked queue went to offline storage.
@@ -198,7 +243,8 @@ pub fn resume<H: Host>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &
     }
     ctl.set_handled(d.handled);
     shard
-        .sm_live
+        .sm()
+        .live
         .borrow_mut()
         .insert(previd.to_string(), (d.jid.clone(), ctl.id));
     stream.bound(d.jid);
@@ -208,8 +254,9 @@ pub fn resume<H: Host>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &
 
 /// Ends detached sessions whose window has passed (all of them when `all`): what they
 /// held is routed again, and the session ends as any other (unavailable broadcast).
-pub fn expire<H: Host>(shard: &H, now: Instant, all: bool) {
+pub fn expire<H: SmHost>(shard: &H, now: Instant, all: bool) {
     let due: Vec<String> = shard
+        .sm()
         .detached
         .borrow()
         .iter()
@@ -217,35 +264,36 @@ pub fn expire<H: Host>(shard: &H, now: Instant, all: bool) {
         .map(|(k, _)| k.clone())
         .collect();
     for id in due {
-        let Some(mut d) = shard.detached.borrow_mut().remove(&id) else {
+        let Some(mut d) = shard.sm().detached.borrow_mut().remove(&id) else {
             continue;
         };
         tracing::info!(shard = shard.id, jid = %d.jid, "detached session expired");
         let res = shard.sessions.borrow_mut().unbind(&d.jid, d.parked.id);
         if let Some(res) = res {
-            super::presence::session_ended(shard, res);
+            crate::xmpp::presence::session_ended(shard, res);
         }
         for f in d.unacked.drain(..).chain(d.parked.out.take_unsent()) {
-            super::router::reroute_frame(shard, &f);
+            crate::xmpp::router::reroute_frame(shard, &f);
         }
     }
 }
 
 /// A bind replaced a resource whose session was detached: that session is over now, and
 /// what it held goes to the user's current resources or offline storage at once.
-pub fn replaced<H: Host>(shard: &H, parked_id: u64) {
+fn replaced<H: SmHost>(shard: &H, parked_id: u64) {
     let id = shard
+        .sm()
         .detached
         .borrow()
         .iter()
         .find(|(_, d)| d.parked.id == parked_id)
         .map(|(k, _)| k.clone());
-    let Some(mut d) = id.and_then(|id| shard.detached.borrow_mut().remove(&id)) else {
+    let Some(mut d) = id.and_then(|id| shard.sm().detached.borrow_mut().remove(&id)) else {
         return;
     };
     tracing::info!(shard = shard.id, jid = %d.jid, "detached session replaced by a new bind");
     for f in d.unacked.drain(..).chain(d.parked.out.take_unsent()) {
-        super::router::reroute_frame(shard, &f);
+        crate::xmpp::router::reroute_frame(shard, &f);
     }
 }
 
@@ -254,13 +302,13 @@ pub fn replaced<H: Host>(shard: &H, parked_id: u64) {
 /// session over at once — what the old one sent and was not acknowledged, what it still
 /// had queued, and its handled count — and the old one is closed. Without this the client
 /// would have to start afresh and get again what it had already read.
-fn take_over<H: Host>(shard: &H, previd: &str, user: &str) -> Option<Detached> {
-    let (jid, old_id) = shard.sm_live.borrow().get(previd).cloned()?;
+fn take_over<H: SmHost>(shard: &H, previd: &str, user: &str) -> Option<Detached> {
+    let (jid, old_id) = shard.sm().live.borrow().get(previd).cloned()?;
     if jid.local() != Some(user) {
         return None;
     }
     let old = shard.conn(old_id)?;
-    shard.sm_live.borrow_mut().remove(previd);
+    shard.sm().live.borrow_mut().remove(previd);
     let (sent, mut unacked) = old.sm_take().unwrap_or_default();
     // Queued frames are among the unacknowledged ones: take them so nothing sends them twice.
     old.out.take_unsent();
@@ -279,11 +327,104 @@ fn take_over<H: Host>(shard: &H, previd: &str, user: &str) -> Option<Detached> {
 }
 
 /// The connection of a resumable session is ending: it is no longer live.
-pub fn forget_live<H: Host>(shard: &H, stream: &Stream, conn_id: u64) {
+fn forget_live<H: SmHost>(shard: &H, stream: &Stream, conn_id: u64) {
     let Some(id) = &stream.sm_id else { return };
-    let mut live = shard.sm_live.borrow_mut();
+    let mut live = shard.sm().live.borrow_mut();
     // After a takeover the entry belongs to the new connection: leave it.
     if live.get(id).is_some_and(|(_, c)| *c == conn_id) {
         live.remove(id);
+    }
+}
+
+/// The bit that marks a parked queue's id (connection ids are far below it).
+const PARKED: u64 = 1 << 63;
+
+/// The XEP-0198 nonzas: `enable` after bind, `resume` instead of bind, and acks both ways
+/// once enabled. `<r/>` is answered with `<a h/>` once every stanza counted in `h` is
+/// settled — queued for its recipient, bounced, or durably stored: messages may have
+/// crossed to other shards and from there to the storage thread, so `<r/>` sends a barrier
+/// along the same paths (`commit::ack_when_settled`).
+pub fn on_nonza<H: SmHost>(
+    stream: &mut Stream,
+    shard: &H,
+    ctl: &Rc<Sink>,
+    st: &Stanza,
+    name: &str,
+) -> Action {
+    let attr_u32 = |n: &str| st.attr(0, n).and_then(|a| a.value().parse::<u32>().ok());
+    match (name, stream.sm) {
+        ("enable", None) if stream.jid.is_some() => {
+            let resume = st
+                .attr(0, "resume")
+                .is_some_and(|a| matches!(&*a.value(), "true" | "1"));
+            enable(stream, shard, ctl, resume);
+        }
+        ("resume", None) if stream.jid.is_none() && stream.authed.is_some() => {
+            let (Some(previd), Some(h)) = (
+                st.attr(0, "previd").map(|a| a.value().into_owned()),
+                attr_u32("h"),
+            ) else {
+                return stream.fail(
+                    shard,
+                    ctl,
+                    StreamError::BadFormat,
+                    Some("resume needs previd and h"),
+                );
+            };
+            resume(stream, shard, ctl, &previd, h);
+        }
+        ("enable" | "resume", _) => failed(ctl, "unexpected-request"),
+        ("r", Some(h)) => {
+            crate::xmpp::commit::ack_when_settled(shard, ctl, h, &mut stream.ack_inflight)
+        }
+        ("a", Some(_)) => {
+            let Some(h) = attr_u32("h") else {
+                return stream.fail(shard, ctl, StreamError::BadFormat, Some("<a/> needs h"));
+            };
+            if !ctl.sm_ack(h) {
+                let sent = ctl.sm_sent().unwrap_or(0);
+                tracing::info!(
+                    shard = shard.id,
+                    conn = ctl.id,
+                    h,
+                    sent,
+                    "client acknowledged more than was sent"
+                );
+                return stream.fail(
+                    shard,
+                    ctl,
+                    StreamError::UndefinedCondition,
+                    Some("handled count too high"),
+                );
+            }
+        }
+        _ => {
+            return stream.fail(
+                shard,
+                ctl,
+                StreamError::UnsupportedStanzaType,
+                Some("stream management is not enabled"),
+            );
+        }
+    }
+    Action::Continue
+}
+
+/// A connection ended: it is no longer a live resumable session; if it was lost (not
+/// closed on purpose), a resumable session detaches and waits for `<resume/>`.
+pub fn on_connection_end<H: SmHost>(stream: &mut Stream, shard: &H, ctl: &Sink) {
+    forget_live(shard, stream, ctl.id);
+    if !stream.clean_end {
+        detach(stream, shard, ctl);
+    }
+}
+
+/// A session ended: if it was detached (its resource pointed at the parked queue), a new
+/// bind replaced it, and what it held goes to the user's current resources or offline
+/// storage at once. (A detached session that expires is taken out of the waiting list
+/// before it ends, so this finds nothing for it.)
+pub fn on_session_end<H: SmHost>(shard: &H, res: &Resource) {
+    if res.ctl.id & PARKED != 0 {
+        replaced(shard, res.ctl.id);
     }
 }

@@ -15,9 +15,9 @@
 //! A roster get or set addressed to another JID than the user's own bare JID is
 //! `forbidden` ([`to_self`]).
 
-use super::errors::Cond;
-use super::jid::Jid;
 use crate::xml::stanza::Stanza;
+use crate::xmpp::errors::Cond;
+use crate::xmpp::jid::Jid;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RosterSet {

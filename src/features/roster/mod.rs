@@ -5,24 +5,43 @@
 //! roster version, is written to storage and pushed to the resources that asked for the
 //! roster (§2.1.6). What a subscription stanza does (state, routing, delivery, presences)
 //! is decided by `subscription::process` (RFC 6121 Appendix A); a roster set is parsed by
-//! `roster_set::parse`.
+//! `set::parse`.
+//!
+//! The core knows nothing of rosters: the host plugs this module in at bind (`preload`),
+//! the presence broadcast (`broadcast`), outbound and inbound subscription stanzas and
+//! probes (`outbound`, `inbound`), the end of a session (`on_session_end`), the
+//! `jabber:iq:roster` IQ (`handle`) and the storage reply (`on_loaded`).
 
-use super::errors::Cond;
-use super::jid::Jid;
-use super::roster_set::RosterSet;
-use super::router::{self, Kind, Routed, SType, split_full};
-use super::stream::{Ctx, id_attr};
-use super::subscription::{self as sub, Action, Direction, Presences, State, SubType};
+pub mod set;
+pub mod subscription;
 
-use super::core::Host;
+use crate::xmpp::errors::Cond;
+use crate::xmpp::jid::Jid;
+use crate::xmpp::router::{self, Kind, Routed, SType, split_full};
+use crate::xmpp::stream::{Ctx, id_attr};
+use set::RosterSet;
+use subscription::{self as sub, Action, Direction, Presences, State, SubType};
+
 use crate::storage::{Request, RosterItem};
 use crate::xml::escape::{escape_attr, escape_attr_to_string as ea};
 use crate::xml::stanza::Stanza;
 use crate::xml::writer::Elem;
+use crate::xmpp::core::{Host, IqReply, IqRequest};
+use crate::xmpp::session::Resource;
 use bytes::Bytes;
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::xml::ns::ROSTER as NS;
+
+/// The rosters of a shard's online users (and of offline users while an inbound
+/// subscription is handled), by localpart: the module's per-shard state, owned by the host.
+pub type Rosters = RefCell<HashMap<Box<str>, Roster, ahash::RandomState>>;
+
+/// What the roster module needs from the host: its state.
+pub trait RosterHost: Host {
+    fn rosters(&self) -> &Rosters;
+}
 
 #[derive(Default)]
 pub struct Roster {
@@ -56,8 +75,8 @@ enum Pending {
 }
 
 /// Starts loading `user`'s roster if it is not cached; true when it is ready.
-fn ensure<H: Host>(shard: &H, user: &str) -> bool {
-    let mut rosters = shard.rosters.borrow_mut();
+fn ensure<H: RosterHost>(shard: &H, user: &str) -> bool {
+    let mut rosters = shard.rosters().borrow_mut();
     if let Some(r) = rosters.get(user) {
         return r.loaded;
     }
@@ -80,10 +99,10 @@ fn ensure<H: Host>(shard: &H, user: &str) -> bool {
 /// Keeps a request until the user's roster is loaded. A user's own requests (gets, sets,
 /// subscriptions it sends) are bounded by `limits.max_pending_iqs`: past it they get
 /// `resource-constraint` at once. What contacts send is kept (their own shaping bounds it).
-fn queue<H: Host>(shard: &H, user: &str, p: Pending) {
+fn queue<H: RosterHost>(shard: &H, user: &str, p: Pending) {
     let max = shard.cfg().limits.max_pending_iqs;
     let refused = {
-        let mut rosters = shard.rosters.borrow_mut();
+        let mut rosters = shard.rosters().borrow_mut();
         let Some(r) = rosters.get_mut(user) else {
             return;
         };
@@ -128,14 +147,14 @@ fn queue<H: Host>(shard: &H, user: &str, p: Pending) {
 }
 
 /// Called at bind: load the roster early.
-pub fn preload<H: Host>(shard: &H, user: &str) {
+pub fn preload<H: RosterHost>(shard: &H, user: &str) {
     ensure(shard, user);
 }
 
 /// The roster arrived from storage: run what waited for it.
-pub fn on_loaded<H: Host>(shard: &H, user: String, version: u64, items: Vec<RosterItem>) {
+pub fn on_loaded<H: RosterHost>(shard: &H, user: String, version: u64, items: Vec<RosterItem>) {
     let pending = {
-        let mut rosters = shard.rosters.borrow_mut();
+        let mut rosters = shard.rosters().borrow_mut();
         let Some(r) = rosters.get_mut(user.as_str()) else {
             return;
         };
@@ -165,10 +184,10 @@ pub fn on_loaded<H: Host>(shard: &H, user: String, version: u64, items: Vec<Rost
 }
 
 /// Drops a cached roster nobody online needs.
-pub fn evict_if_idle<H: Host>(shard: &H, user: &str) {
+fn evict_if_idle<H: RosterHost>(shard: &H, user: &str) {
     let bare = format!("{user}@{}", shard.domain());
     if shard.sessions.borrow().user(&bare).is_none() {
-        let mut rosters = shard.rosters.borrow_mut();
+        let mut rosters = shard.rosters().borrow_mut();
         if rosters
             .get(user)
             .is_some_and(|r| r.loaded && r.pending.is_empty())
@@ -202,7 +221,7 @@ fn item_xml(i: &RosterItem, removed: bool) -> String {
     String::from_utf8(v).unwrap_or_default()
 }
 
-fn send_to<H: Host>(shard: &H, jid: &Jid, v: Vec<u8>) {
+fn send_to<H: RosterHost>(shard: &H, jid: &Jid, v: Vec<u8>) {
     let ctl = shard.sessions.borrow().resource(jid).map(|r| r.ctl.clone());
     if let Some(ctl) = ctl {
         router::push(&ctl, &Bytes::from(v));
@@ -210,9 +229,9 @@ fn send_to<H: Host>(shard: &H, jid: &Jid, v: Vec<u8>) {
 }
 
 /// Stores a changed item, bumps the version and pushes it to interested resources.
-fn save<H: Host>(shard: &H, user: &str, item: RosterItem, removed: bool) {
+fn save<H: RosterHost>(shard: &H, user: &str, item: RosterItem, removed: bool) {
     let version = {
-        let mut rosters = shard.rosters.borrow_mut();
+        let mut rosters = shard.rosters().borrow_mut();
         let Some(r) = rosters.get_mut(user) else {
             return;
         };
@@ -257,22 +276,28 @@ fn save<H: Host>(shard: &H, user: &str, item: RosterItem, removed: bool) {
             "<iq xmlns='jabber:client' type='set' id='{id}' to='{}'><query xmlns='{NS}' ver='{version}'>{x}</query></iq>",
             ea(jid.as_str())
         );
-        super::commit::reply_after_commit(shard, &ctl, v.into_bytes(), Vec::new());
+        crate::xmpp::commit::reply_after_commit(shard, &ctl, v.into_bytes(), Vec::new());
     }
 }
 
-fn item<H: Host>(shard: &H, user: &str, contact: &str) -> Option<RosterItem> {
+fn item<H: RosterHost>(shard: &H, user: &str, contact: &str) -> Option<RosterItem> {
     shard
-        .rosters
+        .rosters()
         .borrow()
         .get(user)
         .and_then(|r| r.items.get(contact).cloned())
 }
 
-/// A roster get or set from a session (§2.1.3, §2.3).
-pub fn on_iq<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, child: usize) {
+/// A roster get or set from a session (§2.1.3, §2.3): answered by the module itself
+/// (after the roster is loaded, and a set after its commit).
+pub fn handle<H: RosterHost>(ctx: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
+    on_iq(ctx, r.st, r.stype, r.child);
+    IqReply::Later
+}
+
+fn on_iq<H: RosterHost>(ctx: &Ctx<H>, st: &Stanza, stype: SType, child: usize) {
     let Some(user) = ctx.jid.local() else { return };
-    if !super::roster_set::to_self(st, ctx.jid) {
+    if !set::to_self(st, ctx.jid) {
         return ctx.error(st, Kind::Iq, Cond::Forbidden, None);
     }
     let id = id_attr(st).to_string();
@@ -301,7 +326,7 @@ pub fn on_iq<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, child: usize) {
         }
         return;
     }
-    let parsed = super::roster_set::parse(st, child);
+    let parsed = set::parse(st, child);
     if ensure(ctx.shard, user) {
         set(ctx.shard, ctx.jid, &id, parsed);
     } else {
@@ -317,7 +342,7 @@ pub fn on_iq<H: Host>(ctx: &Ctx<H>, st: &Stanza, stype: SType, child: usize) {
     }
 }
 
-fn result<H: Host>(shard: &H, jid: &Jid, id: &str, inner: &str) {
+fn result<H: RosterHost>(shard: &H, jid: &Jid, id: &str, inner: &str) {
     let mut v = format!(
         "<iq xmlns='jabber:client' type='result' {id} to='{}'",
         ea(jid.as_str())
@@ -332,15 +357,15 @@ fn result<H: Host>(shard: &H, jid: &Jid, id: &str, inner: &str) {
     send_to(shard, jid, v.into_bytes());
 }
 
-fn error<H: Host>(shard: &H, jid: &Jid, id: &str, cond: Cond) {
-    let (v, _, _) = super::errors::error_stanza("iq", "", jid.as_str(), id, cond, None);
+fn error<H: RosterHost>(shard: &H, jid: &Jid, id: &str, cond: Cond) {
+    let (v, _, _) = crate::xmpp::errors::error_stanza("iq", "", jid.as_str(), id, cond, None);
     send_to(shard, jid, v);
 }
 
-fn get<H: Host>(shard: &H, jid: &Jid, id: &str, ver: Option<&str>) {
+fn get<H: RosterHost>(shard: &H, jid: &Jid, id: &str, ver: Option<&str>) {
     let Some(user) = jid.local() else { return };
     let (version, xml) = {
-        let rosters = shard.rosters.borrow();
+        let rosters = shard.rosters().borrow();
         let Some(r) = rosters.get(user) else { return };
         let mut items: Vec<&RosterItem> = r.items.values().filter(|i| i.listed).collect();
         items.sort_by(|a, b| a.jid.cmp(&b.jid));
@@ -364,7 +389,7 @@ fn get<H: Host>(shard: &H, jid: &Jid, id: &str, ver: Option<&str>) {
     );
 }
 
-fn set<H: Host>(shard: &H, jid: &Jid, id: &str, parsed: Result<RosterSet, Cond>) {
+fn set<H: RosterHost>(shard: &H, jid: &Jid, id: &str, parsed: Result<RosterSet, Cond>) {
     let Some(user) = jid.local() else { return };
     let new = match parsed {
         Ok(x) => x,
@@ -401,7 +426,7 @@ fn set<H: Host>(shard: &H, jid: &Jid, id: &str, parsed: Result<RosterSet, Cond>)
             "<iq xmlns='jabber:client' type='result' {id} to='{}'/>",
             ea(jid.as_str())
         );
-        let (err, _, _) = super::errors::error_stanza(
+        let (err, _, _) = crate::xmpp::errors::error_stanza(
             "iq",
             "",
             jid.as_str(),
@@ -409,7 +434,7 @@ fn set<H: Host>(shard: &H, jid: &Jid, id: &str, parsed: Result<RosterSet, Cond>)
             Cond::InternalServerError,
             Some("the change could not be stored"),
         );
-        super::commit::reply_after_commit(shard, &ctl, ok.into_bytes(), err);
+        crate::xmpp::commit::reply_after_commit(shard, &ctl, ok.into_bytes(), err);
     }
 }
 
@@ -456,7 +481,7 @@ fn presence_to(payload: &Bytes, to: &str) -> Option<Routed> {
 }
 
 /// The current presence (or `unavailable`) of each of `bare`'s available resources, to `to`.
-fn send_presences<H: Host>(shard: &H, bare: &str, to: &str, what: Presences) {
+fn send_presences<H: RosterHost>(shard: &H, bare: &str, to: &str, what: Presences) {
     let unavailable = match what {
         Presences::Nothing => return,
         Presences::Available => false,
@@ -476,7 +501,7 @@ fn send_presences<H: Host>(shard: &H, bare: &str, to: &str, what: Presences) {
         .unwrap_or_default();
     for (full, p) in list {
         let r = if unavailable {
-            Some(super::presence::unavailable_to(&full, to))
+            Some(crate::xmpp::presence::unavailable_to(&full, to))
         } else {
             p.as_ref().and_then(|p| presence_to(p, to))
         };
@@ -489,7 +514,13 @@ fn send_presences<H: Host>(shard: &H, bare: &str, to: &str, what: Presences) {
 /// Applies the outcome of a subscription stanza to `user`'s entry for `contact`: the new
 /// state is stored and pushed when it changed; an entry that only remembered a pending-in
 /// request and no longer does is forgotten.
-fn apply<H: Host>(shard: &H, user: &str, contact: &str, old: Option<RosterItem>, o: &sub::Outcome) {
+fn apply<H: RosterHost>(
+    shard: &H,
+    user: &str,
+    contact: &str,
+    old: Option<RosterItem>,
+    o: &sub::Outcome,
+) {
     let mut it = old.clone().unwrap_or_else(|| RosterItem {
         jid: contact.to_string(),
         ..Default::default()
@@ -510,7 +541,13 @@ fn apply<H: Host>(shard: &H, user: &str, contact: &str, old: Option<RosterItem>,
 
 /// An outgoing subscription stanza from one of `jid`'s sessions (§3.1.2, §3.1.5, §3.2.2,
 /// §3.3.2, RFC 6121 A.2): the user's roster changes first, then the stanza goes out.
-pub fn outbound<H: Host>(shard: &H, jid: &Jid, stype: SType, to: &Jid, stanza: Option<Routed>) {
+pub fn outbound<H: RosterHost>(
+    shard: &H,
+    jid: &Jid,
+    stype: SType,
+    to: &Jid,
+    stanza: Option<Routed>,
+) {
     let Some(user) = jid.local() else { return };
     if !ensure(shard, user) {
         return queue(
@@ -540,7 +577,7 @@ pub fn outbound<H: Host>(shard: &H, jid: &Jid, stype: SType, to: &Jid, stanza: O
 
 /// A subscription stanza or probe to a local user, on its home shard (§3.1.3, §3.1.6,
 /// §3.2.3, §3.3.3, RFC 6121 A.3; probes §4.3.2).
-pub fn inbound<H: Host>(shard: &H, r: Routed) {
+pub fn inbound<H: RosterHost>(shard: &H, r: Routed) {
     let (user, contact, bare) = {
         let to = r.to();
         let from = r.from();
@@ -572,7 +609,7 @@ pub fn inbound<H: Host>(shard: &H, r: Routed) {
         Action::Deliver => {
             let payload = r.payload.clone();
             let to = bare.clone();
-            super::commit::after_commit(
+            crate::xmpp::commit::after_commit(
                 shard,
                 Box::new(move |shard: &H, _stored: bool| {
                     let targets = shard
@@ -596,7 +633,7 @@ pub fn inbound<H: Host>(shard: &H, r: Routed) {
 /// A presence broadcast (RFC 6121 §4.2, §4.4): to every contact with a `from`
 /// subscription. `initial` also probes contacts with `to` and re-delivers stored
 /// subscription requests (§3.1.3) to the new resource.
-pub fn broadcast<H: Host>(shard: &H, jid: &Jid, payload: &Bytes, initial: bool) {
+pub fn broadcast<H: RosterHost>(shard: &H, jid: &Jid, payload: &Bytes, initial: bool) {
     let Some(user) = jid.local() else { return };
     if !ensure(shard, user) {
         if initial {
@@ -605,7 +642,7 @@ pub fn broadcast<H: Host>(shard: &H, jid: &Jid, payload: &Bytes, initial: bool) 
         return;
     }
     let (from, to, pending): (Vec<String>, Vec<String>, Vec<String>) = {
-        let rosters = shard.rosters.borrow();
+        let rosters = shard.rosters().borrow();
         let Some(r) = rosters.get(user) else { return };
         let mut f = Vec::new();
         let mut t = Vec::new();
@@ -641,7 +678,7 @@ pub fn broadcast<H: Host>(shard: &H, jid: &Jid, payload: &Bytes, initial: bool) 
 }
 
 /// A resource became available before its roster was loaded: broadcast now.
-fn became_available<H: Host>(shard: &H, jid: &Jid) {
+fn became_available<H: RosterHost>(shard: &H, jid: &Jid) {
     let p = shard
         .sessions
         .borrow()
@@ -652,13 +689,25 @@ fn became_available<H: Host>(shard: &H, jid: &Jid) {
     }
 }
 
+/// A session ended (closed, replaced or timed out): if it was available, `unavailable` to
+/// every contact with `from` (RFC 6121 §4.5.2); then the roster is dropped from the cache
+/// when its user has no session left.
+pub fn on_session_end<H: RosterHost>(shard: &H, res: &Resource) {
+    if res.available {
+        session_ended(shard, res.jid.as_str(), res.jid.bare());
+    }
+    if let Some(local) = res.jid.local() {
+        evict_if_idle(shard, local);
+    }
+}
+
 /// A session that was available ended: `unavailable` to every contact with `from`.
-pub fn session_ended<H: Host>(shard: &H, full: &str, bare: &str) {
+fn session_ended<H: RosterHost>(shard: &H, full: &str, bare: &str) {
     let Some((user, _)) = bare.split_once('@') else {
         return;
     };
     let contacts: Vec<String> = shard
-        .rosters
+        .rosters()
         .borrow()
         .get(user)
         .map(|r| {
@@ -670,6 +719,6 @@ pub fn session_ended<H: Host>(shard: &H, full: &str, bare: &str) {
         })
         .unwrap_or_default();
     for c in contacts {
-        router::route(shard, super::presence::unavailable_to(full, &c));
+        router::route(shard, crate::xmpp::presence::unavailable_to(full, &c));
     }
 }

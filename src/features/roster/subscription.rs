@@ -12,8 +12,8 @@
 //! except a `subscribe` from a contact that already has a subscription, which the server
 //! answers with `subscribed` on the user's behalf.
 
-use super::router::SType;
 use crate::storage::{RosterItem, Subscription};
+use crate::xmpp::router::SType;
 
 /// A contact's subscription state from the user's side (RFC 6121 A.1). `None` includes a
 /// contact that is not in the user's roster at all.
