@@ -331,33 +331,47 @@ pub fn on_page<H: MamHost>(shard: &H, page: ArchivePage, reply: ArchiveReplyTo) 
             ),
         );
     }
-    let mut fin = Vec::with_capacity(192);
-    let mut f = Elem::new(&mut fin, "fin")
-        .attr("xmlns", NS)
-        .attr_fmt("complete", page.complete);
-    let mut set = f.child("set").attr("xmlns", ns::RSM);
-    if let (Some(first), Some(last)) = (page.items.first(), page.items.last()) {
-        set.child("first")
-            .text_fmt(format_args!("{:016x}", first.id))
-            .end();
-        set.child("last")
-            .text_fmt(format_args!("{:016x}", last.id))
-            .end();
+    router::route(shard, fin_result(&page, &reply));
+}
+
+/// XEP-0313 §4.3: the iq result that ends a page, with `<fin/>` and its RSM `<set/>`.
+fn fin_result(page: &ArchivePage, reply: &ArchiveReplyTo) -> Routed {
+    result_iq(reply, 192, |iq| {
+        let mut f = iq
+            .child("fin")
+            .attr("xmlns", NS)
+            .attr_fmt("complete", page.complete);
+        let mut set = f.child("set").attr("xmlns", ns::RSM);
+        if let (Some(first), Some(last)) = (page.items.first(), page.items.last()) {
+            set.child("first")
+                .text_fmt(format_args!("{:016x}", first.id))
+                .end();
+            set.child("last")
+                .text_fmt(format_args!("{:016x}", last.id))
+                .end();
+        }
+        set.end();
+        f.end();
+    })
+}
+
+/// The iq result to the requester of `reply`: `<iq xmlns='jabber:client' to='…' from='…'
+/// type='result' id='…'>` (the request's `id` copied as it came), its content written by
+/// `content` (`cap`: about how long that is).
+fn result_iq(reply: &ArchiveReplyTo, cap: usize, content: impl FnOnce(&mut Elem)) -> Routed {
+    let len = reply.to.len() + reply.from.len() + reply.iq_id.len();
+    let mut v = Vec::with_capacity(64 + len + cap);
+    let mut iq = Elem::new(&mut v, "iq").attr("xmlns", ns::CLIENT);
+    let to = iq.attr_span("to", &reply.to);
+    let from = iq.attr_span("from", &reply.from);
+    iq = iq.attr("type", "result");
+    if !reply.iq_id.is_empty() {
+        iq = iq.attrs_raw(reply.iq_id.as_bytes());
     }
-    set.end();
-    f.end();
-    let attrs = format!(" type='result' {}", reply.iq_id);
-    router::route(
-        shard,
-        routed(
-            Kind::Iq,
-            SType::Result,
-            &reply.to,
-            &reply.from,
-            attrs.trim_end(),
-            &fin,
-        ),
-    );
+    content(&mut iq);
+    iq.end();
+    let span = |r: std::ops::Range<usize>| r.start as u32..r.end as u32;
+    Routed::from_parts(Kind::Iq, SType::Result, v, span(to), span(from))
 }
 
 /// A `<prefs/>` get or set (XEP-0313 §7): read or replace through the storage thread.
@@ -425,35 +439,27 @@ pub fn on_prefs_failed<H: MamHost>(shard: &H, reply: ArchiveReplyTo) {
 
 /// The preferences, as the iq result (sent by storage after the commit that stored them).
 pub fn on_prefs<H: MamHost>(shard: &H, prefs: crate::storage::ArchivePrefs, reply: ArchiveReplyTo) {
-    let mut body = Vec::with_capacity(128);
+    router::route(shard, prefs_result(&prefs, &reply));
+}
+
+/// XEP-0313 §7: the iq result with the preferences.
+fn prefs_result(prefs: &crate::storage::ArchivePrefs, reply: &ArchiveReplyTo) -> Routed {
     let default = if prefs.default_always {
         "always"
     } else {
         "never"
     };
-    let mut p = Elem::new(&mut body, "prefs")
-        .attr("xmlns", NS)
-        .attr("default", default);
-    for (name, jids) in [("always", &prefs.always), ("never", &prefs.never)] {
-        let mut list = p.child(name).start_content();
-        for j in jids {
-            list.child("jid").text(j).end();
+    result_iq(reply, 128, |iq| {
+        let mut p = iq.child("prefs").attr("xmlns", NS).attr("default", default);
+        for (name, jids) in [("always", &prefs.always), ("never", &prefs.never)] {
+            let mut list = p.child(name).start_content();
+            for j in jids {
+                list.child("jid").text(j).end();
+            }
+            list.end();
         }
-        list.end();
-    }
-    p.end();
-    let attrs = format!(" type='result' {}", reply.iq_id);
-    router::route(
-        shard,
-        routed(
-            Kind::Iq,
-            SType::Result,
-            &reply.to,
-            &reply.from,
-            attrs.trim_end(),
-            &body,
-        ),
-    );
+        p.end();
+    })
 }
 
 #[cfg(test)]
@@ -565,5 +571,67 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q.max, 250);
+    }
+
+    /// The iq results that end a page and that give the preferences: the request's `id`
+    /// as it came (any quotes), or none.
+    #[test]
+    fn page_and_prefs_results() {
+        use crate::storage::{ArchiveItem, ArchivePage, ArchivePrefs, Parts};
+        let reply = |iq_id: &str| ArchiveReplyTo {
+            to: "juliet@localhost/balcony".into(),
+            from: "juliet@localhost".into(),
+            queryid: Some("f'<".into()),
+            iq_id: iq_id.into(),
+        };
+        let item = |id: u64| ArchiveItem {
+            id,
+            with: "romeo@localhost".into(),
+            stanza: Parts::one(&b"<message/>"[..]),
+        };
+        let text = |r: Routed| String::from_utf8(r.payload.to_vec()).unwrap();
+        let page = ArchivePage {
+            items: vec![item(0x0123_4567_89ab_cdef), item(0x0123_4567_89ab_cdf0)],
+            complete: true,
+        };
+        let r = fin_result(&page, &reply("id='q&amp;1'"));
+        assert_eq!(
+            (&*r.to(), &*r.from()),
+            ("juliet@localhost/balcony", "juliet@localhost")
+        );
+        assert_eq!(
+            text(r),
+            "<iq xmlns='jabber:client' to='juliet@localhost/balcony' from='juliet@localhost' \
+             type='result' id='q&amp;1'><fin xmlns='urn:xmpp:mam:2' complete='true'>\
+             <set xmlns='http://jabber.org/protocol/rsm'><first>0123456789abcdef</first>\
+             <last>0123456789abcdf0</last></set></fin></iq>"
+        );
+        let empty = ArchivePage {
+            items: Vec::new(),
+            complete: false,
+        };
+        assert_eq!(
+            text(fin_result(&empty, &reply(""))),
+            "<iq xmlns='jabber:client' to='juliet@localhost/balcony' from='juliet@localhost' \
+             type='result'><fin xmlns='urn:xmpp:mam:2' complete='false'>\
+             <set xmlns='http://jabber.org/protocol/rsm'/></fin></iq>"
+        );
+        let prefs = ArchivePrefs {
+            default_always: true,
+            always: vec!["romeo@localhost".into()],
+            never: Vec::new(),
+        };
+        assert_eq!(
+            text(prefs_result(&prefs, &reply("id=\"p'1\""))),
+            "<iq xmlns='jabber:client' to='juliet@localhost/balcony' from='juliet@localhost' \
+             type='result' id=\"p'1\"><prefs xmlns='urn:xmpp:mam:2' default='always'>\
+             <always><jid>romeo@localhost</jid></always><never></never></prefs></iq>"
+        );
+        assert_eq!(
+            text(prefs_result(&ArchivePrefs::default(), &reply(""))),
+            "<iq xmlns='jabber:client' to='juliet@localhost/balcony' from='juliet@localhost' \
+             type='result'><prefs xmlns='urn:xmpp:mam:2' default='always'>\
+             <always></always><never></never></prefs></iq>"
+        );
     }
 }

@@ -16,6 +16,7 @@ use crate::xml::ns::CLIENT as NS_CLIENT;
 use crate::xml::ns::FRAMING as NS_FRAMING;
 use crate::xml::ns::SASL as NS_SASL;
 use crate::xml::stanza::Stanza;
+use crate::xml::writer::Elem;
 use crate::xmpp::core::Host;
 use crate::xmpp::sink::{OutFrame, Render, Sink};
 use crate::xmpp::stream::{Action, Stream};
@@ -387,7 +388,7 @@ impl FtwConn {
             );
             return Action::Close;
         }
-        stream.on_element(shard, ctl, &format!("<close xmlns='{NS_FRAMING}'/>"))
+        stream.on_element(shard, ctl, &close_element())
     }
 
     fn on_event<H: Host>(
@@ -543,11 +544,7 @@ impl FtwConn {
             }
         }
         if stream.authed.is_none() {
-            use base64::Engine;
-            let creds = base64::engine::general_purpose::STANDARD
-                .encode(format!("\0{local}\0{password}").as_bytes());
-            let auth = format!("<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{creds}</auth>");
-            let a = stream.on_element(shard, ctl, &auth);
+            let a = stream.on_element(shard, ctl, &auth_element(&local, password));
             if stream.authed.is_none() {
                 if a != Action::Continue {
                     return a;
@@ -583,18 +580,7 @@ impl FtwConn {
         if a != Action::Continue {
             return a;
         }
-        let res = resource
-            .map(|r| {
-                format!(
-                    "<resource>{}</resource>",
-                    crate::xml::escape::escape_text_to_string(&r)
-                )
-            })
-            .unwrap_or_default();
-        let bind = format!(
-            "<iq type='set' id='ftw-bind' xmlns='{NS_CLIENT}'><bind xmlns='{NS_BIND}'>{res}</bind></iq>"
-        );
-        let a = stream.on_element(shard, ctl, &bind);
+        let a = stream.on_element(shard, ctl, &bind_element(resource.as_deref()));
         let Some(jid) = stream.jid.clone() else {
             if a != Action::Continue {
                 return a;
@@ -613,13 +599,103 @@ impl FtwConn {
 
 /// The `<open/>` an XML client sends, for the session's own stream.
 fn open_stream<H: Host>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>) -> Action {
-    let open = format!(
-        "<open xmlns='{NS_FRAMING}' to='{}' version='1.0'/>",
-        shard.domain()
-    );
-    stream.on_element(shard, ctl, &open)
+    stream.on_element(shard, ctl, &open_element(shard.domain()))
+}
+
+/// `<open/>` to `domain` (RFC 7395 §3.4).
+fn open_element(domain: &str) -> String {
+    let mut v = Vec::with_capacity(96 + domain.len());
+    Elem::new(&mut v, "open")
+        .attr("xmlns", NS_FRAMING)
+        .attr("to", domain)
+        .attr("version", "1.0")
+        .end();
+    utf8(v)
+}
+
+/// `<close/>` (RFC 7395 §3.6).
+fn close_element() -> String {
+    let mut v = Vec::with_capacity(64);
+    Elem::new(&mut v, "close").attr("xmlns", NS_FRAMING).end();
+    utf8(v)
+}
+
+/// SASL PLAIN `<auth/>` for `local` with `password` (RFC 6120 §6.4.2, RFC 4616).
+fn auth_element(local: &str, password: &str) -> String {
+    use base64::Engine;
+    let creds = base64::engine::general_purpose::STANDARD
+        .encode(format!("\0{local}\0{password}").as_bytes());
+    let mut v = Vec::with_capacity(80 + creds.len());
+    Elem::new(&mut v, "auth")
+        .attr("xmlns", NS_SASL)
+        .attr("mechanism", "PLAIN")
+        .text(&creds)
+        .end();
+    utf8(v)
+}
+
+/// The bind request, for `resource` or one the server picks (RFC 6120 §7).
+fn bind_element(resource: Option<&str>) -> String {
+    let mut v = Vec::with_capacity(160 + resource.map_or(0, str::len));
+    let mut iq = Elem::new(&mut v, "iq")
+        .attr("type", "set")
+        .attr("id", "ftw-bind")
+        .attr("xmlns", NS_CLIENT);
+    let mut bind = iq.child("bind").attr("xmlns", NS_BIND).start_content();
+    if let Some(r) = resource {
+        bind.child("resource").text(r).end();
+    }
+    bind.end();
+    iq.end();
+    utf8(v)
+}
+
+/// What the writer wrote: `&str` pieces and escapes, UTF-8.
+fn utf8(v: Vec<u8>) -> String {
+    String::from_utf8(v).unwrap_or_default()
 }
 
 fn not_connected() -> Value {
     json!({"type": "connection", "condition": "not-connected", "description": "Log in first (xmpp.login)"})
+}
+
+#[cfg(test)]
+mod tests {
+    //! The elements the gateway feeds its own stream, byte for byte.
+    use super::*;
+
+    #[test]
+    fn login_elements() {
+        assert_eq!(
+            open_element("localhost"),
+            "<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' to='localhost' version='1.0'/>"
+        );
+        assert_eq!(
+            close_element(),
+            "<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"
+        );
+        // "\0juliet\0it's <&>", base64.
+        assert_eq!(
+            auth_element("juliet", "it's <&>"),
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGp1bGlldABpdCdzIDwmPg==</auth>"
+        );
+        assert_eq!(
+            auth_element("", ""),
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AAA=</auth>"
+        );
+        assert_eq!(
+            bind_element(Some("it's <b>&amp;\r")),
+            "<iq type='set' id='ftw-bind' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <resource>it's &lt;b&gt;&amp;amp;&#13;</resource></bind></iq>"
+        );
+        assert_eq!(
+            bind_element(Some("")),
+            "<iq type='set' id='ftw-bind' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <resource></resource></bind></iq>"
+        );
+        assert_eq!(
+            bind_element(None),
+            "<iq type='set' id='ftw-bind' xmlns='jabber:client'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'></bind></iq>"
+        );
+    }
 }

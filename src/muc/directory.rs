@@ -6,10 +6,9 @@
 //! service takes in here (`service_stanza`).
 
 use super::Service;
-use super::fanout::{Out, build};
-use super::room::{Room, err, iq_result, parse};
+use super::fanout::Out;
+use super::room::{Room, err, iq_result, parse, stanza};
 use crate::features::mam::MamHost;
-use crate::xml::escape::escape_attr_to_string as ea;
 use crate::xml::ns;
 use crate::xml::ns::DISCO_INFO as NS_INFO;
 use crate::xml::ns::DISCO_ITEMS as NS_ITEMS;
@@ -44,18 +43,22 @@ pub(super) fn announce(room: &mut Room, domain: &str, out: &mut Out) {
 
 /// The headline that tells the service whether `room` is listed now (`room.listed`).
 fn directory_headline(room: &Room, domain: &str) -> Routed {
-    let inner = format!(
-        "<x xmlns='{NS_DIRECTORY}' listed='{}' name='{}'/>",
-        room.listed as u8,
-        ea(&room.cfg.name)
-    );
-    build(
+    let cap = 96 + room.cfg.name.len();
+    stanza(
         Kind::Message,
         SType::Headline,
         &room.jid,
         domain,
-        " type='headline'",
-        &inner,
+        cap,
+        |m| {
+            let mut m = m.attr("type", "headline");
+            m.child("x")
+                .attr("xmlns", NS_DIRECTORY)
+                .attr_fmt("listed", room.listed as u8)
+                .attr("name", &room.cfg.name)
+                .end();
+            m.end();
+        },
     )
 }
 
@@ -100,13 +103,7 @@ pub(super) fn service_stanza(svc: &Service, r: &Routed, out: &mut Out) {
         return err(out, r, Cond::BadRequest, None);
     };
     match (st.elems[c].ns, r.stype) {
-        (NS_INFO, SType::Get) => iq_result(
-            out,
-            r,
-            &format!(
-                "<query xmlns='{NS_INFO}'><identity category='conference' type='text' name='Chatrooms'/><feature var='{NS_MUC}'/><feature var='{NS_INFO}'/><feature var='{NS_ITEMS}'/></query>"
-            ),
-        ),
+        (NS_INFO, SType::Get) => iq_result(out, r, &service_info()),
         (NS_ITEMS, SType::Get) => {
             // The directory of public rooms of every shard (XEP-0045 §6.3).
             let mut v = Vec::with_capacity(64);
@@ -121,6 +118,23 @@ pub(super) fn service_stanza(svc: &Service, r: &Routed, out: &mut Out) {
         }
         _ => err(out, r, Cond::ServiceUnavailable, None),
     }
+}
+
+/// §6.1–6.2: the service's identity and features.
+fn service_info() -> String {
+    let mut v = Vec::with_capacity(256);
+    let mut q = Elem::new(&mut v, "query").attr("xmlns", NS_INFO);
+    q.child("identity")
+        .attr("category", "conference")
+        .attr("type", "text")
+        .attr("name", "Chatrooms")
+        .end();
+    for feat in [NS_MUC, NS_INFO, NS_ITEMS] {
+        q.child("feature").attr("var", feat).end();
+    }
+    q.end();
+    // Built from `&str` pieces: UTF-8.
+    String::from_utf8(v).unwrap_or_default()
 }
 
 /// §6.4: the room's identity and features (its configuration as `muc_*` features).
@@ -161,5 +175,49 @@ pub(super) fn room_info<H: MamHost>(shard: &H, room: &Room, r: &Routed, out: &mu
 
 /// §6.5: a room's items. Occupants are not listed.
 pub(super) fn room_items(r: &Routed, out: &mut Out) {
-    iq_result(out, r, &format!("<query xmlns='{NS_ITEMS}'/>"));
+    let mut v = Vec::with_capacity(64);
+    Elem::new(&mut v, "query").attr("xmlns", NS_ITEMS).end();
+    iq_result(out, r, std::str::from_utf8(&v).unwrap_or_default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::muc::room::tests::room;
+
+    /// The headline a room sends the service: its name escaped as an attribute value.
+    #[test]
+    fn directory_headline_bytes() {
+        let mut room = room();
+        room.cfg.name = "Tom's <b> & \"co\"".into();
+        room.listed = true;
+        let r = directory_headline(&room, "conference.localhost");
+        assert_eq!(
+            std::str::from_utf8(&r.payload).unwrap(),
+            "<message xmlns='jabber:client' to='conference.localhost' from='coven@conference.localhost' type='headline'>\
+             <x xmlns='urn:aoba:muc:directory' listed='1' name='Tom&apos;s &lt;b&gt; &amp; &quot;co&quot;'/></message>"
+        );
+        assert_eq!(r.to(), "conference.localhost");
+        assert_eq!(r.from(), "coven@conference.localhost");
+        room.listed = false;
+        room.cfg.name = String::new();
+        let r = directory_headline(&room, "conference.localhost");
+        assert_eq!(
+            std::str::from_utf8(&r.payload).unwrap(),
+            "<message xmlns='jabber:client' to='conference.localhost' from='coven@conference.localhost' type='headline'>\
+             <x xmlns='urn:aoba:muc:directory' listed='0' name=''/></message>"
+        );
+    }
+
+    #[test]
+    fn service_info_bytes() {
+        assert_eq!(
+            service_info(),
+            "<query xmlns='http://jabber.org/protocol/disco#info'>\
+             <identity category='conference' type='text' name='Chatrooms'/>\
+             <feature var='http://jabber.org/protocol/muc'/>\
+             <feature var='http://jabber.org/protocol/disco#info'/>\
+             <feature var='http://jabber.org/protocol/disco#items'/></query>"
+        );
+    }
 }

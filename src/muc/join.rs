@@ -7,7 +7,7 @@
 use super::Service;
 use super::fanout::{Out, build, to_bytes};
 use super::occupants::{Occupant, Sess};
-use super::room::{Affiliation, Hist, Role, Room, Rooms, err, parse, stanza_id};
+use super::room::{Affiliation, Hist, Role, Room, Rooms, err, parse, stanza, stanza_id};
 use crate::features::mam::MamHost;
 use crate::xml::ns::DELAY as NS_DELAY;
 use crate::xml::ns::MUC as NS_MUC;
@@ -172,19 +172,35 @@ pub(super) fn presence<H: MamHost>(
     history(room, &st, x, from, out);
     super::directory::announce(room, &svc.domain, out);
     // 4. The subject, always (empty when none).
-    let (subject_from, subject) = match &room.subject {
-        Some((text, by)) => (room.occupant_jid(by), format!("<subject>{text}</subject>")),
-        None => (room.jid.clone(), "<subject/>".to_string()),
+    out.one(subject_message(room, from, &stanza_id(shard)));
+}
+
+/// §7.2.16: the room's subject to the joiner `to` (`<subject/>` when none), from the
+/// occupant who set it, with the room's stanza id `sid`.
+fn subject_message(room: &Room, to: &str, sid: &str) -> Routed {
+    let subject_from = match &room.subject {
+        Some((_, by)) => room.occupant_jid(by),
+        None => room.jid.clone(),
     };
-    let sid = stanza_id(shard);
-    out.one(build(
+    let text = room.subject.as_ref().map(|(text, _)| text.as_str());
+    let cap = 64 + text.map_or(0, str::len);
+    stanza(
         Kind::Message,
         SType::Groupchat,
         &subject_from,
-        from,
-        &format!(" type='groupchat' id='{sid}'"),
-        &subject,
-    ));
+        to,
+        cap,
+        |m| {
+            let mut m = m.attr("type", "groupchat").attr("id", sid);
+            let subject = m.child("subject");
+            match text {
+                // Kept escaped (`message::groupchat`).
+                Some(t) => subject.raw(t.as_bytes()).end(),
+                None => subject.end(),
+            }
+            m.end();
+        },
+    )
 }
 
 /// §7.2.15: the history the joiner (session `to`) asked for in the `<history/>` of its
@@ -298,4 +314,42 @@ fn leave(room: &mut Room, from: &str, out: &mut Out) {
     }
     room.broadcast_presence(oi, Role::None, true, &[], &[], "", out);
     room.occupants.remove(oi);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::muc::room::tests::{room, text};
+
+    /// The subject on joining: `<subject/>` from the room when none, else the kept
+    /// (escaped) text from the occupant who set it.
+    #[test]
+    fn subject_message_bytes() {
+        let mut room = room();
+        let sid = "0123456789abcdef";
+        let r = subject_message(&room, "bob@localhost/desk", sid);
+        assert_eq!(
+            text(&r),
+            "<message xmlns='jabber:client' to='bob@localhost/desk' from='coven@conference.localhost' \
+             type='groupchat' id='0123456789abcdef'><subject/></message>"
+        );
+        room.subject = Some((
+            "It's 1 &lt; 2 &amp; \"3\" &gt; 0&#13;".into(),
+            "O'Neil <&>".into(),
+        ));
+        let r = subject_message(&room, "bob@localhost/desk", sid);
+        assert_eq!(
+            text(&r),
+            "<message xmlns='jabber:client' to='bob@localhost/desk' \
+             from='coven@conference.localhost/O&apos;Neil &lt;&amp;&gt;' type='groupchat' \
+             id='0123456789abcdef'><subject>It's 1 &lt; 2 &amp; \"3\" &gt; 0&#13;</subject></message>"
+        );
+        assert_eq!(
+            (&*r.to(), &*r.from()),
+            (
+                "bob@localhost/desk",
+                "coven@conference.localhost/O'Neil <&>"
+            )
+        );
+    }
 }

@@ -6,12 +6,12 @@
 use super::fanout::{Out, build};
 use super::room::{Affiliation, Hist, Role, Room, Rooms, err, parse, persist, stanza_id};
 use crate::features::mam::MamHost;
-use crate::xml::escape::{escape_attr_to_string as ea, escape_text_to_string as et};
+use crate::xml::escape::escape_text_to_string as et;
 use crate::xml::ns;
 use crate::xml::ns::MUC_USER as NS_MUC_USER;
 use crate::xml::ns::SID as NS_SID;
 use crate::xml::stanza::Stanza;
-use crate::xml::writer::Elem;
+use crate::xml::writer::{Elem, end_tag};
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{Kind, Routed, SType};
@@ -60,13 +60,9 @@ pub(super) fn message<H: MamHost>(
                 return err(out, r, Cond::ItemNotFound, Some("no such occupant"));
             };
             let sender = room.occupant_jid(room.occupants[oi].nick());
+            let x = muc_user_x();
             for s in room.occupants[ti].sessions() {
-                out.one(readdress(
-                    r,
-                    s.jid.as_str(),
-                    &sender,
-                    &format!("<x xmlns='{NS_MUC_USER}'/>"),
-                ));
+                out.one(readdress(r, s.jid.as_str(), &sender, &x));
             }
         }
         (_, None) => err(
@@ -173,6 +169,14 @@ fn invitation<H: MamHost>(
     }
 }
 
+/// `<x xmlns='…#user'/>`: the mark of a private message from an occupant (§7.5).
+fn muc_user_x() -> String {
+    let mut v = Vec::with_capacity(48);
+    Elem::new(&mut v, "x").attr("xmlns", NS_MUC_USER).end();
+    // Built from `&str` pieces: UTF-8.
+    String::from_utf8(v).unwrap_or_default()
+}
+
 /// The routed stanza with new `to`/`from` (and `extra` as first child), the rest as is.
 fn readdress(r: &Routed, to: &str, from: &str, extra: &str) -> Routed {
     let p = &r.payload;
@@ -245,10 +249,7 @@ fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out:
     let cut = r.to_range().start as usize - 5;
     let after = r.from_range().end as usize + 1;
     let sid_val = stanza_id(shard);
-    let sid = format!(
-        "<stanza-id xmlns='{NS_SID}' id='{sid_val}' by='{}'/>",
-        ea(&room.jid)
-    );
+    let sid = stanza_id_elem(&sid_val, &room.jid);
     let from = room.occupant_jid(&nick);
     let mut head = Vec::with_capacity(cut + from.len() + 16);
     head.extend_from_slice(&p[..cut]);
@@ -257,7 +258,9 @@ fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out:
     head.push(b'\'');
     let head = Bytes::from(head);
     let rest: Bytes = if p[after..].starts_with(b"/>") {
-        Bytes::from(b"</message>".to_vec())
+        let mut end = Vec::with_capacity(10);
+        end_tag(&mut end, "message");
+        Bytes::from(end)
     } else if p.windows(NS_SID.len()).any(|w| w == NS_SID.as_bytes()) {
         strip_forged_ids(r, after + 1, &room.jid).unwrap_or_else(|| p.slice(after + 1..))
     } else {
@@ -288,9 +291,13 @@ fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out:
         )
     {
         // The sender's bytes are shared with the fan-out, not copied.
+        // The end of the start tag, then the `<stanza-id/>`.
+        let mut mid = Vec::with_capacity(1 + sid.len());
+        mid.push(b'>');
+        mid.extend_from_slice(sid.as_bytes());
         let stanza = crate::storage::Parts(smallvec::smallvec![
             head.clone(),
-            Bytes::from(format!(">{sid}")),
+            Bytes::from(mid),
             rest.clone()
         ]);
         let item = crate::storage::ArchiveItem {
@@ -315,6 +322,18 @@ fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out:
             room.history.pop_front();
         }
     }
+}
+
+/// XEP-0359 §4: `<stanza-id/>` `id`, given by room `by`.
+fn stanza_id_elem(id: &str, by: &str) -> String {
+    let mut v = Vec::with_capacity(64 + id.len() + by.len());
+    Elem::new(&mut v, "stanza-id")
+        .attr("xmlns", NS_SID)
+        .attr("id", id)
+        .attr("by", by)
+        .end();
+    // Built from `&str` pieces and escapes: UTF-8.
+    String::from_utf8(v).unwrap_or_default()
 }
 
 /// The message content after its start tag, without `<stanza-id/>` elements that claim to
@@ -377,5 +396,53 @@ pub(super) fn archive_query<H: MamHost>(
         .and_then(|q| crate::features::mam::query(shard, &room.jid, q, reply));
     if let Err(cond) = res {
         err(out, r, cond, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::muc::room::tests::{ROOM, routed, text};
+
+    #[test]
+    fn stanza_id_bytes() {
+        assert_eq!(
+            stanza_id_elem("0123456789abcdef", ROOM),
+            "<stanza-id xmlns='urn:xmpp:sid:0' id='0123456789abcdef' by='coven@conference.localhost'/>"
+        );
+    }
+
+    /// A private message passed on from its sender's occupant JID, marked with
+    /// `<x xmlns='…#user'/>` (§7.5), with content or without.
+    #[test]
+    fn private_message_bytes() {
+        let x = muc_user_x();
+        let from = "coven@conference.localhost/b&'<";
+        let r = routed(
+            Kind::Message,
+            SType::Chat,
+            "bob@localhost/desk",
+            &format!(
+                "<message to='{ROOM}/O&apos;Neil' type='chat' id='p1'><body>psst</body></message>"
+            ),
+        );
+        assert_eq!(
+            text(&readdress(&r, "alice@localhost/web", from, &x)),
+            "<message  type='chat' id='p1' xmlns='jabber:client' to='alice@localhost/web' \
+             from='coven@conference.localhost/b&amp;&apos;&lt;'>\
+             <x xmlns='http://jabber.org/protocol/muc#user'/><body>psst</body></message>"
+        );
+        let r = routed(
+            Kind::Message,
+            SType::Chat,
+            "bob@localhost/desk",
+            &format!("<message to='{ROOM}/O&apos;Neil' type='chat' id='p2'/>"),
+        );
+        assert_eq!(
+            text(&readdress(&r, "alice@localhost/web", from, &x)),
+            "<message  type='chat' id='p2' xmlns='jabber:client' to='alice@localhost/web' \
+             from='coven@conference.localhost/b&amp;&apos;&lt;'>\
+             <x xmlns='http://jabber.org/protocol/muc#user'/></message>"
+        );
     }
 }

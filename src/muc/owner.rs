@@ -6,13 +6,14 @@ use super::Service;
 use super::fanout::Out;
 use super::room::{Role, Room, err, iq_result, persist};
 use crate::features::mam::MamHost;
-use crate::xml::escape::escape_text_to_string as et;
 use crate::xml::ns::DATA as NS_DATA;
 use crate::xml::ns::MUC_OWNER as NS_MUC_OWNER;
 use crate::xml::ns::MUC_ROOMCONFIG as FORM;
 use crate::xml::stanza::Stanza;
+use crate::xml::writer::Elem;
 use crate::xmpp::errors::Cond;
 use crate::xmpp::router::Routed;
+use std::fmt::Display;
 
 /// A muc#owner set (query `c` of `st`) from an owner: destroy, or submit or cancel the
 /// configuration form. Returns whether the room is gone (the caller drops it).
@@ -30,7 +31,7 @@ pub(super) fn set<H: MamHost>(
             .child(d, "reason", NS_MUC_OWNER)
             .map(|x| st.text(x).into_owned())
             .unwrap_or_default();
-        let extra = format!("<destroy><reason>{}</reason></destroy>", et(&reason));
+        let extra = destroy_elem(&reason);
         // §10.9: each occupant gets its own unavailable presence with <destroy/>
         // (one per occupant, not everyone's).
         for (oi, _) in room.occupants.iter() {
@@ -76,44 +77,136 @@ pub(super) fn set<H: MamHost>(
     }
 }
 
+/// §10.9: `<destroy><reason>…</reason></destroy>`, in the occupants' last presence.
+fn destroy_elem(reason: &str) -> String {
+    let mut v = Vec::with_capacity(48 + reason.len());
+    let mut destroy = Elem::new(&mut v, "destroy");
+    destroy.child("reason").text(reason).end();
+    destroy.end();
+    // Built from `&str` pieces and escapes: UTF-8.
+    String::from_utf8(v).unwrap_or_default()
+}
+
 /// The configuration form (§10.2), with the room's current values.
 pub(super) fn config_form(room: &Room) -> String {
     let c = &room.cfg;
     let b = |v: bool| if v { "1" } else { "0" };
-    format!(
-        "<query xmlns='{NS_MUC_OWNER}'><x xmlns='{NS_DATA}' type='form'><title>Configuration of {}</title>\
-<field var='FORM_TYPE' type='hidden'><value>{FORM}</value></field>\
-<field var='muc#roomconfig_roomname' type='text-single' label='Name'><value>{}</value></field>\
-<field var='muc#roomconfig_roomdesc' type='text-single' label='Description'><value>{}</value></field>\
-<field var='muc#roomconfig_persistentroom' type='boolean' label='Persistent'><value>{}</value></field>\
-<field var='muc#roomconfig_publicroom' type='boolean' label='Public'><value>{}</value></field>\
-<field var='muc#roomconfig_membersonly' type='boolean' label='Members only'><value>{}</value></field>\
-<field var='muc#roomconfig_moderatedroom' type='boolean' label='Moderated'><value>{}</value></field>\
-<field var='muc#roomconfig_passwordprotectedroom' type='boolean' label='Password protected'><value>{}</value></field>\
-<field var='muc#roomconfig_roomsecret' type='text-private' label='Password'><value>{}</value></field>\
-<field var='muc#roomconfig_maxusers' type='text-single' label='Maximum occupants'><value>{}</value></field>\
-<field var='muc#roomconfig_whois' type='list-single' label='Who may see real JIDs'><option><value>moderators</value></option><option><value>anyone</value></option><value>{}</value></field>\
-<field var='muc#maxhistoryfetch' type='text-single' label='History length'><value>{}</value></field>\
-<field var='muc#roomconfig_changesubject' type='boolean' label='Occupants may change the subject'><value>{}</value></field>\
-</x></query>",
-        et(&room.jid),
-        et(&c.name),
-        et(&c.description),
+    let mut v = Vec::with_capacity(2048);
+    let mut q = Elem::new(&mut v, "query").attr("xmlns", NS_MUC_OWNER);
+    let mut x = q.child("x").attr("xmlns", NS_DATA).attr("type", "form");
+    x.child("title")
+        .text_fmt(format_args!("Configuration of {}", room.jid))
+        .end();
+    field(&mut x, "FORM_TYPE", "hidden", None, FORM);
+    field(
+        &mut x,
+        "muc#roomconfig_roomname",
+        "text-single",
+        Some("Name"),
+        &c.name,
+    );
+    field(
+        &mut x,
+        "muc#roomconfig_roomdesc",
+        "text-single",
+        Some("Description"),
+        &c.description,
+    );
+    field(
+        &mut x,
+        "muc#roomconfig_persistentroom",
+        "boolean",
+        Some("Persistent"),
         b(c.persistent),
+    );
+    field(
+        &mut x,
+        "muc#roomconfig_publicroom",
+        "boolean",
+        Some("Public"),
         b(c.public),
+    );
+    field(
+        &mut x,
+        "muc#roomconfig_membersonly",
+        "boolean",
+        Some("Members only"),
         b(c.members_only),
+    );
+    field(
+        &mut x,
+        "muc#roomconfig_moderatedroom",
+        "boolean",
+        Some("Moderated"),
         b(c.moderated),
+    );
+    field(
+        &mut x,
+        "muc#roomconfig_passwordprotectedroom",
+        "boolean",
+        Some("Password protected"),
         b(c.password.is_some()),
-        et(c.password.as_deref().unwrap_or("")),
+    );
+    field(
+        &mut x,
+        "muc#roomconfig_roomsecret",
+        "text-private",
+        Some("Password"),
+        c.password.as_deref().unwrap_or(""),
+    );
+    field(
+        &mut x,
+        "muc#roomconfig_maxusers",
+        "text-single",
+        Some("Maximum occupants"),
         c.max_occupants,
-        if c.whois_anyone {
-            "anyone"
-        } else {
-            "moderators"
-        },
+    );
+    let mut whois = x
+        .child("field")
+        .attr("var", "muc#roomconfig_whois")
+        .attr("type", "list-single")
+        .attr("label", "Who may see real JIDs");
+    for option in ["moderators", "anyone"] {
+        let mut o = whois.child("option");
+        o.child("value").text(option).end();
+        o.end();
+    }
+    let who = if c.whois_anyone {
+        "anyone"
+    } else {
+        "moderators"
+    };
+    whois.child("value").text(who).end();
+    whois.end();
+    field(
+        &mut x,
+        "muc#maxhistoryfetch",
+        "text-single",
+        Some("History length"),
         c.history_length,
+    );
+    field(
+        &mut x,
+        "muc#roomconfig_changesubject",
+        "boolean",
+        Some("Occupants may change the subject"),
         b(c.change_subject),
-    )
+    );
+    x.end();
+    q.end();
+    // Built from `&str` pieces and escapes: UTF-8.
+    String::from_utf8(v).unwrap_or_default()
+}
+
+/// `<field var type label><value>…</value></field>` (XEP-0004 §3.2) in form `x`, the value
+/// escaped.
+fn field(x: &mut Elem, var: &str, ty: &str, label: Option<&str>, value: impl Display) {
+    let mut f = x.child("field").attr("var", var).attr("type", ty);
+    if let Some(l) = label {
+        f = f.attr("label", l);
+    }
+    f.child("value").text_fmt(value).end();
+    f.end();
 }
 
 /// Applies a submitted form (§10.2); an empty form keeps the defaults (instant room, §10.1.2).
@@ -162,4 +255,63 @@ fn apply_form(room: &mut Room, st: &Stanza, x: usize) -> Result<(), &'static str
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::muc::room::tests::room;
+
+    /// The form with the room's values escaped as text (`'`, `<`, `&` in the name, the
+    /// description and the password).
+    #[test]
+    fn config_form_bytes() {
+        let mut room = room();
+        room.cfg.name = "Tom's <b> & co".into();
+        room.cfg.description = "a \"desc\" & <more>".into();
+        room.cfg.password = Some("p'<&".into());
+        room.cfg.max_occupants = 30;
+        assert_eq!(
+            config_form(&room),
+            "<query xmlns='http://jabber.org/protocol/muc#owner'>\
+             <x xmlns='jabber:x:data' type='form'>\
+             <title>Configuration of coven@conference.localhost</title>\
+             <field var='FORM_TYPE' type='hidden'>\
+             <value>http://jabber.org/protocol/muc#roomconfig</value></field>\
+             <field var='muc#roomconfig_roomname' type='text-single' label='Name'>\
+             <value>Tom's &lt;b&gt; &amp; co</value></field>\
+             <field var='muc#roomconfig_roomdesc' type='text-single' label='Description'>\
+             <value>a \"desc\" &amp; &lt;more&gt;</value></field>\
+             <field var='muc#roomconfig_persistentroom' type='boolean' label='Persistent'>\
+             <value>0</value></field>\
+             <field var='muc#roomconfig_publicroom' type='boolean' label='Public'>\
+             <value>1</value></field>\
+             <field var='muc#roomconfig_membersonly' type='boolean' label='Members only'>\
+             <value>0</value></field>\
+             <field var='muc#roomconfig_moderatedroom' type='boolean' label='Moderated'>\
+             <value>0</value></field>\
+             <field var='muc#roomconfig_passwordprotectedroom' type='boolean' label='Password protected'>\
+             <value>1</value></field>\
+             <field var='muc#roomconfig_roomsecret' type='text-private' label='Password'>\
+             <value>p'&lt;&amp;</value></field>\
+             <field var='muc#roomconfig_maxusers' type='text-single' label='Maximum occupants'>\
+             <value>30</value></field>\
+             <field var='muc#roomconfig_whois' type='list-single' label='Who may see real JIDs'>\
+             <option><value>moderators</value></option><option><value>anyone</value></option>\
+             <value>moderators</value></field>\
+             <field var='muc#maxhistoryfetch' type='text-single' label='History length'>\
+             <value>20</value></field>\
+             <field var='muc#roomconfig_changesubject' type='boolean' label='Occupants may change the subject'>\
+             <value>1</value></field></x></query>"
+        );
+    }
+
+    #[test]
+    fn destroy_bytes() {
+        assert_eq!(
+            destroy_elem("Macbeth's <&>"),
+            "<destroy><reason>Macbeth's &lt;&amp;&gt;</reason></destroy>"
+        );
+        assert_eq!(destroy_elem(""), "<destroy><reason></reason></destroy>");
+    }
 }

@@ -5,7 +5,7 @@
 //! `message.rs` (archive), `owner.rs` (§10) and `admin.rs` (§8, §9). All state of a room
 //! is owned by its home shard.
 
-use super::fanout::{Out, build, head_tail};
+use super::fanout::{Out, head_tail};
 use super::occupants::{Occupant, Occupants, Sess};
 use super::{MucConfig, Service};
 use crate::features::mam::MamHost;
@@ -267,7 +267,7 @@ impl Room {
         format!("{}/{nick}", self.jid)
     }
 
-    /// `<x xmlns='…#user'><item …/>{codes}{extra}</x>` for occupant `o`.
+    /// `<x xmlns='…#user'><item …/>{extra}{codes}</x>` for occupant `o`.
     pub(super) fn user_x(
         &self,
         o: &Occupant,
@@ -276,8 +276,23 @@ impl Room {
         codes: &[u16],
         extra: &str,
     ) -> String {
-        let mut v = Vec::with_capacity(96 + extra.len() + 20 * codes.len());
-        let mut x = Elem::new(&mut v, "x").attr("xmlns", NS_MUC_USER);
+        let mut v = Vec::with_capacity(user_x_len(codes, extra));
+        self.write_user_x(&mut v, o, role, real, codes, extra);
+        // Built from `&str` pieces and escapes: UTF-8.
+        String::from_utf8(v).unwrap_or_default()
+    }
+
+    /// [`Room::user_x`], written at the end of `v`.
+    fn write_user_x(
+        &self,
+        v: &mut Vec<u8>,
+        o: &Occupant,
+        role: Role,
+        real: Option<&str>,
+        codes: &[u16],
+        extra: &str,
+    ) {
+        let mut x = Elem::new(v, "x").attr("xmlns", NS_MUC_USER);
         let mut item = x
             .child("item")
             .attr("affiliation", self.affiliation(o.bare()).name())
@@ -291,8 +306,6 @@ impl Room {
             x.child("status").attr_fmt("code", c).end();
         }
         x.end();
-        // Built from `&str` pieces and escapes: UTF-8.
-        String::from_utf8(v).unwrap_or_default()
     }
 
     /// The head and tail of occupant `o`'s presence for a broadcast.
@@ -311,11 +324,15 @@ impl Room {
             ""
         };
         let body = if unavailable { "" } else { o.presence.as_str() };
+        // The occupant's own presence children, then its `<x/>`.
+        let mut inner = Vec::with_capacity(body.len() + user_x_len(codes, extra));
+        inner.extend_from_slice(body.as_bytes());
+        self.write_user_x(&mut inner, o, role, real, codes, extra);
         head_tail(
             Kind::Presence,
             &self.occupant_jid(o.nick()),
             attrs,
-            &format!("{body}{}", self.user_x(o, role, real, codes, extra)),
+            std::str::from_utf8(&inner).unwrap_or_default(),
         )
     }
 
@@ -391,16 +408,25 @@ impl Room {
             .first()
             .map(|s| s.jid.as_str())
             .filter(|_| sees);
-        let inner = format!("{}{}", o.presence, self.user_x(o, o.role, real, codes, ""));
-        build(
+        let cap = o.presence.len() + user_x_len(codes, "");
+        stanza(
             Kind::Presence,
             SType::Available,
             &self.occupant_jid(o.nick()),
             to,
-            "",
-            &inner,
+            cap,
+            |p| {
+                p.raw(o.presence.as_bytes())
+                    .raw_with(|v| self.write_user_x(v, o, o.role, real, codes, ""))
+                    .end()
+            },
         )
     }
+}
+
+/// Room for a [`Room::user_x`] with `codes` and `extra`.
+fn user_x_len(codes: &[u16], extra: &str) -> usize {
+    96 + extra.len() + 20 * codes.len()
 }
 
 /// A new stanza id: an archive id (XEP-0313 ids are the XEP-0359 ids the room assigned).
@@ -428,16 +454,47 @@ pub(super) fn err(out: &mut Out, r: &Routed, cond: Cond, text: Option<&str>) {
     out.one(Routed::from_parts(r.kind, SType::Error, v, to, from));
 }
 
+/// A stanza from the room (or the service) `from` to one recipient `to`, written with the
+/// writer: `<kind xmlns='jabber:client' to='…' from='…'`, then what `write` adds (more
+/// attributes, content; `/>` if none). `cap`: about how long that is.
+pub(super) fn stanza(
+    kind: Kind,
+    stype: SType,
+    from: &str,
+    to: &str,
+    cap: usize,
+    write: impl FnOnce(Elem<'_, 'static>),
+) -> Routed {
+    let mut v = Vec::with_capacity(64 + to.len() + from.len() + cap);
+    let mut e = Elem::new(&mut v, kind.name()).attr("xmlns", ns::CLIENT);
+    let to = e.attr_span("to", to);
+    let from = e.attr_span("from", from);
+    write(e);
+    let span = |r: std::ops::Range<usize>| r.start as u32..r.end as u32;
+    Routed::from_parts(kind, stype, v, span(to), span(from))
+}
+
+/// The result of iq `r` (its `id` copied as it came), with `inner` (already XML) as its
+/// content.
+fn result_of(r: &Routed, inner: &str) -> Routed {
+    let id = r.id_attr();
+    let cap = inner.len() + id.len();
+    stanza(Kind::Iq, SType::Result, &r.to(), &r.from(), cap, |iq| {
+        let mut iq = iq.attr("type", "result");
+        if !id.is_empty() {
+            iq = iq.attrs_raw(id.as_bytes());
+        }
+        if !inner.is_empty() {
+            iq = iq.raw(inner.as_bytes());
+        }
+        iq.end();
+    })
+}
+
+/// Answers iq `r` with [`result_of`], or with an error if a change it reports could not be
+/// stored.
 pub(super) fn iq_result(out: &mut Out, r: &Routed, inner: &str) {
-    let attrs = format!(" type='result' {}", r.id_attr());
-    let ok = build(
-        Kind::Iq,
-        SType::Result,
-        &r.to(),
-        &r.from(),
-        attrs.trim_end(),
-        inner,
-    );
+    let ok = result_of(r, inner);
     // The answer if a change it reports could not be stored.
     let (v, to, from) = error_stanza(
         "iq",
@@ -531,5 +588,132 @@ fn iq<H: MamHost>(
         (NS_MUC_ADMIN, SType::Get) => super::admin::get(room, &st, c, aff, r, out),
         (NS_MUC_ADMIN, SType::Set) => super::admin::set(shard, room, &st, c, aff, r, from, out),
         _ => err(out, r, Cond::ServiceUnavailable, None),
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    //! What a room writes of its occupants and its iq results, byte for byte; nicks carry
+    //! `'`, `<`, `&`. `pub(super)`: the other room files' tests build on `room` and
+    //! `routed`.
+    use super::*;
+    use crate::xmpp::router::stamp;
+
+    pub(in crate::muc) const ROOM: &str = "coven@conference.localhost";
+
+    /// A room of alice (owner, nick `O'Neil <&>`) and bob (nick `b&'<`), both away.
+    pub(in crate::muc) fn room() -> Room {
+        let mut room = Room::new(ROOM, "coven", "alice@localhost", &MucConfig::default());
+        for (nick, jid, role) in [
+            ("O'Neil <&>", "alice@localhost/web", Role::Moderator),
+            ("b&'<", "bob@localhost/desk", Role::Participant),
+        ] {
+            let jid = Jid::parse(jid).unwrap();
+            let sess = Sess::new(&jid, 1);
+            let presence = "<show>away</show>".to_string();
+            let o = Occupant::new(nick, jid.bare(), sess, role, presence);
+            room.occupants.add(o);
+        }
+        room
+    }
+
+    /// `xml` as routing stamps it, from `from`.
+    pub(in crate::muc) fn routed(kind: Kind, stype: SType, from: &str, xml: &str) -> Routed {
+        let st = Stanza::parse(xml, &Limits::default()).unwrap();
+        let to = st.attr(0, "to").map(|a| a.value().into_owned());
+        stamp(&st, kind, stype, from, to.as_deref())
+    }
+
+    pub(in crate::muc) fn text(r: &Routed) -> &str {
+        std::str::from_utf8(&r.payload).unwrap()
+    }
+
+    /// Occupant presence: to one session (`presence_to`), and the head and tail of a
+    /// broadcast around a `to` (`presence_head_tail`), with and without the real JID.
+    #[test]
+    fn occupant_presence() {
+        let room = room();
+        let r = room.presence_to(0, "bob@localhost/desk", Role::Participant, &[]);
+        assert_eq!(
+            text(&r),
+            "<presence xmlns='jabber:client' to='bob@localhost/desk' \
+             from='coven@conference.localhost/O&apos;Neil &lt;&amp;&gt;'><show>away</show>\
+             <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='owner' role='moderator'/></x></presence>"
+        );
+        assert_eq!(
+            (&*r.to(), &*r.from()),
+            (
+                "bob@localhost/desk",
+                "coven@conference.localhost/O'Neil <&>"
+            )
+        );
+        let r = room.presence_to(1, "alice@localhost/web", Role::Moderator, &[100]);
+        assert_eq!(
+            text(&r),
+            "<presence xmlns='jabber:client' to='alice@localhost/web' \
+             from='coven@conference.localhost/b&amp;&apos;&lt;'><show>away</show>\
+             <x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant' jid='bob@localhost/desk'/>\
+             <status code='100'/></x></presence>"
+        );
+        let o = &room.occupants[0];
+        let real = Some("alice@localhost/web");
+        let whole = |(h, t): (Bytes, Bytes)| {
+            format!(
+                "{}alice@localhost/web{}",
+                std::str::from_utf8(&h).unwrap(),
+                std::str::from_utf8(&t).unwrap()
+            )
+        };
+        assert_eq!(
+            whole(room.presence_head_tail(o, Role::Moderator, false, real, &[201, 110], "")),
+            "<presence xmlns='jabber:client' from='coven@conference.localhost/O&apos;Neil &lt;&amp;&gt;' \
+             to='alice@localhost/web'><show>away</show><x xmlns='http://jabber.org/protocol/muc#user'>\
+             <item affiliation='owner' role='moderator' jid='alice@localhost/web'/>\
+             <status code='201'/><status code='110'/></x></presence>"
+        );
+        let destroy = "<destroy><reason>Macbeth's &lt;&amp;&gt;</reason></destroy>";
+        assert_eq!(
+            whole(room.presence_head_tail(o, Role::None, true, real, &[110], destroy)),
+            "<presence xmlns='jabber:client' from='coven@conference.localhost/O&apos;Neil &lt;&amp;&gt;' \
+             type='unavailable' to='alice@localhost/web'><x xmlns='http://jabber.org/protocol/muc#user'>\
+             <item affiliation='owner' role='none' jid='alice@localhost/web'/>\
+             <destroy><reason>Macbeth's &lt;&amp;&gt;</reason></destroy><status code='110'/></x></presence>"
+        );
+        assert_eq!(
+            whole(room.presence_head_tail(o, Role::Moderator, false, None, &[], "")),
+            "<presence xmlns='jabber:client' from='coven@conference.localhost/O&apos;Neil &lt;&amp;&gt;' \
+             to='alice@localhost/web'><show>away</show><x xmlns='http://jabber.org/protocol/muc#user'>\
+             <item affiliation='owner' role='moderator'/></x></presence>"
+        );
+    }
+
+    /// An iq result: the request's `id` as it came (any quotes), `/>` when empty.
+    #[test]
+    fn iq_results() {
+        let get = |id: &str| {
+            routed(
+                Kind::Iq,
+                SType::Get,
+                "alice@localhost/web",
+                &format!("<iq to='{ROOM}' type='get'{id}><query xmlns='q'/></iq>"),
+            )
+        };
+        let r = result_of(&get(" id=\"d'1\""), "<query xmlns='q'/>");
+        assert_eq!(
+            text(&r),
+            "<iq xmlns='jabber:client' to='alice@localhost/web' from='coven@conference.localhost' \
+             type='result' id=\"d'1\"><query xmlns='q'/></iq>"
+        );
+        assert_eq!((&*r.to(), &*r.from()), ("alice@localhost/web", ROOM));
+        assert_eq!(
+            text(&result_of(&get(" id='c1'"), "")),
+            "<iq xmlns='jabber:client' to='alice@localhost/web' from='coven@conference.localhost' \
+             type='result' id='c1'/>"
+        );
+        assert_eq!(
+            text(&result_of(&get(""), "<q/>")),
+            "<iq xmlns='jabber:client' to='alice@localhost/web' from='coven@conference.localhost' \
+             type='result'><q/></iq>"
+        );
     }
 }
