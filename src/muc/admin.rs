@@ -13,15 +13,41 @@ use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::Routed;
 
-/// A muc#admin get (query `c` of `st`, from a user of affiliation `aff`): the users of one
-/// affiliation, or the occupants of one role.
-pub(super) fn get(room: &Room, st: &Stanza, c: usize, aff: Affiliation, r: &Routed, out: &mut Out) {
-    if aff < Affiliation::Admin {
-        return err(out, r, Cond::Forbidden, Some("admins only"));
-    }
+/// A muc#admin get (query `c` of `st`, from session `from` of affiliation `aff`): the
+/// users of one affiliation (admins, §9), or the occupants of one role: the moderators
+/// (admins, §9.8), the participants or visitors (moderators, §8.5).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn get(
+    room: &Room,
+    st: &Stanza,
+    c: usize,
+    aff: Affiliation,
+    r: &Routed,
+    from: &str,
+    out: &mut Out,
+) {
     let Some(item) = st.child(c, "item", NS_MUC_ADMIN) else {
         return err(out, r, Cond::BadRequest, None);
     };
+    let wanted_role = st.attr(item, "role").and_then(|a| Role::parse(&a.value()));
+    let allowed = match wanted_role {
+        Some(Role::Participant | Role::Visitor) if st.attr(item, "affiliation").is_none() => {
+            aff >= Affiliation::Admin
+                || room
+                    .occupants
+                    .by_session(from)
+                    .is_some_and(|i| room.occupants[i].role == Role::Moderator)
+        }
+        _ => aff >= Affiliation::Admin,
+    };
+    if !allowed {
+        let why = if wanted_role.is_some_and(|r| r < Role::Moderator) {
+            "moderators only"
+        } else {
+            "admins only"
+        };
+        return err(out, r, Cond::Forbidden, Some(why));
+    }
     let mut v = Vec::with_capacity(128);
     let mut q = Elem::new(&mut v, "query")
         .attr("xmlns", NS_MUC_ADMIN)
@@ -44,12 +70,14 @@ pub(super) fn get(room: &Room, st: &Stanza, c: usize, aff: Affiliation, r: &Rout
                 .end();
         }
     } else if let Some(ro) = st.attr(item, "role").and_then(|a| Role::parse(&a.value())) {
+        // §17.4: nick, role, affiliation and the occupant's full JID.
         for (_, o) in room.occupants.iter().filter(|(_, o)| o.role == ro) {
+            let full = o.sessions().first().map_or(o.bare(), |s| s.jid.as_str());
             q.child("item")
                 .attr("role", ro.name())
                 .attr("nick", o.nick())
                 .attr("affiliation", room.affiliation(o.bare()).name())
-                .attr("jid", o.bare())
+                .attr("jid", full)
                 .end();
         }
     } else {
@@ -98,6 +126,10 @@ fn admin_item(
     out: &mut Out,
 ) -> Result<(), Cond> {
     if let Some(role) = st.attr(item, "role").map(|a| a.value()) {
+        // §17.4: a role and an affiliation in one item is a bad request.
+        if st.attr(item, "affiliation").is_some() {
+            return Err(Cond::BadRequest);
+        }
         let role = Role::parse(&role).ok_or(Cond::BadRequest)?;
         let nick = st
             .attr(item, "nick")
@@ -105,8 +137,17 @@ fn admin_item(
             .ok_or(Cond::BadRequest)?;
         let oi = room.occupants.by_nick(&nick).ok_or(Cond::ItemNotFound)?;
         let target_aff = room.affiliation(room.occupants[oi].bare());
+        let was_moderator = room.occupants[oi].role == Role::Moderator;
         let allowed = match role {
+            // §9.6: admins grant moderator status.
             Role::Moderator => aff >= Affiliation::Admin,
+            // §9.7: admins revoke it, never from an admin or owner.
+            _ if was_moderator && role == Role::Participant => {
+                aff >= Affiliation::Admin && target_aff < Affiliation::Admin
+            }
+            // §8.4: nobody revokes the voice of an admin or owner.
+            Role::Visitor if target_aff >= Affiliation::Admin => false,
+            // §8.2–8.4: moderators kick and grant or revoke voice below admins.
             _ => {
                 actor_role == Role::Moderator && target_aff < Affiliation::Admin
                     || aff > target_aff && aff >= Affiliation::Admin
@@ -118,8 +159,9 @@ fn admin_item(
         if role == Role::None {
             remove_occupant(room, oi, 307, out);
         } else {
-            room.occupants[oi].role = role;
+            // Shown before it is stored: a change out of a broadcast role is seen too.
             room.broadcast_presence(oi, role, false, &[], &[], "", out);
+            room.occupants[oi].role = role;
         }
         return Ok(());
     }
@@ -159,8 +201,8 @@ fn admin_item(
             let role = room
                 .default_role(new)
                 .max(room.occupants[oi].role.min(Role::Participant));
-            room.occupants[oi].role = role;
             room.broadcast_presence(oi, role, false, &[], &[], "", out);
+            room.occupants[oi].role = role;
             break;
         }
     }

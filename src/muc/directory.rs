@@ -154,6 +154,8 @@ pub(super) fn room_info<H: MamHost>(shard: &H, room: &Room, r: &Routed, out: &mu
         ),
         f(c.whois_anyone, "muc_nonanonymous", "muc_semianonymous"),
         ns::SID.to_string(),
+        ns::MUC_SELF_PING.to_string(),
+        ns::REGISTER.to_string(),
     ];
     // XEP-0313 §6.1: a room with an archive says so, or clients never ask it.
     let mam = crate::features::mam::archive_available(shard)

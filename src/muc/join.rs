@@ -1,8 +1,8 @@
 //! Presence to a room (XEP-0045 §7.1–7.2): entering a room, creating it by entering it
 //! (§10.1.1), the presence an occupant updates (§7.7), the history sent on entering
-//! (§7.2.15) and leaving (§7.14). A nick belongs to the user who took it: another session
-//! of that user may join under it too, anyone else gets a conflict; nick changes (§7.6)
-//! are refused.
+//! (§7.2.15), nick changes (§7.6) and leaving (§7.14). A nick belongs to the user who
+//! took it: another session of that user may join under it too, anyone else gets a
+//! conflict; a nick reserved by registration (§7.10) belongs to its user even when away.
 
 use super::Service;
 use super::fanout::{Out, build, to_bytes};
@@ -85,12 +85,7 @@ pub(super) fn presence<H: MamHost>(
     // Already in the room with this session: a presence update (or a nick change).
     if let Some(oi) = room.occupants.by_session(from) {
         if room.occupants[oi].nick() != nick {
-            return err(
-                out,
-                r,
-                Cond::NotAcceptable,
-                Some("nickname changes are not supported yet"),
-            );
+            return change_nick(room, oi, nick, own, r, out);
         }
         room.occupants[oi].presence = own;
         let role = room.occupants[oi].role;
@@ -127,6 +122,21 @@ pub(super) fn presence<H: MamHost>(
     {
         return err(out, r, Cond::NotAuthorized, Some("a password is required"));
     }
+    // §7.10, §7.2.2: a members-only room seats a member under its reserved nick (210);
+    // §7.2.8: nobody else may take a reserved nick.
+    let (nick, modified) = match room.reserved_nick(&from_bare) {
+        Some(reserved) if room.cfg.members_only && reserved != nick => (reserved.to_string(), true),
+        _ => (nick.to_string(), false),
+    };
+    let nick = nick.as_str();
+    if room.reserved_by_other(nick, &from_bare) {
+        return err(
+            out,
+            r,
+            Cond::Conflict,
+            Some("that nickname is reserved by another user"),
+        );
+    }
     let existing = room.occupants.by_nick(nick);
     if let Some(oi) = existing {
         if room.occupants[oi].bare() != from_bare {
@@ -148,9 +158,10 @@ pub(super) fn presence<H: MamHost>(
         }
     };
     let role = room.occupants[oi].role;
-    // 1. The existing occupants' presence, to the joiner (§7.2.3).
-    for (i, _) in room.occupants.iter() {
-        if i != oi {
+    // 1. The existing occupants' presence, to the joiner (§7.2.3), of the roles the room
+    // broadcasts (§16.5.3).
+    for (i, o) in room.occupants.iter() {
+        if i != oi && room.broadcasts(o.role) {
             out.one(room.presence_to(i, from, role, &[]));
         }
     }
@@ -161,6 +172,9 @@ pub(super) fn presence<H: MamHost>(
     }
     if created {
         self_codes.push(201);
+    }
+    if modified {
+        self_codes.push(210);
     }
     if new_occupant {
         room.broadcast_presence(oi, role, false, &[], &self_codes, "", out);
@@ -201,6 +215,35 @@ fn subject_message(room: &Room, to: &str, sid: &str) -> Routed {
             m.end();
         },
     )
+}
+
+/// §7.6: occupant `oi` asks, from one of its sessions, to be `nick` (with `own` as its
+/// presence): refused with a conflict when another occupant has it or another user
+/// reserved it, and in a members-only room when the occupant has a reserved nick (the
+/// room "locks down" members' nicks, §7.10). Every session of the occupant moves.
+fn change_nick(room: &mut Room, oi: usize, nick: &str, own: String, r: &Routed, out: &mut Out) {
+    let bare = room.occupants[oi].bare().to_string();
+    if room.occupants.by_nick(nick).is_some() || room.reserved_by_other(nick, &bare) {
+        return err(
+            out,
+            r,
+            Cond::Conflict,
+            Some("that nickname is in use or reserved"),
+        );
+    }
+    if room.cfg.members_only && room.reserved_nick(&bare).is_some_and(|n| n != nick) {
+        return err(
+            out,
+            r,
+            Cond::NotAcceptable,
+            Some("members use their reserved nickname in this room"),
+        );
+    }
+    room.broadcast_nick_change(oi, nick, out);
+    room.occupants.rename(oi, nick);
+    room.occupants[oi].presence = own;
+    let role = room.occupants[oi].role;
+    room.broadcast_presence(oi, role, false, &[], &[], "", out);
 }
 
 /// §7.2.15: the history the joiner (session `to`) asked for in the `<history/>` of its

@@ -11,7 +11,10 @@ mod join;
 mod message;
 mod occupants;
 mod owner;
+mod register;
+mod relay;
 mod room;
+mod voice;
 
 use crate::features::mam::MamHost;
 use crate::xmpp::router::Routed;
@@ -48,6 +51,9 @@ pub struct MucConfig {
     /// Rooms one shard holds; creating more gets `resource-constraint`.
     #[schemars(range(min = 1))]
     pub max_rooms_per_shard: usize,
+    /// Users who may register with one room (XEP-0045 §7.10: each becomes a member with a
+    /// reserved nick); past it a registration gets `resource-constraint`.
+    pub max_registrations_per_room: usize,
 }
 
 impl Default for MucConfig {
@@ -61,6 +67,7 @@ impl Default for MucConfig {
             history_max: 50,
             history_default: 20,
             max_rooms_per_shard: 100_000,
+            max_registrations_per_room: 10_000,
         }
     }
 }

@@ -135,6 +135,15 @@ impl Occupants {
         self[id].sessions.push(s);
     }
 
+    /// Occupant `id` takes the free nick `nick` (§7.6), keeping its place in the order.
+    pub(super) fn rename(&mut self, id: usize, nick: &str) {
+        let o = self.slots[id].as_mut().expect("an occupant");
+        let old = std::mem::replace(&mut o.nick, nick.into());
+        self.by_nick.remove(&*old);
+        let taken = self.by_nick.insert(nick.into(), id);
+        debug_assert!(taken.is_none(), "nick {nick} is taken");
+    }
+
     /// Session `full` of occupant `id` leaves; the occupant keeps at least one session
     /// (when it is the last, `remove` the occupant instead).
     pub(super) fn remove_session(&mut self, id: usize, full: &str) {
@@ -266,8 +275,8 @@ mod tests {
         }
     }
 
-    /// Random joins (new nicks, extra sessions under one's own nick, refused conflicts),
-    /// leaves (of one session or of the occupant) and lookups, the way the room decides
+    /// Random joins (new nicks, extra sessions under one's own nick, refused conflicts,
+    /// nick changes), leaves (of one session or of the occupant) and lookups, the way the room decides
     /// them (`join.rs`), checked against linear scans after every step.
     #[test]
     fn indexes_agree_with_linear_scans_under_random_joins_and_leaves() {
@@ -276,7 +285,7 @@ mod tests {
         let sessions: Vec<Jid> = (0..USERS * 3)
             .map(|i| Jid::parse(&format!("user{}@localhost/r{}", i % USERS, i / USERS)).unwrap())
             .collect();
-        let (mut shared, mut squeezed) = (0, 0);
+        let (mut shared, mut squeezed, mut renamed) = (0, 0, 0);
         for seed in 1..=20u64 {
             let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
             let mut os = Occupants::default();
@@ -288,8 +297,14 @@ mod tests {
                 let join = rng.below(100) < if os.len() > 30 { 35 } else { 65 };
                 if join {
                     let nick = &nicks[rng.below(nicks.len())];
-                    if os.by_session(&full).is_some() {
-                        // A presence update: nothing changes.
+                    if let Some(id) = os.by_session(&full) {
+                        // A presence update, or a nick change to a free nick (§7.6).
+                        if os.by_nick(nick).is_none() {
+                            let mi = model.iter().position(|(_, ss)| ss.contains(&full)).unwrap();
+                            os.rename(id, nick);
+                            model[mi].0 = nick.clone();
+                            renamed += 1;
+                        }
                     } else if let Some(id) = os.by_nick(nick) {
                         if os[id].bare() == s.bare() {
                             os.add_session(id, Sess::new(s, 4));
@@ -350,8 +365,11 @@ mod tests {
             }
             assert!(os.slots.is_empty());
         }
-        // Both rarer paths were taken: nicks shared by sessions, and holes squeezed out.
-        assert!(shared > 0 && squeezed > 0, "{shared} {squeezed}");
+        // The rarer paths were taken: nicks shared by sessions, holes squeezed out, renames.
+        assert!(
+            shared > 0 && squeezed > 0 && renamed > 0,
+            "{shared} {squeezed} {renamed}"
+        );
     }
 
     /// Filling a room to 10,000 and emptying it from the front keeps the order and the

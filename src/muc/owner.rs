@@ -50,10 +50,22 @@ pub(super) fn set<H: MamHost>(
         return false;
     };
     match st.attr(x, "type").map(|a| a.value()).as_deref() {
+        // §10.1.3: cancelling a new room's configuration destroys it, "making sure to send
+        // unavailable presence to the room owner". Cancelling a later configuration
+        // changes nothing.
         Some("cancel") => {
             let gone = room.locked;
             if gone {
+                for (oi, _) in room.occupants.iter() {
+                    room.self_presence(oi, Role::None, true, &[], "<destroy/>", out);
+                }
+                room.occupants.clear();
                 super::directory::unlist(room, &svc.domain, out);
+                tracing::info!(
+                    shard = shard.id,
+                    room = room.jid.as_str(),
+                    "new room cancelled"
+                );
             }
             iq_result(out, r, "");
             gone
@@ -192,6 +204,20 @@ pub(super) fn config_form(room: &Room) -> String {
         Some("Occupants may change the subject"),
         b(c.change_subject),
     );
+    let mut pb = x
+        .child("field")
+        .attr("var", "muc#roomconfig_presencebroadcast")
+        .attr("type", "list-multi")
+        .attr("label", "Roles for which Presence is Broadcasted");
+    for role in Role::LISTED {
+        let mut o = pb.child("option").attr("label", role.label());
+        o.child("value").text(role.name()).end();
+        o.end();
+    }
+    for role in Role::LISTED.into_iter().filter(|r| room.broadcasts(*r)) {
+        pb.child("value").text(role.name()).end();
+    }
+    pb.end();
     x.end();
     q.end();
     // Built from `&str` pieces and escapes: UTF-8.
@@ -243,6 +269,17 @@ fn apply_form(room: &mut Room, st: &Stanza, x: usize) -> Result<(), &'static str
                 room.cfg.history_length = n.min(room.history_cap);
             }
             "muc#roomconfig_changesubject" => room.cfg.change_subject = flag,
+            // A list-multi: every <value/> is a role whose presence is broadcast.
+            "muc#roomconfig_presencebroadcast" => {
+                let mut roles = 0;
+                for v in st.children(f).filter(|&v| st.elems[v].local == "value") {
+                    let role = Role::parse(st.text(v).trim())
+                        .filter(|r| Role::LISTED.contains(r))
+                        .ok_or("presencebroadcast takes moderator, participant, visitor")?;
+                    roles |= role.bit();
+                }
+                room.cfg.broadcast_roles = roles;
+            }
             _ => {}
         }
     }
@@ -302,7 +339,13 @@ mod tests {
              <field var='muc#maxhistoryfetch' type='text-single' label='History length'>\
              <value>20</value></field>\
              <field var='muc#roomconfig_changesubject' type='boolean' label='Occupants may change the subject'>\
-             <value>1</value></field></x></query>"
+             <value>1</value></field>\
+             <field var='muc#roomconfig_presencebroadcast' type='list-multi' label='Roles for which Presence is Broadcasted'>\
+             <option label='Moderator'><value>moderator</value></option>\
+             <option label='Participant'><value>participant</value></option>\
+             <option label='Visitor'><value>visitor</value></option>\
+             <value>moderator</value><value>participant</value><value>visitor</value></field>\
+             </x></query>"
         );
     }
 

@@ -2,8 +2,9 @@
 //! affiliations §5.2, subject, history), its persistence (§10.2 `persistentroom`), the
 //! presence it sends of an occupant (§7.2.3), and the dispatch of what comes in: presence
 //! to `join.rs`, messages to `message.rs`, iq here to `directory.rs` (disco §6),
-//! `message.rs` (archive), `owner.rs` (§10) and `admin.rs` (§8, §9). All state of a room
-//! is owned by its home shard.
+//! `register.rs` (§7.10, §7.12), `message.rs` (archive), `owner.rs` (§10) and `admin.rs`
+//! (§8, §9), and iq to an occupant to `relay.rs`. All state of a room is owned by its home
+//! shard.
 
 use super::fanout::{Out, head_tail};
 use super::occupants::{Occupant, Occupants, Sess};
@@ -66,6 +67,24 @@ pub enum Role {
 }
 
 impl Role {
+    /// The roles a room may broadcast the presence of (§16.5.3), in the form's order.
+    pub(super) const LISTED: [Role; 3] = [Role::Moderator, Role::Participant, Role::Visitor];
+
+    /// This role in a set of roles (`RoomConfig::broadcast_roles`).
+    pub(super) fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
+    /// The label of a role in forms (§16.5.3).
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Role::None => "None",
+            Role::Visitor => "Visitor",
+            Role::Participant => "Participant",
+            Role::Moderator => "Moderator",
+        }
+    }
+
     pub(super) fn name(self) -> &'static str {
         match self {
             Role::None => "none",
@@ -100,6 +119,14 @@ pub struct RoomConfig {
     pub(super) whois_anyone: bool,
     pub(super) history_length: usize,
     pub(super) change_subject: bool,
+    /// The roles whose presence is broadcast (`muc#roomconfig_presencebroadcast`), a set
+    /// of `Role::bit`s: all by default.
+    #[serde(default = "all_roles")]
+    pub(super) broadcast_roles: u8,
+}
+
+fn all_roles() -> u8 {
+    Role::Visitor.bit() | Role::Participant.bit() | Role::Moderator.bit()
 }
 
 /// One message of the room's history (§7.2.15), kept as the bytes to resend.
@@ -122,6 +149,9 @@ pub struct Room {
     pub(super) affiliations: HashMap<Box<str>, Affiliation>,
     /// (escaped subject text, nick who set it).
     pub(super) subject: Option<(String, String)>,
+    /// Nicks reserved by registration (§7.10): nick → bare JID, and back.
+    pub(super) reserved: HashMap<Box<str>, Box<str>>,
+    pub(super) reserved_by: HashMap<Box<str>, Box<str>>,
     pub(super) history: VecDeque<Hist>,
     /// The service's `max_occupants`: a room's own limit cannot exceed it.
     pub(super) occupants_cap: usize,
@@ -139,6 +169,9 @@ struct PersistedRoom {
     cfg: RoomConfig,
     affiliations: Vec<(String, Affiliation)>,
     subject: Option<(String, String)>,
+    /// (bare JID, reserved nick).
+    #[serde(default)]
+    reserved: Vec<(String, String)>,
 }
 
 /// Writes a persistent room's configuration, affiliations and subject through storage
@@ -156,6 +189,11 @@ pub(super) fn persist<H: MamHost>(shard: &H, room: &mut Room, out: &mut Out) {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
             subject: room.subject.clone(),
+            reserved: room
+                .reserved_by
+                .iter()
+                .map(|(j, n)| (j.to_string(), n.to_string()))
+                .collect(),
         };
         room.persisted = true;
         crate::storage::Request::RoomPut {
@@ -195,6 +233,16 @@ pub(super) fn restore(
             .map(|(k, v)| (k.into_boxed_str(), v))
             .collect(),
         subject: p.subject,
+        reserved: p
+            .reserved
+            .iter()
+            .map(|(j, n)| (n.as_str().into(), j.as_str().into()))
+            .collect(),
+        reserved_by: p
+            .reserved
+            .into_iter()
+            .map(|(j, n)| (j.into_boxed_str(), n.into_boxed_str()))
+            .collect(),
         history: VecDeque::new(),
         occupants_cap,
         history_cap,
@@ -223,11 +271,14 @@ impl Room {
                 whois_anyone: false,
                 history_length: cfg.history_default,
                 change_subject: true,
+                broadcast_roles: all_roles(),
             },
             locked: !cfg.auto_create_unlocked,
             occupants: Occupants::default(),
             affiliations,
             subject: None,
+            reserved: HashMap::new(),
+            reserved_by: HashMap::new(),
             history: VecDeque::new(),
             occupants_cap: cfg.max_occupants,
             history_cap: cfg.history_max,
@@ -263,6 +314,29 @@ impl Room {
         }
     }
 
+    /// Whether the presence of occupants with `role` is broadcast (§16.5.3).
+    pub(super) fn broadcasts(&self, role: Role) -> bool {
+        self.cfg.broadcast_roles & role.bit() != 0
+    }
+
+    /// The nick `bare` reserved (§7.10), if any.
+    pub(super) fn reserved_nick(&self, bare: &str) -> Option<&str> {
+        self.reserved_by.get(bare).map(|n| &**n)
+    }
+
+    /// Whether `nick` is reserved by someone other than `bare` (§7.2.8, §7.6).
+    pub(super) fn reserved_by_other(&self, nick: &str, bare: &str) -> bool {
+        self.reserved.get(nick).is_some_and(|b| &**b != bare)
+    }
+
+    /// Reserves `nick` for `bare`, instead of the nick it had reserved.
+    pub(super) fn reserve(&mut self, bare: &str, nick: &str) {
+        if let Some(old) = self.reserved_by.insert(bare.into(), nick.into()) {
+            self.reserved.remove(&old);
+        }
+        self.reserved.insert(nick.into(), bare.into());
+    }
+
     pub(super) fn occupant_jid(&self, nick: &str) -> String {
         format!("{}/{nick}", self.jid)
     }
@@ -277,12 +351,14 @@ impl Room {
         extra: &str,
     ) -> String {
         let mut v = Vec::with_capacity(user_x_len(codes, extra));
-        self.write_user_x(&mut v, o, role, real, codes, extra);
+        self.write_user_x(&mut v, o, role, real, codes, extra, None);
         // Built from `&str` pieces and escapes: UTF-8.
         String::from_utf8(v).unwrap_or_default()
     }
 
-    /// [`Room::user_x`], written at the end of `v`.
+    /// [`Room::user_x`], written at the end of `v`; `item_nick`: the new nick of a nick
+    /// change (§7.6), in the item.
+    #[allow(clippy::too_many_arguments)]
     fn write_user_x(
         &self,
         v: &mut Vec<u8>,
@@ -291,6 +367,7 @@ impl Room {
         real: Option<&str>,
         codes: &[u16],
         extra: &str,
+        item_nick: Option<&str>,
     ) {
         let mut x = Elem::new(v, "x").attr("xmlns", NS_MUC_USER);
         let mut item = x
@@ -299,6 +376,9 @@ impl Room {
             .attr("role", role.name());
         if let Some(j) = real {
             item = item.attr("jid", j);
+        }
+        if let Some(n) = item_nick {
+            item = item.attr("nick", n);
         }
         item.end();
         x = x.raw(extra.as_bytes());
@@ -309,6 +389,7 @@ impl Room {
     }
 
     /// The head and tail of occupant `o`'s presence for a broadcast.
+    #[allow(clippy::too_many_arguments)]
     fn presence_head_tail(
         &self,
         o: &Occupant,
@@ -317,6 +398,7 @@ impl Room {
         real: Option<&str>,
         codes: &[u16],
         extra: &str,
+        item_nick: Option<&str>,
     ) -> (Bytes, Bytes) {
         let attrs = if unavailable {
             " type='unavailable'"
@@ -327,7 +409,7 @@ impl Room {
         // The occupant's own presence children, then its `<x/>`.
         let mut inner = Vec::with_capacity(body.len() + user_x_len(codes, extra));
         inner.extend_from_slice(body.as_bytes());
-        self.write_user_x(&mut inner, o, role, real, codes, extra);
+        self.write_user_x(&mut inner, o, role, real, codes, extra, item_nick);
         head_tail(
             Kind::Presence,
             &self.occupant_jid(o.nick()),
@@ -346,18 +428,34 @@ impl Room {
         extra: &str,
         out: &mut Out,
     ) {
+        self.self_presence_as(oi, role, unavailable, self_codes, extra, None, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn self_presence_as(
+        &self,
+        oi: usize,
+        role: Role,
+        unavailable: bool,
+        self_codes: &[u16],
+        extra: &str,
+        item_nick: Option<&str>,
+        out: &mut Out,
+    ) {
         let o = &self.occupants[oi];
         let real = o.sessions().first().map(|s| s.jid.as_str());
         let mut own = self_codes.to_vec();
         own.push(110);
-        let (h, t) = self.presence_head_tail(o, role, unavailable, real, &own, extra);
+        let (h, t) = self.presence_head_tail(o, role, unavailable, real, &own, extra, item_nick);
         let tos = o.sessions().iter().map(|s| (s.home, s.to.clone()));
         out.fan(h, t, tos.collect());
     }
 
     /// Sends occupant `oi`'s presence to every occupant session. `self_codes` go to the
     /// occupant's own sessions (110 is added), `codes` to the others; real JIDs only to
-    /// those allowed to see them.
+    /// those allowed to see them. Others get it only if the room broadcasts the presence
+    /// of the occupant's role, or of the role shown (§16.5.3: a role change into or out of
+    /// a broadcast role is seen).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn broadcast_presence(
         &self,
@@ -369,11 +467,39 @@ impl Room {
         extra: &str,
         out: &mut Out,
     ) {
-        self.self_presence(oi, role, unavailable, self_codes, extra, out);
+        self.broadcast_as(oi, role, unavailable, codes, self_codes, extra, None, out);
+    }
+
+    /// §7.6: occupant `oi` (still under its old nick) becomes `new_nick`: everyone gets
+    /// its unavailable presence with the new nick and 303 (its own sessions with 110 too).
+    /// The available presence from the new nick is an ordinary broadcast after the rename.
+    pub(super) fn broadcast_nick_change(&self, oi: usize, new_nick: &str, out: &mut Out) {
+        let role = self.occupants[oi].role;
+        self.broadcast_as(oi, role, true, &[303], &[303], "", Some(new_nick), out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn broadcast_as(
+        &self,
+        oi: usize,
+        role: Role,
+        unavailable: bool,
+        codes: &[u16],
+        self_codes: &[u16],
+        extra: &str,
+        item_nick: Option<&str>,
+        out: &mut Out,
+    ) {
+        self.self_presence_as(oi, role, unavailable, self_codes, extra, item_nick, out);
         let o = &self.occupants[oi];
+        if !self.broadcasts(o.role) && (unavailable || !self.broadcasts(role)) {
+            return;
+        }
         let real = o.sessions().first().map(|s| s.jid.as_str());
-        let (h_jid, t_jid) = self.presence_head_tail(o, role, unavailable, real, codes, extra);
-        let (h_anon, t_anon) = self.presence_head_tail(o, role, unavailable, None, codes, extra);
+        let ht =
+            |real| self.presence_head_tail(o, role, unavailable, real, codes, extra, item_nick);
+        let (h_jid, t_jid) = ht(real);
+        let (h_anon, t_anon) = ht(None);
         let (mut to_jid, mut to_anon) = (Vec::new(), Vec::new());
         for (i, r) in self.occupants.iter() {
             if i == oi {
@@ -417,7 +543,7 @@ impl Room {
             cap,
             |p| {
                 p.raw(o.presence.as_bytes())
-                    .raw_with(|v| self.write_user_x(v, o, o.role, real, codes, ""))
+                    .raw_with(|v| self.write_user_x(v, o, o.role, real, codes, "", None))
                     .end()
             },
         )
@@ -535,8 +661,8 @@ pub fn handle<H: MamHost>(svc: &Service, shard: &H, r: Routed) {
     out.flush(shard);
 }
 
-/// An iq to a room: disco (§6.4), its archive (XEP-0313 §6), owner (§10) and admin (§8, §9)
-/// requests. Iq to occupants is not relayed.
+/// An iq to a room: disco (§6.4, §7.12), registration (§7.10), its archive (XEP-0313 §6),
+/// owner (§10) and admin (§8, §9) requests; an iq to an occupant is relayed (`relay.rs`).
 #[allow(clippy::too_many_arguments)]
 fn iq<H: MamHost>(
     svc: &Service,
@@ -548,16 +674,11 @@ fn iq<H: MamHost>(
     from: &str,
     out: &mut Out,
 ) {
+    if let Some(nick) = nick {
+        return super::relay::iq(rooms, r, bare, nick, from, out);
+    }
     if !matches!(r.stype, SType::Get | SType::Set) {
         return;
-    }
-    if nick.is_some() {
-        return err(
-            out,
-            r,
-            Cond::ServiceUnavailable,
-            Some("iq to occupants is not relayed"),
-        );
     }
     let Some(st) = parse(r) else {
         return err(out, r, Cond::BadRequest, None);
@@ -571,7 +692,18 @@ fn iq<H: MamHost>(
     let from_bare = split_full(from).0;
     let aff = room.affiliation(from_bare);
     match (st.elems[c].ns, r.stype) {
+        (NS_INFO, SType::Get)
+            if st
+                .attr(c, "node")
+                .is_some_and(|n| n.value() == "x-roomuser-item") =>
+        {
+            super::register::reserved_nick_info(room, from, r, out)
+        }
         (NS_INFO, SType::Get) => super::directory::room_info(shard, room, r, out),
+        (ns::REGISTER, _) => {
+            let max = svc.cfg.max_registrations_per_room;
+            super::register::iq(shard, room, &st, c, from, max, r, out)
+        }
         (NS_ITEMS, SType::Get) => super::directory::room_items(r, out),
         (ns::MAM, SType::Set) => {
             super::message::archive_query(shard, room, &st, c, aff, r, from, out)
@@ -585,7 +717,7 @@ fn iq<H: MamHost>(
                 rooms.remove(bare);
             }
         }
-        (NS_MUC_ADMIN, SType::Get) => super::admin::get(room, &st, c, aff, r, out),
+        (NS_MUC_ADMIN, SType::Get) => super::admin::get(room, &st, c, aff, r, from, out),
         (NS_MUC_ADMIN, SType::Set) => super::admin::set(shard, room, &st, c, aff, r, from, out),
         _ => err(out, r, Cond::ServiceUnavailable, None),
     }
@@ -665,7 +797,7 @@ pub(super) mod tests {
             )
         };
         assert_eq!(
-            whole(room.presence_head_tail(o, Role::Moderator, false, real, &[201, 110], "")),
+            whole(room.presence_head_tail(o, Role::Moderator, false, real, &[201, 110], "", None)),
             "<presence xmlns='jabber:client' from='coven@conference.localhost/O&apos;Neil &lt;&amp;&gt;' \
              to='alice@localhost/web'><show>away</show><x xmlns='http://jabber.org/protocol/muc#user'>\
              <item affiliation='owner' role='moderator' jid='alice@localhost/web'/>\
@@ -673,14 +805,14 @@ pub(super) mod tests {
         );
         let destroy = "<destroy><reason>Macbeth's &lt;&amp;&gt;</reason></destroy>";
         assert_eq!(
-            whole(room.presence_head_tail(o, Role::None, true, real, &[110], destroy)),
+            whole(room.presence_head_tail(o, Role::None, true, real, &[110], destroy, None)),
             "<presence xmlns='jabber:client' from='coven@conference.localhost/O&apos;Neil &lt;&amp;&gt;' \
              type='unavailable' to='alice@localhost/web'><x xmlns='http://jabber.org/protocol/muc#user'>\
              <item affiliation='owner' role='none' jid='alice@localhost/web'/>\
              <destroy><reason>Macbeth's &lt;&amp;&gt;</reason></destroy><status code='110'/></x></presence>"
         );
         assert_eq!(
-            whole(room.presence_head_tail(o, Role::Moderator, false, None, &[], "")),
+            whole(room.presence_head_tail(o, Role::Moderator, false, None, &[], "", None)),
             "<presence xmlns='jabber:client' from='coven@conference.localhost/O&apos;Neil &lt;&amp;&gt;' \
              to='alice@localhost/web'><show>away</show><x xmlns='http://jabber.org/protocol/muc#user'>\
              <item affiliation='owner' role='moderator'/></x></presence>"

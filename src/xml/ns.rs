@@ -48,6 +48,14 @@ pub const MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
 pub const MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 /// Multi-user chat: the room configuration form's `FORM_TYPE` (XEP-0045 §10.2, §15.5.3).
 pub const MUC_ROOMCONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
+/// XEP-0045 §7.10: the FORM_TYPE of a room registration.
+pub const MUC_REGISTER: &str = "http://jabber.org/protocol/muc#register";
+/// XEP-0045 §7.13, §8.6: the FORM_TYPE of a voice request and its approval.
+pub const MUC_REQUEST: &str = "http://jabber.org/protocol/muc#request";
+/// XEP-0410 §3.3: a room answers its occupants' self-pings itself.
+pub const MUC_SELF_PING: &str = "http://jabber.org/protocol/muc#self-ping-optimization";
+/// XEP-0077 In-Band Registration (used by XEP-0045 §7.10 to register with a room).
+pub const REGISTER: &str = "jabber:iq:register";
 /// Result set management: paging (XEP-0059).
 pub const RSM: &str = "http://jabber.org/protocol/rsm";
 /// Chat state notifications (XEP-0085).

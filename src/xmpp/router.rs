@@ -135,6 +135,11 @@ impl Routed {
         slice(&self.payload, &self.id)
     }
 
+    /// Where the whole `id='…'` attribute is in `payload` (empty when there is none).
+    pub fn id_range(&self) -> Range<u32> {
+        self.id.clone()
+    }
+
     /// Where the `to` and `from` values are in `payload` (as `stamp` wrote them: ` to='…'
     /// from='…'` just before the end of the start tag).
     pub fn to_range(&self) -> Range<u32> {

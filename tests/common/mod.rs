@@ -3,6 +3,8 @@
 //! how long something took.
 #![allow(dead_code)]
 
+pub mod muc;
+
 use futures_util::{SinkExt, StreamExt};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
