@@ -194,6 +194,22 @@ fn each_check_refuses_a_file_naming_the_key() {
             "ftw.max_pending_callbacks must be >= 1",
         ),
         (
+            "[ftw]\nmax_pending_incoming_iqs = 0\n",
+            "ftw.max_pending_incoming_iqs must be 1..=4096 (got 0)",
+        ),
+        (
+            "[ftw]\nmax_pending_incoming_iqs = 4097\n",
+            "ftw.max_pending_incoming_iqs must be 1..=4096 (got 4097)",
+        ),
+        (
+            "[ftw]\nincoming_iq_timeout_ms = 99\n",
+            "ftw.incoming_iq_timeout_ms must be 100..=300000 (got 99)",
+        ),
+        (
+            "[ftw]\nincoming_iq_timeout_ms = 300001\n",
+            "ftw.incoming_iq_timeout_ms must be 100..=300000 (got 300001)",
+        ),
+        (
             "[ftw]\nsocketio_path = \"socket.io/\"\n",
             "ftw.socketio_path",
         ),
@@ -222,6 +238,8 @@ fn values_at_the_bounds_pass() {
         "[sm]\nresume_timeout_ms = 100\nrequest_ack_after_stanzas = 1\n",
         "[mam]\npage_default = 1\npage_max = 1\nretention_s = 18446744073709551\n",
         "[ftw]\nping_interval_ms = 100\nping_timeout_ms = 100\nmax_pending_callbacks = 1\n",
+        "[ftw]\nmax_pending_incoming_iqs = 1\nincoming_iq_timeout_ms = 100\n",
+        "[ftw]\nmax_pending_incoming_iqs = 4096\nincoming_iq_timeout_ms = 300000\n",
     ] {
         let out = check_config(dir.path(), toml);
         assert!(out.status.success(), "{toml:?}: {}", text(&out.stderr));

@@ -234,6 +234,39 @@ fn ping() {
 }
 
 #[test]
+fn ping_pong() {
+    scenario_with("ping_pong", "[ftw]\nmax_pending_incoming_iqs = 2\n");
+}
+
+#[test]
+fn discover_client() {
+    scenario("discover_client");
+}
+
+#[test]
+fn incoming_iq_timeout() {
+    scenario_with(
+        "incoming_iq_timeout",
+        "[ftw]\nincoming_iq_timeout_ms = 200\n",
+    );
+}
+
+#[test]
+fn caps() {
+    scenario("caps");
+}
+
+#[test]
+fn xhtml() {
+    scenario("xhtml");
+}
+
+#[test]
+fn not_allowed() {
+    scenario("not_allowed");
+}
+
+#[test]
 fn mam() {
     scenario("mam");
 }

@@ -128,7 +128,9 @@ fn event_names() -> impl Strategy<Value = &'static str> {
         "xmpp.muc.invite",
         "xmpp.discover.info",
         "xmpp.discover.items",
+        "xmpp.discover.client",
         "xmpp.ping",
+        "xmpp.ping.pong",
         "xmpp.mam.query",
         "xmpp.mam.preferences",
         "xmpp.unknown",
@@ -167,6 +169,13 @@ fn json() -> impl Strategy<Value = Value> {
         "max",
         "after",
         "before",
+        "format",
+        "client",
+        "hash",
+        "ver",
+        "features",
+        "kind",
+        "category",
         "name",
         "groups",
         "group",
@@ -231,8 +240,16 @@ fn translate(name: &str, payload: &Value, has_callback: bool) {
                     "{name} {payload} gave a malformed stanza: {s}"
                 );
             }
+            // The browser's answer to a request waiting for it: a query's content.
+            if let Some(a) = &req.answer {
+                let q = format!("<query>{}</query>", a.inner);
+                assert!(
+                    Stanza::parse(&q, &Limits::default()).is_ok(),
+                    "{name} {payload} gave a malformed answer: {q}"
+                );
+            }
         }
-        Err(ReqError::Client(_) | ReqError::NotImplemented) => {}
+        Err(ReqError::Client(_) | ReqError::NotImplemented | ReqError::NotAllowed(_)) => {}
     }
 }
 
@@ -460,5 +477,117 @@ proptest! {
         prop_assert_eq!(&got_payload, &payload);
         prop_assert_eq!(got_ack, ack);
         translate(&got, &got_payload, got_ack.is_some());
+    }
+}
+
+/// XHTML-ish content built from names and values a hostile sender would try.
+fn hostile_xhtml() -> impl Strategy<Value = String> {
+    let name = proptest::sample::select(vec![
+        "p", "span", "a", "img", "br", "strong", "em", "ul", "li", "div", "h1", "script", "SCRIPT",
+        "Script", "style", "iframe", "object", "svg", "body", "html", "x:p",
+    ]);
+    let attr = proptest::sample::select(vec![
+        "href",
+        "src",
+        "style",
+        "onclick",
+        "ONLOAD",
+        "onerror",
+        "class",
+        "id",
+        "alt",
+        "width",
+        "xml:lang",
+        "formaction",
+    ]);
+    let value = proptest::sample::select(vec![
+        "javascript:alert(1)",
+        " JaVaScRiPt:x",
+        "java\tscript:x",
+        "http://ok.example/",
+        "https://ok.example/i.png",
+        "data:text/html,x",
+        "color: red",
+        "color: red; background: url(x)",
+        "font-family: expression(alert(1))",
+        "color: rgb(1, 2, 3)",
+        "10",
+        "",
+    ]);
+    let leaf = (
+        name,
+        proptest::collection::vec((attr, value), 0..3),
+        xml_string(8),
+    )
+        .prop_map(|(name, attrs, text)| Node {
+            name: name.to_string(),
+            attrs: attrs
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            text,
+            children: vec![],
+        });
+    let tree = leaf.prop_recursive(12, 48, 4, |inner| {
+        (inner.clone(), proptest::collection::vec(inner, 0..4)).prop_map(|(mut n, kids)| {
+            n.children = kids;
+            n
+        })
+    });
+    proptest::collection::vec(tree, 1..3).prop_map(|nodes| {
+        let mut out = String::new();
+        for n in &nodes {
+            // Attributes may repeat: keep the first of each name, as XML requires.
+            let mut n = n.clone();
+            dedup(&mut n);
+            write(&n, &mut out);
+        }
+        out.replace("<x:p", "<x:p xmlns:x='urn:example'")
+    })
+}
+
+fn dedup(n: &mut Node) {
+    let mut seen = std::collections::HashSet::new();
+    n.attrs.retain(|(k, _)| seen.insert(k.clone()));
+    for c in &mut n.children {
+        dedup(c);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Whatever the browser sends as XHTML, the message keeps only the recommended profile
+    /// (XEP-0071): no script, no event attribute, no unsafe link, no deeper than a stanza
+    /// may nest.
+    #[test]
+    fn ftw_xhtml_is_sanitized(content in hostile_xhtml()) {
+        let p = serde_json::json!({"to": "romeo@localhost", "content": content, "format": "xhtml"});
+        let ctx = Ctx { jid: "juliet@localhost/balcony", domain: "localhost", muc_domain: None };
+        let mut n = 0;
+        let r = request("xmpp.chat.message", &p, true, &ctx, &|_| None, &mut || { n += 1; format!("id{n}") });
+        let s = match r {
+            Ok(r) => r.stanzas[0].clone(),
+            Err(ReqError::Client(_)) => return Ok(()),
+            Err(e) => panic!("{e:?}"),
+        };
+        let st = Stanza::parse(&s, &Limits::default()).expect("a well-formed stanza");
+        prop_assert!(st.elems.iter().all(|e| e.depth <= 3 + 8), "{}", s);
+        let html = st.elems.iter().position(|e| e.local == "html").expect("an <html/>");
+        for e in st.elems.iter().skip(html + 2) {
+            prop_assert!(
+                ["p", "span", "a", "img", "br", "strong", "em", "ul", "li"].contains(&e.local),
+                "element {} in {}", e.local, s
+            );
+            prop_assert_eq!(e.ns, "http://www.w3.org/1999/xhtml");
+            for a in &st.attrs[usize::from(e.attrs.start)..usize::from(e.attrs.end)] {
+                prop_assert!(["href", "src", "style", "alt", "width"].contains(&a.local), "{}", s);
+                let v = a.value().to_ascii_lowercase();
+                prop_assert!(!v.contains("script") && !v.contains("url(") && !v.contains("expression"), "{}", s);
+                if a.local == "href" || a.local == "src" {
+                    prop_assert!(v.starts_with("http"), "{}", s);
+                }
+            }
+        }
     }
 }

@@ -1,13 +1,15 @@
 //! One-to-one chat, both ways.
 //!
-//! - Rendered: `xmpp.chat.message` (body, chat state, receipt request, correction, delay,
-//!   stanza ids), `xmpp.chat.receipt`, `xmpp.chat.error`. Headlines and XEP-0280 carbon
-//!   copies render nothing.
-//! - Requested: `xmpp.chat.message` (answers `{id}`), `xmpp.chat.receipt` (answers `true`).
+//! - Rendered: `xmpp.chat.message` (body, or an XHTML body as `format: "xhtml"`; chat
+//!   state, receipt request, correction, delay, stanza ids), `xmpp.chat.receipt`,
+//!   `xmpp.chat.error`. Headlines and XEP-0280 carbon copies render nothing.
+//! - Requested: `xmpp.chat.message` (answers `{id}`; `format: "xhtml"` adds the XHTML
+//!   body), `xmpp.chat.receipt` (answers `true`).
 //!
 //! RFC 6121 §5 (messages), XEP-0085 (chat states), XEP-0184 (receipts), XEP-0308 (last
-//! message correction), XEP-0203 (delay), XEP-0359 (stanza ids). The message fields read
-//! and written here are shared with rooms (`muc/`) and the archive (`mam.rs`).
+//! message correction), XEP-0203 (delay), XEP-0359 (stanza ids), XEP-0071 (XHTML-IM, in
+//! `xhtml.rs`). The message fields read and written here are shared with rooms (`muc/`)
+//! and the archive (`mam.rs`).
 
 use super::common::{
     Obj, Outs, R, attr, client, el, error_object, event, kids, message, message_with_id, opt_enum,
@@ -15,7 +17,7 @@ use super::common::{
 };
 use super::render::Out;
 use super::request::{Event, Request};
-use super::{Ctx, jid_object};
+use super::{Ctx, jid_object, xhtml};
 use crate::xml::ns::CARBONS as NS_CARBONS;
 use crate::xml::ns::CHATSTATES as NS_CHATSTATES;
 use crate::xml::ns::CORRECT as NS_CORRECT;
@@ -87,9 +89,16 @@ pub(super) fn chat_fields(st: &Stanza, m: usize, from: &str) -> Obj {
     o
 }
 
-/// `content` from `<body/>` and `state` from a XEP-0085 chat state.
+/// `content` from `<body/>` (or, with `format: "xhtml"`, from a XEP-0071 `<html/>`,
+/// sanitized) and `state` from a XEP-0085 chat state. Shared with rooms and the archive.
 pub(super) fn content_and_state(st: &Stanza, m: usize, o: &mut Obj) {
-    put(o, "content", own(st, m, "body").map(|b| st.text(b)));
+    match xhtml::render(st, m) {
+        Some(x) => {
+            o.insert("content".into(), x.into());
+            o.insert("format".into(), "xhtml".into());
+        }
+        None => put(o, "content", own(st, m, "body").map(|b| st.text(b))),
+    }
     let state = st.children(m).find(|&c| st.elems[c].ns == NS_CHATSTATES);
     put(o, "state", state.map(|c| st.elems[c].local));
 }
@@ -158,14 +167,19 @@ pub(super) fn send_receipt(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<R
     ))
 }
 
-/// `<body>` and chat state of a chat or groupchat message; one of them is required.
+/// `<body>` (and, with `format: "xhtml"`, the XEP-0071 `<html/>`) and chat state of a
+/// chat or groupchat message; content or state is required. Shared with rooms.
 pub(super) fn body_and_state(m: &Obj) -> R<String> {
     let content = opt_nonempty(m, "content")?;
     let state = opt_enum(m, "state", STATES)?;
+    let format = opt_enum(m, "format", xhtml::FORMATS)?;
     if content.is_none() && state.is_none() {
         return client("Message content or chat state not provided");
     }
-    let mut s = opt_text("body", content.as_deref());
+    let mut s = match (format, content.as_deref()) {
+        (Some("xhtml"), Some(c)) => xhtml::message_bodies(c)?,
+        (_, c) => opt_text("body", c),
+    };
     if let Some(st) = state {
         s += &el(st, &[("xmlns", Some(NS_CHATSTATES))], "");
     }

@@ -2,21 +2,23 @@
 //!
 //! - Rendered: the callbacks of `xmpp.discover.info` (`[{kind:"identity"|"feature"|"form",
 //!   ...}...]`) and `xmpp.discover.items` (`[{jid, node?, name?}...]`). A disco#info query
-//!   to the session is answered on its behalf with the client's features and shown as
-//!   `xmpp.discover.client`; a ping to the session is answered and shown as `xmpp.ping`.
+//!   to the session is shown as `xmpp.discover.client`, a ping as `xmpp.ping`; each is
+//!   answered by the browser if it said so at login, else on its behalf at once
+//!   (`answers.rs`).
 //! - Requested: `xmpp.discover.info`, `xmpp.discover.items`, `xmpp.ping` (all need a
-//!   callback; a ping answers `true`).
+//!   callback; a ping answers `true`), and the browser's answers `xmpp.discover.client`
+//!   and `xmpp.ping.pong` (answer `true`).
 //!
 //! XEP-0030 (service discovery), XEP-0128 (extended info), XEP-0199 (ping).
 
 use super::common::{
-    Obj, Outs, R, attr, el, event, iq, iq_reply, kids, opt_jid, opt_str, put, req_jid, sender,
+    Obj, Outs, R, attr, client, el, iq, iq_reply, kids, opt_jid, opt_nonempty, opt_str, put,
+    req_jid, req_str, sender,
 };
 use super::forms::data_form;
-use super::render::Out;
-use super::request::{Event, Request};
+use super::render::{Ask, Asked, Out};
+use super::request::{Answering, Event, Request};
 use super::{Ctx, Pending, jid_object};
-use crate::xml::escape::escape_attr_to_string;
 use crate::xml::ns::DATA as NS_DATA;
 use crate::xml::ns::DISCO_INFO as NS_DISCO_INFO;
 use crate::xml::ns::DISCO_ITEMS as NS_DISCO_ITEMS;
@@ -24,6 +26,7 @@ use crate::xml::ns::PING as NS_PING;
 use crate::xml::stanza::Stanza;
 use crate::xmpp::jid::Jid;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 
 /// What this client answers to disco#info, inside `<query/>`.
 const CLIENT_FEATURES: &str = "<identity category='client' type='web' name='XMPP-FTW'/>\
@@ -31,7 +34,8 @@ const CLIENT_FEATURES: &str = "<identity category='client' type='web' name='XMPP
     <feature var='urn:xmpp:ping'/>\
     <feature var='urn:xmpp:receipts'/>\
     <feature var='http://jabber.org/protocol/chatstates'/>\
-    <feature var='urn:xmpp:message-correct:0'/>";
+    <feature var='urn:xmpp:message-correct:0'/>\
+    <feature var='http://jabber.org/protocol/xhtml-im'/>";
 
 // ---------------------------------------------------------------------------------------
 // Stanza → events
@@ -84,32 +88,54 @@ pub(super) fn items_result(st: &Stanza) -> Value {
         .unwrap_or_else(|| json!([]))
 }
 
-/// A ping to the session: `xmpp.ping`, and the answer.
-pub(super) fn render_ping(st: &Stanza, ctx: &Ctx, out: &mut Outs) {
-    let mut o = Obj::new();
-    o.insert("from".into(), jid_object(&sender(st, 0, ctx)));
-    put(&mut o, "id", attr(st, 0, "id"));
-    event(out, "xmpp.ping", o);
-    out.push(Out::Reply(iq_reply(st, "result", "")));
+/// Who asked `st`, as the browser's answer names it (`to`, parsed as a JID is).
+fn asker(st: &Stanza, ctx: &Ctx) -> String {
+    let from = sender(st, 0, ctx);
+    Jid::parse(&from).map_or(from, |j| j.as_str().to_string())
 }
 
-/// A disco#info query `q` to the session: the answer (echoing the node), and
-/// `xmpp.discover.client`.
+/// A ping to the session: `xmpp.ping` (`from`, `id`), answered by the browser with
+/// `xmpp.ping.pong` if it answers pings, else by the server at once.
+pub(super) fn render_ping(st: &Stanza, ctx: &Ctx, out: &mut Outs) {
+    let id = attr(st, 0, "id");
+    let mut o = Obj::new();
+    o.insert("from".into(), jid_object(&sender(st, 0, ctx)));
+    put(&mut o, "id", id.clone());
+    out.push(Out::Ask(Box::new(Ask {
+        kind: Asked::Ping,
+        from: asker(st, ctx),
+        id: id.map(Cow::into_owned),
+        node: None,
+        event: "xmpp.ping",
+        payload: Value::Object(o),
+        auto: iq_reply(st, "result", ""),
+    })));
+}
+
+/// A disco#info query `q` to the session: `xmpp.discover.client` (`from` as a string,
+/// `id`, and `node` when the query names one), answered by the browser if it answers
+/// these, else by the server at once with the client's features (echoing the node).
 pub(super) fn render_info_query(st: &Stanza, ctx: &Ctx, q: usize, out: &mut Outs) {
-    let mut query = format!("<query xmlns='{NS_DISCO_INFO}'");
-    if let Some(node) = attr(st, q, "node") {
-        query.push_str(" node='");
-        query.push_str(&escape_attr_to_string(&node));
-        query.push('\'');
-    }
-    query.push('>');
-    query.push_str(CLIENT_FEATURES);
-    query.push_str("</query>");
-    out.push(Out::Reply(iq_reply(st, "result", &query)));
+    let node = attr(st, q, "node").map(Cow::into_owned);
+    let query = el(
+        "query",
+        &[("xmlns", Some(NS_DISCO_INFO)), ("node", node.as_deref())],
+        CLIENT_FEATURES,
+    );
+    let id = attr(st, 0, "id");
     let mut o = Obj::new();
     o.insert("from".into(), sender(st, 0, ctx).into());
-    put(&mut o, "id", attr(st, 0, "id"));
-    event(out, "xmpp.discover.client", o);
+    put(&mut o, "id", id.clone());
+    put(&mut o, "node", node.clone());
+    out.push(Out::Ask(Box::new(Ask {
+        kind: Asked::DiscoInfo,
+        from: asker(st, ctx),
+        id: id.map(Cow::into_owned),
+        node,
+        event: "xmpp.discover.client",
+        payload: Value::Object(o),
+        auto: iq_reply(st, "result", &query),
+    })));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -132,6 +158,76 @@ pub(super) fn discover(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Reque
     Ok(iq("get", Some(of.as_str()), &query, pending, new_id))
 }
 
+/// `xmpp.discover.client`: the browser's answer to the disco#info query `id` from `to`,
+/// with `features` (`[{kind:"identity", category, type, name?}|{kind:"feature", var}...]`,
+/// as `xmpp.discover.info` gives them; entries without a `kind` are skipped, as the
+/// original gateway did). Answers `true`.
+pub(super) fn discover_client(e: &Event) -> R<Request> {
+    let m = e.obj()?;
+    let to = req_jid(m, "to")?;
+    let id = req_str(m, "id")?;
+    let bad = || client("Badly formatted 'features' key");
+    let list = match m.get("features") {
+        None | Some(Value::Null) => &Vec::new(),
+        Some(Value::Array(list)) => list,
+        Some(_) => return bad(),
+    };
+    let mut inner = String::new();
+    for item in list {
+        let Some(f) = item.as_object() else {
+            return bad();
+        };
+        let nonempty = |k| opt_nonempty(f, k).ok().flatten();
+        match f.get("kind") {
+            None | Some(Value::Null) => continue,
+            Some(k) if k == "identity" => {
+                let (Some(category), Some(ty)) = (nonempty("category"), nonempty("type")) else {
+                    return bad();
+                };
+                let name = nonempty("name");
+                inner += &el(
+                    "identity",
+                    &[
+                        ("category", Some(&category)),
+                        ("type", Some(&ty)),
+                        ("name", name.as_deref()),
+                    ],
+                    "",
+                );
+            }
+            Some(k) if k == "feature" => {
+                let Some(var) = nonempty("var") else {
+                    return bad();
+                };
+                inner += &el("feature", &[("var", Some(&var))], "");
+            }
+            Some(_) => return bad(),
+        }
+    }
+    Ok(answering(Asked::DiscoInfo, to, id, inner))
+}
+
+/// `xmpp.ping.pong`: the browser's answer to the ping `id` from `to`. Answers `true`.
+pub(super) fn pong(e: &Event) -> R<Request> {
+    let m = e.obj()?;
+    let id = req_str(m, "id")?;
+    let to = req_jid(m, "to")?;
+    Ok(answering(Asked::Ping, to, id, String::new()))
+}
+
+fn answering(kind: Asked, to: Jid, id: String, inner: String) -> Request {
+    Request {
+        answer: Some(Answering {
+            kind,
+            to: to.as_str().to_string(),
+            id,
+            inner,
+        }),
+        immediate: Some(Value::Bool(true)),
+        ..Default::default()
+    }
+}
+
 /// `xmpp.ping` to `to`, or to the server.
 pub(super) fn ping(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Request> {
     let to = opt_jid(e.lenient()?, "to")?;
@@ -143,7 +239,8 @@ pub(super) fn ping(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Request> 
 #[cfg(test)]
 mod tests {
     use super::super::Pending;
-    use super::super::render::Out;
+    use super::super::render::{Ask, Asked, Out};
+    use super::super::request::Answering;
     use super::super::testing::*;
     use serde_json::json;
 
@@ -201,43 +298,137 @@ mod tests {
     }
 
     #[test]
-    fn ping_is_answered() {
+    fn ping_is_asked() {
         // XEP-0199 example 1.
         let xml = "<iq from='capulet.lit' to='alice@localhost/web' id='s2c1' type='get'>\
             <ping xmlns='urn:xmpp:ping'/></iq>";
         assert_eq!(
             deliver(xml),
-            vec![
-                ev(
-                    "xmpp.ping",
-                    json!({"from": {"domain": "capulet.lit"}, "id": "s2c1"})
-                ),
-                Out::Reply("<iq type='result' to='capulet.lit' id='s2c1'/>".into()),
-            ]
+            vec![Out::Ask(Box::new(Ask {
+                kind: Asked::Ping,
+                from: "capulet.lit".into(),
+                id: Some("s2c1".into()),
+                node: None,
+                event: "xmpp.ping",
+                payload: json!({"from": {"domain": "capulet.lit"}, "id": "s2c1"}),
+                auto: "<iq type='result' to='capulet.lit' id='s2c1'/>".into(),
+            }))]
         );
+        // The asker is named as a JID is written (the browser's `to` is parsed so too).
+        let xml = "<iq from='Bob@LocalHost/Desk' type='get'><ping xmlns='urn:xmpp:ping'/></iq>";
+        match &deliver(xml)[..] {
+            [Out::Ask(a)] => {
+                assert_eq!(
+                    (a.from.as_str(), a.id.as_deref()),
+                    ("bob@localhost/Desk", None)
+                );
+                assert_eq!(a.auto, "<iq type='result' to='Bob@LocalHost/Desk'/>");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
-    fn disco_info_request_is_answered() {
+    fn disco_info_request_is_asked() {
         // XEP-0115 style query on a caps node; the node is echoed, values escaped.
         let xml = "<iq from='bob@localhost/desk&apos;s' id='d&amp;1' type='get'>\
             <query xmlns='http://jabber.org/protocol/disco#info' node='https://xmpp-ftw#abc='/></iq>";
         assert_eq!(
             deliver(xml),
-            vec![
-                Out::Reply(
-                    "<iq type='result' to='bob@localhost/desk&apos;s' id='d&amp;1'>\
+            vec![Out::Ask(Box::new(Ask {
+                kind: Asked::DiscoInfo,
+                from: "bob@localhost/desk's".into(),
+                id: Some("d&1".into()),
+                node: Some("https://xmpp-ftw#abc=".into()),
+                event: "xmpp.discover.client",
+                payload: json!({"from": "bob@localhost/desk's", "id": "d&1", "node": "https://xmpp-ftw#abc="}),
+                auto: "<iq type='result' to='bob@localhost/desk&apos;s' id='d&amp;1'>\
                      <query xmlns='http://jabber.org/protocol/disco#info' node='https://xmpp-ftw#abc='>\
                      <identity category='client' type='web' name='XMPP-FTW'/>\
                      <feature var='http://jabber.org/protocol/disco#info'/>\
                      <feature var='urn:xmpp:ping'/><feature var='urn:xmpp:receipts'/>\
                      <feature var='http://jabber.org/protocol/chatstates'/>\
-                     <feature var='urn:xmpp:message-correct:0'/></query></iq>"
-                        .into()
-                ),
-                ev("xmpp.discover.client", json!({"from": "bob@localhost/desk's", "id": "d&1"})),
-            ]
+                     <feature var='urn:xmpp:message-correct:0'/>\
+                     <feature var='http://jabber.org/protocol/xhtml-im'/></query></iq>"
+                    .into(),
+            }))]
         );
+    }
+
+    #[test]
+    fn the_browser_answers() {
+        let r = emit(
+            "xmpp.discover.client",
+            json!({"to": {"user": "bob", "domain": "localhost", "resource": "desk"}, "id": "d1", "features": [
+                {"kind": "identity", "category": "client", "type": "web", "name": "My <App>"},
+                {"kind": "feature", "var": "urn:xmpp:ping"},
+                {"var": "skipped: no kind"},
+                {"kind": "feature", "var": "http://jabber.org/protocol/caps"},
+            ]}),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            r.answer,
+            Some(Answering {
+                kind: Asked::DiscoInfo,
+                to: "bob@localhost/desk".into(),
+                id: "d1".into(),
+                inner: "<identity category='client' type='web' name='My &lt;App&gt;'/>\
+                        <feature var='urn:xmpp:ping'/><feature var='http://jabber.org/protocol/caps'/>"
+                    .into(),
+            })
+        );
+        assert_eq!(
+            (r.stanzas.len(), r.track, r.immediate),
+            (0, None, Some(json!(true)))
+        );
+        let r = emit(
+            "xmpp.ping.pong",
+            json!({"to": "Bob@localhost/desk", "id": 7}),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            r.answer,
+            Some(Answering {
+                kind: Asked::Ping,
+                to: "bob@localhost/desk".into(),
+                id: "7".into(),
+                inner: String::new(),
+            })
+        );
+        let e = |ev, p| err(ev, p, true);
+        assert_eq!(
+            e("xmpp.ping.pong", json!({"to": "bob@localhost"})),
+            "Missing 'id' key"
+        );
+        assert_eq!(e("xmpp.ping.pong", json!({"id": "1"})), "Missing 'to' key");
+        assert_eq!(
+            e("xmpp.discover.client", json!({"id": "1"})),
+            "Missing 'to' key"
+        );
+        assert_eq!(
+            e("xmpp.discover.client", json!({"to": "a@b"})),
+            "Missing 'id' key"
+        );
+        for bad in [
+            json!("x"),
+            json!(["urn:xmpp:ping"]),
+            json!([{"kind": "feature"}]),
+            json!([{"kind": "identity", "category": "client"}]),
+            json!([{"kind": "item", "jid": "x"}]),
+            json!([{"kind": "feature", "var": {}}]),
+        ] {
+            assert_eq!(
+                e(
+                    "xmpp.discover.client",
+                    json!({"to": "a@b", "id": "1", "features": bad})
+                ),
+                "Badly formatted 'features' key",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -10,10 +10,13 @@
 //!
 //! `request.rs` (the event-name table) and `render.rs` (the dispatch by stanza kind) only
 //! dispatch; each feature file holds both directions of one feature, with its tests:
-//! `presence.rs`, `roster.rs`, `chat.rs`, `muc/`, `mam.rs`, `disco.rs` (with ping), and
-//! `forms.rs` (data forms, shared by rooms, discovery and the archive). `common.rs` holds
+//! `presence.rs`, `roster.rs`, `chat.rs`, `muc/`, `mam.rs`, `disco.rs` (with ping),
+//! `forms.rs` (data forms, shared by rooms, discovery and the archive) and `xhtml.rs`
+//! (XHTML-IM bodies and their sanitizing, shared by chat and rooms). `answers.rs` keeps the
+//! pings and disco#info queries that wait for the browser's own answer. `common.rs` holds
 //! the helpers every feature file uses.
 
+mod answers;
 mod chat;
 mod common;
 mod disco;
@@ -28,6 +31,7 @@ pub mod session;
 #[cfg(test)]
 mod testing;
 pub mod transport;
+mod xhtml;
 
 use serde_json::{Value, json};
 
@@ -55,6 +59,10 @@ pub enum ReqError {
     Client(String),
     /// An event this server does not implement: `{type:"cancel", condition:"feature-not-implemented"}`.
     NotImplemented,
+    /// An event of a module Aoba replaces with its JWT login (anonymous login, in-band
+    /// registration): `{type:"cancel", condition:"not-allowed", description}`, the
+    /// description saying how to log in.
+    NotAllowed(&'static str),
 }
 
 /// The JSON of a gateway-side validation error.
@@ -70,6 +78,11 @@ pub fn client_error(description: &str, request: &Value) -> Value {
 /// The JSON of an error for an event this server does not implement.
 pub fn not_implemented() -> Value {
     json!({ "type": "cancel", "condition": "feature-not-implemented" })
+}
+
+/// The JSON of an error for an event this server refuses on purpose, saying `why`.
+pub fn not_allowed(why: &str) -> Value {
+    json!({ "type": "cancel", "condition": "not-allowed", "description": why })
 }
 
 /// A JID as XMPP-FTW sends it to the browser: `{user?, domain, resource?}`.
@@ -132,6 +145,16 @@ pub struct FtwConfig {
     /// the session with `xmpp.error` and a close.
     #[schemars(range(min = 1))]
     pub max_pending_callbacks: usize,
+    /// Pings and disco#info queries addressed to one JSON session that wait for its
+    /// browser's answer (a session that logged in with `answers`:
+    /// [ftw.md](ftw.md#answering-pings-and-discovery-yourself)); past it such a request gets
+    /// `wait`/`resource-constraint` at once, without reaching the browser.
+    #[schemars(range(min = 1, max = 4096))]
+    pub max_pending_incoming_iqs: usize,
+    /// How long such a request waits for the browser's answer; then the asker gets
+    /// `cancel`/`service-unavailable` (as it does when the session ends first).
+    #[schemars(range(min = 100, max = 300_000))]
+    pub incoming_iq_timeout_ms: u64,
 }
 
 impl Default for FtwConfig {
@@ -143,6 +166,8 @@ impl Default for FtwConfig {
             ping_interval_ms: 25_000,
             ping_timeout_ms: 20_000,
             max_pending_callbacks: 256,
+            max_pending_incoming_iqs: 16,
+            incoming_iq_timeout_ms: 10_000,
         }
     }
 }

@@ -1,26 +1,30 @@
 //! Presence and subscriptions with contacts, both ways (room presence is in `muc/`).
 //!
-//! - Rendered: `xmpp.presence` (`show`, `status`, `priority`; `show: "offline"` when
-//!   unavailable), `xmpp.presence.subscribe` (with a XEP-0172 `nick`),
+//! - Rendered: `xmpp.presence` (`show`, `status`, `priority`, XEP-0115 `client: {node,
+//!   ver, hash}`; `show: "offline"` when unavailable), `xmpp.presence.subscribe` (with a XEP-0172 `nick`),
 //!   `xmpp.presence.subscribed`, `xmpp.presence.unsubscribe`, `xmpp.presence.unsubscribed`,
 //!   `xmpp.presence.error`. Probes render nothing.
-//! - Requested: `xmpp.presence`, `xmpp.presence.offline`, `xmpp.presence.get` (a probe),
+//! - Requested: `xmpp.presence` (with `client: {node, ver, hash}`, a XEP-0115 `<c/>`),
+//!   `xmpp.presence.offline`, `xmpp.presence.get` (a probe),
 //!   `xmpp.presence.subscribe`, `xmpp.presence.subscribed`, `xmpp.presence.unsubscribe`,
 //!   `xmpp.presence.unsubscribed`; none has a callback result.
 //!
-//! RFC 6121 §3 (subscriptions) and §4 (availability), XEP-0172 (user nickname).
+//! RFC 6121 §3 (subscriptions) and §4 (availability), XEP-0115 (entity capabilities),
+//! XEP-0172 (user nickname).
 
 use std::borrow::Cow;
 
 use super::common::{
-    Obj, Outs, R, XMLNS, child_text, el, error_object, event, opt_enum, opt_int, opt_jid, opt_str,
-    opt_text, put, req_jid, send, sender,
+    Obj, Outs, R, XMLNS, attr, child_text, el, error_object, event, opt_enum, opt_int, opt_jid,
+    opt_nonempty, opt_obj, opt_str, opt_text, put, req, req_jid, send, sender,
 };
 use super::request::{Event, Request};
 use super::{Ctx, jid_object};
+use crate::xml::ns::CAPS as NS_CAPS;
 use crate::xml::ns::NICK as NS_NICK;
 use crate::xml::stanza::Stanza;
 use crate::xmpp::jid::Jid;
+use serde_json::Value;
 
 /// The `<show/>` values a client may send.
 const SHOWS: &[&str] = &["chat", "away", "xa", "dnd"];
@@ -57,6 +61,7 @@ pub(super) fn render(st: &Stanza, ctx: &Ctx, ty: Option<&str>, out: &mut Outs) {
             let priority = child_text(st, 0, "priority", st.elems[0].ns)
                 .and_then(|p| p.trim().parse::<i64>().ok());
             put(&mut o, "priority", priority);
+            put(&mut o, "client", caps(st));
             "xmpp.presence"
         }
         _ => return, // probe, or an unknown type
@@ -64,8 +69,38 @@ pub(super) fn render(st: &Stanza, ctx: &Ctx, ty: Option<&str>, out: &mut Outs) {
     event(out, name, o);
 }
 
+/// XEP-0115 `<c/>`: `{node, ver, hash}` (the attributes it has).
+fn caps(st: &Stanza) -> Option<Value> {
+    let c = st.child(0, "c", NS_CAPS)?;
+    let mut o = Obj::new();
+    for k in ["node", "ver", "hash"] {
+        put(&mut o, k, attr(st, c, k));
+    }
+    Some(Value::Object(o))
+}
+
 // ---------------------------------------------------------------------------------------
 // Events → stanzas
+
+/// XEP-0115 `<c/>` from `client: {node, ver, hash}` (all three required), or nothing.
+fn client_caps(m: &Obj) -> R<String> {
+    let Some(c) = opt_obj(m, "client")? else {
+        return Ok(String::new());
+    };
+    let node = req(opt_nonempty(c, "node")?, "node")?;
+    let ver = req(opt_nonempty(c, "ver")?, "ver")?;
+    let hash = req(opt_nonempty(c, "hash")?, "hash")?;
+    Ok(el(
+        "c",
+        &[
+            ("xmlns", Some(NS_CAPS)),
+            ("hash", Some(&hash)),
+            ("node", Some(&node)),
+            ("ver", Some(&ver)),
+        ],
+        "",
+    ))
+}
 
 /// `xmpp.presence`: availability, broadcast or directed (`to`).
 pub(super) fn available(e: &Event) -> R<Request> {
@@ -77,7 +112,8 @@ pub(super) fn available(e: &Event) -> R<Request> {
     let priority = opt_int(m, "priority", -128..=127)?.map(|p| p.to_string());
     let inner = opt_text("show", show)
         + &opt_text("status", status.as_deref())
-        + &opt_text("priority", priority.as_deref());
+        + &opt_text("priority", priority.as_deref())
+        + &client_caps(m)?;
     let to = to.as_ref().map(Jid::as_str);
     Ok(send(
         el("presence", &[XMLNS, ("type", ty), ("to", to)], &inner),
@@ -246,6 +282,69 @@ mod tests {
                 format!("<presence {C} type='{ty}' to='bob@localhost'/>")
             );
         }
+    }
+
+    #[test]
+    fn caps_both_ways() {
+        // XEP-0115 example 1, and the original gateway's fixture (presence/xep-0115).
+        let x = "<presence from='romeo@montague.lit/orchard'>\
+            <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' \
+            node='http://code.google.com/p/exodus' ver='QgayPKawpkPSDYmwT/WM94uAlu0='/></presence>";
+        assert_eq!(
+            deliver(x),
+            vec![ev(
+                "xmpp.presence",
+                json!({
+                    "from": {"user": "romeo", "domain": "montague.lit", "resource": "orchard"},
+                    "client": {"node": "http://code.google.com/p/exodus",
+                               "ver": "QgayPKawpkPSDYmwT/WM94uAlu0=", "hash": "sha-1"},
+                })
+            )]
+        );
+        let x = "<presence from='juliet@example.com/balcony' type='unavailable'>\
+            <c xmlns='http://jabber.org/protocol/caps' hash='hash-value' node='node-value' \
+            ver='ver-value'/></presence>";
+        assert_eq!(
+            deliver(x),
+            vec![ev(
+                "xmpp.presence",
+                json!({
+                    "from": {"user": "juliet", "domain": "example.com", "resource": "balcony"},
+                    "show": "offline",
+                    "client": {"node": "node-value", "ver": "ver-value", "hash": "hash-value"},
+                })
+            )]
+        );
+        // A <c/> in another namespace is not caps.
+        assert_eq!(
+            deliver("<presence from='a@b/c'><c xmlns='urn:other' node='n'/></presence>"),
+            vec![ev(
+                "xmpp.presence",
+                json!({"from": {"user": "a", "domain": "b", "resource": "c"}})
+            )]
+        );
+        assert_eq!(
+            xml(
+                "xmpp.presence",
+                json!({"show": "chat", "client": {"node": "https://app.example/#x", "ver": "a'b=", "hash": "sha-1"}})
+            ),
+            format!(
+                "<presence {C}><show>chat</show><c xmlns='http://jabber.org/protocol/caps' \
+                 hash='sha-1' node='https://app.example/#x' ver='a&apos;b='/></presence>"
+            )
+        );
+        let e = |client| err("xmpp.presence", json!({ "client": client }), false);
+        assert_eq!(e(json!("sha-1")), "Invalid 'client' value");
+        assert_eq!(e(json!({"ver": "v", "hash": "h"})), "Missing 'node' key");
+        assert_eq!(e(json!({"node": "n", "hash": "h"})), "Missing 'ver' key");
+        assert_eq!(
+            e(json!({"node": "n", "ver": "v", "hash": ""})),
+            "Missing 'hash' key"
+        );
+        assert_eq!(
+            e(json!({"node": "n", "ver": [], "hash": "h"})),
+            "Invalid 'ver' value"
+        );
     }
 
     #[test]

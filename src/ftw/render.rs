@@ -1,8 +1,9 @@
 //! Stanzas delivered to a JSON session, as XMPP-FTW events: the dispatch by stanza kind.
 //!
 //! One stanza, read once from the borrowed view, becomes zero or more [`Out`]s: events for
-//! the browser, the answer to a callback waiting on an iq, and automatic replies (pings,
-//! roster pushes, disco#info, refusals) sent on the session's behalf. What each kind
+//! the browser, the answer to a callback waiting on an iq, automatic replies (roster
+//! pushes, refusals) sent on the session's behalf, and requests (pings, disco#info) the
+//! browser may answer itself. What each kind
 //! becomes is in its feature file (`chat.rs`, `presence.rs`, `roster.rs`, `muc/`, `mam.rs`,
 //! `disco.rs`). Anything odd (a missing attribute, an unknown type) is skipped or left out
 //! of the payload; nothing here panics on input.
@@ -28,6 +29,36 @@ pub enum Out {
     Answer { iq_id: String, args: Vec<Value> },
     /// A stanza to send on the session's behalf (an automatic answer).
     Reply(String),
+    /// A request to the session that its browser may answer itself (a ping, a disco#info
+    /// query): shown as an event, then held for the browser's answer or answered at once
+    /// with `auto` (`answers.rs`).
+    Ask(Box<Ask>),
+}
+
+/// The kinds of request a browser may answer itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// XEP-0199 ping: `xmpp.ping`, answered with `xmpp.ping.pong`.
+    Ping,
+    /// XEP-0030 disco#info: `xmpp.discover.client`, answered with `xmpp.discover.client`.
+    DiscoInfo,
+}
+
+/// One request to the session that its browser may answer itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ask {
+    pub kind: Asked,
+    /// Who asked: the `to` of the browser's answer (as `Jid` writes it).
+    pub from: String,
+    /// The iq's id: the `id` of the browser's answer (`None`: it cannot be answered by id).
+    pub id: Option<String>,
+    /// The disco#info query's `node`, echoed in the answer (XEP-0115 queries name one).
+    pub node: Option<String>,
+    /// The event that shows the request to the browser.
+    pub event: &'static str,
+    pub payload: Value,
+    /// The answer the server sends for the session when its browser does not answer.
+    pub auto: String,
 }
 
 /// The refusal of any other request addressed to the session.
@@ -90,8 +121,9 @@ fn result_args(st: &Stanza, kind: &Pending) -> Vec<Value> {
     vec![Value::Null, list]
 }
 
-/// A get or set addressed to the session: ping, roster push and disco#info are answered,
-/// everything else is refused with service-unavailable.
+/// A get or set addressed to the session: a roster push is answered, ping and disco#info
+/// are asked (answered by the browser or for it), everything else is refused with
+/// service-unavailable.
 fn request(st: &Stanza, ctx: &Ctx, get: bool, out: &mut Outs) {
     let payload = st.children(0).next().map(|p| (p, &st.elems[p]));
     match payload.map(|(p, el)| (p, el.local, el.ns, get)) {

@@ -3,6 +3,7 @@
 //! feature file (`presence.rs`, `roster.rs`, `chat.rs`, `muc/`, `disco.rs`, `mam.rs`).
 
 use super::common::{Obj, R, client};
+use super::render::Asked;
 use super::{Ctx, Pending, ReqError, chat, disco, mam, muc, presence, roster};
 use serde_json::Value;
 
@@ -17,6 +18,21 @@ pub struct Request {
     pub immediate: Option<Value>,
     /// A room joined or left, for the session's room → nick map (`nick_in`).
     pub room: Option<RoomChange>,
+    /// The browser's answer to a request that waits for it (`answers.rs`): the session
+    /// sends it only if that request still waits, else the event is a client error.
+    pub answer: Option<Answering>,
+}
+
+/// The browser's answer to a ping or a disco#info query addressed to its session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answering {
+    pub kind: Asked,
+    /// The asker (the request's `from`), as `Jid` writes it.
+    pub to: String,
+    /// The request's id.
+    pub id: String,
+    /// The answer's payload: the children of a disco#info `<query/>`, nothing for a ping.
+    pub inner: String,
 }
 
 /// What a request does to the session's room membership.
@@ -77,6 +93,26 @@ const NEEDS_CALLBACK: &[&str] = &[
     "muc.destroy",
 ];
 
+/// Why events of modules Aoba replaces with its JWT login are refused (`not-allowed`),
+/// and how to log in instead; `None` for any other event. `event` is the full name.
+pub fn not_allowed(event: &str) -> Option<&'static str> {
+    match event {
+        "xmpp.login.anonymous" => Some(
+            "Anonymous login is not offered: log in with xmpp.login as your user, with the \
+             auth_token cookie or with your JWT as the password",
+        ),
+        "xmpp.register.get"
+        | "xmpp.register.set"
+        | "xmpp.register.password"
+        | "xmpp.register.unregister" => Some(
+            "In-band registration is not offered: accounts come with the JWTs your \
+             application issues; log in with xmpp.login, with the auth_token cookie or with \
+             your JWT as the password",
+        ),
+        _ => None,
+    }
+}
+
 /// Whether every string in `v` (object keys included) holds only XML characters. Nesting
 /// is bounded by serde_json's recursion limit.
 fn xml_safe(v: &Value) -> bool {
@@ -110,6 +146,9 @@ pub fn request(
     let Some(ev) = event.strip_prefix("xmpp.") else {
         return Err(ReqError::NotImplemented);
     };
+    if let Some(why) = not_allowed(event) {
+        return Err(ReqError::NotAllowed(why));
+    }
     if !has_callback
         && (NEEDS_CALLBACK.contains(&ev) || (ev == "chat.message" && chat::wants_receipt(payload)))
     {
@@ -153,7 +192,9 @@ pub fn request(
         "muc.destroy" => muc::admin::destroy(&e, new_id),
 
         "discover.info" | "discover.items" => disco::discover(&e, new_id),
+        "discover.client" => disco::discover_client(&e),
         "ping" => disco::ping(&e, new_id),
+        "ping.pong" => disco::pong(&e),
 
         "mam.query" => mam::query(&e, new_id),
         "mam.preferences" => mam::preferences(&e, new_id),
@@ -173,8 +214,6 @@ mod tests {
         for ev in [
             "xmpp.login",
             "xmpp.logout",
-            "xmpp.login.anonymous",
-            "xmpp.register.get",
             "xmpp.pubsub.publish",
             "xmpp.muc.register",
             "xmpp.muc.register.info",
@@ -183,7 +222,6 @@ mod tests {
             "xmpp.muc.voice",
             "xmpp.muc.role.get",
             "xmpp.muc.room.nick",
-            "xmpp.discover.client",
             "xmpp.whatever",
             "other",
         ] {
@@ -198,6 +236,35 @@ mod tests {
                 "{ev}"
             );
         }
+    }
+
+    #[test]
+    fn jwt_login_replaces_anonymous_login_and_registration() {
+        for ev in [
+            "xmpp.login.anonymous",
+            "xmpp.register.get",
+            "xmpp.register.set",
+            "xmpp.register.password",
+            "xmpp.register.unregister",
+        ] {
+            for (p, cb) in [
+                (json!({}), true),
+                (json!("x\u{1}"), false),
+                (json!(null), true),
+            ] {
+                match emit(ev, p, cb) {
+                    Err(ReqError::NotAllowed(why)) => {
+                        assert!(
+                            why.contains("xmpp.login") && why.contains("JWT"),
+                            "{ev}: {why}"
+                        )
+                    }
+                    r => panic!("{ev}: {r:?}"),
+                }
+            }
+        }
+        assert_eq!(super::not_allowed("xmpp.login"), None);
+        assert_eq!(super::not_allowed("xmpp.register"), None);
     }
 
     /// Found by fuzz/fuzz_targets/ftw.rs: a JSON string may hold characters that XML cannot

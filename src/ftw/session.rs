@@ -6,9 +6,12 @@
 //! handed to its home shard and routed exactly like an `/xmpp` one; the negotiation
 //! elements it produces are not stanzas and render to nothing.
 
+use super::answers::{Answers, Decision, NOTHING_WAITING, Waiting};
 use super::request::{self, Request, RoomChange};
 use super::transport::{self, Packet, Proto};
-use super::{Ctx, Pending, ReqError, client_error, jid_object, not_implemented, render};
+use super::{
+    Ctx, Pending, ReqError, client_error, jid_object, not_allowed, not_implemented, render,
+};
 use crate::net::outbox::CloseKind;
 use crate::net::websocket;
 use crate::xml::ns::BIND as NS_BIND;
@@ -26,13 +29,16 @@ use smallvec::SmallVec;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Tuning {
     pub ping_interval_ms: u64,
     pub ping_timeout_ms: u64,
     pub max_pending: usize,
+    /// Requests to the session that may wait for its browser's answer, and for how long.
+    pub max_held: usize,
+    pub held_timeout_ms: u64,
 }
 
 /// What the session keeps between events; shared with the translation of its frames.
@@ -51,6 +57,8 @@ pub struct State {
     replies: Vec<String>,
     /// A login interrupted by the move to the user's home shard: (resource, callback).
     login: Option<(Option<String>, Option<u64>)>,
+    /// Pings and disco#info queries waiting for the browser's answer (`answers.rs`).
+    waiting: Waiting,
 }
 
 impl State {
@@ -65,6 +73,7 @@ impl State {
             next_id: 0,
             replies: Vec::new(),
             login: None,
+            waiting: Waiting::default(),
         }
     }
 }
@@ -93,6 +102,9 @@ pub struct FtwMove {
 struct Translator {
     state: Rc<RefCell<State>>,
     ctl: Weak<Sink>,
+    /// `Tuning::max_held` and `held_timeout_ms`.
+    max_held: usize,
+    held_timeout: Duration,
 }
 
 fn json_frame(s: String) -> OutFrame {
@@ -156,6 +168,23 @@ impl Render for Translator {
                     state.replies.push(xml);
                     poke = true;
                 }
+                render::Out::Ask(a) => {
+                    let now = Instant::now();
+                    let d = state.waiting.ask(&a, now, self.max_held, self.held_timeout);
+                    if d != Decision::Hold || state.waiting.len() == 1 {
+                        // An answer to send, or a first deadline for the connection.
+                        poke = true;
+                    }
+                    match d {
+                        Decision::Hold => {}
+                        Decision::Auto => state.replies.push(a.auto),
+                        Decision::Refuse(xml) => {
+                            state.replies.push(xml);
+                            continue;
+                        }
+                    }
+                    out.push(json_frame(transport::event(proto, a.event, &a.payload)));
+                }
             }
         }
         drop(state);
@@ -215,6 +244,8 @@ impl FtwConn {
                 ping_interval_ms: cfg.ping_interval_ms,
                 ping_timeout_ms: cfg.ping_timeout_ms,
                 max_pending: cfg.max_pending_callbacks,
+                max_held: cfg.max_pending_incoming_iqs,
+                held_timeout_ms: cfg.incoming_iq_timeout_ms,
             },
             last_ping: Instant::now(),
             ping_outstanding: false,
@@ -227,6 +258,8 @@ impl FtwConn {
         ctl.set_render(Some(Rc::new(Translator {
             state: self.state.clone(),
             ctl: Rc::downgrade(ctl),
+            max_held: self.tuning.max_held,
+            held_timeout: Duration::from_millis(self.tuning.held_timeout_ms),
         })));
         if greet && self.proto == Proto::SocketIo {
             send(
@@ -317,6 +350,41 @@ impl FtwConn {
         Action::Continue
     }
 
+    /// When the oldest request waiting for the browser's answer times out.
+    pub fn held_deadline(&self) -> Option<Instant> {
+        self.state.borrow().waiting.next_deadline()
+    }
+
+    /// Refuses the requests whose wait for the browser's answer is over at `now`.
+    pub fn expire_held<H: Host>(
+        &mut self,
+        now: Instant,
+        stream: &mut Stream,
+        shard: &H,
+        ctl: &Rc<Sink>,
+    ) -> Action {
+        let mut state = self.state.borrow_mut();
+        let expired = state.waiting.expire(now);
+        if expired.is_empty() {
+            return Action::Continue;
+        }
+        state.replies.extend(expired);
+        drop(state);
+        self.flush_replies(stream, shard, ctl)
+    }
+
+    /// The session is ending: refuses every request still waiting for the browser.
+    pub fn abandon_held<H: Host>(&mut self, stream: &mut Stream, shard: &H, ctl: &Rc<Sink>) {
+        let mut state = self.state.borrow_mut();
+        let gone = state.waiting.abandon();
+        if gone.is_empty() {
+            return;
+        }
+        state.replies.extend(gone);
+        drop(state);
+        let _ = self.flush_replies(stream, shard, ctl);
+    }
+
     /// A login that was waiting for the move to the home shard.
     pub fn resume_login<H: Host>(
         &mut self,
@@ -344,6 +412,7 @@ impl FtwConn {
             Err(why) => {
                 tracing::info!(shard = shard.id, conn = ctl.id, why, "ftw: malformed frame");
                 if stream.jid.is_some() {
+                    self.abandon_held(stream, shard, ctl);
                     stream.end(shard, ctl);
                 }
                 ctl.close(
@@ -368,7 +437,10 @@ impl FtwConn {
                     send(ctl, transport::connect_error(&nsp));
                 }
             }
-            Packet::Disconnect => return self.close(stream, shard, ctl),
+            Packet::Disconnect => {
+                self.abandon_held(stream, shard, ctl);
+                return self.close(stream, shard, ctl);
+            }
             Packet::Event { name, payload, ack } => {
                 if self.proto == Proto::SocketIo && !self.ns_connected {
                     tracing::info!(conn = ctl.id, "ftw: event before the namespace connect");
@@ -408,9 +480,16 @@ impl FtwConn {
                     return Action::Continue;
                 }
                 self.reply(ctl, ack, &[Value::Null, Value::Bool(true)]);
+                self.abandon_held(stream, shard, ctl);
                 return self.close(stream, shard, ctl);
             }
             _ => {}
+        }
+        // Aoba logs in with JWTs only: the original gateway's anonymous login and in-band
+        // registration are refused, before login as after, saying how to log in.
+        if let Some(why) = request::not_allowed(name) {
+            self.fail_to(ctl, ack, "xmpp.error", not_allowed(why));
+            return Action::Continue;
         }
         if stream.jid.is_none() {
             self.fail_to(ctl, ack, "xmpp.error", not_connected());
@@ -441,10 +520,26 @@ impl FtwConn {
             r
         };
         match result {
-            Ok(req) => self.perform(stream, shard, ctl, req, ack),
+            Ok(mut req) => {
+                // The browser's answer goes out only for a request still waiting for it.
+                if let Some(a) = req.answer.take() {
+                    let held = self.state.borrow_mut().waiting.take(a.kind, &a.to, &a.id);
+                    let Some(h) = held else {
+                        let e = client_error(NOTHING_WAITING, &payload);
+                        self.fail_to(ctl, ack, "xmpp.error.client", e);
+                        return Action::Continue;
+                    };
+                    req.stanzas.push(super::answers::answer(&h, &a.inner));
+                }
+                self.perform(stream, shard, ctl, req, ack)
+            }
             Err(ReqError::Client(desc)) => {
                 let e = client_error(&desc, &payload);
                 self.fail_to(ctl, ack, "xmpp.error.client", e);
+                Action::Continue
+            }
+            Err(ReqError::NotAllowed(why)) => {
+                self.fail_to(ctl, ack, "xmpp.error", not_allowed(why));
                 Action::Continue
             }
             Err(ReqError::NotImplemented) => {
@@ -528,6 +623,13 @@ impl FtwConn {
             Some(_) => return self.login_failed(ctl, ack),
             None => jid.split('/').next().unwrap_or("").to_string(),
         };
+        // Which requests to the session its browser answers itself (`answers.rs`).
+        let Ok(answers) = Answers::parse(payload.get("answers")) else {
+            let e = json!({"type": "auth", "condition": "client-error", "description": "Invalid 'answers' value", "request": payload});
+            self.fail_to(ctl, ack, "xmpp.error", e);
+            return Action::Continue;
+        };
+        self.state.borrow_mut().waiting.answers = answers;
         let resource = payload
             .get("resource")
             .and_then(Value::as_str)

@@ -225,6 +225,10 @@ impl Conn {
                 }
             }
             Exit::Done => {
+                // Requests that waited for a JSON session's browser get their refusal.
+                if let Some(f) = self.ftw.as_mut() {
+                    f.abandon_held(&mut self.stream, &*shard, &ctl);
+                }
                 ctl.close(CloseKind::Flush, Vec::new());
                 // A resumable session whose connection just dropped waits for <resume/>.
                 self.stream.connection_ended(&*shard, &ctl);
@@ -286,6 +290,16 @@ impl Conn {
         }
     }
 
+    /// When the reader must wake up without bytes: its deadline, or earlier when a request
+    /// to a JSON session stops waiting for the browser's answer.
+    fn wake_at(&self) -> Instant {
+        let d = self.deadline();
+        match self.ftw.as_ref().and_then(FtwConn::held_deadline) {
+            Some(h) => d.min(h),
+            None => d,
+        }
+    }
+
     /// Shaped: read nothing until a token is back (the kernel buffers fill and TCP pushes
     /// back on the client), but still honour a close, a deadline or work left for it.
     async fn wait_throttled(&mut self, until: Instant) -> Result<(), ()> {
@@ -316,6 +330,12 @@ impl Conn {
 
     fn on_timer(&mut self) {
         let now = Instant::now();
+        if let Some(f) = self.ftw.as_mut() {
+            self.action = f.expire_held(now, &mut self.stream, &*self.shard, &self.ctl);
+            if self.action != Action::Continue {
+                return;
+            }
+        }
         if now < self.deadline() {
             return;
         }
@@ -398,7 +418,7 @@ impl Conn {
             }
             // Wait for bytes, a close request or the deadline, holding no buffer and no
             // timer (the shard's sweep fires deadlines).
-            self.ctl.out.set_deadline(self.deadline());
+            self.ctl.out.set_deadline(self.wake_at());
             // SAFETY: `readable` only needs a shared reference to the stream; the halves
             // share it through an UnsafeCell exactly as monoio's own split does.
             let readable = unsafe { &*rh.0.get() }.readable(false);

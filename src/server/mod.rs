@@ -23,7 +23,8 @@ pub fn timer_tick(cfg: &Config) -> Duration {
         .auth_timeout_ms
         .min(cfg.ping.client_idle_ms)
         .min(cfg.ping.client_ping_timeout_ms)
-        .min(cfg.sm.resume_timeout_ms);
+        .min(cfg.sm.resume_timeout_ms)
+        .min(cfg.ftw.incoming_iq_timeout_ms);
     Duration::from_millis((shortest / 4).clamp(5, 1000))
 }
 

@@ -58,10 +58,16 @@ pub const MUC_SELF_PING: &str = "http://jabber.org/protocol/muc#self-ping-optimi
 pub const REGISTER: &str = "jabber:iq:register";
 /// Result set management: paging (XEP-0059).
 pub const RSM: &str = "http://jabber.org/protocol/rsm";
+/// XHTML-IM: the `<html/>` wrapper of a message's formatted body (XEP-0071 §4).
+pub const XHTML_IM: &str = "http://jabber.org/protocol/xhtml-im";
+/// XHTML 1.0: the `<body/>` inside the XHTML-IM wrapper and its content (XEP-0071 §4).
+pub const XHTML: &str = "http://www.w3.org/1999/xhtml";
 /// Chat state notifications (XEP-0085).
 pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 /// Software version (XEP-0092).
 pub const VERSION: &str = "jabber:iq:version";
+/// Entity capabilities: the `<c/>` of a presence (XEP-0115).
+pub const CAPS: &str = "http://jabber.org/protocol/caps";
 /// User nickname (XEP-0172).
 pub const NICK: &str = "http://jabber.org/protocol/nick";
 /// Message delivery receipts (XEP-0184).

@@ -544,6 +544,15 @@ impl<'a> Stanza<'a> {
         acc
     }
 
+    /// Decoded text and CDATA in `range` of the source, read as [`Stanza::text`] reads the
+    /// runs between child elements (mixed content, one run at a time); "" when the range
+    /// is not in the source.
+    pub fn text_in(&self, range: Range<u32>) -> Cow<'a, str> {
+        let mut acc = Cow::Borrowed("");
+        self.push_segment(&mut acc, range);
+        acc
+    }
+
     fn push_segment(&self, acc: &mut Cow<'a, str>, range: Range<u32>) {
         let Some(mut rest) = self.src.get(range.start as usize..range.end as usize) else {
             return;

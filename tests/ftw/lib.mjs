@@ -259,11 +259,15 @@ class JsonClient {
     return bounded(this.closed, `${this.label} to be closed by the server`, ms);
   }
 
-  /** Logs in: xmpp.login, then xmpp.connection (or throws with the xmpp.error). */
-  async login(user, { resource, password, jid } = {}) {
+  /**
+   * Logs in: xmpp.login, then xmpp.connection (or throws with the xmpp.error). `answers`:
+   * the requests this browser answers itself (["xmpp.ping", "xmpp.discover.client"]).
+   */
+  async login(user, { resource, password, jid, answers } = {}) {
     const req = { jid: jid ?? bare(user) };
     if (resource !== undefined) req.resource = resource;
     if (password !== undefined) req.password = password;
+    if (answers !== undefined) req.answers = answers;
     this.emit('xmpp.login', req);
     const r = await this.nextOf(['xmpp.connection', 'xmpp.error']);
     if (r.name === 'xmpp.error') {

@@ -34,6 +34,20 @@ const C = 'carol';
 const D = 'dave';
 const CHATSTATES = 'http://jabber.org/protocol/chatstates';
 const MUC_NS = 'http://jabber.org/protocol/muc';
+const CAPS = 'http://jabber.org/protocol/caps';
+const DISCO_INFO = 'http://jabber.org/protocol/disco#info';
+const XHTML_IM = 'http://jabber.org/protocol/xhtml-im';
+const XHTML = 'http://www.w3.org/1999/xhtml';
+const NOTHING_WAITING = "No request with this 'id' from 'to' is waiting for an answer";
+
+/** An XML ping with id `id` to `to`. */
+const pingTo = (to, id) => `<iq type='get' id='${id}' to='${to}'><ping xmlns='urn:xmpp:ping'/></iq>`;
+
+/** The condition element of the <error/> in an XML stanza, and the error's type. */
+function xmlError(stanza) {
+  const m = stanza.match(/<error[^>]*>\s*<([a-z-]+) xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/);
+  return { type: attr(child(stanza, 'error') ?? '<x>', 'type'), condition: m?.[1] };
+}
 
 /** A logged-in Socket.IO client (cookie auth) for `user`. */
 async function sio(user, resource, { available = false } = {}) {
@@ -696,6 +710,273 @@ const scenarios = {
     const r2 = await p2;
     assert.equal(r2[0]?.type, 'cancel', JSON.stringify(r2));
     assert.equal(r2[0]?.condition, 'service-unavailable', JSON.stringify(r2));
+  },
+
+  // The server runs with ftw.max_pending_incoming_iqs = 2.
+  async ping_pong() {
+    const a = await SioClient.connect({ user: A });
+    // Only the two answerable event names are accepted.
+    a.emit('xmpp.login', { jid: bare(A), answers: ['xmpp.ping', 'everything'] });
+    const bad = await a.next('xmpp.error');
+    assert.equal(bad.condition, 'client-error', JSON.stringify(bad));
+    assert.equal(bad.description, "Invalid 'answers' value", JSON.stringify(bad));
+    await a.login(A, { resource: 'json', answers: ['xmpp.ping'] });
+    const x = await XmlClient.login(B, 'xml');
+    // XML pings JSON: the browser sees it and answers it itself.
+    x.send(pingTo(a.full, 'p-1'));
+    const ev = await a.next('xmpp.ping', { id: 'p-1' });
+    assert.deepEqual(ev, { from: jidObj(B, 'xml'), id: 'p-1' });
+    // The answer must name the asker and the id (the JID object of the event will do).
+    const wrong = { to: bare(C), id: 'p-1' };
+    assertClientError((await a.call('xmpp.ping.pong', wrong))[0], NOTHING_WAITING, wrong, 'pong to the wrong JID');
+    assert.deepEqual(await a.call('xmpp.ping.pong', { to: ev.from, id: ev.id }), [null, true]);
+    const res = await x.stanza('iq', { id: 'p-1' });
+    assert.equal(attr(res, 'type'), 'result', res);
+    assert.equal(attr(res, 'from'), a.full, res);
+    // Answered once: it no longer waits.
+    const again = { to: x.full, id: 'p-1' };
+    assertClientError((await a.call('xmpp.ping.pong', again))[0], NOTHING_WAITING, again, 'second pong');
+    a.emit('xmpp.ping.pong', again);
+    assertClientError(await a.next('xmpp.error.client'), NOTHING_WAITING, again, 'second pong, no callback');
+    // Two may wait; the third is refused at once and never shown.
+    for (const id of ['p-2', 'p-3', 'p-4']) x.send(pingTo(a.full, id));
+    const refused = await x.stanza('iq', { id: 'p-4' });
+    assert.deepEqual(xmlError(refused), { type: 'wait', condition: 'resource-constraint' }, refused);
+    assert.equal(attr(refused, 'type'), 'error', refused);
+    await a.next('xmpp.ping', { id: 'p-2' });
+    await a.next('xmpp.ping', { id: 'p-3' });
+    assert.deepEqual(await a.call('xmpp.ping', {}), [null, true]);
+    assert.deepEqual(a.pending('xmpp.ping', { id: 'p-4' }), [], 'the refused ping is not shown');
+    // Answered in any order, with or without a callback.
+    assert.deepEqual(await a.call('xmpp.ping.pong', { to: x.full, id: 'p-3' }), [null, true]);
+    assert.equal(attr(await x.stanza('iq', { id: 'p-3' }), 'type'), 'result');
+    a.emit('xmpp.ping.pong', { to: jidObj(B, 'xml'), id: 'p-2' });
+    assert.equal(attr(await x.stanza('iq', { id: 'p-2' }), 'type'), 'result');
+    // Disco#info is not among its answers: the server answers for it.
+    x.send(`<iq type='get' id='d-1' to='${a.full}'><query xmlns='${DISCO_INFO}'/></iq>`);
+    const d = await x.stanza('iq', { id: 'd-1' });
+    assert.equal(attr(d, 'type'), 'result', d);
+    assert.ok(d.includes("var='urn:xmpp:ping'"), d);
+    await a.next('xmpp.discover.client', { id: 'd-1' });
+    // The session ends with a ping still waiting: the asker gets service-unavailable.
+    x.send(pingTo(a.full, 'p-5'));
+    await a.next('xmpp.ping', { id: 'p-5' });
+    assert.deepEqual(await a.call('xmpp.logout', {}), [null, true]);
+    const gone = await x.stanza('iq', { id: 'p-5' });
+    assert.deepEqual(xmlError(gone), { type: 'cancel', condition: 'service-unavailable' }, gone);
+  },
+
+  async discover_client() {
+    const a = await SioClient.connect({ user: A });
+    await a.login(A, { resource: 'json', answers: ['xmpp.discover.client'] });
+    const x = await XmlClient.login(B, 'xml');
+    // XML asks JSON for its features on a XEP-0115 node; the browser answers.
+    const node = 'https://app.example/#QgayPKawpkPSDYmwT/WM94uAlu0=';
+    x.send(`<iq type='get' id='d-1' to='${a.full}'><query xmlns='${DISCO_INFO}' node='${node}'/></iq>`);
+    const ev = await a.next('xmpp.discover.client', { id: 'd-1' });
+    assert.deepEqual(ev, { from: x.full, id: 'd-1', node });
+    const badly = { to: ev.from, id: ev.id, features: 'urn:xmpp:ping' };
+    const b = await a.call('xmpp.discover.client', badly);
+    assertClientError(b[0], "Badly formatted 'features' key", badly, 'features not an array');
+    const features = [
+      { kind: 'identity', category: 'client', type: 'web', name: 'Test <app>' },
+      { kind: 'feature', var: DISCO_INFO },
+      { kind: 'feature', var: 'urn:example:custom' },
+    ];
+    assert.deepEqual(await a.call('xmpp.discover.client', { to: ev.from, id: ev.id, features }), [null, true]);
+    const res = await x.stanza('iq', { id: 'd-1' });
+    assert.equal(attr(res, 'type'), 'result', res);
+    assert.equal(attr(res, 'from'), a.full, res);
+    const q = child(res, 'query');
+    assert.ok(q.includes(DISCO_INFO), res);
+    assert.equal(attr(q, 'node'), node, `the node is echoed: ${res}`);
+    const id = child(res, 'identity');
+    assert.deepEqual(
+      [attr(id, 'category'), attr(id, 'type'), attr(id, 'name')],
+      ['client', 'web', 'Test <app>'],
+      res,
+    );
+    assert.ok(res.includes("<feature var='urn:example:custom'/>"), res);
+    assert.ok(!res.includes('urn:xmpp:receipts'), `only the browser's features: ${res}`);
+    const late = { to: x.full, id: 'd-1', features };
+    assertClientError((await a.call('xmpp.discover.client', late))[0], NOTHING_WAITING, late, 'answered twice');
+    // Pings are not among its answers: the server answers them.
+    x.send(pingTo(a.full, 'p-1'));
+    assert.equal(attr(await x.stanza('iq', { id: 'p-1' }), 'type'), 'result');
+    await a.next('xmpp.ping', { id: 'p-1' });
+    // A session that answers nothing itself: the server answers with the gateway's
+    // features at once, and shows the query.
+    const c = await sio(C, 'plain');
+    x.send(`<iq type='get' id='d-2' to='${c.full}'><query xmlns='${DISCO_INFO}'/></iq>`);
+    const auto = await x.stanza('iq', { id: 'd-2' });
+    assert.equal(attr(auto, 'type'), 'result', auto);
+    for (const f of ['urn:xmpp:ping', XHTML_IM, 'urn:xmpp:receipts']) {
+      assert.ok(auto.includes(`<feature var='${f}'/>`), `${f} in ${auto}`);
+    }
+    assert.deepEqual(await c.next('xmpp.discover.client', { id: 'd-2' }), { from: x.full, id: 'd-2' });
+    const notMine = { to: x.full, id: 'd-2', features: [] };
+    assertClientError((await c.call('xmpp.discover.client', notMine))[0], NOTHING_WAITING, notMine, 'not opted in');
+  },
+
+  // The server runs with ftw.incoming_iq_timeout_ms = 200.
+  async incoming_iq_timeout() {
+    const a = await SioClient.connect({ user: A });
+    await a.login(A, { resource: 'json', answers: ['xmpp.ping', 'xmpp.discover.client'] });
+    const x = await XmlClient.login(B, 'xml');
+    // The browser does not answer: the askers get service-unavailable once the wait is over.
+    x.send(pingTo(a.full, 't-1'));
+    x.send(`<iq type='get' id='t-2' to='${a.full}'><query xmlns='${DISCO_INFO}'/></iq>`);
+    await a.next('xmpp.ping', { id: 't-1' });
+    await a.next('xmpp.discover.client', { id: 't-2' });
+    for (const id of ['t-1', 't-2']) {
+      const r = await x.stanza('iq', { id });
+      assert.equal(attr(r, 'type'), 'error', r);
+      assert.deepEqual(xmlError(r), { type: 'cancel', condition: 'service-unavailable' }, r);
+    }
+    // Too late to answer.
+    const late = { to: x.full, id: 't-1' };
+    assertClientError((await a.call('xmpp.ping.pong', late))[0], NOTHING_WAITING, late, 'pong after the timeout');
+    assert.ok(a.connected, 'the session goes on');
+    // And the next request waits again, and is answered.
+    x.send(pingTo(a.full, 't-3'));
+    const ev = await a.next('xmpp.ping', { id: 't-3' });
+    const p = await a.call('xmpp.ping.pong', { to: ev.from, id: ev.id });
+    // Answered before its timeout, or refused after it: never both, never neither.
+    const r3 = await x.stanza('iq', { id: 't-3' });
+    if (p[0] === null) assert.equal(attr(r3, 'type'), 'result', r3);
+    else assert.deepEqual(xmlError(r3), { type: 'cancel', condition: 'service-unavailable' }, r3);
+  },
+
+  async caps() {
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    const client = { node: 'https://app.example/', ver: 'QgayPKawpkPSDYmwT/WM94uAlu0=', hash: 'sha-1' };
+    // JSON -> XML: <c/> in the presence.
+    a.emit('xmpp.presence', { to: x.full, status: 'with caps', client });
+    const p = await x.next(
+      (t) => t.startsWith('<presence') && attr(t, 'from') === a.full && textOf(t, 'status') === 'with caps',
+      "A's presence with caps",
+    );
+    const c = child(p, 'c');
+    assert.ok(c?.includes(CAPS), p);
+    assert.deepEqual([attr(c, 'node'), attr(c, 'ver'), attr(c, 'hash')], [client.node, client.ver, client.hash], p);
+    // XML -> JSON: client {node, ver, hash}.
+    x.send(
+      `<presence to='${a.full}'><status>xml caps</status><c xmlns='${CAPS}' hash='sha-1' node='https://psi-im.org' ver='q07IKJEyjvHSyhy//CH0CxmKi8w='/></presence>`,
+    );
+    const got = await a.next('xmpp.presence', (q) => jidStr(q.from) === x.full && q.status === 'xml caps');
+    assert.deepEqual(got.client, { node: 'https://psi-im.org', ver: 'q07IKJEyjvHSyhy//CH0CxmKi8w=', hash: 'sha-1' });
+    // Without <c/>, no client key.
+    x.send(`<presence to='${a.full}'><status>no caps</status></presence>`);
+    const plain = await a.next('xmpp.presence', (q) => jidStr(q.from) === x.full && q.status === 'no caps');
+    assert.equal(plain.client, undefined, JSON.stringify(plain));
+    // All three keys are required.
+    const missing = { to: x.full, client: { node: 'n', hash: 'sha-1' } };
+    assertClientError((await a.call('xmpp.presence', missing))[0], "Missing 'ver' key", missing, 'caps without ver');
+    const notObj = { client: 'sha-1' };
+    a.emit('xmpp.presence', notObj);
+    assertClientError(await a.next('xmpp.error.client'), "Invalid 'client' value", notObj, 'caps not an object');
+  },
+
+  async xhtml() {
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    // JSON -> XML: a plain <body/> and the sanitized XHTML beside it.
+    const content =
+      '<p onclick="steal()">Hello <strong>you</strong> <a href="javascript:alert(1)">bad</a> ' +
+      '<a href="https://example.com/" onmouseover="steal()">good</a><script>alert(1)</script></p>';
+    const r = await a.call('xmpp.chat.message', { to: x.full, content, format: 'xhtml', state: 'active' });
+    assert.equal(r[0], null, JSON.stringify(r));
+    const s = await x.stanza('message', { id: r[1].id });
+    assert.equal(textOf(s, 'body'), 'Hello you bad good', s);
+    assert.ok(
+      s.includes(
+        `<html xmlns='${XHTML_IM}'><body xmlns='${XHTML}'><p>Hello <strong>you</strong> bad ` +
+          "<a href='https://example.com/'>good</a></p></body></html>",
+      ),
+      s,
+    );
+    for (const hostile of ['script', 'onclick', 'onmouseover', 'javascript', 'steal']) {
+      assert.ok(!s.includes(hostile), `${hostile} in ${s}`);
+    }
+    assert.ok(child(s, 'active')?.includes(CHATSTATES), s);
+    // Malformed XHTML is refused, with or without a callback.
+    const bad = { to: x.full, content: 'This will <strong>fail', format: 'xhtml' };
+    assertClientError((await a.call('xmpp.chat.message', bad))[0], 'Can not parse XHTML message', bad, 'malformed');
+    a.emit('xmpp.chat.message', bad);
+    assertClientError(await a.next('xmpp.error.client'), 'Can not parse XHTML message', bad, 'malformed, no callback');
+    const empty = { to: x.full, content: '<script>alert(1)</script>', format: 'xhtml' };
+    assertClientError((await a.call('xmpp.chat.message', empty))[0], 'XHTML message is empty once sanitized', empty, 'only a script');
+    // XML -> JSON: format "xhtml" and the sanitized content (the original gateway's fixture, made hostile).
+    x.send(
+      `<message to='${a.full}' type='chat' id='h-1'><body>hi!</body><html xmlns='${XHTML_IM}'>` +
+        `<body xmlns='${XHTML}'>\n  <p style='color: red; background-image: url(http://evil.example/t.png)' ` +
+        `onmouseover='steal()'>Hello to <strong>you!</strong><script>steal()</script></p>\n</body></html></message>`,
+    );
+    const m = await a.next('xmpp.chat.message', { id: 'h-1' });
+    assert.equal(m.format, 'xhtml', JSON.stringify(m));
+    assert.equal(m.content, "<p style='color: red'>Hello to <strong>you!</strong></p>", JSON.stringify(m));
+    x.send(`<message to='${a.full}' type='chat' id='h-2'><body>plain</body></message>`);
+    const plain = await a.next('xmpp.chat.message', { id: 'h-2' });
+    assert.deepEqual([plain.content, plain.format], ['plain', undefined], JSON.stringify(plain));
+    // Rooms use the same code both ways.
+    const room = `group-${randomUUID()}@${MUC}`;
+    a.emit('xmpp.muc.join', { room, nick: 'alice' });
+    await a.next('xmpp.muc.roster', { room, nick: 'alice' });
+    x.send(`<presence to='${room}/bob'><x xmlns='${MUC_NS}'/></presence>`);
+    await x.next((t) => t.includes('<subject') && attr(t, 'from') === room, 'subject after join');
+    const g = await a.call('xmpp.muc.message', { room, content: '<em>hi</em> <img src="x" onerror="steal()" alt="all"/>', format: 'xhtml' });
+    const gs = await x.stanza('message', { id: g[1].id });
+    assert.equal(attr(gs, 'from'), `${room}/alice`, gs);
+    assert.equal(textOf(gs, 'body'), 'hi all', gs);
+    assert.ok(gs.includes(`<body xmlns='${XHTML}'><em>hi</em> all</body>`), gs);
+    const echo = await a.next('xmpp.muc.message', { room, id: g[1].id });
+    assert.deepEqual([echo.content, echo.format], ['<em>hi</em> all', 'xhtml'], JSON.stringify(echo));
+    x.send(
+      `<message to='${room}' type='groupchat' id='g-2'><body>bold</body><html xmlns='${XHTML_IM}'>` +
+        `<body xmlns='${XHTML}'><p><strong onclick='steal()'>bold</strong></p></body></html></message>`,
+    );
+    const gm = await a.next('xmpp.muc.message', { room, id: 'g-2' });
+    assert.deepEqual(
+      [gm.nick, gm.content, gm.format],
+      ['bob', '<p><strong>bold</strong></p>', 'xhtml'],
+      JSON.stringify(gm),
+    );
+  },
+
+  async not_allowed() {
+    const events = [
+      ['xmpp.login.anonymous', { jid: DOMAIN }],
+      ['xmpp.register.get', { to: DOMAIN }],
+      ['xmpp.register.set', { to: DOMAIN, username: 'eve', password: 'x' }],
+      ['xmpp.register.password', { to: DOMAIN, password: 'x' }],
+      ['xmpp.register.unregister', { to: DOMAIN }],
+    ];
+    const check = (e, what) => {
+      assert.equal(e?.type, 'cancel', `${what}: ${JSON.stringify(e)}`);
+      assert.equal(e?.condition, 'not-allowed', `${what}: ${JSON.stringify(e)}`);
+      assert.match(e?.description ?? '', /xmpp\.login.*JWT/, `${what}: ${JSON.stringify(e)}`);
+    };
+    for (const c of [
+      await SioClient.connect({ user: A }),
+      await PrimusClient.connect({ cookie: false, label: 'ftw:no-cookie' }),
+    ]) {
+      // Before login, as a callback's error or as xmpp.error.
+      for (const [name, payload] of events) {
+        check((await c.call(name, payload))[0], `${c.label} ${name} with callback`);
+        c.emit(name, payload);
+        check(await c.next('xmpp.error'), `${c.label} ${name} without callback`);
+      }
+      assert.ok(c.connected, `${c.label} stays open`);
+    }
+    // After login too; other unimplemented events still say so.
+    const a = await sio(A, 'json');
+    for (const [name, payload] of events) {
+      check((await a.call(name, payload))[0], `${name} after login`);
+    }
+    const ni = await a.call('xmpp.pubsub.publish', { to: `pubsub.${DOMAIN}`, node: 'n', content: 'x' });
+    assert.equal(ni[0]?.condition, 'feature-not-implemented', JSON.stringify(ni));
+    assert.deepEqual(await a.call('xmpp.ping', {}), [null, true]);
   },
 
   async mam() {
