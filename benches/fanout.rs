@@ -11,6 +11,10 @@
 //! `muc_join/occupants_N`: one real join, the N-th occupant into a room of N-1 (the room
 //! built as above): the N-1 presences to the joiner, the joiner's presence to all N, the
 //! subject. Its leave, and the writers' draining, are not timed.
+//! `muc_join/occupants_N_moderators_only`: the same join in a room that broadcasts only
+//! its moderators' presence (`muc#roomconfig_presencebroadcast`): the joiner gets the
+//! owner's presence, its own and the subject, and nobody gets the joiner's, so the cost
+//! should not grow with N.
 //!
 //! `muc_private/occupants_N`: one private message (XEP-0045 §7.5) from the last occupant of
 //! a room of N to the first: the room finds the sender by its session and the recipient by
@@ -104,14 +108,29 @@ fn presence(service: &aoba::muc::Service, shard: &Shard, from: &Jid, nick: &str,
     );
 }
 
+/// The owner (`user0`, the room's creator) has the room broadcast only moderators' presence.
+fn moderators_only(shard: &Shard, owner: &Jid) {
+    let text = format!(
+        "<iq xmlns='jabber:client' type='set' id='pb' to='{ROOM}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_presencebroadcast'><value>moderator</value></field></x></query></iq>"
+    );
+    let st = Stanza::parse(&text, &Limits::default()).unwrap();
+    shard.muc.handle(
+        shard,
+        router::stamp(&st, Kind::Iq, SType::Set, owner.as_str(), Some(ROOM)),
+    );
+}
+
 fn join_benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("muc_join");
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
         .sample_size(20);
-    for n in [1000usize, 10_000] {
+    for (n, only_moderators) in [(1000usize, false), (10_000, false), (1000, true), (10_000, true)] {
         // The room of N with the last one seated, who leaves: a room of N-1 and its joiner.
-        let (shard, ctls, _) = setup(n);
+        let (shard, ctls, owner) = setup(n);
+        if only_moderators {
+            moderators_only(&shard, &owner);
+        }
         let service = &shard.muc;
         let joiner = Jid::parse(&format!("user{}@localhost/web", n - 1)).unwrap();
         let nick = format!("u{}", n - 1);
@@ -120,7 +139,12 @@ fn join_benches(c: &mut Criterion) {
             c.out.take_unsent();
         }
         g.throughput(Throughput::Elements(n as u64));
-        g.bench_function(format!("occupants_{n}"), |b| {
+        let name = if only_moderators {
+            format!("occupants_{n}_moderators_only")
+        } else {
+            format!("occupants_{n}")
+        };
+        g.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
