@@ -125,7 +125,12 @@ fn join_benches(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
         .sample_size(20);
-    for (n, only_moderators) in [(1000usize, false), (10_000, false), (1000, true), (10_000, true)] {
+    for (n, only_moderators) in [
+        (1000usize, false),
+        (10_000, false),
+        (1000, true),
+        (10_000, true),
+    ] {
         // The room of N with the last one seated, who leaves: a room of N-1 and its joiner.
         let (shard, ctls, owner) = setup(n);
         if only_moderators {

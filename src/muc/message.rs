@@ -16,7 +16,6 @@ use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{Kind, Routed, SType};
 use bytes::Bytes;
-use std::fmt::Write;
 use std::time::SystemTime;
 
 pub(super) fn message<H: MamHost>(
@@ -69,7 +68,7 @@ pub(super) fn message<H: MamHost>(
             let sender = room.occupant_jid(room.occupants[oi].nick());
             let x = muc_user_x();
             for s in room.occupants[ti].sessions() {
-                out.one(readdress(r, s.jid.as_str(), &sender, &x));
+                out.one(r.readdressed(s.jid.as_str(), &sender, None, x.as_bytes()));
             }
         }
         (_, None) => err(
@@ -184,44 +183,6 @@ fn muc_user_x() -> String {
     String::from_utf8(v).unwrap_or_default()
 }
 
-/// The routed stanza with new `to`/`from` (and `extra` as first child), the rest as is.
-fn readdress(r: &Routed, to: &str, from: &str, extra: &str) -> Routed {
-    let p = &r.payload;
-    let cut = r.to_range().start as usize - 5; // " to='"
-    let after = r.from_range().end as usize + 1; // '>' or '/>'
-    let mut v = Vec::with_capacity(p.len() + 64 + extra.len());
-    v.extend_from_slice(&p[..cut]);
-    v.extend_from_slice(b" to='");
-    let t0 = v.len() as u32;
-    crate::xml::escape::escape_attr(to, &mut v);
-    let t1 = v.len() as u32;
-    v.extend_from_slice(b"' from='");
-    let f0 = v.len() as u32;
-    crate::xml::escape::escape_attr(from, &mut v);
-    let f1 = v.len() as u32;
-    v.push(b'\'');
-    if p[after..].starts_with(b"/>") {
-        if extra.is_empty() {
-            v.extend_from_slice(b"/>");
-        } else {
-            let _ = write!(Wrap(&mut v), ">{extra}</{}>", r.kind.name());
-        }
-    } else {
-        v.push(b'>');
-        v.extend_from_slice(extra.as_bytes());
-        v.extend_from_slice(&p[after + 1..]);
-    }
-    Routed::from_parts(r.kind, r.stype, v, t0..t1, f0..f1)
-}
-
-struct Wrap<'a>(&'a mut Vec<u8>);
-impl std::fmt::Write for Wrap<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
-    }
-}
-
 /// §7.4: reflect to every occupant, serialized once. The sender's stanza is not parsed
 /// again: its start tag is rewritten from the offsets routing recorded.
 fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out: &mut Out) {
@@ -253,25 +214,26 @@ fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out:
         room.subject = (!text.is_empty()).then(|| (et(&text).into_owned(), nick.clone()));
         persist(shard, room, out);
     }
-    let cut = r.to_range().start as usize - 5;
-    let after = r.from_range().end as usize + 1;
     let sid_val = stanza_id(shard);
     let sid = stanza_id_elem(&sid_val, &room.jid);
     let from = room.occupant_jid(&nick);
-    let mut head = Vec::with_capacity(cut + from.len() + 16);
-    head.extend_from_slice(&p[..cut]);
+    let start = r.start_before_addresses();
+    let mut head = Vec::with_capacity(start.len() + from.len() + 16);
+    head.extend_from_slice(start);
     head.extend_from_slice(b" from='");
     crate::xml::escape::escape_attr(&from, &mut head);
     head.push(b'\'');
     let head = Bytes::from(head);
-    let rest: Bytes = if p[after..].starts_with(b"/>") {
-        let mut end = Vec::with_capacity(10);
-        end_tag(&mut end, "message");
-        Bytes::from(end)
-    } else if p.windows(NS_SID.len()).any(|w| w == NS_SID.as_bytes()) {
-        strip_forged_ids(r, after + 1, &room.jid).unwrap_or_else(|| p.slice(after + 1..))
-    } else {
-        p.slice(after + 1..)
+    let rest: Bytes = match r.content() {
+        None => {
+            let mut end = Vec::with_capacity(10);
+            end_tag(&mut end, "message");
+            Bytes::from(end)
+        }
+        Some(c) if p.windows(NS_SID.len()).any(|w| w == NS_SID.as_bytes()) => {
+            strip_forged_ids(r, &room.jid).unwrap_or(c)
+        }
+        Some(c) => c,
     };
     let mut tail = Vec::with_capacity(2 + sid.len());
     tail.extend_from_slice(b"'>");
@@ -345,7 +307,8 @@ fn stanza_id_elem(id: &str, by: &str) -> String {
 
 /// The message content after its start tag, without `<stanza-id/>` elements that claim to
 /// be from `by` (XEP-0359 §4: the room strips ids a client forged in its name).
-fn strip_forged_ids(r: &Routed, after_tag: usize, by: &str) -> Option<Bytes> {
+fn strip_forged_ids(r: &Routed, by: &str) -> Option<Bytes> {
+    let after_tag = r.content_start()?;
     let st = parse(r)?;
     let root = st.root();
     let forged: Vec<usize> = st
@@ -434,7 +397,7 @@ mod tests {
             ),
         );
         assert_eq!(
-            text(&readdress(&r, "alice@localhost/web", from, &x)),
+            text(&r.readdressed("alice@localhost/web", from, None, x.as_bytes())),
             "<message  type='chat' id='p1' xmlns='jabber:client' to='alice@localhost/web' \
              from='coven@conference.localhost/b&amp;&apos;&lt;'>\
              <x xmlns='http://jabber.org/protocol/muc#user'/><body>psst</body></message>"
@@ -446,7 +409,7 @@ mod tests {
             &format!("<message to='{ROOM}/O&apos;Neil' type='chat' id='p2'/>"),
         );
         assert_eq!(
-            text(&readdress(&r, "alice@localhost/web", from, &x)),
+            text(&r.readdressed("alice@localhost/web", from, None, x.as_bytes())),
             "<message  type='chat' id='p2' xmlns='jabber:client' to='alice@localhost/web' \
              from='coven@conference.localhost/b&amp;&apos;&lt;'>\
              <x xmlns='http://jabber.org/protocol/muc#user'/></message>"

@@ -18,10 +18,9 @@
 
 use super::fanout::Out;
 use super::room::{Rooms, err, parse};
-use crate::xml::escape::escape_attr;
 use crate::xml::ns;
 use crate::xmpp::errors::Cond;
-use crate::xmpp::router::{Kind, Routed, SType};
+use crate::xmpp::router::{Routed, SType};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 
@@ -66,7 +65,7 @@ pub(super) fn iq(rooms: &Rooms, r: &Routed, bare: &str, nick: &str, from: &str, 
         id_value(r.id_attr())
     );
     let me = room.occupant_jid(room.occupants[sender].nick());
-    out.one(readdress(r, to.jid.as_str(), &me, &id));
+    out.one(r.readdressed(to.jid.as_str(), &me, Some(&id), b""));
 }
 
 /// An answer from session `from` to occupant `nick`, for a request the room relayed.
@@ -91,7 +90,7 @@ fn answer(room: &super::room::Room, r: &Routed, nick: &str, from: &str, out: &mu
         return;
     }
     let me = room.occupant_jid(room.occupants[answerer].nick());
-    out.one(readdress(r, &asker, &me, &id));
+    out.one(r.readdressed(&asker, &me, Some(&id), b""));
 }
 
 /// The value of an `id='…'` (or `id="…"`) attribute as written (escaped), ready to be
@@ -116,39 +115,11 @@ fn is_ping(r: &Routed) -> bool {
         })
 }
 
-/// iq `r` with new `to`, `from` and `id` (already escaped), its content as is.
-fn readdress(r: &Routed, to: &str, from: &str, id: &str) -> Routed {
-    let p = &r.payload;
-    let cut = r.to_range().start as usize - 5; // " to='"
-    let after = r.from_range().end as usize + 1; // '>' or '/>'
-    let idr = r.id_range();
-    let mut v = Vec::with_capacity(p.len() + 64 + id.len() + to.len() + from.len());
-    if idr.is_empty() {
-        v.extend_from_slice(&p[..cut]);
-    } else {
-        v.extend_from_slice(&p[..idr.start as usize]);
-        v.extend_from_slice(b"id='");
-        v.extend_from_slice(id.as_bytes());
-        v.push(b'\'');
-        v.extend_from_slice(&p[idr.end as usize..cut]);
-    }
-    v.extend_from_slice(b" to='");
-    let t0 = v.len() as u32;
-    escape_attr(to, &mut v);
-    let t1 = v.len() as u32;
-    v.extend_from_slice(b"' from='");
-    let f0 = v.len() as u32;
-    escape_attr(from, &mut v);
-    let f1 = v.len() as u32;
-    v.push(b'\'');
-    v.extend_from_slice(&p[after..]);
-    Routed::from_parts(Kind::Iq, r.stype, v, t0..t1, f0..f1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::muc::room::tests::{routed, text};
+    use crate::xmpp::router::Kind;
 
     #[test]
     fn ids_as_written_go_between_single_quotes() {
@@ -172,11 +143,11 @@ mod tests {
             B64.encode("alice@localhost/web"),
             id_value(r.id_attr())
         );
-        let out = readdress(
-            &r,
+        let out = r.readdressed(
             "bob@localhost/desk",
             "coven@conference.localhost/O'N",
-            &id,
+            Some(&id),
+            b"",
         );
         assert_eq!(
             text(&out),

@@ -205,6 +205,76 @@ impl Routed {
         out
     }
 
+    /// The start tag up to its addresses (`<message id='…' type='…'`, without the ` to='…'
+    /// from='…'` that `stamp` writes last): the head of a readdressed copy.
+    pub fn start_before_addresses(&self) -> &[u8] {
+        &self.payload[..self.to.start as usize - 5]
+    }
+
+    /// Where the content starts (after the start tag), or `None` when the stanza is
+    /// self-closing.
+    pub fn content_start(&self) -> Option<usize> {
+        let gt = self.from.end as usize + 1;
+        (self.payload.get(gt) == Some(&b'>')).then_some(gt + 1)
+    }
+
+    /// The content and end tag, shared with the payload (`None`: self-closing).
+    pub fn content(&self) -> Option<Bytes> {
+        self.content_start().map(|c| self.payload.slice(c..))
+    }
+
+    /// The stanza readdressed: new `to` and `from` (written after the sender's other
+    /// attributes, as `stamp` writes them), `id` replaced by `new_id` (already escaped)
+    /// when given, and `first_child` (already XML) inserted before the content; the rest of
+    /// the sender's bytes as they are. One copy: a service (the MUC) that rewrites the
+    /// start tag of a stanza it relays.
+    pub fn readdressed(
+        &self,
+        to: &str,
+        from: &str,
+        new_id: Option<&str>,
+        first_child: &[u8],
+    ) -> Routed {
+        let p = &self.payload;
+        let cut = self.to.start as usize - 5; // " to='"
+        let after = self.from.end as usize + 1; // '>' or '/>'
+        let cap = p.len() + 16 + to.len() + from.len() + first_child.len();
+        let mut v = Vec::with_capacity(cap + new_id.map_or(0, str::len));
+        match new_id.filter(|_| !self.id.is_empty()) {
+            Some(id) => {
+                v.extend_from_slice(&p[..self.id.start as usize]);
+                v.extend_from_slice(b"id='");
+                v.extend_from_slice(id.as_bytes());
+                v.push(b'\'');
+                v.extend_from_slice(&p[self.id.end as usize..cut]);
+            }
+            None => v.extend_from_slice(&p[..cut]),
+        }
+        v.extend_from_slice(b" to='");
+        let t0 = v.len() as u32;
+        escape_attr(to, &mut v);
+        let t1 = v.len() as u32;
+        v.extend_from_slice(b"' from='");
+        let f0 = v.len() as u32;
+        escape_attr(from, &mut v);
+        let f1 = v.len() as u32;
+        v.push(b'\'');
+        if !p[after..].starts_with(b"/>") {
+            v.push(b'>');
+            v.extend_from_slice(first_child);
+            v.extend_from_slice(&p[after + 1..]);
+        } else if first_child.is_empty() {
+            v.extend_from_slice(b"/>");
+        } else {
+            v.push(b'>');
+            v.extend_from_slice(first_child);
+            v.extend_from_slice(b"</");
+            v.extend_from_slice(self.kind.name().as_bytes());
+            v.push(b'>');
+        }
+        Routed::from_parts(self.kind, self.stype, v, t0..t1, f0..f1)
+    }
+
     /// The whole stanza in one buffer: a copy, for the cold paths that rewrite it.
     pub fn to_vec(&self) -> Vec<u8> {
         let parts = self.parts();
@@ -674,6 +744,34 @@ mod tests {
 
     fn text(r: &Routed) -> String {
         String::from_utf8(r.to_vec()).unwrap()
+    }
+
+    /// A relayed copy: new addresses after the sender's attributes, the id replaced, a
+    /// first child inserted (also into a self-closing stanza); the content shared.
+    #[test]
+    fn readdressed_and_content() {
+        let r = routed("<message id='m&amp;1' type='chat' to='b@x'><body>hi</body></message>");
+        assert_eq!(
+            r.start_before_addresses(),
+            b"<message id='m&amp;1' type='chat'  xmlns='jabber:client'"
+        );
+        assert_eq!(&r.content().unwrap()[..], b"<body>hi</body></message>");
+        let c = r.readdressed("c@x/1", "room@m/O'N", Some("new&lt;"), b"<x/>");
+        assert_eq!(
+            text(&c),
+            "<message id='new&lt;' type='chat'  xmlns='jabber:client' to='c@x/1' from='room@m/O&apos;N'><x/><body>hi</body></message>"
+        );
+        assert_eq!((&*c.to(), &*c.from()), ("c@x/1", "room@m/O'N"));
+        let empty = routed("<message type='chat' to='b@x'/>");
+        assert_eq!(empty.content(), None);
+        assert_eq!(
+            text(&empty.readdressed("c@x/1", "r@m", Some("ignored"), b"<x/>")),
+            "<message type='chat'  xmlns='jabber:client' to='c@x/1' from='r@m'><x/></message>"
+        );
+        assert_eq!(
+            text(&empty.readdressed("c@x/1", "r@m", None, b"")),
+            "<message type='chat'  xmlns='jabber:client' to='c@x/1' from='r@m'/>"
+        );
     }
 
     #[test]
