@@ -91,10 +91,21 @@ fn scenario(name: &str) {
 
 /// A scenario against a server with `extra` appended to the shared configuration.
 fn scenario_with(name: &str, extra: &str) {
+    scenario_config(name, &format!("{CONFIG}{extra}"));
+}
+
+/// A scenario against a server with rooms created locked, as XEP-0045 §10.1 has them (the
+/// default, without the shared configuration's `auto_create_unlocked`).
+fn scenario_locked_rooms(name: &str) {
+    scenario_config(name, "");
+}
+
+/// A scenario against a server with configuration `config` (TOML).
+fn scenario_config(name: &str, config: &str) {
     if let Err(e) = npm_ready() {
         panic!("{e}");
     }
-    let s = Server::start_with(&format!("{CONFIG}{extra}"), 2);
+    let s = Server::start_with(config, 2);
     let (a, b) = s.users_apart();
     let mut tokens = serde_json::Map::new();
     for u in [a.as_str(), b.as_str(), "carol", "dave"] {
@@ -216,6 +227,31 @@ fn muc() {
 #[test]
 fn muc_invite_and_errors() {
     scenario("muc_invite_and_errors");
+}
+
+#[test]
+fn muc_nick_change() {
+    scenario("muc_nick_change");
+}
+
+#[test]
+fn muc_create() {
+    scenario_locked_rooms("muc_create");
+}
+
+#[test]
+fn muc_create_unlocked() {
+    scenario("muc_create_unlocked");
+}
+
+#[test]
+fn muc_register() {
+    scenario("muc_register");
+}
+
+#[test]
+fn muc_voice_and_roles() {
+    scenario("muc_voice_and_roles");
 }
 
 #[test]

@@ -1,12 +1,16 @@
 //! Data forms, both ways; no event of their own.
 //!
 //! - Rendered: a form as `{title?, instructions?, fields:[...]}`, in the callback of
-//!   `xmpp.muc.room.config.get` and as a XEP-0128 entry of `xmpp.discover.info`.
-//! - Requested: the submit forms of `xmpp.muc.room.config.set` and `xmpp.mam.query`.
+//!   `xmpp.muc.room.config.get` and `xmpp.muc.register.info`, and as a XEP-0128 entry of
+//!   `xmpp.discover.info`.
+//! - Requested: the submit forms of `xmpp.muc.room.config.set`, `xmpp.muc.register` and
+//!   `xmpp.mam.query`.
 //!
 //! XEP-0004 (data forms), XEP-0068 (`FORM_TYPE`).
 
-use super::common::{Obj, R, attr, child_text, el, invalid, kids, put, text};
+use super::common::{
+    Obj, R, attr, child_text, el, invalid, kids, opt_array, opt_str, put, req, req_str, text,
+};
 use crate::xml::ns::DATA as NS_DATA;
 use crate::xml::stanza::Stanza;
 use serde_json::Value;
@@ -72,10 +76,7 @@ fn form_field(st: &Stanza, f: usize) -> Option<Value> {
 // JSON → stanza
 
 /// A submit form: hidden `FORM_TYPE`, then `(var, type, values)` fields.
-pub(super) fn submit_form(
-    form_type: &str,
-    fields: &[(String, Option<String>, Vec<String>)],
-) -> String {
+pub(super) fn submit_form(form_type: &str, fields: &[Field]) -> String {
     let mut inner = el(
         "field",
         &[("var", Some("FORM_TYPE")), ("type", Some("hidden"))],
@@ -94,6 +95,22 @@ pub(super) fn submit_form(
         &[("xmlns", Some(NS_DATA)), ("type", Some("submit"))],
         &inner,
     )
+}
+
+/// One field to submit: `(var, type, values)`.
+pub(super) type Field = (String, Option<String>, Vec<String>);
+
+/// The `form` of a payload: `[{var, type?, value?}...]`, as fields to submit.
+pub(super) fn submitted_fields(m: &Obj) -> R<Vec<Field>> {
+    let mut fields = vec![];
+    for f in req(opt_array(m, "form")?, "form")? {
+        let Some(f) = f.as_object() else {
+            return invalid("form");
+        };
+        let var = req_str(f, "var")?;
+        fields.push((var, opt_str(f, "type")?, field_values(f.get("value"))?));
+    }
+    Ok(fields)
 }
 
 /// The values of a form field: a string, number, bool (`1`/`0`) or an array of those.

@@ -48,6 +48,14 @@ pub enum Pending {
     DiscoItems,
     /// muc#owner config get → `(null, {title?, instructions?, fields:[...]})`.
     RoomConfig,
+    /// muc#admin get by role → `(null, [{affiliation, jid, nick, role}...])`.
+    RoleList,
+    /// jabber:iq:register get to a room → `(null, {registered: true, nick})` or
+    /// `(null, {instructions?, title?, form})`.
+    RoomRegister,
+    /// disco#info on a room's `x-roomuser-item` node → `(null, {nick})`, or the error
+    /// `item-not-found` when no nick is reserved.
+    RoomNick,
     /// MAM query → `(null, echo, rsm)` where `echo` is `{with?, start?, end?}` as asked.
     Mam { echo: Value },
 }

@@ -33,6 +33,10 @@ pub enum Out {
     /// query): shown as an event, then held for the browser's answer or answered at once
     /// with `auto` (`answers.rs`).
     Ask(Box<Ask>),
+    /// The session's own presence in `room` (status 110) arrived; `created`: with 201, the
+    /// join created the room. A room asked for with `xmpp.muc.create {instant: true}` is
+    /// made an instant room now (`muc::admin::instant_form`).
+    InRoom { room: String, created: bool },
 }
 
 /// The kinds of request a browser may answer itself.
@@ -116,6 +120,9 @@ fn result_args(st: &Stanza, kind: &Pending) -> Vec<Value> {
         Pending::DiscoInfo => disco::info_result(st),
         Pending::DiscoItems => disco::items_result(st),
         Pending::RoomConfig => muc::admin::config_result(st),
+        Pending::RoleList => muc::admin::role_list(st),
+        Pending::RoomRegister => muc::register::info_result(st),
+        Pending::RoomNick => return muc::register::nick_result(st),
         Pending::Mam { echo } => return vec![Value::Null, echo.clone(), mam::fin(st)],
     };
     vec![Value::Null, list]

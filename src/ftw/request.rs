@@ -38,10 +38,12 @@ pub struct Answering {
 /// What a request does to the session's room membership.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomChange {
-    /// The bare room JID and the nick it was joined with.
+    /// The bare room JID and the nick it was joined with; `instant`: make it an instant
+    /// room if the join creates it (`xmpp.muc.create`).
     Joined {
         room: String,
         nick: String,
+        instant: bool,
     },
     Left(String),
 }
@@ -87,10 +89,15 @@ const NEEDS_CALLBACK: &[&str] = &[
     "mam.query",
     "mam.preferences",
     "muc.role.set",
+    "muc.role.get",
     "muc.affiliation",
     "muc.room.config.get",
     "muc.room.config.set",
+    "muc.cancel",
     "muc.destroy",
+    "muc.register.info",
+    "muc.register",
+    "muc.room.nick",
 ];
 
 /// Why events of modules Aoba replaces with its JWT login are refused (`not-allowed`),
@@ -182,14 +189,20 @@ pub fn request(
         "chat.receipt" => chat::send_receipt(&e, new_id),
 
         "muc.join" => muc::occupants::join(&e),
+        "muc.create" => muc::occupants::create(&e),
         "muc.leave" => muc::occupants::leave(&e),
         "muc.message" => muc::messages::send_message(&e, new_id),
         "muc.subject" => muc::messages::subject(&e, new_id),
         "muc.invite" | "muc.invite.decline" => muc::messages::invite(&e, new_id),
+        "muc.voice" => muc::voice::request(&e, new_id),
         "muc.role.set" | "muc.affiliation" => muc::admin::set_item(&e, new_id),
+        "muc.role.get" => muc::admin::role_get(&e, new_id),
         "muc.room.config.get" => muc::admin::config_get(&e, new_id),
         "muc.room.config.set" => muc::admin::config_set(&e, new_id),
+        "muc.cancel" => muc::admin::cancel(&e, new_id),
         "muc.destroy" => muc::admin::destroy(&e, new_id),
+        "muc.register.info" | "muc.register" => muc::register::register(&e, new_id),
+        "muc.room.nick" => muc::register::room_nick(&e, new_id),
 
         "discover.info" | "discover.items" => disco::discover(&e, new_id),
         "discover.client" => disco::discover_client(&e),
@@ -215,13 +228,7 @@ mod tests {
             "xmpp.login",
             "xmpp.logout",
             "xmpp.pubsub.publish",
-            "xmpp.muc.register",
-            "xmpp.muc.register.info",
-            "xmpp.muc.create",
-            "xmpp.muc.cancel",
-            "xmpp.muc.voice",
-            "xmpp.muc.role.get",
-            "xmpp.muc.room.nick",
+            "xmpp.muc.room.config",
             "xmpp.whatever",
             "other",
         ] {

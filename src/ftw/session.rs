@@ -50,8 +50,9 @@ pub struct State {
     muc_domain: Option<String>,
     /// Tracked iq id → (callback id, what its result means).
     pending: HashMap<String, (Option<u64>, Pending)>,
-    /// Rooms joined → nick.
-    rooms: HashMap<String, String>,
+    /// Rooms joined → nick, and whether to make the room an instant room when the join
+    /// creates it (`xmpp.muc.create` with `instant`).
+    rooms: HashMap<String, Joined>,
     next_id: u64,
     /// Automatic answers rendered while another task was delivering; sent by ours.
     replies: Vec<String>,
@@ -76,6 +77,29 @@ impl State {
             waiting: Waiting::default(),
         }
     }
+
+    /// The session's own presence in `room` arrived (`created`: with 201). Returns the
+    /// instant-room form to send for it when the session created the room with
+    /// `xmpp.muc.create {instant: true}`; the first own presence settles that either way.
+    fn in_room(&mut self, room: &str, created: bool) -> Option<String> {
+        let wanted = self
+            .rooms
+            .get_mut(room)
+            .is_some_and(|j| std::mem::take(&mut j.instant));
+        if !(wanted && created) {
+            return None;
+        }
+        self.next_id += 1;
+        let id = format!("ftw{}", self.next_id);
+        Some(super::muc::admin::instant_form(room, &id))
+    }
+}
+
+/// A room the session joined.
+struct Joined {
+    nick: String,
+    /// Submit the empty configuration form once the room says the join created it.
+    instant: bool,
 }
 
 /// The JSON side of a connection.
@@ -167,6 +191,12 @@ impl Render for Translator {
                 render::Out::Reply(xml) => {
                     state.replies.push(xml);
                     poke = true;
+                }
+                render::Out::InRoom { room, created } => {
+                    if let Some(xml) = state.in_room(&room, created) {
+                        state.replies.push(xml);
+                        poke = true;
+                    }
                 }
                 render::Out::Ask(a) => {
                     let now = Instant::now();
@@ -510,7 +540,7 @@ impl FtwConn {
                 &payload,
                 ack.is_some(),
                 &ctx,
-                &|room| rooms.get(room).cloned(),
+                &|room| rooms.get(room).map(|j| j.nick.clone()),
                 &mut || {
                     next += 1;
                     format!("ftw{next}")
@@ -576,8 +606,12 @@ impl FtwConn {
                 s.pending.insert(id, (ack, kind));
             }
             match req.room.take() {
-                Some(RoomChange::Joined { room, nick }) => {
-                    s.rooms.insert(room, nick);
+                Some(RoomChange::Joined {
+                    room,
+                    nick,
+                    instant,
+                }) => {
+                    s.rooms.insert(room, Joined { nick, instant });
                 }
                 Some(RoomChange::Left(room)) => {
                     s.rooms.remove(&room);

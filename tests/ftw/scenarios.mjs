@@ -640,6 +640,334 @@ const scenarios = {
     assert.equal(me.error.condition, 'forbidden', JSON.stringify(me));
   },
 
+  // XEP-0045 §7.6 both ways: a JSON occupant changes its nick with xmpp.muc.join (as the
+  // original gateway), an XML occupant with a presence to its new occupant JID.
+  async muc_nick_change() {
+    const room = `group-${randomUUID()}@${MUC}`;
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    const fromRoom = (nick, pred = () => true) => (t) => attr(t, 'from') === `${room}/${nick}` && pred(t);
+    const presence = (type) => (t) => t.startsWith('<presence') && attr(t, 'type') === type;
+    a.emit('xmpp.muc.join', { room, nick: 'alice' });
+    await a.next('xmpp.muc.roster', { room, nick: 'alice' });
+    x.send(`<presence to='${room}/bob'><x xmlns='${MUC_NS}'/></presence>`);
+    await x.next((t) => t.includes('<subject') && attr(t, 'from') === room, 'the subject that ends the join');
+    await a.next('xmpp.muc.roster', { room, nick: 'bob' });
+    // JSON changes its nick: XML gets the old nick's unavailable with 303 and the new nick,
+    // then the new nick's presence.
+    a.emit('xmpp.muc.join', { room, nick: 'alicia' });
+    const gone = await x.next(fromRoom('alice', presence('unavailable')), 'alice unavailable');
+    assert.ok(gone.includes("code='303'"), `303: ${gone}`);
+    assert.equal(attr(child(gone, 'item'), 'nick'), 'alicia', gone);
+    const back = await x.next(fromRoom('alicia', presence(undefined)), 'presence of alicia');
+    assert.equal(attr(child(back, 'item'), 'role'), 'moderator', back);
+    // ... and its own session sees the same, with 110: the new nick as `nick`, 303 in status.
+    const own = await a.nextSeq('xmpp.muc.roster', { room, oldNick: 'alice' });
+    assert.equal(own.payload.nick, 'alicia', JSON.stringify(own.payload));
+    assert.ok(codes(own.payload.status).includes(303), JSON.stringify(own.payload));
+    assert.ok(codes(own.payload.status).includes(110), JSON.stringify(own.payload));
+    const ownNew = await a.nextSeq('xmpp.muc.roster', { room, nick: 'alicia' });
+    assert.ok(own.seq < ownNew.seq, 'the 303 comes first');
+    assert.deepEqual(codes(ownNew.payload.status), [110], JSON.stringify(ownNew.payload));
+    assert.equal(ownNew.payload.role, 'moderator', JSON.stringify(ownNew.payload));
+    assert.equal(ownNew.payload.oldNick, undefined, JSON.stringify(ownNew.payload));
+    // The session speaks under its new nick.
+    a.emit('xmpp.muc.message', { room, content: 'renamed' });
+    await x.next(fromRoom('alicia', (t) => textOf(t, 'body') === 'renamed'), 'groupchat from alicia');
+    await a.next('xmpp.muc.message', { room, nick: 'alicia', content: 'renamed' });
+    // XML changes its nick: JSON gets xmpp.muc.roster with 303 and the new nick, then the
+    // new nick's presence.
+    x.send(`<presence to='${room}/robert'/>`);
+    const bob = await a.nextSeq('xmpp.muc.roster', { room, oldNick: 'bob' });
+    assert.deepEqual(
+      bob.payload,
+      {
+        room,
+        nick: 'robert',
+        oldNick: 'bob',
+        status: [303],
+        role: 'participant',
+        affiliation: 'none',
+        jid: jidObj(B, 'xml'),
+      },
+      JSON.stringify(bob.payload),
+    );
+    const robert = await a.nextSeq('xmpp.muc.roster', { room, nick: 'robert' });
+    assert.ok(bob.seq < robert.seq, 'the 303 comes first');
+    assert.deepEqual(robert.payload.status, [], JSON.stringify(robert.payload));
+    assert.equal(robert.payload.role, 'participant', JSON.stringify(robert.payload));
+    assert.deepEqual(a.pending('xmpp.muc.roster', { room, nick: 'bob' }), [], 'nothing more for bob');
+    x.send(`<message to='${room}' type='groupchat' id='r-1'><body>I am robert now</body></message>`);
+    await a.next('xmpp.muc.message', { room, nick: 'robert', id: 'r-1' });
+    // A nick someone has: the room refuses (conflict) and the session keeps its nick.
+    a.emit('xmpp.muc.join', { room, nick: 'robert' });
+    const e = await a.next('xmpp.muc.error', { room, type: 'presence' });
+    assert.equal(e.error.condition, 'conflict', JSON.stringify(e));
+    a.emit('xmpp.muc.message', { room, content: 'still alicia' });
+    await a.next('xmpp.muc.message', { room, nick: 'alicia', content: 'still alicia' });
+    // Leaving after all that takes the session out under the nick it has.
+    a.emit('xmpp.muc.leave', { room });
+    await x.next(fromRoom('alicia', presence('unavailable')), 'alicia leaving');
+    await a.next('xmpp.muc.roster', { room, nick: 'alicia', status: 'unavailable' });
+  },
+
+  // Rooms are created locked here (XEP-0045 §10.1): xmpp.muc.create with `instant` opens
+  // the room (§10.1.2), without it the room waits for its configuration (§10.1.3) or its
+  // cancellation.
+  async muc_create() {
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    const newRoom = () => `group-${randomUUID()}@${MUC}`;
+    const xmlJoin = (room) => {
+      x.send(`<presence to='${room}/bob'><x xmlns='${MUC_NS}'/></presence>`);
+      return x.next(
+        (t) =>
+          (t.includes('<subject') && attr(t, 'from') === room) ||
+          (t.startsWith('<presence') && attr(t, 'from') === `${room}/bob` && attr(t, 'type') === 'error'),
+        `the outcome of joining ${room}`,
+      );
+    };
+    const created = async (room) => {
+      const me = await a.next('xmpp.muc.roster', { room, nick: 'alice' });
+      assert.ok(codes(me.status).includes(201), `201: ${JSON.stringify(me)}`);
+      assert.ok(codes(me.status).includes(110), `110: ${JSON.stringify(me)}`);
+      assert.equal(me.affiliation, 'owner', JSON.stringify(me));
+      return me;
+    };
+    // Instant: the session submits the empty form when the 201 arrives.
+    const r1 = newRoom();
+    a.emit('xmpp.muc.create', { room: r1, nick: 'alice', instant: true });
+    await created(r1);
+    // The session's next request to the room goes after the form sent for it.
+    const cfg = await a.call('xmpp.muc.room.config.get', { room: r1 });
+    assert.equal(cfg[0], null, JSON.stringify(cfg));
+    const j1 = await xmlJoin(r1);
+    assert.ok(j1.includes('<subject'), `the instant room is open: ${j1}`);
+    await a.next('xmpp.muc.roster', { room: r1, nick: 'bob' });
+    // Without `instant`, a locked room: XML is refused until the owner configures it.
+    const r2 = newRoom();
+    a.emit('xmpp.muc.create', { room: r2, nick: 'alice' });
+    await created(r2);
+    const j2 = await xmlJoin(r2);
+    assert.equal(xmlError(j2).condition, 'item-not-found', `locked: ${j2}`);
+    assert.deepEqual(
+      await a.call('xmpp.muc.room.config.set', {
+        room: r2,
+        form: [{ var: 'muc#roomconfig_roomname', value: 'Configured' }],
+      }),
+      [null, true],
+    );
+    const j2b = await xmlJoin(r2);
+    assert.ok(j2b.includes('<subject'), `the configured room is open: ${j2b}`);
+    // Cancelled: the room is destroyed, its owner gets xmpp.muc.destroy, and the next join
+    // creates it afresh.
+    const r3 = newRoom();
+    a.emit('xmpp.muc.create', { room: r3, nick: 'alice' });
+    await created(r3);
+    const cancel = await a.callSeq('xmpp.muc.cancel', { room: r3 });
+    assert.deepEqual(cancel.args, [null, true]);
+    const d = await a.nextSeq('xmpp.muc.destroy', { room: r3 });
+    assert.ok(d.seq < cancel.seq, 'the destroy arrives before the callback, as the room sends them');
+    assert.deepEqual(d.payload, { room: r3 }, JSON.stringify(d.payload));
+    x.send(`<presence to='${r3}/bob'><x xmlns='${MUC_NS}'/></presence>`);
+    const j3 = await x.next(
+      (t) => t.startsWith('<presence') && attr(t, 'from') === `${r3}/bob`,
+      'own presence in the room created afresh',
+    );
+    assert.ok(j3.includes("code='201'"), `created afresh: ${j3}`);
+    assert.equal(attr(child(j3, 'item'), 'affiliation'), 'owner', j3);
+    // Now XML owns it: the JSON session may not cancel it.
+    const notOwner = await a.call('xmpp.muc.cancel', { room: r3 });
+    assert.equal(notOwner[0]?.condition, 'forbidden', JSON.stringify(notOwner));
+    // A room that exists already: create joins it (no 201, nothing submitted).
+    a.emit('xmpp.muc.leave', { room: r1 });
+    await a.next('xmpp.muc.roster', { room: r1, nick: 'alice', status: 'unavailable' });
+    a.emit('xmpp.muc.create', { room: r1, nick: 'alice', instant: true });
+    const again = await a.next('xmpp.muc.roster', { room: r1, nick: 'alice' });
+    assert.ok(codes(again.status).includes(110), JSON.stringify(again));
+    assert.ok(!codes(again.status).includes(201), JSON.stringify(again));
+    // Client errors, without and with a callback.
+    a.emit('xmpp.muc.create', { room: r1 });
+    assertClientError(await a.next('xmpp.error.client'), "Missing 'nick' key", { room: r1 }, 'create');
+    a.emit('xmpp.muc.cancel', { room: r1 });
+    assertClientError(await a.next('xmpp.error.client'), 'Missing callback', { room: r1 }, 'cancel');
+    const bad = { room: r1, nick: 'n', instant: 'yes' };
+    assertClientError((await a.call('xmpp.muc.create', bad))[0], "Invalid 'instant' value", bad, 'create');
+    assert.deepEqual(a.pending('xmpp.muc.error'), [], 'no room error');
+  },
+
+  // The shared configuration creates rooms unlocked: create still says 201 and `instant`
+  // still submits the empty form, which changes nothing; cancelling an open room's
+  // configuration destroys nothing.
+  async muc_create_unlocked() {
+    const room = `group-${randomUUID()}@${MUC}`;
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    a.emit('xmpp.muc.create', { room, nick: 'alice', instant: true });
+    const me = await a.next('xmpp.muc.roster', { room, nick: 'alice' });
+    assert.ok(codes(me.status).includes(201), JSON.stringify(me));
+    const cfg = await a.call('xmpp.muc.room.config.get', { room });
+    assert.equal(cfg[0], null, JSON.stringify(cfg));
+    x.send(`<presence to='${room}/bob'><x xmlns='${MUC_NS}'/></presence>`);
+    await x.next((t) => t.includes('<subject') && attr(t, 'from') === room, 'the subject that ends the join');
+    await a.next('xmpp.muc.roster', { room, nick: 'bob' });
+    assert.deepEqual(await a.call('xmpp.muc.cancel', { room }), [null, true]);
+    a.emit('xmpp.muc.message', { room, content: 'still here' });
+    await x.next((t) => t.startsWith('<message') && textOf(t, 'body') === 'still here', 'the message after cancel');
+    await a.next('xmpp.muc.message', { room, nick: 'alice', content: 'still here' });
+    assert.deepEqual(a.pending('xmpp.muc.destroy'), [], 'the open room was not destroyed');
+    assert.deepEqual(a.pending('xmpp.muc.error'), [], 'no room error');
+    assert.deepEqual(a.pending('xmpp.error'), [], 'no error');
+  },
+
+  // XEP-0045 §7.10 and §7.12: registering with a room reserves a nick.
+  async muc_register() {
+    const room = `group-${randomUUID()}@${MUC}`;
+    const a = await sio(A, 'json', { available: true });
+    a.emit('xmpp.muc.join', { room, nick: 'alice' });
+    await a.next('xmpp.muc.roster', { room, nick: 'alice' });
+    const c = await sio(C, 'json', { available: true });
+    // Before: the form, and no reserved nick.
+    const info = await c.call('xmpp.muc.register.info', { room });
+    assert.equal(info[0], null, JSON.stringify(info));
+    assert.equal(info[1].registered, undefined, JSON.stringify(info));
+    assert.equal(typeof info[1].instructions, 'string', JSON.stringify(info));
+    assert.ok(Array.isArray(info[1].form?.fields), JSON.stringify(info));
+    const nickField = info[1].form.fields.find((f) => f.var === 'muc#register_roomnick');
+    assert.equal(nickField?.required, true, JSON.stringify(info[1].form));
+    assert.equal(
+      fieldValue(info[1].form.fields.find((f) => f.var === 'FORM_TYPE')),
+      'http://jabber.org/protocol/muc#register',
+    );
+    assert.deepEqual(await c.call('xmpp.muc.room.nick', { room }), [
+      { type: 'cancel', condition: 'item-not-found' },
+    ]);
+    // A form without the nick: the room's error.
+    const noNick = await c.call('xmpp.muc.register', { room, form: [] });
+    assert.equal(noNick[0]?.condition, 'bad-request', JSON.stringify(noNick));
+    assert.deepEqual(
+      await c.call('xmpp.muc.register', { room, form: [{ var: 'muc#register_roomnick', value: 'caz' }] }),
+      [null, true],
+    );
+    // After.
+    assert.deepEqual(await c.call('xmpp.muc.register.info', { room }), [null, { registered: true, nick: 'caz' }]);
+    assert.deepEqual(await c.call('xmpp.muc.room.nick', { room }), [null, { nick: 'caz' }]);
+    // The nick is carol's: an XML user may not enter with it.
+    const x = await XmlClient.login(B, 'xml');
+    x.send(`<presence to='${room}/caz'><x xmlns='${MUC_NS}'/></presence>`);
+    const refused = await x.next(
+      (t) => t.startsWith('<presence') && attr(t, 'from') === `${room}/caz`,
+      'the answer to joining as caz',
+    );
+    assert.equal(xmlError(refused).condition, 'conflict', refused);
+    // The owner's reserved nick: none; a room that does not exist: its error.
+    assert.deepEqual(await a.call('xmpp.muc.room.nick', { room }), [
+      { type: 'cancel', condition: 'item-not-found' },
+    ]);
+    const nowhere = await c.call('xmpp.muc.register.info', { room: `group-${randomUUID()}@${MUC}` });
+    assert.equal(nowhere[0]?.condition, 'item-not-found', JSON.stringify(nowhere));
+    assert.equal(nowhere.length, 1, JSON.stringify(nowhere));
+    // Client errors.
+    assertClientError((await c.call('xmpp.muc.register', { room }))[0], "Missing 'form' key", { room }, 'register');
+    for (const ev of ['xmpp.muc.register.info', 'xmpp.muc.register', 'xmpp.muc.room.nick']) {
+      c.emit(ev, { room });
+      assertClientError(await c.next('xmpp.error.client'), 'Missing callback', { room }, ev);
+    }
+  },
+
+  // XEP-0045 §7.13 and §8.6: voice requests between JSON and XML visitors and moderators;
+  // §8.5 and §9.8: the lists of a role.
+  async muc_voice_and_roles() {
+    const room = `group-${randomUUID()}@${MUC}`;
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    const c = await sio(C, 'json', { available: true });
+    const fromRoom = (nick, pred = () => true) => (t) => attr(t, 'from') === `${room}/${nick}` && pred(t);
+    const withRole = (role) => (t) => t.startsWith('<presence') && attr(child(t, 'item') ?? '<x>', 'role') === role;
+    a.emit('xmpp.muc.join', { room, nick: 'alice' });
+    await a.next('xmpp.muc.roster', { room, nick: 'alice' });
+    assert.deepEqual(
+      await a.call('xmpp.muc.room.config.set', {
+        room,
+        form: [{ var: 'muc#roomconfig_moderatedroom', value: true, type: 'boolean' }],
+      }),
+      [null, true],
+    );
+    // An XML visitor asks for voice (example 79): the JSON moderator gets xmpp.muc.voice.
+    x.send(`<presence to='${room}/bob'><x xmlns='${MUC_NS}'/></presence>`);
+    await x.next((t) => t.includes('<subject') && attr(t, 'from') === room, 'the subject that ends the join');
+    const bob = await a.next('xmpp.muc.roster', { room, nick: 'bob' });
+    assert.equal(bob.role, 'visitor', JSON.stringify(bob));
+    x.send(
+      `<message id='voice1' to='${room}'><x xmlns='jabber:x:data' type='submit'>` +
+        `<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>` +
+        `<field var='muc#role' type='list-single' label='Requested role'><value>participant</value></field>` +
+        `</x></message>`,
+    );
+    const v = await a.next('xmpp.muc.voice', { room });
+    assert.deepEqual(v, { room, nick: 'bob', role: 'participant', jid: jidObj(B, 'xml') });
+    // The moderator reads the visitors, then grants voice with xmpp.muc.role.set.
+    const bobItem = (role) => ({ affiliation: 'none', jid: jidObj(B, 'xml'), nick: 'bob', role });
+    assert.deepEqual(await a.call('xmpp.muc.role.get', { room, role: 'visitor' }), [null, [bobItem('visitor')]]);
+    assert.deepEqual(await a.call('xmpp.muc.role.set', { room, nick: 'bob', role: 'participant' }), [null, true]);
+    await x.next(fromRoom('bob', withRole('participant')), 'own presence as participant');
+    assert.deepEqual(await a.call('xmpp.muc.role.get', { room, role: 'visitor' }), [null, []]);
+    assert.deepEqual(
+      await a.call('xmpp.muc.role.get', { room, role: 'participant' }),
+      [null, [bobItem('participant')]],
+    );
+    // The XML occupant becomes a moderator.
+    assert.deepEqual(await a.call('xmpp.muc.role.set', { room, nick: 'bob', role: 'moderator' }), [null, true]);
+    await x.next(fromRoom('bob', withRole('moderator')), 'own presence as moderator');
+    const mods = await a.call('xmpp.muc.role.get', { room, role: 'moderator' });
+    assert.equal(mods[0], null, JSON.stringify(mods));
+    assert.deepEqual(
+      [...mods[1]].sort((p, q) => p.nick.localeCompare(q.nick)),
+      [{ affiliation: 'owner', jid: a.jid, nick: 'alice', role: 'moderator' }, bobItem('moderator')],
+    );
+    // A JSON visitor asks for voice: the XML moderator gets the approval form (example
+    // 108), and so does the JSON one.
+    c.emit('xmpp.muc.join', { room, nick: 'carol' });
+    const carol = await c.next('xmpp.muc.roster', { room, nick: 'carol' });
+    assert.equal(carol.role, 'visitor', JSON.stringify(carol));
+    c.emit('xmpp.muc.voice', { room, role: 'participant' });
+    const form = await x.next(
+      (t) => t.startsWith('<message') && attr(t, 'from') === room && t.includes('muc#request'),
+      'the approval form',
+    );
+    const field = (name) => {
+      const m = form.match(new RegExp(`<field var='${name}'[^>]*>\\s*<value>([^<]*)</value>`));
+      return m ? m[1] : undefined;
+    };
+    assert.equal(field('muc#roomnick'), 'carol', form);
+    assert.equal(field('muc#role'), 'participant', form);
+    assert.equal(field('muc#jid'), c.full, form);
+    const v2 = await a.next('xmpp.muc.voice', { room, nick: 'carol' });
+    assert.deepEqual(v2, { room, nick: 'carol', role: 'participant', jid: c.jid });
+    // The XML moderator approves (example 109): the JSON visitor has voice.
+    x.send(
+      `<message id='approve' to='${room}'><x xmlns='jabber:x:data' type='submit'>` +
+        `<field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>` +
+        `<field var='muc#role'><value>participant</value></field>` +
+        `<field var='muc#jid'><value>${escapeXml(c.full)}</value></field>` +
+        `<field var='muc#roomnick'><value>carol</value></field>` +
+        `<field var='muc#request_allow'><value>true</value></field></x></message>`,
+    );
+    await c.next('xmpp.muc.roster', { room, nick: 'carol', role: 'participant' });
+    await a.next('xmpp.muc.roster', { room, nick: 'carol', role: 'participant' });
+    c.emit('xmpp.muc.message', { room, content: 'I have a voice' });
+    await a.next('xmpp.muc.message', { room, nick: 'carol', content: 'I have a voice' });
+    // Only moderators got the requests; a participant may not read the moderators.
+    assert.deepEqual(c.pending('xmpp.muc.voice'), [], 'the visitor got no voice request');
+    const no = await c.call('xmpp.muc.role.get', { room, role: 'moderator' });
+    assert.equal(no[0]?.condition, 'forbidden', JSON.stringify(no));
+    // Client errors.
+    c.emit('xmpp.muc.voice', { room });
+    assertClientError(await c.next('xmpp.error.client'), "Missing 'role' key", { room }, 'voice');
+    const bad = { room, role: 'king' };
+    assertClientError((await c.call('xmpp.muc.role.get', bad))[0], "Invalid 'role' value", bad, 'role.get');
+  },
+
   // The server runs with limits.max_directed_presence = 1.
   async presence_error() {
     const a = await sio(A, 'json', { available: true });

@@ -23,7 +23,7 @@ use set::RosterSet;
 use subscription::{self as sub, Action, Direction, Presences, State, SubType};
 
 use crate::storage::{Request, RosterItem};
-use crate::xml::escape::{escape_attr, escape_attr_to_string as ea};
+use crate::xml::escape::escape_attr;
 use crate::xml::stanza::Stanza;
 use crate::xml::writer::Elem;
 use crate::xmpp::core::{Host, IqReply, IqRequest};
@@ -271,12 +271,19 @@ fn save<H: RosterHost>(shard: &H, user: &str, item: RosterItem, removed: bool) {
     let x = item_xml(&item, removed);
     // A push reports a stored change: it leaves after the commit (nothing if that fails).
     for (jid, ctl) in targets {
-        let id = format!("push{:x}", shard.random() & 0xffff_ffff);
-        let v = format!(
-            "<iq xmlns='jabber:client' type='set' id='{id}' to='{}'><query xmlns='{NS}' ver='{version}'>{x}</query></iq>",
-            ea(jid.as_str())
-        );
-        crate::xmpp::commit::reply_after_commit(shard, &ctl, v.into_bytes(), Vec::new());
+        let mut v = Vec::with_capacity(160 + jid.as_str().len() + x.len());
+        let mut iq = Elem::new(&mut v, "iq")
+            .attr("xmlns", crate::xml::ns::CLIENT)
+            .attr("type", "set")
+            .attr_fmt("id", format_args!("push{:x}", shard.random() & 0xffff_ffff))
+            .attr("to", jid.as_str());
+        iq.child("query")
+            .attr("xmlns", NS)
+            .attr_fmt("ver", version)
+            .raw(x.as_bytes())
+            .end();
+        iq.end();
+        crate::xmpp::commit::reply_after_commit(shard, &ctl, v, Vec::new());
     }
 }
 
@@ -342,19 +349,22 @@ fn on_iq<H: RosterHost>(ctx: &Ctx<H>, st: &Stanza, stype: SType, child: usize) {
     }
 }
 
-fn result<H: RosterHost>(shard: &H, jid: &Jid, id: &str, inner: &str) {
-    let mut v = format!(
-        "<iq xmlns='jabber:client' type='result' {id} to='{}'",
-        ea(jid.as_str())
-    );
-    if inner.is_empty() {
-        v.push_str("/>");
-    } else {
-        v.push('>');
-        v.push_str(inner);
-        v.push_str("</iq>");
+/// The result of the iq whose `id='…'` attribute (as the client wrote it) is `id`, with
+/// `inner` (already XML) as its content.
+fn result<H: RosterHost>(shard: &H, jid: &Jid, id: &str, inner: &[u8]) {
+    let mut v = Vec::with_capacity(96 + id.len() + jid.as_str().len() + inner.len());
+    let mut iq = Elem::new(&mut v, "iq")
+        .attr("xmlns", crate::xml::ns::CLIENT)
+        .attr("type", "result");
+    if !id.is_empty() {
+        iq = iq.attrs_raw(id.as_bytes());
     }
-    send_to(shard, jid, v.into_bytes());
+    iq = iq.attr("to", jid.as_str());
+    if !inner.is_empty() {
+        iq = iq.raw(inner);
+    }
+    iq.end();
+    send_to(shard, jid, v);
 }
 
 fn error<H: RosterHost>(shard: &H, jid: &Jid, id: &str, cond: Cond) {
@@ -379,14 +389,16 @@ fn get<H: RosterHost>(shard: &H, jid: &Jid, id: &str, ver: Option<&str>) {
     };
     // §2.6.3: unchanged since the version the client has: an empty result.
     if ver == Some(version.to_string().as_str()) {
-        return result(shard, jid, id, "");
+        return result(shard, jid, id, b"");
     }
-    result(
-        shard,
-        jid,
-        id,
-        &format!("<query xmlns='{NS}' ver='{version}'>{xml}</query>"),
-    );
+    let mut q = Vec::with_capacity(64 + xml.len());
+    Elem::new(&mut q, "query")
+        .attr("xmlns", NS)
+        .attr_fmt("ver", version)
+        .start_content()
+        .raw(xml.as_bytes())
+        .end();
+    result(shard, jid, id, &q);
 }
 
 fn set<H: RosterHost>(shard: &H, jid: &Jid, id: &str, parsed: Result<RosterSet, Cond>) {
@@ -422,10 +434,14 @@ fn set<H: RosterHost>(shard: &H, jid: &Jid, id: &str, parsed: Result<RosterSet, 
     // The result says "stored": it leaves after the commit that covers the change.
     let ctl = shard.sessions.borrow().resource(jid).map(|r| r.ctl.clone());
     if let Some(ctl) = ctl {
-        let ok = format!(
-            "<iq xmlns='jabber:client' type='result' {id} to='{}'/>",
-            ea(jid.as_str())
-        );
+        let mut ok = Vec::with_capacity(96 + id.len() + jid.as_str().len());
+        let mut iq = Elem::new(&mut ok, "iq")
+            .attr("xmlns", crate::xml::ns::CLIENT)
+            .attr("type", "result");
+        if !id.is_empty() {
+            iq = iq.attrs_raw(id.as_bytes());
+        }
+        iq.attr("to", jid.as_str()).end();
         let (err, _, _) = crate::xmpp::errors::error_stanza(
             "iq",
             "",
@@ -434,7 +450,7 @@ fn set<H: RosterHost>(shard: &H, jid: &Jid, id: &str, parsed: Result<RosterSet, 
             Cond::InternalServerError,
             Some("the change could not be stored"),
         );
-        crate::xmpp::commit::reply_after_commit(shard, &ctl, ok.into_bytes(), err);
+        crate::xmpp::commit::reply_after_commit(shard, &ctl, ok, err);
     }
 }
 

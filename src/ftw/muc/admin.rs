@@ -1,19 +1,25 @@
 //! Room administration, both ways.
 //!
 //! - Rendered: the callback of `xmpp.muc.room.config.get`, the room's configuration form
-//!   as `{title?, instructions?, fields:[...]}`.
-//! - Requested: `xmpp.muc.role.set`, `xmpp.muc.affiliation`, `xmpp.muc.room.config.get`,
-//!   `xmpp.muc.room.config.set`, `xmpp.muc.destroy`; all need a callback, and all but
-//!   the config get answer `true`.
+//!   as `{title?, instructions?, fields:[...]}`, and of `xmpp.muc.role.get`, the occupants
+//!   of a role as `[{affiliation, jid, nick, role}...]`.
+//! - Requested: `xmpp.muc.role.set`, `xmpp.muc.role.get`, `xmpp.muc.affiliation`,
+//!   `xmpp.muc.room.config.get`, `xmpp.muc.room.config.set`, `xmpp.muc.cancel`,
+//!   `xmpp.muc.destroy`; all need a callback, and all but the two gets answer `true`.
+//!   Sent for the session: the empty form that makes a new room an instant room
+//!   (`xmpp.muc.create` with `instant`).
 //!
-//! XEP-0045: roles and affiliations as muc#admin items (§8.2–§10.8), configuration as a
-//! muc#owner form (§10.2), destroying a room (§10.9); XEP-0004 (data forms).
+//! XEP-0045: roles and affiliations as muc#admin items (§8.2–§10.8) and the lists of a
+//! role (§8.5, §9.8), configuration as a muc#owner form (§10.2), instant rooms and
+//! cancelling a new room's configuration (§10.1.2, §10.1.3), destroying a room (§10.9);
+//! XEP-0004 (data forms).
 
 use super::super::Pending;
 use super::super::common::{
-    R, el, invalid, iq, opt_array, opt_jid, opt_str, req, req_enum, req_jid, req_str,
+    Obj, R, XMLNS, attr, el, iq, kids, opt_jid, put, req_enum, req_jid, req_str,
 };
-use super::super::forms::{data_form, field_values, submit_form};
+use super::super::forms::{data_form, submit_form, submitted_fields};
+use super::super::jid_object;
 use super::super::request::{Event, Request};
 use super::{occupant, reason, room};
 use crate::xml::ns::DATA as NS_DATA;
@@ -24,7 +30,7 @@ use crate::xml::stanza::Stanza;
 use crate::xmpp::jid::Jid;
 use serde_json::{Value, json};
 
-const ROLES: &[&str] = &["none", "visitor", "participant", "moderator"];
+pub(super) const ROLES: &[&str] = &["none", "visitor", "participant", "moderator"];
 const AFFILIATIONS: &[&str] = &["owner", "admin", "member", "outcast", "none"];
 
 // ---------------------------------------------------------------------------------------
@@ -37,8 +43,49 @@ pub(in super::super) fn config_result(st: &Stanza) -> Value {
         .map_or_else(|| json!({ "fields": [] }), |x| data_form(st, x))
 }
 
+/// The callback's result of a role list: `[{affiliation, jid, nick, role}...]` (`jid` as an
+/// object, left out when the room does not give it).
+pub(in super::super) fn role_list(st: &Stanza) -> Value {
+    let Some(q) = st.child(0, "query", NS_MUC_ADMIN) else {
+        return json!([]);
+    };
+    let items = kids(st, q, "item", NS_MUC_ADMIN).map(|i| {
+        let mut o = Obj::new();
+        put(&mut o, "affiliation", attr(st, i, "affiliation"));
+        if let Some(jid) = attr(st, i, "jid") {
+            o.insert("jid".into(), jid_object(&jid));
+        }
+        put(&mut o, "nick", attr(st, i, "nick"));
+        put(&mut o, "role", attr(st, i, "role"));
+        Value::Object(o)
+    });
+    Value::Array(items.collect())
+}
+
 // ---------------------------------------------------------------------------------------
 // Events → stanzas
+
+/// The instant room of §10.1.2 (example 155): the empty submitted form, to `room`, sent for
+/// the session when its `xmpp.muc.create {instant: true}` created the room. Its result
+/// answers no callback.
+pub(in super::super) fn instant_form(room: &str, id: &str) -> String {
+    let x = el(
+        "x",
+        &[("xmlns", Some(NS_DATA)), ("type", Some("submit"))],
+        "",
+    );
+    let query = el("query", &[("xmlns", Some(NS_MUC_OWNER))], &x);
+    el(
+        "iq",
+        &[
+            XMLNS,
+            ("type", Some("set")),
+            ("to", Some(room)),
+            ("id", Some(id)),
+        ],
+        &query,
+    )
+}
 
 /// `xmpp.muc.role.set` (an occupant's role, by nick) and `xmpp.muc.affiliation` (a user's
 /// affiliation, by bare JID).
@@ -73,6 +120,22 @@ pub(in super::super) fn set_item(e: &Event, new_id: &mut dyn FnMut() -> String) 
     ))
 }
 
+/// `xmpp.muc.role.get`: the occupants of `role` (§8.5 voice list, §9.8 moderators).
+pub(in super::super) fn role_get(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Request> {
+    let m = e.obj()?;
+    let room = room(m, e.ctx)?;
+    let role = req_enum(m, "role", ROLES)?;
+    let item = el("item", &[("role", Some(role))], "");
+    let query = el("query", &[("xmlns", Some(NS_MUC_ADMIN))], &item);
+    Ok(iq(
+        "get",
+        Some(room.as_str()),
+        &query,
+        Pending::RoleList,
+        new_id,
+    ))
+}
+
 /// `xmpp.muc.room.config.get`: the callback gets the form.
 pub(in super::super) fn config_get(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Request> {
     let room = room(e.obj()?, e.ctx)?;
@@ -90,16 +153,27 @@ pub(in super::super) fn config_get(e: &Event, new_id: &mut dyn FnMut() -> String
 pub(in super::super) fn config_set(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Request> {
     let m = e.obj()?;
     let room = room(m, e.ctx)?;
-    let mut fields = vec![];
-    for f in req(opt_array(m, "form")?, "form")? {
-        let Some(f) = f.as_object() else {
-            return invalid("form");
-        };
-        let var = req_str(f, "var")?;
-        fields.push((var, opt_str(f, "type")?, field_values(f.get("value"))?));
-    }
-    let form = submit_form(MUC_ROOMCONFIG, &fields);
+    let form = submit_form(MUC_ROOMCONFIG, &submitted_fields(m)?);
     let query = el("query", &[("xmlns", Some(NS_MUC_OWNER))], &form);
+    Ok(iq(
+        "set",
+        Some(room.as_str()),
+        &query,
+        Pending::True,
+        new_id,
+    ))
+}
+
+/// `xmpp.muc.cancel`: cancels the configuration of a new room (§10.1.3, example 162),
+/// which destroys it.
+pub(in super::super) fn cancel(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Request> {
+    let room = room(e.obj()?, e.ctx)?;
+    let x = el(
+        "x",
+        &[("xmlns", Some(NS_DATA)), ("type", Some("cancel"))],
+        "",
+    );
+    let query = el("query", &[("xmlns", Some(NS_MUC_OWNER))], &x);
     Ok(iq(
         "set",
         Some(room.as_str()),
@@ -275,12 +349,78 @@ mod tests {
     }
 
     #[test]
+    fn role_list_result() {
+        // The original gateway's fixture (XEP-0045 example 104), and our room's order.
+        let xml = "<iq from='coven@conference.localhost' id='q1' to='alice@localhost/web' type='result'>\
+            <query xmlns='http://jabber.org/protocol/muc#admin'>\
+            <item affiliation='none' jid='fairyqueen@midsummer.lit/in-love' nick='Titania' role='participant'/>\
+            <item role='participant' nick='O&apos;beron &amp; co' affiliation='member' jid='oberon@midsummer.lit'/>\
+            <item role='visitor' nick='Puck'/></query></iq>";
+        assert_eq!(
+            answer(xml, Pending::RoleList),
+            vec![
+                json!(null),
+                json!([
+                    {"affiliation": "none", "nick": "Titania", "role": "participant",
+                     "jid": {"user": "fairyqueen", "domain": "midsummer.lit", "resource": "in-love"}},
+                    {"affiliation": "member", "nick": "O'beron & co", "role": "participant",
+                     "jid": {"user": "oberon", "domain": "midsummer.lit"}},
+                    {"nick": "Puck", "role": "visitor"},
+                ])
+            ]
+        );
+        let empty =
+            "<iq id='q1' type='result'><query xmlns='http://jabber.org/protocol/muc#admin'/></iq>";
+        assert_eq!(
+            answer(empty, Pending::RoleList),
+            vec![json!(null), json!([])]
+        );
+        assert_eq!(
+            answer("<iq id='q1' type='result'/>", Pending::RoleList),
+            vec![json!(null), json!([])]
+        );
+    }
+
+    #[test]
+    fn role_get_cancel_and_instant_form() {
+        let room = "group-x@conference.localhost";
+        assert_eq!(
+            tracked(
+                "xmpp.muc.role.get",
+                json!({"room": "group-x", "role": "participant"}),
+                Pending::RoleList
+            ),
+            format!(
+                "<iq {C} type='get' to='{room}' id='id1'><query xmlns='{NS_MUC_ADMIN}'>\
+                 <item role='participant'/></query></iq>"
+            )
+        );
+        assert_eq!(
+            tracked("xmpp.muc.cancel", json!({"room": room}), Pending::True),
+            format!(
+                "<iq {C} type='set' to='{room}' id='id1'><query xmlns='{NS_MUC_OWNER}'>\
+                 <x xmlns='jabber:x:data' type='cancel'/></query></iq>"
+            )
+        );
+        // XEP-0045 example 155.
+        assert_eq!(
+            super::instant_form("o'<&@conference.localhost", "ftw7"),
+            format!(
+                "<iq {C} type='set' to='o&apos;&lt;&amp;@conference.localhost' id='ftw7'>\
+                 <query xmlns='{NS_MUC_OWNER}'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+            )
+        );
+    }
+
+    #[test]
     fn muc_admin_errors() {
         for ev in [
             "role.set",
+            "role.get",
             "affiliation",
             "room.config.get",
             "room.config.set",
+            "cancel",
             "destroy",
         ] {
             assert_eq!(
@@ -312,6 +452,15 @@ mod tests {
             ),
             "Invalid 'role' value"
         );
+        assert_eq!(
+            e("xmpp.muc.role.get", json!({"room": "g"})),
+            "Missing 'role' key"
+        );
+        assert_eq!(
+            e("xmpp.muc.role.get", json!({"room": "g", "role": "owner"})),
+            "Invalid 'role' value"
+        );
+        assert_eq!(e("xmpp.muc.cancel", json!({"room": "a b"})), "Invalid JID");
         assert_eq!(
             e(
                 "xmpp.muc.affiliation",

@@ -64,6 +64,9 @@ pub(in super::super) fn render(
             return event(out, name, o);
         }
     }
+    if nick.is_none() && ty != "groupchat" && super::voice::render_request(st, room, out) {
+        return;
+    }
     let body = own(st, 0, "body");
     match ty {
         "groupchat" => {

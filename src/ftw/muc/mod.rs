@@ -1,14 +1,17 @@
 //! Multi-user chat rooms, both ways. Here: what all room events share (room and occupant
 //! addresses, whether a JID is on the MUC service, `<reason/>`); the events themselves are
-//! in `occupants.rs` (joining, leaving, who is in the room), `messages.rs` (what is said,
-//! the subject, invitations) and `admin.rs` (roles, affiliations, configuration,
-//! destruction).
+//! in `occupants.rs` (creating, joining, nick changes, leaving, who is in the room),
+//! `messages.rs` (what is said, the subject, invitations), `voice.rs` (voice requests),
+//! `register.rs` (registration, reserved nicks) and `admin.rs` (roles, affiliations,
+//! configuration, cancelling a new room, destruction).
 //!
 //! XEP-0045 (multi-user chat).
 
 pub(super) mod admin;
 pub(super) mod messages;
 pub(super) mod occupants;
+pub(super) mod register;
+pub(super) mod voice;
 
 use super::Ctx;
 use super::common::{Obj, R, addr, bad_jid, opt_str, opt_text, req};
