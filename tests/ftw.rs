@@ -255,6 +255,11 @@ fn muc_voice_and_roles() {
 }
 
 #[test]
+fn muc_room_config() {
+    scenario("muc_room_config");
+}
+
+#[test]
 fn presence_error() {
     scenario_with("presence_error", "[limits]\nmax_directed_presence = 1\n");
 }

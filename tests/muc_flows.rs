@@ -234,6 +234,9 @@ async fn voice_request_and_approval_xep_0045_7_13_8_6() {
     configure(&mut a, ROOM, &[("muc#roomconfig_moderatedroom", "1")]).await;
     let got = join(&mut b, ROOM, "thirdwitch", "").await;
     assert!(got.iter().any(|m| m.contains("role='visitor'")), "{got:?}");
+    // Someone not in the room may not ask.
+    c.send(&format!("<message id='out1' to='{ROOM}'><x xmlns='{DATA}' type='submit'><field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field><field var='muc#role'><value>participant</value></field></x></message>")).await;
+    assert!(c.recv_until("id='out1'").await.contains("<not-acceptable "));
     let cn = nick_of(&c);
     join(&mut c, ROOM, &cn, "").await;
     // Example 79: the visitor asks for voice.
@@ -582,4 +585,34 @@ async fn registrations_per_room_are_bounded() {
     // The bound counts users: the nick b gave up makes no room for another user.
     let r = iq(&mut c, "r4", &reg("r4", "thirdwitch")).await;
     assert!(r.contains("<resource-constraint "), "{r}");
+}
+
+/// §10.2.1: a configuration change is announced to the occupants (104), with 172 when real
+/// JIDs become visible to all and 173 when they stop being.
+#[tokio::test]
+async fn configuration_changes_are_announced_xep_0045_10_2_1() {
+    let s = Server::start();
+    let (mut a, mut b) = two(&s).await;
+    open_room(&mut a).await;
+    join(&mut b, ROOM, "thirdwitch", "").await;
+    configure(
+        &mut a,
+        ROOM,
+        &[("muc#roomconfig_roomname", "A Darker Cave")],
+    )
+    .await;
+    let m = b.recv_until("<status code='104'/>").await;
+    assert!(
+        m.starts_with("<message")
+            && m.contains(&format!("from='{ROOM}'"))
+            && m.contains("type='groupchat'")
+            && !m.contains("code='172'"),
+        "{m}"
+    );
+    configure(&mut a, ROOM, &[("muc#roomconfig_whois", "anyone")]).await;
+    let m = b.recv_until("<status code='104'/>").await;
+    assert!(m.contains("<status code='172'/>"), "{m}");
+    configure(&mut a, ROOM, &[("muc#roomconfig_whois", "moderators")]).await;
+    let m = b.recv_until("<status code='104'/>").await;
+    assert!(m.contains("<status code='173'/>"), "{m}");
 }

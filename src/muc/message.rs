@@ -36,11 +36,18 @@ pub(super) fn message<H: MamHost>(
     let oi = room.occupants.by_session(from);
     if let (None, SType::Chat | SType::Normal) = (nick, r.stype) {
         // A voice request or its approval (§7.13, §8.6), from an occupant.
-        if let Some(oi) = oi
-            && let Some(st) = parse(r)
+        if let Some(st) = parse(r)
             && let Some(q) = super::voice::request_form(&st)
         {
-            return super::voice::on_form(room, oi, q, r, out);
+            return match oi {
+                Some(oi) => super::voice::on_form(room, oi, q, r, out),
+                None => err(
+                    out,
+                    r,
+                    Cond::NotAcceptable,
+                    Some("only occupants may ask for voice"),
+                ),
+            };
         }
         return invitation(shard, room, oi, r, out);
     }

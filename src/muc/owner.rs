@@ -3,16 +3,17 @@
 //! cancellation of a new room's configuration, and destroying a room (§10.9).
 
 use super::Service;
-use super::fanout::Out;
+use super::fanout::{Out, head_tail};
 use super::room::{Role, Room, err, iq_result, persist};
 use crate::features::mam::MamHost;
 use crate::xml::ns::DATA as NS_DATA;
 use crate::xml::ns::MUC_OWNER as NS_MUC_OWNER;
 use crate::xml::ns::MUC_ROOMCONFIG as FORM;
+use crate::xml::ns::MUC_USER as NS_MUC_USER;
 use crate::xml::stanza::Stanza;
 use crate::xml::writer::Elem;
 use crate::xmpp::errors::Cond;
-use crate::xmpp::router::Routed;
+use crate::xmpp::router::{Kind, Routed};
 use std::fmt::Display;
 
 /// A muc#owner set (query `c` of `st`) from an owner: destroy, or submit or cancel the
@@ -71,11 +72,23 @@ pub(super) fn set<H: MamHost>(
             gone
         }
         Some("submit") => {
+            let (was_locked, was_whois) = (room.locked, room.cfg.whois_anyone);
             match apply_form(room, st, x) {
                 Ok(()) => {
                     room.locked = false;
                     persist(shard, room, out);
                     super::directory::announce(room, &svc.domain, out);
+                    // §10.2.1: the occupants learn that the configuration changed (104),
+                    // and whether real JIDs are now shown to all (172) or not (173).
+                    if !was_locked {
+                        let mut codes = vec![104];
+                        match (was_whois, room.cfg.whois_anyone) {
+                            (false, true) => codes.push(172),
+                            (true, false) => codes.push(173),
+                            _ => {}
+                        }
+                        config_changed(room, &codes, out);
+                    }
                     iq_result(out, r, "")
                 }
                 Err(why) => err(out, r, Cond::NotAcceptable, Some(why)),
@@ -87,6 +100,29 @@ pub(super) fn set<H: MamHost>(
             false
         }
     }
+}
+
+/// §10.2.1 example 172: a groupchat message from the room with status `codes`, to every
+/// occupant session.
+fn config_changed(room: &Room, codes: &[u16], out: &mut Out) {
+    let mut inner = Vec::with_capacity(64 + 20 * codes.len());
+    let mut x = Elem::new(&mut inner, "x").attr("xmlns", NS_MUC_USER);
+    for c in codes {
+        x.child("status").attr_fmt("code", c).end();
+    }
+    x.end();
+    let (head, tail) = head_tail(
+        Kind::Message,
+        &room.jid,
+        " type='groupchat'",
+        std::str::from_utf8(&inner).unwrap_or_default(),
+    );
+    let tos = room
+        .occupants
+        .iter()
+        .flat_map(|(_, o)| o.sessions().iter().map(|s| (s.home, s.to.clone())))
+        .collect();
+    out.fan(head, tail, tos);
 }
 
 /// §10.9: `<destroy><reason>…</reason></destroy>`, in the occupants' last presence.

@@ -821,6 +821,29 @@ const scenarios = {
   },
 
   // XEP-0045 §7.10 and §7.12: registering with a room reserves a nick.
+  async muc_room_config() {
+    // XEP-0045 §10.2.1: a configuration change reaches JSON occupants as
+    // xmpp.muc.room.config with the status codes, XML occupants as example 172.
+    const room = `group-${randomUUID()}@${MUC}`;
+    const a = await sio(A, 'json', { available: true });
+    const x = await XmlClient.login(B, 'xml');
+    a.emit('xmpp.muc.join', { room, nick: 'alice' });
+    await a.next('xmpp.muc.roster', { room, nick: 'alice' });
+    x.send(`<presence to='${room}/bob'><x xmlns='${MUC_NS}'/></presence>`);
+    await x.next((t) => t.includes('<subject') && attr(t, 'from') === room, 'the subject that ends the join');
+    assert.deepEqual(
+      await a.call('xmpp.muc.room.config.set', {
+        room,
+        form: [{ var: 'muc#roomconfig_whois', value: 'anyone', type: 'list-single' }],
+      }),
+      [null, true],
+    );
+    const ev = await a.next('xmpp.muc.room.config', { room });
+    assert.deepEqual(ev, { room, status: [104, 172] });
+    const m = await x.next((t) => t.startsWith('<message') && t.includes("code='104'"), 'the 104 notice');
+    assert.ok(m.includes("<status code='172'/>") && attr(m, 'from') === room, m);
+  },
+
   async muc_register() {
     const room = `group-${randomUUID()}@${MUC}`;
     const a = await sio(A, 'json', { available: true });

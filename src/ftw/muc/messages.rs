@@ -63,6 +63,18 @@ pub(in super::super) fn render(
             }
             return event(out, name, o);
         }
+        // XEP-0045 §10.2.1: the room's configuration changed (104; 172/173: real JIDs
+        // now shown to all, or not): `xmpp.muc.room.config` with the status codes.
+        let codes: Vec<Value> = st
+            .children(x)
+            .filter(|&c| st.elems[c].local == "status")
+            .filter_map(|c| attr(st, c, "code")?.parse::<u16>().ok())
+            .map(Value::from)
+            .collect();
+        if nick.is_none() && !codes.is_empty() && own(st, 0, "body").is_none() {
+            o.insert("status".into(), Value::Array(codes));
+            return event(out, "xmpp.muc.room.config", o);
+        }
     }
     if nick.is_none() && ty != "groupchat" && super::voice::render_request(st, room, out) {
         return;
@@ -162,6 +174,20 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn room_configuration_change() {
+        // XEP-0045 §10.2.1 example 172, with 172 (now non-anonymous).
+        let xml = "<message from='coven@conference.localhost' to='alice@localhost/web' type='groupchat'>\
+            <x xmlns='http://jabber.org/protocol/muc#user'><status code='104'/><status code='172'/></x></message>";
+        assert_eq!(
+            deliver(xml),
+            vec![ev(
+                "xmpp.muc.room.config",
+                json!({"room": "coven@conference.localhost", "status": [104, 172]})
+            )]
+        );
+    }
+
+    #[test]
     fn muc_subject() {
         // XEP-0045 examples 40 and 190.
         let xml = "<message from='coven@conference.localhost/wiccarocks' to='alice@localhost/web' \
@@ -244,10 +270,17 @@ mod tests {
                 })
             )]
         );
-        // A status-code notification (XEP-0045 example 89) has nothing to show.
+        // A status-code notification (XEP-0045 example 89) is no message: it is the
+        // configuration change of `xmpp.muc.room.config`.
         let xml = "<message from='coven@conference.localhost' type='groupchat'>\
             <x xmlns='http://jabber.org/protocol/muc#user'><status code='104'/></x></message>";
-        assert_eq!(deliver(xml), vec![]);
+        assert_eq!(
+            deliver(xml),
+            vec![ev(
+                "xmpp.muc.room.config",
+                json!({"room": "coven@conference.localhost", "status": [104]})
+            )]
+        );
     }
 
     #[test]
