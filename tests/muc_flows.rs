@@ -616,3 +616,41 @@ async fn configuration_changes_are_announced_xep_0045_10_2_1() {
     let m = b.recv_until("<status code='104'/>").await;
     assert!(m.contains("<status code='173'/>"), "{m}");
 }
+
+/// A user in a room under two nicks (two resources): an affiliation change reaches the
+/// presence of both occupants, and a ban removes both.
+#[tokio::test]
+async fn an_affiliation_change_reaches_every_occupant_of_the_user() {
+    let s = Server::start();
+    let (a, b) = s.users_apart();
+    let mut a = Client::online(&s, &a, "pda", 0).await;
+    open_room(&mut a).await;
+    let mut b1 = Client::online(&s, &b, "one", 0).await;
+    let mut b2 = Client::online(&s, &b, "two", 0).await;
+    join(&mut b1, ROOM, "first", "").await;
+    join(&mut b2, ROOM, "second", "").await;
+    let bare = b1.jid.split('/').next().unwrap().to_string();
+    let r = iq(&mut a, "m", &format!("<iq id='m' to='{ROOM}' type='set'><query xmlns='{ADMIN}'><item affiliation='member' jid='{bare}'/></query></iq>")).await;
+    assert!(r.contains("type='result'"), "{r}");
+    for nick in ["first", "second"] {
+        let p = b1.recv_until(&format!("from='{ROOM}/{nick}'")).await;
+        let p = if p.contains("affiliation='member'") {
+            p
+        } else {
+            b1.recv_until(&format!("from='{ROOM}/{nick}'")).await
+        };
+        assert!(p.contains("affiliation='member'"), "{nick}: {p}");
+    }
+    let r = iq(&mut a, "ban", &format!("<iq id='ban' to='{ROOM}' type='set'><query xmlns='{ADMIN}'><item affiliation='outcast' jid='{bare}'/></query></iq>")).await;
+    assert!(r.contains("type='result'"), "{r}");
+    // Each session gets its own occupant's removal (with 110).
+    for c in [&mut b1, &mut b2] {
+        loop {
+            let p = c.recv_until("code='301'").await;
+            if p.contains("code='110'") {
+                assert!(p.contains("type='unavailable'"), "{p}");
+                break;
+            }
+        }
+    }
+}

@@ -186,25 +186,35 @@ fn admin_item(
     } else {
         room.affiliations.insert(bare.into(), new);
     }
-    // The user's occupants (a scan: by bare JID, and only on an affiliation change). A
-    // removal may renumber the others, so each turn looks again.
-    loop {
-        let mine = room.occupants.iter().find(|(_, o)| o.bare() == bare);
-        let Some((oi, _)) = mine else {
-            break;
-        };
-        if new == Affiliation::Outcast {
-            remove_occupant(room, oi, 301, out);
-        } else if room.cfg.members_only && new < Affiliation::Member {
-            remove_occupant(room, oi, 321, out);
-        } else {
-            let role = room
-                .default_role(new)
-                .max(room.occupants[oi].role.min(Role::Participant));
-            room.broadcast_presence(oi, role, false, &[], &[], "", out);
-            room.occupants[oi].role = role;
-            break;
+    // The user's occupants (a scan: by bare JID, and only on an affiliation change): one
+    // per nick it joined under. A removal may renumber the others, so each turn looks again.
+    let removal = match new {
+        Affiliation::Outcast => Some(301),
+        _ if room.cfg.members_only && new < Affiliation::Member => Some(321),
+        _ => None,
+    };
+    if let Some(code) = removal {
+        loop {
+            let mine = room.occupants.iter().find(|(_, o)| o.bare() == bare);
+            let Some(oi) = mine.map(|(oi, _)| oi) else {
+                break;
+            };
+            remove_occupant(room, oi, code, out);
         }
+        return Ok(());
+    }
+    let mine: Vec<usize> = room
+        .occupants
+        .iter()
+        .filter(|(_, o)| o.bare() == bare)
+        .map(|(oi, _)| oi)
+        .collect();
+    for oi in mine {
+        let role = room
+            .default_role(new)
+            .max(room.occupants[oi].role.min(Role::Participant));
+        room.broadcast_presence(oi, role, false, &[], &[], "", out);
+        room.occupants[oi].role = role;
     }
     Ok(())
 }
