@@ -78,7 +78,7 @@ impl<M> Frame<M> {
 
     /// Whether this frame is a text message (not raw or control bytes).
     pub fn is_text(&self) -> bool {
-        self.hdr_len > 0 && self.hdr[0] & 0x0F == websocket::OP_TEXT
+        self.hdr[0] & 0x0F == websocket::OP_TEXT
     }
 }
 
@@ -118,6 +118,9 @@ pub struct Outbox<M> {
     timer_due: Cell<bool>,
     /// Work for the connection's own task (`poke`).
     poked: Cell<bool>,
+    /// The connection is a plain byte stream (RFC 6120 over TCP), not WebSocket: text
+    /// messages are written without their frame header.
+    raw_text: Cell<bool>,
 }
 
 /// What woke a waiting reader.
@@ -154,12 +157,35 @@ impl<M> Outbox<M> {
             deadline: Cell::new(None),
             timer_due: Cell::new(false),
             poked: Cell::new(false),
+            raw_text: Cell::new(false),
         }
+    }
+
+    /// Writes text messages without a WebSocket header from now on (a TCP stream).
+    pub fn set_raw_text(&self, raw: bool) {
+        self.raw_text.set(raw);
+    }
+
+    /// A frame as this connection writes it: a text message loses its WebSocket header
+    /// on a plain byte stream (it keeps its kind: `is_text`).
+    /// A frame that lost its header on one connection gets it back on a WebSocket one (a
+    /// session resumed, or a stanza rerouted, from TCP to WebSocket).
+    fn for_wire(&self, mut f: Frame<M>) -> Frame<M> {
+        if f.is_text() {
+            if self.raw_text.get() {
+                f.hdr_len = 0;
+            } else if f.hdr_len == 0 {
+                let len = f.parts.iter().map(|p| p.len()).sum();
+                (f.hdr, f.hdr_len) = websocket::header(websocket::OP_TEXT, len);
+            }
+        }
+        f
     }
 
     /// Queues a frame, within the bound.
     #[inline]
     pub fn push(&self, f: Frame<M>) -> Result<(), PushError> {
+        let f = self.for_wire(f);
         let mut q = self.q.borrow_mut();
         if q.close.is_some() {
             return Err(PushError::Closed);
@@ -178,6 +204,7 @@ impl<M> Outbox<M> {
 
     /// Queues a small control frame even past the bound (unless closing).
     pub fn push_control(&self, f: Frame<M>) {
+        let f = self.for_wire(f);
         let mut q = self.q.borrow_mut();
         if q.close.is_some() {
             return;
@@ -532,4 +559,32 @@ async fn last_words<M>(ctl: &Outbox<M>, mut wh: OwnedWriteHalf<TcpStream>) {
     }
     let _ = wh.shutdown().await;
     ctl.finish(false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a byte stream a text message goes out without its WebSocket header, and gets it
+    /// back when it moves to a WebSocket connection (a session resumed or a message
+    /// rerouted from TCP to WebSocket).
+    #[test]
+    fn text_frames_on_a_byte_stream_and_back() {
+        let tcp: Outbox<()> = Outbox::new(1 << 20);
+        tcp.set_raw_text(true);
+        tcp.push(Frame::text(Bytes::from_static(b"<message/>")))
+            .unwrap();
+        tcp.push(Frame::raw(Bytes::from_static(b"raw"))).unwrap();
+        let moved = tcp.take_unsent();
+        assert_eq!(moved[0].len(), 10, "no header on TCP");
+        assert!(moved[0].is_text() && !moved[1].is_text());
+        let ws: Outbox<()> = Outbox::new(1 << 20);
+        for f in moved {
+            ws.push(f).unwrap();
+        }
+        let back = ws.take_unsent();
+        assert_eq!(back[0].len(), 12, "a two-byte text header again");
+        assert_eq!(&back[0].hdr[..2], &[0x81, 10]);
+        assert_eq!(back[1].len(), 3, "raw bytes stay raw");
+    }
 }

@@ -128,6 +128,7 @@ pub fn shutdown_conn(ctl: &Sink) {
     ctl.close(
         CloseKind::Flush,
         stream_error_bytes(
+            ctl.framing(),
             StreamError::SystemShutdown,
             Some("server shutting down"),
             None,

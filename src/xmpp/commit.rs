@@ -167,6 +167,7 @@ pub fn on_synced<H: Host>(shard: &H, token: u64, ok: bool) {
                 c.close(
                     CloseKind::Flush,
                     stream_error_bytes(
+                        c.framing(),
                         StreamError::InternalServerError,
                         Some("storage failed: nothing since the last ack is acknowledged"),
                         None,

@@ -1,5 +1,6 @@
 //! Stream errors (RFC 6120 §4.9, framed per RFC 7395 §3.6) and stanza errors (§8.3).
 
+use super::sink::Framing;
 use crate::net::websocket;
 use crate::xml::ns;
 use crate::xml::writer::Elem;
@@ -69,19 +70,59 @@ pub fn close_element() -> Vec<u8> {
     v
 }
 
-/// The last words of a stream: (an `<open/>` if none was sent yet,) the error, `<close/>`,
-/// and the WebSocket close frame — all framed, ready to write.
+/// RFC 6120 §4.7: the server's stream header on TCP (with the XML declaration).
+pub fn stream_header(domain: &str, id: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(220);
+    v.extend_from_slice(b"<?xml version='1.0'?>");
+    Elem::new(&mut v, "stream:stream")
+        .attr("xmlns", ns::CLIENT)
+        .attr("xmlns:stream", ns::STREAMS)
+        .attr("from", domain)
+        .attr("id", id)
+        .attr("version", "1.0")
+        .attr("xml:lang", "en")
+        .leave_open();
+    v
+}
+
+/// The end of a TCP stream (RFC 6120 §4.4).
+pub const STREAM_END: &[u8] = b"</stream:stream>";
+
+/// The stream's opening as `framing` writes it: `<open/>`, or the TCP stream header.
+pub fn opening(framing: Framing, domain: &str, id: &str) -> Vec<u8> {
+    match framing {
+        Framing::WebSocket => open_element(domain, id),
+        Framing::Tcp => stream_header(domain, id),
+    }
+}
+
+/// The stream's end as `framing` writes it: `<close/>`, or `</stream:stream>`.
+pub fn closing(framing: Framing) -> Vec<u8> {
+    match framing {
+        Framing::WebSocket => close_element(),
+        Framing::Tcp => STREAM_END.to_vec(),
+    }
+}
+
+/// The last words of a stream: (its opening if none was sent yet,) the error and its end;
+/// on WebSocket `<close/>` and the close frame, all framed, ready to write.
 pub fn stream_error_bytes(
+    framing: Framing,
     err: StreamError,
     text: Option<&str>,
     open_first: Option<(&str, &str)>,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(320);
+    let ws = framing == Framing::WebSocket;
+    let put = |out: &mut Vec<u8>, xml: &[u8]| {
+        if ws {
+            out.extend_from_slice(&websocket::frame(websocket::OP_TEXT, xml));
+        } else {
+            out.extend_from_slice(xml);
+        }
+    };
     if let Some((domain, id)) = open_first {
-        out.extend_from_slice(&websocket::frame(
-            websocket::OP_TEXT,
-            &open_element(domain, id),
-        ));
+        put(&mut out, &opening(framing, domain, id));
     }
     let mut e = Vec::with_capacity(200);
     let mut se = Elem::new(&mut e, "stream:error").attr("xmlns:stream", ns::STREAMS);
@@ -94,9 +135,11 @@ pub fn stream_error_bytes(
             .end();
     }
     se.end();
-    out.extend_from_slice(&websocket::frame(websocket::OP_TEXT, &e));
-    out.extend_from_slice(&websocket::frame(websocket::OP_TEXT, &close_element()));
-    out.extend_from_slice(&websocket::close_frame(websocket::CLOSE_NORMAL, ""));
+    put(&mut out, &e);
+    put(&mut out, &closing(framing));
+    if ws {
+        out.extend_from_slice(&websocket::close_frame(websocket::CLOSE_NORMAL, ""));
+    }
     out
 }
 
@@ -196,4 +239,31 @@ pub fn error_stanza(
 
 fn span32(r: Range<usize>) -> Range<u32> {
     r.start as u32..r.end as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 6120 §4.9: on TCP the last words are the error and `</stream:stream>`, raw
+    /// (preceded by the stream header when the server had not sent one yet).
+    #[test]
+    fn stream_error_on_tcp() {
+        let v = stream_error_bytes(
+            Framing::Tcp,
+            StreamError::NotWellFormed,
+            None,
+            Some(("localhost", "s1")),
+        );
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' from='localhost' id='s1' \
+             version='1.0' xml:lang='en'><stream:error xmlns:stream='http://etherx.jabber.org/streams'>\
+             <not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>"
+        );
+        let ws = stream_error_bytes(Framing::WebSocket, StreamError::NotWellFormed, None, None);
+        assert_eq!(ws[0], 0x81, "framed on WebSocket");
+        assert!(ws.ends_with(&websocket::close_frame(websocket::CLOSE_NORMAL, "")));
+    }
 }

@@ -483,8 +483,9 @@ fn push_copy(ctl: &Sink, mut f: OutFrame, copies: Option<&Rc<FrameExtra>>) -> bo
 }
 
 /// The last words of a slow consumer.
-pub fn overflow_words() -> Vec<u8> {
+pub fn overflow_words(framing: super::sink::Framing) -> Vec<u8> {
     super::errors::stream_error_bytes(
+        framing,
         super::errors::StreamError::PolicyViolation,
         Some("outbound queue limit exceeded: the client is not reading"),
         None,

@@ -128,7 +128,17 @@ pub struct Sink {
     rendering: Cell<bool>,
     /// The last words of a connection whose own replies (answers, pongs, acks) pass the
     /// outbound bound because it does not read.
-    reply_overflow: Cell<fn() -> Vec<u8>>,
+    reply_overflow: Cell<fn(Framing) -> Vec<u8>>,
+    framing: Cell<Framing>,
+}
+
+/// How a connection frames its XML: RFC 7395 (one element per WebSocket message,
+/// `<open/>` and `<close/>`), or RFC 6120 over TCP (one XML document, `<stream:stream>`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Framing {
+    #[default]
+    WebSocket,
+    Tcp,
 }
 
 impl AsRef<Outbox<Meta>> for Sink {
@@ -147,13 +157,25 @@ impl Sink {
             sm_handed_over: Cell::new(false),
             render: RefCell::new(None),
             rendering: Cell::new(false),
-            reply_overflow: Cell::new(Vec::new),
+            reply_overflow: Cell::new(|_| Vec::new()),
+            framing: Cell::new(Framing::WebSocket),
         }
     }
 
     /// What to say when the connection's own replies pass the outbound bound.
-    pub fn set_reply_overflow(&self, words: fn() -> Vec<u8>) {
+    pub fn set_reply_overflow(&self, words: fn(Framing) -> Vec<u8>) {
         self.reply_overflow.set(words);
+    }
+
+    pub fn framing(&self) -> Framing {
+        self.framing.get()
+    }
+
+    /// The connection is a TCP stream (or a WebSocket one): text frames are written as
+    /// it frames them.
+    pub fn set_framing(&self, f: Framing) {
+        self.framing.set(f);
+        self.out.set_raw_text(f == Framing::Tcp);
     }
 
     /// Sets (or clears) the rendering of this session's XML frames.
@@ -166,17 +188,21 @@ impl Sink {
     /// `overflow_final` as its last words; a refused frame is dropped here and the caller
     /// bounces the stanza it carried.
     #[inline]
-    pub fn push(&self, f: OutFrame, overflow_final: fn() -> Vec<u8>) -> Result<(), PushError> {
+    pub fn push(
+        &self,
+        f: OutFrame,
+        overflow_final: fn(Framing) -> Vec<u8>,
+    ) -> Result<(), PushError> {
         match self.queue(f) {
             Ok(false) => Ok(()),
             // Queued, but the client never acknowledges: it is held for routing again.
             Ok(true) => {
-                self.close(CloseKind::Abort, overflow_final());
+                self.close(CloseKind::Abort, overflow_final(self.framing()));
                 Ok(())
             }
             Err(e) => {
                 if e == PushError::Overflow {
-                    self.close(CloseKind::Abort, overflow_final());
+                    self.close(CloseKind::Abort, overflow_final(self.framing()));
                 }
                 Err(e)
             }
@@ -192,7 +218,10 @@ impl Sink {
                 conn = self.id,
                 "closing slow consumer: its own replies pass the outbound limit"
             );
-            self.close(CloseKind::Abort, (self.reply_overflow.get())());
+            self.close(
+                CloseKind::Abort,
+                (self.reply_overflow.get())(self.framing()),
+            );
         }
     }
 

@@ -2,10 +2,11 @@
 //! then stanzas. The connection task feeds it one complete element at a time.
 
 use super::core::Host;
-use super::errors::{Cond, StreamError, error_stanza, open_element, stream_error_bytes};
+use super::errors::{Cond, StreamError, error_stanza, stream_error_bytes};
 use super::jid::Jid;
 use super::router::{Kind, SType};
 use super::session::BindError;
+use super::sink::Framing;
 use super::sink::{OutFrame, Sink};
 use crate::net::outbox::CloseKind;
 use crate::xml::ns;
@@ -115,7 +116,10 @@ impl Stream {
         );
         let id = self.stream_id();
         let open = (!self.opened).then_some((shard.domain(), id.as_str()));
-        ctl.close(CloseKind::Flush, stream_error_bytes(err, text, open));
+        ctl.close(
+            CloseKind::Flush,
+            stream_error_bytes(ctl.framing(), err, text, open),
+        );
         self.clean_end = err != StreamError::ConnectionTimeout;
         Action::Close
     }
@@ -146,15 +150,16 @@ impl Stream {
         };
         let root = st.root();
         match (root.ns, root.local) {
-            (ns::FRAMING, "open") => self.on_open(shard, ctl, &st),
-            (ns::FRAMING, "close") => {
-                self.clean_end = true;
-                self.send(ctl, super::errors::close_element());
-                ctl.close(
-                    CloseKind::Flush,
-                    crate::net::websocket::close_frame(crate::net::websocket::CLOSE_NORMAL, ""),
-                );
-                Action::Close
+            (ns::FRAMING, "open") if ctl.framing() == Framing::WebSocket => {
+                self.on_open(shard, ctl, &st)
+            }
+            // On TCP the stream header, as the connection's framer hands it over (a
+            // self-closed copy of `<stream:stream …>`).
+            (ns::STREAMS, "stream") if ctl.framing() == Framing::Tcp => {
+                self.on_open(shard, ctl, &st)
+            }
+            (ns::FRAMING, "close") if ctl.framing() == Framing::WebSocket => {
+                self.end_requested(ctl)
             }
             (_, "open" | "close") => self.fail(
                 shard,
@@ -201,6 +206,23 @@ impl Stream {
         }
     }
 
+    /// The client ends the stream (`<close/>`, or `</stream:stream>` on TCP): the server
+    /// ends its side too, and the connection closes (RFC 6120 §4.4, RFC 7395 §3.6).
+    pub fn end_requested(&mut self, ctl: &Sink) -> Action {
+        self.clean_end = true;
+        match ctl.framing() {
+            Framing::WebSocket => {
+                self.send(ctl, super::errors::close_element());
+                ctl.close(
+                    CloseKind::Flush,
+                    crate::net::websocket::close_frame(crate::net::websocket::CLOSE_NORMAL, ""),
+                );
+            }
+            Framing::Tcp => ctl.close(CloseKind::Flush, super::errors::STREAM_END.to_vec()),
+        }
+        Action::Close
+    }
+
     fn on_open<H: Host>(&mut self, shard: &H, ctl: &Sink, st: &Stanza) -> Action {
         self.stream_id = shard.random();
         self.opened = false;
@@ -223,7 +245,10 @@ impl Stream {
                 );
             }
         }
-        self.send(ctl, open_element(shard.domain(), &self.stream_id()));
+        self.send(
+            ctl,
+            super::errors::opening(ctl.framing(), shard.domain(), &self.stream_id()),
+        );
         self.opened = true;
         let mut v = Vec::with_capacity(256);
         let mut features = Elem::new(&mut v, "stream:features").attr("xmlns:stream", ns::STREAMS);
@@ -395,6 +420,7 @@ impl Stream {
                     old.ctl.close(
                         CloseKind::Flush,
                         stream_error_bytes(
+                            old.ctl.framing(),
                             StreamError::Conflict,
                             Some("replaced by a new session"),
                             None,
