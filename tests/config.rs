@@ -146,6 +146,14 @@ fn each_check_refuses_a_file_naming_the_key() {
             "muc.history_default must be <= muc.history_max",
         ),
         ("[muc]\nsubdomain = \"a b\"\n", "muc.subdomain"),
+        (
+            "[muc]\ndirectory_page_max = 0\n",
+            "muc.directory_page_max must be 1..=1000",
+        ),
+        (
+            "[muc]\ndirectory_page_max = 1001\n",
+            "muc.directory_page_max must be 1..=1000",
+        ),
         // storage
         (
             "[storage]\nqueue_capacity = 0\n",

@@ -269,6 +269,13 @@ fn disco() {
     scenario("disco");
 }
 
+/// The room directory in pages of two (XEP-0059 through `xmpp.discover.items`'s `rsm`).
+#[test]
+fn disco_rsm() {
+    // Appended to CONFIG, whose last table is [muc].
+    scenario_with("disco_rsm", "directory_page_max = 2\n");
+}
+
 #[test]
 fn ping() {
     scenario("ping");

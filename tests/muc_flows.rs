@@ -1,8 +1,8 @@
 //! The XEP-0045 flows clients use beyond joining and talking (issue 15): nickname changes
 //! (§7.6), registration and reserved nicks (§7.10, §7.12), voice requests and their
 //! approval (§7.13, §8.6), voice and moderator lists (§8.3–8.5, §9.8), instant, configured
-//! and cancelled rooms (§10.1), IQs relayed to occupants (§17.4), XEP-0410 self-ping and
-//! presence broadcast per role. The stanzas clients send are the XEP's own examples, with
+//! and cancelled rooms (§10.1), IQs relayed to occupants (§17.4), XEP-0410 self-ping,
+//! presence broadcast per role, and the room directory in XEP-0059 pages (§6.3). The stanzas clients send are the XEP's own examples, with
 //! its names replaced by ours; occupants live on different shards.
 
 mod common;
@@ -653,4 +653,167 @@ async fn an_affiliation_change_reaches_every_occupant_of_the_user() {
             }
         }
     }
+}
+
+/// The rooms (their JIDs, in order) and the XEP-0059 `<set/>` of a directory answer.
+fn directory_page(answer: &str) -> (Vec<String>, String) {
+    let rooms = answer
+        .split("<item jid='")
+        .skip(1)
+        .map(|i| i.split('\'').next().unwrap().to_string())
+        .collect();
+    let set = answer.find("<set").map_or(String::new(), |i| {
+        let end = answer
+            .find("</set>")
+            .map_or(answer.len(), |e| e + "</set>".len());
+        answer[i..end].to_string()
+    });
+    (rooms, set)
+}
+
+/// The `<set/>` of a page from `first` (at `index`) to `last` of `count` rooms.
+fn page_set(first: &str, index: usize, last: &str, count: usize) -> String {
+    format!(
+        "<set xmlns='http://jabber.org/protocol/rsm'><first index='{index}'>{first}</first>\
+         <last>{last}</last><count>{count}</count></set>"
+    )
+}
+
+/// XEP-0045 §6.3 with XEP-0059: the directory of public rooms comes in pages of at most
+/// `muc.directory_page_max`, in JID order, whichever shard each room lives on.
+#[tokio::test]
+async fn the_room_directory_pages_xep_0059() {
+    let s = Server::start_with("[muc]\ndirectory_page_max = 3\n", 2);
+    let (mut a, mut b) = two(&s).await;
+    let an = nick_of(&a);
+    // Seven public rooms (created out of order) on both shards, and one hidden room.
+    let names = [
+        "kilo", "alpha", "hotel", "echo", "golf", "bravo", "delta", "zulu",
+    ];
+    let rooms: Vec<String> = names
+        .iter()
+        .map(|n| format!("{n}@conference.localhost"))
+        .collect();
+    let homes: std::collections::HashSet<usize> = rooms
+        .iter()
+        .map(|r| aoba::runtime::home(r, 2).shard())
+        .collect();
+    assert_eq!(homes.len(), 2, "rooms on both shards");
+    for r in &rooms {
+        join(&mut a, r, &an, "").await;
+        instant_room(&mut a, r).await;
+    }
+    configure(&mut a, &rooms[7], &[("muc#roomconfig_publicroom", "0")]).await;
+    let mut public: Vec<String> = rooms[..7].to_vec();
+    public.sort();
+    let disco = |id: &str, set: &str| {
+        format!(
+            "<iq type='get' id='{id}' to='conference.localhost'>\
+             <query xmlns='http://jabber.org/protocol/disco#items'>{set}</query></iq>"
+        )
+    };
+    let rsm = |inner: &str| format!("<set xmlns='http://jabber.org/protocol/rsm'>{inner}</set>");
+    // The directory is updated by messages between shards: ask (§2.7, the count alone)
+    // until it has settled.
+    let settled = "<set xmlns='http://jabber.org/protocol/rsm'><count>7</count></set>";
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = iq(&mut b, "n", &disco("n", &rsm("<max>0</max>"))).await;
+        if directory_page(&last).1 == settled {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        directory_page(&last),
+        (vec![], settled.to_string()),
+        "{last}"
+    );
+
+    // No <set/>: the first page of three, and the <set/> that says there are seven.
+    let r = iq(&mut b, "p0", &disco("p0", "")).await;
+    assert!(r.contains("type='result'"), "{r}");
+    assert_eq!(
+        directory_page(&r),
+        (public[..3].to_vec(), page_set(&public[0], 0, &public[2], 7)),
+        "{r}"
+    );
+
+    // §2.2: paging forwards with <after/> walks every public room once, in JID order.
+    let mut seen: Vec<String> = Vec::new();
+    let mut after = String::new();
+    for page in 0.. {
+        assert!(page < 5, "too many pages: {seen:?}");
+        let id = format!("f{page}");
+        let set = if after.is_empty() {
+            rsm("<max>3</max>")
+        } else {
+            rsm(&format!("<max>3</max><after>{after}</after>"))
+        };
+        let r = iq(&mut b, &id, &disco(&id, &set)).await;
+        let (got, set) = directory_page(&r);
+        if got.is_empty() {
+            assert_eq!(set, settled, "{r}");
+            break;
+        }
+        let index = seen.len();
+        assert_eq!(set, page_set(&got[0], index, got.last().unwrap(), 7), "{r}");
+        after = got.last().unwrap().clone();
+        seen.extend(got);
+    }
+    assert_eq!(seen, public);
+
+    // §2.5: an empty <before/> is the last page; §2.3: <before/> a JID, the page before it.
+    let r = iq(&mut b, "l", &disco("l", &rsm("<max>3</max><before/>"))).await;
+    assert_eq!(
+        directory_page(&r),
+        (public[4..].to_vec(), page_set(&public[4], 4, &public[6], 7)),
+        "{r}"
+    );
+    let before = rsm(&format!("<max>2</max><before>{}</before>", public[4]));
+    let r = iq(&mut b, "bk", &disco("bk", &before)).await;
+    assert_eq!(
+        directory_page(&r),
+        (
+            public[2..4].to_vec(),
+            page_set(&public[2], 2, &public[3], 7)
+        ),
+        "{r}"
+    );
+
+    // A larger <max/> is capped to the page size.
+    let r = iq(&mut b, "big", &disco("big", &rsm("<max>1000</max>"))).await;
+    assert_eq!(directory_page(&r).0, public[..3].to_vec(), "{r}");
+
+    // §2.6: a page at an index.
+    let r = iq(
+        &mut b,
+        "ix",
+        &disco("ix", &rsm("<max>2</max><index>5</index>")),
+    )
+    .await;
+    assert_eq!(
+        directory_page(&r),
+        (public[5..].to_vec(), page_set(&public[5], 5, &public[6], 7)),
+        "{r}"
+    );
+
+    // A <max/> that is no number is a bad request.
+    let r = iq(&mut b, "bad", &disco("bad", &rsm("<max>many</max>"))).await;
+    assert!(
+        r.contains("type='error'") && r.contains("<bad-request"),
+        "{r}"
+    );
+
+    // XEP-0059 §4: the service says it pages.
+    let r = iq(
+        &mut b,
+        "inf",
+        "<iq type='get' id='inf' to='conference.localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+    )
+    .await;
+    assert!(
+        r.contains("<feature var='http://jabber.org/protocol/rsm'/>"),
+        "{r}"
+    );
 }

@@ -20,6 +20,7 @@ use crate::xmpp::core::{Host, IqReply, IqRequest};
 use crate::xmpp::errors::Cond;
 use crate::xmpp::jid::Jid;
 use crate::xmpp::router::{self, Kind, Routed, SType, split_full};
+use crate::xmpp::rsm;
 use crate::xmpp::stream::Ctx;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -76,6 +77,15 @@ pub trait MamHost: Host {
 
 pub fn id_str(id: u64) -> String {
     format!("{id:016x}")
+}
+
+/// An archive id as its UID is written (`id_str`), without a `String`.
+struct Uid(u64);
+
+impl std::fmt::Display for Uid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
 }
 
 pub fn parse_id(s: &str) -> Option<u64> {
@@ -239,25 +249,19 @@ pub fn parse_query(
             }
         }
     }
-    if let Some(set) = st.child(q, "set", ns::RSM) {
-        if let Some(m) = st.child(set, "max", ns::RSM) {
-            out.max = st
-                .text(m)
-                .trim()
-                .parse::<usize>()
-                .map_err(|_| Cond::BadRequest)?;
+    // XEP-0059 paging by archive id; an `<index/>` is read (a malformed one is refused) but
+    // not used.
+    if let Some(set) = rsm::Query::parse(st, q)? {
+        if let Some(max) = set.max {
+            out.max = max;
         }
-        if let Some(a) = st.child(set, "after", ns::RSM) {
-            tighten_after(
-                &mut out,
-                parse_id(st.text(a).trim()).ok_or(Cond::ItemNotFound)?,
-            );
+        if let Some(a) = set.after {
+            tighten_after(&mut out, parse_id(&a).ok_or(Cond::ItemNotFound)?);
         }
-        if let Some(b) = st.child(set, "before", ns::RSM) {
+        if let Some(b) = set.before {
             out.from_end = true;
-            let t = st.text(b);
-            if !t.trim().is_empty() {
-                tighten_before(&mut out, parse_id(t.trim()).ok_or(Cond::ItemNotFound)?);
+            if !b.is_empty() {
+                tighten_before(&mut out, parse_id(&b).ok_or(Cond::ItemNotFound)?);
             }
         }
     }
@@ -341,16 +345,13 @@ fn fin_result(page: &ArchivePage, reply: &ArchiveReplyTo) -> Routed {
             .child("fin")
             .attr("xmlns", NS)
             .attr_fmt("complete", page.complete);
-        let mut set = f.child("set").attr("xmlns", ns::RSM);
-        if let (Some(first), Some(last)) = (page.items.first(), page.items.last()) {
-            set.child("first")
-                .text_fmt(format_args!("{:016x}", first.id))
-                .end();
-            set.child("last")
-                .text_fmt(format_args!("{:016x}", last.id))
-                .end();
+        rsm::Page {
+            ends: (page.items.first().zip(page.items.last()))
+                .map(|(first, last)| (Uid(first.id), Uid(last.id))),
+            index: None,
+            count: None,
         }
-        set.end();
+        .write(&mut f);
         f.end();
     })
 }

@@ -1,15 +1,17 @@
 //! Service discovery and ping, both ways.
 //!
 //! - Rendered: the callbacks of `xmpp.discover.info` (`[{kind:"identity"|"feature"|"form",
-//!   ...}...]`) and `xmpp.discover.items` (`[{jid, node?, name?}...]`). A disco#info query
+//!   ...}...]`) and `xmpp.discover.items` (`[{jid, node?, name?}...]`), with the result's
+//!   XEP-0059 summary as a third argument when it has one (`rsm.rs`). A disco#info query
 //!   to the session is shown as `xmpp.discover.client`, a ping as `xmpp.ping`; each is
 //!   answered by the browser if it said so at login, else on its behalf at once
 //!   (`answers.rs`).
-//! - Requested: `xmpp.discover.info`, `xmpp.discover.items`, `xmpp.ping` (all need a
-//!   callback; a ping answers `true`), and the browser's answers `xmpp.discover.client`
-//!   and `xmpp.ping.pong` (answer `true`).
+//! - Requested: `xmpp.discover.info`, `xmpp.discover.items` (both paged with `rsm`),
+//!   `xmpp.ping` (all need a callback; a ping answers `true`), and the browser's answers
+//!   `xmpp.discover.client` and `xmpp.ping.pong` (answer `true`).
 //!
-//! XEP-0030 (service discovery), XEP-0128 (extended info), XEP-0199 (ping).
+//! XEP-0030 (service discovery), XEP-0128 (extended info), XEP-0059 (result set
+//! management), XEP-0199 (ping).
 
 use super::common::{
     Obj, Outs, R, attr, client, el, iq, iq_reply, kids, opt_jid, opt_nonempty, opt_str, put,
@@ -18,6 +20,7 @@ use super::common::{
 use super::forms::data_form;
 use super::render::{Ask, Asked, Out};
 use super::request::{Answering, Event, Request};
+use super::rsm;
 use super::{Ctx, Pending, jid_object};
 use crate::xml::ns::DATA as NS_DATA;
 use crate::xml::ns::DISCO_INFO as NS_DISCO_INFO;
@@ -40,11 +43,23 @@ const CLIENT_FEATURES: &str = "<identity category='client' type='web' name='XMPP
 // ---------------------------------------------------------------------------------------
 // Stanza → events
 
-/// The callback arguments' list of a disco#info result.
-pub(super) fn info_result(st: &Stanza) -> Value {
-    st.child(0, "query", NS_DISCO_INFO)
+/// The callback arguments of a disco#info or disco#items result whose `<query/>` in `ns`
+/// is `q`: `(null, list)`, and the RSM summary third when the query has a `<set/>`.
+fn args(st: &Stanza, q: Option<usize>, list: Value) -> Vec<Value> {
+    let mut args = vec![Value::Null, list];
+    if let Some(rsm) = q.and_then(|q| rsm::summary(st, q)) {
+        args.push(Value::Object(rsm));
+    }
+    args
+}
+
+/// The callback arguments of a disco#info result: `(null, list[, rsm])`.
+pub(super) fn info_args(st: &Stanza) -> Vec<Value> {
+    let q = st.child(0, "query", NS_DISCO_INFO);
+    let list = q
         .map(|q| st.children(q).filter_map(|c| info_entry(st, c)).collect())
-        .unwrap_or_else(|| json!([]))
+        .unwrap_or_else(|| json!([]));
+    args(st, q, list)
 }
 
 /// One child of a disco#info result: an identity, a feature or an extended-info form.
@@ -71,9 +86,10 @@ fn info_entry(st: &Stanza, c: usize) -> Option<Value> {
     Some(Value::Object(o))
 }
 
-/// The callback arguments' list of a disco#items result.
-pub(super) fn items_result(st: &Stanza) -> Value {
-    st.child(0, "query", NS_DISCO_ITEMS)
+/// The callback arguments of a disco#items result: `(null, list[, rsm])`.
+pub(super) fn items_args(st: &Stanza) -> Vec<Value> {
+    let q = st.child(0, "query", NS_DISCO_ITEMS);
+    let list = q
         .map(|q| {
             kids(st, q, "item", NS_DISCO_ITEMS)
                 .filter_map(|i| {
@@ -85,7 +101,8 @@ pub(super) fn items_result(st: &Stanza) -> Value {
                 })
                 .collect()
         })
-        .unwrap_or_else(|| json!([]))
+        .unwrap_or_else(|| json!([]));
+    args(st, q, list)
 }
 
 /// Who asked `st`, as the browser's answer names it (`to`, parsed as a JID is).
@@ -141,11 +158,12 @@ pub(super) fn render_info_query(st: &Stanza, ctx: &Ctx, q: usize, out: &mut Outs
 // ---------------------------------------------------------------------------------------
 // Events → stanzas
 
-/// `xmpp.discover.info` and `xmpp.discover.items` of `of` (and `node`).
+/// `xmpp.discover.info` and `xmpp.discover.items` of `of` (and `node`), paged with `rsm`.
 pub(super) fn discover(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Request> {
     let m = e.obj()?;
     let of = req_jid(m, "of")?;
     let node = opt_str(m, "node")?;
+    let set = rsm::request(m)?;
     let (ns, pending) = match e.name {
         "discover.info" => (NS_DISCO_INFO, Pending::DiscoInfo),
         _ => (NS_DISCO_ITEMS, Pending::DiscoItems),
@@ -153,7 +171,7 @@ pub(super) fn discover(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Reque
     let query = el(
         "query",
         &[("xmlns", Some(ns)), ("node", node.as_deref())],
-        "",
+        &set,
     );
     Ok(iq("get", Some(of.as_str()), &query, pending, new_id))
 }
@@ -293,6 +311,50 @@ mod tests {
                     {"jid": "plays.shakespeare.lit"},
                     {"jid": "pubsub.shakespeare.lit", "node": "songs", "name": "Songs"},
                 ])
+            ]
+        );
+    }
+
+    /// A paged room directory (XEP-0059 §3, example 18): the summary is the third argument.
+    #[test]
+    fn paged_disco_results() {
+        let xml = "<iq type='result' from='conference.localhost' id='q1'>\
+            <query xmlns='http://jabber.org/protocol/disco#items'>\
+            <item jid='12@conference.localhost'/>\
+            <item jid='adium@conference.localhost' name='Adium'/>\
+            <set xmlns='http://jabber.org/protocol/rsm'>\
+            <first index='0'>12@conference.localhost</first>\
+            <last>adium@conference.localhost</last><count>150</count></set></query></iq>";
+        assert_eq!(
+            answer(xml, Pending::DiscoItems),
+            vec![
+                json!(null),
+                json!([
+                    {"jid": "12@conference.localhost"},
+                    {"jid": "adium@conference.localhost", "name": "Adium"},
+                ]),
+                json!({"count": 150, "first": "12@conference.localhost", "first-index": 0,
+                       "last": "adium@conference.localhost"}),
+            ]
+        );
+        // An empty page: only the count.
+        let xml = "<iq type='result' id='q1'><query xmlns='http://jabber.org/protocol/disco#items'>\
+            <set xmlns='http://jabber.org/protocol/rsm'><count>150</count></set></query></iq>";
+        assert_eq!(
+            answer(xml, Pending::DiscoItems),
+            vec![json!(null), json!([]), json!({"count": 150})]
+        );
+        // disco#info with a <set/> (the original gateway read it there too).
+        let xml = "<iq type='result' id='q1'><query xmlns='http://jabber.org/protocol/disco#info'>\
+            <feature var='urn:xmpp:ping'/>\
+            <set xmlns='http://jabber.org/protocol/rsm'><first>f</first><last>l</last></set>\
+            </query></iq>";
+        assert_eq!(
+            answer(xml, Pending::DiscoInfo),
+            vec![
+                json!(null),
+                json!([{"kind": "feature", "var": "urn:xmpp:ping"}]),
+                json!({"first": "f", "last": "l"}),
             ]
         );
     }
@@ -453,6 +515,29 @@ mod tests {
                 "<iq {C} type='get' to='conference.localhost' id='id1'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>"
             )
         );
+        // XEP-0059 §2.2 and §2.5, as the original gateway sent them.
+        assert_eq!(
+            tracked(
+                "xmpp.discover.items",
+                json!({"of": "conference.localhost", "rsm": {"max": 20, "after": "a@conference.localhost"}}),
+                Pending::DiscoItems
+            ),
+            format!(
+                "<iq {C} type='get' to='conference.localhost' id='id1'><query xmlns='http://jabber.org/protocol/disco#items'>\
+                 <set xmlns='http://jabber.org/protocol/rsm'><max>20</max><after>a@conference.localhost</after></set></query></iq>"
+            )
+        );
+        assert_eq!(
+            tracked(
+                "xmpp.discover.info",
+                json!({"of": "localhost", "node": "n", "rsm": {"before": true}}),
+                Pending::DiscoInfo
+            ),
+            format!(
+                "<iq {C} type='get' to='localhost' id='id1'><query xmlns='http://jabber.org/protocol/disco#info' node='n'>\
+                 <set xmlns='http://jabber.org/protocol/rsm'><before/></set></query></iq>"
+            )
+        );
         for p in [json!(null), json!({})] {
             assert_eq!(
                 tracked("xmpp.ping", p, Pending::True),
@@ -482,6 +567,22 @@ mod tests {
         assert_eq!(
             err("xmpp.discover.info", json!({"of": ""}), true),
             "Invalid JID"
+        );
+        assert_eq!(
+            err(
+                "xmpp.discover.items",
+                json!({"of": "localhost", "rsm": [1]}),
+                true
+            ),
+            "Invalid 'rsm' value"
+        );
+        assert_eq!(
+            err(
+                "xmpp.discover.items",
+                json!({"of": "localhost", "rsm": {"max": -1}}),
+                true
+            ),
+            "Invalid 'max' value"
         );
         assert_eq!(err("xmpp.ping", json!(null), false), "Missing callback");
         assert_eq!(err("xmpp.ping", json!({"to": "a@"}), true), "Invalid JID");

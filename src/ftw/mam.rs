@@ -4,22 +4,23 @@
 //!   `xmpp.chat.message` plus `mam {to?, id?, queryId?}`), trusted only from the user's
 //!   own archive or a room's; the callback of `xmpp.mam.query` as `(null, echo, rsm)`.
 //! - Requested: `xmpp.mam.query` (`with`, `start`, `end`, `queryId`, `rsm`) and
-//!   `xmpp.mam.preferences` (answers `true`); both need a callback.
+//!   `xmpp.mam.preferences` (answers `true`); both need a callback. The `rsm` object and
+//!   the summary are `rsm.rs`'s, shared with discovery.
 //!
 //! XEP-0313 (message archive management), XEP-0059 (result set management), XEP-0297
 //! (forwarded messages).
 
 use super::chat::{chat_fields, delay};
 use super::common::{
-    Obj, Outs, R, addr, attr, bare, child_text, el, event, iq, opt_array, opt_int, opt_jid,
-    opt_obj, opt_str, opt_text, put, req_enum, sender, text,
+    Obj, Outs, R, addr, attr, bare, el, event, iq, opt_array, opt_jid, opt_str, put, req_enum,
+    sender, text,
 };
 use super::forms::submit_form;
 use super::muc::from_room;
 use super::request::{Event, Request};
+use super::rsm;
 use super::{Ctx, Pending, jid_object};
 use crate::xml::ns::MAM as NS_MAM;
-use crate::xml::ns::RSM as NS_RSM;
 use crate::xml::stanza::Stanza;
 use serde_json::Value;
 
@@ -58,16 +59,10 @@ pub(super) fn render_result(st: &Stanza, ctx: &Ctx, result: usize, out: &mut Out
     event(out, "xmpp.mam.message", o);
 }
 
-/// The RSM summary of a MAM `<fin/>`: `{first?, last?, count?, complete}`.
+/// The RSM summary of a MAM `<fin/>`: `{count?, first?, first-index?, last?, complete}`.
 pub(super) fn fin(st: &Stanza) -> Value {
-    let mut o = Obj::new();
     let fin = st.child(0, "fin", NS_MAM);
-    if let Some(set) = fin.and_then(|f| st.child(f, "set", NS_RSM)) {
-        put(&mut o, "first", child_text(st, set, "first", NS_RSM));
-        put(&mut o, "last", child_text(st, set, "last", NS_RSM));
-        let count = child_text(st, set, "count", NS_RSM).and_then(|c| c.trim().parse::<u64>().ok());
-        put(&mut o, "count", count);
-    }
+    let mut o = fin.and_then(|f| rsm::summary(st, f)).unwrap_or_default();
     let complete = fin.and_then(|f| attr(st, f, "complete"));
     o.insert(
         "complete".into(),
@@ -96,19 +91,7 @@ pub(super) fn query(e: &Event, new_id: &mut dyn FnMut() -> String) -> R<Request>
         }
     }
     let mut inner = submit_form(NS_MAM, &fields);
-    if let Some(rsm) = opt_obj(m, "rsm")? {
-        let max = opt_int(rsm, "max", 0..=i64::MAX)?.map(|n| n.to_string());
-        let mut set = opt_text("max", max.as_deref());
-        set += &opt_text("after", opt_str(rsm, "after")?.as_deref());
-        set += &match rsm.get("before") {
-            Some(Value::Bool(true)) => "<before/>".to_string(),
-            Some(Value::Bool(false)) => String::new(),
-            _ => opt_text("before", opt_str(rsm, "before")?.as_deref()),
-        };
-        if !set.is_empty() {
-            inner += &el("set", &[("xmlns", Some(NS_RSM))], &set);
-        }
-    }
+    inner += &rsm::request(m)?;
     let query_id = query_id.unwrap_or_else(&mut *new_id);
     let query = el(
         "query",
@@ -162,8 +145,8 @@ mod tests {
             vec![
                 json!(null),
                 json!({"with": "juliet@capulet.lit"}),
-                json!({"first": "28482-98726-73623", "last": "09af3-cc343-b409f",
-                       "count": 5, "complete": true}),
+                json!({"first": "28482-98726-73623", "first-index": 0,
+                       "last": "09af3-cc343-b409f", "count": 5, "complete": true}),
             ]
         );
         let xml = "<iq type='result' id='q1'><fin xmlns='urn:xmpp:mam:2'>\

@@ -11,8 +11,9 @@
 //! `request.rs` (the event-name table) and `render.rs` (the dispatch by stanza kind) only
 //! dispatch; each feature file holds both directions of one feature, with its tests:
 //! `presence.rs`, `roster.rs`, `chat.rs`, `muc/`, `mam.rs`, `disco.rs` (with ping),
-//! `forms.rs` (data forms, shared by rooms, discovery and the archive) and `xhtml.rs`
-//! (XHTML-IM bodies and their sanitizing, shared by chat and rooms). `answers.rs` keeps the
+//! `forms.rs` (data forms, shared by rooms, discovery and the archive), `rsm.rs` (XEP-0059
+//! paging, shared by discovery and the archive) and `xhtml.rs` (XHTML-IM bodies and their
+//! sanitizing, shared by chat and rooms). `answers.rs` keeps the
 //! pings and disco#info queries that wait for the browser's own answer. `common.rs` holds
 //! the helpers every feature file uses.
 
@@ -27,6 +28,7 @@ mod presence;
 pub mod render;
 pub mod request;
 mod roster;
+mod rsm;
 pub mod session;
 #[cfg(test)]
 mod testing;
@@ -42,9 +44,11 @@ pub enum Pending {
     True,
     /// jabber:iq:roster get → `(null, [item...])`.
     Roster,
-    /// disco#info → `(null, [{kind:"identity",...}|{kind:"feature",var}...])`.
+    /// disco#info → `(null, [{kind:"identity",...}|{kind:"feature",var}...][, rsm])`, the
+    /// third when the result has an XEP-0059 `<set/>`.
     DiscoInfo,
-    /// disco#items → `(null, [{jid, node?, name?}...])`.
+    /// disco#items → `(null, [{jid, node?, name?}...][, rsm])`, the third when the result
+    /// has an XEP-0059 `<set/>` (a paged room directory).
     DiscoItems,
     /// muc#owner config get → `(null, {title?, instructions?, fields:[...]})`.
     RoomConfig,

@@ -117,8 +117,8 @@ fn result_args(st: &Stanza, kind: &Pending) -> Vec<Value> {
     let list = match kind {
         Pending::True => Value::Bool(true),
         Pending::Roster => roster::result(st),
-        Pending::DiscoInfo => disco::info_result(st),
-        Pending::DiscoItems => disco::items_result(st),
+        Pending::DiscoInfo => return disco::info_args(st),
+        Pending::DiscoItems => return disco::items_args(st),
         Pending::RoomConfig => muc::admin::config_result(st),
         Pending::RoleList => muc::admin::role_list(st),
         Pending::RoomRegister => muc::register::info_result(st),

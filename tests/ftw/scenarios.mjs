@@ -1029,6 +1029,74 @@ const scenarios = {
     );
   },
 
+  // XEP-0059 paging of the room directory (the server's pages hold 2: tests/ftw.rs).
+  async disco_rsm() {
+    const a = await sio(A, 'json', { available: true });
+    const rooms = ['c', 'a', 'e', 'b', 'd'].map((n) => `rsm-${n}@${MUC}`);
+    for (const room of rooms) {
+      a.emit('xmpp.muc.join', { room, nick: 'alice' });
+      await a.next('xmpp.muc.roster', { room, nick: 'alice' });
+    }
+    const sorted = [...rooms].sort();
+    // The directory is updated by messages between shards: ask for the count alone
+    // (XEP-0059 §2.7) until it has settled.
+    let count;
+    for (let i = 0; i < 100; i++) {
+      count = await a.call('xmpp.discover.items', { of: MUC, rsm: { max: 0 } });
+      if (count[2]?.count === rooms.length) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.deepEqual(count, [null, [], { count: 5 }], JSON.stringify(count));
+    const jids = (args) => args[1].map((i) => i.jid);
+    const page = (from, n) => ({
+      count: 5,
+      first: sorted[from],
+      'first-index': from,
+      last: sorted[from + n - 1],
+    });
+    // Without rsm: the first page, and its RSM data as the third argument.
+    const first = await a.call('xmpp.discover.items', { of: MUC });
+    assert.equal(first[0], null, JSON.stringify(first));
+    assert.deepEqual(jids(first), sorted.slice(0, 2), JSON.stringify(first));
+    assert.deepEqual(first[2], page(0, 2), JSON.stringify(first));
+    // Forwards with `after`: every room once, in order, then an empty page.
+    const seen = [];
+    let after;
+    for (let i = 0; i < 5; i++) {
+      const r = await a.call('xmpp.discover.items', { of: MUC, rsm: { max: 2, after } });
+      assert.equal(r[0], null, JSON.stringify(r));
+      if (r[1].length === 0) {
+        assert.deepEqual(r[2], { count: 5 }, JSON.stringify(r));
+        break;
+      }
+      assert.deepEqual(r[2], page(seen.length, r[1].length), JSON.stringify(r));
+      seen.push(...jids(r));
+      after = r[2].last;
+    }
+    assert.deepEqual(seen, sorted);
+    // The last page (`before: true`), and the page before a room.
+    const lastPage = await a.call('xmpp.discover.items', { of: MUC, rsm: { max: 2, before: true } });
+    assert.deepEqual(jids(lastPage), sorted.slice(3), JSON.stringify(lastPage));
+    assert.deepEqual(lastPage[2], page(3, 2), JSON.stringify(lastPage));
+    const back = await a.call('xmpp.discover.items', { of: MUC, rsm: { max: 2, before: sorted[3] } });
+    assert.deepEqual(back[2], page(1, 2), JSON.stringify(back));
+    // A larger max is capped by the server.
+    const big = await a.call('xmpp.discover.items', { of: MUC, rsm: { max: 1000 } });
+    assert.deepEqual(jids(big), sorted.slice(0, 2), JSON.stringify(big));
+    // Refused by the gateway before anything reaches XMPP.
+    const bad = { of: MUC, rsm: { max: 'many' } };
+    assertClientError((await a.call('xmpp.discover.items', bad))[0], "Invalid 'max' value", bad, 'max');
+    // No <set/> in the answer: no third argument.
+    const info = await a.call('xmpp.discover.info', { of: MUC });
+    assert.equal(info.length, 2, JSON.stringify(info));
+    assert.ok(
+      info[1].some((f) => f.kind === 'feature' && f.var === 'http://jabber.org/protocol/rsm'),
+      `rsm among ${JSON.stringify(info[1])}`,
+    );
+    const services = await a.call('xmpp.discover.items', { of: DOMAIN });
+    assert.equal(services.length, 2, JSON.stringify(services));
+  },
+
   async ping() {
     const a = await sio(A, 'json');
     const x = await XmlClient.login(B, 'xml');
