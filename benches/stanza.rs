@@ -7,10 +7,19 @@
 //!   the recipient's outbound queue (RFC 6121 §8.5 rules).
 //! - `ws_unmask`: parse and unmask the client's WebSocket frame around it.
 //!
-//! Run: `cargo bench --bench stanza`.
+//! Group `framer` (RFC 6120 over TCP): a stream of the same chat message without `xmlns`
+//! (TCP stanzas inherit it), 1000 per stream, fed in 4 KiB reads into a `Vec<u8>` the way a
+//! connection does (append the read, frame, drain what was released); throughput in
+//! stanzas, so ns per stanza = time / 1000.
+//! - `frame_4k_reads`: the framer alone (with the UTF-8 check of each element).
+//! - `frame_and_parse_4k_reads`: plus `Stanza::parse` of each element (compare with
+//!   `stanza/parse_view`).
+//!
+//! Run: `cargo bench --bench stanza` (only the framer: `cargo bench --bench stanza -- framer`).
 
 use aoba::config::Config;
 use aoba::server::Shard;
+use aoba::xml::framer::{Event, FrameLimits, Framer};
 use aoba::xml::stanza::{Limits, Stanza};
 use aoba::xmpp::jid::Jid;
 use aoba::xmpp::router::{self, Kind, SType};
@@ -136,5 +145,66 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches_group, benches);
+/// Feeds `stream` in 4 KiB reads through a framer; calls `each` on every element.
+fn frame_stream(stream: &[u8], limits: FrameLimits, buf: &mut Vec<u8>, mut each: impl FnMut(&str)) {
+    let mut f = Framer::new(limits);
+    buf.clear();
+    for read in stream.chunks(4096) {
+        buf.extend_from_slice(read);
+        while let Some(ev) = f.next(buf).unwrap() {
+            if let Event::Element { text, .. } = ev {
+                each(text);
+            }
+        }
+        let n = f.consumed();
+        buf.drain(..n);
+        f.consume(n);
+    }
+}
+
+fn framer(c: &mut Criterion) {
+    const N: usize = 1000;
+    let xml = Limits {
+        max_depth: 32,
+        max_attrs: 64,
+    };
+    let limits = FrameLimits::new(256 * 1024, xml);
+    let chat = CHAT.replace(" xmlns='jabber:client'", "");
+    let mut stream = String::from(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>",
+    );
+    for _ in 0..N {
+        stream.push_str(&chat);
+    }
+    stream.push_str("</stream:stream>");
+    let stream = stream.into_bytes();
+    let mut buf = Vec::with_capacity(64 * 1024);
+    let mut count = 0;
+    frame_stream(&stream, limits, &mut buf, |t| {
+        assert_eq!(t, chat);
+        count += 1;
+    });
+    assert_eq!(count, N);
+    let mut g = c.benchmark_group("framer");
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("frame_4k_reads", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            frame_stream(black_box(&stream), limits, &mut buf, |t| n += t.len());
+            n
+        })
+    });
+    g.bench_function("frame_and_parse_4k_reads", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            frame_stream(black_box(&stream), limits, &mut buf, |t| {
+                n += Stanza::parse(t, &xml).unwrap().elems.len()
+            });
+            n
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches_group, benches, framer);
 criterion_main!(benches_group);

@@ -2,9 +2,11 @@
 //! complete top-level element, parsed once into a borrowing [`Stanza`] view
 //! and usually forwarded verbatim; [`escape`] covers the little the server
 //! decodes or writes itself; [`writer`] writes the elements the server makes, and [`ns`]
-//! names every namespace the server uses.
+//! names every namespace the server uses. Over TCP (RFC 6120) the [`framer`] finds where
+//! each top-level child of the stream ends across reads, so each is parsed the same way.
 
 pub mod escape;
+pub mod framer;
 pub mod ns;
 pub mod stanza;
 pub mod writer;
