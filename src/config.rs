@@ -34,6 +34,7 @@ those, then run `cargo run -- config-doc > docs/configuration.md`.
 pub struct Config {
     // No doc comments on these fields: a section's introduction is its struct's doc comment.
     pub server: ServerConfig,
+    pub c2s: C2sConfig,
     pub auth: crate::xmpp::config::AuthConfig,
     pub limits: crate::xmpp::config::LimitsConfig,
     pub ping: crate::xmpp::config::PingConfig,
@@ -103,6 +104,31 @@ impl Default for ServerConfig {
     }
 }
 
+/// RFC 6120 client connections over TCP, for native clients (Conversations, Gajim, Dino,
+/// Monal, slixmpp…). Off unless `listen` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct C2sConfig {
+    /// Address of the TCP c2s listener (port 5222 by convention); one SO_REUSEPORT
+    /// listener per shard, like `server.listen`. Unset: no TCP clients. `aoba serve
+    /// --c2s-listen ADDR` sets it.
+    pub listen: Option<SocketAddr>,
+    /// Serve TCP clients without TLS. This build has no TLS yet, so a TCP listener needs
+    /// it; meant for tests and loopback, never for a network others can see: SASL PLAIN
+    /// carries the JWT in the clear.
+    pub allow_plaintext: bool,
+}
+
+impl C2sConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.listen.is_some() && !self.allow_plaintext {
+            return Err("c2s.listen needs TLS, which this build does not have yet: set                  c2s.allow_plaintext = true (tests and loopback only)"
+                .into());
+        }
+        Ok(())
+    }
+}
+
 impl ServerConfig {
     /// Normalizes the domain, and refuses a shard count archive ids cannot hold.
     pub fn validate(&mut self) -> Result<(), String> {
@@ -146,6 +172,7 @@ impl Config {
     /// (RFC 7622: `Chat.Example` is `chat.example`).
     pub fn validate(&mut self) -> Result<(), String> {
         self.server.validate()?;
+        self.c2s.validate()?;
         self.check_ranges()?;
         self.auth.validate()?;
         self.limits.validate()?;

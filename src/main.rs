@@ -45,6 +45,9 @@ enum Cmd {
         /// Listen address, e.g. 127.0.0.1:8082.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// TCP c2s listen address (RFC 6120, native clients), e.g. 127.0.0.1:5222.
+        #[arg(long, value_name = "ADDR")]
+        c2s_listen: Option<SocketAddr>,
         /// Number of shards (0 = one per core).
         #[arg(long)]
         shards: Option<usize>,
@@ -97,15 +100,17 @@ fn main() {
     let r = match cli.cmd.unwrap_or(Cmd::Serve {
         common: Common::default(),
         listen: None,
+        c2s_listen: None,
         shards: None,
         sm_resume_timeout: None,
     }) {
         Cmd::Serve {
             common,
             listen,
+            c2s_listen,
             shards,
             sm_resume_timeout,
-        } => serve(common, listen, shards, sm_resume_timeout),
+        } => serve(common, listen, c2s_listen, shards, sm_resume_timeout),
         Cmd::Token { user, ttl, common } => token(common, &user, ttl.as_secs()),
         Cmd::CheckConfig { file } => Config::load(&file).and_then(|mut c| {
             c.validate()?;
@@ -135,12 +140,16 @@ fn secret_for(cfg: &Config, create: bool) -> Result<Option<String>, String> {
 fn serve(
     common: Common,
     listen: Option<SocketAddr>,
+    c2s_listen: Option<SocketAddr>,
     shards: Option<usize>,
     sm_resume: Option<u64>,
 ) -> Result<(), String> {
     let mut cfg = load(&common)?;
     if let Some(l) = listen {
         cfg.server.listen = l;
+    }
+    if let Some(l) = c2s_listen {
+        cfg.c2s.listen = Some(l);
     }
     if let Some(s) = shards {
         cfg.server.shards = s;

@@ -76,6 +76,8 @@ fn each_check_refuses_a_file_naming_the_key() {
             "server.listen_backlog must be >= 1",
         ),
         ("[server]\ndomain = \"a b\"\n", "server.domain"),
+        // c2s: no TCP listener without TLS, unless plaintext is allowed on purpose
+        ("[c2s]\nlisten = \"127.0.0.1:0\"\n", "c2s.listen needs TLS"),
         // auth
         (
             "[auth]\nmax_auth_failures = 0\n",

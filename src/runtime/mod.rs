@@ -145,8 +145,9 @@ impl<M> Runtime<M> {
 pub trait ShardHost: Sized + 'static {
     type Msg: Send + 'static;
     fn rt(&self) -> &Runtime<Self::Msg>;
-    /// A connection the shard's listener accepted.
-    fn accept(self: &Rc<Self>, stream: monoio::net::TcpStream, peer: SocketAddr);
+    /// A connection one of the shard's listeners accepted; `listener` is its index in
+    /// the shard's list (as given to `start`).
+    fn accept(self: &Rc<Self>, stream: monoio::net::TcpStream, peer: SocketAddr, listener: usize);
     /// A message from the mailbox; false ends the shard (shutdown).
     fn on_message(self: &Rc<Self>, m: Self::Msg) -> bool;
     /// Every timer tick.
@@ -168,11 +169,12 @@ pub struct Spec {
     pub tick: Duration,
 }
 
-/// Starts one thread per listener, each building its host with `build` on its own thread
-/// and serving until its mailbox says stop. Returns once every shard runs.
+/// Starts one thread per shard (one list of listeners each: the same addresses, bound
+/// with SO_REUSEPORT), each building its host with `build` on its own thread and serving
+/// until its mailbox says stop. Returns once every shard runs.
 pub fn start<H, B>(
     spec: &Spec,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<Vec<std::net::TcpListener>>,
     mailboxes: Vec<Mailbox<H::Msg>>,
     build: B,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, String>
@@ -210,7 +212,7 @@ where
 #[allow(clippy::too_many_arguments)]
 fn shard_thread<H: ShardHost>(
     id: usize,
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     mbox: Mailbox<H::Msg>,
     core: Option<core_affinity::CoreId>,
     entries: u32,
@@ -229,9 +231,11 @@ fn shard_thread<H: ShardHost>(
     rt.block_on(async move {
         let legacy = monoio::utils::is_legacy();
         tracing::info!(shard = id, driver = if legacy { "epoll (legacy)" } else { "io_uring" }, core = ?core.map(|c| c.id), "shard started");
-        let listener = monoio::net::TcpListener::from_std(listener).expect("register listener");
         let host = build(id);
-        monoio::spawn(accept_loop(host.clone(), listener));
+        for (i, l) in listeners.into_iter().enumerate() {
+            let l = monoio::net::TcpListener::from_std(l).expect("register listener");
+            monoio::spawn(accept_loop(host.clone(), l, i));
+        }
         monoio::spawn(timer_sweep(host.clone(), tick));
         started.wait();
         drain_loop(host.clone(), mbox).await;
@@ -241,13 +245,13 @@ fn shard_thread<H: ShardHost>(
     });
 }
 
-async fn accept_loop<H: ShardHost>(host: Rc<H>, listener: monoio::net::TcpListener) {
+async fn accept_loop<H: ShardHost>(host: Rc<H>, listener: monoio::net::TcpListener, index: usize) {
     loop {
         monoio::select! {
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    host.accept(stream, peer);
+                    host.accept(stream, peer, index);
                 }
                 Err(e) => {
                     tracing::warn!(shard = host.rt().id, error = %e, "accept failed");

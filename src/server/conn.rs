@@ -1,7 +1,7 @@
-//! The connection task: reads the socket, runs the HTTP upgrade, parses WebSocket frames in
-//! place, feeds complete elements to the XMPP stream, and keeps the timers (time to
-//! authenticate, idle ping, ping timeout). Writes go through the connection's outbound
-//! queue and its writer task.
+//! The connection task: reads the socket, runs the HTTP upgrade and parses WebSocket frames
+//! in place (RFC 7395), or frames an RFC 6120 TCP stream (`xml::framer`), feeds complete
+//! elements to the XMPP stream, and keeps the timers (time to authenticate, idle ping, ping
+//! timeout). Writes go through the connection's outbound queue and its writer task.
 //!
 //! An idle connection holds no read buffer: it waits for readiness, then borrows a buffer
 //! from its shard's pool and gives it back as soon as no partial frame is left.
@@ -14,9 +14,11 @@ use crate::ftw::transport::Proto;
 use crate::net::outbox::{CloseKind, Event, WriterExit, writer};
 use crate::net::shaper::Shaper;
 use crate::net::websocket::{self, WsError};
+use crate::xml::framer::{self, Event as XmlEvent, FrameError, FrameLimits, Framer};
+use crate::xml::ns;
 use crate::xmpp::errors::{StreamError, stream_error_bytes};
 use crate::xmpp::router;
-use crate::xmpp::sink::{OutFrame, Sink};
+use crate::xmpp::sink::{Framing, OutFrame, Sink};
 use crate::xmpp::stream::{Action, Stream};
 use bytes::Bytes;
 use monoio::io::{AsyncReadRent, OwnedReadHalf, Splitable};
@@ -29,6 +31,8 @@ use std::time::{Duration, Instant};
 /// A connection on its way to its user's home shard.
 pub struct Handoff {
     fd: RawFd,
+    /// A TCP c2s connection (else WebSocket).
+    tcp: bool,
     /// Bytes read but not yet processed.
     leftover: Vec<u8>,
     stream: Stream,
@@ -45,10 +49,12 @@ impl Drop for Handoff {
     }
 }
 
-#[derive(PartialEq, Eq)]
+#[derive(PartialEq, Eq, Clone, Copy)]
 enum Phase {
     Http,
     Ws,
+    /// RFC 6120 over TCP: the framer finds each element.
+    Tcp,
 }
 
 struct Conn {
@@ -73,6 +79,8 @@ struct Conn {
     throttled: Option<Instant>,
     /// Frames were left unprocessed because the shard is overflowing.
     held: bool,
+    /// The TCP stream's framer (boxed: WebSocket connections have none).
+    framer: Option<Box<Framer>>,
 }
 
 enum Exit {
@@ -80,15 +88,16 @@ enum Exit {
     Handoff(usize, Vec<u8>),
 }
 
-/// Serves a freshly accepted connection.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
-    tracing::debug!(shard = shard.id, %peer, "accepted");
+/// Serves a freshly accepted connection: an HTTP upgrade to WebSocket, or (`tcp`) an
+/// RFC 6120 TCP stream.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, tcp: bool) {
+    tracing::debug!(shard = shard.id, %peer, tcp, "accepted");
     let now = Instant::now();
     run(
         shard,
         stream,
         peer,
-        Phase::Http,
+        if tcp { Phase::Tcp } else { Phase::Http },
         Stream::new(None, None),
         Vec::new(),
         now,
@@ -110,7 +119,7 @@ pub fn adopt(shard: &Rc<Shard>, mut h: Handoff) {
                 shard.clone(),
                 stream,
                 h.peer,
-                Phase::Ws,
+                if h.tcp { Phase::Tcp } else { Phase::Ws },
                 st,
                 leftover,
                 h.accepted,
@@ -149,6 +158,15 @@ async fn run(
 ) {
     let ctl = shard.register_conn(shard.cfg().limits.outbound_queue_bytes_max);
     ctl.set_reply_overflow(router::overflow_words);
+    let framer = (phase == Phase::Tcp).then(|| {
+        ctl.set_framing(Framing::Tcp);
+        let l = &shard.cfg().limits;
+        let xml = crate::xml::stanza::Limits {
+            max_depth: l.max_xml_depth,
+            max_attrs: l.max_attrs_per_element,
+        };
+        Box::new(Framer::new(FrameLimits::new(l.max_stanza_bytes, xml)))
+    });
     let (mut rh, wh) = stream.into_split();
     let writer_task = monoio::spawn(writer(ctl.clone(), wh, shard.write_pool.clone()));
     let now = Instant::now();
@@ -168,6 +186,7 @@ async fn run(
         shaper: Shaper::new(shard.cfg().limits.stanza_burst, now),
         throttled: None,
         held: false,
+        framer,
     };
     if let Some(f) = &mut conn.ftw {
         // Moved here from the shard that accepted it: finish what the move interrupted.
@@ -212,6 +231,7 @@ impl Conn {
                         ctl.set_render(None);
                         let h = Handoff {
                             fd,
+                            tcp: self.phase == Phase::Tcp,
                             leftover,
                             stream,
                             accepted: self.accepted,
@@ -341,7 +361,7 @@ impl Conn {
             return;
         }
         if self.stream.jid.is_none() {
-            if self.phase == Phase::Ws {
+            if self.phase != Phase::Http {
                 self.action = self.stream.fail(
                     &*self.shard,
                     &self.ctl,
@@ -382,6 +402,7 @@ impl Conn {
                 let consumed = match self.phase {
                     Phase::Http => self.process_http(&buf),
                     Phase::Ws => self.process_ws(&mut buf),
+                    Phase::Tcp => self.process_tcp(&buf),
                 };
                 buf.drain(..consumed);
                 match self.action {
@@ -602,6 +623,109 @@ impl Conn {
         pos
     }
 
+    /// Hands every complete element of the TCP stream in `buf` to the XMPP stream; returns
+    /// how many bytes at the front of `buf` are done with. Each element costs a token of
+    /// the rate limit, as a WebSocket message does.
+    fn process_tcp(&mut self, buf: &[u8]) -> usize {
+        let Some(mut framer) = self.framer.take() else {
+            return buf.len();
+        };
+        let now = Instant::now();
+        let (per_sec, burst) = {
+            let l = &self.shard.cfg().limits;
+            (l.max_stanzas_per_sec, l.stanza_burst)
+        };
+        let (shard, ctl) = (self.shard.clone(), self.ctl.clone());
+        while self.action == Action::Continue {
+            if let Err(until) = self.shaper.ready(now, per_sec, burst) {
+                self.throttled = Some(until);
+                break;
+            }
+            if shard.overflowing() {
+                self.held = true;
+                break;
+            }
+            let ev = match framer.next(buf) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(e) => {
+                    let err = match e {
+                        FrameError::NotWellFormed(_) => StreamError::NotWellFormed,
+                        FrameError::Restricted(_) => StreamError::RestrictedXml,
+                        FrameError::UnsupportedEncoding => StreamError::UnsupportedEncoding,
+                        _ => StreamError::PolicyViolation,
+                    };
+                    self.action = self.stream.fail(&*shard, &ctl, err, Some(&e.to_string()));
+                    break;
+                }
+            };
+            self.shaper.take();
+            match ev {
+                XmlEvent::Header { text, .. } => self.on_tcp_header(text),
+                XmlEvent::Element { text, .. } => {
+                    tracing::trace!(conn = ctl.id, "recv {text}");
+                    let (prefix, local) = framer::qname(text);
+                    if !prefix.is_empty() && prefix.as_bytes() == stream_prefix(&framer) {
+                        // RFC 6120 §4.9.1: the client's stream error ends the stream; a
+                        // client sends no other stream-level element (§4.9.3.24).
+                        self.action = if local == "error" {
+                            self.stream.end_requested(&ctl)
+                        } else {
+                            self.stream.fail(
+                                &*shard,
+                                &ctl,
+                                StreamError::UnsupportedStanzaType,
+                                None,
+                            )
+                        };
+                        continue;
+                    }
+                    let authed = self.stream.authed.is_some();
+                    self.action = self.stream.on_element(&*shard, &ctl, text);
+                    // SASL success: the client restarts the stream (RFC 6120 §6.4.6).
+                    if !authed && self.stream.authed.is_some() {
+                        framer.reset();
+                    }
+                }
+                XmlEvent::End => self.action = self.stream.end_requested(&ctl),
+            }
+        }
+        let n = framer.consumed();
+        framer.consume(n);
+        self.framer = Some(framer);
+        n
+    }
+
+    /// A TCP stream header: its namespaces checked, then handled as the stream's opening.
+    fn on_tcp_header(&mut self, text: &str) {
+        let (shard, ctl) = (self.shard.clone(), self.ctl.clone());
+        let h = match framer::parse_header(text) {
+            Ok(h) => h,
+            Err(_) => {
+                self.action = self.stream.fail(
+                    &*shard,
+                    &ctl,
+                    StreamError::NotWellFormed,
+                    Some("bad stream header"),
+                );
+                return;
+            }
+        };
+        if h.local != "stream" || h.ns != ns::STREAMS || h.content_ns.as_deref() != Some(ns::CLIENT)
+        {
+            self.action = self.stream.fail(
+                &*shard,
+                &ctl,
+                StreamError::InvalidNamespace,
+                Some("expected a jabber:client stream"),
+            );
+            return;
+        }
+        self.action = self
+            .stream
+            .on_element(&*shard, &ctl, &framer::self_closed_header(text));
+    }
+
     fn on_message(&mut self, bytes: &[u8]) {
         let Ok(text) = std::str::from_utf8(bytes) else {
             self.ws_fail(WsError {
@@ -619,6 +743,14 @@ impl Conn {
             None => self.stream.on_element(&*self.shard, &self.ctl, text),
         };
     }
+}
+
+/// The prefix the stream root was opened with (`stream`).
+fn stream_prefix(f: &Framer) -> &[u8] {
+    let root = f.root_name();
+    root.iter()
+        .position(|&b| b == b':')
+        .map_or(&root[..0], |i| &root[..i])
 }
 
 /// The code to answer a client's close frame with (RFC 6455 §5.5.1, §7.4): its own code

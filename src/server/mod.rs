@@ -28,6 +28,10 @@ pub fn timer_tick(cfg: &Config) -> Duration {
     Duration::from_millis((shortest / 4).clamp(5, 1000))
 }
 
+/// A shard's listeners, by index: WebSocket (HTTP upgrade), then TCP c2s if configured.
+pub const WS_LISTENER: usize = 0;
+pub const C2S_LISTENER: usize = 1;
+
 /// Starts every shard and blocks until they have all stopped (after SIGTERM/SIGINT).
 pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
     let (soft, hard) = crate::runtime::raise_nofile();
@@ -38,12 +42,18 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
     }
     let n = cfg.shard_count();
     let addr = crate::runtime::claim_port(cfg.server.listen)?;
+    let c2s = cfg.c2s.listen.map(crate::runtime::claim_port).transpose()?;
+    // Per shard: the WebSocket listener (`WS_LISTENER`), then TCP c2s (`C2S_LISTENER`).
     let mut listeners = Vec::with_capacity(n);
     for _ in 0..n {
-        listeners.push(
-            crate::runtime::bind_reuseport(addr, cfg.server.listen_backlog)
-                .map_err(|e| format!("bind {addr}: {e}"))?,
-        );
+        let mut mine = Vec::with_capacity(2);
+        for a in std::iter::once(addr).chain(c2s) {
+            mine.push(
+                crate::runtime::bind_reuseport(a, cfg.server.listen_backlog)
+                    .map_err(|e| format!("bind {a}: {e}"))?,
+            );
+        }
+        listeners.push(mine);
     }
     let mut senders = Vec::with_capacity(n);
     let mut boxes = Vec::with_capacity(n);
@@ -112,6 +122,9 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
     })?;
     // The line scripts and tests wait for.
     println!("aoba listening on ws://{addr}/xmpp shards={n}");
+    if let Some(c) = c2s {
+        println!("aoba c2s listening on tcp://{c}");
+    }
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, shards = n, domain = %shared.cfg.domain, "listening");

@@ -322,8 +322,9 @@ impl ShardHost for Shard {
         &self.rt
     }
 
-    fn accept(self: &Rc<Self>, stream: monoio::net::TcpStream, peer: SocketAddr) {
-        monoio::spawn(conn::serve(self.clone(), stream, peer));
+    fn accept(self: &Rc<Self>, stream: monoio::net::TcpStream, peer: SocketAddr, listener: usize) {
+        let tcp = listener == super::C2S_LISTENER;
+        monoio::spawn(conn::serve(self.clone(), stream, peer, tcp));
     }
 
     fn on_message(self: &Rc<Self>, m: ShardMsg) -> bool {

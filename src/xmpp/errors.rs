@@ -23,6 +23,7 @@ pub enum StreamError {
     RestrictedXml,
     SystemShutdown,
     UndefinedCondition,
+    UnsupportedEncoding,
     UnsupportedStanzaType,
     UnsupportedVersion,
 }
@@ -45,6 +46,7 @@ impl StreamError {
             RestrictedXml => "restricted-xml",
             SystemShutdown => "system-shutdown",
             UndefinedCondition => "undefined-condition",
+            UnsupportedEncoding => "unsupported-encoding",
             UnsupportedStanzaType => "unsupported-stanza-type",
             UnsupportedVersion => "unsupported-version",
         }

@@ -26,6 +26,8 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 pub struct Server {
     child: Option<Child>,
     pub port: u16,
+    /// The TCP c2s port, when the configuration has a `[c2s]` listener.
+    pub c2s_port: Option<u16>,
     pub dir: PathBuf,
     pub shards: usize,
     config: String,
@@ -141,10 +143,19 @@ impl Server {
             .and_then(|r| r.split('/').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+        // "aoba c2s listening on tcp://127.0.0.1:PORT", next, with a c2s listener.
+        let c2s_port = config.contains("[c2s]").then(|| {
+            let l = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+            l.rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected c2s line {l:?}"))
+        });
         std::thread::spawn(move || for _ in lines {});
         Server {
             child: Some(child),
             port,
+            c2s_port,
             dir,
             shards,
             config: config.to_string(),
