@@ -4,7 +4,7 @@
 # crashes per target. Bounded in time: every run stops by itself after SECONDS (a hard
 # `timeout` backs that up), plus one build at the start.
 #
-#   fuzz/run.sh SECONDS [TARGET...]     targets: websocket http stanza jid ftw (default: all)
+#   fuzz/run.sh SECONDS [TARGET...]     targets: websocket http stanza jid ftw framer (default: all)
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`) and python3. Builds with the stable
 # toolchain through RUSTC_BOOTSTRAP=1 (cargo-fuzz passes -Zsanitizer=address). Set
@@ -20,7 +20,7 @@ if ! [[ "$secs" =~ ^[0-9]+$ ]] || [ "$secs" -eq 0 ]; then
 fi
 shift
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(websocket http stanza jid ftw)
+[ ${#targets[@]} -eq 0 ] && targets=(websocket http stanza jid ftw framer)
 
 cd "$(dirname "$0")"
 if ! command -v cargo-fuzz >/dev/null 2>&1; then

@@ -203,10 +203,18 @@ def main():
         with open(path, encoding="utf-8") as f:
             for s in rust_strings(f.read()):
                 literals |= variants(s)
-    seeds = {t: set() for t in ("websocket", "http", "stanza", "jid", "ftw")}
+    seeds = {t: set() for t in ("websocket", "http", "stanza", "jid", "ftw", "framer")}
 
     stanzas = {s.strip() for s in literals if s.strip().startswith("<") and len(s) < 20000}
     seeds["stanza"] |= {s.encode() for s in stanzas}
+    # TCP streams (RFC 6120): four bytes that pick the read cuts, then a header and stanzas.
+    header = ("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
+              "xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+    some = sorted(stanzas)[:400]
+    for i, st in enumerate(some):
+        cut = bytes([i % 256, (i * 7) % 256, 3, 17])
+        seeds["framer"].add(cut + (header + st + " " + st + "</stream:stream>").encode())
+        seeds["framer"].add(cut + (header + st).encode())
 
     jid_re = re.compile(r"^[^\s<>'\"{}]*[@/.][^\s<>'\"{}]*$|^\[.*\]$")
     jids = {s for s in literals if 0 < len(s) < 3100 and (jid_re.match(s) or "@" in s) and "<" not in s}
