@@ -250,15 +250,7 @@ impl Routed {
             }
             None => v.extend_from_slice(&p[..cut]),
         }
-        v.extend_from_slice(b" to='");
-        let t0 = v.len() as u32;
-        escape_attr(to, &mut v);
-        let t1 = v.len() as u32;
-        v.extend_from_slice(b"' from='");
-        let f0 = v.len() as u32;
-        escape_attr(from, &mut v);
-        let f1 = v.len() as u32;
-        v.push(b'\'');
+        let (to_r, from_r) = write_addresses(&mut v, to, from);
         if !p[after..].starts_with(b"/>") {
             v.push(b'>');
             v.extend_from_slice(first_child);
@@ -272,7 +264,7 @@ impl Routed {
             v.extend_from_slice(self.kind.name().as_bytes());
             v.push(b'>');
         }
-        Routed::from_parts(self.kind, self.stype, v, t0..t1, f0..f1)
+        Routed::from_parts(self.kind, self.stype, v, to_r, from_r)
     }
 
     /// The whole stanza in one buffer: a copy, for the cold paths that rewrite it.
@@ -390,6 +382,21 @@ pub fn stamp(st: &Stanza, kind: Kind, stype: SType, from: &str, to: Option<&str>
     }
 }
 
+/// ` to='TO' from='FROM'` at the end of `v`, escaped; where the two values are.
+#[inline]
+fn write_addresses(v: &mut Vec<u8>, to: &str, from: &str) -> (Range<u32>, Range<u32>) {
+    v.extend_from_slice(b" to='");
+    let t0 = v.len() as u32;
+    escape_attr(to, v);
+    let t1 = v.len() as u32;
+    v.extend_from_slice(b"' from='");
+    let f0 = v.len() as u32;
+    escape_attr(from, v);
+    let f1 = v.len() as u32;
+    v.push(b'\'');
+    (t0..t1, f0..f1)
+}
+
 /// `<kind xmlns='jabber:client' to='TO' from='FROM'{attrs}>{inner}</kind>` (or `/>` when
 /// `inner` is empty), with the ranges routing needs. `attrs` is raw (already escaped) and
 /// starts with a space; `inner` is already XML. Every stanza the server makes itself is
@@ -399,15 +406,8 @@ pub fn build(kind: Kind, stype: SType, from: &str, to: &str, attrs: &str, inner:
     let mut v = Vec::with_capacity(64 + from.len() + to.len() + attrs.len() + inner.len());
     v.push(b'<');
     v.extend_from_slice(name.as_bytes());
-    v.extend_from_slice(b" xmlns='jabber:client' to='");
-    let t0 = v.len() as u32;
-    escape_attr(to, &mut v);
-    let t1 = v.len() as u32;
-    v.extend_from_slice(b"' from='");
-    let f0 = v.len() as u32;
-    escape_attr(from, &mut v);
-    let f1 = v.len() as u32;
-    v.push(b'\'');
+    v.extend_from_slice(b" xmlns='jabber:client'");
+    let (to_r, from_r) = write_addresses(&mut v, to, from);
     v.extend_from_slice(attrs.as_bytes());
     if inner.is_empty() {
         v.extend_from_slice(b"/>");
@@ -418,7 +418,7 @@ pub fn build(kind: Kind, stype: SType, from: &str, to: &str, attrs: &str, inner:
         v.extend_from_slice(name.as_bytes());
         v.push(b'>');
     }
-    Routed::from_parts(kind, stype, v, t0..t1, f0..f1)
+    Routed::from_parts(kind, stype, v, to_r, from_r)
 }
 
 /// Splits a normalized JID into (bare, resource).
