@@ -53,10 +53,6 @@ async fn get_set_push_remove_and_versions() {
             "<item jid='a@localhost'/><item jid='b@localhost'/>",
             "bad-request",
         ),
-        (
-            "<item jid='a@localhost' subscription='both'/>",
-            "bad-request",
-        ),
         ("<item jid='a@localhost'><group/></item>", "not-acceptable"),
         ("<item jid='a@b@c'/>", "jid-malformed"),
     ] {
@@ -70,6 +66,15 @@ async fn get_set_push_remove_and_versions() {
             "{xml}: {e}"
         );
     }
+    // §2.1.2.5: a subscription other than "remove" is ignored, not refused (slixmpp sends
+    // subscription='none' with every set): the item is stored, its state unchanged.
+    a1.send("<iq id='sb' type='set'><query xmlns='jabber:iq:roster'><item jid='nurse@localhost' name='Nurse' subscription='both'><group>Servants</group></item></query></iq>").await;
+    let p = a2.recv_until("type='set'").await;
+    assert!(
+        p.contains("<item jid='nurse@localhost' name='Nurse' subscription='none'>"),
+        "{p}"
+    );
+    assert!(a1.recv_until("id='sb'").await.contains("type='result'"));
     // §2.5 remove: pushed as subscription='remove'.
     a1.send("<iq id='rm' type='set'><query xmlns='jabber:iq:roster'><item jid='nurse@localhost' subscription='remove'/></query></iq>").await;
     assert!(

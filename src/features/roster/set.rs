@@ -4,9 +4,9 @@
 //! - exactly one `<item/>`, else `bad-request` (§2.3.3);
 //! - a `jid` is required (`bad-request`) and must be a JID (`jid-malformed`); the item is
 //!   the contact's bare JID;
-//! - `subscription='remove'` deletes the item (§2.5). Any other value is refused with
-//!   `bad-request`; §2.1.2.5 says a server MUST ignore it, but `tests/roster.rs` expects the
-//!   refusal, so it stays (the one known deviation here);
+//! - `subscription='remove'` deletes the item (§2.5); any other value is ignored, as
+//!   §2.1.2.5 says (slixmpp, and the clients built on it, send `subscription='none'` with
+//!   every set);
 //! - a `<group/>` with empty text is `not-acceptable`, the same group twice `bad-request`
 //!   (§2.3.3);
 //! - an empty `name` is no name; `ask` and `approved` are the server's to set and are
@@ -43,7 +43,9 @@ pub fn parse(st: &Stanza, query: usize) -> Result<RosterSet, Cond> {
     let remove = match st.attr(i, "subscription").map(|a| a.value()) {
         None => false,
         Some(s) if s == "remove" => true,
-        Some(_) => return Err(Cond::BadRequest),
+        // §2.1.2.5: "the server MUST ignore all values of the 'subscription' attribute
+        // other than 'remove'".
+        Some(_) => false,
     };
     let mut groups: Vec<String> = Vec::new();
     for g in st.children(i).filter(|&c| st.elems[c].local == "group") {
@@ -192,12 +194,20 @@ mod tests {
     }
 
     #[test]
-    fn a_subscription_other_than_remove_is_refused() {
-        // §2.1.2.5 says "the server MUST ignore all values of the 'subscription' attribute
-        // other than "remove""; tests/roster.rs requires bad-request (kept, see the module).
-        assert_eq!(
-            item("<item jid='nurse@example.com' subscription='both'/>"),
-            Err(Cond::BadRequest)
+    fn a_subscription_other_than_remove_is_ignored() {
+        // §2.1.2.5: "the server MUST ignore all values of the 'subscription' attribute
+        // other than "remove"".
+        for v in ["both", "none", "to", "from", "bogus"] {
+            let s = item(&format!(
+                "<item jid='nurse@example.com' subscription='{v}'/>"
+            ))
+            .unwrap();
+            assert!(!s.remove, "{v}");
+        }
+        assert!(
+            item("<item jid='nurse@example.com' subscription='remove'/>")
+                .unwrap()
+                .remove
         );
     }
 
