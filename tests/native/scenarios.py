@@ -212,16 +212,11 @@ async def chat():
     await c.online()
     # Roster: fetch it (which makes this resource one that gets roster pushes, RFC 6121
     # §2.1.6), add the peer, get the push, then the server lists it with its name.
-    # The set is not slixmpp's update_roster: that always writes subscription='none' in the
-    # roster set, which RFC 6121 §2.1.2.5 says a server MUST ignore, but Aoba refuses with
-    # bad-request (the deviation noted in src/features/roster/set.rs). Once Aoba ignores
-    # it, this can be `await c.x.update_roster(PEER.bare, name="Web peer ☃")`.
+    # slixmpp's update_roster writes subscription='none' in the set, which the server
+    # ignores (RFC 6121 §2.1.2.5).
     await roster_get(c)
-    iq = c.x.Iq()
-    iq["type"] = "set"
-    iq["roster"]["items"] = {PEER.bare: {"name": "Web peer ☃"}}
     try:
-        r = await within(iq.send(timeout=STEP), "roster set result")
+        r = await within(c.x.update_roster(PEER.bare, name="Web peer ☃"), "roster set result")
     except IqError as e:
         raise Failed(f"roster set answered with an error: {e.iq}") from None
     check(r["type"] == "result", f"roster set: {r}")
