@@ -50,6 +50,12 @@ pub async fn run(c: &CapOpts) -> Vec<Report> {
     let mut out: Vec<Report> = Vec::new();
     let rs = rates(c);
     println!(
+        "capacity {} over {} ({})",
+        c.target.name(),
+        c.opts.transport.name(),
+        c.opts.url()
+    );
+    println!(
         "{:>10} {:>12} {:>9} {:>9} {:>9} {:>8} {:>8} {:>12}",
         "offered/s", "delivered/s", "p50 ms", "p99 ms", "p99.9 ms", "lost", "errors", "per core-s"
     );

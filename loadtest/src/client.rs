@@ -1,30 +1,27 @@
-//! One XMPP-over-WebSocket client: connect from a chosen loopback source address, upgrade
-//! (optionally with a JWT cookie and the `xmpp` subprotocol), and do the RFC 7395
-//! negotiation: open, features, SASL PLAIN, restart, bind, legacy session, initial presence.
+//! One XMPP client: connect from a chosen loopback source address; over WebSocket, upgrade
+//! (optionally with a JWT cookie and the `xmpp` subprotocol); then the negotiation, the same
+//! over every transport (RFC 7395 `<open/>` on WebSocket, RFC 6120 `<stream:stream>` on
+//! TCP): open, features, SASL PLAIN, restart, bind, legacy session, initial presence.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
-use futures_util::{SinkExt, StreamExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use crate::transport::{Conn, ConnError, Frame, MAX_ELEMENT, Transport, Ws, XmlStream};
 use crate::xml;
-
-pub const FRAMING_NS: &str = "urn:ietf:params:xml:ns:xmpp-framing";
-pub type Ws = WebSocketStream<TcpStream>;
 
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMode {
-    /// Mint an HS256 JWT and send it as `Cookie: auth_token=...` on the upgrade.
+    /// Mint an HS256 JWT and send it as `Cookie: auth_token=...` on the upgrade (WebSocket only).
     JwtCookie,
     /// Mint an HS256 JWT and use it as the SASL PLAIN password.
     JwtPlain,
@@ -35,6 +32,7 @@ pub enum AuthMode {
 /// Everything a client needs to log in; shared by all sessions of a run.
 #[derive(Clone, Debug)]
 pub struct ClientCfg {
+    pub transport: Transport,
     pub url: String,
     pub addr: SocketAddrV4,
     pub domain: String,
@@ -70,35 +68,9 @@ impl ClientCfg {
         WebSocketConfig::default()
             .read_buffer_size(self.read_buffer)
             .write_buffer_size(0)
-            .max_message_size(Some(4 << 20))
-            .max_frame_size(Some(4 << 20))
+            .max_message_size(Some(MAX_ELEMENT))
+            .max_frame_size(Some(MAX_ELEMENT))
     }
-}
-
-/// Parse `ws://HOST:PORT/path` and refuse anything that is not a loopback address.
-pub fn parse_url(url: &str) -> Result<SocketAddrV4, String> {
-    let rest = url
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("--url must start with ws:// (got {url})"))?;
-    let hostport = rest.split('/').next().unwrap_or(rest);
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .map_err(|e| format!("bad port in {url}: {e}"))?,
-        ),
-        None => (hostport, 80),
-    };
-    let ip: Ipv4Addr = if host == "localhost" {
-        Ipv4Addr::LOCALHOST
-    } else {
-        host.parse()
-            .map_err(|_| format!("host must be a 127.x.y.z address or localhost (got {host})"))?
-    };
-    if !ip.is_loopback() {
-        return Err(format!("refusing to load a non-loopback address {ip}"));
-    }
-    Ok(SocketAddrV4::new(ip, port))
 }
 
 #[derive(serde::Serialize)]
@@ -144,7 +116,7 @@ impl LoginError {
 
 /// A logged-in session ready for the scenario's run loop.
 pub struct Session {
-    pub ws: Ws,
+    pub conn: Conn,
     pub jid: String,
     pub login_time: Duration,
 }
@@ -177,56 +149,45 @@ async fn tcp_connect(src: Ipv4Addr, dst: SocketAddrV4) -> std::io::Result<TcpStr
     ts.connect(SocketAddr::V4(dst)).await
 }
 
-/// Send one text frame.
-pub async fn send(ws: &mut Ws, s: String) -> Result<(), WsError> {
-    ws.send(Message::text(s)).await
-}
-
-/// Read the next text frame, skipping pings/pongs; `None` when the connection ended.
-pub async fn recv(ws: &mut Ws) -> Result<Option<String>, WsError> {
-    loop {
-        match ws.next().await {
-            None => return Ok(None),
-            Some(Err(e)) => return Err(e),
-            Some(Ok(Message::Text(t))) => return Ok(Some(t.as_str().to_owned())),
-            Some(Ok(Message::Binary(b))) => {
-                return Ok(Some(String::from_utf8_lossy(&b).into_owned()));
-            }
-            Some(Ok(Message::Close(_))) => return Ok(None),
-            Some(Ok(_)) => continue,
-        }
-    }
-}
-
-pub fn open_frame(domain: &str) -> String {
-    format!("<open xmlns='{FRAMING_NS}' to='{domain}' version='1.0'/>")
-}
-
-pub fn close_frame() -> String {
-    format!("<close xmlns='{FRAMING_NS}'/>")
-}
-
 struct Negotiator<'a> {
-    ws: Ws,
+    conn: Conn,
     deadline: tokio::time::Instant,
     cfg: &'a ClientCfg,
 }
 
 impl Negotiator<'_> {
-    /// Read frames until one whose root local name is in `want`; fail on stream errors/close.
-    /// The next text frame, within the login deadline.
-    async fn frame(&mut self, stage: &str) -> Result<String, LoginError> {
-        match tokio::time::timeout_at(self.deadline, recv(&mut self.ws)).await {
+    /// The next frame, within the login deadline.
+    async fn frame(&mut self, stage: &str) -> Result<Frame, LoginError> {
+        match tokio::time::timeout_at(self.deadline, self.conn.recv()).await {
             Err(_) => Err(LoginError::new(format!("timeout:{stage}"), "")),
-            Ok(Err(e)) => Err(LoginError::new(format!("ws-error:{stage}"), e.to_string())),
+            Ok(Err(e)) => Err(LoginError::new(
+                format!("{}:{stage}", e.login_prefix()),
+                e.to_string(),
+            )),
             Ok(Ok(None)) => Err(LoginError::new(format!("closed:{stage}"), "")),
             Ok(Ok(Some(f))) => Ok(f),
         }
     }
 
+    /// The next message's text (XMPP-FTW over Socket.IO).
+    async fn text(&mut self, stage: &str) -> Result<String, LoginError> {
+        match self.frame(stage).await? {
+            Frame::Open(s) => Ok(s),
+            Frame::Stanza(s) => Ok(s.into()),
+            Frame::Close => Err(LoginError::new(format!("closed:{stage}"), "")),
+        }
+    }
+
+    /// Read frames until one whose root local name is in `want` (`open` for the stream's
+    /// opening); fail on stream errors and the stream's end.
     async fn expect(&mut self, stage: &str, want: &[&str]) -> Result<String, LoginError> {
         loop {
-            let frame = self.frame(stage).await?;
+            let frame = match self.frame(stage).await? {
+                Frame::Open(o) if want.contains(&"open") => return Ok(o),
+                Frame::Open(_) => continue,
+                Frame::Close => return Err(LoginError::new(format!("closed:{stage}"), "")),
+                Frame::Stanza(s) => String::from(s),
+            };
             let local = xml::root_local(&frame);
             if want.contains(&local) {
                 return Ok(frame);
@@ -241,29 +202,41 @@ impl Negotiator<'_> {
                         frame,
                     ));
                 }
-                "close" => return Err(LoginError::new(format!("closed:{stage}"), frame)),
                 _ => continue, // ignore anything else (e.g. early presence)
             }
         }
     }
 
     async fn send(&mut self, stage: &str, s: String) -> Result<(), LoginError> {
-        match tokio::time::timeout_at(self.deadline, send(&mut self.ws, s)).await {
-            Err(_) => Err(LoginError::new(format!("timeout:{stage}"), "")),
-            Ok(Err(e)) => Err(LoginError::new(format!("ws-error:{stage}"), e.to_string())),
-            Ok(Ok(())) => Ok(()),
-        }
+        let r = tokio::time::timeout_at(self.deadline, self.conn.send(s)).await;
+        written(stage, r)
     }
 
-    /// Send `<open/>`, read `<open/>` and the features.
+    /// Open the stream (`<open/>` or the stream header), read the server's opening and the
+    /// features.
     async fn open(&mut self, stage: &str) -> Result<String, LoginError> {
-        let o = open_frame(&self.cfg.domain);
-        self.send(stage, o).await?;
+        let r = tokio::time::timeout_at(self.deadline, self.conn.open(&self.cfg.domain)).await;
+        written(stage, r)?;
         let open = self.expect(stage, &["open", "features"]).await?;
         if xml::root_local(&open) == "features" {
             return Ok(open);
         }
         self.expect(stage, &["features"]).await
+    }
+}
+
+/// The outcome of a write within the login deadline.
+fn written(
+    stage: &str,
+    r: Result<Result<(), ConnError>, tokio::time::error::Elapsed>,
+) -> Result<(), LoginError> {
+    match r {
+        Err(_) => Err(LoginError::new(format!("timeout:{stage}"), "")),
+        Ok(Err(e)) => Err(LoginError::new(
+            format!("{}:{stage}", e.login_prefix()),
+            e.to_string(),
+        )),
+        Ok(Ok(())) => Ok(()),
     }
 }
 
@@ -292,45 +265,24 @@ pub async fn login(cfg: &ClientCfg, n: usize, src: Ipv4Addr) -> Result<Session, 
         Ok(Ok(s)) => s,
     };
 
-    let url = if cfg.ftw {
-        format!("ws://{}/socket.io/?EIO=4&transport=websocket", cfg.addr)
-    } else {
-        cfg.url.clone()
-    };
-    let mut req = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| LoginError::new("bad-url", e.to_string()))?;
-    if cfg.subprotocol {
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("xmpp"));
-    }
-    if cfg.auth == AuthMode::JwtCookie {
-        let v = format!("auth_token={}", token.as_deref().unwrap_or(""));
-        req.headers_mut().insert(
-            "Cookie",
-            HeaderValue::from_str(&v).map_err(|e| LoginError::new("bad-cookie", e.to_string()))?,
-        );
-    }
-    let hs = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg.ws_config()));
-    let ws = match tokio::time::timeout_at(deadline, hs).await {
-        Err(_) => return Err(LoginError::new("timeout:upgrade", "")),
-        Ok(Err(WsError::Http(resp))) => {
-            return Err(LoginError::new(
-                format!("upgrade:http-{}", resp.status().as_u16()),
-                "",
-            ));
-        }
-        Ok(Err(e)) => return Err(LoginError::new("upgrade:error", e.to_string())),
-        Ok(Ok((ws, _resp))) => ws,
+    let conn = match cfg.transport {
+        Transport::Ws => Conn::Ws(upgrade(cfg, tcp, token.as_deref(), deadline).await?),
+        Transport::Tcp => Conn::Tcp(XmlStream::new(tcp, cfg.read_buffer)),
     };
 
-    let mut ng = Negotiator { ws, deadline, cfg };
+    let mut ng = Negotiator {
+        conn,
+        deadline,
+        cfg,
+    };
     if cfg.ftw {
         return ftw_login(ng, &user, token.as_deref(), t0).await;
     }
     let mut features = ng.open("open").await?;
 
+    if !xml::has_element(&features, "mechanisms") && xml::has_element(&features, "starttls") {
+        return Err(LoginError::new("tls:required", features));
+    }
     if xml::has_element(&features, "mechanisms") {
         if !features.contains(">PLAIN<") {
             return Err(LoginError::new("sasl:no-plain", features));
@@ -412,10 +364,49 @@ pub async fn login(cfg: &ClientCfg, n: usize, src: Ipv4Addr) -> Result<Session, 
     ng.send("presence", "<presence xmlns='jabber:client'/>".to_string())
         .await?;
     Ok(Session {
-        ws: ng.ws,
+        conn: ng.conn,
         jid,
         login_time: t0.elapsed(),
     })
+}
+
+/// The WebSocket upgrade (with the `xmpp` subprotocol and the JWT cookie if asked).
+async fn upgrade(
+    cfg: &ClientCfg,
+    tcp: TcpStream,
+    token: Option<&str>,
+    deadline: tokio::time::Instant,
+) -> Result<Ws, LoginError> {
+    let url = if cfg.ftw {
+        format!("ws://{}/socket.io/?EIO=4&transport=websocket", cfg.addr)
+    } else {
+        cfg.url.clone()
+    };
+    let mut req = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| LoginError::new("bad-url", e.to_string()))?;
+    if cfg.subprotocol {
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static("xmpp"));
+    }
+    if cfg.auth == AuthMode::JwtCookie {
+        let v = format!("auth_token={}", token.unwrap_or(""));
+        req.headers_mut().insert(
+            "Cookie",
+            HeaderValue::from_str(&v).map_err(|e| LoginError::new("bad-cookie", e.to_string()))?,
+        );
+    }
+    let hs = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg.ws_config()));
+    match tokio::time::timeout_at(deadline, hs).await {
+        Err(_) => Err(LoginError::new("timeout:upgrade", "")),
+        Ok(Err(WsError::Http(resp))) => Err(LoginError::new(
+            format!("upgrade:http-{}", resp.status().as_u16()),
+            "",
+        )),
+        Ok(Err(e)) => Err(LoginError::new("upgrade:error", e.to_string())),
+        Ok(Ok((ws, _resp))) => Ok(ws),
+    }
 }
 
 /// XMPP-FTW over Socket.IO: Engine.IO open, namespace connect, `xmpp.login` (the cookie,
@@ -426,13 +417,13 @@ async fn ftw_login(
     token: Option<&str>,
     t0: Instant,
 ) -> Result<Session, LoginError> {
-    let open = ng.frame("eio-open").await?;
+    let open = ng.text("eio-open").await?;
     if !open.starts_with("0{") {
         return Err(LoginError::new("ftw:no-open", open));
     }
     ng.send("sio-connect", "40".into()).await?;
     loop {
-        let f = ng.frame("sio-connect").await?;
+        let f = ng.text("sio-connect").await?;
         if f.starts_with("40") {
             break;
         }
@@ -451,7 +442,7 @@ async fn ftw_login(
     )
     .await?;
     let jid = loop {
-        let f = ng.frame("login").await?;
+        let f = ng.text("login").await?;
         if f.starts_with("42[\"xmpp.connection\"") {
             break format!("{user}@{domain}/{res}");
         }
@@ -462,7 +453,7 @@ async fn ftw_login(
     ng.send("presence", "42[\"xmpp.presence\",{}]".into())
         .await?;
     Ok(Session {
-        ws: ng.ws,
+        conn: ng.conn,
         jid,
         login_time: t0.elapsed(),
     })
@@ -481,40 +472,14 @@ fn session_optional(features: &str) -> bool {
     }
 }
 
-/// Close politely: `<close/>`, then the WebSocket close handshake (bounded by `wait`).
-pub async fn close(mut ws: Ws, wait: Duration) {
-    let _ = tokio::time::timeout(wait, async {
-        let _ = send(&mut ws, close_frame()).await;
-        let _ = ws.close(None).await;
-        // drain until the server closes
-        while let Some(Ok(_)) = ws.next().await {}
-    })
-    .await;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn urls() {
-        assert_eq!(
-            parse_url("ws://127.0.0.1:8082/xmpp").unwrap(),
-            "127.0.0.1:8082".parse().unwrap()
-        );
-        assert_eq!(
-            parse_url("ws://localhost:15280/xmpp-websocket")
-                .unwrap()
-                .port(),
-            15280
-        );
-        assert!(parse_url("ws://10.0.0.1:80/").is_err());
-        assert!(parse_url("wss://127.0.0.1/").is_err());
-    }
-
-    #[test]
     fn src_addrs() {
         let mut cfg = ClientCfg {
+            transport: Transport::Ws,
             url: String::new(),
             addr: "127.0.0.1:1".parse().unwrap(),
             domain: "d".into(),

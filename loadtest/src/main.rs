@@ -1,12 +1,14 @@
-//! aoba-loadtest: a WebSocket XMPP (RFC 7395) load generator for Aoba, Prosody and ejabberd.
-//! See loadtest/README.md.
+//! aoba-loadtest: an XMPP load generator for Aoba, Prosody and ejabberd, over WebSocket
+//! (RFC 7395) or TCP (RFC 6120). See loadtest/README.md.
 
 mod capacity;
 mod client;
 mod opts;
 mod scenario;
 mod session;
+mod split;
 mod stats;
+mod transport;
 mod worker;
 mod xml;
 

@@ -8,13 +8,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{AuthMode, ClientCfg, parse_url};
+use crate::client::{AuthMode, ClientCfg};
+use crate::transport::{Transport, parse_url};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "aoba-loadtest",
     version,
-    about = "WebSocket XMPP (RFC 7395) load generator"
+    about = "XMPP load generator: WebSocket (RFC 7395) and TCP (RFC 6120) sessions"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -23,7 +24,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Open N sessions at rate R (upgrade, auth, bind, initial presence): logins/s, latency.
+    /// Open N sessions at rate R (connect, auth, bind, initial presence): logins/s, latency.
     Login(Opts),
     /// Hold N idle sessions for --duration seconds; bytes of server RSS per session.
     Hold(Opts),
@@ -71,14 +72,20 @@ impl Scenario {
 
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct Opts {
-    /// WebSocket URL (any path); must be a loopback address.
-    #[arg(long, default_value = "ws://127.0.0.1:8082/xmpp")]
-    pub url: String,
-    /// XMPP domain (the `to` of <open/>).
+    /// ws: RFC 7395 over WebSocket; tcp: RFC 6120 over plaintext TCP (the server's c2s
+    /// listener, `aoba serve --c2s-listen ADDR`).
+    #[arg(long, value_enum, default_value = "ws")]
+    pub transport: Transport,
+    /// Server address, loopback only: ws://HOST:PORT/PATH for ws (default
+    /// ws://127.0.0.1:8082/xmpp), tcp://HOST:PORT for tcp (default tcp://127.0.0.1:5222).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// XMPP domain (the `to` of <open/> or of the stream header).
     #[arg(long, default_value = "localhost")]
     pub domain: String,
-    #[arg(long, value_enum, default_value = "jwt-cookie")]
-    pub auth: AuthMode,
+    /// Default: jwt-cookie on ws, jwt-plain on tcp (TCP has no cookie: jwt-cookie is refused).
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthMode>,
     /// HS256 secret for jwt-cookie / jwt-plain.
     #[arg(long, default_value = "")]
     pub jwt_secret: String,
@@ -124,10 +131,10 @@ pub struct Opts {
     /// hold: most sessions per process (RLIMIT_NOFILE is 20,000 here).
     #[arg(long, default_value_t = 19_000)]
     pub max_per_proc: usize,
-    /// Do not request the `xmpp` WebSocket subprotocol (ejabberd 23.01).
+    /// Do not request the `xmpp` WebSocket subprotocol (ejabberd 23.01; ws only).
     #[arg(long)]
     pub no_subprotocol: bool,
-    /// login/hold/chat: log in as XMPP-FTW JSON sessions over Socket.IO (Aoba only): the
+    /// login/hold/chat, ws only: log in as XMPP-FTW JSON sessions over Socket.IO (Aoba only): the
     /// URL's path becomes `/socket.io/?EIO=4&transport=websocket`, then `xmpp.login` and
     /// `xmpp.presence`; chat sends and reads `xmpp.chat.message` events; Engine.IO pings
     /// are answered.
@@ -160,7 +167,7 @@ pub struct Opts {
     /// Tokio worker threads (0 = number of CPUs).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
-    /// Per-connection read buffer of the WebSocket client, bytes.
+    /// Per-connection read buffer (WebSocket client; bytes asked of each TCP read).
     #[arg(long, default_value_t = 4096)]
     pub read_buffer: usize,
     /// No progress bar even on a terminal.
@@ -204,8 +211,35 @@ pub const MAX_DURATION_S: f64 = 3600.0;
 pub const MAX_MESSAGES: f64 = 200_000_000.0;
 
 impl Opts {
+    /// The server URL (`--url`, or the transport's default).
+    pub fn url(&self) -> String {
+        self.url
+            .clone()
+            .unwrap_or_else(|| self.transport.default_url().to_string())
+    }
+
+    /// `--auth`, or the transport's default: the JWT as a cookie on a WebSocket upgrade, as
+    /// the SASL PLAIN password on TCP.
+    pub fn auth(&self) -> AuthMode {
+        self.auth.unwrap_or(match self.transport {
+            Transport::Ws => AuthMode::JwtCookie,
+            Transport::Tcp => AuthMode::JwtPlain,
+        })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
-        parse_url(&self.url)?;
+        parse_url(&self.url(), self.transport)?;
+        if self.transport != Transport::Ws {
+            if self.auth() == AuthMode::JwtCookie {
+                return Err(format!(
+                    "--auth jwt-cookie sends the JWT as a cookie on the WebSocket upgrade, and --transport {} has none: use --auth jwt-plain (the JWT as the SASL PLAIN password, the default on {0}) or --auth plain",
+                    self.transport.name()
+                ));
+            }
+            if self.ftw {
+                return Err("--ftw (XMPP-FTW over Socket.IO) needs --transport ws".into());
+            }
+        }
         if self.sessions == 0 || self.sessions > MAX_SESSIONS {
             return Err(format!("--sessions must be 1..={MAX_SESSIONS}"));
         }
@@ -227,7 +261,7 @@ impl Opts {
         {
             return Err("--timeout must be in (0, 600], --drain and --settle in [0, 600]".into());
         }
-        if matches!(self.auth, AuthMode::JwtCookie | AuthMode::JwtPlain)
+        if matches!(self.auth(), AuthMode::JwtCookie | AuthMode::JwtPlain)
             && self.jwt_secret.is_empty()
         {
             return Err("--auth jwt-cookie/jwt-plain needs --jwt-secret".into());
@@ -244,11 +278,13 @@ impl Opts {
         } else {
             self.src_addrs
         };
+        let url = self.url();
         Arc::new(ClientCfg {
-            url: self.url.clone(),
-            addr: parse_url(&self.url).expect("validated"),
+            transport: self.transport,
+            addr: parse_url(&url, self.transport).expect("validated"),
+            url,
             domain: self.domain.clone(),
-            auth: self.auth,
+            auth: self.auth(),
             jwt_secret: self.jwt_secret.clone(),
             password: self.password.clone(),
             users_prefix: self.users_prefix.clone(),
@@ -346,6 +382,69 @@ mod tests {
     }
 
     #[test]
+    fn transports() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Chat(o) = cli.cmd else { panic!() };
+            o
+        };
+        // ws: the defaults as before
+        let o = parse(&["x", "chat", "--jwt-secret", "S"]);
+        assert_eq!(o.transport, Transport::Ws);
+        assert_eq!(o.url(), "ws://127.0.0.1:8082/xmpp");
+        assert_eq!(o.auth(), AuthMode::JwtCookie);
+        o.validate().unwrap();
+        // tcp: its own default URL, the JWT as the SASL PLAIN password
+        let o = parse(&["x", "chat", "--transport", "tcp", "--jwt-secret", "S"]);
+        assert_eq!(o.url(), "tcp://127.0.0.1:5222");
+        assert_eq!(o.auth(), AuthMode::JwtPlain);
+        o.validate().unwrap();
+        assert_eq!(o.client_cfg().addr, "127.0.0.1:5222".parse().unwrap());
+        let e = parse(&[
+            "x",
+            "chat",
+            "--transport",
+            "tcp",
+            "--auth",
+            "jwt-cookie",
+            "--jwt-secret",
+            "S",
+        ])
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("--auth jwt-plain"), "{e}");
+        let e = parse(&[
+            "x",
+            "chat",
+            "--url",
+            "tcp://127.0.0.1:5222",
+            "--jwt-secret",
+            "S",
+        ])
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("--transport tcp"), "{e}");
+        assert!(
+            parse(&[
+                "x",
+                "chat",
+                "--transport",
+                "tcp",
+                "--ftw",
+                "--jwt-secret",
+                "S"
+            ])
+            .validate()
+            .is_err()
+        );
+        // the shipped TCP scenario file
+        let a = toml_to_args(include_str!("../scenarios/tcp-chat.toml"), &[]).unwrap();
+        let o = parse(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(o.transport, Transport::Tcp);
+        o.validate().unwrap();
+    }
+
+    #[test]
     fn cli_spelling() {
         let cli = Cli::try_parse_from([
             "x",
@@ -381,7 +480,8 @@ mod tests {
         ])
         .unwrap();
         let Command::Chat(o) = cli.cmd else { panic!() };
-        assert_eq!(o.auth, AuthMode::Plain);
+        assert_eq!(o.auth(), AuthMode::Plain);
+        assert_eq!(o.transport, Transport::Ws);
         assert_eq!(o.seed, 7);
         o.validate().unwrap();
     }

@@ -96,7 +96,7 @@ pub async fn login_all(
                         // only ends at --timeout must not stretch it.
                         last.fetch_max(start.elapsed().as_nanos() as u64, Relaxed);
                         hist.record_us(idx, s.login_time.as_micros() as u64);
-                        Some(session::spawn(idx, s.ws, s.jid, ctx))
+                        Some(session::spawn(idx, s.conn, s.jid, ctx))
                     }
                     Err(e) => {
                         if !shown.swap(true, Relaxed) {
@@ -158,7 +158,8 @@ fn base_report(scn: Scenario, opts: &Opts, sessions: usize) -> Report {
     Report {
         scenario: scn.name().to_string(),
         sessions: sessions as u64,
-        url: opts.url.clone(),
+        transport: opts.transport.name().to_string(),
+        url: opts.url(),
         seed: opts.seed,
         offered_rate: opts.rate,
         duration_s: opts.duration,

@@ -5,18 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{self, Ws};
 use crate::stats::Stats;
+use crate::transport::{Conn, Frame};
 use crate::xml;
 
 pub enum Cmd {
     /// Write this stanza.
     Send(String),
-    /// Write `<close/>` and end.
+    /// Close the stream (`<close/>` or `</stream:stream>`) and end.
     Close,
 }
 
@@ -42,13 +40,18 @@ pub struct Handle {
 }
 
 /// Spawn the run loop for session `idx`.
-pub fn spawn(idx: usize, ws: Ws, jid: String, ctx: Arc<SessionCtx>) -> Handle {
+pub fn spawn(idx: usize, conn: Conn, jid: String, ctx: Arc<SessionCtx>) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(run(idx, ws, rx, ctx));
+    let task = tokio::spawn(run(idx, conn, rx, ctx));
     Handle { tx, task, jid }
 }
 
-async fn run(idx: usize, mut ws: Ws, mut rx: mpsc::UnboundedReceiver<Cmd>, ctx: Arc<SessionCtx>) {
+async fn run(
+    idx: usize,
+    mut conn: Conn,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    ctx: Arc<SessionCtx>,
+) {
     loop {
         tokio::select! {
             cmd = rx.recv() => {
@@ -58,8 +61,8 @@ async fn run(idx: usize, mut ws: Ws, mut rx: mpsc::UnboundedReceiver<Cmd>, ctx: 
                 loop {
                     match next {
                         Some(Cmd::Send(s)) => {
-                            if let Err(e) = ws.feed(Message::text(s)).await {
-                                ctx.stats.errors.add(&format!("write:{}", short_ws_err(&e)));
+                            if let Err(e) = conn.feed(s).await {
+                                ctx.stats.errors.add(&format!("write:{}", e.short()));
                                 return;
                             }
                             batch += 1;
@@ -78,55 +81,44 @@ async fn run(idx: usize, mut ws: Ws, mut rx: mpsc::UnboundedReceiver<Cmd>, ctx: 
                     }
                 }
                 if batch > 0
-                    && let Err(e) = ws.flush().await
+                    && let Err(e) = conn.flush().await
                 {
-                    ctx.stats.errors.add(&format!("write:{}", short_ws_err(&e)));
+                    ctx.stats.errors.add(&format!("write:{}", e.short()));
                     return;
                 }
                 if close {
-                    client::close(ws, Duration::from_secs(5)).await;
+                    conn.close(Duration::from_secs(5)).await;
                     return;
                 }
             }
-            msg = ws.next() => {
+            msg = conn.recv() => {
                 let text = match msg {
-                    None => {
+                    Ok(Some(Frame::Stanza(t))) => t,
+                    Ok(Some(Frame::Open(_))) => continue,
+                    Ok(Some(Frame::Close)) => {
+                        ctx.stats.errors.add("server-close");
+                        return;
+                    }
+                    Ok(None) => {
                         ctx.stats.errors.add("disconnected");
                         return;
                     }
-                    Some(Err(e)) => {
-                        ctx.stats.errors.add(&format!("read:{}", short_ws_err(&e)));
+                    Err(e) => {
+                        ctx.stats.errors.add(&format!("read:{}", e.short()));
                         return;
                     }
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Close(_))) => {
-                        ctx.stats.errors.add("disconnected:ws-close");
-                        return;
-                    }
-                    Some(Ok(_)) => continue,
                 };
-                if let Some(reply) = handle_frame(idx, text.as_str(), &ctx) {
+                if let Some(reply) = handle_frame(idx, &text, &ctx) {
                     if reply.is_empty() {
                         return; // stream ended by the server
                     }
-                    if let Err(e) = ws.send(Message::text(reply)).await {
-                        ctx.stats.errors.add(&format!("write:{}", short_ws_err(&e)));
+                    if let Err(e) = conn.send(reply).await {
+                        ctx.stats.errors.add(&format!("write:{}", e.short()));
                         return;
                     }
                 }
             }
         }
-    }
-}
-
-fn short_ws_err(e: &tokio_tungstenite::tungstenite::Error) -> &'static str {
-    use tokio_tungstenite::tungstenite::Error as E;
-    match e {
-        E::ConnectionClosed | E::AlreadyClosed => "closed",
-        E::Io(_) => "io",
-        E::Protocol(_) => "protocol",
-        E::Capacity(_) => "capacity",
-        _ => "other",
     }
 }
 
@@ -215,10 +207,6 @@ fn handle_frame(idx: usize, f: &str, ctx: &SessionCtx) -> Option<String> {
             ctx.stats
                 .errors
                 .add(&format!("stream-error:{}", xml::error_condition(f)));
-            Some(String::new())
-        }
-        "close" => {
-            ctx.stats.errors.add("server-close");
             Some(String::new())
         }
         _ => None,

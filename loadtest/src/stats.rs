@@ -233,6 +233,8 @@ pub struct Report {
     pub per_server_core_sec: Option<f64>,
     pub server_rss_bytes: RssBytes,
     // --- extras ---
+    /// `ws` or `tcp`.
+    pub transport: String,
     pub url: String,
     pub seed: u64,
     pub offered_rate: f64,
@@ -274,7 +276,10 @@ fn mib(v: Option<u64>) -> String {
 impl Report {
     pub fn print_human(&self) {
         let l = &self.latency_ms;
-        println!("== {} ({}) ==", self.scenario, self.url);
+        println!(
+            "== {} over {} ({}) ==",
+            self.scenario, self.transport, self.url
+        );
         println!(
             "sessions {}  logins ok {}/{} at {:.0}/s (login p50 {:.2} ms p99 {:.2} ms)",
             self.sessions,

@@ -1,8 +1,9 @@
-//! Minimal string-level inspection of RFC 7395 frames.
+//! Minimal string-level inspection of frames.
 //!
-//! RFC 7395 puts exactly one complete XML element in each WebSocket text message, so a load
-//! client only needs the root element's name, a few attributes of the root start tag and the
-//! text of a few well-known children. No allocation on the hot path.
+//! RFC 7395 puts exactly one complete XML element in each WebSocket text message, and on TCP
+//! `split.rs` cuts the RFC 6120 stream into the same one-element strings, so a load client
+//! only needs the root element's name, a few attributes of the root start tag and the text
+//! of a few well-known children. No allocation on the hot path.
 
 /// The frame's root element name including any prefix (`message`, `stream:features`, `open`).
 pub fn root_name(frame: &str) -> &str {
