@@ -484,3 +484,11 @@ fn stream_prefixed_children_are_framed() {
     ));
     assert_eq!(r.events[2], Ev::End);
 }
+
+/// An idle TCP session keeps its framer (boxed) and no buffer: the state stays small.
+#[test]
+fn the_framer_state_is_small() {
+    let size = std::mem::size_of::<Framer>();
+    eprintln!("size_of::<Framer>() = {size}");
+    assert!(size <= 256, "{size} bytes");
+}
