@@ -35,6 +35,7 @@ pub struct Config {
     // No doc comments on these fields: a section's introduction is its struct's doc comment.
     pub server: ServerConfig,
     pub c2s: C2sConfig,
+    pub tls: crate::net::tls::TlsConfig,
     pub auth: crate::xmpp::config::AuthConfig,
     pub limits: crate::xmpp::config::LimitsConfig,
     pub ping: crate::xmpp::config::PingConfig,
@@ -52,6 +53,10 @@ pub struct ServerConfig {
     /// Address of the WebSocket listener; one SO_REUSEPORT listener per shard. Aoba refuses
     /// to start if another process listens on it.
     pub listen: SocketAddr,
+    /// Address of the HTTPS listener: the same paths as `listen` (`/xmpp` for wss://,
+    /// `/socket.io/`, `/ftw`, `/health`) over TLS, with the `[tls]` certificates. Unset: no
+    /// HTTPS. `aoba serve --listen-tls ADDR` sets it.
+    pub listen_tls: Option<SocketAddr>,
     /// The XMPP domain served (JIDs `user@domain`). It must be a valid domain, and is
     /// normalized (RFC 7622: `Chat.Example` is `chat.example`).
     pub domain: String,
@@ -91,6 +96,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: "127.0.0.1:8082".parse().unwrap(),
+            listen_tls: None,
             domain: "localhost".into(),
             shards: 0,
             pin_shards: true,
@@ -105,25 +111,60 @@ impl Default for ServerConfig {
 }
 
 /// RFC 6120 client connections over TCP, for native clients (Conversations, Gajim, Dino,
-/// Monal, slixmpp…). Off unless `listen` is set.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, JsonSchema)]
+/// Monal, slixmpp…). Off unless `listen` or `listen_direct_tls` is set.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct C2sConfig {
     /// Address of the TCP c2s listener (port 5222 by convention); one SO_REUSEPORT
-    /// listener per shard, like `server.listen`. Unset: no TCP clients. `aoba serve
-    /// --c2s-listen ADDR` sets it.
+    /// listener per shard, like `server.listen`. STARTTLS is offered when `[tls]` has
+    /// certificates. Unset: no such listener. `aoba serve --c2s-listen ADDR` sets it.
     pub listen: Option<SocketAddr>,
-    /// Serve TCP clients without TLS. This build has no TLS yet, so a TCP listener needs
-    /// it; meant for tests and loopback, never for a network others can see: SASL PLAIN
-    /// carries the JWT in the clear.
+    /// Address of the XEP-0368 direct TLS listener (5223 by convention): TLS first (ALPN
+    /// `xmpp-client`), then the stream. Needs `[tls]` certificates. `aoba serve
+    /// --c2s-direct-tls-listen ADDR` sets it.
+    pub listen_direct_tls: Option<SocketAddr>,
+    /// On `listen`, STARTTLS is required before authentication (only STARTTLS is offered,
+    /// and SASL before it is refused with `encryption-required`). False: optional, which
+    /// lets a client authenticate in the clear, so it also needs `allow_plaintext`.
+    pub require_tls: bool,
+    /// Let TCP clients authenticate without TLS (on `listen` with no certificates, or with
+    /// `require_tls = false`). For tests and loopback only, never for a network others can
+    /// see: SASL PLAIN carries the JWT in the clear.
     pub allow_plaintext: bool,
 }
 
+impl Default for C2sConfig {
+    fn default() -> Self {
+        C2sConfig {
+            listen: None,
+            listen_direct_tls: None,
+            require_tls: true,
+            allow_plaintext: false,
+        }
+    }
+}
+
 impl C2sConfig {
-    pub fn validate(&self) -> Result<(), String> {
+    /// `certificates`: whether `[tls]` has any.
+    pub fn validate(&self, certificates: bool) -> Result<(), String> {
         if self.listen.is_some() && !self.allow_plaintext {
-            return Err("c2s.listen needs TLS, which this build does not have yet: set                  c2s.allow_plaintext = true (tests and loopback only)"
-                .into());
+            if !certificates {
+                return Err(
+                    "c2s.listen without TLS: configure [tls] certificates (STARTTLS), \
+                     or set c2s.allow_plaintext = true (tests and loopback only)"
+                        .into(),
+                );
+            }
+            if !self.require_tls {
+                return Err(
+                    "c2s.require_tls = false lets clients authenticate in the clear: \
+                     set c2s.allow_plaintext = true too (tests and loopback only)"
+                        .into(),
+                );
+            }
+        }
+        if self.listen_direct_tls.is_some() && !certificates {
+            return Err("c2s.listen_direct_tls needs [tls] certificates".into());
         }
         Ok(())
     }
@@ -172,7 +213,10 @@ impl Config {
     /// (RFC 7622: `Chat.Example` is `chat.example`).
     pub fn validate(&mut self) -> Result<(), String> {
         self.server.validate()?;
-        self.c2s.validate()?;
+        self.c2s.validate(!self.tls.certificates.is_empty())?;
+        if self.server.listen_tls.is_some() && self.tls.certificates.is_empty() {
+            return Err("server.listen_tls needs [tls] certificates".into());
+        }
         self.check_ranges()?;
         self.auth.validate()?;
         self.limits.validate()?;
@@ -180,6 +224,10 @@ impl Config {
         self.storage.validate()?;
         self.mam.validate()?;
         self.ftw.validate()?;
+        if !self.tls.certificates.is_empty() {
+            // Every file readable and each key its certificate's.
+            crate::net::tls::Tls::load(&self.tls, &self.server.domain)?;
+        }
         Ok(())
     }
 

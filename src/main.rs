@@ -42,12 +42,8 @@ enum Cmd {
     Serve {
         #[command(flatten)]
         common: Common,
-        /// Listen address, e.g. 127.0.0.1:8082.
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// TCP c2s listen address (RFC 6120, native clients), e.g. 127.0.0.1:5222.
-        #[arg(long, value_name = "ADDR")]
-        c2s_listen: Option<SocketAddr>,
+        #[command(flatten)]
+        listen: Listen,
         /// Number of shards (0 = one per core).
         #[arg(long)]
         shards: Option<usize>,
@@ -99,18 +95,16 @@ fn main() {
         .init();
     let r = match cli.cmd.unwrap_or(Cmd::Serve {
         common: Common::default(),
-        listen: None,
-        c2s_listen: None,
+        listen: Listen::default(),
         shards: None,
         sm_resume_timeout: None,
     }) {
         Cmd::Serve {
             common,
             listen,
-            c2s_listen,
             shards,
             sm_resume_timeout,
-        } => serve(common, listen, c2s_listen, shards, sm_resume_timeout),
+        } => serve(common, listen, shards, sm_resume_timeout),
         Cmd::Token { user, ttl, common } => token(common, &user, ttl.as_secs()),
         Cmd::CheckConfig { file } => Config::load(&file).and_then(|mut c| {
             c.validate()?;
@@ -137,19 +131,41 @@ fn secret_for(cfg: &Config, create: bool) -> Result<Option<String>, String> {
     }
 }
 
+/// The listeners' flags (each overrides its config key).
+#[derive(clap::Args, Default, Debug)]
+struct Listen {
+    /// Listen address (HTTP: WebSocket, XMPP-FTW, health), e.g. 127.0.0.1:8082.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// HTTPS listen address (wss://), e.g. 0.0.0.0:443. Needs [tls] certificates.
+    #[arg(long, value_name = "ADDR")]
+    listen_tls: Option<SocketAddr>,
+    /// TCP c2s listen address (RFC 6120, native clients; STARTTLS), e.g. 0.0.0.0:5222.
+    #[arg(long, value_name = "ADDR")]
+    c2s_listen: Option<SocketAddr>,
+    /// XEP-0368 direct TLS listen address, e.g. 0.0.0.0:5223. Needs [tls] certificates.
+    #[arg(long, value_name = "ADDR")]
+    c2s_direct_tls_listen: Option<SocketAddr>,
+}
+
 fn serve(
     common: Common,
-    listen: Option<SocketAddr>,
-    c2s_listen: Option<SocketAddr>,
+    listen: Listen,
     shards: Option<usize>,
     sm_resume: Option<u64>,
 ) -> Result<(), String> {
     let mut cfg = load(&common)?;
-    if let Some(l) = listen {
+    if let Some(l) = listen.listen {
         cfg.server.listen = l;
     }
-    if let Some(l) = c2s_listen {
+    if let Some(l) = listen.listen_tls {
+        cfg.server.listen_tls = Some(l);
+    }
+    if let Some(l) = listen.c2s_listen {
         cfg.c2s.listen = Some(l);
+    }
+    if let Some(l) = listen.c2s_direct_tls_listen {
+        cfg.c2s.listen_direct_tls = Some(l);
     }
     if let Some(s) = shards {
         cfg.server.shards = s;

@@ -77,7 +77,31 @@ fn each_check_refuses_a_file_naming_the_key() {
         ),
         ("[server]\ndomain = \"a b\"\n", "server.domain"),
         // c2s: no TCP listener without TLS, unless plaintext is allowed on purpose
-        ("[c2s]\nlisten = \"127.0.0.1:0\"\n", "c2s.listen needs TLS"),
+        (
+            "[c2s]\nlisten = \"127.0.0.1:0\"\n",
+            "c2s.listen without TLS",
+        ),
+        (
+            "[c2s]\nlisten_direct_tls = \"127.0.0.1:0\"\n",
+            "c2s.listen_direct_tls needs [tls] certificates",
+        ),
+        (
+            "[server]\nlisten_tls = \"127.0.0.1:0\"\n",
+            "server.listen_tls needs [tls] certificates",
+        ),
+        (
+            "[tls]\ncertificates = [{ cert_file = \"/x.pem\", key_file = \"/x.key\" }]\n[c2s]\nlisten = \"127.0.0.1:0\"\nrequire_tls = false\n",
+            "c2s.require_tls = false",
+        ),
+        // tls: a file that does not load is named; the handshake timeout has a floor
+        (
+            "[tls]\ncertificates = [{ cert_file = \"/nonexistent/aoba.pem\", key_file = \"/x.key\" }]\n",
+            "/nonexistent/aoba.pem",
+        ),
+        (
+            "[tls]\nhandshake_timeout_ms = 99\n",
+            "tls.handshake_timeout_ms must be >= 100",
+        ),
         // auth
         (
             "[auth]\nmax_auth_failures = 0\n",

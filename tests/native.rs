@@ -1,4 +1,5 @@
-//! A real native client library against the RFC 6120 TCP listener: slixmpp (Python), pinned
+//! A real native client library against the RFC 6120 TCP listeners (plaintext, STARTTLS and
+//! XEP-0368 direct TLS verifying a test CA): slixmpp (Python), pinned
 //! in `tests/native/requirements.txt` and installed once per test binary into
 //! `tests/native/.deps` (git-ignored) with `python3 -m pip install --target`. Each test starts
 //! its own server (plaintext c2s, two shards), logs a WebSocket user in on the other shard
@@ -139,6 +140,46 @@ impl Link {
         writeln!(self.stdin, "{word}")
             .and_then(|_| self.stdin.flush())
             .expect("write to the scenario");
+    }
+}
+
+/// How the slixmpp user connects: plaintext TCP, STARTTLS, or XEP-0368 direct TLS (both
+/// verifying the server's certificate against a test CA).
+#[derive(Clone, Copy)]
+enum Mode {
+    Plain,
+    StartTls,
+    Direct,
+}
+
+impl Mode {
+    /// The server (two shards) for this mode, its CA, and the scenario's environment.
+    fn setup(
+        self,
+    ) -> (
+        Server,
+        Option<common::tls::TestCa>,
+        Vec<(&'static str, String)>,
+    ) {
+        if let Mode::Plain = self {
+            return (Server::start_with(CONFIG, 2), None, Vec::new());
+        }
+        let ca = common::tls::TestCa::new();
+        let cfg = format!(
+            "{}\n[c2s]\nlisten = \"127.0.0.1:0\"\nlisten_direct_tls = \"127.0.0.1:0\"\n\n[muc]\nauto_create_unlocked = true\n",
+            ca.config()
+        );
+        let s = Server::start_with(&cfg, 2);
+        let (name, port) = match self {
+            Mode::StartTls => ("starttls", s.c2s_port),
+            _ => ("direct", s.direct_tls_port),
+        };
+        let env = vec![
+            ("AOBA_TLS", name.to_string()),
+            ("AOBA_CA", ca.ca_file.display().to_string()),
+            ("AOBA_C2S_PORT", port.unwrap().to_string()),
+        ];
+        (s, Some(ca), env)
     }
 }
 
@@ -297,14 +338,14 @@ fn room() -> String {
 
 /// Login over TCP (SASL PLAIN with the JWT, bind), presence, a roster item, a ping to the
 /// server; chat both ways with a WebSocket user on the other shard.
-#[tokio::test]
-async fn slixmpp_logs_in_and_chats_with_a_websocket_user() {
-    let s = Server::start_with(CONFIG, 2);
+async fn slixmpp_logs_in_and_chats_with_a_websocket_user(mode: Mode) {
+    let (s, _ca, tls) = mode.setup();
+    let tls: Vec<(&str, &str)> = tls.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (a, b) = s.users_apart();
     let mut w = Client::online(&s, &b, "web", 0).await;
     let slix = format!("{a}@{DOMAIN}/{RESOURCE}");
     let peer = w.jid.clone();
-    scenario(&s, "chat", &a, &peer, &[], move |_| async move {
+    scenario(&s, "chat", &a, &peer, &tls, move |_| async move {
         let m = norm(&w.recv_until("hello from slixmpp").await);
         assert!(
             m.starts_with("<message")
@@ -324,14 +365,14 @@ async fn slixmpp_logs_in_and_chats_with_a_websocket_user() {
 
 /// XEP-0184: slixmpp asks a receipt of the WebSocket user and gets it; the WebSocket user
 /// asks one of slixmpp, whose xep_0184 plugin sends it.
-#[tokio::test]
-async fn slixmpp_delivery_receipts_both_ways() {
-    let s = Server::start_with(CONFIG, 2);
+async fn slixmpp_delivery_receipts_both_ways(mode: Mode) {
+    let (s, _ca, tls) = mode.setup();
+    let tls: Vec<(&str, &str)> = tls.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (a, b) = s.users_apart();
     let mut w = Client::online(&s, &b, "web", 0).await;
     let slix = format!("{a}@{DOMAIN}/{RESOURCE}");
     let peer = w.jid.clone();
-    scenario(&s, "receipts", &a, &peer, &[], move |_| async move {
+    scenario(&s, "receipts", &a, &peer, &tls, move |_| async move {
         let m = norm(&w.recv_until("receipt please").await);
         assert!(
             m.contains(&format!("from='{slix}'"))
@@ -357,16 +398,17 @@ async fn slixmpp_delivery_receipts_both_ways() {
 }
 
 /// XEP-0045: slixmpp joins the room a WebSocket user is in; groupchat both ways; it leaves.
-#[tokio::test]
-async fn slixmpp_groupchat_with_a_websocket_occupant() {
-    let s = Server::start_with(CONFIG, 2);
+async fn slixmpp_groupchat_with_a_websocket_occupant(mode: Mode) {
+    let (s, _ca, tls) = mode.setup();
+    let tls: Vec<(&str, &str)> = tls.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (a, b) = s.users_apart();
     let mut w = Client::online(&s, &b, "web", 0).await;
     let room = room();
     let got = join(&mut w, &room, "web", "").await;
     assert!(got.iter().all(|m| !m.contains("type='error'")), "{got:?}");
     let peer = w.jid.clone();
-    let env = [("AOBA_ROOM", room.as_str()), ("AOBA_PEER_NICK", "web")];
+    let mut env = vec![("AOBA_ROOM", room.as_str()), ("AOBA_PEER_NICK", "web")];
+    env.extend(tls.iter().copied());
     let r = room.clone();
     scenario(&s, "muc", &a, &peer, &env, move |_| async move {
         let occupant = format!("from='{r}/{RESOURCE}'");
@@ -395,14 +437,14 @@ async fn slixmpp_groupchat_with_a_websocket_occupant() {
 /// `</stream:stream>`, the WebSocket user sends a message meanwhile, slixmpp reconnects
 /// and resumes: that message reaches it once, and the message it sent just before the
 /// drop (read by the server, not yet acknowledged to slixmpp) reaches the WebSocket user once.
-#[tokio::test]
-async fn slixmpp_resumes_a_dropped_tcp_session() {
-    let s = Server::start_with(CONFIG, 2);
+async fn slixmpp_resumes_a_dropped_tcp_session(mode: Mode) {
+    let (s, _ca, tls) = mode.setup();
+    let tls: Vec<(&str, &str)> = tls.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let (a, b) = s.users_apart();
     let mut w = Client::online(&s, &b, "web", 0).await;
     let slix = format!("{a}@{DOMAIN}/{RESOURCE}");
     let peer = w.jid.clone();
-    scenario(&s, "sm", &a, &peer, &[], move |mut link| async move {
+    scenario(&s, "sm", &a, &peer, &tls, move |mut link| async move {
         let m = norm(&w.recv_until("before the drop").await);
         assert!(m.contains(&format!("from='{slix}'")), "{m}");
         link.step("dropped").await;
@@ -433,4 +475,64 @@ async fn slixmpp_resumes_a_dropped_tcp_session() {
         .await;
     })
     .await;
+}
+
+#[tokio::test]
+async fn slixmpp_logs_in_and_chats_with_a_websocket_user_plaintext() {
+    slixmpp_logs_in_and_chats_with_a_websocket_user(Mode::Plain).await;
+}
+
+#[tokio::test]
+async fn slixmpp_chat_over_starttls() {
+    slixmpp_logs_in_and_chats_with_a_websocket_user(Mode::StartTls).await;
+}
+
+#[tokio::test]
+async fn slixmpp_chat_over_direct_tls() {
+    slixmpp_logs_in_and_chats_with_a_websocket_user(Mode::Direct).await;
+}
+
+#[tokio::test]
+async fn slixmpp_delivery_receipts_both_ways_plaintext() {
+    slixmpp_delivery_receipts_both_ways(Mode::Plain).await;
+}
+
+#[tokio::test]
+async fn slixmpp_receipts_over_starttls() {
+    slixmpp_delivery_receipts_both_ways(Mode::StartTls).await;
+}
+
+#[tokio::test]
+async fn slixmpp_receipts_over_direct_tls() {
+    slixmpp_delivery_receipts_both_ways(Mode::Direct).await;
+}
+
+#[tokio::test]
+async fn slixmpp_groupchat_with_a_websocket_occupant_plaintext() {
+    slixmpp_groupchat_with_a_websocket_occupant(Mode::Plain).await;
+}
+
+#[tokio::test]
+async fn slixmpp_muc_over_starttls() {
+    slixmpp_groupchat_with_a_websocket_occupant(Mode::StartTls).await;
+}
+
+#[tokio::test]
+async fn slixmpp_muc_over_direct_tls() {
+    slixmpp_groupchat_with_a_websocket_occupant(Mode::Direct).await;
+}
+
+#[tokio::test]
+async fn slixmpp_resumes_a_dropped_tcp_session_plaintext() {
+    slixmpp_resumes_a_dropped_tcp_session(Mode::Plain).await;
+}
+
+#[tokio::test]
+async fn slixmpp_sm_over_starttls() {
+    slixmpp_resumes_a_dropped_tcp_session(Mode::StartTls).await;
+}
+
+#[tokio::test]
+async fn slixmpp_sm_over_direct_tls() {
+    slixmpp_resumes_a_dropped_tcp_session(Mode::Direct).await;
 }

@@ -4,4 +4,5 @@
 pub mod http;
 pub mod outbox;
 pub mod shaper;
+pub mod tls;
 pub mod websocket;

@@ -19,6 +19,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use super::tls::{MAX_RECORD_PLAINTEXT, TlsConn};
 use super::websocket;
 
 /// One write: a header, the payload parts, and what the layer above keeps with it.
@@ -121,6 +122,8 @@ pub struct Outbox<M> {
     /// The connection is a plain byte stream (RFC 6120 over TCP), not WebSocket: text
     /// messages are written without their frame header.
     raw_text: Cell<bool>,
+    /// The writer has TLS bytes to send that are not frames (`kick`).
+    kicked: Cell<bool>,
 }
 
 /// What woke a waiting reader.
@@ -158,6 +161,16 @@ impl<M> Outbox<M> {
             timer_due: Cell::new(false),
             poked: Cell::new(false),
             raw_text: Cell::new(false),
+            kicked: Cell::new(false),
+        }
+    }
+
+    /// Wakes the writer to send what the connection's TLS state has for the peer
+    /// (handshake flights, alerts), or the frames that waited for the handshake.
+    pub fn kick(&self) {
+        self.kicked.set(true);
+        if let Some(w) = self.q.borrow_mut().writer.take() {
+            w.wake();
         }
     }
 
@@ -357,6 +370,11 @@ pub struct WriteBatch<M> {
     frames: VecDeque<Frame<M>>,
     iov: Vec<libc::iovec>,
     pos: usize,
+    /// TLS: the plaintext of the record being built, and the records.
+    stage: Vec<u8>,
+    tls_out: Vec<u8>,
+    /// TLS: after each record, (plaintext bytes so far, ciphertext bytes so far).
+    marks: Vec<(usize, usize)>,
 }
 
 const MAX_IOV: usize = 512;
@@ -368,6 +386,9 @@ impl<M> WriteBatch<M> {
             frames: VecDeque::new(),
             iov: Vec::new(),
             pos: 0,
+            stage: Vec::new(),
+            tls_out: Vec::new(),
+            marks: Vec::new(),
         }
     }
 
@@ -437,6 +458,53 @@ impl<M> WriteBatch<M> {
         self.frames.clear();
         self.iov.clear();
         self.pos = 0;
+        self.marks.clear();
+        self.stage.clear();
+        self.tls_out.clear();
+        // A pooled batch keeps at most one record's worth of TLS buffers.
+        if self.tls_out.capacity() > 4 * MAX_RECORD_PLAINTEXT {
+            self.tls_out = Vec::new();
+        }
+    }
+
+    /// Encrypts the batch's bytes after `out`'s current content (bytes the TLS state had
+    /// for the peer), in records of at most 16 KiB, noting where each record ends.
+    fn encrypt(&mut self, tls: &mut TlsConn, mut out: Vec<u8>) -> Result<Vec<u8>, rustls::Error> {
+        self.stage.clear();
+        self.marks.clear();
+        let mut plain = 0usize;
+        for v in &self.iov[self.pos..] {
+            // SAFETY: the iovecs point into `self.frames`, alive and unmoved.
+            let mut s = unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) };
+            while !s.is_empty() {
+                let k = s.len().min(MAX_RECORD_PLAINTEXT - self.stage.len());
+                self.stage.extend_from_slice(&s[..k]);
+                s = &s[k..];
+                if self.stage.len() == MAX_RECORD_PLAINTEXT {
+                    tls.encrypt(&self.stage, &mut out)?;
+                    plain += self.stage.len();
+                    self.marks.push((plain, out.len()));
+                    self.stage.clear();
+                }
+            }
+        }
+        if !self.stage.is_empty() {
+            tls.encrypt(&self.stage, &mut out)?;
+            plain += self.stage.len();
+            self.marks.push((plain, out.len()));
+            self.stage.clear();
+        }
+        Ok(out)
+    }
+
+    /// Of `written` ciphertext bytes, the plaintext bytes the peer can decrypt (whole
+    /// records only).
+    fn plain_written(&self, written: usize) -> usize {
+        self.marks
+            .iter()
+            .take_while(|m| m.1 <= written)
+            .last()
+            .map_or(0, |m| m.0)
     }
 }
 
@@ -468,19 +536,29 @@ enum Step {
 /// How long the final words of a closing connection may take to write.
 pub const FINAL_WRITE_MS: u64 = 2000;
 
-/// The write side of one connection (`conn` holds its outbox). Batches come from (and go back to) the shard's pool so
-/// that an idle connection owns no write buffer.
+/// A connection's TLS state, shared by its reader (which decrypts) and its writer (which
+/// encrypts); neither holds the borrow across an await.
+pub type SharedTls = Rc<RefCell<TlsConn>>;
+
+/// The write side of one connection (`conn` holds its outbox). Batches come from (and go
+/// back to) the shard's pool so that an idle connection owns no write buffer. With `tls`,
+/// each batch is encrypted into the batch's record buffer (the handshake's and the
+/// alerts' bytes from the TLS state first), and frames wait for the handshake to finish.
 pub async fn writer<M: Unpin + 'static, C: AsRef<Outbox<M>>>(
     conn: Rc<C>,
     mut wh: OwnedWriteHalf<TcpStream>,
     pool: Rc<RefCell<Vec<WriteBatch<M>>>>,
+    tls: Option<SharedTls>,
 ) -> WriterExit {
     let ctl: &Outbox<M> = (*conn).as_ref();
     loop {
         let step = std::future::poll_fn(|cx| {
             let mut o = ctl.q.borrow_mut();
             let kind = o.close.as_ref().map(|c| c.kind);
-            if !o.frames.is_empty() && kind != Some(CloseKind::Abort) {
+            let ready = tls.as_ref().is_none_or(|t| t.borrow().ready());
+            if (!o.frames.is_empty() && ready || ctl.kicked.get()) && kind != Some(CloseKind::Abort)
+            {
+                ctl.kicked.set(false);
                 Poll::Ready(Step::Write)
             } else if let Some(k) = kind {
                 Poll::Ready(Step::Close(k))
@@ -493,30 +571,17 @@ pub async fn writer<M: Unpin + 'static, C: AsRef<Outbox<M>>>(
         match step {
             Step::Write => {
                 let mut batch = pool.borrow_mut().pop().unwrap_or_default();
-                let bytes = {
+                let ready = tls.as_ref().is_none_or(|t| t.borrow().ready());
+                if ready {
                     let mut o = ctl.q.borrow_mut();
                     let b = batch.fill(&mut o.frames);
                     o.bytes -= b;
-                    b
-                };
-                debug_assert!(bytes > 0 || batch.frames.iter().all(|f| f.is_empty()));
-                let mut failed = false;
-                let mut written = 0usize;
-                while !batch.done() {
-                    let (r, b) = wh.writev(batch).await;
-                    batch = b;
-                    match r {
-                        Ok(0) | Err(_) => {
-                            failed = true;
-                            break;
-                        }
-                        Ok(n) => {
-                            written += n;
-                            batch.advance(n);
-                        }
-                    }
                 }
-                if failed {
+                let failed = match &tls {
+                    None => write_plain(&mut wh, &mut batch).await,
+                    Some(t) => write_tls(&mut wh, &mut batch, t).await,
+                };
+                if let Some(written) = failed {
                     // Frames not wholly written go back to the queue: the connection's
                     // cleanup re-routes them like any stanza it was never sent.
                     ctl.requeue_unwritten(&mut batch.frames, written);
@@ -527,7 +592,7 @@ pub async fn writer<M: Unpin + 'static, C: AsRef<Outbox<M>>>(
                     p.push(batch);
                 }
                 drop(p);
-                if failed {
+                if failed.is_some() {
                     ctl.finish(true);
                     return WriterExit::Closed;
                 }
@@ -538,22 +603,104 @@ pub async fn writer<M: Unpin + 'static, C: AsRef<Outbox<M>>>(
             }
             Step::Close(_) => {
                 // Cold path, boxed (see conn.rs).
-                Box::pin(last_words(ctl, wh)).await;
+                Box::pin(last_words(ctl, wh, tls)).await;
                 return WriterExit::Closed;
             }
         }
     }
 }
 
-/// Writes a closing connection's final bytes (bounded in time) and shuts the socket.
-async fn last_words<M>(ctl: &Outbox<M>, mut wh: OwnedWriteHalf<TcpStream>) {
+/// Writes a batch as it is; on failure, how many bytes were written.
+async fn write_plain<M: Unpin + 'static>(
+    wh: &mut OwnedWriteHalf<TcpStream>,
+    batch: &mut WriteBatch<M>,
+) -> Option<usize> {
+    let mut written = 0usize;
+    let mut b = std::mem::take(batch);
+    while !b.done() {
+        let (r, back) = wh.writev(b).await;
+        b = back;
+        match r {
+            Ok(0) | Err(_) => {
+                *batch = b;
+                return Some(written);
+            }
+            Ok(n) => {
+                written += n;
+                b.advance(n);
+            }
+        }
+    }
+    *batch = b;
+    None
+}
+
+/// Encrypts a batch (after what the TLS state has for the peer) and writes the records;
+/// on failure, how many plaintext bytes reached the peer in whole records.
+async fn write_tls<M: Unpin + 'static>(
+    wh: &mut OwnedWriteHalf<TcpStream>,
+    batch: &mut WriteBatch<M>,
+    tls: &SharedTls,
+) -> Option<usize> {
+    let out = {
+        let mut t = tls.borrow_mut();
+        let mut out = std::mem::take(&mut batch.tls_out);
+        let pending = t.take_pending();
+        if out.capacity() < pending.len() {
+            out = pending;
+        } else {
+            out.extend_from_slice(&pending);
+        }
+        batch.encrypt(&mut t, out)
+    };
+    let mut out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::info!(error = %e, "TLS encryption failed");
+            return Some(0);
+        }
+    };
+    let mut pos = 0usize;
+    while pos < out.len() {
+        let (r, back) = wh.write(monoio::buf::IoBuf::slice(out, pos..)).await;
+        out = back.into_inner();
+        match r {
+            Ok(0) | Err(_) => {
+                batch.tls_out = out;
+                return Some(batch.plain_written(pos));
+            }
+            Ok(n) => pos += n,
+        }
+    }
+    batch.tls_out = out;
+    None
+}
+
+/// Writes a closing connection's final bytes (bounded in time; encrypted and followed by
+/// close_notify on TLS) and shuts the socket.
+async fn last_words<M>(ctl: &Outbox<M>, mut wh: OwnedWriteHalf<TcpStream>, tls: Option<SharedTls>) {
     let fin = ctl
         .q
         .borrow_mut()
         .close
         .as_mut()
-        .map(|c| std::mem::take(&mut c.final_bytes));
-    if let Some(fin) = fin.filter(|f| !f.is_empty()) {
+        .map(|c| std::mem::take(&mut c.final_bytes))
+        .unwrap_or_default();
+    let fin = match &tls {
+        None => fin,
+        Some(t) => {
+            let mut t = t.borrow_mut();
+            let mut out = t.take_pending();
+            if t.ready() {
+                if !fin.is_empty() {
+                    let _ = t.encrypt(&fin, &mut out);
+                }
+                t.close_notify(&mut out);
+            }
+            out
+        }
+    };
+    if !fin.is_empty() {
         let _ =
             monoio::time::timeout(Duration::from_millis(FINAL_WRITE_MS), wh.write_all(fin)).await;
     }

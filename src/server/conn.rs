@@ -8,11 +8,14 @@
 //! As soon as the user is known, the connection moves to the user's home shard: its socket
 //! is taken out of this shard's event loop and handed over with any unread bytes.
 
-use super::{Shard, ShardMsg};
+mod tls;
+
+use super::{Listener, Shard, ShardMsg};
 use crate::ftw::session::FtwConn;
 use crate::ftw::transport::Proto;
-use crate::net::outbox::{CloseKind, Event, WriterExit, writer};
+use crate::net::outbox::{CloseKind, Event, SharedTls, WriterExit, writer};
 use crate::net::shaper::Shaper;
+use crate::net::tls::TlsConn;
 use crate::net::websocket::{self, WsError};
 use crate::xml::framer::{self, Event as XmlEvent, FrameError, FrameLimits, Framer};
 use crate::xml::ns;
@@ -23,6 +26,7 @@ use crate::xmpp::stream::{Action, Stream};
 use bytes::Bytes;
 use monoio::io::{AsyncReadRent, OwnedReadHalf, Splitable};
 use monoio::net::TcpStream;
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, IntoRawFd, RawFd};
 use std::rc::Rc;
@@ -39,6 +43,8 @@ pub struct Handoff {
     accepted: Instant,
     peer: SocketAddr,
     ftw: Option<Box<crate::ftw::session::FtwMove>>,
+    /// The connection's TLS state, moving with it.
+    tls: Option<Box<TlsConn>>,
 }
 
 impl Drop for Handoff {
@@ -81,6 +87,11 @@ struct Conn {
     held: bool,
     /// The TCP stream's framer (boxed: WebSocket connections have none).
     framer: Option<Box<Framer>>,
+    /// TLS (with the writer, which encrypts), and since when its handshake runs.
+    tls: Option<SharedTls>,
+    tls_since: Instant,
+    /// `<starttls/>` was answered with `<proceed/>`: the connection restarts with TLS.
+    start_tls: bool,
 }
 
 enum Exit {
@@ -88,25 +99,34 @@ enum Exit {
     Handoff(usize, Vec<u8>),
 }
 
-/// Serves a freshly accepted connection: an HTTP upgrade to WebSocket, or (`tcp`) an
-/// RFC 6120 TCP stream.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, tcp: bool) {
-    tracing::debug!(shard = shard.id, %peer, tcp, "accepted");
+/// Serves a freshly accepted connection: an HTTP upgrade to WebSocket, or an RFC 6120 TCP
+/// stream; over TLS from the first byte for the HTTPS and direct TLS listeners.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, kind: Listener) {
+    tracing::debug!(shard = shard.id, %peer, ?kind, "accepted");
     let now = Instant::now();
-    run(
-        shard,
-        stream,
-        peer,
-        if tcp { Phase::Tcp } else { Phase::Http },
-        Stream::new(None, None),
-        Vec::new(),
-        now,
-        None,
-    )
-    .await
+    let tls = match kind.tls() {
+        None => None,
+        Some(k) => match shard.net.tls.as_ref().map(|t| t.accept(k)) {
+            Some(Ok(c)) => Some(Box::new(c)),
+            other => {
+                tracing::warn!(shard = shard.id, %peer, error = ?other.map(|r| r.err()), "TLS unavailable");
+                return;
+            }
+        },
+    };
+    let mut st = Stream::new(None, None);
+    if kind == Listener::C2s && shard.net.tls.is_some() {
+        st.starttls = Some(shard.config.c2s.require_tls);
+    }
+    let phase = if kind.is_c2s() {
+        Phase::Tcp
+    } else {
+        Phase::Http
+    };
+    run(shard, stream, peer, phase, st, Vec::new(), now, None, tls).await
 }
 
-/// Takes over a connection handed to this shard.
+/// Takes over a connection handed to this shard (or restarting with STARTTLS).
 pub fn adopt(shard: &Rc<Shard>, mut h: Handoff) {
     let fd = std::mem::replace(&mut h.fd, -1);
     let std_stream = unsafe { std::net::TcpStream::from_raw_fd(fd) };
@@ -124,6 +144,7 @@ pub fn adopt(shard: &Rc<Shard>, mut h: Handoff) {
                 leftover,
                 h.accepted,
                 ftw,
+                h.tls.take(),
             ));
         }
         Err(e) => {
@@ -155,6 +176,7 @@ async fn run(
     buf: Vec<u8>,
     accepted: Instant,
     ftw: Option<FtwConn>,
+    tls: Option<Box<TlsConn>>,
 ) {
     let ctl = shard.register_conn(shard.cfg().limits.outbound_queue_bytes_max);
     ctl.set_reply_overflow(router::overflow_words);
@@ -168,7 +190,16 @@ async fn run(
         Box::new(Framer::new(FrameLimits::new(l.max_stanza_bytes, xml)))
     });
     let (mut rh, wh) = stream.into_split();
-    let writer_task = monoio::spawn(writer(ctl.clone(), wh, shard.write_pool.clone()));
+    let tls: Option<SharedTls> = tls.map(|t| Rc::new(RefCell::new(*t)));
+    let writer_task = monoio::spawn(writer(
+        ctl.clone(),
+        wh,
+        shard.write_pool.clone(),
+        tls.clone(),
+    ));
+    if tls.as_ref().is_some_and(|t| t.borrow().has_pending()) {
+        ctl.out.kick();
+    }
     let now = Instant::now();
     let mut conn = Conn {
         shard: shard.clone(),
@@ -187,6 +218,9 @@ async fn run(
         throttled: None,
         held: false,
         framer,
+        tls,
+        tls_since: now,
+        start_tls: false,
     };
     if let Some(f) = &mut conn.ftw {
         // Moved here from the shard that accepted it: finish what the move interrupted.
@@ -218,18 +252,16 @@ impl Conn {
                     return;
                 };
                 shard.unregister_conn(ctl.id);
+                let Some(tls) = self.take_tls() else {
+                    tracing::warn!(conn = ctl.id, "TLS state still shared at handoff");
+                    return;
+                };
                 match rh.reunite(wh) {
                     Ok(stream) => {
                         let fd = stream.into_raw_fd();
-                        tracing::info!(
-                            from = shard.id,
-                            to = dest,
-                            conn = ctl.id,
-                            "handoff to home shard"
-                        );
                         let stream = std::mem::replace(&mut self.stream, Stream::new(None, None));
                         ctl.set_render(None);
-                        let h = Handoff {
+                        let mut h = Handoff {
                             fd,
                             tcp: self.phase == Phase::Tcp,
                             leftover,
@@ -237,7 +269,31 @@ impl Conn {
                             accepted: self.accepted,
                             peer: self.peer,
                             ftw: self.ftw.take().map(|f| Box::new(f.into_move())),
+                            tls,
                         };
+                        if self.start_tls {
+                            // RFC 6120 §5.4.3.3: TLS on the same socket, a new stream, and
+                            // nothing kept from the one before.
+                            match shard
+                                .net
+                                .tls
+                                .as_ref()
+                                .map(|t| t.accept(crate::net::tls::Kind::StartTls))
+                            {
+                                Some(Ok(t)) => h.tls = Some(Box::new(t)),
+                                _ => return,
+                            }
+                            h.stream = Stream::new(None, None);
+                            tracing::debug!(conn = ctl.id, "STARTTLS");
+                            adopt(&shard, h);
+                            return;
+                        }
+                        tracing::info!(
+                            from = shard.id,
+                            to = dest,
+                            conn = ctl.id,
+                            "handoff to home shard"
+                        );
                         shard.rt.send(dest, ShardMsg::Handoff(h));
                     }
                     Err(_) => {
@@ -294,7 +350,9 @@ impl Conn {
 
     fn deadline(&self) -> Instant {
         let cfg = self.shard.cfg();
-        if self.stream.jid.is_none() {
+        if let Some(at) = self.handshake_deadline() {
+            at
+        } else if self.stream.jid.is_none() {
             self.accepted + Duration::from_millis(cfg.auth.auth_timeout_ms)
         } else if let Some(f) = self.ftw.as_ref().filter(|f| f.proto == Proto::SocketIo) {
             // Engine.IO: a ping every interval whatever the traffic, a pong within the timeout.
@@ -360,6 +418,12 @@ impl Conn {
         if now < self.deadline() {
             return;
         }
+        if self.handshake_deadline().is_some() {
+            tracing::info!(conn = self.ctl.id, peer = %self.peer, "TLS handshake timed out");
+            self.ctl.close(CloseKind::Abort, Vec::new());
+            self.action = Action::Close;
+            return;
+        }
         if self.stream.jid.is_none() {
             if self.phase != Phase::Http {
                 self.action = self.stream.fail(
@@ -397,6 +461,8 @@ impl Conn {
 
     async fn read_loop(&mut self, rh: &mut OwnedReadHalf<TcpStream>, mut buf: Vec<u8>) -> Exit {
         let max_frame = self.shard.cfg().limits.max_stanza_bytes + 14;
+        // The TLS peer sent close_notify: what came before it is processed, then the end.
+        let mut eof = false;
         loop {
             if !buf.is_empty() {
                 let consumed = match self.phase {
@@ -409,6 +475,7 @@ impl Conn {
                     Action::Continue => {}
                     Action::Close => return Exit::Done,
                     Action::Handoff(dest) => return Exit::Handoff(dest, buf),
+                    Action::StartTls => return Exit::Handoff(self.shard.id, buf),
                 }
                 if self.shard.overflowing() {
                     Box::pin(self.shard.wait_overflow()).await;
@@ -424,6 +491,9 @@ impl Conn {
                     self.ctl.close(CloseKind::Flush, Vec::new());
                     return Exit::Done;
                 }
+            }
+            if eof {
+                return Exit::Done;
             }
             if let Some(until) = self.throttled.take() {
                 // Cold path, boxed: a timer in this future would enlarge every idle
@@ -453,21 +523,40 @@ impl Conn {
                     continue;
                 },
             }
-            if buf.capacity() == 0 {
-                buf = self.shard.rt.take_read_buf();
+            // One read, into the plaintext buffer, or on TLS into the ciphertext buffer
+            // (then decrypted into the plaintext one).
+            let tls = self.tls.clone();
+            let (mut into, limit) = match &tls {
+                None => (std::mem::take(&mut buf), max_frame),
+                Some(t) => (
+                    std::mem::take(&mut t.borrow_mut().cipher),
+                    crate::net::tls::MAX_RECORD_BYTES,
+                ),
+            };
+            if into.capacity() == 0 {
+                into = self.shard.rt.take_read_buf();
             }
-            if buf.capacity() - buf.len() < 2048 {
-                let want = (buf.capacity() * 2).min(max_frame.max(buf.len() + 4096));
-                buf.reserve(want.saturating_sub(buf.len()).max(4096));
+            if into.capacity() - into.len() < 2048 {
+                let want = (into.capacity() * 2).min(limit.max(into.len() + 4096));
+                into.reserve(want.saturating_sub(into.len()).max(4096));
             }
-            let len = buf.len();
-            let (r, s) = rh.read(monoio::buf::IoBufMut::slice_mut(buf, len..)).await;
-            buf = s.into_inner();
-            match r {
-                Ok(0) | Err(_) => return Exit::Done,
-                Ok(_) => {
-                    self.last_activity = Instant::now();
-                    self.ping_sent = None;
+            let len = into.len();
+            let (r, s) = rh.read(monoio::buf::IoBufMut::slice_mut(into, len..)).await;
+            into = s.into_inner();
+            let got = matches!(r, Ok(n) if n > 0);
+            match &tls {
+                None => buf = into,
+                Some(t) => t.borrow_mut().cipher = into,
+            }
+            if !got {
+                return Exit::Done;
+            }
+            self.last_activity = Instant::now();
+            self.ping_sent = None;
+            if let Some(t) = &tls {
+                match self.decrypt(t, &mut buf) {
+                    Ok(closed) => eof = closed,
+                    Err(()) => return Exit::Done,
                 }
             }
         }
@@ -682,6 +771,31 @@ impl Conn {
                     }
                     let authed = self.stream.authed.is_some();
                     self.action = self.stream.on_element(&*shard, &ctl, text);
+                    if self.action == Action::StartTls {
+                        let after = &buf[framer.consumed()..];
+                        if !after.iter().all(u8::is_ascii_whitespace) {
+                            // Plaintext sent after <starttls/> would be read as if it came
+                            // over TLS: refuse it (and do not send <proceed/>).
+                            tracing::info!(conn = ctl.id, "bytes after <starttls/>");
+                            ctl.close(
+                                CloseKind::Abort,
+                                stream_error_bytes(
+                                    Framing::Tcp,
+                                    StreamError::PolicyViolation,
+                                    Some("data after <starttls/>"),
+                                    None,
+                                ),
+                            );
+                            self.action = Action::Close;
+                        } else {
+                            // The stream and its framer end here (whitespace after it
+                            // is dropped); the TLS stream gets new ones.
+                            self.start_tls = true;
+                            self.framer = Some(framer);
+                            return buf.len();
+                        }
+                        break;
+                    }
                     // SASL success: the client restarts the stream (RFC 6120 §6.4.6).
                     if !authed && self.stream.authed.is_some() {
                         framer.reset();

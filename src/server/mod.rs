@@ -24,13 +24,65 @@ pub fn timer_tick(cfg: &Config) -> Duration {
         .min(cfg.ping.client_idle_ms)
         .min(cfg.ping.client_ping_timeout_ms)
         .min(cfg.sm.resume_timeout_ms)
-        .min(cfg.ftw.incoming_iq_timeout_ms);
+        .min(cfg.ftw.incoming_iq_timeout_ms)
+        .min(cfg.tls.handshake_timeout_ms);
     Duration::from_millis((shortest / 4).clamp(5, 1000))
 }
 
-/// A shard's listeners, by index: WebSocket (HTTP upgrade), then TCP c2s if configured.
-pub const WS_LISTENER: usize = 0;
-pub const C2S_LISTENER: usize = 1;
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// HTTP: the WebSocket upgrade at `/xmpp`, `/socket.io/`, `/ftw`, `/health`.
+    Http,
+    /// The same over TLS (`server.listen_tls`).
+    Https,
+    /// RFC 6120 TCP c2s, with STARTTLS when certificates are configured.
+    C2s,
+    /// XEP-0368 direct TLS.
+    C2sDirectTls,
+}
+
+impl Listener {
+    /// The TLS a connection starts with, if any.
+    pub fn tls(self) -> Option<crate::net::tls::Kind> {
+        match self {
+            Listener::Https => Some(crate::net::tls::Kind::Https),
+            Listener::C2sDirectTls => Some(crate::net::tls::Kind::Direct),
+            Listener::Http | Listener::C2s => None,
+        }
+    }
+
+    /// An RFC 6120 stream (else HTTP, then WebSocket).
+    pub fn is_c2s(self) -> bool {
+        matches!(self, Listener::C2s | Listener::C2sDirectTls)
+    }
+
+    fn scheme(self) -> &'static str {
+        match self {
+            Listener::Http => "ws",
+            Listener::Https => "wss",
+            Listener::C2s => "tcp",
+            Listener::C2sDirectTls => "tls",
+        }
+    }
+}
+
+/// What every shard shares about the network: its listeners, in the runtime's order
+/// (the first is always `server.listen`), and the process's TLS (with certificates).
+#[derive(Debug)]
+pub struct Net {
+    pub listeners: Vec<Listener>,
+    pub tls: Option<crate::net::tls::Tls>,
+}
+
+impl Default for Net {
+    fn default() -> Self {
+        Net {
+            listeners: vec![Listener::Http],
+            tls: None,
+        }
+    }
+}
 
 /// Starts every shard and blocks until they have all stopped (after SIGTERM/SIGINT).
 pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
@@ -42,12 +94,30 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
     }
     let n = cfg.shard_count();
     let addr = crate::runtime::claim_port(cfg.server.listen)?;
-    let c2s = cfg.c2s.listen.map(crate::runtime::claim_port).transpose()?;
-    // Per shard: the WebSocket listener (`WS_LISTENER`), then TCP c2s (`C2S_LISTENER`).
+    let mut addrs = vec![(Listener::Http, addr)];
+    for (kind, a) in [
+        (Listener::Https, cfg.server.listen_tls),
+        (Listener::C2s, cfg.c2s.listen),
+        (Listener::C2sDirectTls, cfg.c2s.listen_direct_tls),
+    ] {
+        if let Some(a) = a {
+            addrs.push((kind, crate::runtime::claim_port(a)?));
+        }
+    }
+    let tls = if cfg.tls.certificates.is_empty() {
+        None
+    } else {
+        Some(crate::net::tls::Tls::load(&cfg.tls, &cfg.server.domain)?)
+    };
+    let net = Arc::new(Net {
+        listeners: addrs.iter().map(|a| a.0).collect(),
+        tls,
+    });
+    // Per shard, one listener per address, in `net.listeners`' order.
     let mut listeners = Vec::with_capacity(n);
     for _ in 0..n {
-        let mut mine = Vec::with_capacity(2);
-        for a in std::iter::once(addr).chain(c2s) {
+        let mut mine = Vec::with_capacity(addrs.len());
+        for &(_, a) in &addrs {
             mine.push(
                 crate::runtime::bind_reuseport(a, cfg.server.listen_backlog)
                     .map_err(|e| format!("bind {a}: {e}"))?,
@@ -106,13 +176,14 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
     ));
     let users = std::sync::Mutex::new(users_by_shard);
     let rooms = std::sync::Mutex::new(rooms_by_shard);
-    let (sh, mb, co) = (shared.clone(), senders.clone(), config.clone());
+    let (sh, mb, co, ne) = (shared.clone(), senders.clone(), config.clone(), net.clone());
     let threads = crate::runtime::start(&spec, listeners, boxes, move |id| {
         crate::storage::set_current_shard(id);
         let shard = Shard::new(
             crate::runtime::Runtime::new(id, mb.clone()),
             sh.clone(),
             co.clone(),
+            ne.clone(),
         );
         let users = std::mem::take(&mut users.lock().unwrap()[id]);
         shard.offline.restore(users);
@@ -122,9 +193,13 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
     })?;
     // The line scripts and tests wait for.
     println!("aoba listening on ws://{addr}/xmpp shards={n}");
-    if let Some(c) = c2s {
-        println!("aoba c2s listening on tcp://{c}");
+    for &(kind, a) in &addrs[1..] {
+        match kind {
+            Listener::Https => println!("aoba listening on wss://{a}/xmpp"),
+            _ => println!("aoba c2s listening on {}://{a}", kind.scheme()),
+        }
     }
+    println!("aoba ready");
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, shards = n, domain = %shared.cfg.domain, "listening");
@@ -132,18 +207,30 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
     ])
     .map_err(|e| e.to_string())?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            for sig in signals.forever() {
+                if sig == signal_hook::consts::SIGHUP {
+                    // Certificates only: live sessions keep theirs; a bad file keeps the
+                    // old set.
+                    match net.tls.as_ref().map(|t| t.reload()) {
+                        Some(Ok(n)) => tracing::info!(certificates = n, "SIGHUP: TLS certificates reloaded"),
+                        Some(Err(e)) => tracing::warn!(error = %e, "SIGHUP: TLS certificates not reloaded, the old ones stay"),
+                        None => tracing::info!("SIGHUP: no TLS certificates configured"),
+                    }
+                    continue;
+                }
                 tracing::info!(sig, "shutting down");
                 for mb in senders.iter() {
                     while mb.try_send(ShardMsg::Shutdown).is_err() {
                         std::thread::sleep(Duration::from_millis(1));
                     }
                 }
+                break;
             }
         })
         .map_err(|e| e.to_string())?;

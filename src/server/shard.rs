@@ -44,6 +44,8 @@ pub struct Shard {
     pub rosters: roster::Rosters,
     pub sm: sm::Sm,
     pub muc: muc::Service,
+    /// The listeners (by the runtime's index) and the process's TLS.
+    pub net: Arc<super::Net>,
     /// The timer sweep's buffer of connections, kept between ticks.
     due: std::cell::Cell<Vec<Rc<crate::xmpp::sink::Sink>>>,
 }
@@ -99,6 +101,7 @@ impl Shard {
         rt: Runtime<ShardMsg>,
         shared: Arc<Shared>,
         config: Arc<crate::config::Config>,
+        net: Arc<super::Net>,
     ) -> Rc<Shard> {
         // Always there: with the MUC off, its domain answers `service-unavailable`.
         let muc = muc::Service::new(&config.muc, &config.server.domain);
@@ -111,6 +114,7 @@ impl Shard {
             rosters: Default::default(),
             sm,
             muc,
+            net,
             due: Default::default(),
         })
     }
@@ -126,7 +130,12 @@ impl Shard {
         std::mem::forget(rx);
         let domains = vec![format!("{}.{}", cfg.muc.subdomain, cfg.server.domain)];
         let shared = Arc::new(Shared::new(cfg.core(), verifier, domains, None, 1));
-        Shard::new(Runtime::new(0, vec![tx].into()), shared, Arc::new(cfg))
+        Shard::new(
+            Runtime::new(0, vec![tx].into()),
+            shared,
+            Arc::new(cfg),
+            Default::default(),
+        )
     }
 
     /// Whether this shard's connections should stop reading: too much is held back for
@@ -323,8 +332,8 @@ impl ShardHost for Shard {
     }
 
     fn accept(self: &Rc<Self>, stream: monoio::net::TcpStream, peer: SocketAddr, listener: usize) {
-        let tcp = listener == super::C2S_LISTENER;
-        monoio::spawn(conn::serve(self.clone(), stream, peer, tcp));
+        let kind = self.net.listeners[listener];
+        monoio::spawn(conn::serve(self.clone(), stream, peer, kind));
     }
 
     fn on_message(self: &Rc<Self>, m: ShardMsg) -> bool {

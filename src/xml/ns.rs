@@ -22,6 +22,8 @@ pub const STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 /// Stanza error conditions (RFC 6120 §8.3.2).
 pub const STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 /// SASL negotiation (RFC 6120 §6.4).
+/// RFC 6120 §5: STARTTLS.
+pub const TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 pub const SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 /// Resource binding (RFC 6120 §7).
 pub const BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";

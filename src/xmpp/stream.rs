@@ -21,6 +21,8 @@ pub enum Action {
     Close,
     /// Move the connection to the user's home shard.
     Handoff(usize),
+    /// `<proceed/>` is queued: the connection starts TLS (RFC 6120 §5.4.3.3).
+    StartTls,
 }
 
 /// What one session's stanza handlers need.
@@ -76,6 +78,9 @@ pub struct Stream {
     pub clean_end: bool,
     /// The XEP-0198 ack barrier in flight, if any (`commit::ack_when_settled`).
     pub ack_inflight: Option<u64>,
+    /// STARTTLS is offered on this (plaintext TCP) stream; `Some(true)`: required, so
+    /// nothing else is offered and SASL is refused before it (RFC 6120 §5.3.1).
+    pub starttls: Option<bool>,
 }
 
 impl Stream {
@@ -92,6 +97,7 @@ impl Stream {
             sm_id: None,
             clean_end: false,
             ack_inflight: None,
+            starttls: None,
         }
     }
 
@@ -173,6 +179,22 @@ impl Stream {
                 StreamError::NotAuthorized,
                 Some("send <open/> first"),
             ),
+            (ns::TLS, "starttls") if self.authed.is_none() && self.starttls.is_some() => {
+                let mut v = Vec::with_capacity(64);
+                Elem::new(&mut v, "proceed").attr("xmlns", ns::TLS).end();
+                self.send(ctl, v);
+                Action::StartTls
+            }
+            (ns::TLS, _) => {
+                // Not offered (already TLS, or no certificate): RFC 6120 §5.4.2.2.
+                let mut v = Vec::with_capacity(64);
+                Elem::new(&mut v, "failure").attr("xmlns", ns::TLS).end();
+                self.send(ctl, v);
+                self.end_requested(ctl)
+            }
+            (ns::SASL, "auth") if self.authed.is_none() && self.starttls == Some(true) => {
+                self.sasl_failure(shard, ctl, "encryption-required")
+            }
             (ns::SASL, "auth") if self.authed.is_none() => self.on_auth(shard, ctl, &st),
             (ns::SASL, "abort") if self.authed.is_none() => {
                 self.send(ctl, sasl_failure_xml("aborted"));
@@ -253,9 +275,18 @@ impl Stream {
         let mut v = Vec::with_capacity(256);
         let mut features = Elem::new(&mut v, "stream:features").attr("xmlns:stream", ns::STREAMS);
         if self.authed.is_none() {
-            let mut mechanisms = features.child("mechanisms").attr("xmlns", ns::SASL);
-            mechanisms.child("mechanism").text("PLAIN").end();
-            mechanisms.end();
+            if let Some(required) = self.starttls {
+                let mut tls = features.child("starttls").attr("xmlns", ns::TLS);
+                if required {
+                    tls.child("required").end();
+                }
+                tls.end();
+            }
+            if self.starttls != Some(true) {
+                let mut mechanisms = features.child("mechanisms").attr("xmlns", ns::SASL);
+                mechanisms.child("mechanism").text("PLAIN").end();
+                mechanisms.end();
+            }
         } else {
             features.child("bind").attr("xmlns", ns::BIND).end();
             let mut session = features.child("session").attr("xmlns", ns::SESSION);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod muc;
+pub mod tls;
 
 use futures_util::{SinkExt, StreamExt};
 use std::io::{BufRead, BufReader};
@@ -28,6 +29,10 @@ pub struct Server {
     pub port: u16,
     /// The TCP c2s port, when the configuration has a `[c2s]` listener.
     pub c2s_port: Option<u16>,
+    /// The HTTPS (wss) port, with `server.listen_tls` or `--listen-tls`.
+    pub tls_port: Option<u16>,
+    /// The XEP-0368 direct TLS port, with `c2s.listen_direct_tls`.
+    pub direct_tls_port: Option<u16>,
     pub dir: PathBuf,
     pub shards: usize,
     config: String,
@@ -143,19 +148,36 @@ impl Server {
             .and_then(|r| r.split('/').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
-        // "aoba c2s listening on tcp://127.0.0.1:PORT", next, with a c2s listener.
-        let c2s_port = config.contains("[c2s]").then(|| {
-            let l = lines.next().and_then(|l| l.ok()).unwrap_or_default();
-            l.rsplit(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or_else(|| panic!("unexpected c2s line {l:?}"))
-        });
+        // Then a line per other listener ("aoba c2s listening on tcp://127.0.0.1:PORT",
+        // "aoba listening on wss://127.0.0.1:PORT/xmpp", "aoba c2s listening on
+        // tls://127.0.0.1:PORT"), then "aoba ready".
+        let (mut c2s_port, mut tls_port, mut direct_tls_port) = (None, None, None);
+        for l in lines.by_ref() {
+            let l = l.unwrap_or_default();
+            if l == "aoba ready" {
+                break;
+            }
+            let port = l
+                .split("127.0.0.1:")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .and_then(|p| p.parse::<u16>().ok())
+                .unwrap_or_else(|| panic!("unexpected listener line {l:?}"));
+            if l.contains("tcp://") {
+                c2s_port = Some(port);
+            } else if l.contains("wss://") {
+                tls_port = Some(port);
+            } else if l.contains("tls://") {
+                direct_tls_port = Some(port);
+            }
+        }
         std::thread::spawn(move || for _ in lines {});
         Server {
             child: Some(child),
             port,
             c2s_port,
+            tls_port,
+            direct_tls_port,
             dir,
             shards,
             config: config.to_string(),

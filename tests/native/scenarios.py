@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Scenarios for tests/native.rs: slixmpp, a native XMPP client library, against Aoba's
-RFC 6120 TCP listener (plaintext for now: no direct TLS, no STARTTLS, SASL PLAIN allowed
-without TLS).
+RFC 6120 TCP listeners: plaintext (SASL PLAIN allowed without TLS), STARTTLS, or XEP-0368
+direct TLS, verifying the server's certificate against a test CA.
 
 One scenario per run: `python3 scenarios.py NAME`, with slixmpp from tests/native/.deps on
 PYTHONPATH. The Rust test passes, in the environment:
@@ -12,6 +12,8 @@ PYTHONPATH. The Rust test passes, in the environment:
     AOBA_TOKEN     that user's JWT, the SASL PLAIN password
     AOBA_PEER      the full JID of a WebSocket user on the other shard, driven by the test
     AOBA_ROOM      (muc) the room to join; the WebSocket user is in it as AOBA_PEER_NICK
+    AOBA_TLS       plain (default), starttls (on AOBA_C2S_PORT) or direct (direct TLS on
+                   AOBA_C2S_PORT); with TLS, AOBA_CA is the CA the certificate must chain to
 
 Each wait is bounded (STEP) and so is the whole scenario (BOUND). A failure prints
 `FAIL <scenario>: <why>` on stderr and exits 1. slixmpp's debug log (every stanza sent and
@@ -33,6 +35,8 @@ DOMAIN = os.environ["AOBA_DOMAIN"]
 USER = os.environ["AOBA_USER"]
 TOKEN = os.environ["AOBA_TOKEN"]
 PEER = JID(os.environ["AOBA_PEER"])
+TLS = os.environ.get("AOBA_TLS", "plain")
+CA = os.environ.get("AOBA_CA")
 
 STEP = 15.0
 BOUND = 60.0
@@ -94,13 +98,20 @@ class Client:
             self.jid,
             TOKEN,
             sasl_mech="PLAIN",
-            plugin_config={"feature_mechanisms": {"unencrypted_plain": True}},
+            plugin_config={"feature_mechanisms": {"unencrypted_plain": TLS == "plain"}},
         )
-        # Plaintext TCP only: no direct TLS (XEP-0368), no STARTTLS; otherwise slixmpp
-        # tries TLS first, or refuses PLAIN on an unencrypted stream.
-        x.enable_direct_tls = False
-        x.enable_starttls = False
-        x.enable_plaintext = True
+        # Exactly one way in, so that a failure of it is not hidden by a fallback.
+        x.enable_direct_tls = TLS == "direct"
+        x.enable_starttls = TLS == "starttls"
+        x.enable_plaintext = TLS == "plain"
+        if TLS != "plain":
+            # CERT_REQUIRED against the test CA, with the hostname checked against the
+            # domain (slixmpp sends it as SNI).
+            from pathlib import Path
+
+            x.ca_certs = Path(CA)
+        self.tls_seen = []
+        x.add_event_handler("ssl_cert", lambda pem: self.tls_seen.append(pem))
         for p in plugins:
             x.register_plugin(p)
         self.x = x
@@ -163,6 +174,12 @@ class Client:
         self.x.connect("127.0.0.1", PORT)
         await self.event("session_start", "session_start (SASL PLAIN with the JWT, restart, bind)")
         check(self.x.boundjid == self.jid, f"bound {self.x.boundjid}, asked for {self.jid}")
+        if TLS == "plain":
+            check(not self.tls_seen, "a TLS handshake on the plaintext listener")
+        else:
+            check(len(self.tls_seen) == 1, f"{len(self.tls_seen)} TLS handshakes, want 1")
+            version = self.x.socket.version()
+            check(version in ("TLSv1.3", "TLSv1.2"), f"TLS version {version}")
         self.x.send_presence()
         # RFC 6121 §4.2.2: the initial presence comes back to the sending resource.
         await self.wait(

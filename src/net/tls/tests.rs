@@ -1,0 +1,395 @@
+//! `TlsConn` against a real rustls client, in memory: handshakes, records split at every
+//! byte and coalesced, SNI and the default certificate, ALPN refusal, reload, resumption,
+//! close_notify.
+
+use super::*;
+use rustls::ClientConnection;
+use rustls::pki_types::ServerName;
+use std::io::{Read, Write};
+
+struct Cert {
+    cert_pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+}
+
+fn mint(names: &[&str]) -> Cert {
+    let c =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    Cert {
+        cert_pem: c.cert.pem(),
+        key_pem: c.signing_key.serialize_pem(),
+        der: c.cert.der().clone(),
+    }
+}
+
+fn write_files(dir: &std::path::Path, tag: &str, c: &Cert) -> CertFiles {
+    let cert_file = dir.join(format!("{tag}.crt"));
+    let key_file = dir.join(format!("{tag}.key"));
+    std::fs::write(&cert_file, &c.cert_pem).unwrap();
+    std::fs::write(&key_file, &c.key_pem).unwrap();
+    CertFiles {
+        cert_file,
+        key_file,
+    }
+}
+
+fn client_config(trust: &[&Cert], alpn: &[&[u8]], sni: bool) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in trust {
+        roots.add(c.der.clone()).unwrap();
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    cfg.enable_sni = sni;
+    Arc::new(cfg)
+}
+
+/// Moves bytes between a client and a `TlsConn`, feeding the server `chunk` bytes at a
+/// time; returns the plaintext the server got.
+fn pump(client: &mut ClientConnection, server: &mut TlsConn, chunk: usize) -> Vec<u8> {
+    let mut plain = Vec::new();
+    for _ in 0..64 {
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        for piece in wire.chunks(chunk.max(1)) {
+            server.cipher.extend_from_slice(piece);
+            server.read(&mut plain).unwrap();
+        }
+        let out = server.take_pending();
+        if !out.is_empty() {
+            client.read_tls(&mut &out[..]).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        if wire.is_empty() && out.is_empty() {
+            break;
+        }
+    }
+    plain
+}
+
+fn setup(names: &[&str]) -> (tempfile::TempDir, Cert, Tls) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = mint(names);
+    let files = write_files(dir.path(), "a", &cert);
+    let tls = Tls::load(
+        &TlsConfig {
+            certificates: vec![files],
+            ..Default::default()
+        },
+        "localhost",
+    )
+    .unwrap();
+    (dir, cert, tls)
+}
+
+fn connect(
+    tls: &Tls,
+    kind: Kind,
+    cfg: Arc<rustls::ClientConfig>,
+    name: &str,
+) -> (ClientConnection, TlsConn) {
+    let client =
+        ClientConnection::new(cfg, ServerName::try_from(name.to_string()).unwrap()).unwrap();
+    let server = tls.accept(kind).unwrap();
+    (client, server)
+}
+
+#[test]
+fn handshake_and_data_both_ways_at_every_split() {
+    let (_d, cert, tls) = setup(&["localhost"]);
+    let cfg = client_config(&[&cert], &[], true);
+    for chunk in [1, 2, 3, 5, 7, 64, 1000, usize::MAX] {
+        let (mut client, mut server) = connect(&tls, Kind::StartTls, cfg.clone(), "localhost");
+        pump(&mut client, &mut server, chunk);
+        assert!(server.ready() && !client.is_handshaking(), "chunk {chunk}");
+        // Client → server: several records in one write, each split at `chunk`.
+        let msg = "<m to='b'><b>héllo</b></m>".repeat(3);
+        client.writer().write_all(msg.as_bytes()).unwrap();
+        client.writer().write_all(b"<r/>").unwrap();
+        let got = pump(&mut client, &mut server, chunk);
+        assert_eq!(got, format!("{msg}<r/>").into_bytes(), "chunk {chunk}");
+        assert!(server.cipher.is_empty(), "no partial record left");
+        // Server → client.
+        let mut out = Vec::new();
+        server.encrypt(b"<p/>", &mut out).unwrap();
+        client.read_tls(&mut &out[..]).unwrap();
+        client.process_new_packets().unwrap();
+        let mut back = String::new();
+        let _ = client.reader().read_to_string(&mut back);
+        assert_eq!(back, "<p/>");
+    }
+}
+
+#[test]
+fn big_plaintext_is_cut_into_full_records() {
+    let (_d, cert, tls) = setup(&["localhost"]);
+    let (mut client, mut server) = connect(
+        &tls,
+        Kind::StartTls,
+        client_config(&[&cert], &[], true),
+        "localhost",
+    );
+    pump(&mut client, &mut server, usize::MAX);
+    let big: Vec<u8> = (0..40_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let mut out = Vec::new();
+    server.encrypt(&big, &mut out).unwrap();
+    assert!(
+        out.len() <= big.len() + 3 * RECORD_OVERHEAD,
+        "three records"
+    );
+    let mut back = Vec::new();
+    let mut wire = &out[..];
+    while !wire.is_empty() {
+        client.read_tls(&mut wire).unwrap();
+        client.process_new_packets().unwrap();
+        let _ = client.reader().read_to_end(&mut back);
+    }
+    assert!(back == big, "{} bytes back", back.len());
+    // And a full 16 KiB record from the client, fed a byte at a time.
+    client
+        .writer()
+        .write_all(&big[..MAX_RECORD_PLAINTEXT])
+        .unwrap();
+    let got = pump(&mut client, &mut server, 1);
+    assert!(got == big[..MAX_RECORD_PLAINTEXT], "{} bytes", got.len());
+}
+
+#[test]
+fn certificate_by_sni_and_the_first_without_sni() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = mint(&["localhost"]);
+    let b = mint(&["chat.example", "*.other.example"]);
+    let tls = Tls::load(
+        &TlsConfig {
+            certificates: vec![
+                write_files(dir.path(), "a", &a),
+                write_files(dir.path(), "b", &b),
+            ],
+            ..Default::default()
+        },
+        "localhost",
+    )
+    .unwrap();
+    // Each client trusts only one of the two: the handshake succeeds only with that one.
+    for (name, trust, sni) in [
+        ("chat.example", &b, true),
+        ("x.other.example", &b, true),
+        ("localhost", &a, true),
+        ("chat.example", &a, false), // no SNI: the first certificate (verified as "localhost" fails)
+    ] {
+        let verify_as = if sni { name } else { "localhost" };
+        let (mut client, mut server) = connect(
+            &tls,
+            Kind::StartTls,
+            client_config(&[trust], &[], sni),
+            verify_as,
+        );
+        pump(&mut client, &mut server, usize::MAX);
+        assert!(server.ready(), "{name} sni={sni}");
+        let peer = client.peer_certificates().unwrap()[0].clone();
+        assert_eq!(peer, trust.der, "{name} sni={sni}");
+    }
+    // A name no certificate has: the first one.
+    let (mut client, mut server) = connect(
+        &tls,
+        Kind::StartTls,
+        client_config(&[&a, &b], &[], true),
+        "nope.example",
+    );
+    for _ in 0..4 {
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        server.cipher.extend_from_slice(&wire);
+        let _ = server.read(&mut Vec::new());
+        let out = server.take_pending();
+        let _ = client.read_tls(&mut &out[..]);
+        let _ = client.process_new_packets();
+    }
+    assert!(
+        !server.ready(),
+        "the client refuses a certificate not valid for its name"
+    );
+}
+
+#[test]
+fn direct_tls_refuses_other_alpn_and_says_so() {
+    let (_d, cert, tls) = setup(&["localhost"]);
+    let (mut client, mut server) = connect(
+        &tls,
+        Kind::Direct,
+        client_config(&[&cert], &[b"h2"], true),
+        "localhost",
+    );
+    let mut wire = Vec::new();
+    client.write_tls(&mut wire).unwrap();
+    server.cipher.extend_from_slice(&wire);
+    let err = server.read(&mut Vec::new()).unwrap_err();
+    assert!(
+        matches!(err, rustls::Error::NoApplicationProtocol),
+        "{err:?}"
+    );
+    let alert = server.take_pending();
+    assert!(!alert.is_empty(), "the peer is told");
+    client.read_tls(&mut &alert[..]).unwrap();
+    assert!(client.process_new_packets().is_err());
+    // xmpp-client is agreed on; no ALPN at all is accepted too.
+    for alpn in [&[&b"xmpp-client"[..]][..], &[]] {
+        let (mut client, mut server) = connect(
+            &tls,
+            Kind::Direct,
+            client_config(&[&cert], alpn, true),
+            "localhost",
+        );
+        pump(&mut client, &mut server, usize::MAX);
+        assert!(server.ready());
+        assert_eq!(server.alpn(), alpn.first().copied());
+    }
+}
+
+#[test]
+fn garbage_is_an_error_with_an_alert() {
+    let (_d, _cert, tls) = setup(&["localhost"]);
+    let mut server = tls.accept(Kind::StartTls).unwrap();
+    server
+        .cipher
+        .extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(server.read(&mut Vec::new()).is_err());
+}
+
+#[test]
+fn reload_serves_the_new_certificate_and_keeps_the_old_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = mint(&["localhost"]);
+    let files = write_files(dir.path(), "a", &old);
+    let tls = Tls::load(
+        &TlsConfig {
+            certificates: vec![files.clone()],
+            ..Default::default()
+        },
+        "localhost",
+    )
+    .unwrap();
+    let served = |trust: &Cert| {
+        let (mut c, mut s) = connect(
+            &tls,
+            Kind::StartTls,
+            client_config(&[trust], &[], true),
+            "localhost",
+        );
+        pump(&mut c, &mut s, usize::MAX);
+        c.peer_certificates().map(|p| p[0].clone())
+    };
+    // A session established before the reload keeps working after it.
+    let (mut live_c, mut live_s) = connect(
+        &tls,
+        Kind::StartTls,
+        client_config(&[&old], &[], true),
+        "localhost",
+    );
+    pump(&mut live_c, &mut live_s, usize::MAX);
+    assert_eq!(served(&old), Some(old.der.clone()));
+    let new = mint(&["localhost"]);
+    std::fs::write(&files.cert_file, &new.cert_pem).unwrap();
+    std::fs::write(&files.key_file, &new.key_pem).unwrap();
+    assert_eq!(tls.reload(), Ok(1));
+    assert_eq!(served(&new), Some(new.der.clone()));
+    // A broken file: the error names it, the current certificate stays.
+    std::fs::write(&files.key_file, "not a key").unwrap();
+    let e = tls.reload().unwrap_err();
+    assert!(e.contains("a.key"), "{e}");
+    assert_eq!(served(&new), Some(new.der.clone()));
+    // A key that is not the certificate's.
+    std::fs::write(&files.key_file, &old.key_pem).unwrap();
+    assert!(tls.reload().is_err());
+    assert_eq!(served(&new), Some(new.der.clone()));
+    live_c.writer().write_all(b"<still/>").unwrap();
+    assert_eq!(pump(&mut live_c, &mut live_s, usize::MAX), b"<still/>");
+}
+
+#[test]
+fn a_second_connection_resumes_with_the_ticket() {
+    let (_d, cert, tls) = setup(&["localhost"]);
+    let cfg = client_config(&[&cert], &[], true);
+    for round in 0..3 {
+        let (mut c, mut s) = connect(&tls, Kind::StartTls, cfg.clone(), "localhost");
+        pump(&mut c, &mut s, usize::MAX);
+        assert!(s.ready());
+        // The ticket arrives after the handshake: read it on the client.
+        c.writer().write_all(b"x").unwrap();
+        pump(&mut c, &mut s, usize::MAX);
+        assert_eq!(s.resumed(), round > 0, "round {round}");
+    }
+}
+
+#[test]
+fn close_notify_both_ways() {
+    let (_d, cert, tls) = setup(&["localhost"]);
+    let (mut c, mut s) = connect(
+        &tls,
+        Kind::StartTls,
+        client_config(&[&cert], &[], true),
+        "localhost",
+    );
+    pump(&mut c, &mut s, usize::MAX);
+    c.writer().write_all(b"</stream:stream>").unwrap();
+    c.send_close_notify();
+    let mut wire = Vec::new();
+    while c.wants_write() {
+        c.write_tls(&mut wire).unwrap();
+    }
+    s.cipher.extend_from_slice(&wire);
+    let mut plain = Vec::new();
+    assert_eq!(s.read(&mut plain).unwrap(), ReadStatus::PeerClosed);
+    assert_eq!(
+        plain, b"</stream:stream>",
+        "data before the alert is delivered"
+    );
+    // We may still send our closing words, then our own close_notify.
+    let mut out = Vec::new();
+    s.encrypt(b"</stream:stream>", &mut out).unwrap();
+    s.close_notify(&mut out);
+    c.read_tls(&mut &out[..]).unwrap();
+    let st = c.process_new_packets().unwrap();
+    assert!(st.peer_has_closed());
+}
+
+#[test]
+fn wildcards_match_one_label() {
+    assert!(name_matches("*.example.com", "a.example.com"));
+    assert!(!name_matches("*.example.com", "a.b.example.com"));
+    assert!(!name_matches("*.example.com", "example.com"));
+    assert!(name_matches("example.com", "example.com"));
+}
+
+#[test]
+fn idle_state_is_small_and_holds_no_buffer() {
+    let (_d, cert, tls) = setup(&["localhost"]);
+    let (mut c, mut s) = connect(
+        &tls,
+        Kind::StartTls,
+        client_config(&[&cert], &[], true),
+        "localhost",
+    );
+    pump(&mut c, &mut s, usize::MAX);
+    assert!(s.ready());
+    assert!(
+        s.cipher.is_empty(),
+        "the connection gives the buffer back to its pool"
+    );
+    assert_eq!(s.pending.capacity(), 0);
+    assert!(
+        std::mem::size_of::<TlsConn>() < 2048,
+        "{}",
+        std::mem::size_of::<TlsConn>()
+    );
+}
