@@ -50,10 +50,15 @@ pub async fn run(c: &CapOpts) -> Vec<Report> {
     let mut out: Vec<Report> = Vec::new();
     let rs = rates(c);
     println!(
-        "capacity {} over {} ({})",
+        "capacity {} over {} ({}{})",
         c.target.name(),
         c.opts.transport.name(),
-        c.opts.url()
+        c.opts.url(),
+        if c.opts.transport.is_tls() {
+            format!(", TLS resumption {}", c.opts.tls_resumption.name())
+        } else {
+            String::new()
+        }
     );
     println!(
         "{:>10} {:>12} {:>9} {:>9} {:>9} {:>8} {:>8} {:>12}",

@@ -1,9 +1,12 @@
-//! One XMPP client: connect from a chosen loopback source address; over WebSocket, upgrade
+//! One XMPP client: connect from a chosen loopback source address; for `wss` and `tls` the
+//! TLS handshake (SNI and certificate name = the XMPP domain); over WebSocket, upgrade
 //! (optionally with a JWT cookie and the `xmpp` subprotocol); then the negotiation, the same
 //! over every transport (RFC 7395 `<open/>` on WebSocket, RFC 6120 `<stream:stream>` on
-//! TCP): open, features, SASL PLAIN, restart, bind, legacy session, initial presence.
+//! TCP): open, features, for `starttls` STARTTLS and a new stream over TLS, SASL PLAIN,
+//! restart, bind, legacy session, initial presence.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -13,8 +16,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::transport::{Conn, ConnError, Frame, MAX_ELEMENT, Transport, Ws, XmlStream};
+use crate::tls::{self, TlsClient};
+use crate::transport::{Conn, ConnError, Frame, Io, MAX_ELEMENT, Transport, Ws};
 use crate::xml;
+
+pub const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
@@ -47,6 +53,8 @@ pub struct ClientCfg {
     pub timeout: Duration,
     pub src_addrs: u32,
     pub read_buffer: usize,
+    /// The TLS client of `wss`, `starttls` and `tls` (None on `ws` and `tcp`).
+    pub tls: Option<Arc<TlsClient>>,
 }
 
 impl ClientCfg {
@@ -266,8 +274,13 @@ pub async fn login(cfg: &ClientCfg, n: usize, src: Ipv4Addr) -> Result<Session, 
     };
 
     let conn = match cfg.transport {
-        Transport::Ws => Conn::Ws(upgrade(cfg, tcp, token.as_deref(), deadline).await?),
-        Transport::Tcp => Conn::Tcp(XmlStream::new(tcp, cfg.read_buffer)),
+        Transport::Ws => Conn::Ws(upgrade(cfg, Io::Plain(tcp), token.as_deref(), deadline).await?),
+        Transport::Wss => {
+            let io = tls_handshake(cfg, tcp, deadline).await?;
+            Conn::Ws(upgrade(cfg, io, token.as_deref(), deadline).await?)
+        }
+        Transport::Tcp | Transport::Starttls => Conn::xml(Io::Plain(tcp), cfg.read_buffer),
+        Transport::Tls => Conn::xml(tls_handshake(cfg, tcp, deadline).await?, cfg.read_buffer),
     };
 
     let mut ng = Negotiator {
@@ -280,8 +293,40 @@ pub async fn login(cfg: &ClientCfg, n: usize, src: Ipv4Addr) -> Result<Session, 
     }
     let mut features = ng.open("open").await?;
 
+    if cfg.transport == Transport::Starttls {
+        // RFC 6120 §5.4: <starttls/>, <proceed/>, the TLS handshake on the same socket, and
+        // a new stream over TLS, whose features are the ones that count from here on.
+        if !offers_starttls(&features) {
+            return Err(LoginError::new("tls:not-offered", features));
+        }
+        ng.send("starttls", format!("<starttls xmlns='{TLS_NS}'/>"))
+            .await?;
+        let r = ng.expect("starttls", &["proceed", "failure"]).await?;
+        if xml::root_local(&r) != "proceed" || !r.contains(TLS_NS) {
+            return Err(LoginError::new("tls:failure", r));
+        }
+        let Negotiator {
+            conn,
+            deadline,
+            cfg,
+        } = ng;
+        let tcp = conn
+            .into_tcp()
+            .map_err(|e| LoginError::new("tls:bytes-after-proceed", e))?;
+        let io = tls_handshake(cfg, tcp, deadline).await?;
+        ng = Negotiator {
+            conn: Conn::xml(io, cfg.read_buffer),
+            deadline,
+            cfg,
+        };
+        features = ng.open("tls-restart").await?;
+    }
+
     if !xml::has_element(&features, "mechanisms") && xml::has_element(&features, "starttls") {
-        return Err(LoginError::new("tls:required", features));
+        return Err(LoginError::new(
+            "tls:required",
+            format!("the server requires STARTTLS (use --transport starttls): {features}"),
+        ));
     }
     if xml::has_element(&features, "mechanisms") {
         if !features.contains(">PLAIN<") {
@@ -370,15 +415,41 @@ pub async fn login(cfg: &ClientCfg, n: usize, src: Ipv4Addr) -> Result<Session, 
     })
 }
 
-/// The WebSocket upgrade (with the `xmpp` subprotocol and the JWT cookie if asked).
-async fn upgrade(
+/// `<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'>` among the stream features.
+fn offers_starttls(features: &str) -> bool {
+    xml::has_element(features, "starttls") && features.contains(TLS_NS)
+}
+
+/// The TLS handshake over the connected socket, within the login deadline.
+async fn tls_handshake(
     cfg: &ClientCfg,
     tcp: TcpStream,
+    deadline: tokio::time::Instant,
+) -> Result<Io, LoginError> {
+    let Some(tls) = &cfg.tls else {
+        return Err(LoginError::new("tls:no-config", "no TLS client configured"));
+    };
+    match tokio::time::timeout_at(deadline, tls.handshake(tcp)).await {
+        Err(_) => Err(LoginError::new("timeout:tls", "")),
+        Ok(Err(e)) => Err(LoginError::new(tls::handshake_reason(&e), e.to_string())),
+        Ok(Ok(s)) => Ok(Io::Tls(Box::new(s))),
+    }
+}
+
+/// The WebSocket upgrade (with the `xmpp` subprotocol and the JWT cookie if asked), over the
+/// plain socket (`ws`) or TLS (`wss`).
+async fn upgrade(
+    cfg: &ClientCfg,
+    io: Io,
     token: Option<&str>,
     deadline: tokio::time::Instant,
 ) -> Result<Ws, LoginError> {
     let url = if cfg.ftw {
-        format!("ws://{}/socket.io/?EIO=4&transport=websocket", cfg.addr)
+        format!(
+            "{}{}/socket.io/?EIO=4&transport=websocket",
+            cfg.transport.scheme(),
+            cfg.addr
+        )
     } else {
         cfg.url.clone()
     };
@@ -397,7 +468,7 @@ async fn upgrade(
             HeaderValue::from_str(&v).map_err(|e| LoginError::new("bad-cookie", e.to_string()))?,
         );
     }
-    let hs = tokio_tungstenite::client_async_with_config(req, tcp, Some(cfg.ws_config()));
+    let hs = tokio_tungstenite::client_async_with_config(req, io, Some(cfg.ws_config()));
     match tokio::time::timeout_at(deadline, hs).await {
         Err(_) => Err(LoginError::new("timeout:upgrade", "")),
         Ok(Err(WsError::Http(resp))) => Err(LoginError::new(
@@ -493,6 +564,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             src_addrs: 1000,
             read_buffer: 4096,
+            tls: None,
         };
         assert_eq!(cfg.src_addr(0), Ipv4Addr::new(127, 0, 0, 1));
         assert_eq!(cfg.src_addr(253), Ipv4Addr::new(127, 0, 0, 254));

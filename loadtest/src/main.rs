@@ -1,5 +1,6 @@
 //! aoba-loadtest: an XMPP load generator for Aoba, Prosody and ejabberd, over WebSocket
-//! (RFC 7395) or TCP (RFC 6120). See loadtest/README.md.
+//! (RFC 7395) or TCP (RFC 6120), each plain or over TLS (wss, STARTTLS, XEP-0368 direct
+//! TLS). See loadtest/README.md.
 
 mod capacity;
 mod client;
@@ -8,6 +9,7 @@ mod scenario;
 mod session;
 mod split;
 mod stats;
+mod tls;
 mod transport;
 mod worker;
 mod xml;

@@ -9,13 +9,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{AuthMode, ClientCfg};
+use crate::tls::{self, TlsClient, TlsResumption, Trust};
 use crate::transport::{Transport, parse_url};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "aoba-loadtest",
     version,
-    about = "XMPP load generator: WebSocket (RFC 7395) and TCP (RFC 6120) sessions"
+    about = "XMPP load generator: WebSocket (RFC 7395) and TCP (RFC 6120) sessions, with or without TLS"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -72,20 +73,36 @@ impl Scenario {
 
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct Opts {
-    /// ws: RFC 7395 over WebSocket; tcp: RFC 6120 over plaintext TCP (the server's c2s
-    /// listener, `aoba serve --c2s-listen ADDR`).
+    /// ws: RFC 7395 over WebSocket; wss: the same over TLS; tcp: RFC 6120 over plaintext TCP
+    /// (the server's c2s listener, `aoba serve --c2s-listen ADDR`); starttls: RFC 6120 TCP
+    /// upgraded with STARTTLS; tls: XEP-0368 direct TLS. The TLS ones need --ca.
     #[arg(long, value_enum, default_value = "ws")]
     pub transport: Transport,
     /// Server address, loopback only: ws://HOST:PORT/PATH for ws (default
-    /// ws://127.0.0.1:8082/xmpp), tcp://HOST:PORT for tcp (default tcp://127.0.0.1:5222).
+    /// ws://127.0.0.1:8082/xmpp), wss://HOST:PORT/PATH for wss (default
+    /// wss://127.0.0.1:8443/xmpp), tcp://HOST:PORT for tcp and starttls (default
+    /// tcp://127.0.0.1:5222), tls://HOST:PORT for tls (default tls://127.0.0.1:5223).
     #[arg(long)]
     pub url: Option<String>,
-    /// XMPP domain (the `to` of <open/> or of the stream header).
+    /// XMPP domain (the `to` of <open/> or of the stream header; on TLS transports also the
+    /// SNI and the name the server's certificate is verified for).
     #[arg(long, default_value = "localhost")]
     pub domain: String,
-    /// Default: jwt-cookie on ws, jwt-plain on tcp (TCP has no cookie: jwt-cookie is refused).
+    /// Default: jwt-cookie on ws and wss, jwt-plain on tcp, starttls and tls (they have no
+    /// HTTP upgrade to carry a cookie: jwt-cookie is refused there).
     #[arg(long, value_enum)]
     pub auth: Option<AuthMode>,
+    /// wss, starttls, tls: PEM file with the CA certificate(s) the server's certificate must
+    /// chain to (verified for --domain). Required on those transports (or --tls-insecure).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// wss, starttls, tls: on = one TLS client config and session cache for every session of
+    /// the process, so reconnects resume; off = every login a full handshake.
+    #[arg(long, value_enum, default_value = "on")]
+    pub tls_resumption: TlsResumption,
+    /// wss, starttls, tls: do not verify the server's certificate at all (instead of --ca).
+    #[arg(long)]
+    pub tls_insecure: bool,
     /// HS256 secret for jwt-cookie / jwt-plain.
     #[arg(long, default_value = "")]
     pub jwt_secret: String,
@@ -131,10 +148,10 @@ pub struct Opts {
     /// hold: most sessions per process (RLIMIT_NOFILE is 20,000 here).
     #[arg(long, default_value_t = 19_000)]
     pub max_per_proc: usize,
-    /// Do not request the `xmpp` WebSocket subprotocol (ejabberd 23.01; ws only).
+    /// Do not request the `xmpp` WebSocket subprotocol (ejabberd 23.01; ws and wss only).
     #[arg(long)]
     pub no_subprotocol: bool,
-    /// login/hold/chat, ws only: log in as XMPP-FTW JSON sessions over Socket.IO (Aoba only): the
+    /// login/hold/chat, ws and wss only: log in as XMPP-FTW JSON sessions over Socket.IO (Aoba only): the
     /// URL's path becomes `/socket.io/?EIO=4&transport=websocket`, then `xmpp.login` and
     /// `xmpp.presence`; chat sends and reads `xmpp.chat.message` events; Engine.IO pings
     /// are answered.
@@ -221,15 +238,40 @@ impl Opts {
     /// `--auth`, or the transport's default: the JWT as a cookie on a WebSocket upgrade, as
     /// the SASL PLAIN password on TCP.
     pub fn auth(&self) -> AuthMode {
-        self.auth.unwrap_or(match self.transport {
-            Transport::Ws => AuthMode::JwtCookie,
-            Transport::Tcp => AuthMode::JwtPlain,
+        self.auth.unwrap_or(if self.transport.is_ws() {
+            AuthMode::JwtCookie
+        } else {
+            AuthMode::JwtPlain
         })
+    }
+
+    /// Whom the TLS transports trust: `--ca FILE` or `--tls-insecure`.
+    fn trust(&self) -> Result<Trust, String> {
+        let t = self.transport.name();
+        match (&self.ca, self.tls_insecure) {
+            (Some(_), true) => Err("--ca and --tls-insecure exclude each other".into()),
+            (Some(ca), false) => Ok(Trust::Ca(ca.clone())),
+            (None, true) => Ok(Trust::Insecure),
+            (None, false) => Err(format!(
+                "--transport {t} verifies the server's certificate and has no built-in trust: pass --ca FILE (PEM, the CA certificate(s) the server's certificate chains to; it is verified for --domain {}), or --tls-insecure to skip verification",
+                self.domain
+            )),
+        }
+    }
+
+    /// The TLS client of the TLS transports: the process's shared client config (built and
+    /// the CA file read on first use) and this run's handshake counters.
+    fn tls_client(&self) -> Result<Option<TlsClient>, String> {
+        if !self.transport.is_tls() {
+            return Ok(None);
+        }
+        let config = tls::client_config(self.transport, &self.trust()?, self.tls_resumption)?;
+        TlsClient::new(config, &self.domain, self.tls_resumption).map(Some)
     }
 
     pub fn validate(&self) -> Result<(), String> {
         parse_url(&self.url(), self.transport)?;
-        if self.transport != Transport::Ws {
+        if !self.transport.is_ws() {
             if self.auth() == AuthMode::JwtCookie {
                 return Err(format!(
                     "--auth jwt-cookie sends the JWT as a cookie on the WebSocket upgrade, and --transport {} has none: use --auth jwt-plain (the JWT as the SASL PLAIN password, the default on {0}) or --auth plain",
@@ -237,8 +279,19 @@ impl Opts {
                 ));
             }
             if self.ftw {
-                return Err("--ftw (XMPP-FTW over Socket.IO) needs --transport ws".into());
+                return Err(format!(
+                    "--ftw (XMPP-FTW over Socket.IO) needs --transport ws or wss, not {}",
+                    self.transport.name()
+                ));
             }
+        }
+        if self.transport.is_tls() {
+            self.tls_client()?;
+        } else if self.ca.is_some() || self.tls_insecure {
+            return Err(format!(
+                "--ca and --tls-insecure are for --transport wss, starttls and tls, not {}",
+                self.transport.name()
+            ));
         }
         if self.sessions == 0 || self.sessions > MAX_SESSIONS {
             return Err(format!("--sessions must be 1..={MAX_SESSIONS}"));
@@ -294,6 +347,7 @@ impl Opts {
             timeout: Duration::from_secs_f64(self.timeout),
             src_addrs,
             read_buffer: self.read_buffer.max(256),
+            tls: self.tls_client().expect("validated").map(Arc::new),
         })
     }
 
@@ -441,6 +495,117 @@ mod tests {
         let a = toml_to_args(include_str!("../scenarios/tcp-chat.toml"), &[]).unwrap();
         let o = parse(&a.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(o.transport, Transport::Tcp);
+        o.validate().unwrap();
+    }
+
+    #[test]
+    fn tls_transports() {
+        let ca = crate::tls::tests::ca_file("opts.pem");
+        let ca = ca.to_str().unwrap();
+        let parse = |args: &[&str]| {
+            let mut all = vec!["x", "login", "--jwt-secret", "S"];
+            all.extend_from_slice(args);
+            let cli = Cli::try_parse_from(all).unwrap();
+            let Command::Login(o) = cli.cmd else { panic!() };
+            o
+        };
+        for (t, url, auth) in [
+            ("wss", "wss://127.0.0.1:8443/xmpp", AuthMode::JwtCookie),
+            ("starttls", "tcp://127.0.0.1:5222", AuthMode::JwtPlain),
+            ("tls", "tls://127.0.0.1:5223", AuthMode::JwtPlain),
+        ] {
+            // the defaults, and --ca required
+            let o = parse(&["--transport", t]);
+            assert_eq!((o.url().as_str(), o.auth()), (url, auth), "{t}");
+            let e = o.validate().unwrap_err();
+            assert!(
+                e.contains("pass --ca FILE") && e.contains("--domain localhost"),
+                "{e}"
+            );
+            let o = parse(&["--transport", t, "--ca", ca]);
+            o.validate().unwrap();
+            assert_eq!(o.tls_resumption, TlsResumption::On);
+            let cfg = o.client_cfg();
+            assert_eq!(cfg.tls.as_ref().unwrap().resumption, TlsResumption::On);
+            // --tls-resumption off
+            let o = parse(&["--transport", t, "--ca", ca, "--tls-resumption", "off"]);
+            o.validate().unwrap();
+            assert_eq!(
+                o.client_cfg().tls.as_ref().unwrap().resumption,
+                TlsResumption::Off
+            );
+            // --tls-insecure instead of --ca, not both
+            parse(&["--transport", t, "--tls-insecure"])
+                .validate()
+                .unwrap();
+            let e = parse(&["--transport", t, "--tls-insecure", "--ca", ca])
+                .validate()
+                .unwrap_err();
+            assert!(e.contains("exclude"), "{e}");
+            // a CA file that cannot be read
+            let e = parse(&["--transport", t, "--ca", "/nonexistent/ca.pem"])
+                .validate()
+                .unwrap_err();
+            assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+            // the loopback check holds on every scheme
+            let far = url.replace("127.0.0.1", "10.1.2.3");
+            assert!(
+                parse(&["--transport", t, "--ca", ca, "--url", &far])
+                    .validate()
+                    .is_err()
+            );
+        }
+        assert!(
+            Cli::try_parse_from(["x", "login", "--tls-resumption", "maybe"]).is_err(),
+            "on or off"
+        );
+        // cookie auth: only where there is an HTTP upgrade
+        for t in ["starttls", "tls"] {
+            let e = parse(&["--transport", t, "--ca", ca, "--auth", "jwt-cookie"])
+                .validate()
+                .unwrap_err();
+            assert!(e.contains("--auth jwt-plain"), "{e}");
+        }
+        parse(&["--transport", "wss", "--ca", ca, "--auth", "jwt-cookie"])
+            .validate()
+            .unwrap();
+        // --ftw: ws and wss (Socket.IO over the same TLS WebSocket), not the TCP ones
+        parse(&["--transport", "wss", "--ca", ca, "--ftw"])
+            .validate()
+            .unwrap();
+        for t in ["tcp", "starttls", "tls"] {
+            let e = parse(&["--transport", t, "--ca", ca, "--ftw"])
+                .validate()
+                .unwrap_err();
+            assert!(e.contains("--ftw") && e.contains("ws or wss"), "{t}: {e}");
+        }
+        // --ca and --tls-insecure mean nothing without TLS: refused
+        for t in ["ws", "tcp"] {
+            let e = parse(&["--transport", t, "--ca", ca])
+                .validate()
+                .unwrap_err();
+            assert!(e.contains("wss, starttls and tls"), "{e}");
+            assert!(
+                parse(&["--transport", t, "--tls-insecure"])
+                    .validate()
+                    .is_err()
+            );
+            let o = parse(&["--transport", t]);
+            o.validate().unwrap();
+            assert!(o.client_cfg().tls.is_none());
+        }
+        // a scenario file carries the options
+        let a = toml_to_args(
+            &format!("scenario = \"chat\"\ntransport = \"tls\"\nurl = \"tls://127.0.0.1:5223\"\nca = \"{ca}\"\ntls_resumption = \"off\"\njwt_secret = \"S\"\n"),
+            &[],
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from(&a).unwrap();
+        let Command::Chat(o) = cli.cmd else { panic!() };
+        assert_eq!(
+            (o.transport, o.tls_resumption),
+            (Transport::Tls, TlsResumption::Off)
+        );
         o.validate().unwrap();
     }
 

@@ -70,6 +70,7 @@ pub async fn login_all(
     let start = Instant::now();
     let last_done_ns = Arc::new(AtomicU64::new(0));
     let shown = Arc::new(AtomicBool::new(false));
+    let tls0 = cfg.tls.as_ref().map(|t| t.counts()).unwrap_or_default();
     let mut joins = Vec::with_capacity(count);
     let mut i = 0usize;
     while i < count {
@@ -126,6 +127,7 @@ pub async fn login_all(
         handles.push(j.await.unwrap_or(None));
     }
     let ok = handles.iter().filter(|h| h.is_some()).count() as u64;
+    let tls = cfg.tls.as_ref().map(|t| t.counts()).unwrap_or_default();
     let window_s = (last_done_ns.load(Relaxed) as f64 / 1e9).max(1e-9);
     let h = hist.merged();
     Logged {
@@ -137,6 +139,8 @@ pub async fn login_all(
             window_s,
             latency_ms: LatencyMs::from_hist(&h),
             failures: failures.snapshot(),
+            tls_full: tls.full - tls0.full,
+            tls_resumed: tls.resumed - tls0.resumed,
         },
         handles,
         hist: h,
@@ -159,6 +163,10 @@ fn base_report(scn: Scenario, opts: &Opts, sessions: usize) -> Report {
         scenario: scn.name().to_string(),
         sessions: sessions as u64,
         transport: opts.transport.name().to_string(),
+        tls_resumption: opts
+            .transport
+            .is_tls()
+            .then(|| opts.tls_resumption.name().to_string()),
         url: opts.url(),
         seed: opts.seed,
         offered_rate: opts.rate,
@@ -684,6 +692,8 @@ pub async fn run_hold(opts: &Opts) -> Report {
         login.attempted += p.login.attempted;
         login.ok += p.login.ok;
         login.failed += p.login.failed;
+        login.tls_full += p.login.tls_full;
+        login.tls_resumed += p.login.tls_resumed;
         login.window_s = login.window_s.max(p.login.window_s);
         held += p.held_at_end;
     }
@@ -808,6 +818,10 @@ pub async fn run(scn: Scenario, opts: &Opts) -> Report {
         Scenario::Muc => run_muc(opts).await,
     };
     r.client_cpu_s = stats::self_cpu_s() - cpu0;
+    if opts.transport.is_tls() {
+        r.tls_full = Some(r.login.tls_full);
+        r.tls_resumed = Some(r.login.tls_resumed);
+    }
     r
 }
 

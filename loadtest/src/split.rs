@@ -98,6 +98,11 @@ impl Splitter {
         &mut self.buf
     }
 
+    /// Bytes buffered and not handed out yet (scanned or not).
+    pub fn unread(&self) -> usize {
+        self.buf.len() - self.done
+    }
+
     /// Append bytes (tests, and callers that read elsewhere).
     #[cfg(test)]
     pub fn push(&mut self, bytes: &[u8]) {

@@ -215,6 +215,12 @@ pub struct LoginSummary {
     pub window_s: f64,
     pub latency_ms: LatencyMs,
     pub failures: BTreeMap<String, u64>,
+    /// TLS handshakes completed during these logins (also those of logins that failed
+    /// later): full ones and resumed ones. Zero on ws and tcp.
+    #[serde(default)]
+    pub tls_full: u64,
+    #[serde(default)]
+    pub tls_resumed: u64,
 }
 
 /// The result of one scenario run; the first block of fields is the contract.
@@ -233,8 +239,13 @@ pub struct Report {
     pub per_server_core_sec: Option<f64>,
     pub server_rss_bytes: RssBytes,
     // --- extras ---
-    /// `ws` or `tcp`.
+    /// `ws`, `wss`, `tcp`, `starttls` or `tls`.
     pub transport: String,
+    /// `on` or `off` on the TLS transports (`--tls-resumption`), null on ws and tcp.
+    pub tls_resumption: Option<String>,
+    /// TLS handshakes of the logins: full and resumed (null on ws and tcp).
+    pub tls_full: Option<u64>,
+    pub tls_resumed: Option<u64>,
     pub url: String,
     pub seed: u64,
     pub offered_rate: f64,
@@ -276,10 +287,7 @@ fn mib(v: Option<u64>) -> String {
 impl Report {
     pub fn print_human(&self) {
         let l = &self.latency_ms;
-        println!(
-            "== {} over {} ({}) ==",
-            self.scenario, self.transport, self.url
-        );
+        println!("{}", self.title());
         println!(
             "sessions {}  logins ok {}/{} at {:.0}/s (login p50 {:.2} ms p99 {:.2} ms)",
             self.sessions,
@@ -291,6 +299,12 @@ impl Report {
         );
         if !self.login.failures.is_empty() {
             println!("login failures: {:?}", self.login.failures);
+        }
+        if let (Some(full), Some(resumed)) = (self.tls_full, self.tls_resumed) {
+            println!(
+                "tls handshakes: full {full}  resumed {resumed}  (resumption {})",
+                self.tls_resumption.as_deref().unwrap_or("-")
+            );
         }
         println!(
             "sent {}  delivered {}  lost {}  duplicated {}  errors {}  foreign {}",
@@ -318,6 +332,18 @@ impl Report {
             "client cpu {:.2} s  pacer lag max {:.1} ms",
             self.client_cpu_s, self.pacer_lag_ms_max
         );
+    }
+
+    /// The summary's first line: scenario, transport, URL, and the TLS resumption mode.
+    pub fn title(&self) -> String {
+        let tls = match &self.tls_resumption {
+            Some(m) => format!(", TLS resumption {m}"),
+            None => String::new(),
+        };
+        format!(
+            "== {} over {} ({}{tls}) ==",
+            self.scenario, self.transport, self.url
+        )
     }
 
     pub fn write_json(&self, path: &std::path::Path) -> std::io::Result<()> {

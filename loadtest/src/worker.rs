@@ -130,6 +130,10 @@ pub async fn worker_main(spec: &str, first: usize, count: usize) -> i32 {
             return 2;
         }
     };
+    if let Err(e) = opts.validate() {
+        eprintln!("hold-worker: {e}");
+        return 2;
+    }
     let (logged, stats) = scenario::hold_worker_part(&opts, first, count).await;
     let part = scenario::hold_part(&logged, &stats);
     println!("READY {}", serde_json::to_string(&part).expect("serialize"));
