@@ -17,7 +17,9 @@
 #   the start of the load generator to the start of sampling, PERF_SECONDS [duration - 1],
 #   SERVER_CPU [0], CLIENT_CPU [1], PORT [18400], OUT_DIR [flamegraphs/],
 #   BUILD [1] (0: use existing binaries), CARGO_TARGET_DIR [repo/target], AOBA_BIN, LOADTEST_BIN,
-#   PERF [perf]. inferno is installed into flamegraphs/.tools if it is not on PATH.
+#   PERF [perf], TRANSPORT [ws] (wss or tls: a self-signed certificate is made with openssl,
+#   the server listens with TLS on PORT+1 (wss) and PORT+2 (direct TLS), and the graph is
+#   SCENARIO-TRANSPORT.svg). inferno is installed into flamegraphs/.tools if it is not on PATH.
 set -euo pipefail
 
 usage() { sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -39,6 +41,8 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-18400}
 OUT_DIR=${OUT_DIR:-$HERE}
 PERF=${PERF:-perf}
+TRANSPORT=${TRANSPORT:-ws}
+case $TRANSPORT in ws) NAME=$SCENARIO ;; wss | tls) NAME=$SCENARIO-$TRANSPORT ;; *) usage ;; esac
 SECRET=record-secret
 WORK=$(mktemp -d /tmp/aoba-flame.XXXXXX)
 
@@ -124,8 +128,22 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then die "127.0.0.1:$PORT is busy (set PORT)"; fi
 mkdir -p "$WORK/data"
 printf '[limits]\nmax_stanzas_per_sec = 1000000\nstanza_burst = 1000000\n' >"$WORK/aoba.toml"
+TLS_ARGS=()
+LT_ARGS=(--url "ws://127.0.0.1:$PORT/xmpp" --auth jwt-cookie)
+if [ "$TRANSPORT" != ws ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost -addext basicConstraints=critical,CA:FALSE \
+    -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1 || die "openssl req failed"
+  printf '[tls]\ncertificates = [{ cert_file = "%s", key_file = "%s" }]\n[c2s]\nlisten_direct_tls = "127.0.0.1:%s"\n' \
+    "$WORK/cert.pem" "$WORK/key.pem" $((PORT + 2)) >>"$WORK/aoba.toml"
+  TLS_ARGS=(--listen-tls "127.0.0.1:$((PORT + 1))")
+  case $TRANSPORT in
+    wss) LT_ARGS=(--transport wss --url "wss://127.0.0.1:$((PORT + 1))/xmpp" --auth jwt-cookie --ca "$WORK/cert.pem") ;;
+    tls) LT_ARGS=(--transport tls --url "tls://127.0.0.1:$((PORT + 2))" --ca "$WORK/cert.pem") ;;
+  esac
+fi
 taskset -c "$SERVER_CPU" "$AOBA_BIN" serve --config "$WORK/aoba.toml" --listen "127.0.0.1:$PORT" \
-  --shards 1 --jwt-secret "$SECRET" --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
+  "${TLS_ARGS[@]}" --shards 1 --jwt-secret "$SECRET" --data-dir "$WORK/data" >"$WORK/server.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
@@ -136,7 +154,7 @@ log "aoba pid $SERVER on 127.0.0.1:$PORT (CPU $SERVER_CPU); load: $SCENARIO $*"
 
 # ------------------------------------------------------------------ load + sampling
 mkdir -p "$OUT_DIR"
-taskset -c "$CLIENT_CPU" "$LOADTEST_BIN" "$SCENARIO" --url "ws://127.0.0.1:$PORT/xmpp" --auth jwt-cookie \
+taskset -c "$CLIENT_CPU" "$LOADTEST_BIN" "$SCENARIO" "${LT_ARGS[@]}" \
   --jwt-secret "$SECRET" --server-pid "$SERVER" --no-progress --json "$WORK/$SCENARIO.json" "$@" \
   >"$WORK/loadtest.log" 2>&1 &
 LT_PID=$!
@@ -158,10 +176,10 @@ LT_PID=""
 sed -n '/^== /,$p' "$WORK/loadtest.log" >&2
 
 # ------------------------------------------------------------------ flamegraph
-title="aoba $SCENARIO: $*  (1 shard, perf cpu-clock ${FREQ} Hz, $CALL_GRAPH)"
-"$PERF" script -i "$WORK/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" --all >"$WORK/$SCENARIO.folded"
+title="aoba $SCENARIO over $TRANSPORT: $*  (1 shard, perf cpu-clock ${FREQ} Hz, $CALL_GRAPH)"
+"$PERF" script -i "$WORK/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" --all >"$WORK/$NAME.folded"
 "$INFERNO/inferno-flamegraph" --title "$title" --countname "ns of CPU" --width 1600 --minwidth 0.2 \
-  <"$WORK/$SCENARIO.folded" >"$OUT_DIR/$SCENARIO.svg"
+  <"$WORK/$NAME.folded" >"$OUT_DIR/$NAME.svg"
 cp "$WORK/loadtest.log" "$WORK/$SCENARIO.log"
 
 # Where the time goes, from the folded stacks (weights are ns of cpu-clock).
@@ -215,5 +233,5 @@ for u in USER:
         print(f"{100 * fn[u] / tot:5.1f}%  {u}")
 PY
 }
-summarize "$WORK/$SCENARIO.folded" | tee "$WORK/$SCENARIO.summary.txt" >&2
-log "wrote $OUT_DIR/$SCENARIO.svg; folded stacks, summary, loadtest log and JSON, perf.data in $WORK"
+summarize "$WORK/$NAME.folded" | tee "$WORK/$NAME.summary.txt" >&2
+log "wrote $OUT_DIR/$NAME.svg; folded stacks, summary, loadtest log and JSON, perf.data in $WORK"

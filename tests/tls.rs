@@ -111,9 +111,18 @@ async fn starttls_login_and_chat_with_a_websocket_user() {
     let ca = TestCa::new();
     let s = Server::start_with(&c2s_config(&ca, ""), 2);
     let port = s.c2s_port.unwrap();
-    // Several users: with two shards, some connections are accepted on the other shard
-    // than their user's home and move there with their TLS state.
-    for i in 0..6 {
+    // Users until some TLS connections were accepted on the other shard than their user's
+    // home and moved there with their TLS state (each user is one more chance in two).
+    let moved = || {
+        s.log()
+            .lines()
+            .filter(|l| l.contains("handoff to home shard") && l.contains("tls=true"))
+            .count()
+    };
+    for i in 0..40 {
+        if i >= 4 && moved() >= 2 {
+            break;
+        }
         let user = format!("tls{i}");
         let web = format!("web{i}");
         let mut w = Client::online(&s, &web, "w", 0).await;
@@ -152,6 +161,11 @@ async fn starttls_login_and_chat_with_a_websocket_user() {
         assert!(got.0.contains(&format!("from='{wj}'")), "{}", got.0);
         assert!(got.1.contains("</stream:stream>"), "{}", got.1);
     }
+    assert!(
+        moved() >= 2,
+        "no TLS connection was handed off:\n{}",
+        s.log()
+    );
 }
 
 /// With STARTTLS required, SASL before it is refused with `encryption-required`.
@@ -455,12 +469,27 @@ fn tls_sessions_resume_on_any_shard() {
     }
 }
 
+/// The `openssl` command line tool, installed from Debian's packages if it is missing.
+fn openssl_ready() {
+    static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    READY.get_or_init(|| {
+        let have = || Command::new("openssl").arg("version").output().is_ok();
+        if !have() {
+            let _ = Command::new("apt-get").args(["update", "-q"]).status();
+            let _ = Command::new("apt-get")
+                .args(["install", "-y", "-q", "openssl"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status();
+        }
+        assert!(
+            have(),
+            "openssl is missing and apt-get could not install it"
+        );
+    });
+}
+
 fn openssl(args: &[&str], stdin: &str) -> String {
-    if Command::new("openssl").arg("version").output().is_err() {
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "-q", "openssl"])
-            .status();
-    }
+    openssl_ready();
     let mut c = Command::new("openssl")
         .args(args)
         .stdin(Stdio::piped())
@@ -572,4 +601,26 @@ fn openssl_s_client_probes() {
         o.contains("Cipher is (NONE)") && !o.contains("New, TLSv1.1"),
         "{o}"
     );
+}
+
+/// The limits of plain connections hold over TLS: a stanza over `limits.max_stanza_bytes`
+/// (the default) ends the stream with `policy-violation`, sent inside TLS.
+#[test]
+fn stanza_size_limit_over_tls() {
+    let ca = TestCa::new();
+    let s = Server::start_with(&c2s_config(&ca, ""), 1);
+    let max = aoba::config::Config::default().limits.max_stanza_bytes;
+    let mut t = connect(&ca.client(&[b"xmpp-client"]), s.direct_tls_port.unwrap()).unwrap();
+    let jid = login(&mut t, &s, "big1");
+    let body = "x".repeat(max + 1);
+    let _ = t.write_all(
+        format!("<message to='{jid}' type='chat'><body>{body}</body></message>").as_bytes(),
+    );
+    let _ = t.flush();
+    let r = read_to_end(&mut t);
+    assert!(
+        r.contains("<policy-violation") && r.contains("</stream:stream>"),
+        "{r}"
+    );
+    assert!(!r.contains(&body[..100]), "the stanza was not delivered");
 }

@@ -70,10 +70,15 @@ pub fn alpn(transport: Transport) -> Option<&'static [u8]> {
 
 /// The ring provider. rustls 0.23.48 deprecates it because ring has no post-quantum key
 /// exchange (X25519MLKEM768 is aws-lc-rs only); the load client uses it on purpose (no
-/// aws-lc build), and X25519, P-256 and P-384 are what it offers.
+/// aws-lc build). Key exchange X25519 first, as OpenSSL, browsers and Android offer it:
+/// rustls's own ring default puts P-384 first, which the server then computes with
+/// ring's slow generic code, and a load test would measure a handshake no real client makes.
 #[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::{default_provider, kx_group};
+    let mut p = default_provider();
+    p.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+    Arc::new(p)
 }
 
 /// The CA certificates of a PEM file (at least one).

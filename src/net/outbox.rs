@@ -370,10 +370,16 @@ pub struct WriteBatch<M> {
     frames: VecDeque<Frame<M>>,
     iov: Vec<libc::iovec>,
     pos: usize,
-    /// TLS: the plaintext of the record being built, and the records.
+    /// TLS connections' buffers (boxed: a plain batch stays small).
+    tls: Option<Box<TlsBuffers>>,
+}
+
+/// A batch's TLS buffers: the plaintext of the record being built, the records, and after
+/// each record (plaintext bytes so far, ciphertext bytes so far).
+#[derive(Default)]
+struct TlsBuffers {
     stage: Vec<u8>,
-    tls_out: Vec<u8>,
-    /// TLS: after each record, (plaintext bytes so far, ciphertext bytes so far).
+    out: Vec<u8>,
     marks: Vec<(usize, usize)>,
 }
 
@@ -386,9 +392,7 @@ impl<M> WriteBatch<M> {
             frames: VecDeque::new(),
             iov: Vec::new(),
             pos: 0,
-            stage: Vec::new(),
-            tls_out: Vec::new(),
-            marks: Vec::new(),
+            tls: None,
         }
     }
 
@@ -458,41 +462,44 @@ impl<M> WriteBatch<M> {
         self.frames.clear();
         self.iov.clear();
         self.pos = 0;
-        self.marks.clear();
-        self.stage.clear();
-        self.tls_out.clear();
-        // A pooled batch keeps at most one record's worth of TLS buffers.
-        if self.tls_out.capacity() > 4 * MAX_RECORD_PLAINTEXT {
-            self.tls_out = Vec::new();
+        if let Some(t) = self.tls.as_mut() {
+            t.marks.clear();
+            t.stage.clear();
+            t.out.clear();
+            // A pooled batch keeps at most a few records' worth of TLS buffers.
+            if t.out.capacity() > 4 * MAX_RECORD_PLAINTEXT {
+                t.out = Vec::new();
+            }
         }
     }
 
     /// Encrypts the batch's bytes after `out`'s current content (bytes the TLS state had
     /// for the peer), in records of at most 16 KiB, noting where each record ends.
     fn encrypt(&mut self, tls: &mut TlsConn, mut out: Vec<u8>) -> Result<Vec<u8>, rustls::Error> {
-        self.stage.clear();
-        self.marks.clear();
+        let b = self.tls.get_or_insert_default();
+        b.stage.clear();
+        b.marks.clear();
         let mut plain = 0usize;
         for v in &self.iov[self.pos..] {
             // SAFETY: the iovecs point into `self.frames`, alive and unmoved.
             let mut s = unsafe { std::slice::from_raw_parts(v.iov_base as *const u8, v.iov_len) };
             while !s.is_empty() {
-                let k = s.len().min(MAX_RECORD_PLAINTEXT - self.stage.len());
-                self.stage.extend_from_slice(&s[..k]);
+                let k = s.len().min(MAX_RECORD_PLAINTEXT - b.stage.len());
+                b.stage.extend_from_slice(&s[..k]);
                 s = &s[k..];
-                if self.stage.len() == MAX_RECORD_PLAINTEXT {
-                    tls.encrypt(&self.stage, &mut out)?;
-                    plain += self.stage.len();
-                    self.marks.push((plain, out.len()));
-                    self.stage.clear();
+                if b.stage.len() == MAX_RECORD_PLAINTEXT {
+                    tls.encrypt(&b.stage, &mut out)?;
+                    plain += b.stage.len();
+                    b.marks.push((plain, out.len()));
+                    b.stage.clear();
                 }
             }
         }
-        if !self.stage.is_empty() {
-            tls.encrypt(&self.stage, &mut out)?;
-            plain += self.stage.len();
-            self.marks.push((plain, out.len()));
-            self.stage.clear();
+        if !b.stage.is_empty() {
+            tls.encrypt(&b.stage, &mut out)?;
+            plain += b.stage.len();
+            b.marks.push((plain, out.len()));
+            b.stage.clear();
         }
         Ok(out)
     }
@@ -500,7 +507,8 @@ impl<M> WriteBatch<M> {
     /// Of `written` ciphertext bytes, the plaintext bytes the peer can decrypt (whole
     /// records only).
     fn plain_written(&self, written: usize) -> usize {
-        self.marks
+        let Some(t) = &self.tls else { return 0 };
+        t.marks
             .iter()
             .take_while(|m| m.1 <= written)
             .last()
@@ -578,8 +586,28 @@ pub async fn writer<M: Unpin + 'static, C: AsRef<Outbox<M>>>(
                     o.bytes -= b;
                 }
                 let failed = match &tls {
-                    None => write_plain(&mut wh, &mut batch).await,
-                    Some(t) => write_tls(&mut wh, &mut batch, t).await,
+                    None => {
+                        let mut failed = None;
+                        let mut written = 0usize;
+                        while !batch.done() {
+                            let (r, b) = wh.writev(batch).await;
+                            batch = b;
+                            match r {
+                                Ok(0) | Err(_) => {
+                                    failed = Some(written);
+                                    break;
+                                }
+                                Ok(n) => {
+                                    written += n;
+                                    batch.advance(n);
+                                }
+                            }
+                        }
+                        failed
+                    }
+                    // Boxed: its state would otherwise enlarge every connection's writer
+                    // task, TLS or not.
+                    Some(t) => Box::pin(write_tls(&mut wh, &mut batch, t)).await,
                 };
                 if let Some(written) = failed {
                     // Frames not wholly written go back to the queue: the connection's
@@ -610,31 +638,6 @@ pub async fn writer<M: Unpin + 'static, C: AsRef<Outbox<M>>>(
     }
 }
 
-/// Writes a batch as it is; on failure, how many bytes were written.
-async fn write_plain<M: Unpin + 'static>(
-    wh: &mut OwnedWriteHalf<TcpStream>,
-    batch: &mut WriteBatch<M>,
-) -> Option<usize> {
-    let mut written = 0usize;
-    let mut b = std::mem::take(batch);
-    while !b.done() {
-        let (r, back) = wh.writev(b).await;
-        b = back;
-        match r {
-            Ok(0) | Err(_) => {
-                *batch = b;
-                return Some(written);
-            }
-            Ok(n) => {
-                written += n;
-                b.advance(n);
-            }
-        }
-    }
-    *batch = b;
-    None
-}
-
 /// Encrypts a batch (after what the TLS state has for the peer) and writes the records;
 /// on failure, how many plaintext bytes reached the peer in whole records.
 async fn write_tls<M: Unpin + 'static>(
@@ -644,7 +647,7 @@ async fn write_tls<M: Unpin + 'static>(
 ) -> Option<usize> {
     let out = {
         let mut t = tls.borrow_mut();
-        let mut out = std::mem::take(&mut batch.tls_out);
+        let mut out = std::mem::take(&mut batch.tls.get_or_insert_default().out);
         let pending = t.take_pending();
         if out.capacity() < pending.len() {
             out = pending;
@@ -666,13 +669,14 @@ async fn write_tls<M: Unpin + 'static>(
         out = back.into_inner();
         match r {
             Ok(0) | Err(_) => {
-                batch.tls_out = out;
-                return Some(batch.plain_written(pos));
+                let written = batch.plain_written(pos);
+                batch.tls.get_or_insert_default().out = out;
+                return Some(written);
             }
             Ok(n) => pos += n,
         }
     }
-    batch.tls_out = out;
+    batch.tls.get_or_insert_default().out = out;
     None
 }
 

@@ -118,9 +118,18 @@ fn name_matches(pattern: &str, sni: &str) -> bool {
 /// `ring`: a small pure-Rust-and-assembly build (aws-lc-rs compiles a large C library on
 /// every clean build). rustls 0.23.48 deprecates ring's provider because it offers no
 /// post-quantum key exchange (X25519MLKEM768); see `docs/tls.md`.
+///
+/// Key exchange: X25519 first, then P-256, then P-384. rustls 0.23.48 lists P-384 first,
+/// and ring computes P-384 with generic bignum code: a handshake on P-384 cost this server
+/// 1.2 ms of CPU, on X25519 a fraction of that (`docs/tls.md`). The client's order decides
+/// when its key share is for a group both support (no HelloRetryRequest); this order
+/// applies otherwise, and to TLS 1.2.
 #[allow(deprecated)]
-pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+pub fn provider() -> Arc<CryptoProvider> {
+    use rustls::crypto::ring::{default_provider, kx_group};
+    let mut p = default_provider();
+    p.kx_groups = vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1];
+    Arc::new(p)
 }
 
 /// Loads every configured certificate; the first error names its file.
@@ -247,6 +256,7 @@ impl Tls {
             pending: Vec::new(),
             ready: false,
             peer_closed: false,
+            since: std::time::Instant::now(),
         })
     }
 }
@@ -278,6 +288,8 @@ pub struct TlsConn {
     pending: Vec<u8>,
     ready: bool,
     peer_closed: bool,
+    /// When the handshake started (for its timeout).
+    since: std::time::Instant,
 }
 
 impl std::fmt::Debug for TlsConn {
@@ -334,6 +346,11 @@ impl TlsConn {
 
     pub fn peer_closed(&self) -> bool {
         self.peer_closed
+    }
+
+    /// When the handshake started.
+    pub fn since(&self) -> std::time::Instant {
+        self.since
     }
 
     /// TLS bytes waiting for the writer.

@@ -8,6 +8,7 @@
 //! As soon as the user is known, the connection moves to the user's home shard: its socket
 //! is taken out of this shard's event loop and handed over with any unread bytes.
 
+mod tcp;
 mod tls;
 
 use super::{Listener, Shard, ShardMsg};
@@ -17,8 +18,7 @@ use crate::net::outbox::{CloseKind, Event, SharedTls, WriterExit, writer};
 use crate::net::shaper::Shaper;
 use crate::net::tls::TlsConn;
 use crate::net::websocket::{self, WsError};
-use crate::xml::framer::{self, Event as XmlEvent, FrameError, FrameLimits, Framer};
-use crate::xml::ns;
+use crate::xml::framer::{FrameLimits, Framer};
 use crate::xmpp::errors::{StreamError, stream_error_bytes};
 use crate::xmpp::router;
 use crate::xmpp::sink::{Framing, OutFrame, Sink};
@@ -87,9 +87,8 @@ struct Conn {
     held: bool,
     /// The TCP stream's framer (boxed: WebSocket connections have none).
     framer: Option<Box<Framer>>,
-    /// TLS (with the writer, which encrypts), and since when its handshake runs.
+    /// TLS (shared with the writer, which encrypts).
     tls: Option<SharedTls>,
-    tls_since: Instant,
     /// `<starttls/>` was answered with `<proceed/>`: the connection restarts with TLS.
     start_tls: bool,
 }
@@ -219,7 +218,6 @@ async fn run(
         held: false,
         framer,
         tls,
-        tls_since: now,
         start_tls: false,
     };
     if let Some(f) = &mut conn.ftw {
@@ -292,6 +290,7 @@ impl Conn {
                             from = shard.id,
                             to = dest,
                             conn = ctl.id,
+                            tls = h.tls.is_some(),
                             "handoff to home shard"
                         );
                         shard.rt.send(dest, ShardMsg::Handoff(h));
@@ -525,8 +524,7 @@ impl Conn {
             }
             // One read, into the plaintext buffer, or on TLS into the ciphertext buffer
             // (then decrypted into the plaintext one).
-            let tls = self.tls.clone();
-            let (mut into, limit) = match &tls {
+            let (mut into, limit) = match &self.tls {
                 None => (std::mem::take(&mut buf), max_frame),
                 Some(t) => (
                     std::mem::take(&mut t.borrow_mut().cipher),
@@ -544,6 +542,7 @@ impl Conn {
             let (r, s) = rh.read(monoio::buf::IoBufMut::slice_mut(into, len..)).await;
             into = s.into_inner();
             let got = matches!(r, Ok(n) if n > 0);
+            let tls = self.tls.clone();
             match &tls {
                 None => buf = into,
                 Some(t) => t.borrow_mut().cipher = into,
@@ -712,134 +711,6 @@ impl Conn {
         pos
     }
 
-    /// Hands every complete element of the TCP stream in `buf` to the XMPP stream; returns
-    /// how many bytes at the front of `buf` are done with. Each element costs a token of
-    /// the rate limit, as a WebSocket message does.
-    fn process_tcp(&mut self, buf: &[u8]) -> usize {
-        let Some(mut framer) = self.framer.take() else {
-            return buf.len();
-        };
-        let now = Instant::now();
-        let (per_sec, burst) = {
-            let l = &self.shard.cfg().limits;
-            (l.max_stanzas_per_sec, l.stanza_burst)
-        };
-        let (shard, ctl) = (self.shard.clone(), self.ctl.clone());
-        while self.action == Action::Continue {
-            if let Err(until) = self.shaper.ready(now, per_sec, burst) {
-                self.throttled = Some(until);
-                break;
-            }
-            if shard.overflowing() {
-                self.held = true;
-                break;
-            }
-            let ev = match framer.next(buf) {
-                Ok(Some(ev)) => ev,
-                Ok(None) => break,
-                Err(e) => {
-                    let err = match e {
-                        FrameError::NotWellFormed(_) => StreamError::NotWellFormed,
-                        FrameError::Restricted(_) => StreamError::RestrictedXml,
-                        FrameError::UnsupportedEncoding => StreamError::UnsupportedEncoding,
-                        _ => StreamError::PolicyViolation,
-                    };
-                    self.action = self.stream.fail(&*shard, &ctl, err, Some(&e.to_string()));
-                    break;
-                }
-            };
-            self.shaper.take();
-            match ev {
-                XmlEvent::Header { text, .. } => self.on_tcp_header(text),
-                XmlEvent::Element { text, .. } => {
-                    tracing::trace!(conn = ctl.id, "recv {text}");
-                    let (prefix, local) = framer::qname(text);
-                    if !prefix.is_empty() && prefix.as_bytes() == stream_prefix(&framer) {
-                        // RFC 6120 §4.9.1: the client's stream error ends the stream; a
-                        // client sends no other stream-level element (§4.9.3.24).
-                        self.action = if local == "error" {
-                            self.stream.end_requested(&ctl)
-                        } else {
-                            self.stream.fail(
-                                &*shard,
-                                &ctl,
-                                StreamError::UnsupportedStanzaType,
-                                None,
-                            )
-                        };
-                        continue;
-                    }
-                    let authed = self.stream.authed.is_some();
-                    self.action = self.stream.on_element(&*shard, &ctl, text);
-                    if self.action == Action::StartTls {
-                        let after = &buf[framer.consumed()..];
-                        if !after.iter().all(u8::is_ascii_whitespace) {
-                            // Plaintext sent after <starttls/> would be read as if it came
-                            // over TLS: refuse it (and do not send <proceed/>).
-                            tracing::info!(conn = ctl.id, "bytes after <starttls/>");
-                            ctl.close(
-                                CloseKind::Abort,
-                                stream_error_bytes(
-                                    Framing::Tcp,
-                                    StreamError::PolicyViolation,
-                                    Some("data after <starttls/>"),
-                                    None,
-                                ),
-                            );
-                            self.action = Action::Close;
-                        } else {
-                            // The stream and its framer end here (whitespace after it
-                            // is dropped); the TLS stream gets new ones.
-                            self.start_tls = true;
-                            self.framer = Some(framer);
-                            return buf.len();
-                        }
-                        break;
-                    }
-                    // SASL success: the client restarts the stream (RFC 6120 §6.4.6).
-                    if !authed && self.stream.authed.is_some() {
-                        framer.reset();
-                    }
-                }
-                XmlEvent::End => self.action = self.stream.end_requested(&ctl),
-            }
-        }
-        let n = framer.consumed();
-        framer.consume(n);
-        self.framer = Some(framer);
-        n
-    }
-
-    /// A TCP stream header: its namespaces checked, then handled as the stream's opening.
-    fn on_tcp_header(&mut self, text: &str) {
-        let (shard, ctl) = (self.shard.clone(), self.ctl.clone());
-        let h = match framer::parse_header(text) {
-            Ok(h) => h,
-            Err(_) => {
-                self.action = self.stream.fail(
-                    &*shard,
-                    &ctl,
-                    StreamError::NotWellFormed,
-                    Some("bad stream header"),
-                );
-                return;
-            }
-        };
-        if h.local != "stream" || h.ns != ns::STREAMS || h.content_ns.as_deref() != Some(ns::CLIENT)
-        {
-            self.action = self.stream.fail(
-                &*shard,
-                &ctl,
-                StreamError::InvalidNamespace,
-                Some("expected a jabber:client stream"),
-            );
-            return;
-        }
-        self.action = self
-            .stream
-            .on_element(&*shard, &ctl, &framer::self_closed_header(text));
-    }
-
     fn on_message(&mut self, bytes: &[u8]) {
         let Ok(text) = std::str::from_utf8(bytes) else {
             self.ws_fail(WsError {
@@ -857,14 +728,6 @@ impl Conn {
             None => self.stream.on_element(&*self.shard, &self.ctl, text),
         };
     }
-}
-
-/// The prefix the stream root was opened with (`stream`).
-fn stream_prefix(f: &Framer) -> &[u8] {
-    let root = f.root_name();
-    root.iter()
-        .position(|&b| b == b':')
-        .map_or(&root[..0], |i| &root[..i])
 }
 
 /// The code to answer a client's close frame with (RFC 6455 §5.5.1, §7.4): its own code
@@ -891,19 +754,4 @@ fn close_answer(body: &[u8]) -> u16 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::close_answer;
-
-    #[test]
-    fn close_codes_answered_per_rfc_6455() {
-        assert_eq!(close_answer(b""), 1000);
-        assert_eq!(close_answer(&[3]), 1002);
-        assert_eq!(close_answer(&1000u16.to_be_bytes()), 1000);
-        assert_eq!(close_answer(&4000u16.to_be_bytes()), 4000);
-        for bad in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535] {
-            assert_eq!(close_answer(&bad.to_be_bytes()), 1002, "{bad}");
-        }
-        assert_eq!(close_answer(&[0x03, 0xE8, 0xFF, 0xFE]), 1007);
-        assert_eq!(close_answer(&[0x03, 0xE8, b'o', b'k']), 1000);
-    }
-}
+mod tests;

@@ -50,12 +50,12 @@ impl Conn {
 
     /// While the TLS handshake runs: when it must be done.
     pub(super) fn handshake_deadline(&self) -> Option<Instant> {
-        let t = self.tls.as_ref()?;
-        if t.borrow().ready() {
+        let t = self.tls.as_ref()?.borrow();
+        if t.ready() {
             return None;
         }
         let ms = self.shard.config.tls.handshake_timeout_ms;
-        Some(self.tls_since + Duration::from_millis(ms))
+        Some(t.since() + Duration::from_millis(ms))
     }
 
     /// The TLS state, back from the (finished) writer: `None` if it is still shared.
