@@ -370,17 +370,54 @@ pub struct WriteBatch<M> {
     frames: VecDeque<Frame<M>>,
     iov: Vec<libc::iovec>,
     pos: usize,
-    /// TLS connections' buffers (boxed: a plain batch stays small).
-    tls: Option<Box<TlsBuffers>>,
 }
 
-/// A batch's TLS buffers: the plaintext of the record being built, the records, and after
-/// each record (plaintext bytes so far, ciphertext bytes so far).
+/// The buffers of one TLS write: the plaintext of the record being built, the records, and
+/// after each record (plaintext bytes so far, ciphertext bytes so far). Pooled per shard
+/// thread, apart from the batches, so that a plain connection's writer stays small.
 #[derive(Default)]
 struct TlsBuffers {
     stage: Vec<u8>,
     out: Vec<u8>,
     marks: Vec<(usize, usize)>,
+}
+
+thread_local! {
+    static TLS_BUFFERS: RefCell<Vec<TlsBuffers>> = const { RefCell::new(Vec::new()) };
+}
+
+impl TlsBuffers {
+    fn take() -> TlsBuffers {
+        TLS_BUFFERS
+            .with(|p| p.borrow_mut().pop())
+            .unwrap_or_default()
+    }
+
+    fn give(mut self) {
+        self.stage.clear();
+        self.out.clear();
+        self.marks.clear();
+        // At most a few records' worth is kept.
+        if self.out.capacity() > 4 * MAX_RECORD_PLAINTEXT {
+            self.out = Vec::new();
+        }
+        TLS_BUFFERS.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < 256 {
+                p.push(self);
+            }
+        });
+    }
+
+    /// Of `written` ciphertext bytes, the plaintext bytes the peer can decrypt (whole
+    /// records only).
+    fn plain_written(&self, written: usize) -> usize {
+        self.marks
+            .iter()
+            .take_while(|m| m.1 <= written)
+            .last()
+            .map_or(0, |m| m.0)
+    }
 }
 
 const MAX_IOV: usize = 512;
@@ -392,7 +429,6 @@ impl<M> WriteBatch<M> {
             frames: VecDeque::new(),
             iov: Vec::new(),
             pos: 0,
-            tls: None,
         }
     }
 
@@ -462,21 +498,12 @@ impl<M> WriteBatch<M> {
         self.frames.clear();
         self.iov.clear();
         self.pos = 0;
-        if let Some(t) = self.tls.as_mut() {
-            t.marks.clear();
-            t.stage.clear();
-            t.out.clear();
-            // A pooled batch keeps at most a few records' worth of TLS buffers.
-            if t.out.capacity() > 4 * MAX_RECORD_PLAINTEXT {
-                t.out = Vec::new();
-            }
-        }
     }
 
     /// Encrypts the batch's bytes after `out`'s current content (bytes the TLS state had
     /// for the peer), in records of at most 16 KiB, noting where each record ends.
-    fn encrypt(&mut self, tls: &mut TlsConn, mut out: Vec<u8>) -> Result<Vec<u8>, rustls::Error> {
-        let b = self.tls.get_or_insert_default();
+    fn encrypt(&self, tls: &mut TlsConn, b: &mut TlsBuffers) -> Result<(), rustls::Error> {
+        let out = &mut b.out;
         b.stage.clear();
         b.marks.clear();
         let mut plain = 0usize;
@@ -488,7 +515,7 @@ impl<M> WriteBatch<M> {
                 b.stage.extend_from_slice(&s[..k]);
                 s = &s[k..];
                 if b.stage.len() == MAX_RECORD_PLAINTEXT {
-                    tls.encrypt(&b.stage, &mut out)?;
+                    tls.encrypt(&b.stage, out)?;
                     plain += b.stage.len();
                     b.marks.push((plain, out.len()));
                     b.stage.clear();
@@ -496,23 +523,12 @@ impl<M> WriteBatch<M> {
             }
         }
         if !b.stage.is_empty() {
-            tls.encrypt(&b.stage, &mut out)?;
+            tls.encrypt(&b.stage, out)?;
             plain += b.stage.len();
             b.marks.push((plain, out.len()));
             b.stage.clear();
         }
-        Ok(out)
-    }
-
-    /// Of `written` ciphertext bytes, the plaintext bytes the peer can decrypt (whole
-    /// records only).
-    fn plain_written(&self, written: usize) -> usize {
-        let Some(t) = &self.tls else { return 0 };
-        t.marks
-            .iter()
-            .take_while(|m| m.1 <= written)
-            .last()
-            .map_or(0, |m| m.0)
+        Ok(())
     }
 }
 
@@ -645,39 +661,39 @@ async fn write_tls<M: Unpin + 'static>(
     batch: &mut WriteBatch<M>,
     tls: &SharedTls,
 ) -> Option<usize> {
-    let out = {
+    let mut bufs = TlsBuffers::take();
+    let encrypted = {
         let mut t = tls.borrow_mut();
-        let mut out = std::mem::take(&mut batch.tls.get_or_insert_default().out);
         let pending = t.take_pending();
-        if out.capacity() < pending.len() {
-            out = pending;
+        if bufs.out.capacity() < pending.len() {
+            bufs.out = pending;
         } else {
-            out.extend_from_slice(&pending);
+            bufs.out.extend_from_slice(&pending);
         }
-        batch.encrypt(&mut t, out)
+        batch.encrypt(&mut t, &mut bufs)
     };
-    let mut out = match out {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::info!(error = %e, "TLS encryption failed");
-            return Some(0);
-        }
-    };
+    if let Err(e) = encrypted {
+        tracing::info!(error = %e, "TLS encryption failed");
+        bufs.give();
+        return Some(0);
+    }
+    let mut out = std::mem::take(&mut bufs.out);
     let mut pos = 0usize;
+    let mut failed = None;
     while pos < out.len() {
         let (r, back) = wh.write(monoio::buf::IoBuf::slice(out, pos..)).await;
         out = back.into_inner();
         match r {
             Ok(0) | Err(_) => {
-                let written = batch.plain_written(pos);
-                batch.tls.get_or_insert_default().out = out;
-                return Some(written);
+                failed = Some(bufs.plain_written(pos));
+                break;
             }
             Ok(n) => pos += n,
         }
     }
-    batch.tls.get_or_insert_default().out = out;
-    None
+    bufs.out = out;
+    bufs.give();
+    failed
 }
 
 /// Writes a closing connection's final bytes (bounded in time; encrypted and followed by

@@ -42,7 +42,10 @@ mod size_tests {
             let ctl = shard.register_conn(1 << 20);
             let writer = crate::net::outbox::writer(ctl, w, shard.write_pool.clone(), None);
             let (c, w) = (std::mem::size_of_val(&conn), std::mem::size_of_val(&writer));
-            eprintln!("connection future {c} bytes, writer future {w} bytes");
+            eprintln!(
+                "connection future {c} bytes, writer future {w} bytes, sink {}",
+                std::mem::size_of::<crate::xmpp::sink::Sink>()
+            );
             assert!(c <= 1344 && w <= 400, "connection {c}, writer {w}");
         });
     }
