@@ -36,6 +36,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub c2s: C2sConfig,
     pub tls: crate::net::tls::TlsConfig,
+    pub admin: AdminConfig,
     pub auth: crate::xmpp::config::AuthConfig,
     pub limits: crate::xmpp::config::LimitsConfig,
     pub ping: crate::xmpp::config::PingConfig,
@@ -167,6 +168,34 @@ impl C2sConfig {
             return Err("c2s.listen_direct_tls needs [tls] certificates".into());
         }
         Ok(())
+    }
+}
+
+/// The admin listener: `GET /metrics` (Prometheus). A private port: bind it to loopback
+/// or to an address only the monitoring network reaches.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Serve the admin listener.
+    pub enabled: bool,
+    /// Its address. `aoba serve --admin-listen ADDR` sets it.
+    pub listen: SocketAddr,
+    /// The largest request it reads (headers included); a bigger one gets 400.
+    #[schemars(range(min = 1024))]
+    pub max_request_bytes: usize,
+    /// How long a client has to send its request, and to read the answer.
+    #[schemars(range(min = 100))]
+    pub io_timeout_ms: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            listen: "127.0.0.1:8083".parse().unwrap(),
+            max_request_bytes: 16 * 1024,
+            io_timeout_ms: 5000,
+        }
     }
 }
 

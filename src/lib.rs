@@ -5,6 +5,7 @@ pub mod config;
 pub mod fault;
 pub mod features;
 pub mod ftw;
+pub mod metrics;
 pub mod muc;
 pub mod net;
 pub mod runtime;

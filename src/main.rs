@@ -146,6 +146,9 @@ struct Listen {
     /// XEP-0368 direct TLS listen address, e.g. 0.0.0.0:5223. Needs [tls] certificates.
     #[arg(long, value_name = "ADDR")]
     c2s_direct_tls_listen: Option<SocketAddr>,
+    /// Admin listen address (`GET /metrics`), e.g. 127.0.0.1:8083.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<SocketAddr>,
 }
 
 fn serve(
@@ -166,6 +169,10 @@ fn serve(
     }
     if let Some(l) = listen.c2s_direct_tls_listen {
         cfg.c2s.listen_direct_tls = Some(l);
+    }
+    if let Some(l) = listen.admin_listen {
+        cfg.admin.listen = l;
+        cfg.admin.enabled = true;
     }
     if let Some(s) = shards {
         cfg.server.shards = s;

@@ -102,6 +102,14 @@ fn each_check_refuses_a_file_naming_the_key() {
             "[tls]\nhandshake_timeout_ms = 99\n",
             "tls.handshake_timeout_ms must be >= 100",
         ),
+        (
+            "[admin]\nmax_request_bytes = 1000\n",
+            "admin.max_request_bytes must be >= 1024",
+        ),
+        (
+            "[admin]\nio_timeout_ms = 10\n",
+            "admin.io_timeout_ms must be >= 100",
+        ),
         // auth
         (
             "[auth]\nmax_auth_failures = 0\n",

@@ -12,6 +12,7 @@
 
 mod common;
 use common::muc::join;
+use common::python::python;
 use common::*;
 
 use std::future::Future;
@@ -40,70 +41,11 @@ fn native_dir() -> PathBuf {
         .join("native")
 }
 
-fn python() -> String {
-    std::env::var("AOBA_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-fn run_out(cmd: &mut Command, what: &str) -> Result<String, String> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {what} (Python >= 3.11 must be on PATH): {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{what} failed ({}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
-}
-
 /// `pip install --target tests/native/.deps -r requirements.txt` once per test binary,
 /// unless `.deps` already holds exactly these requirements for this Python version.
 fn deps_ready() -> &'static Result<(), String> {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    READY.get_or_init(|| {
-        let dir = native_dir();
-        let deps = dir.join(".deps");
-        let stamp = deps.join(".installed");
-        let version = run_out(
-            Command::new(python()).args([
-                "-c",
-                "import sys; assert sys.version_info >= (3, 11), sys.version; print(sys.version)",
-            ]),
-            "python3 (version check)",
-        )?;
-        let reqs = std::fs::read_to_string(dir.join("requirements.txt"))
-            .map_err(|e| format!("tests/native/requirements.txt: {e}"))?;
-        let want = format!("{version}{reqs}");
-        if std::fs::read_to_string(&stamp).is_ok_and(|s| s == want) && deps.join("slixmpp").is_dir()
-        {
-            return Ok(());
-        }
-        // Into a fresh directory, then in place: an interrupted install leaves no half
-        // `.deps` that looks installed.
-        let tmp = dir.join(".deps.tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
-        run_out(
-            Command::new(python())
-                .args(["-m", "pip", "install", "--disable-pip-version-check"])
-                .args(["--no-input", "--no-warn-script-location", "--quiet"])
-                .arg("--only-binary=:all:")
-                .arg("--target")
-                .arg(&tmp)
-                .arg("-r")
-                .arg(dir.join("requirements.txt"))
-                .env("PIP_ROOT_USER_ACTION", "ignore"),
-            "pip install -r tests/native/requirements.txt",
-        )?;
-        std::fs::write(tmp.join(".installed"), &want).map_err(|e| e.to_string())?;
-        let _ = std::fs::remove_dir_all(&deps);
-        std::fs::rename(&tmp, &deps).map_err(|e| format!("{}: {e}", deps.display()))?;
-        Ok(())
-    })
+    READY.get_or_init(|| common::python::deps(&native_dir(), "slixmpp"))
 }
 
 fn tail(s: &str, lines: usize) -> String {

@@ -115,6 +115,8 @@ async fn domain_flag_and_secret_from_environment() {
             "1",
             "--domain",
             "Chat.Example",
+            "--admin-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(dir.join("data"))

@@ -195,6 +195,8 @@ fn refuses_a_port_that_is_taken() {
             &format!("127.0.0.1:{}", s.port),
             "--jwt-secret",
             "x",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(temp_dir())
@@ -213,6 +215,8 @@ fn refuses_a_port_that_is_taken() {
             &format!("127.0.0.1:{port}"),
             "--jwt-secret",
             "x",
+            "--admin-listen",
+            "127.0.0.1:0",
             "--data-dir",
         ])
         .arg(temp_dir())

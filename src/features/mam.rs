@@ -171,6 +171,9 @@ pub fn iq<H: MamHost>(ctx: &Ctx<H>, r: &IqRequest<H>) -> IqReply {
     if local != "prefs" && (local != "query" || r.stype != SType::Set) {
         return IqReply::Error(Cond::ServiceUnavailable);
     }
+    if local == "query" {
+        crate::metrics::shard().mam_queries.inc();
+    }
     if r.to.is_some_and(|t| t.bare() != ctx.jid.bare()) {
         return IqReply::Error(Cond::Forbidden);
     }

@@ -176,7 +176,7 @@ fn store<H: Host>(shard: &H, state: &Offline, r: Routed) -> Result<(), NotStored
 /// storage (XEP-0160), else an error to its sender.
 pub fn store_or_bounce<H: Host>(shard: &H, state: &Offline, r: Routed) {
     match store(shard, state, r) {
-        Ok(()) => {}
+        Ok(()) => crate::metrics::shard().offline_stored.inc(),
         Err(NotStored::Unavailable(r)) => router::bounce(shard, &r, Cond::ServiceUnavailable),
         Err(NotStored::TooManyStrangers(r)) => router::bounce_with(
             shard,
@@ -239,6 +239,7 @@ pub fn deliver_stored<H: Host>(shard: &H, to: &str, conn: u64, stanzas: Vec<Byte
             sent += 1;
         }
     }
+    crate::metrics::shard().offline_delivered.add(sent as u64);
     // The session went away meanwhile: back to storage, in front and in order, never dropped.
     let gone = sent < stanzas.len();
     if gone {

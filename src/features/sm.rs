@@ -67,6 +67,11 @@ pub struct Sm {
 }
 
 impl Sm {
+    /// Sessions waiting for resumption.
+    pub fn detached_len(&self) -> usize {
+        self.detached.borrow().len()
+    }
+
     pub fn new(cfg: SmConfig) -> Sm {
         Sm {
             cfg,
@@ -187,6 +192,7 @@ fn resume<H: SmHost>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &st
         .remove(previd)
         .or_else(|| take_over(shard, previd, &user));
     let Some(mut d) = d else {
+        crate::metrics::shard().sm_resumes[1].inc();
         return failed(ctl, "item-not-found");
     };
     let ok_user = d.jid.local() == Some(&*user);
@@ -203,6 +209,7 @@ fn resume<H: SmHost>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &st
                 .borrow_mut()
                 .insert(previd.to_string(), d);
         }
+        crate::metrics::shard().sm_resumes[1].inc();
         return failed(ctl, "item-not-found");
     }
     // The client's h acknowledges the first stanzas it got before the drop.
@@ -214,6 +221,7 @@ fn resume<H: SmHost>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &st
             .detached
             .borrow_mut()
             .insert(previd.to_string(), d);
+        crate::metrics::shard().sm_resumes[1].inc();
         return failed(ctl, "unexpected-request");
     }
     d.unacked.drain(..acked);
@@ -233,6 +241,7 @@ fn resume<H: SmHost>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &st
         .attr_fmt("h", d.handled)
         .end();
     reply(ctl, v);
+    crate::metrics::shard().sm_resumes[0].inc();
     tracing::info!(shard = shard.id, conn = ctl.id, jid = %d.jid, replay = d.unacked.len(), "session resumed");
     for f in d.unacked.drain(..).chain(d.parked.out.take_unsent()) {
         let _ = ctl.push(f, crate::xmpp::router::overflow_words);

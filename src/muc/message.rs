@@ -221,6 +221,7 @@ fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out:
         room.subject = (!text.is_empty()).then(|| (et(&text).into_owned(), nick.clone()));
         persist(shard, room, out);
     }
+    crate::metrics::shard().muc_messages.inc();
     let sid_val = stanza_id(shard);
     let sid = stanza_id_elem(&sid_val, &room.jid);
     let from = room.occupant_jid(&nick);

@@ -106,6 +106,12 @@ pub struct Service {
 }
 
 impl Service {
+    /// Rooms in memory and their occupants (for the metrics, sampled once a second).
+    pub fn counts(&self) -> (usize, usize) {
+        let rooms = self.rooms.borrow();
+        (rooms.len(), rooms.values().map(|r| r.occupants.len()).sum())
+    }
+
     /// One shard's instance of the service for `domain`'s users.
     pub fn new(cfg: &MucConfig, domain: &str) -> Service {
         Service {

@@ -616,6 +616,7 @@ pub async fn writer<M: Unpin + 'static, C: AsRef<Outbox<M>>>(
                                 Ok(n) => {
                                     written += n;
                                     batch.advance(n);
+                                    crate::metrics::shard().bytes_out.add(n as u64);
                                 }
                             }
                         }
@@ -688,7 +689,10 @@ async fn write_tls<M: Unpin + 'static>(
                 failed = Some(bufs.plain_written(pos));
                 break;
             }
-            Ok(n) => pos += n,
+            Ok(n) => {
+                pos += n;
+                crate::metrics::shard().bytes_out.add(n as u64);
+            }
         }
     }
     bufs.out = out;

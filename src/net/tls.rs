@@ -257,6 +257,7 @@ impl Tls {
             ready: false,
             peer_closed: false,
             since: std::time::Instant::now(),
+            kind,
         })
     }
 }
@@ -290,6 +291,7 @@ pub struct TlsConn {
     peer_closed: bool,
     /// When the handshake started (for its timeout).
     since: std::time::Instant,
+    kind: Kind,
 }
 
 impl std::fmt::Debug for TlsConn {
@@ -351,6 +353,11 @@ impl TlsConn {
     /// When the handshake started.
     pub fn since(&self) -> std::time::Instant {
         self.since
+    }
+
+    /// The listener kind it was accepted for.
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// TLS bytes waiting for the writer.

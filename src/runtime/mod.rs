@@ -96,6 +96,7 @@ impl<M> Runtime<M> {
             of[dest].push_back(msg);
         }
         self.overflow_len.set(self.overflow_len.get() + 1);
+        crate::metrics::shard().mailbox_overflow.inc();
     }
 
     /// Retries held-back messages; true when none are left.

@@ -225,6 +225,12 @@ async fn run(
         f.attach(&ctl, false, shard.cfg().limits.max_stanza_bytes);
         conn.action = f.resume_login(&mut conn.stream, &*shard, &ctl);
     }
+    let transport = conn.transport();
+    let m = crate::metrics::shard();
+    m.connections[transport].add(1);
+    if conn.ftw.is_some() {
+        m.ftw_sessions.add(1);
+    }
     let exit = if conn.action == Action::Close {
         Exit::Done
     } else {
@@ -232,6 +238,7 @@ async fn run(
     };
     // Cold path, boxed: its futures would otherwise enlarge every idle connection's task.
     Box::pin(conn.exit(exit, rh, writer_task)).await;
+    crate::metrics::shard().connections[transport].add(-1);
 }
 
 impl Conn {
@@ -242,6 +249,9 @@ impl Conn {
         writer_task: monoio::task::JoinHandle<WriterExit>,
     ) {
         let (shard, ctl) = (self.shard.clone(), self.ctl.clone());
+        if self.ftw.is_some() {
+            crate::metrics::shard().ftw_sessions.add(-1);
+        }
         match exit {
             Exit::Handoff(dest, leftover) => {
                 ctl.close(CloseKind::Handoff, Vec::new());
@@ -425,6 +435,9 @@ impl Conn {
         }
         if self.stream.jid.is_none() {
             if self.phase != Phase::Http {
+                if self.stream.authed.is_none() {
+                    crate::xmpp::stream::auth_failed("timeout");
+                }
                 self.action = self.stream.fail(
                     &*self.shard,
                     &self.ctl,
@@ -541,7 +554,13 @@ impl Conn {
             let len = into.len();
             let (r, s) = rh.read(monoio::buf::IoBufMut::slice_mut(into, len..)).await;
             into = s.into_inner();
-            let got = matches!(r, Ok(n) if n > 0);
+            let got = match r {
+                Ok(n) if n > 0 => {
+                    crate::metrics::shard().bytes_in.add(n as u64);
+                    true
+                }
+                _ => false,
+            };
             let tls = self.tls.clone();
             match &tls {
                 None => buf = into,
@@ -558,6 +577,26 @@ impl Conn {
                     Err(()) => return Exit::Done,
                 }
             }
+        }
+    }
+
+    /// Out of rate-limit tokens until `until`: read nothing until then (counted).
+    fn throttle(&mut self, now: Instant, until: Instant) {
+        self.throttled = Some(until);
+        let ns = until.saturating_duration_since(now).as_nanos() as u64;
+        crate::metrics::shard().rate_limited_ns.add(ns);
+    }
+
+    /// The `metrics::TRANSPORTS` index of this connection.
+    fn transport(&self) -> usize {
+        use crate::net::tls::Kind;
+        let tls = self.tls.as_ref().map(|t| t.borrow().kind());
+        match (self.phase, tls) {
+            (Phase::Tcp, None) => 2,
+            (Phase::Tcp, Some(Kind::StartTls)) => 3,
+            (Phase::Tcp, Some(_)) => 4,
+            (_, None) => 0,
+            (_, Some(_)) => 1,
         }
     }
 
@@ -586,6 +625,7 @@ impl Conn {
                     let f = FtwConn::new(&*self.shard, proto, &self.shard.config.ftw, muc);
                     f.attach(&self.ctl, true, self.shard.cfg().limits.max_stanza_bytes);
                     self.ftw = Some(f);
+                    crate::metrics::shard().ftw_sessions.add(1);
                 }
                 if let Some(u) = user {
                     let bare = format!("{u}@{}", self.shard.domain());
@@ -639,7 +679,7 @@ impl Conn {
         };
         while self.action == Action::Continue && pos < buf.len() {
             if let Err(until) = self.shaper.ready(now, per_sec, burst) {
-                self.throttled = Some(until);
+                self.throttle(now, until);
                 break;
             }
             // The shard holds too much for full mailboxes or a slow disk: stop here.

@@ -2,6 +2,7 @@
 //! connection task (`conn`), the HTTP endpoints (`http`), and `run`, which wires the
 //! configuration, storage and the runtime together.
 
+pub mod admin;
 pub mod conn;
 pub mod http;
 pub mod shard;
@@ -104,6 +105,14 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
             addrs.push((kind, crate::runtime::claim_port(a)?));
         }
     }
+    // The admin listener: bound now, so a port in use stops the start.
+    let admin = if cfg.admin.enabled {
+        let l = std::net::TcpListener::bind(cfg.admin.listen)
+            .map_err(|e| format!("admin.listen {}: {e}", cfg.admin.listen))?;
+        Some(l)
+    } else {
+        None
+    };
     let tls = if cfg.tls.certificates.is_empty() {
         None
     } else {
@@ -179,6 +188,7 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
     let (sh, mb, co, ne) = (shared.clone(), senders.clone(), config.clone(), net.clone());
     let threads = crate::runtime::start(&spec, listeners, boxes, move |id| {
         crate::storage::set_current_shard(id);
+        crate::metrics::register_shard(id);
         let shard = Shard::new(
             crate::runtime::Runtime::new(id, mb.clone()),
             sh.clone(),
@@ -198,6 +208,14 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
             Listener::Https => println!("aoba listening on wss://{a}/xmpp"),
             _ => println!("aoba c2s listening on {}://{a}", kind.scheme()),
         }
+    }
+    if let Some(l) = admin {
+        let a = l.local_addr().map_err(|e| e.to_string())?;
+        let mb = senders.clone();
+        let depths: Arc<crate::metrics::Depths> =
+            Arc::new(move || mb.iter().map(|m| m.len()).collect());
+        admin::start(l, cfg.admin.clone(), depths).map_err(|e| e.to_string())?;
+        println!("aoba admin listening on http://{a}");
     }
     println!("aoba ready");
     use std::io::Write;

@@ -46,6 +46,8 @@ pub struct Shard {
     pub muc: muc::Service,
     /// The listeners (by the runtime's index) and the process's TLS.
     pub net: Arc<super::Net>,
+    /// When the sampled gauges were last set (`tick`).
+    sampled: std::cell::Cell<Instant>,
     /// The timer sweep's buffer of connections, kept between ticks.
     due: std::cell::Cell<Vec<Rc<crate::xmpp::sink::Sink>>>,
 }
@@ -115,6 +117,7 @@ impl Shard {
             sm,
             muc,
             net,
+            sampled: std::cell::Cell::new(Instant::now()),
             due: Default::default(),
         })
     }
@@ -348,6 +351,15 @@ impl ShardHost for Shard {
 
     fn tick(self: &Rc<Self>, now: Instant) {
         sm::expire(&**self, now, false);
+        // Gauges that are cheaper to sample than to keep: once a second.
+        if now.duration_since(self.sampled.get()) >= Duration::from_secs(1) {
+            self.sampled.set(now);
+            let m = crate::metrics::shard();
+            m.sm_detached.set(self.sm.detached_len() as i64);
+            let (rooms, occupants) = self.muc.counts();
+            m.muc_rooms.set(rooms as i64);
+            m.muc_occupants.set(occupants as i64);
+        }
         // One buffer for the whole shard, kept between ticks (no allocation per tick).
         let mut due = self.due.take();
         self.collect_conns(&mut due);

@@ -78,6 +78,7 @@ pub fn start(
                         Err(_) => break,
                     }
                 }
+                crate::metrics::storage().queue_depth.set(rx.len() as i64);
                 let applied_now = applied_w.clone();
                 // Consecutive archive appends go to the engine as one write; they count as
                 // applied when that write is done, before any later request is applied.
@@ -273,6 +274,18 @@ pub fn start(
 
 /// Commits, retrying a failed commit twice (a transient error); false if it still fails.
 fn commit_with_retries(backend: &mut dyn Backend, fail: bool) -> bool {
+    let started = std::time::Instant::now();
+    let ok = commit_retrying(backend, fail);
+    let m = crate::metrics::storage();
+    if ok {
+        m.observe_commit(started.elapsed());
+    } else {
+        m.commit_failures.inc();
+    }
+    ok
+}
+
+fn commit_retrying(backend: &mut dyn Backend, fail: bool) -> bool {
     for attempt in 0..3 {
         let r = if fail {
             Err(StorageError(

@@ -114,6 +114,7 @@ pub fn stream_error_bytes(
     text: Option<&str>,
     open_first: Option<(&str, &str)>,
 ) -> Vec<u8> {
+    crate::metrics::shard().stream_errors[err as usize].inc();
     let mut out = Vec::with_capacity(320);
     let ws = framing == Framing::WebSocket;
     let put = |out: &mut Vec<u8>, xml: &[u8]| {
@@ -216,6 +217,7 @@ pub fn error_stanza(
     cond: Cond,
     text: Option<&str>,
 ) -> (Vec<u8>, Range<u32>, Range<u32>) {
+    crate::metrics::shard().stanza_errors[cond as usize].inc();
     let mut v = Vec::with_capacity(256);
     let mut st = Elem::new(&mut v, kind).attr("xmlns", ns::CLIENT);
     let to_r = st.attr_span("to", to);
@@ -246,6 +248,54 @@ fn span32(r: Range<usize>) -> Range<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The metrics' label sets are these enums' names, in their order.
+    #[test]
+    fn metric_labels_follow_the_enums() {
+        use Cond::*;
+        for c in [
+            BadRequest,
+            Conflict,
+            FeatureNotImplemented,
+            Forbidden,
+            InternalServerError,
+            ItemNotFound,
+            JidMalformed,
+            NotAcceptable,
+            NotAllowed,
+            NotAuthorized,
+            PolicyViolation,
+            RecipientUnavailable,
+            RegistrationRequired,
+            RemoteServerNotFound,
+            ResourceConstraint,
+            ServiceUnavailable,
+        ] {
+            assert_eq!(crate::metrics::STANZA_CONDS[c as usize], c.name());
+        }
+        use StreamError as S;
+        for e in [
+            S::BadFormat,
+            S::Conflict,
+            S::ConnectionTimeout,
+            S::HostUnknown,
+            S::InternalServerError,
+            S::InvalidNamespace,
+            S::InvalidXml,
+            S::NotAuthorized,
+            S::NotWellFormed,
+            S::PolicyViolation,
+            S::ResourceConstraint,
+            S::RestrictedXml,
+            S::SystemShutdown,
+            S::UndefinedCondition,
+            S::UnsupportedEncoding,
+            S::UnsupportedStanzaType,
+            S::UnsupportedVersion,
+        ] {
+            assert_eq!(crate::metrics::STREAM_CONDS[e as usize], e.name());
+        }
+    }
 
     /// RFC 6120 §4.9: on TCP the last words are the error and `</stream:stream>`, raw
     /// (preceded by the stream header when the server had not sent one yet).

@@ -104,6 +104,9 @@ impl SessionTable {
             }
             return Err(BindError::TooManySessions);
         }
+        if old.is_none() {
+            crate::metrics::shard().sessions.add(1);
+        }
         user.resources.push(Resource {
             jid,
             ctl,
@@ -114,6 +117,9 @@ impl SessionTable {
             roster_requested: false,
             carbons: false,
         });
+        crate::metrics::shard()
+            .users_online
+            .set(self.users.len() as i64);
         Ok(old)
     }
 
@@ -128,6 +134,9 @@ impl SessionTable {
         if user.resources.is_empty() {
             self.users.remove(jid.bare());
         }
+        let m = crate::metrics::shard();
+        m.sessions.add(-1);
+        m.users_online.set(self.users.len() as i64);
         Some(r)
     }
 

@@ -91,6 +91,20 @@ impl StanzaFrame for OutFrame {
     }
 }
 
+/// The stanza kind of a text frame (`metrics::KINDS` index), from its first bytes.
+#[inline]
+fn stanza_kind(f: &OutFrame) -> Option<usize> {
+    if !f.is_text() {
+        return None;
+    }
+    match f.parts.first()?.get(..2)? {
+        b"<m" => Some(0),
+        b"<p" => Some(1),
+        b"<i" => Some(2),
+        _ => None,
+    }
+}
+
 /// A session whose client does not speak XML (an XMPP-FTW JSON session): every XML text
 /// frame queued on it is rendered into the frames the client understands, at the moment
 /// it is queued, and the last words of a closing stream likewise.
@@ -229,6 +243,19 @@ impl Sink {
     /// stanzas the client has not acknowledged now pass the outbound bound.
     #[inline]
     fn queue(&self, f: OutFrame) -> Result<bool, PushError> {
+        let kind = stanza_kind(&f);
+        let r = self.queue_frame(f);
+        if let (Some(k), Ok(_)) = (kind, &r) {
+            crate::metrics::shard().stanzas_out[k].inc();
+        }
+        if matches!(r, Err(PushError::Overflow) | Ok(true)) {
+            crate::metrics::shard().slow_consumer_closes.inc();
+        }
+        r
+    }
+
+    #[inline]
+    fn queue_frame(&self, f: OutFrame) -> Result<bool, PushError> {
         // The XML connections' path: one flag test.
         if self.rendering.get() && f.is_text() {
             let r = self.render.borrow().clone();

@@ -197,6 +197,7 @@ impl Stream {
             }
             (ns::SASL, "auth") if self.authed.is_none() => self.on_auth(shard, ctl, &st),
             (ns::SASL, "abort") if self.authed.is_none() => {
+                auth_failed("aborted");
                 self.send(ctl, sasl_failure_xml("aborted"));
                 Action::Continue
             }
@@ -302,6 +303,7 @@ impl Stream {
     }
 
     fn sasl_failure<H: Host>(&mut self, shard: &H, ctl: &Sink, cond: &str) -> Action {
+        auth_failed(cond);
         self.auth_failures += 1;
         self.send(ctl, sasl_failure_xml(cond));
         if self.auth_failures >= shard.cfg().auth.max_auth_failures {
@@ -366,6 +368,7 @@ impl Stream {
             match shard.check_token(password) {
                 Err(super::jwt::TokenError::Busy) => {
                     // Not the client's fault: no failure counted; it retries (RFC 6120 §6.5.13).
+                    auth_failed("temporary-auth-failure");
                     self.send(ctl, sasl_failure_xml("temporary-auth-failure"));
                     return Action::Continue;
                 }
@@ -385,6 +388,7 @@ impl Stream {
                 }
             }
         };
+        crate::metrics::shard().logins[0].inc();
         let mut v = Vec::with_capacity(64);
         Elem::new(&mut v, "success").attr("xmlns", ns::SASL).end();
         self.send(ctl, v);
@@ -401,6 +405,7 @@ impl Stream {
     }
 
     fn on_prebind_iq<H: Host>(&mut self, shard: &H, ctl: &Rc<Sink>, st: &Stanza) -> Action {
+        crate::metrics::shard().stanzas_in[Kind::Iq as usize].inc();
         let id = id_attr(st);
         let ty = st.attr(0, "type").map(|a| a.value());
         if let Some(b) = st
@@ -500,6 +505,7 @@ impl Stream {
     }
 
     fn on_stanza<H: Host>(&mut self, shard: &H, ctl: &Rc<Sink>, st: &Stanza, kind: Kind) -> Action {
+        crate::metrics::shard().stanzas_in[kind as usize].inc();
         // The rate limit is applied before this, by the connection (it stops reading).
         if let Some(h) = &mut self.sm {
             *h = h.wrapping_add(1);
@@ -591,6 +597,18 @@ fn random_resource<H: Host>(shard: &H) -> String {
 }
 
 /// `<failure><cond/></failure>` of SASL (RFC 6120 §6.5).
+/// Counts a failed authentication (`aoba_logins_total{result="failed"}` and its reason).
+pub fn auth_failed(reason: &str) {
+    let m = crate::metrics::shard();
+    m.logins[1].inc();
+    if let Some(i) = crate::metrics::AUTH_REASONS
+        .iter()
+        .position(|r| *r == reason)
+    {
+        m.auth_failures[i].inc();
+    }
+}
+
 fn sasl_failure_xml(cond: &str) -> Vec<u8> {
     let mut v = Vec::with_capacity(96);
     let mut failure = Elem::new(&mut v, "failure").attr("xmlns", ns::SASL);

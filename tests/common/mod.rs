@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod muc;
+pub mod python;
 pub mod tls;
 
 use futures_util::{SinkExt, StreamExt};
@@ -33,6 +34,8 @@ pub struct Server {
     pub tls_port: Option<u16>,
     /// The XEP-0368 direct TLS port, with `c2s.listen_direct_tls`.
     pub direct_tls_port: Option<u16>,
+    /// The admin port (`GET /metrics`).
+    pub admin_port: Option<u16>,
     pub dir: PathBuf,
     pub shards: usize,
     config: String,
@@ -126,6 +129,8 @@ impl Server {
                 &shards.to_string(),
                 "--data-dir",
                 dir.join("data").to_str().unwrap(),
+                "--admin-listen",
+                "127.0.0.1:0",
             ])
             .args(extra)
             .env("AOBA_LOG", "info")
@@ -152,6 +157,7 @@ impl Server {
         // "aoba listening on wss://127.0.0.1:PORT/xmpp", "aoba c2s listening on
         // tls://127.0.0.1:PORT"), then "aoba ready".
         let (mut c2s_port, mut tls_port, mut direct_tls_port) = (None, None, None);
+        let mut admin_port = None;
         for l in lines.by_ref() {
             let l = l.unwrap_or_default();
             if l == "aoba ready" {
@@ -163,7 +169,9 @@ impl Server {
                 .and_then(|r| r.split('/').next())
                 .and_then(|p| p.parse::<u16>().ok())
                 .unwrap_or_else(|| panic!("unexpected listener line {l:?}"));
-            if l.contains("tcp://") {
+            if l.contains("admin listening on http://") {
+                admin_port = Some(port);
+            } else if l.contains("tcp://") {
                 c2s_port = Some(port);
             } else if l.contains("wss://") {
                 tls_port = Some(port);
@@ -178,6 +186,7 @@ impl Server {
             c2s_port,
             tls_port,
             direct_tls_port,
+            admin_port,
             dir,
             shards,
             config: config.to_string(),

@@ -26,7 +26,7 @@ impl Conn {
         let (shard, ctl) = (self.shard.clone(), self.ctl.clone());
         while self.action == Action::Continue {
             if let Err(until) = self.shaper.ready(now, per_sec, burst) {
-                self.throttled = Some(until);
+                self.throttle(now, until);
                 break;
             }
             if shard.overflowing() {
