@@ -165,7 +165,9 @@ impl Storage {
 }
 
 thread_local! {
-    static CURRENT: Cell<&'static Shard> = Cell::new(unused());
+    // Const-initialized: no lazy-init check on the stanza path. Null until the thread is a
+    // shard's (`register_shard`).
+    static CURRENT: Cell<*const Shard> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Counters for code that runs outside a shard (benches, unit tests): never scraped.
@@ -199,7 +201,12 @@ pub fn register_shard(id: usize) {
 /// This thread's counters.
 #[inline]
 pub fn shard() -> &'static Shard {
-    CURRENT.with(|c| c.get())
+    let p = CURRENT.with(|c| c.get());
+    if p.is_null() {
+        return unused();
+    }
+    // SAFETY: set only from a leaked `&'static Shard` (`register_shard`).
+    unsafe { &*p }
 }
 
 /// What the scrape reads besides the counters: each shard's mailbox depth.
