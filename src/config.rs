@@ -186,6 +186,12 @@ pub struct AdminConfig {
     /// How long a client has to send its request, and to read the answer.
     #[schemars(range(min = 100))]
     pub io_timeout_ms: u64,
+    /// A file holding the admin API's bearer token (at least 16 characters);
+    /// `AOBA_ADMIN_TOKEN` overrides it. Without either, every `/api/` call answers 403.
+    pub token_file: Option<PathBuf>,
+    /// How long an admin call waits for the shards' answers.
+    #[schemars(range(min = 100))]
+    pub request_timeout_ms: u64,
 }
 
 impl Default for AdminConfig {
@@ -195,6 +201,8 @@ impl Default for AdminConfig {
             listen: "127.0.0.1:8083".parse().unwrap(),
             max_request_bytes: 16 * 1024,
             io_timeout_ms: 5000,
+            token_file: None,
+            request_timeout_ms: 2000,
         }
     }
 }

@@ -487,6 +487,36 @@ pub fn render(per_shard: bool, depths: &Depths) -> String {
     o
 }
 
+/// The main figures as JSON, summed over the shards (`GET /api/stats`).
+pub fn render_json() -> serde_json::Value {
+    let shards: Vec<&'static Shard> = registry().lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let sum = |f: &dyn Fn(&Shard) -> i64| -> i64 { shards.iter().map(|s| f(s)).sum() };
+    let conns: serde_json::Map<String, serde_json::Value> = TRANSPORTS
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.to_string(), sum(&|s| s.connections[i].get()).into()))
+        .collect();
+    let (rss, cpu) = process();
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "shards": shards.len(),
+        "connections": conns,
+        "sessions": sum(&|s| s.sessions.get()),
+        "users_online": sum(&|s| s.users_online.get()),
+        "ftw_sessions": sum(&|s| s.ftw_sessions.get()),
+        "sm_detached_sessions": sum(&|s| s.sm_detached.get()),
+        "logins_ok": sum(&|s| s.logins[0].get() as i64),
+        "logins_failed": sum(&|s| s.logins[1].get() as i64),
+        "stanzas_in": sum(&|s| s.stanzas_in.iter().map(|c| c.get() as i64).sum()),
+        "stanzas_out": sum(&|s| s.stanzas_out.iter().map(|c| c.get() as i64).sum()),
+        "muc_rooms": sum(&|s| s.muc_rooms.get()),
+        "muc_occupants": sum(&|s| s.muc_occupants.get()),
+        "storage_queue_depth": storage().queue_depth.get(),
+        "resident_memory_bytes": rss,
+        "cpu_seconds": cpu,
+    })
+}
+
 /// Resident bytes and CPU seconds of this process (`/proc/self`).
 fn process() -> (u64, f64) {
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;

@@ -110,6 +110,10 @@ fn each_check_refuses_a_file_naming_the_key() {
             "[admin]\nio_timeout_ms = 10\n",
             "admin.io_timeout_ms must be >= 100",
         ),
+        (
+            "[admin]\nrequest_timeout_ms = 10\n",
+            "admin.request_timeout_ms must be >= 100",
+        ),
         // auth
         (
             "[auth]\nmax_auth_failures = 0\n",

@@ -226,6 +226,15 @@ async fn run(
         conn.action = f.resume_login(&mut conn.stream, &*shard, &ctl);
     }
     let transport = conn.transport();
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(accepted.elapsed());
+    ctl.set_origin(crate::xmpp::sink::Origin {
+        peer: Some(peer),
+        transport: transport as u8,
+        since_unix_s: since.as_secs(),
+    });
     let m = crate::metrics::shard();
     m.connections[transport].add(1);
     if conn.ftw.is_some() {

@@ -3,6 +3,8 @@
 //! configuration, storage and the runtime together.
 
 pub mod admin;
+pub mod admin_api;
+pub mod admin_ops;
 pub mod conn;
 pub mod http;
 pub mod shard;
@@ -81,6 +83,31 @@ impl Default for Net {
         Net {
             listeners: vec![Listener::Http],
             tls: None,
+        }
+    }
+}
+
+/// The admin API's token: `AOBA_ADMIN_TOKEN`, else `admin.token_file` (trimmed); none
+/// means the API answers 403. A token file that cannot be read stops the start.
+fn admin_token(cfg: &crate::config::AdminConfig) -> Result<Option<String>, String> {
+    if let Ok(t) = std::env::var("AOBA_ADMIN_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Ok(Some(t.trim().to_string()));
+    }
+    match &cfg.token_file {
+        None => Ok(None),
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .map_err(|e| format!("admin.token_file {}: {e}", p.display()))?;
+            let t = t.trim();
+            if t.len() < 16 {
+                return Err(format!(
+                    "admin.token_file {}: the token must have at least 16 characters",
+                    p.display()
+                ));
+            }
+            Ok(Some(t.to_string()))
         }
     }
 }
@@ -214,7 +241,19 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
         let mb = senders.clone();
         let depths: Arc<crate::metrics::Depths> =
             Arc::new(move || mb.iter().map(|m| m.len()).collect());
-        admin::start(l, cfg.admin.clone(), depths).map_err(|e| e.to_string())?;
+        let token = admin_token(&cfg.admin)?;
+        let api = admin_api::Api {
+            senders: senders.clone(),
+            domain: cfg.server.domain.clone(),
+            deadline: Duration::from_millis(cfg.admin.request_timeout_ms),
+        };
+        let admin = admin::Admin {
+            cfg: cfg.admin.clone(),
+            token,
+            depths,
+            api,
+        };
+        admin::start(l, admin).map_err(|e| e.to_string())?;
         println!("aoba admin listening on http://{a}");
     }
     println!("aoba ready");

@@ -31,6 +31,8 @@ pub enum ShardMsg {
     /// A storage reply (and acknowledgement) to the shard that asked.
     Storage(Reply),
     Handoff(conn::Handoff),
+    /// A request of the admin API, answered on its channel.
+    Admin(super::admin_ops::Request),
     Shutdown,
 }
 
@@ -346,6 +348,7 @@ impl ShardHost for Shard {
             ShardMsg::Core(m) => self.on_core(m),
             ShardMsg::Storage(r) => self.on_storage(r),
             ShardMsg::Handoff(h) => conn::adopt(self, h),
+            ShardMsg::Admin(r) => super::admin_ops::handle(self, r),
             ShardMsg::Shutdown => return false,
         }
         true

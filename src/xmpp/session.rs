@@ -140,6 +140,11 @@ impl SessionTable {
         Some(r)
     }
 
+    /// Every bound resource of this shard (admin listings; a cold path).
+    pub fn all(&self) -> impl Iterator<Item = &Resource> {
+        self.users.values().flat_map(|u| u.resources.iter())
+    }
+
     pub fn users(&self) -> usize {
         self.users.len()
     }

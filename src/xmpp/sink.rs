@@ -144,6 +144,17 @@ pub struct Sink {
     /// outbound bound because it does not read.
     reply_overflow: Cell<fn(Framing) -> Vec<u8>>,
     framing: Cell<Framing>,
+    /// Where the connection comes from, for the admin API's session list.
+    origin: Cell<Origin>,
+}
+
+/// Where a connection comes from: its peer, its transport (`metrics::TRANSPORTS` index)
+/// and since when (seconds since the Unix epoch).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub peer: Option<std::net::SocketAddr>,
+    pub transport: u8,
+    pub since_unix_s: u64,
 }
 
 /// How a connection frames its XML: RFC 7395 (one element per WebSocket message,
@@ -172,6 +183,7 @@ impl Sink {
             render: RefCell::new(None),
             rendering: Cell::new(false),
             reply_overflow: Cell::new(|_| Vec::new()),
+            origin: Cell::new(Origin::default()),
             framing: Cell::new(Framing::WebSocket),
         }
     }
@@ -179,6 +191,14 @@ impl Sink {
     /// What to say when the connection's own replies pass the outbound bound.
     pub fn set_reply_overflow(&self, words: fn(Framing) -> Vec<u8>) {
         self.reply_overflow.set(words);
+    }
+
+    pub fn origin(&self) -> Origin {
+        self.origin.get()
+    }
+
+    pub fn set_origin(&self, o: Origin) {
+        self.origin.set(o);
     }
 
     pub fn framing(&self) -> Framing {

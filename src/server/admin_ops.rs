@@ -1,0 +1,119 @@
+//! What the admin API asks of a shard, through its mailbox: its sessions, a kick, a message
+//! to route. The admin thread waits for the answer with a deadline.
+
+use super::Shard;
+use crate::net::outbox::CloseKind;
+use crate::xmpp::errors::{StreamError, stream_error_bytes};
+use serde::Serialize;
+use std::rc::Rc;
+
+/// One request and where its answer goes.
+pub struct Request {
+    pub op: Op,
+    pub reply: crossbeam_channel::Sender<Reply>,
+}
+
+pub enum Op {
+    /// This shard's sessions (of one user when `user`), sorted by full JID, the first
+    /// `limit` after `after`.
+    Sessions {
+        user: Option<String>,
+        after: Option<String>,
+        limit: usize,
+    },
+    /// Closes the session of a full JID with a `policy-violation` stream error.
+    Kick { jid: String, reason: String },
+    /// Routes a stanza the admin API built (from this shard).
+    Route { stanza: String },
+    /// Routes one stanza per bound resource of this shard (an announcement), built from
+    /// the template by putting each full JID in `to`.
+    Announce { from: String, body: String },
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub jid: String,
+    pub transport: &'static str,
+    pub peer: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub since: u64,
+}
+
+pub enum Reply {
+    Sessions(Vec<SessionInfo>),
+    /// Whether the session (or the stanza's route) existed.
+    Done(bool),
+    Count(usize),
+}
+
+pub fn handle(shard: &Rc<Shard>, r: Request) {
+    let reply = match r.op {
+        Op::Sessions { user, after, limit } => {
+            let sessions = shard.sessions.borrow();
+            let mut all: Vec<SessionInfo> = sessions
+                .all()
+                .filter(|x| user.as_deref().is_none_or(|u| x.jid.bare() == u))
+                .filter(|x| after.as_deref().is_none_or(|a| x.jid.as_str() > a))
+                .map(|x| {
+                    let o = x.ctl.origin();
+                    SessionInfo {
+                        jid: x.jid.as_str().to_string(),
+                        transport: crate::metrics::TRANSPORTS
+                            .get(o.transport as usize)
+                            .copied()
+                            .unwrap_or("ws"),
+                        peer: o.peer.map(|p| p.to_string()),
+                        since: o.since_unix_s,
+                    }
+                })
+                .collect();
+            all.sort_by(|a, b| a.jid.cmp(&b.jid));
+            all.truncate(limit);
+            Reply::Sessions(all)
+        }
+        Op::Kick { jid, reason } => {
+            let found = crate::xmpp::jid::Jid::parse(&jid)
+                .ok()
+                .and_then(|j| shard.sessions.borrow().resource(&j).map(|x| x.ctl.clone()));
+            match found {
+                Some(ctl) => {
+                    tracing::info!(shard = shard.id, jid, reason, "admin: session kicked");
+                    ctl.close(
+                        CloseKind::Flush,
+                        stream_error_bytes(
+                            ctl.framing(),
+                            StreamError::PolicyViolation,
+                            Some(&reason),
+                            None,
+                        ),
+                    );
+                    Reply::Done(true)
+                }
+                None => Reply::Done(false),
+            }
+        }
+        Op::Route { stanza } => match crate::xmpp::router::reparse(&stanza) {
+            Some(r) => {
+                crate::xmpp::router::route(&**shard, r);
+                Reply::Done(true)
+            }
+            None => Reply::Done(false),
+        },
+        Op::Announce { from, body } => {
+            let tos: Vec<String> = shard
+                .sessions
+                .borrow()
+                .all()
+                .map(|x| x.jid.as_str().to_string())
+                .collect();
+            for to in &tos {
+                let s = super::admin::message_stanza(&from, to, "headline", &body);
+                if let Some(r) = crate::xmpp::router::reparse(&s) {
+                    crate::xmpp::router::route(&**shard, r);
+                }
+            }
+            Reply::Count(tos.len())
+        }
+    };
+    let _ = r.reply.send(reply);
+}

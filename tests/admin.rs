@@ -1,0 +1,221 @@
+//! The admin API through real HTTP on the admin listener: 403 without a configured token
+//! (saying how to configure one), 401 with a wrong one; stats; paged sessions; one user's
+//! sessions; a kick that really closes the session with `policy-violation` and its reason;
+//! messages as the server and as a user; an announcement to every online session; bad JSON,
+//! unknown sessions and calls; the OpenAPI description.
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+
+const TOKEN: &str = "admin-token-0123456789abcdef";
+
+/// One HTTP call on the admin port: (status, body).
+fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.admin_port.unwrap())).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    c.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    let status = head[9..12].parse().unwrap();
+    (status, body.to_string())
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+fn with_token() -> Server {
+    Server::start_env(
+        "",
+        2,
+        &["--jwt-secret", SECRET],
+        &[("AOBA_ADMIN_TOKEN", TOKEN)],
+    )
+}
+
+#[test]
+fn without_a_token_the_api_answers_403_and_says_how() {
+    let s = Server::start();
+    let (st, b) = call(&s, "GET", "/api/stats", None, "");
+    assert_eq!(st, 403, "{b}");
+    let b = json(&b);
+    assert_eq!(b["error"], "forbidden");
+    assert!(
+        b["text"].as_str().unwrap().contains("admin.token_file"),
+        "{b}"
+    );
+    // Even with a token sent: none is configured.
+    assert_eq!(call(&s, "GET", "/api/stats", Some(TOKEN), "").0, 403);
+    // Metrics need none.
+    assert_eq!(call(&s, "GET", "/metrics", None, "").0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api() {
+    let s = with_token();
+    let get = |path: &str| tokio::task::block_in_place(|| call(&s, "GET", path, Some(TOKEN), ""));
+    assert_eq!(
+        tokio::task::block_in_place(|| call(&s, "GET", "/api/stats", Some("wrong"), "")).0,
+        401
+    );
+    assert_eq!(
+        tokio::task::block_in_place(|| call(&s, "GET", "/api/stats", None, "")).0,
+        401
+    );
+    let mut a = Client::online(&s, "alice", "phone", 0).await;
+    let mut b = Client::online(&s, "bob", "web", 0).await;
+    let mut c = Client::online(&s, "carol", "desk", 0).await;
+    let (st, stats) = get("/api/stats");
+    assert_eq!(st, 200);
+    let stats = json(&stats);
+    assert_eq!(stats["sessions"], 3, "{stats}");
+    assert_eq!(stats["connections"]["ws"], 3, "{stats}");
+
+    // Sessions, two per page, in JID order.
+    let (st, p1) = get("/api/sessions?limit=2");
+    assert_eq!(st, 200, "{p1}");
+    let p1 = json(&p1);
+    let jids: Vec<&str> = p1["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["jid"].as_str().unwrap())
+        .collect();
+    assert_eq!(jids, [a.jid.as_str(), b.jid.as_str()], "{p1}");
+    let first = &p1["sessions"][0];
+    assert_eq!(first["transport"], "ws");
+    assert!(first["peer"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(first["since"].as_u64().unwrap() > 1_700_000_000);
+    let next = p1["next"].as_str().unwrap().to_string();
+    let (_, p2) = get(&format!(
+        "/api/sessions?limit=2&after={}",
+        next.replace('/', "%2F")
+    ));
+    let p2 = json(&p2);
+    assert_eq!(p2["sessions"].as_array().unwrap().len(), 1, "{p2}");
+    assert_eq!(p2["sessions"][0]["jid"], c.jid.as_str());
+    assert!(p2["next"].is_null());
+    assert_eq!(get("/api/sessions?limit=0").0, 400);
+    // One user's.
+    let (st, u) = get("/api/users/bob/sessions");
+    assert_eq!(st, 200);
+    let u = json(&u);
+    assert_eq!(u["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(u["sessions"][0]["jid"], b.jid.as_str());
+
+    // A message as the server, and one as bob.
+    let post = |path: &str, body: &str| {
+        tokio::task::block_in_place(|| call(&s, "POST", path, Some(TOKEN), body))
+    };
+    let (st, r) = post(
+        "/api/messages",
+        r#"{"to": "alice@localhost", "body": "from the admin <&>"}"#,
+    );
+    assert_eq!(st, 200, "{r}");
+    let m = a.recv_until("from the admin").await;
+    assert!(
+        m.contains("from='localhost'") && m.contains("type='chat'") && m.contains("&lt;&amp;&gt;"),
+        "{m}"
+    );
+    let (st, _) = post(
+        "/api/messages",
+        r#"{"to": "alice@localhost", "from": "bob@localhost", "type": "normal", "body": "as bob"}"#,
+    );
+    assert_eq!(st, 200);
+    let m = a.recv_until("as bob").await;
+    assert!(
+        m.contains("from='bob@localhost'") && m.contains("type='normal'"),
+        "{m}"
+    );
+    // Bad requests.
+    let (st, e) = post("/api/messages", "{not json");
+    assert_eq!(
+        (st, json(&e)["error"].as_str().unwrap()),
+        (400, "bad-request")
+    );
+    let (st, _) = post(
+        "/api/messages",
+        r#"{"to": "alice@localhost", "body": "x", "color": 1}"#,
+    );
+    assert_eq!(st, 400);
+    let (st, _) = post(
+        "/api/messages",
+        r#"{"to": "alice@localhost", "body": "x", "type": "error"}"#,
+    );
+    assert_eq!(st, 400);
+    let (st, _) = post(
+        "/api/messages",
+        r#"{"to": "alice@localhost", "body": "x", "from": "mallory@elsewhere.example"}"#,
+    );
+    assert_eq!(st, 400, "a sender of another domain is refused");
+
+    // An announcement reaches every online session.
+    let (st, r) = post("/api/announce", r#"{"body": "maintenance at noon"}"#);
+    assert_eq!(st, 200);
+    assert_eq!(json(&r)["sent"], 3);
+    for x in [&mut a, &mut b, &mut c] {
+        let m = x.recv_until("maintenance at noon").await;
+        assert!(
+            m.contains("type='headline'") && m.contains("from='localhost'"),
+            "{m}"
+        );
+    }
+
+    // A kick closes the session with policy-violation and the reason.
+    let path = format!(
+        "/api/sessions/{}?reason=account+suspended",
+        c.jid.replace('/', "%2F")
+    );
+    let (st, r) = tokio::task::block_in_place(|| call(&s, "DELETE", &path, Some(TOKEN), ""));
+    assert_eq!(st, 200, "{r}");
+    let e = c.expect_stream_error("policy-violation").await;
+    assert!(e.contains("account suspended"), "{e}");
+    let (st, r) = tokio::task::block_in_place(|| call(&s, "DELETE", &path, Some(TOKEN), ""));
+    assert_eq!(
+        (st, json(&r)["error"].as_str().unwrap()),
+        (404, "item-not-found")
+    );
+    let (st, _) = tokio::task::block_in_place(|| {
+        call(
+            &s,
+            "DELETE",
+            "/api/sessions/carol@localhost",
+            Some(TOKEN),
+            "",
+        )
+    });
+    assert_eq!(st, 400, "a bare JID is not a session");
+    let (st, u) = get("/api/users/carol/sessions");
+    assert_eq!(st, 200);
+    assert!(json(&u)["sessions"].as_array().unwrap().is_empty(), "{u}");
+
+    // The description and unknown calls.
+    let (st, d) = get("/api/openapi.json");
+    assert_eq!(st, 200);
+    let d = json(&d);
+    for p in [
+        "/api/stats",
+        "/api/sessions",
+        "/api/sessions/{jid}",
+        "/api/messages",
+        "/api/announce",
+    ] {
+        assert!(d["paths"][p].is_object(), "{p} not described");
+    }
+    assert_eq!(get("/api/nope").0, 404);
+    assert_eq!(
+        tokio::task::block_in_place(|| call(&s, "PUT", "/api/stats", Some(TOKEN), "")).0,
+        405
+    );
+    drop((a, b));
+}
