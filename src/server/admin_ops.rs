@@ -62,8 +62,8 @@ pub fn handle(shard: &Rc<Shard>, r: Request) {
                             .get(o.transport as usize)
                             .copied()
                             .unwrap_or("ws"),
-                        peer: o.peer.map(|p| p.to_string()),
-                        since: o.since_unix_s,
+                        peer: o.peer().map(|p| p.to_string()),
+                        since: o.since_unix_s(),
                     }
                 })
                 .collect();

@@ -225,21 +225,7 @@ async fn run(
         f.attach(&ctl, false, shard.cfg().limits.max_stanza_bytes);
         conn.action = f.resume_login(&mut conn.stream, &*shard, &ctl);
     }
-    let transport = conn.transport();
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .saturating_sub(accepted.elapsed());
-    ctl.set_origin(crate::xmpp::sink::Origin {
-        peer: Some(peer),
-        transport: transport as u8,
-        since_unix_s: since.as_secs(),
-    });
-    let m = crate::metrics::shard();
-    m.connections[transport].add(1);
-    if conn.ftw.is_some() {
-        m.ftw_sessions.add(1);
-    }
+    let transport = conn.count_open(accepted) as u8;
     let exit = if conn.action == Action::Close {
         Exit::Done
     } else {
@@ -247,7 +233,7 @@ async fn run(
     };
     // Cold path, boxed: its futures would otherwise enlarge every idle connection's task.
     Box::pin(conn.exit(exit, rh, writer_task)).await;
-    crate::metrics::shard().connections[transport].add(-1);
+    crate::metrics::shard().connections[transport as usize].add(-1);
 }
 
 impl Conn {
@@ -594,6 +580,26 @@ impl Conn {
         self.throttled = Some(until);
         let ns = until.saturating_duration_since(now).as_nanos() as u64;
         crate::metrics::shard().rate_limited_ns.add(ns);
+    }
+
+    /// Counts the connection open and records where it comes from; returns its transport.
+    fn count_open(&self, accepted: Instant) -> usize {
+        let transport = self.transport();
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(accepted.elapsed());
+        self.ctl.set_origin(crate::xmpp::sink::Origin::new(
+            self.peer,
+            transport as u8,
+            since.as_secs(),
+        ));
+        let m = crate::metrics::shard();
+        m.connections[transport].add(1);
+        if self.ftw.is_some() {
+            m.ftw_sessions.add(1);
+        }
+        transport
     }
 
     /// The `metrics::TRANSPORTS` index of this connection.

@@ -149,12 +149,48 @@ pub struct Sink {
 }
 
 /// Where a connection comes from: its peer, its transport (`metrics::TRANSPORTS` index)
-/// and since when (seconds since the Unix epoch).
+/// and since when (seconds since the Unix epoch). Packed in 24 bytes: every connection
+/// carries one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Origin {
-    pub peer: Option<std::net::SocketAddr>,
+    /// IPv6, or IPv4-mapped.
+    addr: [u8; 16],
+    port: u16,
     pub transport: u8,
-    pub since_unix_s: u64,
+    known: bool,
+    since_unix_s: u32,
+}
+
+impl Origin {
+    pub fn new(peer: std::net::SocketAddr, transport: u8, since_unix_s: u64) -> Origin {
+        let addr = match peer.ip() {
+            std::net::IpAddr::V4(a) => a.to_ipv6_mapped(),
+            std::net::IpAddr::V6(a) => a,
+        };
+        Origin {
+            addr: addr.octets(),
+            port: peer.port(),
+            transport,
+            known: true,
+            since_unix_s: since_unix_s.min(u32::MAX as u64) as u32,
+        }
+    }
+
+    pub fn peer(&self) -> Option<std::net::SocketAddr> {
+        if !self.known {
+            return None;
+        }
+        let a = std::net::Ipv6Addr::from(self.addr);
+        let ip = match a.to_ipv4_mapped() {
+            Some(v4) => std::net::IpAddr::V4(v4),
+            None => std::net::IpAddr::V6(a),
+        };
+        Some(std::net::SocketAddr::new(ip, self.port))
+    }
+
+    pub fn since_unix_s(&self) -> u64 {
+        self.since_unix_s as u64
+    }
 }
 
 /// How a connection frames its XML: RFC 7395 (one element per WebSocket message,
