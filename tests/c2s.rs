@@ -241,3 +241,52 @@ async fn a_tcp_session_resumes_over_websocket() {
     let two = r.recv_until("<message").await;
     assert!(two.contains("<body>two</body>"), "{two}");
 }
+
+/// And back: a WebSocket session resumes over TCP, and gets what it missed as raw XML
+/// (no WebSocket frame header).
+#[tokio::test]
+async fn a_websocket_session_resumes_over_tcp() {
+    let s = Server::start_with(C2S, 2);
+    let (a, b) = s.users_apart();
+    let mut w = Client::login(&s, &a, Some("web")).await;
+    w.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await;
+    let e = w.recv_until("<enabled").await;
+    let id = between(&e, "id='", "'").to_string();
+    w.send("<presence/>").await;
+    w.recv_until("<presence").await;
+    let mut peer = Client::online(&s, &b, "p", 0).await;
+    peer.send(&format!(
+        "<message to='{a}@localhost/web' type='chat' id='m1'><body>one</body></message>"
+    ))
+    .await;
+    w.recv_until("<body>one</body>").await;
+    // The WebSocket drops without acknowledging; a message arrives meanwhile.
+    drop(w);
+    peer.send(&format!(
+        "<message to='{a}@localhost/web' type='chat' id='m2'><body>two</body></message>"
+    ))
+    .await;
+    // The same user resumes over TCP.
+    let mut t = Tcp::connect(&s).await;
+    t.send(&Tcp::header()).await;
+    t.until("</stream:features>").await;
+    let creds = b64(&format!("\0{a}\0{}", s.token(&a)));
+    t.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>"
+    ))
+    .await;
+    t.until("<success").await;
+    t.send(&Tcp::header()).await;
+    t.until("</stream:features>").await;
+    t.send(&format!(
+        "<resume xmlns='urn:xmpp:sm:3' previd='{id}' h='0'/>"
+    ))
+    .await;
+    let got = t.until("<body>two</body>").await;
+    assert!(got.contains("<resumed") && got.contains(&id), "{got}");
+    assert!(got.contains("<body>one</body>"), "{got}");
+    // Raw XML on TCP: a WebSocket frame header (0x81, then the length) is not UTF-8, and
+    // `until` fails on it.
+    assert!(!got.contains("\u{fffd}"), "{got:?}");
+}
