@@ -71,23 +71,7 @@ fn handshake(s: &Setup, cfg: &Arc<rustls::ClientConfig>) -> (ClientConnection, T
     let name = ServerName::try_from("localhost").unwrap();
     let mut c = ClientConnection::new(cfg.clone(), name).unwrap();
     let mut t = s.tls.accept(Kind::StartTls).unwrap();
-    let mut plain = Vec::new();
-    for _ in 0..8 {
-        let mut wire = Vec::new();
-        while c.wants_write() {
-            c.write_tls(&mut wire).unwrap();
-        }
-        t.cipher.extend_from_slice(&wire);
-        t.read(&mut plain).unwrap();
-        let out = t.take_pending();
-        if !out.is_empty() {
-            c.read_tls(&mut &out[..]).unwrap();
-            c.process_new_packets().unwrap();
-        }
-        if wire.is_empty() && out.is_empty() {
-            break;
-        }
-    }
+    aoba::net::tls::testing::pump(&mut c, &mut t, usize::MAX, &mut Vec::new());
     assert!(t.ready() && !c.is_handshaking());
     (c, t)
 }

@@ -67,46 +67,6 @@ pub const AUTH_REASONS: [&str; 8] = [
     "aborted",
     "timeout",
 ];
-/// Stanza error conditions (`xmpp::errors::Cond`, in its order).
-pub const STANZA_CONDS: [&str; 16] = [
-    "bad-request",
-    "conflict",
-    "feature-not-implemented",
-    "forbidden",
-    "internal-server-error",
-    "item-not-found",
-    "jid-malformed",
-    "not-acceptable",
-    "not-allowed",
-    "not-authorized",
-    "policy-violation",
-    "recipient-unavailable",
-    "registration-required",
-    "remote-server-not-found",
-    "resource-constraint",
-    "service-unavailable",
-];
-/// Stream error conditions (`xmpp::errors::StreamError`, in its order).
-pub const STREAM_CONDS: [&str; 17] = [
-    "bad-format",
-    "conflict",
-    "connection-timeout",
-    "host-unknown",
-    "internal-server-error",
-    "invalid-namespace",
-    "invalid-xml",
-    "not-authorized",
-    "not-well-formed",
-    "policy-violation",
-    "resource-constraint",
-    "restricted-xml",
-    "system-shutdown",
-    "undefined-condition",
-    "unsupported-encoding",
-    "unsupported-stanza-type",
-    "unsupported-version",
-];
-
 /// One shard's metrics.
 #[derive(Default)]
 pub struct Shard {
@@ -325,7 +285,7 @@ pub fn render(per_shard: bool, depths: &Depths) -> String {
         "counter",
         "Error stanzas the server generated, by condition.",
         "condition",
-        STANZA_CONDS,
+        crate::xmpp::errors::Cond::ALL.map(|c| c.name()),
         |s: &Shard, i: usize| s.stanza_errors[i].get() as i64
     );
     labelled!(
@@ -333,7 +293,7 @@ pub fn render(per_shard: bool, depths: &Depths) -> String {
         "counter",
         "Stream errors the server sent, by condition.",
         "condition",
-        STREAM_CONDS,
+        crate::xmpp::errors::StreamError::ALL.map(|c| c.name()),
         |s: &Shard, i: usize| s.stream_errors[i].get() as i64
     );
     head(

@@ -36,22 +36,7 @@ unsafe impl GlobalAlloc for Counting {
 static A: Counting = Counting;
 
 fn pump(c: &mut ClientConnection, s: &mut TlsConn, plain: &mut Vec<u8>) {
-    for _ in 0..8 {
-        let mut wire = Vec::new();
-        while c.wants_write() {
-            c.write_tls(&mut wire).unwrap();
-        }
-        s.cipher.extend_from_slice(&wire);
-        s.read(plain).unwrap();
-        let out = s.take_pending();
-        if !out.is_empty() {
-            c.read_tls(&mut &out[..]).unwrap();
-            c.process_new_packets().unwrap();
-        }
-        if wire.is_empty() && out.is_empty() {
-            break;
-        }
-    }
+    aoba::net::tls::testing::pump(c, s, usize::MAX, plain);
 }
 
 #[test]

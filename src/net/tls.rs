@@ -492,5 +492,41 @@ impl TlsConn {
     }
 }
 
+/// For tests and benches: a rustls client and a `TlsConn` in memory.
+#[doc(hidden)]
+pub mod testing {
+    use super::TlsConn;
+    use std::io::Write as _;
+
+    /// Moves bytes between `client` and `server` until neither has more to send, feeding
+    /// the server `chunk` bytes at a time; the server's plaintext goes to `plain`.
+    pub fn pump(
+        client: &mut rustls::ClientConnection,
+        server: &mut TlsConn,
+        chunk: usize,
+        plain: &mut Vec<u8>,
+    ) {
+        for _ in 0..64 {
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).expect("client TLS bytes");
+            }
+            for piece in wire.chunks(chunk.max(1)) {
+                server.cipher.extend_from_slice(piece);
+                server.read(plain).expect("the server reads them");
+            }
+            let out = server.take_pending();
+            if !out.is_empty() {
+                client.read_tls(&mut &out[..]).expect("client reads");
+                client.process_new_packets().expect("client accepts");
+            }
+            let _ = client.writer().flush();
+            if wire.is_empty() && out.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -50,28 +50,10 @@ fn client_config(trust: &[&Cert], alpn: &[&[u8]], sni: bool) -> Arc<rustls::Clie
     Arc::new(cfg)
 }
 
-/// Moves bytes between a client and a `TlsConn`, feeding the server `chunk` bytes at a
-/// time; returns the plaintext the server got.
+/// `testing::pump`, returning the plaintext the server got.
 fn pump(client: &mut ClientConnection, server: &mut TlsConn, chunk: usize) -> Vec<u8> {
     let mut plain = Vec::new();
-    for _ in 0..64 {
-        let mut wire = Vec::new();
-        while client.wants_write() {
-            client.write_tls(&mut wire).unwrap();
-        }
-        for piece in wire.chunks(chunk.max(1)) {
-            server.cipher.extend_from_slice(piece);
-            server.read(&mut plain).unwrap();
-        }
-        let out = server.take_pending();
-        if !out.is_empty() {
-            client.read_tls(&mut &out[..]).unwrap();
-            client.process_new_packets().unwrap();
-        }
-        if wire.is_empty() && out.is_empty() {
-            break;
-        }
-    }
+    testing::pump(client, server, chunk, &mut plain);
     plain
 }
 
