@@ -2,6 +2,7 @@
 //! See `DESIGN.md` in the shared notes and `docs/` for the why of the shape.
 
 pub mod config;
+pub mod ctl;
 pub mod fault;
 pub mod features;
 pub mod ftw;

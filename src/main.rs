@@ -64,6 +64,8 @@ enum Cmd {
     CheckConfig { file: PathBuf },
     /// Print the configuration reference (Markdown: `docs/configuration.md`).
     ConfigDoc,
+    /// A client of the admin API: stats, sessions, kick, message, announce.
+    Ctl(aoba::ctl::Ctl),
 }
 
 fn load(common: &Common) -> Result<Config, String> {
@@ -112,6 +114,7 @@ fn main() {
             eprintln!("{}: ok", file.display());
             Ok(())
         }),
+        Cmd::Ctl(c) => std::process::exit(aoba::ctl::run(c)),
         Cmd::ConfigDoc => {
             print!("{}", aoba::config::reference());
             Ok(())

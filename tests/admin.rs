@@ -219,3 +219,73 @@ async fn the_admin_api() {
     );
     drop((a, b));
 }
+
+/// `aoba ctl` against the same API: human and JSON output, and exit codes that say what
+/// failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aoba_ctl() {
+    let s = with_token();
+    let url = format!("http://127.0.0.1:{}", s.admin_port.unwrap());
+    let ctl = |args: &[&str], token: &str| {
+        let out = std::process::Command::new(bin())
+            .arg("ctl")
+            .args(["--url", &url, "--token", token])
+            .args(args)
+            .env_remove("AOBA_ADMIN_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let run = |args: &'static [&'static str], token: &'static str| {
+        tokio::task::block_in_place(|| ctl(args, token))
+    };
+    let mut a = Client::online(&s, "alice", "phone", 0).await;
+    let (code, out, err) = run(&["stats"], TOKEN);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().any(|l| l == "sessions: 1"), "{out}");
+    let (code, out, _) = run(&["sessions"], TOKEN);
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("alice@localhost/phone  ws  127.0.0.1:"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["--json", "sessions", "--user", "alice"], TOKEN);
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["sessions"][0]["jid"], "alice@localhost/phone");
+    let (code, out, _) = run(&["message", "alice@localhost", "hello from ctl"], TOKEN);
+    assert_eq!((code, out.trim()), (0, "sent to alice@localhost"));
+    a.recv_until("hello from ctl").await;
+    let (code, out, _) = run(&["announce", "all hands"], TOKEN);
+    assert_eq!((code, out.trim()), (0, "sent to 1 sessions"));
+    a.recv_until("all hands").await;
+    let (code, _, err) = run(
+        &["message", "alice@localhost", "x", "--type", "error"],
+        TOKEN,
+    );
+    assert_eq!(code, 6, "{err}");
+    let (code, _, err) = run(&["stats"], "wrong-token-0123456789");
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("401"), "{err}");
+    let (code, out, _) = run(
+        &["kick", "alice@localhost/phone", "--reason", "bye now"],
+        TOKEN,
+    );
+    assert_eq!((code, out.trim()), (0, "kicked alice@localhost/phone"));
+    let e = a.expect_stream_error("policy-violation").await;
+    assert!(e.contains("bye now"), "{e}");
+    let (code, _, err) = run(&["kick", "alice@localhost/phone"], TOKEN);
+    assert_eq!(code, 5, "{err}");
+    // Nothing listens there.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", l.local_addr().unwrap());
+    drop(l);
+    let out = std::process::Command::new(bin())
+        .args(["ctl", "--url", &dead, "--token", TOKEN, "stats"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+}
