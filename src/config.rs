@@ -37,6 +37,7 @@ pub struct Config {
     pub c2s: C2sConfig,
     pub tls: crate::net::tls::TlsConfig,
     pub admin: AdminConfig,
+    pub log: LogConfig,
     pub auth: crate::xmpp::config::AuthConfig,
     pub limits: crate::xmpp::config::LimitsConfig,
     pub ping: crate::xmpp::config::PingConfig,
@@ -207,6 +208,24 @@ impl Default for AdminConfig {
     }
 }
 
+/// Logging (to stderr). `AOBA_LOG` sets the filter (default `info`); the admin API can
+/// change it at runtime (`PUT /api/log-level`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text`, or `json` for one JSON object per line (for a log pipeline);
+    /// `AOBA_LOG_FORMAT` overrides it.
+    pub format: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: "text".into(),
+        }
+    }
+}
+
 impl ServerConfig {
     /// Normalizes the domain, and refuses a shard count archive ids cannot hold.
     pub fn validate(&mut self) -> Result<(), String> {
@@ -251,6 +270,12 @@ impl Config {
     pub fn validate(&mut self) -> Result<(), String> {
         self.server.validate()?;
         self.c2s.validate(!self.tls.certificates.is_empty())?;
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(format!(
+                "log.format must be \"text\" or \"json\" (got {:?})",
+                self.log.format
+            ));
+        }
         if self.server.listen_tls.is_some() && self.tls.certificates.is_empty() {
             return Err("server.listen_tls needs [tls] certificates".into());
         }

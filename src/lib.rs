@@ -6,6 +6,7 @@ pub mod ctl;
 pub mod fault;
 pub mod features;
 pub mod ftw;
+pub mod logctl;
 pub mod metrics;
 pub mod muc;
 pub mod net;

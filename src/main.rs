@@ -87,14 +87,9 @@ fn load(common: &Common) -> Result<Config, String> {
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AOBA_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if !matches!(cli.cmd, None | Some(Cmd::Serve { .. })) {
+        init_logging("text");
+    }
     let r = match cli.cmd.unwrap_or(Cmd::Serve {
         common: Common::default(),
         listen: Listen::default(),
@@ -124,6 +119,34 @@ fn main() {
         eprintln!("aoba: {e}");
         std::process::exit(1);
     }
+}
+
+/// Logs to stderr, as text or one JSON object per line (`AOBA_LOG_FORMAT`, else
+/// `log.format`); the filter (`AOBA_LOG`, default `info`) can change at runtime through
+/// the admin API.
+fn init_logging(format: &str) {
+    use tracing_subscriber::prelude::*;
+    let filter = std::env::var("AOBA_LOG").unwrap_or_else(|_| "info".into());
+    let env = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (layer, handle) = tracing_subscriber::reload::Layer::new(env);
+    let format = std::env::var("AOBA_LOG_FORMAT").unwrap_or_else(|_| format.to_string());
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(layer);
+    if format == "json" {
+        registry.with(fmt.json()).init();
+    } else {
+        registry
+            .with(fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())))
+            .init();
+    }
+    aoba::logctl::install(
+        filter,
+        Box::new(move |f| {
+            let new = tracing_subscriber::EnvFilter::try_new(f).map_err(|e| e.to_string())?;
+            handle.reload(new).map_err(|e| e.to_string())
+        }),
+    );
 }
 
 fn secret_for(cfg: &Config, create: bool) -> Result<Option<String>, String> {
@@ -160,7 +183,14 @@ fn serve(
     shards: Option<usize>,
     sm_resume: Option<u64>,
 ) -> Result<(), String> {
-    let mut cfg = load(&common)?;
+    let mut cfg = match load(&common) {
+        Ok(c) => c,
+        Err(e) => {
+            init_logging("text");
+            return Err(e);
+        }
+    };
+    init_logging(&cfg.log.format);
     if let Some(l) = listen.listen {
         cfg.server.listen = l;
     }

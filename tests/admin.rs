@@ -289,3 +289,66 @@ async fn aoba_ctl() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
 }
+
+/// `AOBA_LOG_FORMAT=json`: one JSON object per log line. `PUT /api/log-level` changes the
+/// filter at once and it reverts by itself after `revert_after_s`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_and_the_log_level_at_runtime() {
+    let s = Server::start_env(
+        "",
+        1,
+        &["--jwt-secret", SECRET],
+        &[("AOBA_ADMIN_TOKEN", TOKEN), ("AOBA_LOG_FORMAT", "json")],
+    );
+    let api = |m: &str, p: &str, b: &str| {
+        let (m, p, b) = (m.to_string(), p.to_string(), b.to_string());
+        tokio::task::block_in_place(|| call(&s, &m, &p, Some(TOKEN), &b))
+    };
+    let log = s.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 2, "{log}");
+    for l in &lines {
+        let v = json(l);
+        assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
+    }
+    let (st, b) = api("GET", "/api/log-level", "");
+    assert_eq!(st, 200);
+    assert_eq!(json(&b)["level"], "info");
+    assert_eq!(
+        api("PUT", "/api/log-level", r#"{"level": "info,[{"}"#).0,
+        400
+    );
+    let (st, b) = api(
+        "PUT",
+        "/api/log-level",
+        r#"{"level": "debug", "revert_after_s": 1}"#,
+    );
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(json(&b)["level"], "debug");
+    // A connection now logs its debug line ("accepted").
+    let _c = Client::online(&s, "dora", "r", 0).await;
+    let has_debug = |log: &str| {
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| v["level"] == "DEBUG")
+    };
+    assert!(has_debug(&s.log()), "no debug line after the change");
+    // And back to info by itself.
+    let until = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, b) = api("GET", "/api/log-level", "");
+        if json(&b)["level"] == "info" {
+            assert!(json(&b)["revert_at"].is_null());
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "not reverted: {b}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let before = s.log().lines().count();
+    let _d = Client::online(&s, "dina", "r", 0).await;
+    let after: Vec<String> = s.log().lines().skip(before).map(String::from).collect();
+    assert!(
+        !has_debug(&after.join("\n")),
+        "debug lines after the revert"
+    );
+}

@@ -114,6 +114,7 @@ fn each_check_refuses_a_file_naming_the_key() {
             "[admin]\nrequest_timeout_ms = 10\n",
             "admin.request_timeout_ms must be >= 100",
         ),
+        ("[log]\nformat = \"xml\"\n", "log.format must be"),
         // auth
         (
             "[auth]\nmax_auth_failures = 0\n",

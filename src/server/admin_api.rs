@@ -72,6 +72,14 @@ struct MessageIn {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct LogLevelIn {
+    level: String,
+    /// Back to the start-up filter after this many seconds (default 600; 0: never).
+    revert_after_s: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AnnounceIn {
     body: String,
     from: Option<String>,
@@ -118,6 +126,10 @@ impl Api {
         match (method, path) {
             ("GET", "/api/openapi.json") => Ok((200, OPENAPI.to_string())),
             ("GET", "/api/stats") => Ok((200, self.stats())),
+            ("GET", "/api/log-level") => crate::logctl::get()
+                .map(|v| (200, v.to_string()))
+                .ok_or_else(|| err(503, "service-unavailable", "no log control")),
+            ("PUT", "/api/log-level") => self.log_level(body),
             ("GET", "/api/sessions") => self.sessions(None, q),
             ("POST", "/api/messages") => self.message(body),
             ("POST", "/api/announce") => self.announce(body),
@@ -149,7 +161,7 @@ impl Api {
             (
                 "GET" | "POST" | "PUT" | "DELETE",
                 "/api/stats" | "/api/sessions" | "/api/messages" | "/api/announce"
-                | "/api/openapi.json",
+                | "/api/openapi.json" | "/api/log-level",
             ) => Err(err(405, "not-allowed", "method not allowed here")),
             _ => Err(err(404, "item-not-found", "no such call")),
         }
@@ -258,6 +270,14 @@ impl Api {
         }
     }
 
+    fn log_level(&self, body: &[u8]) -> Result<(u16, String), (u16, String)> {
+        let l: LogLevelIn = serde_json::from_slice(body)
+            .map_err(|e| err(400, "bad-request", &format!("bad JSON: {e}")))?;
+        crate::logctl::set(&l.level, l.revert_after_s.unwrap_or(600))
+            .map(|v| (200, v.to_string()))
+            .map_err(|e| err(400, "bad-request", &e))
+    }
+
     fn announce(&self, body: &[u8]) -> Result<(u16, String), (u16, String)> {
         let a: AnnounceIn = serde_json::from_slice(body)
             .map_err(|e| err(400, "bad-request", &format!("bad JSON: {e}")))?;
@@ -305,6 +325,7 @@ const OPENAPI: &str = r##"{
     "/api/users/{user}/sessions": {"get": {"summary": "One user's sessions", "parameters": [{"name": "user", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {"200": {"description": "a page"}}}},
     "/api/sessions/{jid}": {"delete": {"summary": "Close a session with a policy-violation stream error", "parameters": [{"name": "jid", "in": "path", "required": true, "schema": {"type": "string"}, "description": "full JID, percent-encoded"}, {"name": "reason", "in": "query", "schema": {"type": "string"}}], "responses": {"200": {"description": "kicked"}, "404": {"description": "no such session"}}}},
     "/api/messages": {"post": {"summary": "Send a message as the server or as a user", "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["to", "body"], "properties": {"to": {"type": "string"}, "body": {"type": "string"}, "from": {"type": "string"}, "type": {"type": "string", "enum": ["chat", "normal", "headline", "groupchat"], "default": "chat"}}}}}}, "responses": {"200": {"description": "routed"}}}},
+    "/api/log-level": {"get": {"summary": "The log filter now, at start, and when it reverts", "responses": {"200": {"description": "level"}}}, "put": {"summary": "Change the log filter (tracing EnvFilter syntax), reverting after revert_after_s (default 600; 0: never)", "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["level"], "properties": {"level": {"type": "string"}, "revert_after_s": {"type": "integer"}}}}}}, "responses": {"200": {"description": "the new level"}, "400": {"description": "bad filter"}}}},
     "/api/announce": {"post": {"summary": "A headline message to every online session", "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}, "from": {"type": "string"}}}}}}, "responses": {"200": {"description": "how many sessions it was sent to"}}}}
   }
 }"##;
