@@ -352,3 +352,43 @@ async fn json_logs_and_the_log_level_at_runtime() {
         "debug lines after the revert"
     );
 }
+
+/// `GET /api/rooms` and `GET /api/rooms/{room}/occupants`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_and_their_occupants() {
+    use common::muc::{instant_room, join};
+    let s = with_token();
+    let get = |path: &str| tokio::task::block_in_place(|| call(&s, "GET", path, Some(TOKEN), ""));
+    let room = "group-00000000-0000-4000-8000-0000000000ad@conference.localhost";
+    let mut a = Client::online(&s, "olga", "r", 0).await;
+    let mut b = Client::online(&s, "pete", "r", 0).await;
+    join(&mut a, room, "Olga", "").await;
+    instant_room(&mut a, room).await;
+    join(&mut b, room, "Pete", "").await;
+    let (st, r) = get("/api/rooms");
+    assert_eq!(st, 200, "{r}");
+    let r = json(&r);
+    let mine = r["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["jid"] == room)
+        .unwrap_or_else(|| panic!("{r}"))
+        .clone();
+    assert_eq!(mine["occupants"], 2, "{mine}");
+    let (st, o) = get(&format!("/api/rooms/{room}/occupants"));
+    assert_eq!(st, 200, "{o}");
+    let o = json(&o);
+    let occ = o["occupants"].as_array().unwrap();
+    assert_eq!(occ.len(), 2, "{o}");
+    let olga = occ.iter().find(|x| x["nick"] == "Olga").unwrap();
+    assert_eq!(olga["jid"], "olga@localhost");
+    assert_eq!(olga["role"], "moderator");
+    assert_eq!(olga["affiliation"], "owner");
+    let pete = occ.iter().find(|x| x["nick"] == "Pete").unwrap();
+    assert_eq!(pete["affiliation"], "none");
+    let missing = "group-00000000-0000-4000-8000-0000000000ff@conference.localhost";
+    assert_eq!(get(&format!("/api/rooms/{missing}/occupants")).0, 404);
+    assert_eq!(get("/api/rooms/not%20a%20jid/occupants").0, 400);
+    drop((a, b));
+}

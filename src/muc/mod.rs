@@ -106,6 +106,52 @@ pub struct Service {
 }
 
 impl Service {
+    /// This shard's rooms for the admin API: `(jid, name, persistent, occupants)`, sorted.
+    pub fn list(&self) -> Vec<(String, String, bool, usize)> {
+        let rooms = self.rooms.borrow();
+        let mut v: Vec<_> = rooms
+            .values()
+            .map(|r| {
+                (
+                    r.jid.clone(),
+                    r.cfg.name.clone(),
+                    r.cfg.persistent,
+                    r.occupants.len(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A room's occupants for the admin API: `(nick, user, role, affiliation)`; `None`
+    /// if the room is not here.
+    pub fn occupants_of(
+        &self,
+        room: &str,
+    ) -> Option<Vec<(String, String, &'static str, &'static str)>> {
+        let rooms = self.rooms.borrow();
+        let r = rooms.get(room)?;
+        Some(
+            r.occupants
+                .iter()
+                .map(|(_, o)| {
+                    let aff = r
+                        .affiliations
+                        .get(o.bare())
+                        .copied()
+                        .map_or("none", |a| a.name());
+                    (
+                        o.nick().to_string(),
+                        o.bare().to_string(),
+                        o.role.name(),
+                        aff,
+                    )
+                })
+                .collect(),
+        )
+    }
+
     /// Rooms in memory and their occupants (for the metrics, sampled once a second).
     pub fn counts(&self) -> (usize, usize) {
         let rooms = self.rooms.borrow();

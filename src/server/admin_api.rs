@@ -132,6 +132,15 @@ impl Api {
             ("PUT", "/api/log-level") => self.log_level(body),
             ("GET", "/api/sessions") => self.sessions(None, q),
             ("POST", "/api/messages") => self.message(body),
+            ("GET", "/api/rooms") => self.rooms(),
+            (m, p) if p.starts_with("/api/rooms/") && p.ends_with("/occupants") => {
+                if m != "GET" {
+                    return Err(err(405, "not-allowed", "GET only"));
+                }
+                let room = decode(&p["/api/rooms/".len()..p.len() - "/occupants".len()], false)
+                    .ok_or_else(|| err(400, "bad-request", "bad percent-encoding"))?;
+                self.occupants(&room)
+            }
             ("POST", "/api/announce") => self.announce(body),
             (m, p) if p.starts_with("/api/users/") && p.ends_with("/sessions") => {
                 if m != "GET" {
@@ -160,7 +169,7 @@ impl Api {
             }
             (
                 "GET" | "POST" | "PUT" | "DELETE",
-                "/api/stats" | "/api/sessions" | "/api/messages" | "/api/announce"
+                "/api/stats" | "/api/sessions" | "/api/messages" | "/api/announce" | "/api/rooms"
                 | "/api/openapi.json" | "/api/log-level",
             ) => Err(err(405, "not-allowed", "method not allowed here")),
             _ => Err(err(404, "item-not-found", "no such call")),
@@ -210,6 +219,36 @@ impl Api {
             200,
             serde_json::json!({ "sessions": all, "next": next }).to_string(),
         ))
+    }
+
+    /// Every room in memory, from every shard, sorted by JID.
+    fn rooms(&self) -> Result<(u16, String), (u16, String)> {
+        let mut all = Vec::new();
+        for s in 0..self.senders.len() {
+            if let Reply::Rooms(v) = self.ask(s, Op::Rooms)? {
+                all.extend(v);
+            }
+        }
+        all.sort_by(|a, b| a.jid.cmp(&b.jid));
+        Ok((200, serde_json::json!({ "rooms": all }).to_string()))
+    }
+
+    fn occupants(&self, room: &str) -> Result<(u16, String), (u16, String)> {
+        let j = crate::xmpp::jid::Jid::parse(room)
+            .ok()
+            .filter(|j| j.local().is_some() && j.resource().is_none())
+            .ok_or_else(|| err(400, "jid-malformed", "a room JID (room@service) is needed"))?;
+        match self.ask(
+            self.home(j.as_str()),
+            Op::Occupants {
+                room: j.as_str().to_string(),
+            },
+        )? {
+            Reply::Occupants(Some(v)) => {
+                Ok((200, serde_json::json!({ "occupants": v }).to_string()))
+            }
+            _ => Err(err(404, "item-not-found", "no such room")),
+        }
     }
 
     fn kick(&self, jid: &str, q: &str) -> Result<(u16, String), (u16, String)> {
@@ -326,6 +365,8 @@ const OPENAPI: &str = r##"{
     "/api/sessions/{jid}": {"delete": {"summary": "Close a session with a policy-violation stream error", "parameters": [{"name": "jid", "in": "path", "required": true, "schema": {"type": "string"}, "description": "full JID, percent-encoded"}, {"name": "reason", "in": "query", "schema": {"type": "string"}}], "responses": {"200": {"description": "kicked"}, "404": {"description": "no such session"}}}},
     "/api/messages": {"post": {"summary": "Send a message as the server or as a user", "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["to", "body"], "properties": {"to": {"type": "string"}, "body": {"type": "string"}, "from": {"type": "string"}, "type": {"type": "string", "enum": ["chat", "normal", "headline", "groupchat"], "default": "chat"}}}}}}, "responses": {"200": {"description": "routed"}}}},
     "/api/log-level": {"get": {"summary": "The log filter now, at start, and when it reverts", "responses": {"200": {"description": "level"}}}, "put": {"summary": "Change the log filter (tracing EnvFilter syntax), reverting after revert_after_s (default 600; 0: never)", "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["level"], "properties": {"level": {"type": "string"}, "revert_after_s": {"type": "integer"}}}}}}, "responses": {"200": {"description": "the new level"}, "400": {"description": "bad filter"}}}},
+    "/api/rooms": {"get": {"summary": "Rooms in memory, sorted by JID: jid, name, persistent, occupants", "responses": {"200": {"description": "rooms"}}}},
+    "/api/rooms/{room}/occupants": {"get": {"summary": "A room's occupants: nick, jid (the user), role, affiliation", "parameters": [{"name": "room", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {"200": {"description": "occupants"}, "404": {"description": "no such room"}}}},
     "/api/announce": {"post": {"summary": "A headline message to every online session", "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}, "from": {"type": "string"}}}}}}, "responses": {"200": {"description": "how many sessions it was sent to"}}}}
   }
 }"##;

@@ -25,6 +25,10 @@ pub enum Op {
     Kick { jid: String, reason: String },
     /// Routes a stanza the admin API built (from this shard).
     Route { stanza: String },
+    /// This shard's rooms.
+    Rooms,
+    /// A room's occupants (on its home shard).
+    Occupants { room: String },
     /// Routes one stanza per bound resource of this shard (an announcement), built from
     /// the template by putting each full JID in `to`.
     Announce { from: String, body: String },
@@ -39,8 +43,27 @@ pub struct SessionInfo {
     pub since: u64,
 }
 
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub jid: String,
+    pub name: String,
+    pub persistent: bool,
+    pub occupants: usize,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OccupantInfo {
+    pub nick: String,
+    pub jid: String,
+    pub role: &'static str,
+    pub affiliation: &'static str,
+}
+
 pub enum Reply {
     Sessions(Vec<SessionInfo>),
+    Rooms(Vec<RoomInfo>),
+    /// `None`: no such room on this shard.
+    Occupants(Option<Vec<OccupantInfo>>),
     /// Whether the session (or the stanza's route) existed.
     Done(bool),
     Count(usize),
@@ -92,6 +115,29 @@ pub fn handle(shard: &Rc<Shard>, r: Request) {
                 None => Reply::Done(false),
             }
         }
+        Op::Rooms => Reply::Rooms(
+            shard
+                .muc
+                .list()
+                .into_iter()
+                .map(|(jid, name, persistent, occupants)| RoomInfo {
+                    jid,
+                    name,
+                    persistent,
+                    occupants,
+                })
+                .collect(),
+        ),
+        Op::Occupants { room } => Reply::Occupants(shard.muc.occupants_of(&room).map(|v| {
+            v.into_iter()
+                .map(|(nick, jid, role, affiliation)| OccupantInfo {
+                    nick,
+                    jid,
+                    role,
+                    affiliation,
+                })
+                .collect()
+        })),
         Op::Route { stanza } => match crate::xmpp::router::reparse(&stanza) {
             Some(r) => {
                 crate::xmpp::router::route(&**shard, r);
