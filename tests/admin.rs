@@ -213,6 +213,12 @@ async fn the_admin_api() {
         assert!(d["paths"][p].is_object(), "{p} not described");
     }
     assert_eq!(get("/api/nope").0, 404);
+    // Paths that are only the prefix and suffix of a call: no panic, an answer.
+    assert_eq!(get("/api/users/sessions").0, 404);
+    assert_eq!(get("/api/users//sessions").0, 400);
+    assert_eq!(get("/api/rooms/occupants").0, 404);
+    assert_eq!(get("/api/rooms//occupants").0, 400);
+    assert_eq!(get("/api/stats").0, 200, "the server is still up");
     assert_eq!(
         tokio::task::block_in_place(|| call(&s, "PUT", "/api/stats", Some(TOKEN), "")).0,
         405

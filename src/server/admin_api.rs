@@ -53,6 +53,16 @@ fn decode(s: &str, plus: bool) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// `{user}` of `/api/users/{user}/sessions` (never panics on a short path).
+fn users_sessions(p: &str) -> Option<&str> {
+    p.strip_prefix("/api/users/")?.strip_suffix("/sessions")
+}
+
+/// `{room}` of `/api/rooms/{room}/occupants`.
+fn room_occupants(p: &str) -> Option<&str> {
+    p.strip_prefix("/api/rooms/")?.strip_suffix("/occupants")
+}
+
 fn query<'a>(q: &'a str, key: &str) -> Option<&'a str> {
     q.split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -133,20 +143,20 @@ impl Api {
             ("GET", "/api/sessions") => self.sessions(None, q),
             ("POST", "/api/messages") => self.message(body),
             ("GET", "/api/rooms") => self.rooms(),
-            (m, p) if p.starts_with("/api/rooms/") && p.ends_with("/occupants") => {
+            (m, p) if room_occupants(p).is_some() => {
                 if m != "GET" {
                     return Err(err(405, "not-allowed", "GET only"));
                 }
-                let room = decode(&p["/api/rooms/".len()..p.len() - "/occupants".len()], false)
+                let room = decode(room_occupants(p).unwrap_or_default(), false)
                     .ok_or_else(|| err(400, "bad-request", "bad percent-encoding"))?;
                 self.occupants(&room)
             }
             ("POST", "/api/announce") => self.announce(body),
-            (m, p) if p.starts_with("/api/users/") && p.ends_with("/sessions") => {
+            (m, p) if users_sessions(p).is_some() => {
                 if m != "GET" {
                     return Err(err(405, "not-allowed", "GET only"));
                 }
-                let user = &p["/api/users/".len()..p.len() - "/sessions".len()];
+                let user = users_sessions(p).unwrap_or_default();
                 let user = decode(user, false)
                     .filter(|u| !u.is_empty() && !u.contains('/'))
                     .ok_or_else(|| err(400, "bad-request", "a user name is needed"))?;
@@ -159,11 +169,11 @@ impl Api {
                     .map_err(|_| err(400, "jid-malformed", "not a valid user"))?;
                 self.sessions(Some(bare), q)
             }
-            (m, p) if p.starts_with("/api/sessions/") => {
+            (m, p) if let Some(jid) = p.strip_prefix("/api/sessions/") => {
                 if m != "DELETE" {
                     return Err(err(405, "not-allowed", "DELETE only"));
                 }
-                let jid = decode(&p["/api/sessions/".len()..], false)
+                let jid = decode(jid, false)
                     .ok_or_else(|| err(400, "bad-request", "bad percent-encoding"))?;
                 self.kick(&jid, q)
             }
