@@ -305,6 +305,24 @@ async fn errors_are_counted_by_condition() {
     let (h, _) = tokio::task::block_in_place(|| get(&s, &big));
     assert!(h.starts_with("HTTP/1.1 400"), "{h}");
     assert!(scrape(&s, false).v("aoba_sessions", "") >= 1.0);
+    // A Content-Length that would wrap around: refused, and the listener goes on.
+    let (h, _) = tokio::task::block_in_place(|| {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", s.admin_port.unwrap())).unwrap();
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        c.write_all(
+            format!(
+                "POST /api/messages HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                usize::MAX
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        (out.clone(), out)
+    });
+    assert!(h.starts_with("HTTP/1.1 400"), "{h}");
+    assert!(scrape(&s, false).v("aoba_sessions", "") >= 1.0);
 }
 
 /// Every `aoba_*` metric the Grafana dashboard and the alert rules use exists.

@@ -129,17 +129,19 @@ fn serve(mut c: TcpStream, admin: &Admin) {
             }
         }
     };
-    if body_start + length > cfg.max_request_bytes {
+    // Saturating: a Content-Length near usize::MAX must not wrap around.
+    let end = body_start.saturating_add(length);
+    if end > cfg.max_request_bytes {
         respond(&mut c, 400, "text/plain", "request too large\n");
         return;
     }
-    while buf.len() < body_start + length {
+    while buf.len() < end {
         match c.read(&mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    let body = &buf[body_start..body_start + length];
+    let body = &buf[body_start..end];
     let (route, query) = path.split_once('?').unwrap_or((&path, ""));
     match (method.as_str(), route) {
         ("GET", "/metrics") => {
