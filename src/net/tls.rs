@@ -304,11 +304,12 @@ impl std::fmt::Debug for TlsConn {
     }
 }
 
-/// Appends what `encode` writes to `out`, growing it as rustls asks.
+/// Appends what `encode` writes to `out`, growing it as rustls asks (`Err(Some(n))`: n
+/// bytes are needed); `Err(None)` cannot be retried (the connection's keys are used up).
 fn append(
     out: &mut Vec<u8>,
     hint: usize,
-    mut encode: impl FnMut(&mut [u8]) -> Result<usize, usize>,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
 ) -> Result<(), rustls::Error> {
     let start = out.len();
     let mut want = hint;
@@ -316,27 +317,29 @@ fn append(
         out.resize(start + want, 0);
         match encode(&mut out[start..]) {
             Ok(n) => {
-                out.truncate(start + n);
+                out.truncate(start + n.min(want));
                 return Ok(());
             }
-            Err(required) => want = required,
+            // A record is at most a few bytes over 16 KiB: anything else is not retried.
+            Err(Some(required)) if required <= 4 * MAX_RECORD_BYTES => want = required,
+            Err(_) => break,
         }
     }
     out.truncate(start);
-    Err(rustls::Error::General("TLS output buffer".into()))
+    Err(rustls::Error::General("TLS output: cannot encode".into()))
 }
 
-fn encode_err(e: EncodeError) -> Result<usize, usize> {
+fn encode_err(e: EncodeError) -> Result<usize, Option<usize>> {
     match e {
-        EncodeError::InsufficientSize(s) => Err(s.required_size),
+        EncodeError::InsufficientSize(s) => Err(Some(s.required_size)),
         EncodeError::AlreadyEncoded => Ok(0),
     }
 }
 
-fn encrypt_err(e: EncryptError) -> Result<usize, usize> {
+fn encrypt_err(e: EncryptError) -> Result<usize, Option<usize>> {
     match e {
-        EncryptError::InsufficientSize(s) => Err(s.required_size),
-        EncryptError::EncryptExhausted => Err(usize::MAX),
+        EncryptError::InsufficientSize(s) => Err(Some(s.required_size)),
+        EncryptError::EncryptExhausted => Err(None),
     }
 }
 
@@ -423,7 +426,7 @@ impl TlsConn {
                     return Err(rustls::Error::General("unexpected TLS state".into()));
                 }
             }
-            self.cipher.drain(..discard);
+            self.cipher.drain(..discard.min(self.cipher.len()));
             if let Some(s) = done {
                 return Ok(s);
             }

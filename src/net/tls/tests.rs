@@ -375,3 +375,26 @@ fn idle_state_is_small_and_holds_no_buffer() {
         std::mem::size_of::<TlsConn>()
     );
 }
+
+/// A key schedule used up (`EncryptExhausted`) or an absurd size request ends in an error
+/// that closes the connection, never in a huge allocation or a panic; a size request is
+/// retried with the size asked for.
+#[test]
+fn append_retries_sizes_and_stops_on_what_cannot_be_retried() {
+    let mut out = b"head".to_vec();
+    assert!(append(&mut out, 16, |_| Err(None)).is_err());
+    assert_eq!(out, b"head");
+    assert!(append(&mut out, 16, |_| Err(Some(usize::MAX))).is_err());
+    assert_eq!(out, b"head");
+    let mut asked = 0;
+    append(&mut out, 2, |b| {
+        asked += 1;
+        if b.len() < 5 {
+            return Err(Some(5));
+        }
+        b[..5].copy_from_slice(b"12345");
+        Ok(5)
+    })
+    .unwrap();
+    assert_eq!((out.as_slice(), asked), (&b"head12345"[..], 2));
+}
