@@ -7,6 +7,8 @@
 //! - `AOBA_FAULT_SLOW_COMMIT_MS=N`: every storage commit takes N ms more (a slow disk).
 //! - `AOBA_FAULT_SLOW_READ_MS=N`: every storage read (roster load, archive page) takes N ms
 //!   more.
+//! - `AOBA_FAULT_STALL_ON=TEXT` with `AOBA_FAULT_STALL_FILE=PATH`: a shard blocks on a client
+//!   element containing TEXT while PATH exists (at most 30 s): a stuck shard.
 
 #[cfg(debug_assertions)]
 fn var(name: &str) -> Option<String> {
@@ -23,6 +25,27 @@ pub fn panic_on(text: &str) {
             && text.contains(t.as_str())
         {
             panic!("injected panic (AOBA_FAULT_PANIC_ON)");
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = text;
+}
+
+/// Blocks the calling shard while the stall file exists, when `text` holds the configured
+/// trigger (debug builds only).
+#[inline]
+pub fn stall_on(text: &str) {
+    #[cfg(debug_assertions)]
+    {
+        static T: std::sync::OnceLock<Option<(String, String)>> = std::sync::OnceLock::new();
+        if let Some((t, file)) =
+            T.get_or_init(|| Some((var("AOBA_FAULT_STALL_ON")?, var("AOBA_FAULT_STALL_FILE")?)))
+            && text.contains(t.as_str())
+        {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while std::path::Path::new(file).exists() && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
         }
     }
     #[cfg(not(debug_assertions))]

@@ -25,6 +25,8 @@ pub enum Op {
     Kick { jid: String, reason: String },
     /// Routes a stanza the admin API built (from this shard).
     Route { stanza: String },
+    /// Answers at once: the shard's loop is alive (the systemd watchdog).
+    Ping,
     /// This shard's rooms.
     Rooms,
     /// A room's occupants (on its home shard).
@@ -115,6 +117,7 @@ pub fn handle(shard: &Rc<Shard>, r: Request) {
                 None => Reply::Done(false),
             }
         }
+        Op::Ping => Reply::Done(true),
         Op::Rooms => Reply::Rooms(
             shard
                 .muc

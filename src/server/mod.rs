@@ -7,6 +7,7 @@ pub mod admin_api;
 pub mod admin_ops;
 pub mod conn;
 pub mod http;
+pub mod notify;
 pub mod shard;
 
 pub use shard::{Shard, ShardMsg};
@@ -257,6 +258,8 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
         println!("aoba admin listening on http://{a}");
     }
     println!("aoba ready");
+    notify::notify("READY=1\nSTATUS=serving");
+    notify::start_watchdog(senders.clone());
     use std::io::Write;
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, shards = n, domain = %shared.cfg.domain, "listening");
@@ -282,6 +285,7 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
                     continue;
                 }
                 tracing::info!(sig, "shutting down");
+                notify::notify("STOPPING=1");
                 for mb in senders.iter() {
                     while mb.try_send(ShardMsg::Shutdown).is_err() {
                         std::thread::sleep(Duration::from_millis(1));

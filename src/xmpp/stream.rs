@@ -137,6 +137,7 @@ impl Stream {
     /// Handles one complete top-level element.
     pub fn on_element<H: Host>(&mut self, shard: &H, ctl: &Rc<Sink>, text: &str) -> Action {
         crate::fault::panic_on(text);
+        crate::fault::stall_on(text);
         let l = &shard.cfg().limits;
         let limits = Limits {
             max_depth: l.max_xml_depth,
