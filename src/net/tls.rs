@@ -255,7 +255,6 @@ impl Tls {
             cipher: Vec::new(),
             pending: Vec::new(),
             ready: false,
-            peer_closed: false,
             since: std::time::Instant::now(),
             kind,
         })
@@ -288,7 +287,6 @@ pub struct TlsConn {
     pub cipher: Vec<u8>,
     pending: Vec<u8>,
     ready: bool,
-    peer_closed: bool,
     /// When the handshake started (for its timeout).
     since: std::time::Instant,
     kind: Kind,
@@ -347,10 +345,6 @@ impl TlsConn {
     /// The handshake is done: application data flows both ways.
     pub fn ready(&self) -> bool {
         self.ready
-    }
-
-    pub fn peer_closed(&self) -> bool {
-        self.peer_closed
     }
 
     /// When the handshake started.
@@ -418,7 +412,6 @@ impl TlsConn {
                     done = Some(ReadStatus::More);
                 }
                 Ok(ConnectionState::PeerClosed) | Ok(ConnectionState::Closed) => {
-                    self.peer_closed = true;
                     done = Some(ReadStatus::PeerClosed);
                 }
                 Ok(_) => {
@@ -469,9 +462,12 @@ impl TlsConn {
                     }
                     return Ok(());
                 }
-                Ok(ConnectionState::PeerClosed) | Ok(ConnectionState::Closed) => {
-                    // Half-closed by the peer: we may still send.
-                    self.peer_closed = true;
+                // Half-closed by the peer: we may still send (reported once, then
+                // `WriteTraffic`).
+                Ok(ConnectionState::PeerClosed) => {}
+                // Closed both ways: nothing more can be sent.
+                Ok(ConnectionState::Closed) => {
+                    return Err(rustls::Error::General("TLS connection closed".into()));
                 }
                 Ok(other) => {
                     return Err(rustls::Error::General(format!(

@@ -6,74 +6,49 @@ use crate::xml::ns;
 use crate::xml::writer::Elem;
 use std::ops::Range;
 
-/// The stream error conditions Aoba sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StreamError {
-    BadFormat,
-    Conflict,
-    ConnectionTimeout,
-    HostUnknown,
-    InternalServerError,
-    InvalidNamespace,
-    InvalidXml,
-    NotAuthorized,
-    NotWellFormed,
-    PolicyViolation,
-    ResourceConstraint,
-    RestrictedXml,
-    SystemShutdown,
-    UndefinedCondition,
-    UnsupportedEncoding,
-    UnsupportedStanzaType,
-    UnsupportedVersion,
+/// Declares a condition enum, its `ALL` (in declaration order: `ALL[c as usize] == c`, which
+/// the metrics index their counters by) and its RFC names, from one list.
+macro_rules! conditions {
+    ($(#[$m:meta])* $vis:vis enum $name:ident { $($v:ident => $s:literal,)* }) => {
+        $(#[$m])*
+        $vis enum $name {
+            $($v,)*
+        }
+
+        impl $name {
+            /// Every condition, in declaration order.
+            pub const ALL: [$name; [$($s),*].len()] = [$($name::$v),*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$v => $s,)*
+                }
+            }
+        }
+    };
 }
 
-impl StreamError {
-    /// Every condition, in declaration order (`ALL[c as usize] == c`).
-    pub const ALL: [StreamError; 17] = {
-        use StreamError::*;
-        [
-            BadFormat,
-            Conflict,
-            ConnectionTimeout,
-            HostUnknown,
-            InternalServerError,
-            InvalidNamespace,
-            InvalidXml,
-            NotAuthorized,
-            NotWellFormed,
-            PolicyViolation,
-            ResourceConstraint,
-            RestrictedXml,
-            SystemShutdown,
-            UndefinedCondition,
-            UnsupportedEncoding,
-            UnsupportedStanzaType,
-            UnsupportedVersion,
-        ]
-    };
-
-    pub fn name(self) -> &'static str {
-        use StreamError::*;
-        match self {
-            BadFormat => "bad-format",
-            Conflict => "conflict",
-            ConnectionTimeout => "connection-timeout",
-            HostUnknown => "host-unknown",
-            InternalServerError => "internal-server-error",
-            InvalidNamespace => "invalid-namespace",
-            InvalidXml => "invalid-xml",
-            NotAuthorized => "not-authorized",
-            NotWellFormed => "not-well-formed",
-            PolicyViolation => "policy-violation",
-            ResourceConstraint => "resource-constraint",
-            RestrictedXml => "restricted-xml",
-            SystemShutdown => "system-shutdown",
-            UndefinedCondition => "undefined-condition",
-            UnsupportedEncoding => "unsupported-encoding",
-            UnsupportedStanzaType => "unsupported-stanza-type",
-            UnsupportedVersion => "unsupported-version",
-        }
+conditions! {
+    /// The stream error conditions Aoba sends.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum StreamError {
+        BadFormat => "bad-format",
+        Conflict => "conflict",
+        ConnectionTimeout => "connection-timeout",
+        HostUnknown => "host-unknown",
+        InternalServerError => "internal-server-error",
+        InvalidNamespace => "invalid-namespace",
+        InvalidXml => "invalid-xml",
+        NotAuthorized => "not-authorized",
+        NotWellFormed => "not-well-formed",
+        PolicyViolation => "policy-violation",
+        ResourceConstraint => "resource-constraint",
+        RestrictedXml => "restricted-xml",
+        SystemShutdown => "system-shutdown",
+        UndefinedCondition => "undefined-condition",
+        UnsupportedEncoding => "unsupported-encoding",
+        UnsupportedStanzaType => "unsupported-stanza-type",
+        UnsupportedVersion => "unsupported-version",
     }
 }
 
@@ -170,73 +145,30 @@ pub fn stream_error_bytes(
     out
 }
 
-/// Stanza error conditions (RFC 6120 §8.3.3) with their default error type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cond {
-    BadRequest,
-    Conflict,
-    FeatureNotImplemented,
-    Forbidden,
-    InternalServerError,
-    ItemNotFound,
-    JidMalformed,
-    NotAcceptable,
-    NotAllowed,
-    NotAuthorized,
-    PolicyViolation,
-    RecipientUnavailable,
-    RegistrationRequired,
-    RemoteServerNotFound,
-    ResourceConstraint,
-    ServiceUnavailable,
+conditions! {
+    /// Stanza error conditions (RFC 6120 §8.3.3) with their default error type.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Cond {
+        BadRequest => "bad-request",
+        Conflict => "conflict",
+        FeatureNotImplemented => "feature-not-implemented",
+        Forbidden => "forbidden",
+        InternalServerError => "internal-server-error",
+        ItemNotFound => "item-not-found",
+        JidMalformed => "jid-malformed",
+        NotAcceptable => "not-acceptable",
+        NotAllowed => "not-allowed",
+        NotAuthorized => "not-authorized",
+        PolicyViolation => "policy-violation",
+        RecipientUnavailable => "recipient-unavailable",
+        RegistrationRequired => "registration-required",
+        RemoteServerNotFound => "remote-server-not-found",
+        ResourceConstraint => "resource-constraint",
+        ServiceUnavailable => "service-unavailable",
+    }
 }
 
 impl Cond {
-    /// Every condition, in declaration order (`ALL[c as usize] == c`).
-    pub const ALL: [Cond; 16] = {
-        use Cond::*;
-        [
-            BadRequest,
-            Conflict,
-            FeatureNotImplemented,
-            Forbidden,
-            InternalServerError,
-            ItemNotFound,
-            JidMalformed,
-            NotAcceptable,
-            NotAllowed,
-            NotAuthorized,
-            PolicyViolation,
-            RecipientUnavailable,
-            RegistrationRequired,
-            RemoteServerNotFound,
-            ResourceConstraint,
-            ServiceUnavailable,
-        ]
-    };
-
-    pub fn name(self) -> &'static str {
-        use Cond::*;
-        match self {
-            BadRequest => "bad-request",
-            Conflict => "conflict",
-            FeatureNotImplemented => "feature-not-implemented",
-            Forbidden => "forbidden",
-            InternalServerError => "internal-server-error",
-            ItemNotFound => "item-not-found",
-            JidMalformed => "jid-malformed",
-            NotAcceptable => "not-acceptable",
-            NotAllowed => "not-allowed",
-            NotAuthorized => "not-authorized",
-            PolicyViolation => "policy-violation",
-            RecipientUnavailable => "recipient-unavailable",
-            RegistrationRequired => "registration-required",
-            RemoteServerNotFound => "remote-server-not-found",
-            ResourceConstraint => "resource-constraint",
-            ServiceUnavailable => "service-unavailable",
-        }
-    }
-
     pub fn error_type(self) -> &'static str {
         use Cond::*;
         match self {

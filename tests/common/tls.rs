@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 pub struct TestCa {
@@ -139,8 +139,4 @@ pub fn read_to_end(r: &mut impl Read) -> String {
 pub fn send(w: &mut impl Write, s: &str) {
     w.write_all(s.as_bytes()).unwrap();
     w.flush().unwrap();
-}
-
-pub fn exists(p: &Path) -> bool {
-    p.exists()
 }
