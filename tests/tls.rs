@@ -597,6 +597,177 @@ fn openssl_s_client_probes() {
     );
 }
 
+/// An OpenSSL client on direct TLS, with its stdin and stdout: what it printed so far.
+struct SClient {
+    child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl SClient {
+    fn start(args: &[&str]) -> SClient {
+        openssl_ready();
+        let mut child = Command::new("openssl")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("openssl");
+        let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        for mut pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                let mut b = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut b) {
+                    if n == 0 {
+                        break;
+                    }
+                    out.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&b[..n]));
+                }
+            });
+        }
+        SClient { child, out }
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(line.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits until the output holds `what` `n` times (the whole output so far).
+    fn wait_for(&self, what: &str, n: usize) -> String {
+        let end = Instant::now() + WAIT;
+        loop {
+            let o = self.out.lock().unwrap().clone();
+            if o.matches(what).count() >= n || Instant::now() > end {
+                return o;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for SClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// OpenSSL clients on every cipher suite of TLS 1.3 and 1.2 Aoba offers (its own record
+/// layer after the handshake, on rustls's keys): the stream opens both ways; on TLS 1.3
+/// the client renews its key and asks for ours (`K`), and the stream goes on under the
+/// new keys both ways.
+#[test]
+fn openssl_every_cipher_suite_and_key_updates() {
+    let ca = TestCa::new();
+    let s = Server::start_with(&c2s_config(&ca, ""), 1);
+    let direct = format!("127.0.0.1:{}", s.direct_tls_port.unwrap());
+    let caf = ca.ca_file.to_str().unwrap();
+    for (version, flag, suite, name) in [
+        (
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_AES_128_GCM_SHA256",
+        ),
+        (
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_AES_256_GCM_SHA384",
+        ),
+        (
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_CHACHA20_POLY1305_SHA256",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ),
+        (
+            "-tls1_2",
+            "-cipher",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+        ),
+        (
+            "-tls1_2",
+            "-cipher",
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+            "ECDHE-ECDSA-AES256-GCM-SHA384",
+        ),
+        (
+            "-tls1_2",
+            "-cipher",
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+        ),
+    ] {
+        let mut c = SClient::start(&[
+            "s_client",
+            version,
+            flag,
+            suite,
+            "-alpn",
+            "xmpp-client",
+            "-servername",
+            "localhost",
+            "-connect",
+            &direct,
+            "-CAfile",
+            caf,
+            "-verify_return_error",
+        ]);
+        c.send(HEADER);
+        let o = c.wait_for("</stream:features>", 1);
+        assert!(
+            o.contains(&format!("Cipher is {name}")) && o.contains("</stream:features>"),
+            "{suite}: {o}"
+        );
+        let user = format!("ossl{}", name.len() + version.len() * 7);
+        let cred = base64::engine::general_purpose::STANDARD
+            .encode(format!("\0{user}\0{}", s.token(&user)));
+        c.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{cred}</auth>"
+        ));
+        let o = c.wait_for("<success", 1);
+        assert!(o.contains("<success"), "{suite}: {o}");
+        c.send(HEADER);
+        c.wait_for("</stream:features>", 2);
+        c.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>");
+        let o = c.wait_for("id='b1'", 1);
+        assert!(o.contains("<jid>"), "{suite}: {o}");
+        let rounds = if version == "-tls1_3" { 3 } else { 1 };
+        for round in 0..rounds {
+            if version == "-tls1_3" {
+                // A key update, our key update asked for too.
+                c.send("K");
+                c.wait_for("KEYUPDATE", round + 1);
+            }
+            c.send(&format!(
+                "<iq type='get' id='k{round}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+            ));
+            let o = c.wait_for(&format!("id='k{round}'"), 1);
+            assert!(
+                o.contains(&format!("id='k{round}'")),
+                "{suite} round {round}: {o}"
+            );
+        }
+        c.send("</stream:stream>");
+        let o = c.wait_for("</stream:stream>", 1);
+        assert!(o.contains("</stream:stream>"), "{suite}: {o}");
+        assert!(!o.to_lowercase().contains("alert"), "{suite}: {o}");
+    }
+    let log = s.log();
+    assert!(!log.contains("TLS error"), "{log}");
+}
+
 /// The limits of plain connections hold over TLS: a stanza over `limits.max_stanza_bytes`
 /// (the default) ends the stream with `policy-violation`, sent inside TLS.
 #[test]

@@ -3,8 +3,10 @@
 //! reads ciphertext into a buffer borrowed from its shard's pool, [`TlsConn::read`]
 //! decrypts the complete records and appends their plaintext to the connection's
 //! (pooled) plaintext buffer, and the writer encrypts each batch of frames into records
-//! of at most 16 KiB in its (pooled) batch buffer. An idle TLS session holds only its
-//! rustls state: no read or write buffer.
+//! of at most 16 KiB in its (pooled) batch buffer. Once the handshake is done rustls
+//! hands its traffic keys over and its connection state is dropped: records are then
+//! Aoba's own ([`record`], on ring's AEADs). An idle TLS session holds only its two keys
+//! (and rustls's small TLS 1.3 key-update state): no read or write buffer.
 //!
 //! One [`Tls`] per process: its server configurations, its certificate store and its
 //! session-ticket key are shared by every shard, so a reconnect resumes on any shard.
@@ -13,7 +15,7 @@
 
 use rustls::server::{ClientHello, ResolvesServerCert, UnbufferedServerConnection};
 use rustls::sign::CertifiedKey;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+use rustls::unbuffered::{ConnectionState, EncodeError, UnbufferedStatus};
 use rustls::{ServerConfig, crypto::CryptoProvider};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -203,6 +205,8 @@ impl Tls {
             c.session_storage = sessions.clone();
             // One ticket is enough for a client's next reconnect.
             c.send_tls13_tickets = 1;
+            // After the handshake Aoba keeps only the traffic keys (`record.rs`).
+            c.enable_secret_extraction = true;
             Ok(Arc::new(c))
         };
         let tls = Tls {
@@ -251,12 +255,13 @@ impl Tls {
             Kind::Direct => &self.direct,
         };
         Ok(TlsConn {
-            conn: UnbufferedServerConnection::new(cfg.clone())?,
+            phase: Phase::Handshake(Box::new(UnbufferedServerConnection::new(cfg.clone())?)),
             cipher: Vec::new(),
             pending: Vec::new(),
-            ready: false,
             since: std::time::Instant::now(),
             kind,
+            resumed: false,
+            alpn: None,
         })
     }
 }
@@ -266,8 +271,9 @@ pub const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
 /// The most one record adds to its plaintext: the header, the content type (TLS 1.3),
 /// the tag or the explicit nonce and tag (TLS 1.2).
 pub const RECORD_OVERHEAD: usize = 5 + 1 + 16 + 8;
-/// The largest record a peer may send (RFC 8446 §5.2: plaintext + 256, plus the header).
-pub const MAX_RECORD_BYTES: usize = 5 + MAX_RECORD_PLAINTEXT + 256;
+/// The largest record a peer may send (RFC 5246 §6.2.3: plaintext + 2048 on TLS 1.2;
+/// RFC 8446 §5.2: + 256 on TLS 1.3), with its header.
+pub const MAX_RECORD_BYTES: usize = 5 + MAX_RECORD_PLAINTEXT + 2048;
 
 /// What reading gave.
 #[derive(Debug, PartialEq, Eq)]
@@ -278,24 +284,36 @@ pub enum ReadStatus {
     PeerClosed,
 }
 
-/// One connection's TLS state: rustls's unbuffered connection, the partial record read so
-/// far (a pool buffer, only while a record is incomplete), and the TLS bytes the read side
-/// produced (handshake flights, alerts) for the writer to send.
+/// One connection's TLS state: rustls's unbuffered connection during the handshake, then
+/// only the traffic keys ([`record::Traffic`]); the partial record read so far (a pool
+/// buffer, only while a record is incomplete), and the TLS bytes the read side produced
+/// (handshake flights, alerts, key updates) for the writer to send first.
 pub struct TlsConn {
-    conn: UnbufferedServerConnection,
+    phase: Phase,
     /// Ciphertext not yet processed: empty (capacity 0) when no record is partial.
     pub cipher: Vec<u8>,
     pending: Vec<u8>,
-    ready: bool,
     /// When the handshake started (for its timeout).
     since: std::time::Instant,
     kind: Kind,
+    resumed: bool,
+    alpn: Option<&'static [u8]>,
 }
+
+enum Phase {
+    Handshake(Box<UnbufferedServerConnection>),
+    Traffic(Box<record::Traffic>),
+    /// The handshake failed, or the keys could not be taken over.
+    Failed,
+}
+
+/// The ALPN protocols the listeners offer (kept after the handshake without a copy).
+const ALPN: [&[u8]; 2] = [b"http/1.1", b"xmpp-client"];
 
 impl std::fmt::Debug for TlsConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TlsConn")
-            .field("ready", &self.ready)
+            .field("ready", &self.ready())
             .field("cipher", &self.cipher.len())
             .field("pending", &self.pending.len())
             .finish()
@@ -334,17 +352,10 @@ fn encode_err(e: EncodeError) -> Result<usize, Option<usize>> {
     }
 }
 
-fn encrypt_err(e: EncryptError) -> Result<usize, Option<usize>> {
-    match e {
-        EncryptError::InsufficientSize(s) => Err(Some(s.required_size)),
-        EncryptError::EncryptExhausted => Err(None),
-    }
-}
-
 impl TlsConn {
     /// The handshake is done: application data flows both ways.
     pub fn ready(&self) -> bool {
-        self.ready
+        matches!(self.phase, Phase::Traffic(_))
     }
 
     /// When the handshake started.
@@ -369,12 +380,18 @@ impl TlsConn {
 
     /// The ALPN protocol agreed on, if any.
     pub fn alpn(&self) -> Option<&[u8]> {
-        self.conn.alpn_protocol()
+        match &self.phase {
+            Phase::Handshake(c) => c.alpn_protocol(),
+            _ => self.alpn,
+        }
     }
 
     /// The handshake resumed an earlier session (a ticket).
     pub fn resumed(&self) -> bool {
-        self.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+        match &self.phase {
+            Phase::Handshake(c) => c.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            _ => self.resumed,
+        }
     }
 
     /// Processes the records in `self.cipher`: the plaintext of each complete record is
@@ -382,14 +399,40 @@ impl TlsConn {
     /// of a partial record stay in `self.cipher`. On error, the alert for the peer (if
     /// any) is in the pending output.
     pub fn read(&mut self, plain: &mut Vec<u8>) -> Result<ReadStatus, rustls::Error> {
+        match &mut self.phase {
+            Phase::Traffic(t) => t.read(&mut self.cipher, plain, &mut self.pending),
+            Phase::Handshake(_) => {
+                let r = self.handshake(plain);
+                if let Err(e) = &r {
+                    self.flush_alert();
+                    self.phase = Phase::Failed;
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                }
+                // Records that came after the handshake's last one.
+                match (&r, &mut self.phase) {
+                    (Ok(ReadStatus::More), Phase::Traffic(t)) if !self.cipher.is_empty() => {
+                        t.read(&mut self.cipher, plain, &mut self.pending)
+                    }
+                    _ => r,
+                }
+            }
+            Phase::Failed => Err(rustls::Error::General("TLS connection failed".into())),
+        }
+    }
+
+    /// Runs rustls until the handshake is done, then keeps only the traffic keys.
+    fn handshake(&mut self, plain: &mut Vec<u8>) -> Result<ReadStatus, rustls::Error> {
+        let Phase::Handshake(conn) = &mut self.phase else {
+            return Ok(ReadStatus::More);
+        };
         loop {
             let UnbufferedStatus { mut discard, state } =
-                self.conn.process_tls_records(&mut self.cipher[..]);
+                conn.process_tls_records(&mut self.cipher[..]);
             let mut done = None;
+            let mut established = false;
             match state {
                 Err(e) => {
                     self.cipher.drain(..discard.min(self.cipher.len()));
-                    self.flush_alert();
                     return Err(e);
                 }
                 Ok(ConnectionState::ReadTraffic(mut r)) => {
@@ -408,7 +451,7 @@ impl TlsConn {
                 }
                 Ok(ConnectionState::BlockedHandshake) => done = Some(ReadStatus::More),
                 Ok(ConnectionState::WriteTraffic(_)) => {
-                    self.ready = true;
+                    established = !conn.is_handshaking();
                     done = Some(ReadStatus::More);
                 }
                 Ok(ConnectionState::PeerClosed) | Ok(ConnectionState::Closed) => {
@@ -420,16 +463,40 @@ impl TlsConn {
                 }
             }
             self.cipher.drain(..discard.min(self.cipher.len()));
+            if established {
+                break;
+            }
             if let Some(s) = done {
                 return Ok(s);
             }
         }
+        self.take_keys()?;
+        Ok(ReadStatus::More)
     }
 
-    /// After an error: the alert rustls queued for the peer, into the pending output.
+    /// The handshake is done: rustls hands its traffic keys over (everything it had to
+    /// send is in `pending` already) and its connection state is dropped.
+    fn take_keys(&mut self) -> Result<(), rustls::Error> {
+        let Phase::Handshake(conn) = std::mem::replace(&mut self.phase, Phase::Failed) else {
+            return Ok(());
+        };
+        self.resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        self.alpn = conn
+            .alpn_protocol()
+            .and_then(|p| ALPN.iter().copied().find(|a| *a == p));
+        let (secrets, kernel) = conn.dangerous_into_kernel_connection()?;
+        self.phase = Phase::Traffic(Box::new(record::Traffic::new(secrets, kernel)?));
+        Ok(())
+    }
+
+    /// After a handshake error: the alert rustls queued for the peer, into the pending
+    /// output.
     fn flush_alert(&mut self) {
+        let Phase::Handshake(conn) = &mut self.phase else {
+            return;
+        };
         for _ in 0..4 {
-            let st = self.conn.process_tls_records(&mut []);
+            let st = conn.process_tls_records(&mut []);
             match st.state {
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
                     let _ = append(&mut self.pending, 64, |b| e.encode(b).or_else(encode_err));
@@ -440,53 +507,29 @@ impl TlsConn {
         }
     }
 
-    /// Encrypts `plain` into records of at most 16 KiB appended to `out` (after any TLS
-    /// message rustls has to send first, such as a key update).
+    /// Encrypts `plain` into records of at most 16 KiB appended to `out` (after a key
+    /// update when one is due).
     pub fn encrypt(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<(), rustls::Error> {
-        let mut rest = plain;
-        loop {
-            let st = self.conn.process_tls_records(&mut []);
-            match st.state {
-                Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    append(out, 256, |b| e.encode(b).or_else(encode_err))?;
-                }
-                Ok(ConnectionState::TransmitTlsData(t)) => t.done(),
-                Ok(ConnectionState::WriteTraffic(mut w)) => {
-                    while !rest.is_empty() {
-                        let n = rest.len().min(MAX_RECORD_PLAINTEXT);
-                        let chunk = &rest[..n];
-                        append(out, n + RECORD_OVERHEAD, |b| {
-                            w.encrypt(chunk, b).or_else(encrypt_err)
-                        })?;
-                        rest = &rest[n..];
-                    }
-                    return Ok(());
-                }
-                // Half-closed by the peer: we may still send (reported once, then
-                // `WriteTraffic`).
-                Ok(ConnectionState::PeerClosed) => {}
-                // Closed both ways: nothing more can be sent.
-                Ok(ConnectionState::Closed) => {
-                    return Err(rustls::Error::General("TLS connection closed".into()));
-                }
-                Ok(other) => {
-                    return Err(rustls::Error::General(format!(
-                        "cannot encrypt in TLS state {other:?}"
-                    )));
-                }
-                Err(e) => return Err(e),
-            }
+        match &mut self.phase {
+            Phase::Traffic(t) => t.encrypt(plain, out),
+            _ => Err(rustls::Error::General(
+                "TLS: no application data before the handshake is done".into(),
+            )),
         }
     }
 
     /// Appends a close_notify alert to `out` (nothing before the handshake is done).
     pub fn close_notify(&mut self, out: &mut Vec<u8>) {
-        if !self.ready {
-            return;
+        if let Phase::Traffic(t) = &mut self.phase {
+            t.close_notify(out);
         }
-        let st = self.conn.process_tls_records(&mut []);
-        if let Ok(ConnectionState::WriteTraffic(mut w)) = st.state {
-            let _ = append(out, 64, |b| w.queue_close_notify(b).or_else(encrypt_err));
+    }
+
+    #[cfg(test)]
+    fn traffic(&mut self) -> &mut record::Traffic {
+        match &mut self.phase {
+            Phase::Traffic(t) => t,
+            _ => panic!("the handshake is not done"),
         }
     }
 }
@@ -526,6 +569,8 @@ pub mod testing {
         }
     }
 }
+
+mod record;
 
 #[cfg(test)]
 mod tests;

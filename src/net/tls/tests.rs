@@ -370,7 +370,7 @@ fn idle_state_is_small_and_holds_no_buffer() {
     );
     assert_eq!(s.pending.capacity(), 0);
     assert!(
-        std::mem::size_of::<TlsConn>() < 2048,
+        std::mem::size_of::<TlsConn>() <= 128,
         "{}",
         std::mem::size_of::<TlsConn>()
     );
@@ -397,4 +397,239 @@ fn append_retries_sizes_and_stops_on_what_cannot_be_retried() {
     })
     .unwrap();
     assert_eq!((out.as_slice(), asked), (&b"head12345"[..], 2));
+}
+
+/// A client restricted to one cipher suite (and so to its TLS version).
+fn suite_client(trust: &Cert, suite: rustls::SupportedCipherSuite) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(trust.der.clone()).unwrap();
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![suite],
+        ..(*provider()).clone()
+    };
+    let version: &'static rustls::SupportedProtocolVersion = match suite {
+        rustls::SupportedCipherSuite::Tls12(_) => &rustls::version::TLS12,
+        rustls::SupportedCipherSuite::Tls13(_) => &rustls::version::TLS13,
+    };
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+const SUITES: [rustls::SupportedCipherSuite; 6] = {
+    use rustls::crypto::ring::cipher_suite::*;
+    [
+        TLS13_AES_128_GCM_SHA256,
+        TLS13_AES_256_GCM_SHA384,
+        TLS13_CHACHA20_POLY1305_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+};
+
+/// Everything the server sent, read by the client: its plaintext.
+fn client_reads(client: &mut ClientConnection, wire: &[u8]) -> Vec<u8> {
+    let mut back = Vec::new();
+    let mut wire = wire;
+    while !wire.is_empty() {
+        client.read_tls(&mut wire).unwrap();
+        client.process_new_packets().unwrap();
+        let _ = client.reader().read_to_end(&mut back);
+    }
+    back
+}
+
+/// After the handshake the server keeps only the traffic keys (its own record layer):
+/// for every suite of both versions, data both ways, records split at every size and
+/// coalesced, 16 KiB records, and close_notify both ways.
+#[test]
+fn own_record_layer_for_every_suite() {
+    let (_d, cert, tls) = setup(&["localhost"]);
+    for suite in SUITES {
+        for chunk in [1, 3, 17, 5000, usize::MAX] {
+            let (mut client, mut server) = connect(
+                &tls,
+                Kind::StartTls,
+                suite_client(&cert, suite),
+                "localhost",
+            );
+            // Written before the handshake ends: it rides with the client's last flight.
+            client.writer().write_all(b"<early/>").unwrap();
+            let mut got = pump(&mut client, &mut server, chunk);
+            assert!(server.ready(), "{suite:?}");
+            assert!(
+                matches!(server.phase, Phase::Traffic(_)),
+                "rustls's state is dropped"
+            );
+            let big: Vec<u8> = (0..40_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+            for _ in 0..3 {
+                client.writer().write_all(b"<m>h\xc3\xa9</m>").unwrap();
+            }
+            client.writer().write_all(&big).unwrap();
+            got.extend(pump(&mut client, &mut server, chunk));
+            let mut want = b"<early/>".to_vec();
+            for _ in 0..3 {
+                want.extend_from_slice("<m>hé</m>".as_bytes());
+            }
+            want.extend_from_slice(&big);
+            assert!(got == want, "{suite:?} chunk {chunk}: {} bytes", got.len());
+            assert!(server.cipher.is_empty());
+            let mut out = Vec::new();
+            server.encrypt(b"<p/>", &mut out).unwrap();
+            server.encrypt(&big, &mut out).unwrap();
+            assert!(out.len() <= 4 + big.len() + 4 * RECORD_OVERHEAD);
+            let back = client_reads(&mut client, &out);
+            assert!(back[..4] == *b"<p/>" && back[4..] == big, "{suite:?}");
+            // close_notify both ways.
+            client.writer().write_all(b"</stream>").unwrap();
+            client.send_close_notify();
+            let mut wire = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut wire).unwrap();
+            }
+            server.cipher.extend_from_slice(&wire);
+            let mut plain = Vec::new();
+            assert_eq!(server.read(&mut plain).unwrap(), ReadStatus::PeerClosed);
+            assert_eq!(plain, b"</stream>");
+            let mut out = Vec::new();
+            server.encrypt(b"</stream>", &mut out).unwrap();
+            server.close_notify(&mut out);
+            assert!(server.encrypt(b"x", &mut Vec::new()).is_err(), "closed");
+            client.read_tls(&mut &out[..]).unwrap();
+            let st = client.process_new_packets().unwrap();
+            assert!(st.peer_has_closed(), "{suite:?}");
+        }
+    }
+}
+
+/// TLS 1.3 key updates (RFC 8446 §4.6.3): a client that renews its key and asks us to
+/// renew ours; and our own renewal before the confidentiality limit.
+#[test]
+fn key_updates_both_ways() {
+    let (_d, cert, tls) = setup(&["localhost"]);
+    use rustls::crypto::ring::cipher_suite::*;
+    for suite in [TLS13_AES_128_GCM_SHA256, TLS13_CHACHA20_POLY1305_SHA256] {
+        let (mut client, mut server) =
+            connect(&tls, Kind::Direct, suite_client(&cert, suite), "localhost");
+        pump(&mut client, &mut server, usize::MAX);
+        for round in 0..3 {
+            client.refresh_traffic_keys().unwrap();
+            client.writer().write_all(b"<after-update/>").unwrap();
+            let got = pump(&mut client, &mut server, 7);
+            assert_eq!(got, b"<after-update/>", "round {round}");
+            // We answered (a KeyUpdate under the old key, which `pump` delivered) and
+            // switched to our next key, whose sequence numbers start at 0.
+            assert_eq!(server.traffic().tx_seq(), 0, "round {round}");
+            let mut out = Vec::new();
+            server.encrypt(b"<new-key/>", &mut out).unwrap();
+            assert_eq!(client_reads(&mut client, &out), b"<new-key/>");
+        }
+        // Our own limit, reached at the third record: renewed before it.
+        let seq = server.traffic().tx_seq();
+        server.traffic().set_tx_limit(seq + 2);
+        let mut out = Vec::new();
+        for i in 0..6 {
+            server
+                .encrypt(format!("<n{i}/>").as_bytes(), &mut out)
+                .unwrap();
+            if i == 2 {
+                assert_eq!(server.traffic().tx_seq(), 1, "renewed: sequence from 0");
+                server.traffic().set_tx_limit(u64::MAX);
+            }
+        }
+        assert_eq!(
+            client_reads(&mut client, &out),
+            b"<n0/><n1/><n2/><n3/><n4/><n5/>"
+        );
+        client.writer().write_all(b"<still/>").unwrap();
+        assert_eq!(pump(&mut client, &mut server, usize::MAX), b"<still/>");
+    }
+}
+
+/// A record that does not authenticate, one longer than TLS allows, and a fatal alert from
+/// the peer each end the connection, and the peer is told (bad_record_mac,
+/// record_overflow); no panic on any byte.
+#[test]
+fn bad_records_end_the_connection_with_an_alert() {
+    let (_d, cert, tls) = setup(&["localhost"]);
+    for suite in SUITES {
+        // A flipped bit in the body.
+        let (mut client, mut server) = connect(
+            &tls,
+            Kind::StartTls,
+            suite_client(&cert, suite),
+            "localhost",
+        );
+        pump(&mut client, &mut server, usize::MAX);
+        client.writer().write_all(b"<m/>").unwrap();
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        let last = wire.len() - 3;
+        wire[last] ^= 1;
+        server.cipher.extend_from_slice(&wire);
+        assert!(server.read(&mut Vec::new()).is_err(), "{suite:?}");
+        let alert = server.take_pending();
+        client.read_tls(&mut &alert[..]).unwrap();
+        let e = client.process_new_packets().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                rustls::Error::AlertReceived(rustls::AlertDescription::BadRecordMac)
+            ),
+            "{suite:?}: {e:?}"
+        );
+        assert!(server.read(&mut Vec::new()).is_err(), "stays failed");
+        assert!(server.encrypt(b"x", &mut Vec::new()).is_err());
+        // A header announcing more than a record may hold.
+        let (mut client, mut server) = connect(
+            &tls,
+            Kind::StartTls,
+            suite_client(&cert, suite),
+            "localhost",
+        );
+        pump(&mut client, &mut server, usize::MAX);
+        server.cipher.extend_from_slice(&[23, 3, 3, 0xff, 0xff]);
+        assert!(server.read(&mut Vec::new()).is_err());
+        let alert = server.take_pending();
+        client.read_tls(&mut &alert[..]).unwrap();
+        let e = client.process_new_packets().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                rustls::Error::AlertReceived(rustls::AlertDescription::RecordOverflow)
+            ),
+            "{suite:?}: {e:?}"
+        );
+        // Every prefix of a valid record, then garbage after a valid record: never a panic.
+        let (mut client, mut server) = connect(
+            &tls,
+            Kind::StartTls,
+            suite_client(&cert, suite),
+            "localhost",
+        );
+        pump(&mut client, &mut server, usize::MAX);
+        client.writer().write_all(b"<x/>").unwrap();
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        for cut in 0..wire.len() {
+            let mut s = tls.accept(Kind::StartTls).unwrap();
+            s.phase = Phase::Failed;
+            s.cipher.extend_from_slice(&wire[..cut]);
+            let _ = s.read(&mut Vec::new());
+        }
+        server.cipher.extend_from_slice(&wire);
+        server.cipher.extend_from_slice(&[22, 3, 3, 0, 0, 1, 2, 3]);
+        let mut plain = Vec::new();
+        assert!(server.read(&mut plain).is_err());
+        assert_eq!(plain, b"<x/>", "what came before the bad record is kept");
+    }
 }
