@@ -633,3 +633,79 @@ fn bad_records_end_the_connection_with_an_alert() {
         assert_eq!(plain, b"<x/>", "what came before the bad record is kept");
     }
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn established(suite: usize) -> (tempfile::TempDir, ClientConnection, TlsConn) {
+        let (d, cert, tls) = setup(&["localhost"]);
+        let (mut c, mut s) = connect(
+            &tls,
+            Kind::StartTls,
+            suite_client(&cert, SUITES[suite % SUITES.len()]),
+            "localhost",
+        );
+        pump(&mut c, &mut s, usize::MAX);
+        assert!(s.ready());
+        (d, c, s)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Records of random sizes, cut at random places: the same plaintext comes out.
+        #[test]
+        fn random_splits_give_the_same_plaintext(
+            suite in 0usize..6,
+            sizes in proptest::collection::vec(0usize..20_000, 1..6),
+            cuts in proptest::collection::vec(1usize..3000, 1..40),
+        ) {
+            let (_d, mut c, mut s) = established(suite);
+            let mut want = Vec::new();
+            let mut wire = Vec::new();
+            for (i, n) in sizes.iter().enumerate() {
+                let part: Vec<u8> = (0..*n).map(|k| b'a' + ((k + i) % 26) as u8).collect();
+                c.writer().write_all(&part).unwrap();
+                want.extend(part);
+                while c.wants_write() {
+                    c.write_tls(&mut wire).unwrap();
+                }
+            }
+            let mut got = Vec::new();
+            let mut rest = &wire[..];
+            for cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (a, b) = rest.split_at((*cut).min(rest.len()));
+                s.cipher.extend_from_slice(a);
+                prop_assert_eq!(s.read(&mut got).unwrap(), ReadStatus::More);
+                rest = b;
+            }
+            prop_assert!(got == want, "{} of {} bytes", got.len(), want.len());
+            prop_assert!(s.cipher.is_empty());
+        }
+
+        /// Any bytes after the handshake: an error or more plaintext, never a panic.
+        #[test]
+        fn any_bytes_after_the_handshake_never_panic(
+            suite in 0usize..6,
+            junk in proptest::collection::vec(any::<u8>(), 0..200),
+            header in any::<bool>(),
+        ) {
+            let (_d, _c, mut s) = established(suite);
+            if header {
+                // A plausible header, so the body reaches the AEAD.
+                let len = junk.len() as u16;
+                s.cipher.extend_from_slice(&[23, 3, 3]);
+                s.cipher.extend_from_slice(&len.to_be_bytes());
+            }
+            s.cipher.extend_from_slice(&junk);
+            let mut plain = Vec::new();
+            if s.read(&mut plain).is_ok() {
+                prop_assert!(plain.is_empty(), "nothing authenticates by chance");
+            }
+        }
+    }
+}
