@@ -46,6 +46,7 @@ pub struct Config {
     pub sm: crate::features::sm::SmConfig,
     pub mam: crate::features::mam::MamConfig,
     pub ftw: crate::ftw::FtwConfig,
+    pub demo: DemoConfig,
 }
 
 /// The listener, the shards and their runtime.
@@ -56,8 +57,8 @@ pub struct ServerConfig {
     /// to start if another process listens on it.
     pub listen: SocketAddr,
     /// Address of the HTTPS listener: the same paths as `listen` (`/xmpp` for wss://,
-    /// `/socket.io/`, `/ftw`, `/health`) over TLS, with the `[tls]` certificates. Unset: no
-    /// HTTPS. `aoba serve --listen-tls ADDR` sets it.
+    /// `/socket.io/`, `/ftw`, `/health`, `/demo`) over TLS, with the `[tls]` certificates.
+    /// Unset: no HTTPS. `aoba serve --listen-tls ADDR` sets it.
     pub listen_tls: Option<SocketAddr>,
     /// The XMPP domain served (JIDs `user@domain`). It must be a valid domain, and is
     /// normalized (RFC 7622: `Chat.Example` is `chat.example`).
@@ -223,6 +224,26 @@ impl Default for LogConfig {
         LogConfig {
             format: "text".into(),
         }
+    }
+}
+
+/// The demo page: `GET /demo` on `server.listen` (and `server.listen_tls`) serves one
+/// self-contained page to try the server in a browser: it logs in with the `auth_token`
+/// cookie (or asks for a token), shows contacts' presence, 1:1 chat with delivery receipts,
+/// a group room and the raw stanzas. `/demo` speaks XML over `/xmpp`,
+/// `/demo?transport=ftw` the XMPP-FTW JSON events over Socket.IO (its client is served at
+/// `/demo/socket.io.min.js`). It holds no secret and reaches nothing but this server.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Serve `/demo` and `/demo/socket.io.min.js`; false: they answer 404. Turn it off in
+    /// production if you do not want it there.
+    pub enabled: bool,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig { enabled: true }
     }
 }
 

@@ -47,11 +47,18 @@ pub fn simple(status: &str, extra_headers: &str, body: &str) -> Vec<u8> {
 
 /// A response with a body of `content_type` that closes the connection.
 pub fn respond(status: &str, content_type: &str, body: &str) -> Vec<u8> {
-    format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    respond_with(status, content_type, "", body.as_bytes())
+}
+
+/// `respond` with `extra_headers` (each ending in CRLF) and a body of any bytes.
+pub fn respond_with(status: &str, content_type: &str, extra_headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut v = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n{extra_headers}\r\n",
         body.len()
     )
-    .into_bytes()
+    .into_bytes();
+    v.extend_from_slice(body);
+    v
 }
 
 /// The value of cookie `name` among all `Cookie` headers.

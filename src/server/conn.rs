@@ -620,7 +620,9 @@ impl Conn {
         match super::http::handle(&self.shard, buf) {
             Ok(None) => 0,
             Err(resp) | Ok(Some((Outcome::Respond(resp), _))) => {
-                self.ctl.push_reply(OutFrame::raw(Bytes::from(resp)));
+                // One answer, then the close: it is queued whole even when it is larger
+                // than the outbound bound (the demo page's Socket.IO client is 47 kB).
+                self.ctl.out.push_control(OutFrame::raw(Bytes::from(resp)));
                 self.ctl.close(CloseKind::Flush, Vec::new());
                 self.action = Action::Close;
                 buf.len()

@@ -1,6 +1,6 @@
 //! What the HTTP listener serves: the paths (`/xmpp` and its aliases for RFC 7395, the
-//! XMPP-FTW endpoints, `/health`), the `/health` answer, and the JWT check of the
-//! `auth_token` cookie during the upgrade.
+//! XMPP-FTW endpoints, `/health`, the demo page), the `/health` answer, and the JWT check
+//! of the `auth_token` cookie during the upgrade.
 
 use super::Shard;
 use crate::ftw::FtwConfig;
@@ -14,6 +14,8 @@ pub const WS_PATHS: [&str; 3] = ["/xmpp", "/ws/xmpp", "/ws"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     Health,
+    /// The demo page or its Socket.IO client (`demo.enabled`).
+    Demo(super::demo::Asset),
     /// XMPP over WebSocket (RFC 7395).
     Xmpp,
     /// An XMPP-FTW JSON session in this framing.
@@ -24,6 +26,9 @@ pub enum Endpoint {
 pub fn route(ftw: &FtwConfig, path: &str, query: &str) -> Route<Endpoint> {
     if path == "/health" {
         return Route::Get(Endpoint::Health);
+    }
+    if let Some(a) = super::demo::asset(path) {
+        return Route::Get(Endpoint::Demo(a));
     }
     match crate::ftw::transport::endpoint(ftw, path, query) {
         Err(resp) => return Route::Respond(resp),
@@ -57,15 +62,24 @@ pub enum Outcome {
     Respond(Vec<u8>),
 }
 
-/// Parses a request from `buf`, then answers `/health` and verifies the `auth_token`
-/// cookie of an upgrade with the shard. `Ok(None)`: incomplete. On success also returns the
-/// number of bytes the request took (anything after it is WebSocket data).
+/// Parses a request from `buf`, then answers `/health` and the demo page (404 unless
+/// `demo.enabled`) and verifies the `auth_token` cookie of an upgrade with the shard.
+/// `Ok(None)`: incomplete. On success also returns the number of bytes the request took
+/// (anything after it is WebSocket data).
 pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec<u8>> {
-    let Some((req, n)) = parse_request(buf, |p, q| route(&shard.config.ftw, p, q))? else {
+    let config = &shard.config;
+    let Some((req, n)) = parse_request(buf, |p, q| match route(&config.ftw, p, q) {
+        Route::Get(Endpoint::Demo(_)) if !config.demo.enabled => Route::NotFound,
+        r => r,
+    })?
+    else {
         return Ok(None);
     };
     let outcome = match req {
         Request::Respond(resp) => Outcome::Respond(resp),
+        Request::Get(Endpoint::Demo(a)) => {
+            Outcome::Respond(super::demo::response(a, shard.domain(), shard.muc.domain()))
+        }
         Request::Get(_) => {
             let body = format!(
                 "{{\"status\":\"ok\",\"shards\":{},\"storage_backlog\":{},\"connections\":{}}}\n",
@@ -159,6 +173,11 @@ mod tests {
             Request::Get(Endpoint::Health)
         );
         assert_eq!(status(&parse("GET /nope HTTP/1.1\r\n\r\n")), "404");
+        assert_eq!(
+            parse("GET /demo?transport=ftw HTTP/1.1\r\n\r\n"),
+            Request::Get(Endpoint::Demo(super::super::demo::Asset::Page))
+        );
+        assert_eq!(status(&parse("GET /demo/nope.js HTTP/1.1\r\n\r\n")), "404");
         for p in WS_PATHS {
             let req = UPGRADE.replace("/xmpp", p);
             let r = parse(&req);

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod admin_api;
 pub mod admin_ops;
 pub mod conn;
+pub mod demo;
 pub mod http;
 pub mod notify;
 pub mod shard;
@@ -36,7 +37,7 @@ pub fn timer_tick(cfg: &Config) -> Duration {
 /// What a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
-    /// HTTP: the WebSocket upgrade at `/xmpp`, `/socket.io/`, `/ftw`, `/health`.
+    /// HTTP: the WebSocket upgrade at `/xmpp`, `/socket.io/`, `/ftw`, `/health`, `/demo`.
     Http,
     /// The same over TLS (`server.listen_tls`).
     Https,

@@ -203,11 +203,16 @@ impl Server {
 
     /// A plain HTTP/1.1 GET on the server's port: the whole response as text.
     pub async fn http_get(&self, path: &str) -> String {
+        self.http_request("GET", path).await
+    }
+
+    /// A plain HTTP/1.1 request without a body: the whole response as text.
+    pub async fn http_request(&self, method: &str, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .unwrap();
-        tcp.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        tcp.write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
             .await
             .unwrap();
         let mut out = String::new();
