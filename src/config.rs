@@ -194,6 +194,10 @@ pub struct AdminConfig {
     /// How long an admin call waits for the shards' answers.
     #[schemars(range(min = 100))]
     pub request_timeout_ms: u64,
+    /// Items (roster items, room affiliations) one admin API request may carry; more get
+    /// 400 `policy-violation`. A request is also bounded by `max_request_bytes`.
+    #[schemars(range(min = 1))]
+    pub max_items_per_request: usize,
 }
 
 impl Default for AdminConfig {
@@ -205,24 +209,29 @@ impl Default for AdminConfig {
             io_timeout_ms: 5000,
             token_file: None,
             request_timeout_ms: 2000,
+            max_items_per_request: 1000,
         }
     }
 }
 
-/// Logging (to stderr). `AOBA_LOG` sets the filter (default `info`); the admin API can
-/// change it at runtime (`PUT /api/log-level`).
+/// Logging (to stderr). The admin API can change the filter at runtime (`PUT
+/// /api/log-level`), and `POST /api/reload` applies a changed `level`.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     /// `text`, or `json` for one JSON object per line (for a log pipeline);
     /// `AOBA_LOG_FORMAT` overrides it.
     pub format: String,
+    /// The filter, in `tracing`'s `EnvFilter` syntax: `info`, `debug`,
+    /// `aoba=debug,info`… `AOBA_LOG`, when set and not empty, overrides it.
+    pub level: String,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
             format: "text".into(),
+            level: "info".into(),
         }
     }
 }
@@ -297,6 +306,8 @@ impl Config {
                 self.log.format
             ));
         }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| format!("log.level {:?}: {e}", self.log.level))?;
         if self.server.listen_tls.is_some() && self.tls.certificates.is_empty() {
             return Err("server.listen_tls needs [tls] certificates".into());
         }

@@ -59,6 +59,84 @@ pub enum CtlCmd {
         #[arg(long)]
         from: Option<String>,
     },
+    /// The log filter: shown without LEVEL; with it, changed until the revert time.
+    LogLevel {
+        /// A tracing filter: `debug`, `aoba=trace,info`...
+        level: Option<String>,
+        /// Back to the start-up filter after this many seconds (0: never).
+        #[arg(long, default_value_t = 600)]
+        revert_after: u64,
+    },
+    /// Rooms: list, create or change, delete.
+    Rooms {
+        #[command(subcommand)]
+        cmd: RoomsCmd,
+    },
+    /// Users: provision (before a first login), show, provision a roster item, delete.
+    User {
+        #[command(subcommand)]
+        cmd: UserCmd,
+    },
+    /// Re-read the configuration file: apply what changes live, list what needs a restart.
+    Reload,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum RoomsCmd {
+    /// Every room in memory, sorted.
+    List,
+    /// Create a room, or change one (options not given keep their value; a new room is
+    /// persistent unless `--persistent false`).
+    Create {
+        /// A room JID, or its localpart (`group-{uuid}`).
+        room: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_name = "BOOL")]
+        persistent: Option<bool>,
+        #[arg(long, value_name = "BOOL")]
+        members_only: Option<bool>,
+        #[arg(long, value_name = "BOOL")]
+        public: Option<bool>,
+        /// Messages of history sent on joining.
+        #[arg(long, value_name = "N")]
+        history_max: Option<usize>,
+    },
+    /// Destroy a room: its occupants are told, with the reason.
+    Delete {
+        room: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Set a user's affiliation: owner, admin, member, outcast or none.
+    Affiliation {
+        room: String,
+        jid: String,
+        affiliation: String,
+    },
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum UserCmd {
+    /// Make a user known before its first login.
+    Provision { user: String },
+    /// Whether a user is known, and its sessions.
+    Show { user: String },
+    /// Add or change one roster item of a user (with the subscription given), or remove it.
+    Roster {
+        user: String,
+        contact: String,
+        /// none, to, from, both, or remove.
+        #[arg(long, default_value = "none")]
+        subscription: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// A group (repeat for several).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
+    /// Delete everything stored for a user and close its sessions.
+    Delete { user: String },
 }
 
 /// Percent-encodes a path segment or query value.
@@ -167,6 +245,88 @@ fn run_inner(ctl: &Ctl) -> Result<String, (i32, String)> {
             }
             ("POST", "/api/announce".into(), Some(m))
         }
+        CtlCmd::LogLevel {
+            level: None,
+            revert_after: _,
+        } => ("GET", "/api/log-level".into(), None),
+        CtlCmd::LogLevel {
+            level: Some(l),
+            revert_after,
+        } => (
+            "PUT",
+            "/api/log-level".into(),
+            Some(serde_json::json!({ "level": l, "revert_after_s": revert_after })),
+        ),
+        CtlCmd::Rooms { cmd } => match cmd {
+            RoomsCmd::List => ("GET", "/api/rooms".into(), None),
+            RoomsCmd::Create {
+                room,
+                name,
+                persistent,
+                members_only,
+                public,
+                history_max,
+            } => {
+                let mut m = serde_json::Map::new();
+                let opts = [
+                    ("name", name.clone().map(Into::into)),
+                    ("persistent", persistent.map(Into::into)),
+                    ("members_only", members_only.map(Into::into)),
+                    ("public", public.map(Into::into)),
+                    ("history_max", history_max.map(Into::into)),
+                ];
+                for (k, v) in opts {
+                    if let Some(v) = v {
+                        m.insert(k.into(), v);
+                    }
+                }
+                let path = format!("/api/rooms/{}", enc(room));
+                ("PUT", path, Some(serde_json::Value::Object(m)))
+            }
+            RoomsCmd::Delete { room, reason } => {
+                let mut path = format!("/api/rooms/{}", enc(room));
+                if let Some(r) = reason {
+                    path.push_str(&format!("?reason={}", enc(r)));
+                }
+                ("DELETE", path, None)
+            }
+            RoomsCmd::Affiliation {
+                room,
+                jid,
+                affiliation,
+            } => (
+                "PUT",
+                format!("/api/rooms/{}/affiliations", enc(room)),
+                Some(serde_json::json!({
+                    "items": [{ "jid": jid, "affiliation": affiliation }]
+                })),
+            ),
+        },
+        CtlCmd::User { cmd } => match cmd {
+            UserCmd::Provision { user } => ("PUT", format!("/api/users/{}", enc(user)), None),
+            UserCmd::Show { user } => ("GET", format!("/api/users/{}", enc(user)), None),
+            UserCmd::Delete { user } => ("DELETE", format!("/api/users/{}", enc(user)), None),
+            UserCmd::Roster {
+                user,
+                contact,
+                subscription,
+                name,
+                groups,
+            } => {
+                let mut item = serde_json::json!({
+                    "jid": contact, "subscription": subscription, "groups": groups
+                });
+                if let Some(n) = name {
+                    item["name"] = n.clone().into();
+                }
+                (
+                    "PUT",
+                    format!("/api/users/{}/roster", enc(user)),
+                    Some(serde_json::json!({ "items": [item] })),
+                )
+            }
+        },
+        CtlCmd::Reload => ("POST", "/api/reload".into(), None),
     };
     let (status, text) = call(ctl, method, &path, body.as_ref())?;
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
@@ -230,5 +390,169 @@ fn run_inner(ctl: &Ctl) -> Result<String, (i32, String)> {
         CtlCmd::Kick { jid, .. } => format!("kicked {jid}"),
         CtlCmd::Message { to, .. } => format!("sent to {to}"),
         CtlCmd::Announce { .. } => format!("sent to {} sessions", v["sent"]),
+        CtlCmd::LogLevel { .. } => {
+            let revert = match v["revert_at"].as_u64() {
+                Some(t) => format!(", back to it at {}", unix_time(t)),
+                None => String::new(),
+            };
+            format!(
+                "{} (start-up filter: {}{revert})",
+                v["level"].as_str().unwrap_or(""),
+                v["default"].as_str().unwrap_or("")
+            )
+        }
+        CtlCmd::Rooms { cmd } => rooms_text(cmd, &v),
+        CtlCmd::User { cmd } => user_text(cmd, &v),
+        CtlCmd::Reload => {
+            let list = |k: &str| {
+                let l: Vec<&str> = v[k]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|x| x.as_str())
+                    .collect();
+                if l.is_empty() {
+                    "none".to_string()
+                } else {
+                    l.join(", ")
+                }
+            };
+            format!(
+                "applied: {}\nrestart required: {}\nignored (the environment wins): {}",
+                list("applied"),
+                list("restart_required"),
+                list("ignored")
+            )
+        }
     })
+}
+
+/// Seconds since the Unix epoch, as RFC 3339.
+fn unix_time(t: u64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_secs(t);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+fn room_line(r: &serde_json::Value) -> String {
+    let flag = |k: &str, yes: &str, no: &str| {
+        if r[k] == true {
+            yes.to_string()
+        } else {
+            no.to_string()
+        }
+    };
+    format!(
+        "{}  {:?}  {}, {}, {}, history {}, {} occupants",
+        r["jid"].as_str().unwrap_or(""),
+        r["name"].as_str().unwrap_or(""),
+        flag("persistent", "persistent", "temporary"),
+        flag("members_only", "members-only", "open"),
+        flag("public", "public", "hidden"),
+        r["history_max"],
+        r["occupants"]
+    )
+}
+
+fn rooms_text(cmd: &RoomsCmd, v: &serde_json::Value) -> String {
+    match cmd {
+        RoomsCmd::List => {
+            let lines: Vec<String> = v["rooms"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    format!(
+                        "{}  {:?}  {}  {} occupants",
+                        r["jid"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or(""),
+                        if r["persistent"] == true {
+                            "persistent"
+                        } else {
+                            "temporary"
+                        },
+                        r["occupants"]
+                    )
+                })
+                .collect();
+            if lines.is_empty() {
+                "no rooms".into()
+            } else {
+                lines.join("\n")
+            }
+        }
+        RoomsCmd::Create { .. } => format!(
+            "{} {}",
+            if v["created"] == true {
+                "created"
+            } else {
+                "changed"
+            },
+            room_line(v)
+        ),
+        RoomsCmd::Delete { .. } => format!("destroyed {}", v["destroyed"].as_str().unwrap_or("")),
+        RoomsCmd::Affiliation { .. } => {
+            let mut lines = vec![format!(
+                "{} affiliations:",
+                v["room"].as_str().unwrap_or("")
+            )];
+            for a in v["affiliations"].as_array().into_iter().flatten() {
+                lines.push(format!(
+                    "  {}  {}",
+                    a["jid"].as_str().unwrap_or(""),
+                    a["affiliation"].as_str().unwrap_or("")
+                ));
+            }
+            lines.join("\n")
+        }
+    }
+}
+
+fn user_text(cmd: &UserCmd, v: &serde_json::Value) -> String {
+    let user = v["user"].as_str().unwrap_or("");
+    match cmd {
+        UserCmd::Provision { .. } => format!(
+            "provisioned {user} ({})",
+            if v["created"] == true {
+                "new"
+            } else {
+                "already known"
+            }
+        ),
+        UserCmd::Show { .. } => format!(
+            "{user}: {}, {} sessions",
+            if v["known"] == true {
+                "known"
+            } else {
+                "not known (online without a record)"
+            },
+            v["sessions"]
+        ),
+        UserCmd::Roster { .. } => {
+            let mut lines = vec![format!("{user}'s roster:")];
+            for i in v["roster"].as_array().into_iter().flatten() {
+                let groups: Vec<&str> = i["groups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| g.as_str())
+                    .collect();
+                lines.push(format!(
+                    "  {}  {}  {:?}  [{}]",
+                    i["jid"].as_str().unwrap_or(""),
+                    i["subscription"].as_str().unwrap_or(""),
+                    i["name"].as_str().unwrap_or(""),
+                    groups.join(", ")
+                ));
+            }
+            lines.join("\n")
+        }
+        UserCmd::Delete { .. } => {
+            let d = &v["deleted"];
+            format!(
+                "deleted {user}: {} sessions closed, {} roster items, {} offline messages, \
+                 {} archived messages, {} room affiliations",
+                d["sessions"], d["roster"], d["offline"], d["archive"], d["affiliations"]
+            )
+        }
+    }
 }

@@ -51,6 +51,24 @@ pub fn get() -> Option<serde_json::Value> {
     }))
 }
 
+/// A new start-up filter (`log.level` changed by a reload): the filter now and the one a
+/// change reverts to; a pending revert is cancelled.
+pub fn set_default(level: &str) -> Result<(), String> {
+    let c = CONTROL
+        .get()
+        .ok_or("this process cannot change its log level")?;
+    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| format!("bad filter: {e}"))?;
+    let mut s = c.state.lock().unwrap_or_else(|e| e.into_inner());
+    (c.set)(level)?;
+    s.current = level.to_string();
+    s.default = level.to_string();
+    s.generation += 1;
+    s.revert_at = None;
+    drop(s);
+    tracing::warn!(level, "log level changed by a reload");
+    Ok(())
+}
+
 /// Sets the filter (`info`, `debug`, `aoba=trace,info`…) and, when `revert_after_s` > 0,
 /// goes back to the start-up filter after that many seconds.
 pub fn set(level: &str, revert_after_s: u64) -> Result<serde_json::Value, String> {

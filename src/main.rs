@@ -20,7 +20,7 @@ struct Cli {
     cmd: Option<Cmd>,
 }
 
-#[derive(clap::Args, Default)]
+#[derive(clap::Args, Default, Clone)]
 struct Common {
     /// TOML configuration file (every key optional).
     #[arg(long, short)]
@@ -64,7 +64,8 @@ enum Cmd {
     CheckConfig { file: PathBuf },
     /// Print the configuration reference (Markdown: `docs/configuration.md`).
     ConfigDoc,
-    /// A client of the admin API: stats, sessions, kick, message, announce.
+    /// A client of the admin API: stats, sessions, kick, message, announce, log level,
+    /// rooms, users, reload.
     Ctl(aoba::ctl::Ctl),
 }
 
@@ -73,22 +74,29 @@ fn load(common: &Common) -> Result<Config, String> {
         Some(p) => Config::load(p)?,
         None => Config::default(),
     };
-    if let Some(d) = &common.domain {
-        cfg.server.domain = d.clone();
-    }
-    if let Some(d) = &common.data_dir {
-        cfg.server.data_dir = d.clone();
-    }
-    if let Some(s) = &common.jwt_secret {
-        cfg.auth.jwt_secret = s.clone();
-    }
+    common.apply(&mut cfg);
     Ok(cfg)
+}
+
+impl Common {
+    /// What the flags override in a file's configuration.
+    fn apply(&self, cfg: &mut Config) {
+        if let Some(d) = &self.domain {
+            cfg.server.domain = d.clone();
+        }
+        if let Some(d) = &self.data_dir {
+            cfg.server.data_dir = d.clone();
+        }
+        if let Some(s) = &self.jwt_secret {
+            cfg.auth.jwt_secret = s.clone();
+        }
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
     if !matches!(cli.cmd, None | Some(Cmd::Serve { .. })) {
-        init_logging("text");
+        init_logging("text", "info");
     }
     let r = match cli.cmd.unwrap_or(Cmd::Serve {
         common: Common::default(),
@@ -122,11 +130,14 @@ fn main() {
 }
 
 /// Logs to stderr, as text or one JSON object per line (`AOBA_LOG_FORMAT`, else
-/// `log.format`); the filter (`AOBA_LOG`, default `info`) can change at runtime through
-/// the admin API.
-fn init_logging(format: &str) {
+/// `log.format`); the filter (`AOBA_LOG` when set and not empty, else `log.level`) can
+/// change at runtime through the admin API.
+fn init_logging(format: &str, level: &str) {
     use tracing_subscriber::prelude::*;
-    let filter = std::env::var("AOBA_LOG").unwrap_or_else(|_| "info".into());
+    let filter = std::env::var("AOBA_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+        .unwrap_or_else(|| level.to_string());
     let env = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let (layer, handle) = tracing_subscriber::reload::Layer::new(env);
@@ -158,7 +169,7 @@ fn secret_for(cfg: &Config, create: bool) -> Result<Option<String>, String> {
 }
 
 /// The listeners' flags (each overrides its config key).
-#[derive(clap::Args, Default, Debug)]
+#[derive(clap::Args, Default, Debug, Clone)]
 struct Listen {
     /// Listen address (HTTP: WebSocket, XMPP-FTW, health), e.g. 127.0.0.1:8082.
     #[arg(long)]
@@ -177,6 +188,34 @@ struct Listen {
     admin_listen: Option<SocketAddr>,
 }
 
+impl Listen {
+    /// What the listener flags and the other `serve` flags override.
+    fn apply(&self, cfg: &mut Config, shards: Option<usize>, sm_resume: Option<u64>) {
+        if let Some(l) = self.listen {
+            cfg.server.listen = l;
+        }
+        if let Some(l) = self.listen_tls {
+            cfg.server.listen_tls = Some(l);
+        }
+        if let Some(l) = self.c2s_listen {
+            cfg.c2s.listen = Some(l);
+        }
+        if let Some(l) = self.c2s_direct_tls_listen {
+            cfg.c2s.listen_direct_tls = Some(l);
+        }
+        if let Some(l) = self.admin_listen {
+            cfg.admin.listen = l;
+            cfg.admin.enabled = true;
+        }
+        if let Some(s) = shards {
+            cfg.server.shards = s;
+        }
+        if let Some(s) = sm_resume {
+            cfg.sm.resume_timeout_ms = s * 1000;
+        }
+    }
+}
+
 fn serve(
     common: Common,
     listen: Listen,
@@ -186,38 +225,25 @@ fn serve(
     let mut cfg = match load(&common) {
         Ok(c) => c,
         Err(e) => {
-            init_logging("text");
+            init_logging("text", "info");
             return Err(e);
         }
     };
-    init_logging(&cfg.log.format);
-    if let Some(l) = listen.listen {
-        cfg.server.listen = l;
-    }
-    if let Some(l) = listen.listen_tls {
-        cfg.server.listen_tls = Some(l);
-    }
-    if let Some(l) = listen.c2s_listen {
-        cfg.c2s.listen = Some(l);
-    }
-    if let Some(l) = listen.c2s_direct_tls_listen {
-        cfg.c2s.listen_direct_tls = Some(l);
-    }
-    if let Some(l) = listen.admin_listen {
-        cfg.admin.listen = l;
-        cfg.admin.enabled = true;
-    }
-    if let Some(s) = shards {
-        cfg.server.shards = s;
-    }
-    if let Some(s) = sm_resume {
-        cfg.sm.resume_timeout_ms = s * 1000;
-    }
+    init_logging(&cfg.log.format, &cfg.log.level);
+    listen.apply(&mut cfg, shards, sm_resume);
     cfg.validate()?;
     let secret = secret_for(&cfg, true)?;
     let verifier = jwt::JwtVerifier::new(&cfg.auth, &cfg.server.domain, secret.as_deref())?;
+    // What `POST /api/reload` re-reads: the same file, with the same flags over it.
+    let source = aoba::server::ConfigSource {
+        path: common.config.clone(),
+        overrides: Box::new(move |cfg: &mut Config| {
+            common.apply(cfg);
+            listen.apply(cfg, shards, sm_resume);
+        }),
+    };
     aoba::runtime::crash_on_panic();
-    aoba::server::run(cfg, verifier)
+    aoba::server::run(cfg, verifier, source)
 }
 
 fn token(common: Common, user: &str, ttl_s: u64) -> Result<(), String> {

@@ -7,41 +7,7 @@
 mod common;
 use common::*;
 
-use std::io::{Read, Write};
-
-const TOKEN: &str = "admin-token-0123456789abcdef";
-
-/// One HTTP call on the admin port: (status, body).
-fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.admin_port.unwrap())).unwrap();
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    c.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    let status = head[9..12].parse().unwrap();
-    (status, body.to_string())
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
-}
-
-fn with_token() -> Server {
-    Server::start_env(
-        "",
-        2,
-        &["--jwt-secret", SECRET],
-        &[("AOBA_ADMIN_TOKEN", TOKEN)],
-    )
-}
+use common::admin::{TOKEN, call, json, with_token};
 
 #[test]
 fn without_a_token_the_api_answers_403_and_says_how() {
@@ -209,6 +175,11 @@ async fn the_admin_api() {
         "/api/sessions/{jid}",
         "/api/messages",
         "/api/announce",
+        "/api/rooms/{room}",
+        "/api/rooms/{room}/affiliations",
+        "/api/users/{user}",
+        "/api/users/{user}/roster",
+        "/api/reload",
     ] {
         assert!(d["paths"][p].is_object(), "{p} not described");
     }

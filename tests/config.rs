@@ -114,7 +114,12 @@ fn each_check_refuses_a_file_naming_the_key() {
             "[admin]\nrequest_timeout_ms = 10\n",
             "admin.request_timeout_ms must be >= 100",
         ),
+        (
+            "[admin]\nmax_items_per_request = 0\n",
+            "admin.max_items_per_request must be >= 1",
+        ),
         ("[log]\nformat = \"xml\"\n", "log.format must be"),
+        ("[log]\nlevel = \"info,[{\"\n", "log.level"),
         // auth
         (
             "[auth]\nmax_auth_failures = 0\n",
@@ -277,6 +282,7 @@ fn values_at_the_bounds_pass() {
     for toml in [
         "[server]\nshards = 256\nuring_entries = 32768\nmailbox_capacity = 64\nlisten_backlog = 1\n",
         "[server]\nuring_entries = 1\n",
+        "[admin]\nmax_items_per_request = 1\n[log]\nlevel = \"aoba=trace,warn\"\n",
         "[auth]\nmax_auth_failures = 1\nauth_timeout_ms = 100\n",
         "[limits]\nstanza_burst = 1\nmax_pending_iqs = 1\nmax_directed_presence = 0\n",
         "[limits]\nmax_stanza_bytes = 65536\noutbound_queue_bytes_max = 65536\n",

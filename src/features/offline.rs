@@ -1,5 +1,6 @@
 //! XEP-0160 offline messages with XEP-0203 delayed delivery, and the user registry that
-//! JWT auth needs (there is no account list: a user exists once it has logged in).
+//! JWT auth needs (there is no account list: a user is known once it has logged in, or
+//! once the admin API provisioned it).
 //!
 //! A chat/normal message nobody available can take is stamped with `<delay/>` and sent to
 //! the storage thread; it comes back when the user sends initial presence with a
@@ -36,6 +37,25 @@ impl Offline {
             .borrow_mut()
             .extend(users.into_iter().map(String::into_boxed_str));
     }
+}
+
+/// Whether `local` (a user of this home shard) is known: provisioned or seen at a login.
+pub fn is_known(state: &Offline, local: &str) -> bool {
+    state.known_users.borrow().contains(local)
+}
+
+/// The admin API provisions `local` before its first login (as if it had been seen):
+/// messages to it are stored offline in strict mode too, and never count as a stranger's.
+/// Returns whether it was new; the record is stored (queued before this returns).
+pub fn provision<H: Host>(shard: &H, state: &Offline, local: &str) -> bool {
+    let new = !is_known(state, local);
+    seen_user(shard, state, local);
+    new
+}
+
+/// A deleted user is not known any more (its stored record goes with its data).
+pub fn forget_user(state: &Offline, local: &str) -> bool {
+    state.known_users.borrow_mut().remove(local)
 }
 
 /// Called at bind: records a user the first time it is seen (on its home shard).

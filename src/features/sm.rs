@@ -272,6 +272,25 @@ pub fn expire<H: SmHost>(shard: &H, now: Instant, all: bool) {
         .filter(|(_, d)| all || d.expires <= now)
         .map(|(k, _)| k.clone())
         .collect();
+    end_detached(shard, due);
+}
+
+/// Ends the detached sessions of user `bare` at once, as if their window had passed (a
+/// deleted user); returns their full JIDs.
+pub fn expire_user<H: SmHost>(shard: &H, bare: &str) -> Vec<Jid> {
+    let (due, jids): (Vec<String>, Vec<Jid>) = shard
+        .sm()
+        .detached
+        .borrow()
+        .iter()
+        .filter(|(_, d)| d.jid.bare() == bare)
+        .map(|(k, d)| (k.clone(), d.jid.clone()))
+        .unzip();
+    end_detached(shard, due);
+    jids
+}
+
+fn end_detached<H: SmHost>(shard: &H, due: Vec<String>) {
     for id in due {
         let Some(mut d) = shard.sm().detached.borrow_mut().remove(&id) else {
             continue;

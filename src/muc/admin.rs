@@ -181,6 +181,14 @@ fn admin_item(
     if !allowed {
         return Err(Cond::NotAllowed);
     }
+    set_affiliation(room, bare, new, out);
+    Ok(())
+}
+
+/// Gives user `bare` affiliation `new` (`None` removes it) and shows the change: its
+/// occupants are removed when banned (301) or no longer members of a members-only room
+/// (321), else their presence is broadcast with the new affiliation (and role).
+pub(super) fn set_affiliation(room: &mut Room, bare: &str, new: Affiliation, out: &mut Out) {
     if new == Affiliation::None {
         room.affiliations.remove(bare);
     } else {
@@ -201,7 +209,7 @@ fn admin_item(
             };
             remove_occupant(room, oi, code, out);
         }
-        return Ok(());
+        return;
     }
     let mine: Vec<usize> = room
         .occupants
@@ -216,11 +224,11 @@ fn admin_item(
         room.broadcast_presence(oi, role, false, &[], &[], "", out);
         room.occupants[oi].role = role;
     }
-    Ok(())
 }
 
-/// Removes occupant `oi` for a kick (307), ban (301) or loss of membership (321).
-fn remove_occupant(room: &mut Room, oi: usize, code: u16, out: &mut Out) {
+/// Removes occupant `oi` for a kick (307), ban (301), loss of membership (321) or a room
+/// that became members-only (322).
+pub(super) fn remove_occupant(room: &mut Room, oi: usize, code: u16, out: &mut Out) {
     room.broadcast_presence(oi, Role::None, true, &[code], &[code], "", out);
     room.occupants.remove(oi);
 }

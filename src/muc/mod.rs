@@ -8,6 +8,7 @@ mod admin;
 mod directory;
 mod fanout;
 mod join;
+mod manage;
 mod message;
 mod occupants;
 mod owner;
@@ -15,6 +16,8 @@ mod register;
 mod relay;
 mod room;
 mod voice;
+
+pub use manage::{ManageError, RoomOptions, RoomView, is_affiliation};
 
 use crate::features::mam::MamHost;
 use crate::xmpp::router::Routed;

@@ -32,17 +32,7 @@ pub(super) fn set<H: MamHost>(
             .child(d, "reason", NS_MUC_OWNER)
             .map(|x| st.text(x).into_owned())
             .unwrap_or_default();
-        let extra = destroy_elem(&reason);
-        // §10.9: each occupant gets its own unavailable presence with <destroy/>
-        // (one per occupant, not everyone's).
-        for (oi, _) in room.occupants.iter() {
-            room.self_presence(oi, Role::None, true, &[], &extra, out);
-        }
-        room.occupants.clear();
-        super::directory::unlist(room, &svc.domain, out);
-        room.cfg.persistent = false;
-        persist(shard, room, out);
-        tracing::info!(shard = shard.id, room = room.jid.as_str(), "room destroyed");
+        destroy(svc, shard, room, &reason, out);
         iq_result(out, r, "");
         return true;
     }
@@ -102,9 +92,30 @@ pub(super) fn set<H: MamHost>(
     }
 }
 
+/// §10.9: each occupant gets its own unavailable presence with `<destroy/>` (one per
+/// occupant, not everyone's); the room leaves the directory and storage. The caller drops
+/// it from the table.
+pub(super) fn destroy<H: MamHost>(
+    svc: &Service,
+    shard: &H,
+    room: &mut Room,
+    reason: &str,
+    out: &mut Out,
+) {
+    let extra = destroy_elem(reason);
+    for (oi, _) in room.occupants.iter() {
+        room.self_presence(oi, Role::None, true, &[], &extra, out);
+    }
+    room.occupants.clear();
+    super::directory::unlist(room, &svc.domain, out);
+    room.cfg.persistent = false;
+    persist(shard, room, out);
+    tracing::info!(shard = shard.id, room = room.jid.as_str(), "room destroyed");
+}
+
 /// §10.2.1 example 172: a groupchat message from the room with status `codes`, to every
 /// occupant session.
-fn config_changed(room: &Room, codes: &[u16], out: &mut Out) {
+pub(super) fn config_changed(room: &Room, codes: &[u16], out: &mut Out) {
     let mut inner = Vec::with_capacity(64 + 20 * codes.len());
     let mut x = Elem::new(&mut inner, "x").attr("xmlns", NS_MUC_USER);
     for c in codes {

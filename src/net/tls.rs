@@ -167,6 +167,13 @@ fn load_all(files: &[CertFiles], provider: &CryptoProvider) -> Result<Vec<Loaded
     Ok(out)
 }
 
+/// Certificates loaded from their files and checked, ready to be served (`Tls::install`).
+#[derive(Debug)]
+pub struct CertSet {
+    loaded: Vec<Loaded>,
+    files: Vec<CertFiles>,
+}
+
 /// The process's TLS: one configuration per listener kind, sharing the certificate store,
 /// the session cache and the session-ticket key.
 #[derive(Debug)]
@@ -240,9 +247,28 @@ impl Tls {
     /// Returns how many certificates are now served.
     pub fn reload(&self) -> Result<usize, String> {
         let files = self.files.read().map_err(|e| e.to_string())?.clone();
-        let loaded = load_all(&files, &provider())?;
-        let n = loaded.len();
-        *self.store.certs.write().map_err(|e| e.to_string())? = Arc::new(loaded);
+        let set = Tls::prepare(&files)?;
+        self.install(set)
+    }
+
+    /// Loads and checks `files` without serving them yet (`install`): a configuration
+    /// reload checks everything before it changes anything.
+    pub fn prepare(files: &[CertFiles]) -> Result<CertSet, String> {
+        if files.is_empty() {
+            return Err("tls.certificates is empty".into());
+        }
+        Ok(CertSet {
+            loaded: load_all(files, &provider())?,
+            files: files.to_vec(),
+        })
+    }
+
+    /// Serves `set` to new connections from now on (live sessions keep theirs); a later
+    /// SIGHUP re-reads its files. Returns how many certificates are served.
+    pub fn install(&self, set: CertSet) -> Result<usize, String> {
+        let n = set.loaded.len();
+        *self.files.write().map_err(|e| e.to_string())? = set.files;
+        *self.store.certs.write().map_err(|e| e.to_string())? = Arc::new(set.loaded);
         self.check_domain();
         Ok(n)
     }

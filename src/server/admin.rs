@@ -16,16 +16,18 @@ pub struct Admin {
     pub token: Option<String>,
     pub depths: Arc<crate::metrics::Depths>,
     pub api: super::admin_api::Api,
+    /// What `POST /api/reload` needs: the file, the configuration running.
+    pub reload: super::admin_reload::Reload,
 }
 
 /// Serves `listener` on its own thread until the process ends.
-pub fn start(listener: TcpListener, admin: Admin) -> std::io::Result<()> {
+pub fn start(listener: TcpListener, mut admin: Admin) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
             for c in listener.incoming() {
                 match c {
-                    Ok(c) => serve(c, &admin),
+                    Ok(c) => serve(c, &mut admin),
                     Err(e) => tracing::warn!(error = %e, "admin: accept"),
                 }
             }
@@ -87,9 +89,10 @@ fn authorize(admin: &Admin, header: Option<&str>) -> Result<(), (u16, String)> {
     }
 }
 
-fn serve(mut c: TcpStream, admin: &Admin) {
-    let cfg = &admin.cfg;
-    let timeout = Duration::from_millis(cfg.io_timeout_ms);
+fn serve(mut c: TcpStream, admin: &mut Admin) {
+    // Read now: a reload served by this very request may change them.
+    let max_request_bytes = admin.cfg.max_request_bytes;
+    let timeout = Duration::from_millis(admin.cfg.io_timeout_ms);
     let _ = c.set_read_timeout(Some(timeout));
     let _ = c.set_write_timeout(Some(timeout));
     let mut buf = Vec::with_capacity(1024);
@@ -122,7 +125,7 @@ fn serve(mut c: TcpStream, admin: &Admin) {
                     length,
                 );
             }
-            Ok(httparse::Status::Partial) if buf.len() < cfg.max_request_bytes => continue,
+            Ok(httparse::Status::Partial) if buf.len() < max_request_bytes => continue,
             _ => {
                 respond(&mut c, 400, "text/plain", "bad request\n");
                 return;
@@ -131,7 +134,7 @@ fn serve(mut c: TcpStream, admin: &Admin) {
     };
     // Saturating: a Content-Length near usize::MAX must not wrap around.
     let end = body_start.saturating_add(length);
-    if end > cfg.max_request_bytes {
+    if end > max_request_bytes {
         respond(&mut c, 400, "text/plain", "request too large\n");
         return;
     }
@@ -159,6 +162,10 @@ fn serve(mut c: TcpStream, admin: &Admin) {
         (_, r) if r.starts_with("/api/") => {
             let (status, json) = match authorize(admin, auth.as_deref()) {
                 Err(e) => e,
+                // It changes the admin listener's own state (token, bounds).
+                Ok(()) if (method.as_str(), r) == ("POST", "/api/reload") => {
+                    super::admin_reload::reload(admin)
+                }
                 Ok(()) => admin.api.call(&method, r, query, body),
             };
             respond(&mut c, status, "application/json", &json);
@@ -175,6 +182,7 @@ fn respond(c: &mut TcpStream, status: u16, ctype: &str, body: &str) {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        500 => "Internal Server Error",
         503 => "Service Unavailable",
         504 => "Gateway Timeout",
         _ => "Error",

@@ -1,6 +1,8 @@
 //! The admin API's calls (JSON over HTTP on the admin listener; `admin.rs` reads the
-//! request and checks the token). What needs a shard goes through its mailbox
-//! (`admin_ops`), and the answer is awaited with a deadline.
+//! request and checks the token): routing, and the calls that read or send. The calls that
+//! change rooms and users are in `admin_rooms_users`, the reload in `admin_reload`. What
+//! needs a shard goes through its mailbox (`admin_ops`), and the answer is awaited with a
+//! deadline.
 
 use super::ShardMsg;
 use super::admin_ops::{Op, Reply, Request, SessionInfo};
@@ -9,11 +11,15 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// What the API needs: the shards' mailboxes, the domain, the deadline.
+/// What the API needs: the shards' mailboxes, the domains, the deadline, the bounds.
 pub struct Api {
     pub senders: Arc<[MailboxSender<ShardMsg>]>,
     pub domain: String,
+    /// The MUC service's domain (`conference.{domain}`).
+    pub muc_domain: String,
     pub deadline: Duration,
+    /// `admin.max_items_per_request`.
+    pub max_items: usize,
 }
 
 /// `{"error": CONDITION, "text": TEXT}`.
@@ -21,7 +27,7 @@ pub fn error_json(cond: &str, text: &str) -> String {
     serde_json::json!({ "error": cond, "text": text }).to_string()
 }
 
-fn err(status: u16, cond: &str, text: &str) -> (u16, String) {
+pub(super) fn err(status: u16, cond: &str, text: &str) -> (u16, String) {
     (status, error_json(cond, text))
 }
 
@@ -29,7 +35,7 @@ fn err(status: u16, cond: &str, text: &str) -> (u16, String) {
 const PAGE_MAX: usize = 1000;
 
 /// Percent-decodes a path segment or query value (`+` is a space in a query).
-fn decode(s: &str, plus: bool) -> Option<String> {
+pub(super) fn decode(s: &str, plus: bool) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -63,7 +69,7 @@ fn room_occupants(p: &str) -> Option<&str> {
     p.strip_prefix("/api/rooms/")?.strip_suffix("/occupants")
 }
 
-fn query<'a>(q: &'a str, key: &str) -> Option<&'a str> {
+pub(super) fn query<'a>(q: &'a str, key: &str) -> Option<&'a str> {
     q.split('&')
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == key)
@@ -97,7 +103,7 @@ struct AnnounceIn {
 
 impl Api {
     /// Asks `shard` and waits (bounded) for its answer.
-    fn ask(&self, shard: usize, op: Op) -> Result<Reply, (u16, String)> {
+    pub(super) fn ask(&self, shard: usize, op: Op) -> Result<Reply, (u16, String)> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let msg = ShardMsg::Admin(Request { op, reply: tx });
         if self.senders[shard].try_send(msg).is_err() {
@@ -116,7 +122,7 @@ impl Api {
         })
     }
 
-    fn home(&self, bare: &str) -> usize {
+    pub(super) fn home(&self, bare: &str) -> usize {
         crate::runtime::home(bare, self.senders.len()).shard()
     }
 
@@ -147,8 +153,7 @@ impl Api {
                 if m != "GET" {
                     return Err(err(405, "not-allowed", "GET only"));
                 }
-                let room = decode(room_occupants(p).unwrap_or_default(), false)
-                    .ok_or_else(|| err(400, "bad-request", "bad percent-encoding"))?;
+                let room = self.room_jid(room_occupants(p).unwrap_or_default())?;
                 self.occupants(&room)
             }
             ("POST", "/api/announce") => self.announce(body),
@@ -177,10 +182,56 @@ impl Api {
                     .ok_or_else(|| err(400, "bad-request", "bad percent-encoding"))?;
                 self.kick(&jid, q)
             }
+            (m, p) if let Some(rest) = p.strip_prefix("/api/rooms/") => {
+                let (seg, sub) = match rest.split_once('/') {
+                    Some((seg, sub)) => (seg, Some(sub)),
+                    None => (rest, None),
+                };
+                match (m, sub) {
+                    ("GET", None) => self.room_get(&self.room_jid(seg)?),
+                    ("PUT", None) => self.room_put(&self.room_jid(seg)?, body),
+                    ("DELETE", None) => self.room_delete(&self.room_jid(seg)?, q),
+                    ("PUT", Some("affiliations")) => {
+                        self.room_affiliations(&self.room_jid(seg)?, body)
+                    }
+                    (_, None | Some("affiliations")) => {
+                        Err(err(405, "not-allowed", "method not allowed here"))
+                    }
+                    _ => Err(err(404, "item-not-found", "no such call")),
+                }
+            }
+            (m, p) if let Some(rest) = p.strip_prefix("/api/users/") => {
+                let (seg, sub) = match rest.split_once('/') {
+                    Some((seg, sub)) => (seg, Some(sub)),
+                    None => (rest, None),
+                };
+                match (m, sub) {
+                    ("GET", None) => {
+                        let (bare, local) = self.user_jid(seg)?;
+                        self.user_get(&bare, &local)
+                    }
+                    ("PUT", None) => {
+                        let (bare, local) = self.user_jid(seg)?;
+                        self.user_put(&bare, &local, body)
+                    }
+                    ("DELETE", None) => {
+                        let (bare, local) = self.user_jid(seg)?;
+                        self.user_delete(&bare, &local)
+                    }
+                    ("PUT", Some("roster")) => {
+                        let (bare, local) = self.user_jid(seg)?;
+                        self.user_roster(&bare, &local, body)
+                    }
+                    (_, None | Some("roster")) => {
+                        Err(err(405, "not-allowed", "method not allowed here"))
+                    }
+                    _ => Err(err(404, "item-not-found", "no such call")),
+                }
+            }
             (
                 "GET" | "POST" | "PUT" | "DELETE",
                 "/api/stats" | "/api/sessions" | "/api/messages" | "/api/announce" | "/api/rooms"
-                | "/api/openapi.json" | "/api/log-level",
+                | "/api/openapi.json" | "/api/log-level" | "/api/reload",
             ) => Err(err(405, "not-allowed", "method not allowed here")),
             _ => Err(err(404, "item-not-found", "no such call")),
         }
@@ -243,17 +294,12 @@ impl Api {
         Ok((200, serde_json::json!({ "rooms": all }).to_string()))
     }
 
+    /// `room`: a room JID (`room_jid`).
     fn occupants(&self, room: &str) -> Result<(u16, String), (u16, String)> {
-        let j = crate::xmpp::jid::Jid::parse(room)
-            .ok()
-            .filter(|j| j.local().is_some() && j.resource().is_none())
-            .ok_or_else(|| err(400, "jid-malformed", "a room JID (room@service) is needed"))?;
-        match self.ask(
-            self.home(j.as_str()),
-            Op::Occupants {
-                room: j.as_str().to_string(),
-            },
-        )? {
+        let op = Op::Occupants {
+            room: room.to_string(),
+        };
+        match self.ask(self.home(room), op)? {
             Reply::Occupants(Some(v)) => {
                 Ok((200, serde_json::json!({ "occupants": v }).to_string()))
             }
@@ -355,28 +401,5 @@ impl Api {
     }
 }
 
-/// The OpenAPI description of the calls served so far.
-const OPENAPI: &str = r##"{
-  "openapi": "3.0.3",
-  "info": {"title": "Aoba admin API", "version": "1"},
-  "components": {
-    "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-    "schemas": {
-      "Error": {"type": "object", "properties": {"error": {"type": "string"}, "text": {"type": "string"}}},
-      "Session": {"type": "object", "properties": {"jid": {"type": "string"}, "transport": {"type": "string", "enum": ["ws", "wss", "tcp", "starttls", "tls"]}, "peer": {"type": "string", "nullable": true}, "since": {"type": "integer", "description": "seconds since the Unix epoch"}}},
-      "Sessions": {"type": "object", "properties": {"sessions": {"type": "array", "items": {"$ref": "#/components/schemas/Session"}}, "next": {"type": "string", "nullable": true}}}
-    }
-  },
-  "security": [{"bearer": []}],
-  "paths": {
-    "/api/stats": {"get": {"summary": "Counters and gauges, summed over the shards", "responses": {"200": {"description": "stats"}}}},
-    "/api/sessions": {"get": {"summary": "Sessions, sorted by full JID, paged", "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}, {"name": "after", "in": "query", "schema": {"type": "string"}, "description": "the 'next' of the previous page"}], "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Sessions"}}}}}}},
-    "/api/users/{user}/sessions": {"get": {"summary": "One user's sessions", "parameters": [{"name": "user", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {"200": {"description": "a page"}}}},
-    "/api/sessions/{jid}": {"delete": {"summary": "Close a session with a policy-violation stream error", "parameters": [{"name": "jid", "in": "path", "required": true, "schema": {"type": "string"}, "description": "full JID, percent-encoded"}, {"name": "reason", "in": "query", "schema": {"type": "string"}}], "responses": {"200": {"description": "kicked"}, "404": {"description": "no such session"}}}},
-    "/api/messages": {"post": {"summary": "Send a message as the server or as a user", "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["to", "body"], "properties": {"to": {"type": "string"}, "body": {"type": "string"}, "from": {"type": "string"}, "type": {"type": "string", "enum": ["chat", "normal", "headline", "groupchat"], "default": "chat"}}}}}}, "responses": {"200": {"description": "routed"}}}},
-    "/api/log-level": {"get": {"summary": "The log filter now, at start, and when it reverts", "responses": {"200": {"description": "level"}}}, "put": {"summary": "Change the log filter (tracing EnvFilter syntax), reverting after revert_after_s (default 600; 0: never)", "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["level"], "properties": {"level": {"type": "string"}, "revert_after_s": {"type": "integer"}}}}}}, "responses": {"200": {"description": "the new level"}, "400": {"description": "bad filter"}}}},
-    "/api/rooms": {"get": {"summary": "Rooms in memory, sorted by JID: jid, name, persistent, occupants", "responses": {"200": {"description": "rooms"}}}},
-    "/api/rooms/{room}/occupants": {"get": {"summary": "A room's occupants: nick, jid (the user), role, affiliation", "parameters": [{"name": "room", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {"200": {"description": "occupants"}, "404": {"description": "no such room"}}}},
-    "/api/announce": {"post": {"summary": "A headline message to every online session", "requestBody": {"content": {"application/json": {"schema": {"type": "object", "required": ["body"], "properties": {"body": {"type": "string"}, "from": {"type": "string"}}}}}}, "responses": {"200": {"description": "how many sessions it was sent to"}}}}
-  }
-}"##;
+/// The OpenAPI description of every call (`GET /api/openapi.json`).
+const OPENAPI: &str = include_str!("openapi.json");

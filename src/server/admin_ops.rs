@@ -1,5 +1,6 @@
 //! What the admin API asks of a shard, through its mailbox: its sessions, a kick, a message
-//! to route. The admin thread waits for the answer with a deadline.
+//! to route, and the rooms and users calls (`admin_manage`). The admin thread waits for the
+//! answer with a deadline.
 
 use super::Shard;
 use crate::net::outbox::CloseKind;
@@ -34,6 +35,33 @@ pub enum Op {
     /// Routes one stanza per bound resource of this shard (an announcement), built from
     /// the template by putting each full JID in `to`.
     Announce { from: String, body: String },
+    /// Creates or changes a room (on its home shard); answered after the commit.
+    RoomPut {
+        room: String,
+        opts: crate::muc::RoomOptions,
+    },
+    /// A room's configuration and affiliations.
+    RoomGet { room: String },
+    /// Destroys a room (XEP-0045 §10.9).
+    RoomDestroy { room: String, reason: String },
+    /// Sets affiliations: (bare JID, affiliation name), in order.
+    RoomAffiliations {
+        room: String,
+        items: Vec<(String, String)>,
+    },
+    /// Provisions a user (a localpart of this home shard).
+    UserProvision { user: String },
+    /// Whether a user (a localpart of this home shard) is known, and its sessions.
+    UserGet { user: String },
+    /// Provisions roster items of a user (a localpart of this home shard).
+    UserRoster {
+        user: String,
+        items: Vec<crate::features::roster::provision::Provision>,
+    },
+    /// Deletes a user (a localpart of this home shard): sessions and stored data.
+    UserDelete { user: String },
+    /// Removes a deleted user's affiliations (a bare JID) from this shard's rooms.
+    ForgetAffiliations { bare: String },
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -69,10 +97,34 @@ pub enum Reply {
     /// Whether the session (or the stanza's route) existed.
     Done(bool),
     Count(usize),
+    /// A call's answer, as it is sent.
+    Json(serde_json::Value),
+    /// A refusal: HTTP status, condition, text.
+    Refused(u16, &'static str, String),
 }
 
 pub fn handle(shard: &Rc<Shard>, r: Request) {
+    use super::admin_manage as m;
     let reply = match r.op {
+        // Answered later (after a commit, or after the user's sessions ended).
+        Op::RoomPut { room, opts } => return m::room_put(shard, &room, &opts, r.reply),
+        Op::RoomDestroy { room, reason } => {
+            return m::room_destroy(shard, &room, &reason, r.reply);
+        }
+        Op::RoomAffiliations { room, items } => {
+            return m::room_affiliations(shard, &room, &items, r.reply);
+        }
+        Op::UserProvision { user } => return m::user_provision(shard, &user, r.reply),
+        Op::UserRoster { user, items } => return m::user_roster(shard, &user, items, r.reply),
+        Op::ForgetAffiliations { bare } => {
+            return m::forget_affiliations(shard, &bare, r.reply);
+        }
+        Op::UserDelete { user } => {
+            monoio::spawn(m::user_delete(shard.clone(), user, r.reply));
+            return;
+        }
+        Op::RoomGet { room } => m::room_get(shard, &room),
+        Op::UserGet { user } => m::user_get(shard, &user),
         Op::Sessions { user, after, limit } => {
             let sessions = shard.sessions.borrow();
             let mut all: Vec<SessionInfo> = sessions

@@ -4,7 +4,10 @@
 
 pub mod admin;
 pub mod admin_api;
+pub mod admin_manage;
 pub mod admin_ops;
+mod admin_reload;
+mod admin_rooms_users;
 pub mod conn;
 pub mod demo;
 pub mod http;
@@ -89,9 +92,16 @@ impl Default for Net {
     }
 }
 
+/// Where the configuration came from, for `POST /api/reload`: the file (none: defaults
+/// only) and what the command line overrides in it.
+pub struct ConfigSource {
+    pub path: Option<std::path::PathBuf>,
+    pub overrides: Box<dyn Fn(&mut Config) + Send>,
+}
+
 /// The admin API's token: `AOBA_ADMIN_TOKEN`, else `admin.token_file` (trimmed); none
 /// means the API answers 403. A token file that cannot be read stops the start.
-fn admin_token(cfg: &crate::config::AdminConfig) -> Result<Option<String>, String> {
+pub(super) fn admin_token(cfg: &crate::config::AdminConfig) -> Result<Option<String>, String> {
     if let Ok(t) = std::env::var("AOBA_ADMIN_TOKEN")
         && !t.trim().is_empty()
     {
@@ -115,7 +125,7 @@ fn admin_token(cfg: &crate::config::AdminConfig) -> Result<Option<String>, Strin
 }
 
 /// Starts every shard and blocks until they have all stopped (after SIGTERM/SIGINT).
-pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
+pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(), String> {
     let (soft, hard) = crate::runtime::raise_nofile();
     tracing::info!(soft, hard, "RLIMIT_NOFILE");
     if cfg.server.force_legacy_driver {
@@ -247,13 +257,20 @@ pub fn run(cfg: Config, verifier: JwtVerifier) -> Result<(), String> {
         let api = admin_api::Api {
             senders: senders.clone(),
             domain: cfg.server.domain.clone(),
+            muc_domain: format!("{}.{}", cfg.muc.subdomain, cfg.server.domain),
             deadline: Duration::from_millis(cfg.admin.request_timeout_ms),
+            max_items: cfg.admin.max_items_per_request,
         };
         let admin = admin::Admin {
             cfg: cfg.admin.clone(),
             token,
             depths,
             api,
+            reload: admin_reload::Reload {
+                source,
+                running: cfg.clone(),
+                net: net.clone(),
+            },
         };
         admin::start(l, admin).map_err(|e| e.to_string())?;
         println!("aoba admin listening on http://{a}");

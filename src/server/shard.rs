@@ -48,6 +48,8 @@ pub struct Shard {
     pub muc: muc::Service,
     /// The listeners (by the runtime's index) and the process's TLS.
     pub net: Arc<super::Net>,
+    /// Admin API requests waiting for storage.
+    pub admin: super::admin_manage::Pending,
     /// When the sampled gauges were last set (`tick`).
     sampled: std::cell::Cell<Instant>,
     /// The timer sweep's buffer of connections, kept between ticks.
@@ -119,6 +121,7 @@ impl Shard {
             sm,
             muc,
             net,
+            admin: Default::default(),
             sampled: std::cell::Cell::new(Instant::now()),
             due: Default::default(),
         })
@@ -192,6 +195,9 @@ impl Shard {
             Reply::Archive { page, reply } => mam::on_page(self, page, reply),
             Reply::Prefs { prefs, reply } => mam::on_prefs(self, prefs, reply),
             Reply::PrefsFailed { reply } => mam::on_prefs_failed(self, reply),
+            Reply::UserDeleted { token, deleted } => {
+                super::admin_manage::on_user_deleted(self, token, deleted)
+            }
         }
     }
 

@@ -239,4 +239,46 @@ pub fn contract(mut b: Box<dyn Backend>, reopen: Option<&dyn Fn() -> Box<dyn Bac
         ids(b.archive_query("alice", &q(10)).unwrap()),
         (vec![30, 40], true)
     );
+    // Deleting a user: everything of its own, nothing of a user whose name it prefixes.
+    assert!(b.offline_push("alice", b"o1", 10).unwrap());
+    assert!(b.offline_push("al", b"o2", 10).unwrap());
+    b.archive_append("al@x", &item(50, "bob@x")).unwrap();
+    b.archive_append("alice@x", &item(51, "bob@x")).unwrap();
+    b.archive_append("alice@x", &item(52, "bob@x")).unwrap();
+    b.set_archive_prefs("alice@x", &p).unwrap();
+    b.commit().unwrap();
+    let d = b.delete_user("alice", "alice@x").unwrap();
+    assert_eq!(
+        d,
+        super::Deleted {
+            user: true,
+            roster: 1,
+            offline: 1,
+            archive: 2
+        }
+    );
+    b.commit().unwrap();
+    if let Some(reopen) = reopen {
+        drop(b);
+        b = reopen();
+    }
+    assert_eq!(b.users().unwrap(), ["bob"]);
+    let (v, items) = b.roster("alice").unwrap();
+    assert!(items.is_empty() && v > 4, "the version moves on: {v}");
+    assert_eq!(b.offline_take("alice", 100).unwrap(), (vec![], false));
+    assert_eq!(
+        ids(b.archive_query("alice@x", &q(10)).unwrap()),
+        (vec![], true)
+    );
+    assert_eq!(b.archive_prefs("alice@x").unwrap(), ArchivePrefs::default());
+    assert_eq!(b.roster("al").unwrap().1.len(), 1);
+    assert_eq!(b.offline_take("al", 100).unwrap().0, vec![b"o2".to_vec()]);
+    assert_eq!(
+        ids(b.archive_query("al@x", &q(10)).unwrap()),
+        (vec![50], true)
+    );
+    assert_eq!(
+        b.delete_user("nobody", "nobody@x").unwrap(),
+        super::Deleted::default()
+    );
 }

@@ -385,6 +385,44 @@ impl Backend for FjallBackend {
         Ok(())
     }
 
+    fn delete_user(&mut self, user: &str, bare: &str) -> Result<super::Deleted> {
+        let mut b = self.db.batch();
+        let mut keys = |ks: &Keyspace, p: Vec<u8>| -> Result<usize> {
+            let mut n = 0;
+            for g in ks.prefix(p) {
+                b.remove(ks, g.key().map_err(err)?);
+                n += 1;
+            }
+            Ok(n)
+        };
+        let roster = keys(&self.read.rosters, prefix(user))?;
+        let offline = keys(&self.offline, prefix(user))?;
+        let archive = keys(&self.read.archive, prefix(bare))?;
+        let had = self.users.get(user).map_err(err)?.is_some();
+        b.remove(&self.users, user);
+        b.remove(&self.read.roster_versions, format!("\u{1}prefs\u{0}{bare}"));
+        let version = match self.read.roster_versions.get(user).map_err(err)? {
+            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(err)?),
+            None => 0,
+        };
+        if version > 0 {
+            b.insert(
+                &self.read.roster_versions,
+                user,
+                (version + 1).to_be_bytes(),
+            );
+        }
+        b.commit().map_err(err)?;
+        self.counts.remove(user);
+        self.dirty = true;
+        Ok(super::Deleted {
+            user: had,
+            roster,
+            offline,
+            archive,
+        })
+    }
+
     fn archive_expire(&mut self, before_id: u64) -> Result<usize> {
         let mut old = Vec::new();
         for g in self.read.archive.iter() {

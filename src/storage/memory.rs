@@ -147,6 +147,23 @@ impl Backend for MemoryBackend {
         Ok(n)
     }
 
+    fn delete_user(&mut self, user: &str, bare: &str) -> Result<super::Deleted> {
+        let roster = match self.rosters.get_mut(user) {
+            Some((v, items)) => {
+                *v += 1;
+                std::mem::take(items).len()
+            }
+            None => 0,
+        };
+        self.prefs.remove(bare);
+        Ok(super::Deleted {
+            user: self.users.remove(user),
+            roster,
+            offline: self.offline.remove(user).map_or(0, |q| q.len()),
+            archive: self.archive.remove(bare).map_or(0, |a| a.len()),
+        })
+    }
+
     fn commit(&mut self) -> Result<()> {
         Ok(())
     }

@@ -143,6 +143,11 @@ pub trait Backend: Send + 'static {
     fn rooms(&self) -> Result<Vec<(String, Vec<u8>)>>;
     fn room_put(&mut self, jid: &str, data: &[u8]) -> Result<()>;
     fn room_remove(&mut self, jid: &str) -> Result<()>;
+    /// Deletes everything stored for `user` (a localpart; `bare` is its bare JID, the
+    /// owner of its archive): its record, roster, offline messages, archive and archive
+    /// preferences. The roster's version is kept and bumped (a number, not data): a
+    /// client's cached roster of the old account is never taken for the current one.
+    fn delete_user(&mut self, user: &str, bare: &str) -> Result<Deleted>;
     /// A reader for the reader thread, if this engine can be read from another thread.
     fn reader(&self) -> Option<Box<dyn Reader>> {
         None
@@ -331,6 +336,17 @@ pub fn archive_id_ms(id: u64) -> u64 {
     id >> 20
 }
 
+/// What `Backend::delete_user` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Deleted {
+    /// The user's record (provisioned, or seen at a login) was there.
+    pub user: bool,
+    /// Roster entries (pending requests included).
+    pub roster: usize,
+    pub offline: usize,
+    pub archive: usize,
+}
+
 /// RFC 6121 subscription states (§3, Appendix A).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -448,6 +464,14 @@ pub enum Request {
         shard: usize,
         reply: ArchiveReplyTo,
     },
+    /// Deletes everything stored for `user` (a localpart; `bare`: its bare JID) and
+    /// answers `token` with what was deleted, once that is durable.
+    DeleteUser {
+        user: String,
+        bare: String,
+        shard: usize,
+        token: u64,
+    },
     /// Answer `token` once everything queued before is durable (a barrier).
     Sync {
         shard: usize,
@@ -495,6 +519,11 @@ pub enum Reply {
         conn: u64,
         stanzas: Vec<Bytes>,
         more: bool,
+    },
+    /// A `DeleteUser` is durable (`None`: it failed, or its commit did).
+    UserDeleted {
+        token: u64,
+        deleted: Option<Deleted>,
     },
     /// A barrier's batch was committed (`ok`), or the commit failed.
     Synced {

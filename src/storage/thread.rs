@@ -153,6 +153,18 @@ pub fn start(
                         Request::Sync { shard, token } => {
                             replies.push((shard, Reply::Synced { token, ok: true }))
                         }
+                        Request::DeleteUser {
+                            user,
+                            bare,
+                            shard,
+                            token,
+                        } => {
+                            let deleted = backend
+                                .delete_user(&user, &bare)
+                                .map_err(|e| tracing::error!(error = %e, "storage: delete user"))
+                                .ok();
+                            replies.push((shard, Reply::UserDeleted { token, deleted }));
+                        }
                         Request::RosterLoad { user, shard } => match backend.roster(&user) {
                             Ok((version, items)) => replies.push((
                                 shard,
@@ -250,6 +262,7 @@ pub fn start(
                     for (_, r) in replies.iter_mut() {
                         match r {
                             Reply::Synced { ok, .. } => *ok = false,
+                            Reply::UserDeleted { deleted, .. } => *deleted = None,
                             Reply::Prefs { reply, .. } => {
                                 let reply = reply.clone();
                                 *r = Reply::PrefsFailed { reply };

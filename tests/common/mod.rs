@@ -3,6 +3,7 @@
 //! how long something took.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod muc;
 pub mod python;
 pub mod tls;

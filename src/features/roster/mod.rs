@@ -12,6 +12,7 @@
 //! probes (`outbound`, `inbound`), the end of a session (`on_session_end`), the
 //! `jabber:iq:roster` IQ (`handle`) and the storage reply (`on_loaded`).
 
+pub mod provision;
 pub mod set;
 pub mod subscription;
 
@@ -71,6 +72,11 @@ enum Pending {
     Inbound(Routed),
     Available {
         jid: Jid,
+    },
+    /// Items the admin API provisions (`provision.rs`).
+    Provision {
+        items: Vec<provision::Provision>,
+        done: provision::Done,
     },
 }
 
@@ -178,6 +184,7 @@ pub fn on_loaded<H: RosterHost>(shard: &H, user: String, version: u64, items: Ve
             } => outbound(shard, &jid, stype, &to, stanza),
             Pending::Inbound(r) => inbound(shard, r),
             Pending::Available { jid } => became_available(shard, &jid),
+            Pending::Provision { items, done } => provision::apply(shard, &user, items, done),
         }
     }
     evict_if_idle(shard, &user);
