@@ -369,3 +369,50 @@ async fn rooms_and_their_occupants() {
     assert_eq!(get("/api/rooms/not%20a%20jid/occupants").0, 400);
     drop((a, b));
 }
+
+/// A kicked session is ended, not kept for XEP-0198 resumption: resuming it fails, and
+/// what it had not acknowledged is not lost (offline, delivered at the next login).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kicked_session_cannot_be_resumed_and_loses_nothing() {
+    let s = with_token();
+    let mut alice = Client::connect(&s, Some(&s.token("alice"))).await;
+    alice.jid = "alice@localhost".into();
+    alice.open().await;
+    assert!(alice.auth_plain("alice", "").await.contains("<success"));
+    alice.open().await;
+    alice.bind(Some("phone")).await;
+    alice.send("<presence/>").await;
+    alice
+        .send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await;
+    let e = alice.recv_until("<enabled").await;
+    let id = between(&e, "id='", "'").to_string();
+    let mut bob = Client::online(&s, "bob", "desk", 0).await;
+    bob.send(
+        "<message to='alice@localhost/phone' type='chat' id='k1'><body>unacked</body></message>",
+    )
+    .await;
+    assert!(alice.recv_until("<message").await.contains("id='k1'"));
+    // Not acknowledged; then the operator kicks her.
+    let path = "/api/sessions/alice@localhost%2Fphone?reason=bye";
+    let (st, r) = tokio::task::block_in_place(|| call(&s, "DELETE", path, Some(TOKEN), ""));
+    assert_eq!(st, 200, "{r}");
+    alice.expect_stream_error("policy-violation").await;
+    let mut again = Client::connect(&s, Some(&s.token("alice"))).await;
+    again.jid = "alice@localhost".into();
+    again.open().await;
+    assert!(again.auth_plain("alice", "").await.contains("<success"));
+    again.open().await;
+    again
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' h='0' previd='{id}'/>"
+        ))
+        .await;
+    let f = again.recv_until("<failed").await;
+    assert!(f.contains("<item-not-found"), "{f}");
+    // What she had not acknowledged waits for her.
+    again.bind(Some("phone")).await;
+    again.send("<presence/>").await;
+    let m = again.recv_until("<message").await;
+    assert!(m.contains("unacked") && m.contains("<delay"), "{m}");
+}

@@ -442,7 +442,7 @@ pub fn on_nonza<H: SmHost>(
 /// closed on purpose), a resumable session detaches and waits for `<resume/>`.
 pub fn on_connection_end<H: SmHost>(stream: &mut Stream, shard: &H, ctl: &Sink) {
     forget_live(shard, stream, ctl.id);
-    if !stream.clean_end {
+    if !stream.clean_end && !ctl.sm_resume_forbidden() {
         detach(stream, shard, ctl);
     }
 }

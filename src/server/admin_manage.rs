@@ -240,6 +240,7 @@ pub async fn user_delete(shard: Rc<Shard>, local: String, reply: Sender<Reply>) 
         }
         for (j, c) in live.iter().filter(|(_, c)| !c.is_closing()) {
             ended.insert(j.clone());
+            c.sm_forbid_resume();
             c.close(
                 CloseKind::Flush,
                 stream_error_bytes(

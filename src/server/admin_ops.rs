@@ -155,6 +155,8 @@ pub fn handle(shard: &Rc<Shard>, r: Request) {
             match found {
                 Some(ctl) => {
                     tracing::info!(shard = shard.id, jid, reason, "admin: session kicked");
+                    // Kicked means ended: not kept for a resumption.
+                    ctl.sm_forbid_resume();
                     ctl.close(
                         CloseKind::Flush,
                         stream_error_bytes(

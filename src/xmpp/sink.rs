@@ -124,6 +124,9 @@ struct SmOut {
     asked: bool,
     /// Ask for an ack once this many stanzas are unacknowledged.
     ask_after: usize,
+    /// The server ended this session on purpose (an admin kick): it is not kept for
+    /// resumption when its connection ends.
+    no_resume: bool,
 }
 
 /// One session's way out: its connection's outbox, and what sits in front of it.
@@ -383,7 +386,21 @@ impl Sink {
             bytes: 0,
             asked: false,
             ask_after: ask_after.max(1),
+            no_resume: false,
         }));
+    }
+
+    /// The server ends this session on purpose (an admin kick): when its connection ends
+    /// it is not kept for XEP-0198 resumption.
+    pub fn sm_forbid_resume(&self) {
+        if let Some(s) = self.sm.borrow_mut().as_mut() {
+            s.no_resume = true;
+        }
+    }
+
+    /// Whether `sm_forbid_resume` was called.
+    pub fn sm_resume_forbidden(&self) -> bool {
+        self.sm.borrow().as_ref().is_some_and(|s| s.no_resume)
     }
 
     /// The client has handled `h` stanzas: forget those. False when `h` is more than was sent.
