@@ -144,3 +144,68 @@ async fn a_failed_commit_answers_with_errors_instead_of_waiting_forever() {
         }
     }
 }
+
+/// The backup `docs/operations.md` describes: stop the server (SIGTERM), copy its data
+/// directory, start a server on the copy: the roster, the archive and the offline message
+/// are all there. And a data directory in a newer format than the binary's (after a
+/// downgrade) is refused at start with an error that says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_servers_copied_data_restores_everything_and_a_newer_format_is_refused() {
+    let mut s = Server::start();
+    let mut j = Client::login(&s, "juliet", Some("r")).await;
+    j.send("<iq id='add' type='set'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' name='Romeo'/></query></iq>").await;
+    assert!(j.recv_until("id='add'").await.contains("type='result'"));
+    j.send("<message to='romeo@localhost' type='chat' id='b1'><body>kept in the backup</body></message>").await;
+    j.ping_server("sync").await;
+    drop(j);
+    let data = s.dir.join("data");
+    let status = tokio::task::block_in_place(|| s.terminate());
+    assert!(status.is_some_and(|st| st.success()), "{status:?}");
+    let mut r = s.start_on_copy(&data);
+    let mut j = Client::login(&r, "juliet", Some("r")).await;
+    let roster = roster_get(&mut j, "get").await;
+    assert!(
+        roster.contains("jid='romeo@localhost' name='Romeo'"),
+        "{roster}"
+    );
+    j.send("<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='q1'/></iq>")
+        .await;
+    let mut page = String::new();
+    while !page.contains("<fin") {
+        page.push_str(&j.recv().await);
+    }
+    assert!(page.contains("kept in the backup"), "{page}");
+    let mut romeo = Client::login(&r, "romeo", Some("r")).await;
+    romeo.send("<presence/>").await;
+    let m = romeo.recv_until("<message").await;
+    assert!(
+        m.contains("kept in the backup") && m.contains("<delay"),
+        "{m}"
+    );
+    drop((j, romeo));
+    // A newer format than this build's: refused, with the reason.
+    let copy = r.dir.join("data");
+    assert!(tokio::task::block_in_place(|| r.terminate()).is_some_and(|st| st.success()));
+    {
+        let db = fjall::Database::builder(copy.join("db")).open().unwrap();
+        let meta = db
+            .keyspace("meta", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        assert_eq!(
+            meta.get("format").unwrap().as_deref(),
+            Some(&1u32.to_be_bytes()[..]),
+            "the marker is written"
+        );
+        meta.insert("format", 99u32.to_be_bytes()).unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--jwt-secret", "x"])
+        .args(["--admin-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("format 99"), "{err}");
+}

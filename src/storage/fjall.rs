@@ -145,6 +145,7 @@ impl FjallBackend {
         let rosters = keyspace("rosters")?;
         let roster_versions = keyspace("roster_versions")?;
         let archive = keyspace("archive")?;
+        check_format(&db, &keyspace("meta")?)?;
         Ok(FjallBackend {
             db,
             users,
@@ -174,6 +175,35 @@ impl FjallBackend {
             self.counts.insert(user.to_string(), (next, n));
         }
         Ok(self.counts.get_mut(user).unwrap())
+    }
+}
+
+/// The data directory's format. A build refuses a directory written in a newer format
+/// (after a downgrade: restore the backup taken before the upgrade), and would migrate an
+/// older one here. Directories from before the marker existed are format 1.
+pub const FORMAT: u32 = 1;
+
+fn check_format(db: &Database, meta: &Keyspace) -> Result<()> {
+    match meta.get("format").map_err(err)? {
+        None => {
+            meta.insert("format", FORMAT.to_be_bytes()).map_err(err)?;
+            db.persist(PersistMode::SyncAll).map_err(err)?;
+            Ok(())
+        }
+        Some(v) => {
+            let v = <[u8; 4]>::try_from(v.as_ref())
+                .map(u32::from_be_bytes)
+                .map_err(|_| {
+                    StorageError("the data directory's format marker is damaged".into())
+                })?;
+            if v > FORMAT {
+                return Err(StorageError(format!(
+                    "the data directory is in format {v}, newer than this build's {FORMAT}: \
+                     run the newer aoba, or restore the backup taken before the upgrade"
+                )));
+            }
+            Ok(())
+        }
     }
 }
 

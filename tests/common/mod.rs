@@ -103,6 +103,32 @@ impl Server {
         std::mem::forget(old); // its directory is ours now
     }
 
+    /// A new server (same configuration) on a copy of `data`, a data directory (a restored
+    /// backup).
+    pub fn start_on_copy(&self, data: &std::path::Path) -> Server {
+        fn copy(from: &std::path::Path, to: &std::path::Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for e in std::fs::read_dir(from).unwrap() {
+                let e = e.unwrap();
+                let dest = to.join(e.file_name());
+                if e.file_type().unwrap().is_dir() {
+                    copy(&e.path(), &dest);
+                } else {
+                    std::fs::copy(e.path(), dest).unwrap();
+                }
+            }
+        }
+        let dir = temp_dir();
+        copy(data, &dir.join("data"));
+        Server::start_in(
+            dir,
+            &self.config.clone(),
+            self.shards,
+            &["--jwt-secret", SECRET],
+            &[],
+        )
+    }
+
     fn start_in(
         dir: PathBuf,
         config: &str,
