@@ -357,6 +357,52 @@ pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> std::io::Result<std::ne
     Ok(s.into())
 }
 
+/// For each of `wanted`: claims the port (`claim_port`), then binds one SO_REUSEPORT
+/// listener per shard on it. Returns the addresses with their real ports and, per shard,
+/// its listeners in `wanted`'s order. A port the system chose (`:0`) is free only until
+/// the claim is let go: another process's outgoing connection may take it before the
+/// shards bind it, so then everything is bound again on new ports (a few times).
+pub fn bind_shards(
+    wanted: &[SocketAddr],
+    shards: usize,
+    backlog: i32,
+) -> Result<(Vec<SocketAddr>, Vec<Vec<std::net::TcpListener>>), String> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut addrs = Vec::with_capacity(wanted.len());
+        for &a in wanted {
+            addrs.push(claim_port(a)?);
+        }
+        let mut lost = None;
+        let mut all = Vec::with_capacity(shards);
+        'shards: for _ in 0..shards {
+            let mut mine = Vec::with_capacity(addrs.len());
+            for (i, &a) in addrs.iter().enumerate() {
+                match bind_reuseport(a, backlog) {
+                    Ok(l) => mine.push(l),
+                    Err(e) => {
+                        lost = Some((i, a, e));
+                        break 'shards;
+                    }
+                }
+            }
+            all.push(mine);
+        }
+        match lost {
+            None => return Ok((addrs, all)),
+            Some((i, _, e))
+                if wanted[i].port() == 0
+                    && e.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < 8 =>
+            {
+                tracing::debug!(error = %e, "a chosen port was taken before the shards bound it: again");
+            }
+            Some((_, a, e)) => return Err(format!("bind {a}: {e}")),
+        }
+    }
+}
+
 /// Binds without SO_REUSEPORT first: if anyone listens on the port (even a second Aoba with
 /// SO_REUSEPORT, which would otherwise silently share it), this fails and we refuse to start.
 /// Returns the address with the real port (for `:0`).
@@ -380,4 +426,28 @@ pub fn claim_port(addr: SocketAddr) -> Result<SocketAddr, String> {
         .as_socket()
         .ok_or("not an inet address")?;
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shard gets a listener on the same (chosen) port for each address; a fixed
+    /// port another socket listens on is refused, not shared.
+    #[test]
+    fn shards_share_each_port_and_a_taken_port_is_refused() {
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (addrs, ls) = bind_shards(&[any, any], 3, 16).unwrap();
+        assert_eq!(ls.len(), 3);
+        for mine in &ls {
+            for (l, a) in mine.iter().zip(&addrs) {
+                assert_eq!(l.local_addr().unwrap(), *a);
+                assert_ne!(a.port(), 0);
+            }
+        }
+        assert_ne!(addrs[0].port(), addrs[1].port());
+        let taken = std::net::TcpListener::bind(any).unwrap();
+        let e = bind_shards(&[taken.local_addr().unwrap()], 2, 16).unwrap_err();
+        assert!(e.contains("already in use"), "{e}");
+    }
 }

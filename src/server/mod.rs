@@ -133,17 +133,21 @@ pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(
         unsafe { std::env::set_var("MONOIO_FORCE_LEGACY_DRIVER", "1") };
     }
     let n = cfg.shard_count();
-    let addr = crate::runtime::claim_port(cfg.server.listen)?;
-    let mut addrs = vec![(Listener::Http, addr)];
+    let mut wanted = vec![(Listener::Http, cfg.server.listen)];
     for (kind, a) in [
         (Listener::Https, cfg.server.listen_tls),
         (Listener::C2s, cfg.c2s.listen),
         (Listener::C2sDirectTls, cfg.c2s.listen_direct_tls),
     ] {
         if let Some(a) = a {
-            addrs.push((kind, crate::runtime::claim_port(a)?));
+            wanted.push((kind, a));
         }
     }
+    let want: Vec<_> = wanted.iter().map(|w| w.1).collect();
+    // Per shard, one listener per address, in `wanted`'s order.
+    let (bound, listeners) = crate::runtime::bind_shards(&want, n, cfg.server.listen_backlog)?;
+    let addrs: Vec<_> = wanted.iter().map(|w| w.0).zip(bound).collect();
+    let addr = addrs[0].1;
     // The admin listener: bound now, so a port in use stops the start.
     let admin = if cfg.admin.enabled {
         let l = std::net::TcpListener::bind(cfg.admin.listen)
@@ -161,18 +165,6 @@ pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(
         listeners: addrs.iter().map(|a| a.0).collect(),
         tls,
     });
-    // Per shard, one listener per address, in `net.listeners`' order.
-    let mut listeners = Vec::with_capacity(n);
-    for _ in 0..n {
-        let mut mine = Vec::with_capacity(addrs.len());
-        for &(_, a) in &addrs {
-            mine.push(
-                crate::runtime::bind_reuseport(a, cfg.server.listen_backlog)
-                    .map_err(|e| format!("bind {a}: {e}"))?,
-            );
-        }
-        listeners.push(mine);
-    }
     let mut senders = Vec::with_capacity(n);
     let mut boxes = Vec::with_capacity(n);
     for _ in 0..n {
