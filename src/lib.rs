@@ -1,6 +1,7 @@
 //! Aoba: a thread-per-core XMPP server for browser and app clients.
 //! See `DESIGN.md` in the shared notes and `docs/` for the why of the shape.
 
+pub mod cluster;
 pub mod config;
 pub mod ctl;
 pub mod fault;

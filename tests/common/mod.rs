@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod muc;
+pub mod nats;
 pub mod python;
 pub mod tls;
 
