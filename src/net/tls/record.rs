@@ -171,6 +171,35 @@ impl Traffic {
         })
     }
 
+    /// A record layer on a peer's extracted secrets, without key updates: tests use it
+    /// as the client, to send records no real client sends.
+    #[cfg(test)]
+    pub(super) fn for_test(tls13: bool, secrets: ExtractedSecrets) -> Traffic {
+        let (rx, aead) = Dir::new(secrets.rx.0, secrets.rx.1).unwrap();
+        let (tx, _) = Dir::new(secrets.tx.0, secrets.tx.1).unwrap();
+        Traffic {
+            rx,
+            tx,
+            version: if tls13 {
+                Version::Tls13
+            } else {
+                Version::Tls12
+            },
+            aead,
+            tx_limit: u64::MAX,
+            kernel: None,
+            peer_closed: false,
+            sent_close: false,
+            failed: false,
+        }
+    }
+
+    /// One record of content type `typ`, as it is (tests).
+    #[cfg(test)]
+    pub(super) fn seal_for_test(&mut self, typ: u8, plain: &[u8], out: &mut Vec<u8>) {
+        self.seal_raw(typ, plain, out).unwrap();
+    }
+
     #[cfg(test)]
     pub(super) fn set_tx_limit(&mut self, limit: u64) {
         self.tx_limit = limit;

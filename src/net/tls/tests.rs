@@ -709,3 +709,114 @@ mod props {
         }
     }
 }
+
+/// What no real client sends, crafted under the client's own keys (extracted from a rustls
+/// client): each is refused with the alert RFC 8446 / RFC 5246 name, or ignored where they
+/// say so, and what came before it is kept.
+#[test]
+fn records_a_client_should_not_send() {
+    use rustls::crypto::ring::cipher_suite::*;
+    let (_d, cert, tls) = setup(&["localhost"]);
+    // (suite, records to send after "<ok/>", what the server must do: Some(alert) or None
+    // = ignored and the connection goes on).
+    type Case = (&'static str, Vec<(u8, Vec<u8>)>, Option<u8>);
+    let cases13: Vec<Case> = vec![
+        (
+            "NewSessionTicket from a client",
+            vec![(22, vec![4, 0, 0, 0])],
+            Some(10),
+        ),
+        (
+            "KeyUpdate with a bad request",
+            vec![(22, vec![24, 0, 0, 1, 7])],
+            Some(50),
+        ),
+        (
+            "KeyUpdate not ending its record",
+            vec![(22, vec![24, 0, 0, 1, 0, 1])],
+            Some(10),
+        ),
+        ("record of padding only", vec![(0, vec![0, 0, 0])], Some(10)),
+        ("unknown content type", vec![(99, vec![1])], Some(10)),
+        (
+            "user_canceled then data",
+            vec![(21, vec![1, 90]), (23, b"<more/>".to_vec())],
+            None,
+        ),
+        ("fatal alert", vec![(21, vec![2, 40])], Some(255)),
+        ("alert of one byte", vec![(21, vec![2])], Some(50)),
+    ];
+    let cases12: Vec<Case> = vec![
+        (
+            "renegotiation (ClientHello)",
+            vec![(22, vec![1, 0, 0, 0])],
+            Some(100),
+        ),
+        (
+            "warning alert then data",
+            vec![(21, vec![1, 100]), (23, b"<more/>".to_vec())],
+            None,
+        ),
+        (
+            "change_cipher_spec after the handshake",
+            vec![(20, vec![1])],
+            Some(10),
+        ),
+    ];
+    for (suite, tls13, cases) in [
+        (TLS13_AES_128_GCM_SHA256, true, &cases13),
+        (TLS13_CHACHA20_POLY1305_SHA256, true, &cases13),
+        (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, false, &cases12),
+        (
+            TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            false,
+            &cases12,
+        ),
+    ] {
+        for (what, records, expect) in cases {
+            let mut cfg = (*suite_client(&cert, suite)).clone();
+            cfg.enable_secret_extraction = true;
+            let (mut client, mut server) =
+                connect(&tls, Kind::StartTls, Arc::new(cfg), "localhost");
+            pump(&mut client, &mut server, usize::MAX);
+            let secrets = client.dangerous_extract_secrets().unwrap();
+            let mut me = record::Traffic::for_test(tls13, secrets);
+            let mut wire = Vec::new();
+            me.seal_for_test(23, b"<ok/>", &mut wire);
+            for (typ, body) in records {
+                if tls13 && *typ == 0 {
+                    // Only padding: the inner type byte itself is zero.
+                    me.seal_for_test(0, &body[..body.len() - 1], &mut wire);
+                } else {
+                    me.seal_for_test(*typ, body, &mut wire);
+                }
+            }
+            server.cipher.extend_from_slice(&wire);
+            let mut plain = Vec::new();
+            let r = server.read(&mut plain);
+            let alert = server.take_pending();
+            match expect {
+                None => {
+                    assert_eq!(r.unwrap(), ReadStatus::More, "{what}");
+                    assert_eq!(plain, b"<ok/><more/>", "{what}");
+                    assert!(alert.is_empty(), "{what}");
+                }
+                Some(desc) => {
+                    assert!(r.is_err(), "{what} ({suite:?}) is refused");
+                    assert_eq!(plain, b"<ok/>", "{what}: what came before is kept");
+                    if *desc == 255 {
+                        assert!(alert.is_empty(), "{what}: no alert after the peer's");
+                    } else {
+                        let mut got = Vec::new();
+                        let e = me.read(&mut alert.clone(), &mut got, &mut Vec::new());
+                        let e = e.unwrap_err().to_string();
+                        assert!(
+                            e.contains(&format!("TLS alert {desc} ")),
+                            "{what} ({suite:?}): {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
