@@ -1,7 +1,8 @@
 //! Storage throughput and latency (figures in docs/durability.md):
 //! - `archive_insert_via_writer`: messages/s through the storage thread — a batch of 1,000
 //!   archive appends plus a barrier, made durable by group commit (fsync), as the server
-//!   does it (fjall in a temporary directory on this machine's disk).
+//!   does it (fjall in a temporary directory on this machine's disk); `/postgres`: the
+//!   same on a throwaway PostgreSQL 15 on loopback (`tests/common/postgres.rs`).
 //! - `mam_page_query`: one XEP-0313 page (50 newest, and 50 filtered by `with`) out of a
 //!   100,000-message archive, straight on the backend (µs).
 //!
@@ -10,8 +11,11 @@
 use aoba::runtime::mailbox;
 use aoba::storage::Reply;
 use aoba::storage::{
-    ArchiveItem, ArchiveQuery, Backend, Request, StorageConfig, fjall::FjallBackend,
+    ArchiveItem, ArchiveQuery, Backend, Request, StorageConfig, fjall::FjallBackend, pg::PgBackend,
 };
+
+#[path = "../tests/common/postgres.rs"]
+mod pgtest;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::time::{Duration, Instant};
 
@@ -26,13 +30,12 @@ fn dir(name: &str) -> std::path::PathBuf {
     d
 }
 
-fn benches(c: &mut Criterion) {
-    let mut g = c.benchmark_group("storage");
-    g.measurement_time(Duration::from_secs(5)).sample_size(10);
-
-    // Through the storage thread, replies to a mailbox we drain.
-    let d = dir("writer");
-    let backend = Box::new(FjallBackend::open(&d).unwrap());
+/// Through the storage thread, replies to a mailbox we drain.
+fn via_writer(
+    g: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    name: &str,
+    backend: Box<dyn Backend>,
+) {
     let (tx, rx) = mailbox::mailbox::<Reply>(1024);
     #[allow(clippy::result_large_err)]
     let reply_to: aoba::storage::ReplyTo = std::sync::Arc::new(move |_, r| tx.try_send(r));
@@ -45,7 +48,7 @@ fn benches(c: &mut Criterion) {
     let mut next_id = 1u64 << 40;
     let mut token = 0u64;
     g.throughput(Throughput::Elements(batch));
-    g.bench_function("archive_insert_via_writer", |b| {
+    g.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let t = Instant::now();
             for _ in 0..iters {
@@ -89,7 +92,34 @@ fn benches(c: &mut Criterion) {
     });
     handle.stop();
     let _ = thread.join();
+}
+
+fn benches(c: &mut Criterion) {
+    let mut g = c.benchmark_group("storage");
+    g.measurement_time(Duration::from_secs(5)).sample_size(10);
+
+    let d = dir("writer");
+    via_writer(
+        &mut g,
+        "archive_insert_via_writer",
+        Box::new(FjallBackend::open(&d).unwrap()),
+    );
     let _ = std::fs::remove_dir_all(&d);
+    // The same on PostgreSQL 15 (a throwaway server on loopback, fsync and
+    // synchronous_commit on: one transaction and one WAL flush per batch).
+    let pg = pgtest::PgServer::start();
+    let opts = StorageConfig {
+        backend: "postgres".into(),
+        postgres_url: pg.create_database(),
+        ..StorageConfig::default()
+    }
+    .pg_options();
+    via_writer(
+        &mut g,
+        "archive_insert_via_writer/postgres",
+        Box::new(PgBackend::open(opts).unwrap()),
+    );
+    drop(pg);
 
     // Page queries on a 100,000-message archive.
     let d = dir("query");

@@ -186,6 +186,10 @@ struct Listen {
     /// Admin listen address (`GET /metrics`), e.g. 127.0.0.1:8083.
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<SocketAddr>,
+    /// Store everything in PostgreSQL at URL (`storage.backend = "postgres"` with
+    /// `storage.postgres_url`), e.g. postgresql://aoba@127.0.0.1/aoba.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
 }
 
 impl Listen {
@@ -206,6 +210,10 @@ impl Listen {
         if let Some(l) = self.admin_listen {
             cfg.admin.listen = l;
             cfg.admin.enabled = true;
+        }
+        if let Some(u) = &self.postgres {
+            cfg.storage.backend = "postgres".into();
+            cfg.storage.postgres_url = u.clone();
         }
         if let Some(s) = shards {
             cfg.server.shards = s;

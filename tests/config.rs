@@ -212,6 +212,30 @@ fn each_check_refuses_a_file_naming_the_key() {
             "storage.batch_max must be >= 1",
         ),
         ("[storage]\nbackend = \"sqlite\"\n", "storage.backend"),
+        (
+            "[storage]\nbackend = \"postgres\"\n",
+            "needs storage.postgres_url",
+        ),
+        (
+            "[storage]\nbackend = \"postgres\"\npostgres_url = \"host=db port=notaport\"\n",
+            "storage.postgres_url",
+        ),
+        (
+            "[storage]\npostgres_connect_timeout_ms = 0\n",
+            "storage.postgres_connect_timeout_ms must be >= 1",
+        ),
+        (
+            "[storage]\npostgres_reconnect_delay_ms = 0\n",
+            "storage.postgres_reconnect_delay_ms must be >= 1",
+        ),
+        (
+            "[storage]\npostgres_replay_max_bytes = 1048575\n",
+            "storage.postgres_replay_max_bytes must be >= 1048576",
+        ),
+        (
+            "[storage]\npostgres_prefs_cache_max = 0\n",
+            "storage.postgres_prefs_cache_max must be >= 1",
+        ),
         // sm
         (
             "[sm]\nresume_timeout_ms = 0\n",
@@ -288,6 +312,7 @@ fn values_at_the_bounds_pass() {
         "[limits]\nmax_stanza_bytes = 65536\noutbound_queue_bytes_max = 65536\n",
         "[muc]\nmax_rooms_per_shard = 1\nhistory_max = 0\nhistory_default = 0\n",
         "[storage]\nqueue_capacity = 1\nshard_backlog_max = 1\nbatch_max = 1\noffline_quota = 0\n",
+        "[storage]\nbackend = \"postgres\"\npostgres_url = \"postgresql://aoba@127.0.0.1:5432/aoba\"\npostgres_connect_timeout_ms = 1\npostgres_reconnect_delay_ms = 1\npostgres_replay_max_bytes = 1048576\npostgres_prefs_cache_max = 1\npostgres_statement_timeout_ms = 0\n",
         "[sm]\nresume_timeout_ms = 100\nrequest_ack_after_stanzas = 1\n",
         "[mam]\npage_default = 1\npage_max = 1\nretention_s = 18446744073709551\n",
         "[ftw]\nping_interval_ms = 100\nping_timeout_ms = 100\nmax_pending_callbacks = 1\n",

@@ -5,16 +5,22 @@
 //! acknowledgement: what it confirms survives `kill -9`.
 //!
 //! `Backend` is what an engine implements: the embedded default is fjall (`fjall.rs`);
-//! `memory.rs` is a second implementation, and `contract_tests` is the suite any backend
-//! (a PostgreSQL one, for multi-node deployments) must pass.
+//! `memory.rs` is a second implementation, `pg.rs` the PostgreSQL one (for deployments that
+//! outgrow one machine), and `contract_tests` is the suite every backend must pass.
 
 pub mod fjall;
 pub mod memory;
+pub mod pg;
 mod thread;
 
-/// The suite any backend must pass (run for fjall and memory).
+/// The suite any backend must pass (run for fjall, memory and PostgreSQL).
 #[cfg(test)]
 pub(crate) mod contract_tests;
+
+/// A throwaway PostgreSQL server for the tests (shared with the integration tests).
+#[cfg(test)]
+#[path = "../../tests/common/postgres.rs"]
+pub(crate) mod pg_test;
 
 pub use thread::{ReplyTo, start};
 
@@ -28,8 +34,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// `fjall` keeps everything in `<data_dir>/db` (embedded, durable); `memory` loses it
-    /// at exit.
+    /// at exit; `postgres` keeps it in the PostgreSQL database at `postgres_url`
+    /// (`docs/postgres.md`).
     pub backend: String,
+    /// With `backend = "postgres"`: the connection, as a URL
+    /// (`postgresql://user:password@host:port/dbname`) or key=value pairs
+    /// (`host=... port=... user=... dbname=...`). Flag `--postgres URL` (which also selects
+    /// the backend). The schema is created and migrated at start.
+    pub postgres_url: String,
+    /// Longest wait for a connection to PostgreSQL (at start and on a reconnect).
+    #[schemars(range(min = 1))]
+    pub postgres_connect_timeout_ms: u64,
+    /// PostgreSQL's `statement_timeout` for Aoba's connection: a statement (a batch's
+    /// insert, COMMIT) that takes longer fails, and the batch with it (its waiters get
+    /// errors, it is replayed by the next one). 0: no limit.
+    pub postgres_statement_timeout_ms: u64,
+    /// Pause between two attempts to reconnect to PostgreSQL; the storage queue fills
+    /// meanwhile and shapes the clients.
+    #[schemars(range(min = 1))]
+    pub postgres_reconnect_delay_ms: u64,
+    /// Writes held for replay while PostgreSQL cannot commit (a lost batch is replayed by
+    /// the next transaction). Past it the process exits (crash-only: nothing acknowledged
+    /// is among them).
+    #[schemars(range(min = 1048576))]
+    pub postgres_replay_max_bytes: usize,
+    /// Archive preferences cached by the writer (one lookup per archived message
+    /// otherwise); the cache is emptied when it reaches this many owners.
+    #[schemars(range(min = 1))]
+    pub postgres_prefs_cache_max: usize,
     /// Offline messages kept per user; past it the sender gets `service-unavailable`.
     pub offline_quota: usize,
     /// Store offline messages for any valid localpart, also one that never logged in: with
@@ -61,6 +93,12 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             backend: "fjall".into(),
+            postgres_url: String::new(),
+            postgres_connect_timeout_ms: 5000,
+            postgres_statement_timeout_ms: 30000,
+            postgres_reconnect_delay_ms: 1000,
+            postgres_replay_max_bytes: 64 << 20,
+            postgres_prefs_cache_max: 100_000,
             offline_quota: 1000,
             accept_unknown_users: true,
             max_unknown_recipients_per_hour: 100,
@@ -76,9 +114,30 @@ impl StorageConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         match self.backend.as_str() {
             "fjall" | "memory" => Ok(()),
+            "postgres" if self.postgres_url.trim().is_empty() => Err(
+                "storage.backend = \"postgres\" needs storage.postgres_url (or --postgres URL)"
+                    .into(),
+            ),
+            "postgres" => self
+                .postgres_url
+                .parse::<::postgres::Config>()
+                .map(|_| ())
+                .map_err(|e| format!("storage.postgres_url: {e}")),
             other => Err(format!(
-                "storage.backend {other:?}: expected fjall or memory"
+                "storage.backend {other:?}: expected fjall, memory or postgres"
             )),
+        }
+    }
+
+    /// The PostgreSQL backend's settings.
+    pub fn pg_options(&self) -> pg::PgOptions {
+        pg::PgOptions {
+            url: self.postgres_url.clone(),
+            connect_timeout_ms: self.postgres_connect_timeout_ms,
+            statement_timeout_ms: self.postgres_statement_timeout_ms,
+            reconnect_delay_ms: self.postgres_reconnect_delay_ms,
+            replay_max_bytes: self.postgres_replay_max_bytes,
+            prefs_cache_max: self.postgres_prefs_cache_max,
         }
     }
 }
@@ -169,8 +228,11 @@ pub fn open(
             ))
         }
         "memory" => Ok(Box::new(memory::MemoryBackend::default())),
+        "postgres" => Ok(Box::new(
+            pg::PgBackend::open(cfg.pg_options()).map_err(|e| e.to_string())?,
+        )),
         other => Err(format!(
-            "storage.backend {other:?}: expected fjall or memory"
+            "storage.backend {other:?}: expected fjall, memory or postgres"
         )),
     }
 }

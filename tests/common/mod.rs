@@ -6,6 +6,8 @@
 pub mod admin;
 pub mod muc;
 pub mod nats;
+#[path = "postgres.rs"]
+pub mod pgtest;
 pub mod python;
 pub mod tls;
 
