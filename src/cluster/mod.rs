@@ -2,3 +2,5 @@
 //! ([`bus`]); membership, placement and cross-node routing build on it.
 
 pub mod bus;
+pub mod membership;
+pub mod placement;
