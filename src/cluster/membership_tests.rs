@@ -7,7 +7,7 @@ use std::sync::mpsc::{Receiver, channel};
 fn cfg(url: &str, node: &str) -> MembershipConfig {
     MembershipConfig {
         heartbeat_ms: 50,
-        failure_timeout_ms: 1500,
+        failure_timeout_ms: 3000,
         ..MembershipConfig::new(url, node)
     }
 }
@@ -100,11 +100,13 @@ fn a_stalled_node_is_removed_and_fences_itself_on_waking() {
     let a = join(&url, "a");
     let b = join(&url, "b");
     let before = sees(&a, &["a", "b"]);
-    *b.m.pause.lock().unwrap() = Some(Duration::from_millis(4000));
+    *b.m.pause.lock().unwrap() = Some(Duration::from_millis(6000));
     let after = sees(&a, &["a"]);
     assert!(after.epoch > before.epoch);
+    // Fenced: for its silence when it wakes (or, if it was starved before the stall
+    // began, because its session was terminated under it).
     let f = b.fenced.recv_timeout(Duration::from_secs(20)).unwrap();
-    assert!(matches!(f, Fenced::Silent(_)), "{f:?}");
+    assert!(matches!(f, Fenced::Silent(_) | Fenced::Lost(_)), "{f:?}");
     // It wrote nothing after: still only "a", and the epoch did not move.
     std::thread::sleep(Duration::from_millis(300));
     let mut db = postgres::Client::connect(&url, NoTls).unwrap();
