@@ -10,10 +10,10 @@
 
 mod common;
 use common::tls::{TestCa, connect, read_to_end, send};
+use common::tools::{drain, tail};
 use common::*;
 
 use serde_json::json;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -34,16 +34,7 @@ fn demo_dir() -> PathBuf {
 fn chromium_ready() -> &'static Result<(), String> {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     READY.get_or_init(|| {
-        let have = || Path::new(CHROMIUM).exists();
-        if !have() {
-            let _ = Command::new("apt-get").args(["update", "-q"]).status();
-            let _ = Command::new("apt-get")
-                .args(["install", "-y", "-q", "chromium"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdin(Stdio::null())
-                .status();
-        }
-        if have() {
+        if common::tools::apt_ensure("chromium", || Path::new(CHROMIUM).exists()) {
             Ok(())
         } else {
             Err(format!(
@@ -56,54 +47,7 @@ fn chromium_ready() -> &'static Result<(), String> {
 /// `npm ci` once per test binary, unless node_modules is already at least as new as the lock.
 fn npm_ready() -> &'static Result<(), String> {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    READY.get_or_init(|| {
-        let dir = demo_dir();
-        let installed = dir.join("node_modules").join(".package-lock.json");
-        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let fresh = matches!(
-            (modified(&installed), modified(&dir.join("package-lock.json"))),
-            (Some(i), Some(l)) if i >= l
-        );
-        let have = dir
-            .join("node_modules")
-            .join("playwright-core")
-            .join("package.json")
-            .exists();
-        if fresh && have {
-            return Ok(());
-        }
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run npm (Node.js and npm must be on PATH): {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "npm ci in {} failed ({}):\n{}\n{}",
-                dir.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    })
-}
-
-fn tail(s: &str, lines: usize) -> String {
-    let all: Vec<&str> = s.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Reads a child's pipe to the end on its own thread.
-fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = r.read_to_end(&mut v);
-        String::from_utf8_lossy(&v).into_owned()
-    })
+    READY.get_or_init(|| common::tools::npm_ci(&demo_dir(), &["playwright-core"]))
 }
 
 /// Starts a server and runs `node demo.mjs <name>` against it; prints the scenario's

@@ -5,10 +5,10 @@
 //! the tail of the server log are printed. Needs `node` and `npm` on PATH.
 
 mod common;
+use common::tools::{drain, tail};
 use common::*;
 
 use serde_json::json;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -29,58 +29,7 @@ fn ftw_dir() -> PathBuf {
 /// `npm ci` once per test binary, unless node_modules is already at least as new as the lock.
 fn npm_ready() -> &'static Result<(), String> {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    READY.get_or_init(|| {
-        let dir = ftw_dir();
-        let installed = dir.join("node_modules").join(".package-lock.json");
-        let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        let fresh = match (
-            modified(&installed),
-            modified(&dir.join("package-lock.json")),
-        ) {
-            (Some(i), Some(l)) => i >= l,
-            _ => false,
-        };
-        let have = ["socket.io-client", "ws"].iter().all(|m| {
-            dir.join("node_modules")
-                .join(m)
-                .join("package.json")
-                .exists()
-        });
-        if fresh && have {
-            return Ok(());
-        }
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run npm (Node.js and npm must be on PATH): {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "npm ci in {} failed ({}):\n{}\n{}",
-                dir.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    })
-}
-
-fn tail(s: &str, lines: usize) -> String {
-    let all: Vec<&str> = s.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Reads a child's pipe to the end on its own thread.
-fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = r.read_to_end(&mut v);
-        String::from_utf8_lossy(&v).into_owned()
-    })
+    READY.get_or_init(|| common::tools::npm_ci(&ftw_dir(), &["socket.io-client", "ws"]))
 }
 
 /// Starts a server and runs `node scenarios.mjs <name>` against it; panics with the

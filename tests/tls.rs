@@ -468,15 +468,8 @@ fn openssl_ready() {
     static READY: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     READY.get_or_init(|| {
         let have = || Command::new("openssl").arg("version").output().is_ok();
-        if !have() {
-            let _ = Command::new("apt-get").args(["update", "-q"]).status();
-            let _ = Command::new("apt-get")
-                .args(["install", "-y", "-q", "openssl"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
-        }
         assert!(
-            have(),
+            common::tools::apt_ensure("openssl", have),
             "openssl is missing and apt-get could not install it"
         );
     });
@@ -636,9 +629,18 @@ impl SClient {
 
     fn send(&mut self, line: &str) {
         let stdin = self.child.stdin.as_mut().unwrap();
-        stdin.write_all(line.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
+        // One write (atomic on a pipe): s_client may exit as soon as the server answers a
+        // line, before a second write of its newline.
+        let r = stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|_| stdin.flush());
+        if let Err(e) = r {
+            std::thread::sleep(Duration::from_millis(200));
+            panic!(
+                "openssl s_client is gone ({e}) before {line:?}: {}",
+                self.out.lock().unwrap()
+            );
+        }
     }
 
     /// Waits until the output holds `what` `n` times (the whole output so far).

@@ -10,6 +10,7 @@ pub mod nats;
 pub mod pgtest;
 pub mod python;
 pub mod tls;
+pub mod tools;
 
 use futures_util::{SinkExt, StreamExt};
 use std::io::{BufRead, BufReader};

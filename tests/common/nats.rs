@@ -21,15 +21,8 @@ fn binary() -> &'static str {
                 .output()
                 .is_ok()
         };
-        if !have() {
-            let _ = Command::new("apt-get").args(["update", "-q"]).status();
-            let _ = Command::new("apt-get")
-                .args(["install", "-y", "-q", "nats-server"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
-        }
         assert!(
-            have(),
+            super::tools::apt_ensure("nats-server", have),
             "nats-server is missing and apt-get could not install it"
         );
     });

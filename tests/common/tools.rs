@@ -1,0 +1,74 @@
+//! What the tests install and run besides the server: Debian packages (installed with
+//! apt-get when missing), `npm ci` of a test directory's lockfile, and child output.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Whether `have()` holds, after installing Debian's `package` with apt-get if it did not.
+pub fn apt_ensure(package: &str, have: impl Fn() -> bool) -> bool {
+    if !have() {
+        let _ = Command::new("apt-get")
+            .args(["update", "-q"])
+            .stdin(Stdio::null())
+            .status();
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "-q", package])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status();
+    }
+    have()
+}
+
+/// `npm ci` in `dir` unless its node_modules is at least as new as its lockfile and holds
+/// each of `modules`.
+pub fn npm_ci(dir: &Path, modules: &[&str]) -> Result<(), String> {
+    let installed = dir.join("node_modules").join(".package-lock.json");
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let fresh = matches!(
+        (modified(&installed), modified(&dir.join("package-lock.json"))),
+        (Some(i), Some(l)) if i >= l
+    );
+    let have = modules.iter().all(|m| {
+        dir.join("node_modules")
+            .join(m)
+            .join("package.json")
+            .exists()
+    });
+    if fresh && have {
+        return Ok(());
+    }
+    let out = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run npm (Node.js and npm must be on PATH): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "npm ci in {} failed ({}):\n{}\n{}",
+            dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// The last `lines` lines of `s`.
+pub fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Reads a child's pipe to the end on its own thread.
+pub fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        String::from_utf8_lossy(&v).into_owned()
+    })
+}
