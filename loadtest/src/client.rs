@@ -35,12 +35,25 @@ pub enum AuthMode {
     Plain,
 }
 
+/// One server URL (`--url`) and its address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub url: String,
+    pub addr: SocketAddrV4,
+}
+
+/// The URL (index into `--url`'s list) of session `idx` (0-based, global over the run and
+/// over `hold --procs` workers): round-robin by session index.
+pub fn url_index(idx: usize, urls: usize) -> usize {
+    idx % urls.max(1)
+}
+
 /// Everything a client needs to log in; shared by all sessions of a run.
 #[derive(Clone, Debug)]
 pub struct ClientCfg {
     pub transport: Transport,
-    pub url: String,
-    pub addr: SocketAddrV4,
+    /// The `--url`s (at least one); session `idx` uses `targets[url_index(idx, len)]`.
+    pub targets: Vec<Target>,
     pub domain: String,
     pub auth: AuthMode,
     pub jwt_secret: String,
@@ -58,6 +71,11 @@ pub struct ClientCfg {
 }
 
 impl ClientCfg {
+    /// The server of session `idx` (0-based): always the same one for that index.
+    pub fn target(&self, idx: usize) -> &Target {
+        &self.targets[url_index(idx, self.targets.len())]
+    }
+
     pub fn user(&self, n: usize) -> String {
         format!("{}{}", self.users_prefix, n)
     }
@@ -248,8 +266,14 @@ fn written(
     }
 }
 
-/// Connect, upgrade and negotiate session number `n` (user `{prefix}{n}`) from source `src`.
-pub async fn login(cfg: &ClientCfg, n: usize, src: Ipv4Addr) -> Result<Session, LoginError> {
+/// Connect to `target`, upgrade and negotiate session number `n` (user `{prefix}{n}`) from
+/// source `src`.
+pub async fn login(
+    cfg: &ClientCfg,
+    target: &Target,
+    n: usize,
+    src: Ipv4Addr,
+) -> Result<Session, LoginError> {
     let t0 = Instant::now();
     let deadline = tokio::time::Instant::now() + cfg.timeout;
     let user = cfg.user(n);
@@ -258,7 +282,7 @@ pub async fn login(cfg: &ClientCfg, n: usize, src: Ipv4Addr) -> Result<Session, 
         AuthMode::JwtCookie | AuthMode::JwtPlain => Some(mint_jwt(&cfg.jwt_secret, &user)),
     };
 
-    let tcp = match tokio::time::timeout_at(deadline, tcp_connect(src, cfg.addr)).await {
+    let tcp = match tokio::time::timeout_at(deadline, tcp_connect(src, target.addr)).await {
         Err(_) => return Err(LoginError::new("timeout:connect", "")),
         Ok(Err(e)) => {
             let kind = match e.raw_os_error() {
@@ -274,10 +298,12 @@ pub async fn login(cfg: &ClientCfg, n: usize, src: Ipv4Addr) -> Result<Session, 
     };
 
     let conn = match cfg.transport {
-        Transport::Ws => Conn::Ws(upgrade(cfg, Io::Plain(tcp), token.as_deref(), deadline).await?),
+        Transport::Ws => {
+            Conn::Ws(upgrade(cfg, target, Io::Plain(tcp), token.as_deref(), deadline).await?)
+        }
         Transport::Wss => {
             let io = tls_handshake(cfg, tcp, deadline).await?;
-            Conn::Ws(upgrade(cfg, io, token.as_deref(), deadline).await?)
+            Conn::Ws(upgrade(cfg, target, io, token.as_deref(), deadline).await?)
         }
         Transport::Tcp | Transport::Starttls => Conn::xml(Io::Plain(tcp), cfg.read_buffer),
         Transport::Tls => Conn::xml(tls_handshake(cfg, tcp, deadline).await?, cfg.read_buffer),
@@ -440,6 +466,7 @@ async fn tls_handshake(
 /// plain socket (`ws`) or TLS (`wss`).
 async fn upgrade(
     cfg: &ClientCfg,
+    target: &Target,
     io: Io,
     token: Option<&str>,
     deadline: tokio::time::Instant,
@@ -448,10 +475,10 @@ async fn upgrade(
         format!(
             "{}{}/socket.io/?EIO=4&transport=websocket",
             cfg.transport.scheme(),
-            cfg.addr
+            target.addr
         )
     } else {
-        cfg.url.clone()
+        target.url.clone()
     };
     let mut req = url
         .as_str()
@@ -551,8 +578,10 @@ mod tests {
     fn src_addrs() {
         let mut cfg = ClientCfg {
             transport: Transport::Ws,
-            url: String::new(),
-            addr: "127.0.0.1:1".parse().unwrap(),
+            targets: vec![Target {
+                url: String::new(),
+                addr: "127.0.0.1:1".parse().unwrap(),
+            }],
             domain: "d".into(),
             auth: AuthMode::Plain,
             jwt_secret: String::new(),

@@ -43,8 +43,31 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
     b.enable_all().build().expect("tokio runtime")
 }
 
+/// What a scenario needs of several `--url`s. They are separate servers until Aoba has a
+/// cluster, so a message only reaches a session on the same server: `chat` pairs senders
+/// with peers on their own URL (so each URL needs two sessions), and `muc` puts each room
+/// and all its occupants on one URL (so the rooms must divide evenly among the URLs).
+fn check_urls(o: &Opts, scn: Scenario) -> Result<(), String> {
+    let urls = o.urls().len();
+    if urls < 2 {
+        return Ok(());
+    }
+    match scn {
+        Scenario::Chat if o.sessions < 2 * urls => Err(format!(
+            "chat over {urls} URLs sends only between sessions on the same URL (separate servers do not deliver to each other's users): --sessions must be at least 2 per URL ({})",
+            2 * urls
+        )),
+        Scenario::Muc if !o.rooms.max(1).is_multiple_of(urls) => Err(format!(
+            "muc over {urls} URLs keeps each room and its occupants on one URL (separate servers do not share rooms): --rooms ({}) must be a multiple of the number of URLs",
+            o.rooms.max(1)
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn check(o: &Opts, scn: Scenario, nofile: u64) -> Result<(), String> {
     o.validate()?;
+    check_urls(o, scn)?;
     let sessions = if scn == Scenario::Muc {
         o.rooms.max(1) * o.occupants.max(1)
     } else {
@@ -139,4 +162,43 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &[&str]) -> (Scenario, Opts) {
+        let mut all = vec!["x"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--jwt-secret", "S"]);
+        match Cli::try_parse_from(all).unwrap().cmd {
+            Command::Chat(o) => (Scenario::Chat, o),
+            Command::Muc(o) => (Scenario::Muc, o),
+            Command::Login(o) => (Scenario::Login, o),
+            Command::Hold(o) => (Scenario::Hold, o),
+            _ => panic!(),
+        }
+    }
+
+    /// chat and muc over several URLs: what they need is checked before the run.
+    #[test]
+    fn several_urls_per_scenario() {
+        const TWO: &str = "ws://127.0.0.1:1/xmpp,ws://127.0.0.1:2/xmpp";
+        let ok = |args: &[&str]| {
+            let (s, o) = opts(args);
+            check(&o, s, 1 << 20)
+        };
+        ok(&["chat", "--url", TWO, "--sessions", "4"]).unwrap();
+        let e = ok(&["chat", "--url", TWO, "--sessions", "3"]).unwrap_err();
+        assert!(e.contains("same URL") && e.contains("(4)"), "{e}");
+        ok(&["muc", "--url", TWO, "--rooms", "4"]).unwrap();
+        let e = ok(&["muc", "--url", TWO, "--rooms", "3"]).unwrap_err();
+        assert!(e.contains("multiple of the number of URLs"), "{e}");
+        ok(&["login", "--url", TWO, "--sessions", "1"]).unwrap();
+        ok(&["hold", "--url", TWO, "--sessions", "3", "--procs", "3"]).unwrap();
+        // one URL: no new constraint
+        ok(&["chat", "--sessions", "2"]).unwrap();
+        ok(&["muc", "--rooms", "3"]).unwrap();
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{AuthMode, ClientCfg};
+use crate::client::{AuthMode, ClientCfg, Target};
 use crate::tls::{self, TlsClient, TlsResumption, Trust};
 use crate::transport::{Transport, parse_url};
 
@@ -82,8 +82,10 @@ pub struct Opts {
     /// ws://127.0.0.1:8082/xmpp), wss://HOST:PORT/PATH for wss (default
     /// wss://127.0.0.1:8443/xmpp), tcp://HOST:PORT for tcp and starttls (default
     /// tcp://127.0.0.1:5222), tls://HOST:PORT for tls (default tls://127.0.0.1:5223).
-    #[arg(long)]
-    pub url: Option<String>,
+    /// Several nodes: repeat --url or give a comma-separated list; session i goes to URL
+    /// i mod (number of URLs), by its global index (also across `hold --procs`).
+    #[arg(long, value_delimiter = ',')]
+    pub url: Vec<String>,
     /// XMPP domain (the `to` of <open/> or of the stream header; on TLS transports also the
     /// SNI and the name the server's certificate is verified for).
     #[arg(long, default_value = "localhost")]
@@ -228,11 +230,33 @@ pub const MAX_DURATION_S: f64 = 3600.0;
 pub const MAX_MESSAGES: f64 = 200_000_000.0;
 
 impl Opts {
-    /// The server URL (`--url`, or the transport's default).
+    /// The server URLs (`--url`, repeated or comma-separated; or the transport's default).
+    pub fn urls(&self) -> Vec<String> {
+        if self.url.is_empty() {
+            vec![self.transport.default_url().to_string()]
+        } else {
+            self.url.clone()
+        }
+    }
+
+    /// The server URL as reported: the only one, or all of them joined with commas.
     pub fn url(&self) -> String {
-        self.url
-            .clone()
-            .unwrap_or_else(|| self.transport.default_url().to_string())
+        self.urls().join(",")
+    }
+
+    /// Each URL checked against the transport (and loopback), with its address; an error
+    /// names the URL at fault.
+    fn targets(&self) -> Result<Vec<Target>, String> {
+        let urls = self.urls();
+        let several = urls.len() > 1;
+        urls.into_iter()
+            .map(|url| match parse_url(&url, self.transport) {
+                Ok(addr) => Ok(Target { url, addr }),
+                // parse_url's own messages name the URL except for the host checks
+                Err(e) if several && !e.contains(url.as_str()) => Err(format!("--url {url}: {e}")),
+                Err(e) => Err(e),
+            })
+            .collect()
     }
 
     /// `--auth`, or the transport's default: the JWT as a cookie on a WebSocket upgrade, as
@@ -270,7 +294,14 @@ impl Opts {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        parse_url(&self.url(), self.transport)?;
+        let targets = self.targets()?;
+        if let Some(dup) = targets
+            .iter()
+            .enumerate()
+            .find(|(i, t)| targets[..*i].iter().any(|o| o.url == t.url))
+        {
+            return Err(format!("--url {} is given twice", dup.1.url));
+        }
         if !self.transport.is_ws() {
             if self.auth() == AuthMode::JwtCookie {
                 return Err(format!(
@@ -331,11 +362,9 @@ impl Opts {
         } else {
             self.src_addrs
         };
-        let url = self.url();
         Arc::new(ClientCfg {
             transport: self.transport,
-            addr: parse_url(&url, self.transport).expect("validated"),
-            url,
+            targets: self.targets().expect("validated"),
             domain: self.domain.clone(),
             auth: self.auth(),
             jwt_secret: self.jwt_secret.clone(),
@@ -453,7 +482,10 @@ mod tests {
         assert_eq!(o.url(), "tcp://127.0.0.1:5222");
         assert_eq!(o.auth(), AuthMode::JwtPlain);
         o.validate().unwrap();
-        assert_eq!(o.client_cfg().addr, "127.0.0.1:5222".parse().unwrap());
+        assert_eq!(
+            o.client_cfg().target(0).addr,
+            "127.0.0.1:5222".parse().unwrap()
+        );
         let e = parse(&[
             "x",
             "chat",
@@ -607,6 +639,103 @@ mod tests {
             (Transport::Tls, TlsResumption::Off)
         );
         o.validate().unwrap();
+    }
+
+    #[test]
+    fn several_urls() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["x", "hold", "--jwt-secret", "S"];
+            all.extend_from_slice(args);
+            let cli = Cli::try_parse_from(all).unwrap();
+            let Command::Hold(o) = cli.cmd else { panic!() };
+            o
+        };
+        let (a, b) = ("ws://127.0.0.1:8082/xmpp", "ws://127.0.0.2:9082/xmpp");
+        // repeated, comma-separated, or both: the same list, in order
+        for args in [
+            vec!["--url", a, "--url", b],
+            vec!["--url", &format!("{a},{b}")],
+            vec![&format!("--url={a},{b}")],
+        ] {
+            let o = parse(&args.iter().map(|s| s.as_ref()).collect::<Vec<&str>>());
+            assert_eq!(o.urls(), [a, b]);
+            assert_eq!(o.url(), format!("{a},{b}"));
+            o.validate().unwrap();
+            let cfg = o.client_cfg();
+            let addrs: Vec<String> = cfg.targets.iter().map(|t| t.addr.to_string()).collect();
+            assert_eq!(addrs, ["127.0.0.1:8082", "127.0.0.2:9082"]);
+            // session i goes to URL i mod 2
+            assert_eq!(cfg.target(0).url, a);
+            assert_eq!(cfg.target(1).url, b);
+            assert_eq!(cfg.target(38).url, a);
+            assert_eq!(cfg.target(39).url, b);
+        }
+        // one URL, or none: as before
+        let o = parse(&["--url", a]);
+        assert_eq!((o.urls(), o.url()), (vec![a.to_string()], a.to_string()));
+        assert!((0..5).all(|i| o.client_cfg().target(i).url == a));
+        assert_eq!(parse(&[]).url(), "ws://127.0.0.1:8082/xmpp");
+        // a URL that does not fit the transport is named
+        let e = parse(&["--url", a, "--url", "tcp://127.0.0.1:5222"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            e.contains("tcp://127.0.0.1:5222") && e.contains("--transport tcp"),
+            "{e}"
+        );
+        let e = parse(&[
+            "--transport",
+            "tcp",
+            "--url",
+            "tcp://127.0.0.1:5222,ws://127.0.0.1:1/x",
+        ])
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("ws://127.0.0.1:1/x"), "{e}");
+        // every URL must be loopback, and the error names the one that is not
+        for far in ["ws://10.1.2.3:8082/xmpp", "ws://example.com:8082/xmpp"] {
+            let e = parse(&["--url", a, "--url", far]).validate().unwrap_err();
+            assert!(e.contains(far), "{e}");
+        }
+        // TLS: each URL needs the TLS scheme
+        let e = parse(&[
+            "--transport",
+            "tls",
+            "--tls-insecure",
+            "--url",
+            "tls://127.0.0.1:5223,tcp://127.0.0.1:5222",
+        ])
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("tcp://127.0.0.1:5222"), "{e}");
+        parse(&[
+            "--transport",
+            "tls",
+            "--tls-insecure",
+            "--url",
+            "tls://127.0.0.1:5223,tls://127.0.0.2:5223",
+        ])
+        .validate()
+        .unwrap();
+        // the same URL twice would not spread anything
+        let e = parse(&["--url", a, "--url", a]).validate().unwrap_err();
+        assert!(e.contains("twice") && e.contains(a), "{e}");
+        // an empty item is refused too (e.g. a trailing comma)
+        assert!(parse(&["--url", &format!("{a},")]).validate().is_err());
+        // a scenario file's array of URLs
+        let args = toml_to_args(
+            &format!("scenario = \"login\"\nurl = [\"{a}\", \"{b}\"]\njwt_secret = \"S\"\n"),
+            &[],
+        )
+        .unwrap();
+        let Command::Login(o) = Cli::try_parse_from(&args).unwrap().cmd else {
+            panic!()
+        };
+        assert_eq!(o.urls(), [a, b]);
+        // the options travel to `hold --procs` workers as JSON
+        let o = parse(&["--url", a, "--url", b]);
+        let back: Opts = serde_json::from_str(&serde_json::to_string(&o).unwrap()).unwrap();
+        assert_eq!(back.urls(), [a, b]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::client::{self, ClientCfg};
 use crate::opts::{Opts, Scenario};
 use crate::session::{self, Cmd, Event, Handle, SessionCtx};
 use crate::stats::{
-    self, LatHist, LatencyMs, LoginSummary, ProcSample, Reasons, Report, RssBytes, Stats,
+    self, LatHist, LatencyMs, LoginSummary, ProcSample, Reasons, Report, RssBytes, Stats, UrlCount,
 };
 
 pub fn progress(opts: &Opts, len: u64, msg: &str) -> ProgressBar {
@@ -49,6 +49,8 @@ fn run_id() -> String {
 /// Logged-in sessions (indexed by position in the requested range) and the login figures.
 pub struct Logged {
     pub handles: Vec<Option<Handle>>,
+    /// Sessions and successful logins per `--url`.
+    pub per_url: Vec<UrlCount>,
     pub summary: LoginSummary,
     pub hist: hdrhistogram::Histogram<u64>,
 }
@@ -88,7 +90,7 @@ pub async fn login_all(
                 pb.clone(),
             );
             joins.push(tokio::spawn(async move {
-                let r = client::login(&cfg, idx + 1, cfg.src_addr(idx)).await;
+                let r = client::login(&cfg, cfg.target(idx), idx + 1, cfg.src_addr(idx)).await;
                 drop(permit);
                 pb.inc(1);
                 match r {
@@ -127,6 +129,19 @@ pub async fn login_all(
         handles.push(j.await.unwrap_or(None));
     }
     let ok = handles.iter().filter(|h| h.is_some()).count() as u64;
+    let mut per_url: Vec<UrlCount> = cfg
+        .targets
+        .iter()
+        .map(|t| UrlCount {
+            url: t.url.clone(),
+            ..UrlCount::default()
+        })
+        .collect();
+    for (i, h) in handles.iter().enumerate() {
+        let u = &mut per_url[client::url_index(first + i, cfg.targets.len())];
+        u.sessions += 1;
+        u.logins_ok += u64::from(h.is_some());
+    }
     let tls = cfg.tls.as_ref().map(|t| t.counts()).unwrap_or_default();
     let window_s = (last_done_ns.load(Relaxed) as f64 / 1e9).max(1e-9);
     let h = hist.merged();
@@ -143,6 +158,7 @@ pub async fn login_all(
             tls_resumed: tls.resumed - tls0.resumed,
         },
         handles,
+        per_url,
         hist: h,
     }
 }
@@ -210,6 +226,7 @@ pub async fn run_login(opts: &Opts) -> Report {
     close_all(logged.handles).await;
 
     let mut r = base_report(Scenario::Login, opts, n);
+    r.per_url = logged.per_url;
     let s = logged.summary;
     r.sent = s.attempted;
     r.delivered = s.ok;
@@ -329,6 +346,44 @@ fn finish_msg_report(r: &mut Report, stats: &Stats, p: &Paced, drain_end_ns: u64
 
 // ---------------------------------------------------------------- chat
 
+/// Who may send to whom in `chat`. With several `--url`s the sessions are on separate
+/// servers (no cluster yet: a message to a user of another node cannot be delivered), so a
+/// sender only writes to a peer on its own URL; with one URL everyone is a peer of
+/// everyone, and the random choices are the same as they always were.
+struct ChatPeers {
+    /// Logged-in sessions with at least one other logged-in session on their URL.
+    senders: Vec<usize>,
+    /// Logged-in sessions per URL.
+    groups: Vec<Vec<usize>>,
+}
+
+impl ChatPeers {
+    fn new(alive: &[usize], urls: usize) -> Self {
+        let urls = urls.max(1);
+        let mut groups = vec![Vec::new(); urls];
+        for &i in alive {
+            groups[client::url_index(i, urls)].push(i);
+        }
+        let senders = alive
+            .iter()
+            .copied()
+            .filter(|&i| groups[client::url_index(i, urls)].len() >= 2)
+            .collect();
+        ChatPeers { senders, groups }
+    }
+
+    /// A random sender and a random other session on the sender's URL.
+    fn pick(&self, rng: &mut StdRng) -> (usize, usize) {
+        let a = self.senders[rng.random_range(0..self.senders.len())];
+        let g = &self.groups[client::url_index(a, self.groups.len())];
+        let mut b = g[rng.random_range(0..g.len() - 1)];
+        if b == a {
+            b = g[g.len() - 1];
+        }
+        (a, b)
+    }
+}
+
 pub async fn run_chat(opts: &Opts) -> Report {
     let cfg = opts.client_cfg();
     let n = opts.sessions;
@@ -353,9 +408,18 @@ pub async fn run_chat(opts: &Opts) -> Report {
     let mut r = base_report(Scenario::Chat, opts, n);
     r.logins_per_sec = logged.summary.per_sec;
     r.login = logged.summary.clone();
+    r.per_url = logged.per_url.clone();
     let alive: Vec<usize> = (0..n).filter(|&i| logged.handles[i].is_some()).collect();
-    if alive.len() < 2 {
-        eprintln!("chat: fewer than 2 sessions logged in; nothing to send");
+    let peers = ChatPeers::new(&alive, cfg.targets.len());
+    if peers.senders.is_empty() {
+        eprintln!(
+            "chat: fewer than 2 sessions logged in{}; nothing to send",
+            if cfg.targets.len() > 1 {
+                " on every URL"
+            } else {
+                ""
+            }
+        );
         r.errors = r.login.failed;
         close_all(logged.handles).await;
         return r;
@@ -373,11 +437,7 @@ pub async fn run_chat(opts: &Opts) -> Report {
     let before = server_sample(opts);
     let pb = progress(opts, total as u64, "chat");
     let p = pace(&stats, opts.rate, total, &logged.handles, &pb, |seq, ts| {
-        let a = alive[rng.random_range(0..alive.len())];
-        let mut b = alive[rng.random_range(0..alive.len() - 1)];
-        if b == a {
-            b = alive[alive.len() - 1];
-        }
+        let (a, b) = peers.pick(&mut rng);
                 let s = if opts.ftw {
             // The same message as an XMPP-FTW event (the body has no JSON-special characters).
             format!(
@@ -423,6 +483,31 @@ pub async fn run_chat(opts: &Opts) -> Report {
 }
 
 // ---------------------------------------------------------------- muc
+
+/// Which sessions are the occupants of which room. With one URL room `r` holds sessions
+/// `r*m .. (r+1)*m`. With `u` URLs (separate servers, so a room lives on one of them) room
+/// `r` is on URL `r mod u` and holds the next `m` sessions of that URL, so every occupant
+/// of a room is on the room's URL while sessions still go to URLs round-robin by index
+/// (`--rooms` must be a multiple of `u`, checked before the run).
+#[derive(Clone, Copy, Debug)]
+pub struct MucLayout {
+    pub occupants: usize,
+    pub urls: usize,
+}
+
+impl MucLayout {
+    /// Session index of occupant `j` of room `r`.
+    pub fn occupant(self, r: usize, j: usize) -> usize {
+        let u = self.urls.max(1);
+        r % u + u * ((r / u) * self.occupants + j)
+    }
+
+    /// The room of session `idx`.
+    pub fn room_of(self, idx: usize) -> usize {
+        let u = self.urls.max(1);
+        (idx / u / self.occupants) * u + idx % u
+    }
+}
 
 fn uuid_from(rng: &mut StdRng) -> String {
     let a: u64 = rng.random();
@@ -503,10 +588,15 @@ pub async fn run_muc(opts: &Opts) -> Report {
     r.occupants = Some(m as u64);
     r.logins_per_sec = logged.summary.per_sec;
     r.login = logged.summary.clone();
+    r.per_url = logged.per_url;
     let handles = logged.handles;
+    let layout = MucLayout {
+        occupants: m,
+        urls: cfg.targets.len(),
+    };
 
     let join = |idx: usize| -> bool {
-        let room = &rooms[idx / m];
+        let room = &rooms[layout.room_of(idx)];
         let nick = cfg.user(idx + 1);
         let s = format!(
             "<presence xmlns='jabber:client' to='{room}/{nick}'><x xmlns='http://jabber.org/protocol/muc'><history maxstanzas='0'/></x></presence>"
@@ -519,14 +609,18 @@ pub async fn run_muc(opts: &Opts) -> Report {
         tokio::time::Instant::now() + Duration::from_secs_f64(opts.timeout.max(5.0) * 4.0);
     // 1. the first logged-in occupant of each room creates it (instant room if locked)
     let owners: Vec<usize> = (0..k)
-        .filter_map(|r| (r * m..(r + 1) * m).find(|&i| handles[i].is_some()))
+        .filter_map(|r| {
+            (0..m)
+                .map(|j| layout.occupant(r, j))
+                .find(|&i| handles[i].is_some())
+        })
         .collect();
     let owners: Vec<usize> = owners.into_iter().filter(|&i| join(i)).collect();
     let owner_joined = await_joins(&mut erx, &owners, deadline, &stats).await;
     let mut cfg_pending = std::collections::BTreeSet::new();
     for (&idx, &created) in &owner_joined {
         if created {
-            let room = &rooms[idx / m];
+            let room = &rooms[layout.room_of(idx)];
             let s = format!(
                 "<iq xmlns='jabber:client' type='set' to='{room}' id='cfg{idx}'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
             );
@@ -558,12 +652,12 @@ pub async fn run_muc(opts: &Opts) -> Report {
     let mut sent_joins = 0usize;
     let mut room_ok = vec![false; k];
     for &o in owner_joined.keys() {
-        room_ok[o / m] = true;
+        room_ok[layout.room_of(o)] = true;
     }
     let owner_set: std::collections::BTreeSet<usize> = owners.iter().copied().collect();
     for (i, h) in handles.iter().enumerate() {
         // skip failed logins, the owners, and rooms that could not be created
-        if h.is_none() || owner_set.contains(&i) || !room_ok[i / m] {
+        if h.is_none() || owner_set.contains(&i) || !room_ok[layout.room_of(i)] {
             continue;
         }
         while (start.elapsed().as_secs_f64() * opts.login_rate) < sent_joins as f64 {
@@ -579,7 +673,7 @@ pub async fn run_muc(opts: &Opts) -> Report {
     pb.finish_and_clear();
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); k];
     for &i in owner_joined.keys().chain(joined_others.keys()) {
-        members[i / m].push(i);
+        members[layout.room_of(i)].push(i);
     }
     for v in &mut members {
         v.sort_unstable();
@@ -651,6 +745,8 @@ pub async fn run_muc(opts: &Opts) -> Report {
 #[derive(Serialize, Deserialize, Default, Debug)]
 pub struct HoldPart {
     pub login: LoginSummary,
+    #[serde(default)]
+    pub per_url: Vec<UrlCount>,
     pub hist: Vec<(u64, u64)>,
     pub held_at_end: u64,
     pub errors: BTreeMap<String, u64>,
@@ -680,6 +776,7 @@ pub async fn run_hold(opts: &Opts) -> Report {
     let mut login = LoginSummary::default();
     let mut held = 0u64;
     for p in &parts {
+        stats::merge_per_url(&mut r.per_url, &p.per_url);
         for &(v, c) in &p.hist {
             let _ = hist.record_n(v, c);
         }
@@ -754,6 +851,7 @@ async fn hold_in_process(opts: &Opts) -> (Vec<HoldPart>, Option<ProcSample>) {
     let part = HoldPart {
         hist: hist_pairs(&logged.hist),
         login: logged.summary,
+        per_url: logged.per_url,
         held_at_end: held,
         errors: stats.errors.snapshot(),
     };
@@ -798,6 +896,7 @@ pub async fn hold_worker_part(opts: &Opts, first: usize, count: usize) -> (Logge
 pub fn hold_part(logged: &Logged, stats: &Stats) -> HoldPart {
     HoldPart {
         login: logged.summary.clone(),
+        per_url: logged.per_url.clone(),
         hist: hist_pairs(&logged.hist),
         held_at_end: logged
             .handles
@@ -836,6 +935,78 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "4");
+    }
+
+    /// With several URLs a chat message only goes between sessions of the same URL (the
+    /// servers are separate); with one URL the choices are those of before (the same
+    /// random draws as the old inline code).
+    #[test]
+    fn chat_peers_stay_on_their_url() {
+        let alive: Vec<usize> = (0..40).filter(|i| i % 7 != 3).collect();
+        let peers = ChatPeers::new(&alive, 2);
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut per_url = [0usize; 2];
+        for _ in 0..10_000 {
+            let (a, b) = peers.pick(&mut rng);
+            assert_ne!(a, b);
+            assert!(alive.contains(&a) && alive.contains(&b));
+            assert_eq!(client::url_index(a, 2), client::url_index(b, 2));
+            per_url[client::url_index(a, 2)] += 1;
+        }
+        assert!(per_url.iter().all(|&c| c > 4000), "{per_url:?}");
+        // a URL with a single logged-in session has no sender
+        let peers = ChatPeers::new(&[0, 1, 2, 4], 2);
+        assert_eq!(peers.senders, [0, 2, 4]);
+        assert!(ChatPeers::new(&[0, 1], 2).senders.is_empty());
+        // one URL: the draws of the old code
+        let peers = ChatPeers::new(&alive, 1);
+        let (mut r1, mut r2) = (StdRng::seed_from_u64(3), StdRng::seed_from_u64(3));
+        for _ in 0..1000 {
+            let a = alive[r2.random_range(0..alive.len())];
+            let mut b = alive[r2.random_range(0..alive.len() - 1)];
+            if b == a {
+                b = alive[alive.len() - 1];
+            }
+            assert_eq!(peers.pick(&mut r1), (a, b));
+        }
+    }
+
+    /// Each room's occupants are on one URL, every session is in exactly one room, and
+    /// with one URL room r is sessions r*m..(r+1)*m as before.
+    #[test]
+    fn muc_rooms_stay_on_their_url() {
+        for (k, m, u) in [(4, 5, 1), (4, 5, 2), (6, 3, 3), (2, 1, 2), (8, 10, 4)] {
+            let l = MucLayout {
+                occupants: m,
+                urls: u,
+            };
+            let mut seen = vec![false; k * m];
+            for r in 0..k {
+                for j in 0..m {
+                    let i = l.occupant(r, j);
+                    assert!(i < k * m && !seen[i], "k {k} m {m} u {u}");
+                    seen[i] = true;
+                    assert_eq!(l.room_of(i), r);
+                    assert_eq!(client::url_index(i, u), r % u);
+                    if u == 1 {
+                        assert_eq!(i, r * m + j);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn per_url_merges_by_url() {
+        let c = |url: &str, sessions, logins_ok| UrlCount {
+            url: url.into(),
+            sessions,
+            logins_ok,
+        };
+        let mut acc = Vec::new();
+        stats::merge_per_url(&mut acc, &[c("a", 7, 7), c("b", 7, 6)]);
+        stats::merge_per_url(&mut acc, &[c("a", 7, 5), c("b", 6, 6)]);
+        assert_eq!(acc, [c("a", 14, 12), c("b", 13, 12)]);
     }
 
     #[test]

@@ -223,6 +223,27 @@ pub struct LoginSummary {
     pub tls_resumed: u64,
 }
 
+/// Sessions sent to one `--url` and how many of them logged in.
+#[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq, Eq)]
+pub struct UrlCount {
+    pub url: String,
+    pub sessions: u64,
+    pub logins_ok: u64,
+}
+
+/// Add `part`'s per-URL counts into `acc` (matched by URL, in first-seen order).
+pub fn merge_per_url(acc: &mut Vec<UrlCount>, part: &[UrlCount]) {
+    for p in part {
+        match acc.iter_mut().find(|a| a.url == p.url) {
+            Some(a) => {
+                a.sessions += p.sessions;
+                a.logins_ok += p.logins_ok;
+            }
+            None => acc.push(p.clone()),
+        }
+    }
+}
+
 /// The result of one scenario run; the first block of fields is the contract.
 #[derive(Serialize, Deserialize, Default, Clone, Debug)]
 pub struct Report {
@@ -268,6 +289,9 @@ pub struct Report {
     pub pacer_lag_ms_max: f64,
     pub client_cpu_s: f64,
     pub procs: u64,
+    /// Per `--url`, in the order given: sessions sent there and logins that succeeded there.
+    #[serde(default)]
+    pub per_url: Vec<UrlCount>,
 }
 
 fn f(v: Option<f64>, unit: &str) -> String {
@@ -299,6 +323,14 @@ impl Report {
         );
         if !self.login.failures.is_empty() {
             println!("login failures: {:?}", self.login.failures);
+        }
+        if self.per_url.len() > 1 {
+            for u in &self.per_url {
+                println!(
+                    "  {}: sessions {}  logins ok {}",
+                    u.url, u.sessions, u.logins_ok
+                );
+            }
         }
         if let (Some(full), Some(resumed)) = (self.tls_full, self.tls_resumed) {
             println!(

@@ -32,6 +32,17 @@ async fn read_tagged(w: &mut Worker, tag: &str, wait: Duration) -> Option<HoldPa
     r.ok().flatten()
 }
 
+/// The sessions of each of `procs` workers: `(first, count)` over the global indices
+/// `0..n`, in order. A worker logs in its sessions by their global index, so the spread
+/// over `--url`s (`client::url_index`) is the same whatever `procs` is.
+pub fn worker_ranges(n: usize, procs: usize) -> Vec<(usize, usize)> {
+    let per = n.div_ceil(procs.max(1)).max(1);
+    (0..n)
+        .step_by(per)
+        .map(|first| (first, per.min(n - first)))
+        .collect()
+}
+
 pub async fn hold_multi(opts: &Opts, procs: usize) -> (Vec<HoldPart>, Option<ProcSample>) {
     let n = opts.sessions;
     let exe = match std::env::current_exe() {
@@ -52,9 +63,7 @@ pub async fn hold_multi(opts: &Opts, procs: usize) -> (Vec<HoldPart>, Option<Pro
 
     let per = n.div_ceil(procs);
     let mut workers = Vec::new();
-    let mut first = 0;
-    while first < n {
-        let count = per.min(n - first);
+    for (first, count) in worker_ranges(n, procs) {
         let spawned = Command::new(&exe)
             .arg("hold-worker")
             .arg(&spec_json)
@@ -76,7 +85,6 @@ pub async fn hold_multi(opts: &Opts, procs: usize) -> (Vec<HoldPart>, Option<Pro
             }
             Err(e) => eprintln!("hold: cannot start worker: {e}"),
         }
-        first += count;
     }
     eprintln!(
         "hold: {} worker processes, up to {per} sessions each",
@@ -152,4 +160,49 @@ pub async fn worker_main(spec: &str, first: usize, count: usize) -> i32 {
     println!("DONE {}", serde_json::to_string(&part).expect("serialize"));
     scenario::close_all(logged.handles).await;
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worker_ranges;
+    use crate::client::url_index;
+
+    /// Sessions go to URLs by their global index: the same counts per URL whether one
+    /// process logs them all in or `procs` workers split them, and the counts differ by at
+    /// most one between URLs.
+    #[test]
+    fn spread_over_urls_is_by_global_index() {
+        // indices to URLs
+        let got: Vec<usize> = (0..7).map(|i| url_index(i, 3)).collect();
+        assert_eq!(got, [0, 1, 2, 0, 1, 2, 0]);
+        assert!((0..100).all(|i| url_index(i, 1) == 0));
+        for n in [1, 2, 7, 40, 41, 1000, 19_001] {
+            for urls in 1..=5 {
+                let mut one = vec![0usize; urls];
+                for i in 0..n {
+                    one[url_index(i, urls)] += 1;
+                }
+                assert!(one.iter().max().unwrap() - one.iter().min().unwrap() <= 1);
+                for procs in [1, 2, 3, 4, 7, 16] {
+                    let ranges = worker_ranges(n, procs);
+                    assert!(ranges.len() <= procs, "{n} {procs}");
+                    // the ranges cover 0..n once, in order
+                    let mut next = 0;
+                    let mut split = vec![0usize; urls];
+                    for &(first, count) in &ranges {
+                        assert_eq!(first, next);
+                        assert!(count > 0);
+                        for i in first..first + count {
+                            split[url_index(i, urls)] += 1;
+                        }
+                        next = first + count;
+                    }
+                    assert_eq!(next, n);
+                    assert_eq!(split, one, "n {n} urls {urls} procs {procs}");
+                }
+            }
+        }
+        // the example of the README: 40 sessions, 2 URLs, 3 processes
+        assert_eq!(worker_ranges(40, 3), [(0, 14), (14, 14), (28, 12)]);
+    }
 }
