@@ -14,7 +14,7 @@ fn layer(folder: &str) -> Option<u8> {
     Some(match folder {
         "xml" | "fault" => 0,
         "runtime" | "net" => 1,
-        "storage" => 2,
+        "storage" | "cluster" => 2,
         "xmpp" => 3,
         "features" | "muc" | "ftw" => 4,
         "config" | "server" => 5,
@@ -30,6 +30,9 @@ const DECLARED: &[(&str, &str)] = &[
     // Rooms keep their archive through MAM (XEP-0313 §6: a room's archive is queried like a
     // user's): `muc` uses `features::mam`, nothing else of `features`.
     ("muc", "features"),
+    // The membership tests use the storage tests' throwaway PostgreSQL (`pg_test`); the
+    // cluster code itself names no other module.
+    ("cluster", "storage"),
 ];
 
 fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
