@@ -10,14 +10,14 @@
 
 mod common;
 use common::tls::{TestCa, connect, read_to_end, send};
-use common::tools::{drain, tail};
+use common::tools::{tail, wait_bounded};
 use common::*;
 
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Backstop on one node run (each wait in the scenario is bounded by itself).
 const NODE_BOUND: Duration = Duration::from_secs(240);
@@ -87,21 +87,7 @@ fn scenario(name: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run node (Node.js must be on PATH): {e}"));
-    let out = drain(child.stdout.take().unwrap());
-    let err = drain(child.stderr.take().unwrap());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for node") {
-            break Some(st);
-        }
-        if start.elapsed() > NODE_BOUND {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let (status, out, err) = wait_bounded(&mut child, NODE_BOUND);
     if status.is_some_and(|st| st.success()) {
         println!("--- node demo.mjs {name} ---\n{out}{err}");
         return;

@@ -5,14 +5,14 @@
 //! the tail of the server log are printed. Needs `node` and `npm` on PATH.
 
 mod common;
-use common::tools::{drain, tail};
+use common::tools::{tail, wait_bounded};
 use common::*;
 
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Rooms are created unlocked, as an application that manages groups from its backend has them.
 const CONFIG: &str = "[muc]\nauto_create_unlocked = true\n";
@@ -80,21 +80,7 @@ fn scenario_config(name: &str, config: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run node (Node.js must be on PATH): {e}"));
-    let out = drain(child.stdout.take().unwrap());
-    let err = drain(child.stderr.take().unwrap());
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait for node") {
-            break Some(st);
-        }
-        if start.elapsed() > NODE_BOUND {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let (status, out, err) = wait_bounded(&mut child, NODE_BOUND);
     if status.is_some_and(|st| st.success()) {
         return;
     }

@@ -72,3 +72,26 @@ pub fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Strin
         String::from_utf8_lossy(&v).into_owned()
     })
 }
+
+/// Waits for `child` (its stdout and stderr piped) at most `bound`, killing it past that:
+/// its exit status (`None`: killed at the bound) and everything it printed on each.
+pub fn wait_bounded(
+    child: &mut std::process::Child,
+    bound: std::time::Duration,
+) -> (Option<std::process::ExitStatus>, String, String) {
+    let out = drain(child.stdout.take().expect("stdout piped"));
+    let err = drain(child.stderr.take().expect("stderr piped"));
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for the child") {
+            break Some(st);
+        }
+        if start.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}
