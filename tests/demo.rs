@@ -10,7 +10,7 @@
 
 mod common;
 use common::tls::{TestCa, connect, read_to_end, send};
-use common::tools::{tail, wait_bounded};
+use common::tools::{node_verdict, wait_bounded};
 use common::*;
 
 use serde_json::json;
@@ -88,18 +88,10 @@ fn scenario(name: &str) {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run node (Node.js must be on PATH): {e}"));
     let (status, out, err) = wait_bounded(&mut child, NODE_BOUND);
-    if status.is_some_and(|st| st.success()) {
-        println!("--- node demo.mjs {name} ---\n{out}{err}");
-        return;
+    if let Err(e) = node_verdict(status, NODE_BOUND, &out, &err, &s.log()) {
+        panic!("demo scenario {name} failed: {e}");
     }
-    let why = match status {
-        Some(st) => format!("exited with {st}"),
-        None => format!("killed after {NODE_BOUND:?}"),
-    };
-    panic!(
-        "demo scenario {name} failed: node {why}\n--- node stdout ---\n{out}\n--- node stderr ---\n{err}\n--- aoba log (last 60 lines) ---\n{}",
-        tail(&s.log(), 60)
-    );
+    println!("--- node demo.mjs {name} ---\n{out}{err}");
 }
 
 /// Two users on the XML page (`/demo`, XMPP over `/xmpp`).

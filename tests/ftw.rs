@@ -5,7 +5,7 @@
 //! the tail of the server log are printed. Needs `node` and `npm` on PATH.
 
 mod common;
-use common::tools::{tail, wait_bounded};
+use common::tools::{node_verdict, wait_bounded};
 use common::*;
 
 use serde_json::json;
@@ -81,17 +81,9 @@ fn scenario_config(name: &str, config: &str) {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run node (Node.js must be on PATH): {e}"));
     let (status, out, err) = wait_bounded(&mut child, NODE_BOUND);
-    if status.is_some_and(|st| st.success()) {
-        return;
+    if let Err(e) = node_verdict(status, NODE_BOUND, &out, &err, &s.log()) {
+        panic!("FTW scenario {name} failed: {e}");
     }
-    let why = match status {
-        Some(st) => format!("exited with {st}"),
-        None => format!("killed after {NODE_BOUND:?}"),
-    };
-    panic!(
-        "FTW scenario {name} failed: node {why}\n--- node stdout ---\n{out}\n--- node stderr ---\n{err}\n--- aoba log (last 60 lines) ---\n{}",
-        tail(&s.log(), 60)
-    );
 }
 
 #[test]

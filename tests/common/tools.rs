@@ -95,3 +95,25 @@ pub fn wait_bounded(
     };
     (status, out.join().unwrap(), err.join().unwrap())
 }
+
+/// A node scenario's verdict: `Ok` if it exited 0, else the whole story (what happened to
+/// it, its stdout and stderr, and the tail of the server's log).
+pub fn node_verdict(
+    status: Option<std::process::ExitStatus>,
+    bound: std::time::Duration,
+    out: &str,
+    err: &str,
+    server_log: &str,
+) -> Result<(), String> {
+    if status.is_some_and(|st| st.success()) {
+        return Ok(());
+    }
+    let why = match status {
+        Some(st) => format!("exited with {st}"),
+        None => format!("killed after {bound:?}"),
+    };
+    Err(format!(
+        "node {why}\n--- node stdout ---\n{out}\n--- node stderr ---\n{err}\n--- aoba log (last 60 lines) ---\n{}",
+        tail(server_log, 60)
+    ))
+}

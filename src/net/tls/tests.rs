@@ -444,6 +444,27 @@ fn client_reads(client: &mut ClientConnection, wire: &[u8]) -> Vec<u8> {
     back
 }
 
+/// A client on `suite` and the server, past the handshake.
+fn established_on(
+    tls: &Tls,
+    cert: &Cert,
+    suite: rustls::SupportedCipherSuite,
+) -> (ClientConnection, TlsConn) {
+    let (mut client, mut server) =
+        connect(tls, Kind::StartTls, suite_client(cert, suite), "localhost");
+    pump(&mut client, &mut server, usize::MAX);
+    (client, server)
+}
+
+/// Everything the client has to send, as TLS bytes.
+fn client_wire(client: &mut ClientConnection) -> Vec<u8> {
+    let mut wire = Vec::new();
+    while client.wants_write() {
+        client.write_tls(&mut wire).unwrap();
+    }
+    wire
+}
+
 /// After the handshake the server keeps only the traffic keys (its own record layer):
 /// for every suite of both versions, data both ways, records split at every size and
 /// coalesced, 16 KiB records, and close_notify both ways.
@@ -488,11 +509,7 @@ fn own_record_layer_for_every_suite() {
             // close_notify both ways.
             client.writer().write_all(b"</stream>").unwrap();
             client.send_close_notify();
-            let mut wire = Vec::new();
-            while client.wants_write() {
-                client.write_tls(&mut wire).unwrap();
-            }
-            server.cipher.extend_from_slice(&wire);
+            server.cipher.extend_from_slice(&client_wire(&mut client));
             let mut plain = Vec::new();
             assert_eq!(server.read(&mut plain).unwrap(), ReadStatus::PeerClosed);
             assert_eq!(plain, b"</stream>");
@@ -559,18 +576,9 @@ fn bad_records_end_the_connection_with_an_alert() {
     let (_d, cert, tls) = setup(&["localhost"]);
     for suite in SUITES {
         // A flipped bit in the body.
-        let (mut client, mut server) = connect(
-            &tls,
-            Kind::StartTls,
-            suite_client(&cert, suite),
-            "localhost",
-        );
-        pump(&mut client, &mut server, usize::MAX);
+        let (mut client, mut server) = established_on(&tls, &cert, suite);
         client.writer().write_all(b"<m/>").unwrap();
-        let mut wire = Vec::new();
-        while client.wants_write() {
-            client.write_tls(&mut wire).unwrap();
-        }
+        let mut wire = client_wire(&mut client);
         let last = wire.len() - 3;
         wire[last] ^= 1;
         server.cipher.extend_from_slice(&wire);
@@ -588,13 +596,7 @@ fn bad_records_end_the_connection_with_an_alert() {
         assert!(server.read(&mut Vec::new()).is_err(), "stays failed");
         assert!(server.encrypt(b"x", &mut Vec::new()).is_err());
         // A header announcing more than a record may hold.
-        let (mut client, mut server) = connect(
-            &tls,
-            Kind::StartTls,
-            suite_client(&cert, suite),
-            "localhost",
-        );
-        pump(&mut client, &mut server, usize::MAX);
+        let (mut client, mut server) = established_on(&tls, &cert, suite);
         server.cipher.extend_from_slice(&[23, 3, 3, 0xff, 0xff]);
         assert!(server.read(&mut Vec::new()).is_err());
         let alert = server.take_pending();
@@ -608,18 +610,9 @@ fn bad_records_end_the_connection_with_an_alert() {
             "{suite:?}: {e:?}"
         );
         // Every prefix of a valid record, then garbage after a valid record: never a panic.
-        let (mut client, mut server) = connect(
-            &tls,
-            Kind::StartTls,
-            suite_client(&cert, suite),
-            "localhost",
-        );
-        pump(&mut client, &mut server, usize::MAX);
+        let (mut client, mut server) = established_on(&tls, &cert, suite);
         client.writer().write_all(b"<x/>").unwrap();
-        let mut wire = Vec::new();
-        while client.wants_write() {
-            client.write_tls(&mut wire).unwrap();
-        }
+        let wire = client_wire(&mut client);
         for cut in 0..wire.len() {
             let mut s = tls.accept(Kind::StartTls).unwrap();
             s.phase = Phase::Failed;
@@ -640,13 +633,7 @@ mod props {
 
     fn established(suite: usize) -> (tempfile::TempDir, ClientConnection, TlsConn) {
         let (d, cert, tls) = setup(&["localhost"]);
-        let (mut c, mut s) = connect(
-            &tls,
-            Kind::StartTls,
-            suite_client(&cert, SUITES[suite % SUITES.len()]),
-            "localhost",
-        );
-        pump(&mut c, &mut s, usize::MAX);
+        let (c, s) = established_on(&tls, &cert, SUITES[suite % SUITES.len()]);
         assert!(s.ready());
         (d, c, s)
     }
@@ -668,9 +655,7 @@ mod props {
                 let part: Vec<u8> = (0..*n).map(|k| b'a' + ((k + i) % 26) as u8).collect();
                 c.writer().write_all(&part).unwrap();
                 want.extend(part);
-                while c.wants_write() {
-                    c.write_tls(&mut wire).unwrap();
-                }
+                wire.extend(client_wire(&mut c));
             }
             let mut got = Vec::new();
             let mut rest = &wire[..];
