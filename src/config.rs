@@ -47,6 +47,7 @@ pub struct Config {
     pub mam: crate::features::mam::MamConfig,
     pub ftw: crate::ftw::FtwConfig,
     pub demo: DemoConfig,
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// The listener, the shards and their runtime.
@@ -318,6 +319,7 @@ impl Config {
         self.storage.validate()?;
         self.mam.validate()?;
         self.ftw.validate()?;
+        self.cluster.validate(&self.storage.backend)?;
         if !self.tls.certificates.is_empty() {
             // Every file readable and each key its certificate's.
             crate::net::tls::Tls::load(&self.tls, &self.server.domain)?;

@@ -190,6 +190,12 @@ struct Listen {
     /// `storage.postgres_url`), e.g. postgresql://aoba@127.0.0.1/aoba.
     #[arg(long, value_name = "URL")]
     postgres: Option<String>,
+    /// Join a cluster as node NAME (`cluster.node`; needs --nats and --postgres).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// The cluster's NATS server (`cluster.nats_url`), e.g. nats://127.0.0.1:4222.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
 }
 
 impl Listen {
@@ -214,6 +220,12 @@ impl Listen {
         if let Some(u) = &self.postgres {
             cfg.storage.backend = "postgres".into();
             cfg.storage.postgres_url = u.clone();
+        }
+        if let Some(n) = &self.node {
+            cfg.cluster.node = Some(n.clone());
+        }
+        if let Some(u) = &self.nats {
+            cfg.cluster.nats_url = Some(u.clone());
         }
         if let Some(s) = shards {
             cfg.server.shards = s;

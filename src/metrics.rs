@@ -95,6 +95,8 @@ pub struct Shard {
     pub mam_queries: Counter,
     pub mailbox_overflow: Counter,
     pub ftw_sessions: Gauge,
+    /// Connections this node relays to their user's home on another node.
+    pub relayed: Gauge,
 }
 
 /// Upper bounds (seconds) of the storage commit histogram's buckets.
@@ -381,6 +383,12 @@ pub fn render(per_shard: bool, depths: &Depths) -> String {
         "gauge",
         "XMPP-FTW (JSON) sessions.",
         |s: &Shard| s.ftw_sessions.get()
+    );
+    one!(
+        "aoba_relayed_connections",
+        "gauge",
+        "Client connections on this node whose user lives on another node of the cluster (relayed there).",
+        |s: &Shard| s.relayed.get()
     );
     head(
         &mut o,

@@ -290,6 +290,45 @@ fn each_check_refuses_a_file_naming_the_key() {
             "ftw.socketio_path",
         ),
         ("[ftw]\nprimus_path = \"ftw\"\n", "ftw.primus_path"),
+        // cluster
+        (
+            "[cluster]\nnode = \"n1\"\n",
+            "cluster.node needs cluster.nats_url",
+        ),
+        (
+            "[cluster]\nnode = \"n1\"\nnats_url = \"nats://127.0.0.1:4222\"\n",
+            "cluster.node needs storage.backend = \"postgres\"",
+        ),
+        (
+            "[cluster]\nnats_url = \"nats://127.0.0.1:4222\"\n",
+            "cluster.nats_url without cluster.node",
+        ),
+        ("[cluster]\nnode = \"a.b\"\n", "cluster.node \"a.b\""),
+        ("[cluster]\nname = \"\"\n", "cluster.name"),
+        (
+            "[cluster]\nheartbeat_ms = 9\n",
+            "cluster.heartbeat_ms must be >= 10",
+        ),
+        (
+            "[cluster]\nfailure_timeout_ms = 99\n",
+            "cluster.failure_timeout_ms must be >= 100",
+        ),
+        (
+            "[cluster]\nheartbeat_ms = 1000\nfailure_timeout_ms = 1999\n",
+            "at least twice cluster.heartbeat_ms",
+        ),
+        (
+            "[cluster]\nbus_queue_frames = 15\n",
+            "cluster.bus_queue_frames must be >= 16",
+        ),
+        (
+            "[cluster]\nbus_batch_bytes_max = 1048577\n",
+            "cluster.bus_batch_bytes_max must be 4096..=1048576",
+        ),
+        (
+            "[cluster]\nconnect_timeout_ms = 99\n",
+            "cluster.connect_timeout_ms must be >= 100",
+        ),
     ];
     for (toml, want) in cases {
         let out = check_config(dir.path(), toml);
@@ -318,6 +357,8 @@ fn values_at_the_bounds_pass() {
         "[ftw]\nping_interval_ms = 100\nping_timeout_ms = 100\nmax_pending_callbacks = 1\n",
         "[ftw]\nmax_pending_incoming_iqs = 1\nincoming_iq_timeout_ms = 100\n",
         "[ftw]\nmax_pending_incoming_iqs = 4096\nincoming_iq_timeout_ms = 300000\n",
+        "[storage]\nbackend = \"postgres\"\npostgres_url = \"host=127.0.0.1\"\n[cluster]\nnode = \"n-1_a\"\nnats_url = \"nats://127.0.0.1:4222\"\nheartbeat_ms = 10\nfailure_timeout_ms = 100\nbus_queue_frames = 16\nbus_batch_bytes_max = 4096\nconnect_timeout_ms = 100\n",
+        "[cluster]\nbus_batch_bytes_max = 1048576\n",
     ] {
         let out = check_config(dir.path(), toml);
         assert!(out.status.success(), "{toml:?}: {}", text(&out.stderr));

@@ -34,6 +34,8 @@ pub struct MembershipConfig {
     /// fences itself.
     pub failure_timeout_ms: u64,
     pub connect_timeout_ms: u64,
+    /// This node's shard count (others compute a key's shard on this node from it).
+    pub shards: u16,
 }
 
 impl MembershipConfig {
@@ -44,6 +46,7 @@ impl MembershipConfig {
             heartbeat_ms: 1_000,
             failure_timeout_ms: 5_000,
             connect_timeout_ms: 5_000,
+            shards: 1,
         }
     }
 }
@@ -56,6 +59,8 @@ pub struct Member {
     pub num: i32,
     /// Grows at every join of this name.
     pub incarnation: i64,
+    /// Its shard count.
+    pub shards: u16,
 }
 
 /// The cluster as one node sees it: members sorted by name.
@@ -106,6 +111,7 @@ CREATE TABLE IF NOT EXISTS cluster_node (
     backend_pid int NOT NULL,
     heartbeat_at timestamptz NOT NULL
 );
+ALTER TABLE cluster_node ADD COLUMN IF NOT EXISTS shards int NOT NULL DEFAULT 1;
 CREATE TABLE IF NOT EXISTS cluster_epoch (
     id int PRIMARY KEY CHECK (id = 1),
     epoch bigint NOT NULL
@@ -186,15 +192,15 @@ impl Membership {
                 .map_err(pg_err)?;
             let row = tx
                 .query_one(
-                    "INSERT INTO cluster_node (name, num, incarnation, backend_pid, heartbeat_at)
+                    "INSERT INTO cluster_node (name, num, incarnation, backend_pid, heartbeat_at, shards)
                      VALUES ($1,
                              (SELECT COALESCE(MIN(n), 1) FROM generate_series(1, (SELECT COUNT(*) + 1 FROM cluster_node)::int) n
                               WHERE n NOT IN (SELECT num FROM cluster_node WHERE name <> $1)),
-                             1, pg_backend_pid(), now())
+                             1, pg_backend_pid(), now(), $2)
                      ON CONFLICT (name) DO UPDATE SET incarnation = cluster_node.incarnation + 1,
-                         backend_pid = pg_backend_pid(), heartbeat_at = now()
+                         backend_pid = pg_backend_pid(), heartbeat_at = now(), shards = $2
                      RETURNING num, incarnation",
-                    &[&cfg.node],
+                    &[&cfg.node, &(cfg.shards.max(1) as i32)],
                 )
                 .map_err(pg_err)?;
             bump_epoch(&mut tx).map_err(pg_err)?;
@@ -202,6 +208,7 @@ impl Membership {
                 name: cfg.node.clone(),
                 num: row.try_get(0).map_err(pg_err)?,
                 incarnation: row.try_get(1).map_err(pg_err)?,
+                shards: cfg.shards.max(1),
             };
             tx.commit().map_err(pg_err)?;
             me
@@ -260,13 +267,15 @@ fn read_view(c: &mut Client) -> Result<View, postgres::Error> {
         .try_get(0)?;
     let mut members = Vec::new();
     for r in c.query(
-        "SELECT name, num, incarnation FROM cluster_node ORDER BY name",
+        "SELECT name, num, incarnation, shards FROM cluster_node ORDER BY name",
         &[],
     )? {
+        let shards: i32 = r.try_get(3)?;
         members.push(Member {
             name: r.try_get(0)?,
             num: r.try_get(1)?,
             incarnation: r.try_get(2)?,
+            shards: shards.clamp(1, u16::MAX as i32) as u16,
         });
     }
     Ok(View { epoch, members })

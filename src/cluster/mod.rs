@@ -1,6 +1,155 @@
-//! Several nodes as one XMPP domain (issue 14). So far: the bus between nodes
-//! ([`bus`]); membership, placement and cross-node routing build on it.
+//! Several nodes as one XMPP domain (issue 14): the bus between nodes ([`bus`]),
+//! membership in PostgreSQL ([`membership`]), rendezvous placement ([`placement`]), and
+//! the view every shard routes by ([`NodeView`]).
 
 pub mod bus;
 pub mod membership;
 pub mod placement;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Several nodes as one domain (`docs/cluster.md`). Unset `node`: one node alone, the
+/// default. With `node` set, the node joins the cluster whose membership lives in the
+/// PostgreSQL database of `storage.postgres_url` (so `storage.backend` must be
+/// `"postgres"`) and reaches the other nodes through the NATS server at `nats_url`. Every
+/// node of a cluster has the same domain, JWT keys and PostgreSQL.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's name, unique in the cluster (1 to 64 letters, digits, `-`, `_`); a
+    /// second live process with the same name is refused. Flag `--node NAME`.
+    pub node: Option<String>,
+    /// The cluster's name: its NATS subjects are `aoba.{name}.node.{node}`, so clusters
+    /// with different names can share a NATS server.
+    pub name: String,
+    /// The NATS server (core NATS, no JetStream), e.g. `nats://127.0.0.1:4222`. Flag
+    /// `--nats URL`.
+    pub nats_url: Option<String>,
+    /// How often the node writes its heartbeat and reads the members.
+    #[schemars(range(min = 10))]
+    pub heartbeat_ms: u64,
+    /// A member silent this long is removed from the cluster; a node that could not
+    /// write its heartbeat this long stops (fenced) rather than act as a home others may
+    /// have taken over.
+    #[schemars(range(min = 100))]
+    pub failure_timeout_ms: u64,
+    /// Frames the shards may queue for the bus gateway; past it a shard stops reading
+    /// its clients until the queue drains.
+    #[schemars(range(min = 16))]
+    pub bus_queue_frames: usize,
+    /// Largest NATS message the gateway sends (frames for one node are batched up to it).
+    #[schemars(range(min = 4096, max = 1048576))]
+    pub bus_batch_bytes_max: usize,
+    /// How long start-up waits for PostgreSQL and NATS.
+    #[schemars(range(min = 100))]
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            node: None,
+            name: "aoba".into(),
+            nats_url: None,
+            heartbeat_ms: 1_000,
+            failure_timeout_ms: 5_000,
+            bus_queue_frames: 65_536,
+            bus_batch_bytes_max: 256 * 1024,
+            connect_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The checks across keys; `backend` is `storage.backend`.
+    pub fn validate(&self, backend: &str) -> Result<(), String> {
+        if !bus::valid_name(&self.name) {
+            return Err(format!(
+                "cluster.name {:?}: use 1 to 64 letters, digits, '-' or '_'",
+                self.name
+            ));
+        }
+        if self.failure_timeout_ms < 2 * self.heartbeat_ms {
+            return Err(
+                "cluster.failure_timeout_ms must be at least twice cluster.heartbeat_ms".into(),
+            );
+        }
+        let Some(node) = &self.node else {
+            if self.nats_url.is_some() {
+                return Err(
+                    "cluster.nats_url without cluster.node: set both (or --node and --nats)".into(),
+                );
+            }
+            return Ok(());
+        };
+        if !bus::valid_name(node) {
+            return Err(format!(
+                "cluster.node {node:?}: use 1 to 64 letters, digits, '-' or '_'"
+            ));
+        }
+        if self.nats_url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+            return Err("cluster.node needs cluster.nats_url (or --nats URL)".into());
+        }
+        if backend != "postgres" {
+            return Err(format!(
+                "cluster.node needs storage.backend = \"postgres\" (got {backend:?}): every node \
+                 stores in the same PostgreSQL"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One member as the shards see it.
+#[derive(Debug, Clone)]
+pub struct NodeRef {
+    pub num: u16,
+    pub name: Arc<str>,
+    pub shards: u16,
+}
+
+/// The cluster as the shards route by: handed to every shard through its mailbox at each
+/// change of membership (no lock on the stanza path).
+#[derive(Debug)]
+pub struct NodeView {
+    pub epoch: i64,
+    /// This node's number.
+    pub me: u16,
+    pub members: Vec<membership::Member>,
+    pub nodes: Vec<NodeRef>,
+}
+
+impl NodeView {
+    pub fn new(v: &membership::View, me: &membership::Member) -> NodeView {
+        NodeView {
+            epoch: v.epoch,
+            me: me.num as u16,
+            members: v.members.clone(),
+            nodes: v
+                .members
+                .iter()
+                .map(|m| NodeRef {
+                    num: m.num as u16,
+                    name: m.name.as_str().into(),
+                    shards: m.shards,
+                })
+                .collect(),
+        }
+    }
+
+    /// The home node of `key` and its shard count (this node alone: `None`).
+    pub fn home(&self, key: &str) -> Option<(u16, u16)> {
+        placement::home(key, &self.members).map(|m| (m.num as u16, m.shards))
+    }
+
+    pub fn node(&self, num: u16) -> Option<&NodeRef> {
+        self.nodes.iter().find(|n| n.num == num)
+    }
+
+    /// The other members.
+    pub fn others(&self) -> impl Iterator<Item = &NodeRef> {
+        self.nodes.iter().filter(move |n| n.num != self.me)
+    }
+}

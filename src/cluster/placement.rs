@@ -45,6 +45,7 @@ mod tests {
                 name: n.to_string(),
                 num: i as i32 + 1,
                 incarnation: 1,
+                shards: 1,
             })
             .collect()
     }

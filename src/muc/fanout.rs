@@ -21,7 +21,7 @@ enum Op {
     One(Routed),
     /// An iq result, and the error to send instead if the change it reports was not stored.
     Result(Routed, Routed),
-    Fan(Bytes, Bytes, Vec<(usize, Bytes)>),
+    Fan(Bytes, Bytes, Vec<(crate::runtime::Home, Bytes)>),
 }
 
 impl Out {
@@ -39,7 +39,7 @@ impl Out {
     }
 
     /// A broadcast: `head + to + tail` to each `(home shard, escaped full JID)`.
-    pub fn fan(&mut self, head: Bytes, tail: Bytes, tos: Vec<(usize, Bytes)>) {
+    pub fn fan(&mut self, head: Bytes, tail: Bytes, tos: Vec<(crate::runtime::Home, Bytes)>) {
         if !tos.is_empty() {
             self.ops.push(Op::Fan(head, tail, tos));
         }

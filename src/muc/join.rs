@@ -145,7 +145,7 @@ pub(super) fn presence<H: MamHost>(
     } else if room.occupants.len() >= room.cfg.max_occupants {
         return err(out, r, Cond::ServiceUnavailable, Some("the room is full"));
     }
-    let sess = Sess::new(&from_jid, shard.shared.shards);
+    let sess = Sess::at(&from_jid, shard.home(from_jid.bare()));
     let (oi, new_occupant) = match existing {
         Some(oi) => {
             room.occupants.add_session(oi, sess);

@@ -10,9 +10,6 @@
 use super::fanout::to_bytes;
 use super::room::Role;
 
-fn home(bare: &str, shards: usize) -> usize {
-    crate::runtime::home(bare, shards).shard()
-}
 use crate::xmpp::jid::Jid;
 use bytes::Bytes;
 use smallvec::SmallVec;
@@ -23,14 +20,20 @@ pub(super) struct Sess {
     pub(super) jid: Jid,
     /// Escaped, for fan-out `to` parts.
     pub(super) to: Bytes,
-    pub(super) home: usize,
+    /// Where the session's user lives (node and shard).
+    pub(super) home: crate::runtime::Home,
 }
 
 impl Sess {
+    /// A session of a user whose home is a shard of this node alone (benches, tests).
     pub(super) fn new(jid: &Jid, shards: usize) -> Sess {
+        Sess::at(jid, crate::runtime::home(jid.bare(), shards))
+    }
+
+    pub(super) fn at(jid: &Jid, home: crate::runtime::Home) -> Sess {
         Sess {
             to: to_bytes(jid.as_str()),
-            home: home(jid.bare(), shards),
+            home,
             jid: jid.clone(),
         }
     }

@@ -81,6 +81,21 @@ impl<M> Frame<M> {
     pub fn is_text(&self) -> bool {
         self.hdr[0] & 0x0F == websocket::OP_TEXT
     }
+
+    /// Appends the frame's bytes as they go on the wire (its header, then its parts).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.hdr[..self.hdr_len as usize]);
+        for p in &self.parts {
+            out.extend_from_slice(p);
+        }
+    }
+}
+
+/// What a writer that is not a socket's takes from the queue (`Outbox::next`).
+pub enum Taken<M> {
+    Frames(VecDeque<Frame<M>>),
+    /// Close requested: the final bytes (the queue was flushed before, unless `Abort`).
+    Close(CloseKind, Vec<u8>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -344,6 +359,31 @@ impl<M> Outbox<M> {
             q.bytes += f.len();
             q.frames.push_front(f);
         }
+    }
+
+    /// For a writer that is not a socket's (a connection relayed to another node): the
+    /// queued frames, or the close once nothing is left to flush. Call `writer_done` when
+    /// it ends.
+    pub async fn next(&self) -> Taken<M> {
+        std::future::poll_fn(|cx| {
+            let mut q = self.q.borrow_mut();
+            let kind = q.close.as_ref().map(|c| c.kind);
+            if !q.frames.is_empty() && kind != Some(CloseKind::Abort) {
+                q.bytes = 0;
+                Poll::Ready(Taken::Frames(std::mem::take(&mut q.frames)))
+            } else if let Some(c) = q.close.as_mut() {
+                Poll::Ready(Taken::Close(c.kind, std::mem::take(&mut c.final_bytes)))
+            } else {
+                q.writer = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// The writer of `next` has ended (`broken`: it could not deliver).
+    pub fn writer_done(&self, broken: bool) {
+        self.finish(broken);
     }
 
     /// The frames that were never written, for the reader to deal with after a close.

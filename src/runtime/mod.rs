@@ -16,8 +16,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Where a bare JID (or any key) lives: a node and a shard on it. One node for now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Where a bare JID (or any key) lives: a node and a shard on it (node 0: this node, when
+/// it is alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Home {
     pub node: u16,
     pub shard: u16,

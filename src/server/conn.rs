@@ -91,6 +91,8 @@ struct Conn {
     tls: Option<SharedTls>,
     /// `<starttls/>` was answered with `<proceed/>`: the connection restarts with TLS.
     start_tls: bool,
+    /// The user lives on another node: every message is relayed there (`relay.rs`).
+    relay: Option<Box<super::relay::Landing>>,
 }
 
 enum Exit {
@@ -150,6 +152,33 @@ pub fn adopt(shard: &Rc<Shard>, mut h: Handoff) {
             tracing::warn!(shard = shard.id, error = %e, "could not adopt a handed-off connection")
         }
     }
+}
+
+/// After a connection's writer is gone: ends its session, re-routes what the client may
+/// not have (with XEP-0198 every stanza it did not acknowledge, else what was never
+/// written), forgets the connection.
+pub(super) fn finish_session(
+    shard: &Rc<Shard>,
+    stream: &mut Stream,
+    ctl: &Rc<Sink>,
+    peer: SocketAddr,
+) {
+    stream.end(&**shard, ctl);
+    let unsent = ctl.out.take_unsent();
+    let lost = match ctl.sm_take() {
+        Some((_, unacked)) => unacked,
+        // Detached or taken over: the session that took the state holds all of it,
+        // including what the writer gave back after a failed write.
+        None if ctl.sm_handed_over() => Default::default(),
+        None => unsent,
+    };
+    for f in lost {
+        if f.is_text() {
+            router::reroute_frame(&**shard, &f);
+        }
+    }
+    shard.unregister_conn(ctl.id);
+    tracing::info!(shard = shard.id, conn = ctl.id, %peer, "closed");
 }
 
 /// Asks a connection to end with `system-shutdown`.
@@ -219,6 +248,7 @@ async fn run(
         framer,
         tls,
         start_tls: false,
+        relay: None,
     };
     if let Some(f) = &mut conn.ftw {
         // Moved here from the shard that accepted it: finish what the move interrupted.
@@ -306,6 +336,9 @@ impl Conn {
                 }
             }
             Exit::Done => {
+                if let Some(l) = self.relay.take() {
+                    super::relay::gone(&shard, &ctl, &l);
+                }
                 // Requests that waited for a JSON session's browser get their refusal.
                 if let Some(f) = self.ftw.as_mut() {
                     f.abandon_held(&mut self.stream, &*shard, &ctl);
@@ -332,30 +365,19 @@ impl Conn {
 
     /// After the writer is gone: bounce what was never written, forget the connection.
     async fn finish(&mut self) {
-        self.stream.end(&*self.shard, &self.ctl);
-        // Everything the client may not have: with XEP-0198, every stanza it did not
-        // acknowledge (written or still queued); without, what was never written.
-        let unsent = self.ctl.out.take_unsent();
-        let lost = match self.ctl.sm_take() {
-            Some((_, unacked)) => unacked,
-            // Detached or taken over: the session that took the state holds all of it,
-            // including what the writer gave back after a failed write.
-            None if self.ctl.sm_handed_over() => Default::default(),
-            None => unsent,
-        };
-        for f in lost {
-            if f.is_text() {
-                router::reroute_frame(&*self.shard, &f);
-            }
-        }
-        self.shard.unregister_conn(self.ctl.id);
-        tracing::info!(shard = self.shard.id, conn = self.ctl.id, peer = %self.peer, "closed");
+        finish_session(&self.shard, &mut self.stream, &self.ctl, self.peer);
     }
 
     fn deadline(&self) -> Instant {
         let cfg = self.shard.cfg();
         if let Some(at) = self.handshake_deadline() {
             at
+        } else if self.relay.is_some() {
+            // The session is the home's; this node only checks the client is there.
+            match self.ping_sent {
+                Some(t) => t + Duration::from_millis(cfg.ping.client_ping_timeout_ms),
+                None => self.last_activity + Duration::from_millis(cfg.ping.client_idle_ms),
+            }
         } else if self.stream.jid.is_none() {
             self.accepted + Duration::from_millis(cfg.auth.auth_timeout_ms)
         } else if let Some(f) = self.ftw.as_ref().filter(|f| f.proto == Proto::SocketIo) {
@@ -428,6 +450,19 @@ impl Conn {
             self.action = Action::Close;
             return;
         }
+        if self.relay.is_some() {
+            if self.ping_sent.is_some() {
+                tracing::info!(conn = self.ctl.id, "relayed connection: no answer to ping");
+                self.ctl.close(CloseKind::Abort, Vec::new());
+                self.action = Action::Close;
+            } else {
+                // A WebSocket ping: any answer (the pong) counts as activity.
+                let ping = websocket::frame(websocket::OP_PING, b"");
+                self.ctl.push_reply(OutFrame::raw(Bytes::from(ping)));
+                self.ping_sent = Some(now);
+            }
+            return;
+        }
         if self.stream.jid.is_none() {
             if self.phase != Phase::Http {
                 if self.stream.authed.is_none() {
@@ -483,6 +518,20 @@ impl Conn {
                     Action::Close => return Exit::Done,
                     Action::Handoff(dest) => return Exit::Handoff(dest, buf),
                     Action::StartTls => return Exit::Handoff(self.shard.id, buf),
+                    Action::Relay => {
+                        // Relayed only from a WebSocket without XMPP-FTW so far.
+                        tracing::info!(
+                            conn = self.ctl.id,
+                            "a TCP or XMPP-FTW session for a user of another node: refused"
+                        );
+                        self.action = self.stream.fail(
+                            &*self.shard,
+                            &self.ctl,
+                            StreamError::InternalServerError,
+                            Some("this user lives on another node of the cluster: connect over WebSocket"),
+                        );
+                        return Exit::Done;
+                    }
                 }
                 if self.shard.overflowing() {
                     Box::pin(self.shard.wait_overflow()).await;
@@ -637,6 +686,22 @@ impl Conn {
             ))) => {
                 self.ctl.push_reply(OutFrame::raw(Bytes::from(response)));
                 self.phase = Phase::Ws;
+                if let Some(u) = &user {
+                    let bare = format!("{u}@{}", self.shard.domain());
+                    let home = self.shard.home(&bare);
+                    if !self.shard.is_local(home) {
+                        tracing::info!(shard = self.shard.id, conn = self.ctl.id, user = %bare, node = home.node, "upgraded with a valid cookie: relayed to the user's node");
+                        self.relay = Some(Box::new(super::relay::open(
+                            &self.shard,
+                            &self.ctl,
+                            home,
+                            super::relay::Auth::Cookie(u),
+                            ftw,
+                            self.peer,
+                        )));
+                        return n;
+                    }
+                }
                 if let Some(proto) = ftw {
                     let muc = Some(self.shard.muc.domain().to_string());
                     let f = FtwConn::new(&*self.shard, proto, &self.shard.config.ftw, muc);
@@ -780,10 +845,32 @@ impl Conn {
             return; // whitespace keepalive
         }
         tracing::trace!(conn = self.ctl.id, "recv {text}");
+        if let Some(l) = self.relay.as_mut() {
+            super::relay::forward(&self.shard, &self.ctl, l, bytes);
+            return;
+        }
         self.action = match self.ftw.as_mut() {
             Some(f) => f.on_text(&mut self.stream, &*self.shard, &self.ctl, text),
             None => self.stream.on_element(&*self.shard, &self.ctl, text),
         };
+        // SASL over WebSocket named a user of another node: the session is opened there,
+        // authenticated; the client's next <open/> goes there.
+        if self.action == Action::Relay
+            && self.ftw.is_none()
+            && let Some(user) = self.stream.authed.clone()
+        {
+            let bare = format!("{user}@{}", self.shard.domain());
+            let home = self.shard.home(&bare);
+            self.relay = Some(Box::new(super::relay::open(
+                &self.shard,
+                &self.ctl,
+                home,
+                super::relay::Auth::Sasl(&user),
+                None,
+                self.peer,
+            )));
+            self.action = Action::Continue;
+        }
     }
 }
 

@@ -81,8 +81,19 @@ pub fn handle(shard: &Shard, buf: &[u8]) -> Result<Option<(Outcome, usize)>, Vec
             Outcome::Respond(super::demo::response(a, shard.domain(), shard.muc.domain()))
         }
         Request::Get(_) => {
+            // In a cluster: this node's number, the epoch and the members this shard
+            // routes by.
+            let cluster = match shard.core.view.borrow().as_ref() {
+                Some(v) => format!(
+                    ",\"cluster\":{{\"node\":{},\"epoch\":{},\"members\":{}}}",
+                    v.me,
+                    v.epoch,
+                    v.nodes.len()
+                ),
+                None => String::new(),
+            };
             let body = format!(
-                "{{\"status\":\"ok\",\"shards\":{},\"storage_backlog\":{},\"connections\":{}}}\n",
+                "{{\"status\":\"ok\",\"shards\":{},\"storage_backlog\":{},\"connections\":{}{cluster}}}\n",
                 shard.shared.shards,
                 shard.shared.storage_backlog(),
                 shard.shared.total_connections()

@@ -8,10 +8,12 @@ pub mod admin_manage;
 pub mod admin_ops;
 mod admin_reload;
 mod admin_rooms_users;
+pub mod cluster;
 pub mod conn;
 pub mod demo;
 pub mod http;
 pub mod notify;
+mod relay;
 pub mod shard;
 
 pub use shard::{Shard, ShardMsg};
@@ -76,11 +78,22 @@ impl Listener {
 }
 
 /// What every shard shares about the network: its listeners, in the runtime's order
-/// (the first is always `server.listen`), and the process's TLS (with certificates).
-#[derive(Debug)]
+/// (the first is always `server.listen`), the process's TLS (with certificates), and the
+/// cluster.
 pub struct Net {
     pub listeners: Vec<Listener>,
     pub tls: Option<crate::net::tls::Tls>,
+    /// This node's end of the cluster (none: one node alone).
+    pub cluster: Option<Arc<cluster::Link>>,
+}
+
+impl std::fmt::Debug for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Net")
+            .field("listeners", &self.listeners)
+            .field("cluster", &self.cluster.is_some())
+            .finish()
+    }
 }
 
 impl Default for Net {
@@ -88,6 +101,7 @@ impl Default for Net {
         Net {
             listeners: vec![Listener::Http],
             tls: None,
+            cluster: None,
         }
     }
 }
@@ -161,10 +175,6 @@ pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(
     } else {
         Some(crate::net::tls::Tls::load(&cfg.tls, &cfg.server.domain)?)
     };
-    let net = Arc::new(Net {
-        listeners: addrs.iter().map(|a| a.0).collect(),
-        tls,
-    });
     let mut senders = Vec::with_capacity(n);
     let mut boxes = Vec::with_capacity(n);
     for _ in 0..n {
@@ -173,6 +183,14 @@ pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(
         boxes.push(rx);
     }
     let senders: Arc<[mailbox::MailboxSender<ShardMsg>]> = senders.into();
+    // A cluster node: the bus first (frames wait in the mailboxes until the shards run),
+    // then the membership, whose first view is queued for every shard before it starts.
+    let cluster = cluster::start(&cfg, n, senders.clone())?;
+    let net = Arc::new(Net {
+        listeners: addrs.iter().map(|a| a.0).collect(),
+        tls,
+        cluster: cluster.clone(),
+    });
     let backend = crate::storage::open(&cfg.storage, &cfg.server.data_dir)?;
     let mut users_by_shard: Vec<Vec<String>> = (0..n).map(|_| Vec::new()).collect();
     for u in backend.users().map_err(|e| format!("storage: {e}"))? {
@@ -307,6 +325,9 @@ pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(
         .map_err(|e| e.to_string())?;
     for t in threads {
         let _ = t.join();
+    }
+    if let Some(c) = &cluster {
+        c.leave();
     }
     // Graceful shutdown flushes storage: everything the shards queued is made durable.
     storage.stop();

@@ -33,6 +33,10 @@ pub enum ShardMsg {
     Handoff(conn::Handoff),
     /// A request of the admin API, answered on its channel.
     Admin(super::admin_ops::Request),
+    /// The cluster's membership changed (issue 14).
+    View(Arc<crate::cluster::NodeView>),
+    /// A frame from another node.
+    Remote(crate::cluster::bus::Incoming),
     Shutdown,
 }
 
@@ -54,6 +58,10 @@ pub struct Shard {
     sampled: std::cell::Cell<Instant>,
     /// The timer sweep's buffer of connections, kept between ticks.
     due: std::cell::Cell<Vec<Rc<crate::xmpp::sink::Sink>>>,
+    /// Frames for other nodes waiting for room in the bus queue.
+    pub cluster_held: super::cluster::Held,
+    /// Connections relayed to or from other nodes.
+    pub landed: super::relay::Landed,
 }
 
 impl std::ops::Deref for Shard {
@@ -124,6 +132,8 @@ impl Shard {
             admin: Default::default(),
             sampled: std::cell::Cell::new(Instant::now()),
             due: Default::default(),
+            cluster_held: Default::default(),
+            landed: Default::default(),
         })
     }
 
@@ -152,7 +162,9 @@ impl Shard {
     /// full mailboxes, or for a storage queue that is full (a slow disk). Stopping the
     /// readers is what bounds both: TCP pushes back on the clients.
     pub fn overflowing(&self) -> bool {
-        self.rt.overflowing() || self.core.storage_overflowing()
+        self.rt.overflowing()
+            || self.core.storage_overflowing()
+            || self.cluster_held.len() >= crate::runtime::OVERFLOW_PAUSE
     }
 
     /// Backpressure for a reading connection: waits while too much is held back.
@@ -160,6 +172,7 @@ impl Shard {
         while self.overflowing() {
             self.rt.flush_overflow();
             self.core.flush_storage_overflow();
+            super::cluster::flush_held(self);
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
     }
@@ -173,6 +186,10 @@ impl Shard {
                 shard: origin,
                 token,
             }),
+            Msg::RemoteBarrier { token, reply } => {
+                crate::xmpp::commit::relay_barrier(self, token, reply)
+            }
+            Msg::BarrierDone { token, ok } => crate::xmpp::commit::on_synced(self, token, ok),
         }
     }
 
@@ -214,7 +231,9 @@ impl Shard {
 impl Host for Shard {
     #[inline]
     fn send(&self, to: Home, m: Msg) {
-        if to.shard() == self.core.id {
+        if !self.core.is_local(to) {
+            super::cluster::send_msg(self, to, m);
+        } else if to.shard() == self.core.id {
             self.on_core(m);
         } else {
             self.rt.send(to.shard(), ShardMsg::Core(m));
@@ -355,6 +374,8 @@ impl ShardHost for Shard {
             ShardMsg::Storage(r) => self.on_storage(r),
             ShardMsg::Handoff(h) => conn::adopt(self, h),
             ShardMsg::Admin(r) => super::admin_ops::handle(self, r),
+            ShardMsg::View(v) => super::cluster::on_view(self, v),
+            ShardMsg::Remote(inc) => super::cluster::on_remote(self, inc),
             ShardMsg::Shutdown => return false,
         }
         true
@@ -381,7 +402,8 @@ impl ShardHost for Shard {
     }
 
     fn flush_held(&self) -> bool {
-        self.core.flush_storage_overflow()
+        let storage = self.core.flush_storage_overflow();
+        !super::cluster::flush_held(self) && storage
     }
 
     async fn shutdown(self: Rc<Self>) {

@@ -44,6 +44,13 @@ pub enum Waiter<H> {
     /// Anything else (e.g. a room's answers and broadcasts): called with whether the
     /// commit succeeded.
     Call(AfterCommit<H>),
+    /// Another node's ack barrier, run on every shard of this one (`left` to go); then
+    /// answered to `reply` with its `token`.
+    Relay {
+        reply: crate::runtime::Home,
+        token: u64,
+        left: usize,
+    },
 }
 
 /// Work that waits for a commit; called with whether it succeeded.
@@ -79,17 +86,68 @@ pub fn ack_when_settled<H: Host>(shard: &H, ctl: &Rc<Sink>, h: u32, inflight: &m
         token,
         Waiter::Ack {
             ctl: Rc::downgrade(ctl),
-            left: shard.shared.shards,
+            left: usize::MAX,
             h,
             count: 1,
             again: 0,
             again_h: h,
         },
     );
-    barrier_everywhere(shard, token);
+    let n = barrier_everywhere(shard, token);
+    set_left(shard, token, n);
 }
 
-fn barrier_everywhere<H: Host>(shard: &H, token: u64) {
+/// How many answers the barrier `token` waits for (set after sending: a local answer
+/// cannot arrive before, it comes through the storage thread).
+fn set_left<H: Host>(shard: &H, token: u64, n: usize) {
+    if let Some(Waiter::Ack { left, .. } | Waiter::Relay { left, .. }) =
+        shard.commit_waiters.borrow_mut().get_mut(&token)
+    {
+        *left = n;
+    }
+}
+
+/// The ack barrier through every shard of this node and, in a cluster, every other node
+/// (each runs it on all its shards and answers once); returns how many answers to wait for.
+fn barrier_everywhere<H: Host>(shard: &H, token: u64) -> usize {
+    let others = shard.other_nodes();
+    let me = crate::runtime::Home {
+        node: shard.node_num(),
+        shard: shard.id as u16,
+    };
+    for node in &others {
+        shard.send(
+            crate::runtime::Home {
+                node: *node,
+                shard: 0,
+            },
+            Msg::RemoteBarrier { token, reply: me },
+        );
+    }
+    barrier_local(shard, token);
+    shard.shared.shards + others.len()
+}
+
+/// Another node asks for this node's barrier: it runs on every shard here, then `reply`
+/// gets `BarrierDone`.
+pub fn relay_barrier<H: Host>(shard: &H, token: u64, reply: crate::runtime::Home) {
+    if shard.shared.storage.is_none() {
+        shard.send(reply, Msg::BarrierDone { token, ok: true });
+        return;
+    }
+    let mine = shard.random();
+    shard.commit_waiters.borrow_mut().insert(
+        mine,
+        Waiter::Relay {
+            reply,
+            token,
+            left: shard.shared.shards,
+        },
+    );
+    barrier_local(shard, mine);
+}
+
+fn barrier_local<H: Host>(shard: &H, token: u64) {
     // On this shard, local deliveries already happened and its storage requests are
     // queued: its barrier is a storage `Sync` at once (`Host::send` handles it here).
     for b in 0..shard.shared.shards {
@@ -188,9 +246,26 @@ pub fn on_synced<H: Host>(shard: &H, token: u64, ok: bool) {
                 return;
             }
             // The <r/>s that came meanwhile: one more round for all of them.
-            (*h, *count, *again, *left) = (*again_h, *again, 0, shard.shared.shards);
+            (*h, *count, *again, *left) = (*again_h, *again, 0, usize::MAX);
             drop(w);
-            barrier_everywhere(shard, token);
+            let n = barrier_everywhere(shard, token);
+            set_left(shard, token, n);
+        }
+        Waiter::Relay {
+            reply,
+            token: t,
+            left,
+        } => {
+            let (reply, t) = (*reply, *t);
+            if ok {
+                *left -= 1;
+                if *left > 0 {
+                    return;
+                }
+            }
+            w.remove(&token);
+            drop(w);
+            shard.send(reply, Msg::BarrierDone { token: t, ok });
         }
         Waiter::Push { .. } | Waiter::Call(_) => {
             let e = w.remove(&token);

@@ -42,6 +42,17 @@ pub enum Msg {
         token: u64,
         origin: usize,
     },
+    /// From another node: run the ack barrier on every shard of this node, then answer
+    /// `reply` with `BarrierDone` (issue 14: `<a h/>` covers what crossed nodes).
+    RemoteBarrier {
+        token: u64,
+        reply: Home,
+    },
+    /// A node's answer to `RemoteBarrier` (`ok`: its commits succeeded).
+    BarrierDone {
+        token: u64,
+        ok: bool,
+    },
 }
 
 /// What every shard's core shares: read-only after start.
@@ -111,6 +122,8 @@ pub struct Core<H> {
     storage_overflow: RefCell<VecDeque<Request>>,
     /// The last archive id this shard made (see `next_archive_id`).
     last_archive_id: Cell<u64>,
+    /// The cluster as this shard routes by (`None`: one node alone).
+    pub view: RefCell<Option<Arc<crate::cluster::NodeView>>>,
 }
 
 impl<H> Core<H> {
@@ -130,6 +143,7 @@ impl<H> Core<H> {
             commit_waiters: RefCell::new(HashMap::default()),
             storage_overflow: RefCell::new(VecDeque::new()),
             last_archive_id: Cell::new(0),
+            view: RefCell::new(None),
             shared,
         }
     }
@@ -148,7 +162,32 @@ impl<H> Core<H> {
 
     /// Where a bare JID lives.
     pub fn home(&self, bare: &str) -> Home {
+        if let Some(v) = &*self.view.borrow()
+            && let Some((node, shards)) = v.home(bare)
+        {
+            let mut h = crate::runtime::home(bare, shards as usize);
+            h.node = node;
+            return h;
+        }
         crate::runtime::home(bare, self.shared.shards)
+    }
+
+    /// Whether `h` is on this node.
+    pub fn is_local(&self, h: Home) -> bool {
+        h.node == 0 || self.view.borrow().as_ref().is_none_or(|v| v.me == h.node)
+    }
+
+    /// This node's number in the cluster (0: alone).
+    pub fn node_num(&self) -> u16 {
+        self.view.borrow().as_ref().map_or(0, |v| v.me)
+    }
+
+    /// The other nodes of the cluster (none when alone).
+    pub fn other_nodes(&self) -> smallvec::SmallVec<[u16; 4]> {
+        match &*self.view.borrow() {
+            Some(v) => v.others().map(|n| n.num).collect(),
+            None => Default::default(),
+        }
     }
 
     /// Checks a JWT within this shard's bound on signature checks.

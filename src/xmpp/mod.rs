@@ -19,3 +19,4 @@ pub mod rsm;
 pub mod session;
 pub mod sink;
 pub mod stream;
+pub mod wire;

@@ -7,6 +7,7 @@ use super::core::{Host, Msg};
 use super::errors::{Cond, error_stanza};
 use super::sink::{FrameExtra, OutFrame, Sink, StanzaFrame};
 use crate::net::outbox::PushError;
+use crate::runtime::Home;
 use crate::xml::escape::{escape_attr, unescape};
 use crate::xml::stanza::Stanza;
 use bytes::Bytes;
@@ -638,11 +639,22 @@ pub fn deliver_fanout<H: Host>(shard: &H, f: Fanout) {
 }
 
 /// Sends a fan-out: recipients grouped by home shard, one mailbox message per shard.
-pub fn fanout<H: Host>(shard: &H, head: Bytes, tail: Bytes, tos: &[(usize, Bytes)]) {
+pub fn fanout<H: Host>(shard: &H, head: Bytes, tail: Bytes, tos: &[(Home, Bytes)]) {
     let n = shard.shared.shards;
     let mut per: SmallVec<[Vec<Bytes>; 4]> = (0..n).map(|_| Vec::new()).collect();
+    // Other nodes: one message per node, split by shard there (`fanout_arrived`).
+    let mut nodes: SmallVec<[(Home, Vec<Bytes>); 2]> = SmallVec::new();
     for (h, to) in tos {
-        per[*h].push(to.clone());
+        if shard.is_local(*h) {
+            if let Some(p) = per.get_mut(h.shard()) {
+                p.push(to.clone());
+            }
+        } else {
+            match nodes.iter_mut().find(|(n, _)| n.node == h.node) {
+                Some((_, v)) => v.push(to.clone()),
+                None => nodes.push((*h, vec![to.clone()])),
+            }
+        }
     }
     for (h, tos) in per.into_iter().enumerate() {
         if tos.is_empty() {
@@ -653,12 +665,36 @@ pub fn fanout<H: Host>(shard: &H, head: Bytes, tail: Bytes, tos: &[(usize, Bytes
             tail: tail.clone(),
             tos,
         };
-        let to = crate::runtime::Home {
+        let to = Home {
             node: 0,
             shard: h as u16,
         };
         shard.send(to, Msg::Fanout(f));
     }
+    for (h, tos) in nodes {
+        let f = Fanout {
+            head: head.clone(),
+            tail: tail.clone(),
+            tos,
+        };
+        shard.send(h, Msg::Fanout(f));
+    }
+}
+
+/// A fan-out from another node, for recipients homed on this one: split by home shard.
+pub fn fanout_arrived<H: Host>(shard: &H, f: Fanout) {
+    let tos: Vec<(Home, Bytes)> = f
+        .tos
+        .into_iter()
+        .map(|to| {
+            let raw = std::str::from_utf8(&to).unwrap_or("");
+            let jid = unescape(raw).unwrap_or(Cow::Borrowed(raw));
+            let (bare, _) = split_full(&jid);
+            let h = crate::runtime::home(bare, shard.shared.shards);
+            (h, to.clone())
+        })
+        .collect();
+    fanout(shard, f.head, f.tail, &tos);
 }
 
 /// Parse limits for bytes the server made itself or already parsed once (a delivered
@@ -735,3 +771,72 @@ pub fn reroute_frame<H: Host>(shard: &H, f: &OutFrame) {
 
 #[cfg(test)]
 mod tests;
+
+/// Every `Kind` and `SType` by its number on the wire between nodes (`xmpp::wire`).
+const KINDS: [Kind; 3] = [Kind::Message, Kind::Presence, Kind::Iq];
+const STYPES: [SType; 15] = [
+    SType::Normal,
+    SType::Chat,
+    SType::Groupchat,
+    SType::Headline,
+    SType::Available,
+    SType::Unavailable,
+    SType::Subscribe,
+    SType::Subscribed,
+    SType::Unsubscribe,
+    SType::Unsubscribed,
+    SType::Probe,
+    SType::Get,
+    SType::Set,
+    SType::Result,
+    SType::Error,
+];
+
+impl Routed {
+    /// Appends this stanza for another node: kind, type, the three ranges, then the
+    /// stanza's bytes (with what was inserted: ranges lie in the start tag, before any
+    /// insertion).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.kind as u8);
+        out.push(self.stype as u8);
+        for r in [&self.to, &self.from, &self.id] {
+            out.extend_from_slice(&r.start.to_be_bytes());
+            out.extend_from_slice(&r.end.to_be_bytes());
+        }
+        for p in self.parts() {
+            out.extend_from_slice(&p);
+        }
+    }
+
+    /// The stanza `encode` wrote (`None` if the bytes are not one: a range out of the
+    /// payload or not on a character boundary).
+    pub fn decode(b: Bytes) -> Option<Routed> {
+        let kind = *KINDS.get(*b.first()? as usize)?;
+        let stype = *STYPES.get(*b.get(1)? as usize)?;
+        let mut r = [0u32; 6];
+        for (i, v) in r.iter_mut().enumerate() {
+            let at = 2 + i * 4;
+            *v = u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?);
+        }
+        let payload = b.slice(26..);
+        let text = std::str::from_utf8(&payload).ok()?;
+        let ok = |s: u32, e: u32| {
+            s <= e
+                && (e as usize) <= text.len()
+                && text.is_char_boundary(s as usize)
+                && text.is_char_boundary(e as usize)
+        };
+        if !(ok(r[0], r[1]) && ok(r[2], r[3]) && ok(r[4], r[5])) {
+            return None;
+        }
+        Some(Routed {
+            kind,
+            stype,
+            payload,
+            to: r[0]..r[1],
+            from: r[2]..r[3],
+            id: r[4]..r[5],
+            insert: None,
+        })
+    }
+}

@@ -23,6 +23,9 @@ pub enum Action {
     Handoff(usize),
     /// `<proceed/>` is queued: the connection starts TLS (RFC 6120 §5.4.3.3).
     StartTls,
+    /// Authenticated, and the user lives on another node of the cluster: the connection
+    /// is relayed there from now on (`server/relay.rs`).
+    Relay,
 }
 
 /// What one session's stanza handlers need.
@@ -397,9 +400,11 @@ impl Stream {
         let bare = format!("{user}@{}", shard.domain());
         tracing::info!(shard = shard.id, conn = ctl.id, user = %bare, "authenticated");
         self.authed = Some(user);
-        let h = shard.home(&bare).shard();
-        if h != shard.id {
-            Action::Handoff(h)
+        let home = shard.home(&bare);
+        if !shard.is_local(home) {
+            Action::Relay
+        } else if home.shard() != shard.id {
+            Action::Handoff(home.shard())
         } else {
             Action::Continue
         }

@@ -1,0 +1,387 @@
+//! Several Aoba nodes as one domain (issue 14): real aoba processes, a real PostgreSQL
+//! (`common/postgres.rs`) and a real nats-server (`common/nats.rs`). Clients land on any
+//! node: a user's session lives at its home node, and a client that landed elsewhere is
+//! relayed there.
+
+mod common;
+use common::muc::join;
+use common::nats::Nats;
+use common::*;
+use std::time::Duration;
+
+struct Cluster {
+    nodes: Vec<Server>,
+    names: Vec<String>,
+    _nats: Nats,
+}
+
+fn config(url: &str, nats: &str, node: &str) -> String {
+    format!(
+        "[storage]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n\
+         [cluster]\nnode = \"{node}\"\nnats_url = \"{nats}\"\n"
+    )
+}
+
+/// `n` nodes of 2 shards on one fresh database, once every node routes by all of them.
+async fn cluster(n: usize) -> Cluster {
+    let url = pgtest::database();
+    let nats = Nats::start();
+    let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
+    let nodes: Vec<Server> = names
+        .iter()
+        .map(|name| Server::start_with(&config(&url, &nats.url(), name), 2))
+        .collect();
+    let c = Cluster {
+        nodes,
+        names,
+        _nats: nats,
+    };
+    c.converged(n).await;
+    c
+}
+
+impl Cluster {
+    /// Waits (bounded) until every node's every shard routes by `n` members.
+    async fn converged(&self, n: usize) {
+        for s in &self.nodes {
+            let want = format!("\"members\":{n}}}");
+            let mut seen = String::new();
+            for _ in 0..200 {
+                // /health is answered by whichever shard accepts: ask a few times.
+                let mut all = true;
+                for _ in 0..4 {
+                    seen = s.http_get("/health").await;
+                    all &= seen.contains(&want);
+                }
+                if all {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(
+                seen.contains(&want),
+                "no view of {n} members: {seen}\n{}",
+                s.log()
+            );
+        }
+    }
+
+    /// The index of `user`'s home node, as every node computes it.
+    fn home(&self, user: &str) -> usize {
+        let members: Vec<aoba::cluster::membership::Member> = self
+            .names
+            .iter()
+            .map(|n| aoba::cluster::membership::Member {
+                name: n.clone(),
+                num: 0,
+                incarnation: 0,
+                shards: 2,
+            })
+            .collect();
+        let h = aoba::cluster::placement::home(&format!("{user}@{DOMAIN}"), &members).unwrap();
+        self.names.iter().position(|n| *n == h.name).unwrap()
+    }
+
+    /// A user whose home is node `i` (with `prefix` in its name).
+    fn user_on(&self, i: usize, prefix: &str) -> String {
+        (0..1000)
+            .map(|k| format!("{prefix}{k}"))
+            .find(|u| self.home(u) == i)
+            .expect("a user for every node")
+    }
+}
+
+/// The admin listener's `/metrics` text.
+fn metrics(s: &Server) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.admin_port.unwrap())).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
+}
+
+async fn sm_enable(c: &mut Client) -> String {
+    c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
+        .await;
+    let e = c.recv_until("<enabled").await;
+    between(&e, "id='", "'").to_string()
+}
+
+/// 1:1 chat with receipts between users of different nodes, each landing on the other's
+/// node (relayed both ways) or on its own; the sender's `<a h/>` comes after the
+/// recipient's node stored the message, which the recipient then finds in its archive.
+#[tokio::test]
+async fn chat_with_receipts_and_acks_across_nodes_wherever_clients_land() {
+    let c = cluster(2).await;
+    let (a, b) = (c.user_on(0, "alice"), c.user_on(1, "bob"));
+    // Alice lands on Bob's node and Bob on Alice's: both relayed.
+    let mut alice = Client::online(&c.nodes[1], &a, "phone", 1).await;
+    let mut bob = Client::online(&c.nodes[0], &b, "desk", 1).await;
+    sm_enable(&mut alice).await;
+    for i in 0..20 {
+        alice
+            .send(&format!("<message to='{b}@localhost' type='chat' id='m{i}'><body>hello {i} &amp; more</body><request xmlns='urn:xmpp:receipts'/></message>"))
+            .await;
+    }
+    alice.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let ack = alice.recv_until("<a xmlns='urn:xmpp:sm:3'").await;
+    assert!(ack.contains("h='20'"), "20 messages handled: {ack}");
+    for i in 0..20 {
+        let m = bob.recv_until("<message").await;
+        assert!(
+            m.contains(&format!("id='m{i}'"))
+                && m.contains(&format!("from='{a}@localhost/phone'"))
+                && m.contains(&format!("hello {i} &amp; more")),
+            "in order and intact: {m}"
+        );
+        bob.send(&format!("<message to='{a}@localhost/phone' id='r{i}'><received xmlns='urn:xmpp:receipts' id='m{i}'/></message>")).await;
+    }
+    for i in 0..20 {
+        let r = alice.recv_until("<received").await;
+        assert!(r.contains(&format!("id='m{i}'")), "{r}");
+    }
+    // Bob's archive (kept by his home node, in PostgreSQL) has all 20.
+    bob.send("<iq type='set' id='q1'><query xmlns='urn:xmpp:mam:2' queryid='x'><set xmlns='http://jabber.org/protocol/rsm'><max>50</max></set></query></iq>").await;
+    let mut found = 0;
+    loop {
+        let m = bob.recv().await;
+        if m.contains("id='q1'") {
+            assert!(m.contains("type='result'"), "{m}");
+            break;
+        }
+        if m.contains("<result xmlns='urn:xmpp:mam:2'") && m.contains("hello") {
+            found += 1;
+        }
+    }
+    assert_eq!(found, 20);
+    // Each node counts the connection it relays.
+    for n in &c.nodes {
+        let m = metrics(n);
+        assert!(m.contains("aoba_relayed_connections 1"), "{m}");
+    }
+}
+
+/// A user with resources on both nodes gets a message to its bare JID on the resource
+/// of highest priority and one to each full JID, wherever each landed; a resource on
+/// the home node directly and one relayed are the same to the sender.
+#[tokio::test]
+async fn resources_of_one_user_on_different_nodes_and_presence_subscriptions() {
+    let c = cluster(2).await;
+    let (a, b) = (c.user_on(0, "ann"), c.user_on(1, "ben"));
+    let mut ann = Client::online(&c.nodes[0], &a, "one", 0).await;
+    let mut ben_home = Client::online(&c.nodes[1], &b, "home", 5).await;
+    let mut ben_away = Client::online(&c.nodes[0], &b, "away", 1).await;
+    // Ben's resources see each other's presence (RFC 6121 §4.2.2).
+    ben_home.recv_until("/away'").await;
+    // Presence subscription both ways (RFC 6121 §3).
+    ann.send(&format!("<presence to='{b}@localhost' type='subscribe'/>"))
+        .await;
+    let req = ben_away.recv_until("type='subscribe'").await;
+    assert!(req.contains(&format!("from='{a}@localhost'")), "{req}");
+    ben_away
+        .send(&format!("<presence to='{a}@localhost' type='subscribed'/>"))
+        .await;
+    // The approval and both of Ben's presences, in whatever order they come.
+    let (mut subscribed, mut home, mut away) = (false, false, false);
+    while !(subscribed && home && away) {
+        let m = ann.recv().await;
+        if !m.contains(&format!("from='{b}@localhost")) {
+            continue;
+        }
+        subscribed |= m.contains("type='subscribed'");
+        home |= m.contains("/home'") && m.contains("<presence");
+        away |= m.contains("/away'") && m.contains("<presence");
+    }
+    // Bare JID: the highest priority (home, 5). Full JID: that resource.
+    ann.send(&format!(
+        "<message to='{b}@localhost' type='chat' id='bare'><body>x</body></message>"
+    ))
+    .await;
+    assert!(ben_home.recv_until("<message").await.contains("id='bare'"));
+    ann.send(&format!(
+        "<message to='{b}@localhost/away' type='chat' id='full'><body>y</body></message>"
+    ))
+    .await;
+    assert!(ben_away.recv_until("<message").await.contains("id='full'"));
+    // Replies come back to Ann from both.
+    ben_away
+        .send(&format!(
+            "<message to='{a}@localhost/one' type='chat' id='back'><body>z</body></message>"
+        ))
+        .await;
+    assert!(ann.recv_until("<message").await.contains("id='back'"));
+}
+
+/// A room whose home is one node, with occupants landing on every node: each gets the
+/// others' presence and every groupchat message, in the room's order.
+#[tokio::test]
+async fn muc_with_occupants_on_every_node() {
+    let c = cluster(3).await;
+    let room = format!(
+        "group-7d1e8f00-0000-4000-8000-00000000000{}@conference.localhost",
+        1
+    );
+    let users: Vec<String> = (0..3).map(|i| c.user_on(i, "occ")).collect();
+    let mut clients = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        // Each lands on the next node: relayed to its home.
+        clients.push(Client::online(&c.nodes[(i + 1) % 3], u, "r", 0).await);
+    }
+    for (i, cl) in clients.iter_mut().enumerate() {
+        let got = join(cl, &room, &format!("nick{i}"), "").await;
+        assert!(got.iter().any(|m| m.contains("<subject")), "{got:?}");
+        if i == 0 {
+            common::muc::instant_room(cl, &room).await;
+        }
+    }
+    // Everyone sees everyone's presence.
+    for cl in clients.iter_mut().take(2) {
+        cl.recv_until("/nick2'").await;
+    }
+    for k in 0..10 {
+        let from = k % 3;
+        clients[from]
+            .send(&format!(
+                "<message to='{room}' type='groupchat' id='g{k}'><body>msg {k}</body></message>"
+            ))
+            .await;
+        for cl in clients.iter_mut() {
+            let m = cl.recv_until("type='groupchat'").await;
+            assert!(
+                m.contains(&format!("msg {k}")) && m.contains(&format!("{room}/nick{from}")),
+                "{m}"
+            );
+        }
+    }
+}
+
+/// Offline storage and XEP-0198 across nodes: a message to a user who is away is kept by
+/// its home and delivered when it comes back through another node; a dropped session
+/// resumes through a different landing node, with what it had not acknowledged.
+#[tokio::test]
+async fn offline_delivery_and_resumption_through_another_node() {
+    let c = cluster(2).await;
+    let (a, b) = (c.user_on(0, "carl"), c.user_on(1, "dora"));
+    let mut carl = Client::online(&c.nodes[0], &a, "r", 0).await;
+    // Dora was never online: her home keeps it (accept_unknown_users defaults to true).
+    carl.send(&format!("<message to='{b}@localhost' type='chat' id='off1'><body>while you were out</body></message>")).await;
+    carl.send("<iq type='get' id='sync1'><ping xmlns='urn:xmpp:ping'/></iq>")
+        .await;
+    carl.recv_until("id='sync1'").await;
+    let mut dora = Client::login(&c.nodes[0], &b, Some("d")).await;
+    let id = sm_enable(&mut dora).await;
+    dora.send("<presence/>").await;
+    let m = dora.recv_until("id='off1'").await;
+    assert!(m.contains("<delay xmlns='urn:xmpp:delay'"), "{m}");
+    // Two messages she never acknowledges, then her connection drops.
+    for i in 0..2 {
+        carl.send(&format!(
+            "<message to='{b}@localhost/d' type='chat' id='u{i}'><body>{i}</body></message>"
+        ))
+        .await;
+        dora.recv_until(&format!("id='u{i}'")).await;
+    }
+    drop(dora);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // She resumes through the other node (her home directly this time).
+    let mut dora = Client::connect(&c.nodes[1], Some(&c.nodes[1].token(&b))).await;
+    dora.jid = format!("{b}@localhost");
+    dora.open().await;
+    assert!(dora.auth_plain(&b, "").await.contains("<success"));
+    dora.open().await;
+    dora.send(&format!(
+        "<resume xmlns='urn:xmpp:sm:3' h='0' previd='{id}'/>"
+    ))
+    .await;
+    let r = dora.recv_until("<resumed").await;
+    assert!(r.contains(&format!("previd='{id}'")), "{r}");
+    let mut again = Vec::new();
+    while again.len() < 3 {
+        let m = dora.recv_until("<message").await;
+        again.push(m);
+    }
+    assert!(
+        again[0].contains("id='off1'")
+            && again[1].contains("id='u0'")
+            && again[2].contains("id='u1'"),
+        "{again:?}"
+    );
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).ok()?;
+    c.set_read_timeout(Some(WAIT)).ok()?;
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    Some(out)
+}
+
+/// `deploy/local-cluster.sh` starts PostgreSQL, nats-server and two nodes that form one
+/// cluster, and on SIGTERM stops everything it started.
+#[test]
+fn the_local_cluster_script_starts_a_cluster_and_stops_everything() {
+    use std::io::BufRead;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/local-cluster.sh"
+        ))
+        .args(["2", "120"])
+        .env("AOBA_BIN", bin())
+        .env("AOBA_PORT", port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut nodes = Vec::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        if let Some(rest) = l.strip_prefix("node ") {
+            let ws = rest.split(' ').nth(1).unwrap();
+            nodes.push(
+                ws.trim_start_matches("ws://")
+                    .trim_end_matches("/xmpp")
+                    .to_string(),
+            );
+        }
+        if l == "cluster ready" {
+            break;
+        }
+    }
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    for n in &nodes {
+        let mut seen = String::new();
+        for _ in 0..100 {
+            seen = http_get(n, "/health").unwrap_or_default();
+            if seen.contains("\"members\":2}") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(seen.contains("\"members\":2}"), "{n}: {seen}");
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(
+        rest.iter().any(|l| l == "cluster stopped"),
+        "{rest:?} {status:?}"
+    );
+    for n in &nodes {
+        assert!(
+            std::net::TcpStream::connect(n).is_err(),
+            "{n} still listening"
+        );
+    }
+}
