@@ -15,21 +15,39 @@ struct Cluster {
     _nats: Nats,
 }
 
-fn config(url: &str, nats: &str, node: &str) -> String {
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // A failed test leaves the nodes' logs where `AOBA_TEST_LOGS` says.
+        if std::thread::panicking()
+            && let Ok(dir) = std::env::var("AOBA_TEST_LOGS")
+        {
+            for (i, n) in self.nodes.iter().enumerate() {
+                let _ = std::fs::write(format!("{dir}/node{i}.log"), n.log());
+            }
+        }
+    }
+}
+
+fn config(url: &str, nats: &str, node: &str, extra: &str) -> String {
     format!(
         "[storage]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n\
-         [cluster]\nnode = \"{node}\"\nnats_url = \"{nats}\"\n"
+         [cluster]\nnode = \"{node}\"\nnats_url = \"{nats}\"\n{extra}"
     )
 }
 
 /// `n` nodes of 2 shards on one fresh database, once every node routes by all of them.
 async fn cluster(n: usize) -> Cluster {
+    cluster_with(n, "").await
+}
+
+/// `cluster`, with `extra` keys of the `[cluster]` section.
+async fn cluster_with(n: usize, extra: &str) -> Cluster {
     let url = pgtest::database();
     let nats = Nats::start();
     let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
     let nodes: Vec<Server> = names
         .iter()
-        .map(|name| Server::start_with(&config(&url, &nats.url(), name), 2))
+        .map(|name| Server::start_with(&config(&url, &nats.url(), name, extra), 2))
         .collect();
     let c = Cluster {
         nodes,
@@ -384,4 +402,173 @@ fn the_local_cluster_script_starts_a_cluster_and_stops_everything() {
             "{n} still listening"
         );
     }
+}
+
+/// Every id `id='PREFIX…'` of a message in `s`.
+fn ids(s: &str, prefix: &str) -> Vec<String> {
+    let pat = format!("id='{prefix}");
+    s.match_indices(&pat)
+        .map(|(i, _)| {
+            let rest = &s[i + 4..];
+            rest[..rest.find('\'').unwrap()].to_string()
+        })
+        .collect()
+}
+
+/// The ids of every message in `c`'s archive (XEP-0313, pages of 100).
+async fn archived(c: &mut Client, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut after = String::new();
+    loop {
+        let set = if after.is_empty() {
+            "<max>100</max>".to_string()
+        } else {
+            format!("<max>100</max><after>{after}</after>")
+        };
+        c.send(&format!("<iq type='set' id='mam'><query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'>{set}</set></query></iq>")).await;
+        let mut n = 0;
+        loop {
+            let m = c.recv().await;
+            if m.contains("id='mam'") && m.contains("<fin") {
+                let complete = m.contains("complete='true'");
+                if let Some(i) = m.find("<last>") {
+                    after = m[i + 6..m.find("</last>").unwrap()].to_string();
+                }
+                if complete || n == 0 {
+                    return out;
+                }
+                break;
+            }
+            if m.contains("<result xmlns='urn:xmpp:mam:2'") {
+                n += 1;
+                out.extend(ids(&m, prefix));
+            }
+        }
+    }
+}
+
+/// `kill -9` of one of three nodes in the middle of a chat load whose recipients live on
+/// it: every message a sender got `<a h/>` for was delivered live or is in the
+/// recipient's archive afterwards (at the recipient's new home), and the senders' acks
+/// resume once the cluster has dropped the dead node (what it had not confirmed is
+/// routed to the new homes). Default timeouts: the failure is noticed after 5 s.
+#[tokio::test]
+async fn kill_9_of_a_node_in_a_chat_load_loses_nothing_acknowledged() {
+    let mut c = cluster(3).await;
+    const SENDERS: usize = 4;
+    const PER: usize = 60;
+    let senders: Vec<String> = (0..SENDERS)
+        .map(|i| c.user_on(0, &format!("snd{i}x")))
+        .collect();
+    let rcpts: Vec<String> = (0..SENDERS)
+        .map(|i| c.user_on(2, &format!("rcv{i}x")))
+        .collect();
+    // Recipients on the node that dies; each records what it got live.
+    let mut live = Vec::new();
+    for r in &rcpts {
+        let mut cl = Client::online(&c.nodes[2], r, "r", 0).await;
+        live.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Ok(Some(Ok(m))) = tokio::time::timeout(
+                Duration::from_secs(60),
+                futures_util::StreamExt::next(&mut cl.ws),
+            )
+            .await
+            {
+                if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                    got.extend(ids(&t, "s"));
+                }
+            }
+            got
+        }));
+    }
+    let mut tx = Vec::new();
+    for (i, s) in senders.iter().enumerate() {
+        let mut cl = Client::online(&c.nodes[0], s, "s", 0).await;
+        sm_enable(&mut cl).await;
+        tx.push((cl, rcpts[i].clone(), i));
+    }
+    // The first third, acknowledged.
+    for (cl, to, i) in tx.iter_mut() {
+        for k in 0..PER / 3 {
+            cl.send(&format!("<message to='{to}@localhost' type='chat' id='s{i}-{k}'><body>m {i} {k}</body></message>")).await;
+        }
+        cl.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+        let a = cl.recv_until("<a xmlns='urn:xmpp:sm:3'").await;
+        assert!(a.contains(&format!("h='{}'", PER / 3)), "{a}");
+    }
+    // The second third goes out, then node 3 dies with it in flight.
+    for (cl, to, i) in tx.iter_mut() {
+        for k in PER / 3..2 * PER / 3 {
+            cl.send(&format!("<message to='{to}@localhost' type='chat' id='s{i}-{k}'><body>m {i} {k}</body></message>")).await;
+        }
+    }
+    c.nodes[2].kill9();
+    // The last third while the cluster notices.
+    let mut acked = [0usize; SENDERS];
+    for (cl, to, i) in tx.iter_mut() {
+        for k in 2 * PER / 3..PER {
+            cl.send(&format!("<message to='{to}@localhost' type='chat' id='s{i}-{k}'><body>m {i} {k}</body></message>")).await;
+        }
+        cl.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+        let a = cl
+            .recv_until_within(&format!("h='{PER}'"), Duration::from_secs(40))
+            .await;
+        assert!(a.contains("<a xmlns='urn:xmpp:sm:3'"), "{a}");
+        acked[*i] = PER;
+    }
+    let mut live_ids = std::collections::HashSet::new();
+    for l in live {
+        live_ids.extend(l.await.unwrap());
+    }
+    // Every recipient, back through node 1, finds the rest in its archive.
+    let mut lost = Vec::new();
+    for (i, r) in rcpts.iter().enumerate() {
+        let mut cl = Client::login(&c.nodes[0], r, Some("again")).await;
+        let arch: std::collections::HashSet<String> =
+            archived(&mut cl, "s").await.into_iter().collect();
+        for k in 0..acked[i] {
+            let id = format!("s{i}-{k}");
+            if !live_ids.contains(&id) && !arch.contains(&id) {
+                lost.push(id);
+            }
+        }
+    }
+    assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
+}
+
+/// `cluster.outbox_bytes_max`, exceeded many times over: the sender's shard stops reading
+/// until the other node confirms what it holds, and nothing is lost or reordered.
+#[tokio::test]
+async fn a_small_outbox_shapes_the_sender_and_loses_nothing() {
+    let c = cluster_with(2, "outbox_bytes_max = 4096\n").await;
+    let (a, b) = (c.user_on(0, "fast"), c.user_on(1, "far"));
+    let mut bob = Client::online(&c.nodes[1], &b, "r", 0).await;
+    let mut alice = Client::online(&c.nodes[0], &a, "r", 0).await;
+    sm_enable(&mut alice).await;
+    let pad = "x".repeat(300);
+    const N: usize = 300;
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < N {
+            let m = bob.recv_until("<message").await;
+            got.extend(ids(&m, "o"));
+        }
+        got
+    });
+    for k in 0..N {
+        alice
+            .send(&format!(
+                "<message to='{b}@localhost' type='chat' id='o{k}'><body>{pad}</body></message>"
+            ))
+            .await;
+    }
+    alice.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let a = alice
+        .recv_until_within(&format!("h='{N}'"), Duration::from_secs(60))
+        .await;
+    assert!(a.contains("<a xmlns='urn:xmpp:sm:3'"), "{a}");
+    let got = reader.await.unwrap();
+    let want: Vec<String> = (0..N).map(|k| format!("o{k}")).collect();
+    assert_eq!(got, want);
 }

@@ -45,6 +45,11 @@ pub struct ClusterConfig {
     /// How long start-up waits for PostgreSQL and NATS.
     #[schemars(range(min = 100))]
     pub connect_timeout_ms: u64,
+    /// Bytes of stanzas one shard keeps for other nodes until they confirm them committed
+    /// (re-sent to the new home if that node dies). Past it the shard stops reading its
+    /// clients until the confirmations come (about every `server` timer tick).
+    #[schemars(range(min = 4096))]
+    pub outbox_bytes_max: usize,
 }
 
 impl Default for ClusterConfig {
@@ -58,6 +63,7 @@ impl Default for ClusterConfig {
             bus_queue_frames: 65_536,
             bus_batch_bytes_max: 256 * 1024,
             connect_timeout_ms: 5_000,
+            outbox_bytes_max: 8 * 1024 * 1024,
         }
     }
 }

@@ -163,11 +163,161 @@ pub fn flush_held(shard: &Shard) -> bool {
     false
 }
 
+/// What this shard sent each other node and that node has not yet confirmed committed
+/// (the outbox of issue 14): when that node leaves the cluster, it is routed again, in
+/// order, to the new homes. Confirmations are barriers this shard sends behind its frames
+/// (`sync`); the answer says everything before it is committed there.
+#[derive(Default)]
+pub struct Sent {
+    per: std::cell::RefCell<ahash::HashMap<u16, NodeOut>>,
+    bytes: std::cell::Cell<usize>,
+}
+
+#[derive(Default)]
+struct NodeOut {
+    frames: VecDeque<(u64, Bytes)>,
+    next: u64,
+    /// The barrier in flight: its token and the last frame it covers.
+    sync: Option<(u64, u64)>,
+}
+
+impl Sent {
+    pub fn bytes(&self) -> usize {
+        self.bytes.get()
+    }
+}
+
+/// Frames kept for one node before a confirmation is asked without waiting for the tick.
+const SYNC_AFTER_FRAMES: usize = 256;
+
 /// A core message for another node.
 pub fn send_msg(shard: &Shard, to: Home, m: Msg) {
-    if let Some(body) = wire::encode(&m) {
+    let Some(body) = wire::encode(&m) else { return };
+    if matches!(m, Msg::Route(_) | Msg::Fanout(_)) {
+        let many = {
+            let mut per = shard.cluster_sent.per.borrow_mut();
+            let o = per.entry(to.node).or_default();
+            o.frames.push_back((o.next, body.clone()));
+            o.next += 1;
+            o.frames.len() >= SYNC_AFTER_FRAMES && o.sync.is_none()
+        };
+        shard
+            .cluster_sent
+            .bytes
+            .set(shard.cluster_sent.bytes.get() + body.len());
+        send_frame(shard, to.node, to.shard, body);
+        if many {
+            sync_sent(shard);
+        }
+    } else {
         send_frame(shard, to.node, to.shard, body);
     }
+}
+
+/// Asks every node this shard has unconfirmed frames for to confirm them (one barrier
+/// each, behind the frames).
+pub fn sync_sent(shard: &Shard) {
+    let me = Home {
+        node: shard.node_num(),
+        shard: shard.id as u16,
+    };
+    let mut ask = Vec::new();
+    for (node, o) in shard.cluster_sent.per.borrow_mut().iter_mut() {
+        if o.sync.is_none() && !o.frames.is_empty() {
+            let token = shard.random();
+            o.sync = Some((token, o.next - 1));
+            ask.push((*node, token));
+        }
+    }
+    for (node, token) in ask {
+        if let Some(body) = wire::encode(&Msg::RemoteBarrier { token, reply: me }) {
+            send_frame(shard, node, 0, body);
+        }
+    }
+}
+
+/// A node answered a barrier: this shard's own confirmation, or an ack's.
+pub fn on_barrier_done(shard: &Shard, token: u64, ok: bool) {
+    let mut freed = 0;
+    let mine = {
+        let mut per = shard.cluster_sent.per.borrow_mut();
+        let mut mine = false;
+        for o in per.values_mut() {
+            if let Some((t, upto)) = o.sync
+                && t == token
+            {
+                mine = true;
+                o.sync = None;
+                while ok && o.frames.front().is_some_and(|(seq, _)| *seq <= upto) {
+                    freed += o.frames.pop_front().map_or(0, |(_, b)| b.len());
+                }
+            }
+        }
+        mine
+    };
+    if mine {
+        shard
+            .cluster_sent
+            .bytes
+            .set(shard.cluster_sent.bytes.get().saturating_sub(freed));
+    } else {
+        commit::on_synced(shard, token, ok);
+    }
+}
+
+/// The frames kept for nodes that left `shard`'s view, routed again (in their order) by
+/// the new view, then every ack barrier in flight starts over (its old round may wait for
+/// a node that will never answer, and the frames it covered have moved).
+fn reroute_sent(shard: &Shard) {
+    let gone: Vec<NodeOut> = {
+        let view = shard.core.view.borrow();
+        let Some(v) = view.as_ref() else { return };
+        let mut per = shard.cluster_sent.per.borrow_mut();
+        let dead: Vec<u16> = per
+            .keys()
+            .filter(|n| v.node(**n).is_none())
+            .copied()
+            .collect();
+        dead.iter().filter_map(|n| per.remove(n)).collect()
+    };
+    if gone.is_empty() {
+        return;
+    }
+    let mut n = 0usize;
+    for o in gone {
+        for (_, body) in o.frames {
+            shard
+                .cluster_sent
+                .bytes
+                .set(shard.cluster_sent.bytes.get().saturating_sub(body.len()));
+            n += 1;
+            match wire::decode(body) {
+                Some(Msg::Route(r)) => router::route(shard, r),
+                Some(Msg::Fanout(f)) => {
+                    let tos: Vec<(Home, Bytes)> = f
+                        .tos
+                        .into_iter()
+                        .map(|to| {
+                            let jid = String::from_utf8_lossy(&to).into_owned();
+                            let jid = crate::xml::escape::unescape(&jid)
+                                .map(|c| c.into_owned())
+                                .unwrap_or(jid);
+                            let bare = jid.split('/').next().unwrap_or("");
+                            (shard.home(bare), to)
+                        })
+                        .collect();
+                    router::fanout(shard, f.head, f.tail, &tos);
+                }
+                _ => {}
+            }
+        }
+    }
+    tracing::warn!(
+        shard = shard.id,
+        frames = n,
+        "a node left: what it had not confirmed is routed to the new homes"
+    );
+    commit::restart_acks(shard);
 }
 
 /// A frame from another node.
@@ -183,7 +333,7 @@ pub fn on_remote(shard: &std::rc::Rc<Shard>, inc: Incoming) {
         Some(Msg::Route(r)) => router::deliver(&**shard, r),
         Some(Msg::Fanout(f)) => router::fanout_arrived(&**shard, f),
         Some(Msg::RemoteBarrier { token, reply }) => commit::relay_barrier(&**shard, token, reply),
-        Some(Msg::BarrierDone { token, ok }) => commit::on_synced(&**shard, token, ok),
+        Some(Msg::BarrierDone { token, ok }) => on_barrier_done(shard, token, ok),
         Some(Msg::Barrier { .. }) | None => {
             tracing::warn!(from = %inc.from, "malformed frame from another node: dropped")
         }
@@ -201,6 +351,7 @@ pub fn on_view(shard: &Shard, v: Arc<NodeView>) {
         "cluster view"
     );
     *shard.core.view.borrow_mut() = Some(v);
+    reroute_sent(shard);
     let moved: Vec<std::rc::Rc<crate::xmpp::sink::Sink>> = shard
         .sessions
         .borrow()

@@ -425,6 +425,12 @@ async fn run_home(
                         Some(f) => f.on_text(&mut stream, &*shard, &ctl, text),
                         None => stream.on_element(&*shard, &ctl, text),
                     };
+                    // The landing node chose this node by its view; this node's may still
+                    // differ for a heartbeat: the session is served here (what is routed
+                    // meanwhile by the older view is kept and routed again, never lost).
+                    if matches!(action, Action::Relay | Action::Handoff(_)) {
+                        action = Action::Continue;
+                    }
                 }
             }
         }

@@ -60,6 +60,8 @@ pub struct Shard {
     due: std::cell::Cell<Vec<Rc<crate::xmpp::sink::Sink>>>,
     /// Frames for other nodes waiting for room in the bus queue.
     pub cluster_held: super::cluster::Held,
+    /// Frames other nodes have not yet confirmed committed.
+    pub cluster_sent: super::cluster::Sent,
     /// Connections relayed to or from other nodes.
     pub landed: super::relay::Landed,
 }
@@ -133,6 +135,7 @@ impl Shard {
             sampled: std::cell::Cell::new(Instant::now()),
             due: Default::default(),
             cluster_held: Default::default(),
+            cluster_sent: Default::default(),
             landed: Default::default(),
         })
     }
@@ -165,6 +168,7 @@ impl Shard {
         self.rt.overflowing()
             || self.core.storage_overflowing()
             || self.cluster_held.len() >= crate::runtime::OVERFLOW_PAUSE
+            || self.cluster_sent.bytes() > self.config.cluster.outbox_bytes_max
     }
 
     /// Backpressure for a reading connection: waits while too much is held back.
@@ -173,6 +177,7 @@ impl Shard {
             self.rt.flush_overflow();
             self.core.flush_storage_overflow();
             super::cluster::flush_held(self);
+            super::cluster::sync_sent(self);
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
     }
@@ -189,7 +194,7 @@ impl Shard {
             Msg::RemoteBarrier { token, reply } => {
                 crate::xmpp::commit::relay_barrier(self, token, reply)
             }
-            Msg::BarrierDone { token, ok } => crate::xmpp::commit::on_synced(self, token, ok),
+            Msg::BarrierDone { token, ok } => super::cluster::on_barrier_done(self, token, ok),
         }
     }
 
@@ -383,6 +388,7 @@ impl ShardHost for Shard {
 
     fn tick(self: &Rc<Self>, now: Instant) {
         sm::expire(&**self, now, false);
+        super::cluster::sync_sent(self);
         // Gauges that are cheaper to sample than to keep: once a second.
         if now.duration_since(self.sampled.get()) >= Duration::from_secs(1) {
             self.sampled.set(now);

@@ -128,6 +128,29 @@ fn barrier_everywhere<H: Host>(shard: &H, token: u64) -> usize {
     shard.shared.shards + others.len()
 }
 
+/// Every ack barrier in flight starts a new round under a new token (a node left: the
+/// old round may wait for it forever, and what it held was routed elsewhere since).
+/// Answers to the old rounds find nothing and are ignored.
+pub fn restart_acks<H: Host>(shard: &H) {
+    let tokens: Vec<u64> = shard
+        .commit_waiters
+        .borrow()
+        .iter()
+        .filter(|(_, w)| matches!(w, Waiter::Ack { .. }))
+        .map(|(t, _)| *t)
+        .collect();
+    for t in tokens {
+        let Some(w) = shard.commit_waiters.borrow_mut().remove(&t) else {
+            continue;
+        };
+        let token = shard.random();
+        shard.commit_waiters.borrow_mut().insert(token, w);
+        set_left(shard, token, usize::MAX);
+        let n = barrier_everywhere(shard, token);
+        set_left(shard, token, n);
+    }
+}
+
 /// Another node asks for this node's barrier: it runs on every shard here, then `reply`
 /// gets `BarrierDone`.
 pub fn relay_barrier<H: Host>(shard: &H, token: u64, reply: crate::runtime::Home) {
