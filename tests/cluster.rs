@@ -12,7 +12,9 @@ use std::time::Duration;
 struct Cluster {
     nodes: Vec<Server>,
     names: Vec<String>,
-    _nats: Nats,
+    nats: Nats,
+    /// The database every node stores in.
+    db: String,
 }
 
 impl Drop for Cluster {
@@ -52,7 +54,8 @@ async fn cluster_with(n: usize, extra: &str) -> Cluster {
     let c = Cluster {
         nodes,
         names,
-        _nats: nats,
+        nats,
+        db: url,
     };
     c.converged(n).await;
     c
@@ -82,6 +85,26 @@ impl Cluster {
                 s.log()
             );
         }
+    }
+
+    /// Waits (bounded, past the failure timeout) until node `i` routes by `n` members.
+    async fn converged_on(&self, i: usize, n: usize) {
+        let want = format!("\"members\":{n}}}");
+        let mut seen = String::new();
+        for _ in 0..300 {
+            seen = self.nodes[i].http_get("/health").await;
+            if seen.contains(&want) {
+                let mut all = true;
+                for _ in 0..4 {
+                    all &= self.nodes[i].http_get("/health").await.contains(&want);
+                }
+                if all {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("node {i}: no view of {n} members: {seen}");
     }
 
     /// The index of `user`'s home node, as every node computes it.
@@ -571,4 +594,119 @@ async fn a_small_outbox_shapes_the_sender_and_loses_nothing() {
     let got = reader.await.unwrap();
     let want: Vec<String> = (0..N).map(|k| format!("o{k}")).collect();
     assert_eq!(got, want);
+}
+
+/// A node stopped (SIGSTOP) longer than the failure timeout is removed by the others;
+/// when it wakes (SIGCONT) it is fenced: it exits, and what its clients sent while it was
+/// stopped is never committed by it (its storage checks its membership in the same
+/// transaction). Its users are served by the other node meanwhile.
+#[tokio::test]
+async fn a_stopped_node_is_removed_and_fenced_when_it_wakes() {
+    let mut c = cluster(2).await;
+    let (x, y) = (c.user_on(1, "stx"), c.user_on(0, "sty"));
+    let mut xc = Client::online(&c.nodes[1], &x, "r", 0).await;
+    let pid = c.nodes[1].pid() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // Sent while its node is stopped: these wait in the kernel's socket buffer.
+    for k in 0..5 {
+        xc.send(&format!("<message to='{y}@localhost' type='chat' id='stop-{k}'><body>zombie {k}</body></message>")).await;
+    }
+    // Node 1 removes it after the failure timeout (5 s by default).
+    c.converged_on(0, 1).await;
+    // Meanwhile its users are homed on node 1, which serves them.
+    let mut xd = Client::online(&c.nodes[0], &x, "new", 0).await;
+    let mut yc = Client::online(&c.nodes[0], &y, "r", 0).await;
+    xd.send(&format!(
+        "<message to='{y}@localhost' type='chat' id='alive'><body>served</body></message>"
+    ))
+    .await;
+    assert!(yc.recv_until("<message").await.contains("id='alive'"));
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let status = c.nodes[1].wait_exit().expect("the fenced node exits");
+    assert_eq!(status.code(), Some(3), "{}", c.nodes[1].log());
+    drop(xc);
+    // Nothing it read after waking was stored by it.
+    let mut arch = Client::login(&c.nodes[0], &x, Some("check")).await;
+    let got = archived(&mut arch, "stop-").await;
+    assert!(got.is_empty(), "the fenced node committed {got:?}");
+    assert!(c.nodes[1].log().contains("fenced"), "{}", c.nodes[1].log());
+}
+
+/// A node whose membership row is gone (removed by the others, say after a partition that
+/// left its own PostgreSQL session up) commits nothing more: its storage checks the row in
+/// every batch's transaction, and it exits instead of committing.
+#[tokio::test]
+async fn a_node_removed_from_the_cluster_commits_nothing_more() {
+    let mut c = cluster(2).await;
+    let (x, y) = (c.user_on(1, "rmx"), c.user_on(0, "rmy"));
+    let mut xc = Client::online(&c.nodes[1], &x, "r", 0).await;
+    let db = c.db.clone();
+    pgtest::off_runtime(move || {
+        let mut pg = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+        pg.execute("DELETE FROM cluster_node WHERE name = 'n2'", &[])
+            .unwrap();
+    });
+    // Its sent-message archive copy is a write: refused at COMMIT.
+    xc.send(&format!(
+        "<message to='{y}@localhost' type='chat' id='gone-1'><body>after removal</body></message>"
+    ))
+    .await;
+    let status = c.nodes[1].wait_exit().expect("the removed node exits");
+    assert_eq!(status.code(), Some(3), "{}", c.nodes[1].log());
+    c.converged_on(0, 1).await;
+    let mut arch = Client::login(&c.nodes[0], &x, Some("check")).await;
+    let got = archived(&mut arch, "gone-").await;
+    assert!(got.is_empty(), "the removed node committed {got:?}");
+}
+
+/// nats-server restarts in the middle of a chat load between two nodes: what was in
+/// flight is lost by the bus, acknowledgements stall meanwhile (none is false), then the
+/// senders' nodes send again what was not confirmed: every acknowledged message is
+/// delivered live or archived.
+#[tokio::test]
+async fn a_nats_restart_mid_load_stalls_acks_but_loses_nothing() {
+    let mut c = cluster(2).await;
+    const N: usize = 60;
+    let (a, b) = (c.user_on(0, "natsa"), c.user_on(1, "natsb"));
+    let mut bob = Client::online(&c.nodes[1], &b, "r", 0).await;
+    let live = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(
+            Duration::from_secs(15),
+            futures_util::StreamExt::next(&mut bob.ws),
+        )
+        .await
+        {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                got.extend(ids(&t, "n"));
+            }
+        }
+        got
+    });
+    let mut alice = Client::online(&c.nodes[0], &a, "r", 0).await;
+    sm_enable(&mut alice).await;
+    for k in 0..N {
+        if k == N / 2 {
+            c.nats.restart();
+        }
+        alice
+            .send(&format!(
+                "<message to='{b}@localhost' type='chat' id='n{k}'><body>{k}</body></message>"
+            ))
+            .await;
+    }
+    alice.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let ack = alice
+        .recv_until_within(&format!("h='{N}'"), Duration::from_secs(60))
+        .await;
+    assert!(ack.contains("<a xmlns='urn:xmpp:sm:3'"), "{ack}");
+    let live: std::collections::HashSet<String> = live.await.unwrap().into_iter().collect();
+    let mut bob = Client::login(&c.nodes[1], &b, Some("check")).await;
+    let arch: std::collections::HashSet<String> =
+        archived(&mut bob, "n").await.into_iter().collect();
+    let lost: Vec<String> = (0..N)
+        .map(|k| format!("n{k}"))
+        .filter(|id| !live.contains(id) && !arch.contains(id))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
 }

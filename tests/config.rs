@@ -333,6 +333,10 @@ fn each_check_refuses_a_file_naming_the_key() {
             "[cluster]\noutbox_bytes_max = 4095\n",
             "cluster.outbox_bytes_max must be >= 4096",
         ),
+        (
+            "[cluster]\nresend_after_ms = 99\n",
+            "cluster.resend_after_ms must be >= 100",
+        ),
     ];
     for (toml, want) in cases {
         let out = check_config(dir.path(), toml);
@@ -361,7 +365,7 @@ fn values_at_the_bounds_pass() {
         "[ftw]\nping_interval_ms = 100\nping_timeout_ms = 100\nmax_pending_callbacks = 1\n",
         "[ftw]\nmax_pending_incoming_iqs = 1\nincoming_iq_timeout_ms = 100\n",
         "[ftw]\nmax_pending_incoming_iqs = 4096\nincoming_iq_timeout_ms = 300000\n",
-        "[storage]\nbackend = \"postgres\"\npostgres_url = \"host=127.0.0.1\"\n[cluster]\nnode = \"n-1_a\"\nnats_url = \"nats://127.0.0.1:4222\"\nheartbeat_ms = 10\nfailure_timeout_ms = 100\nbus_queue_frames = 16\nbus_batch_bytes_max = 4096\nconnect_timeout_ms = 100\noutbox_bytes_max = 4096\n",
+        "[storage]\nbackend = \"postgres\"\npostgres_url = \"host=127.0.0.1\"\n[cluster]\nnode = \"n-1_a\"\nnats_url = \"nats://127.0.0.1:4222\"\nheartbeat_ms = 10\nfailure_timeout_ms = 100\nbus_queue_frames = 16\nbus_batch_bytes_max = 4096\nconnect_timeout_ms = 100\noutbox_bytes_max = 4096\nresend_after_ms = 100\n",
         "[cluster]\nbus_batch_bytes_max = 1048576\n",
     ] {
         let out = check_config(dir.path(), toml);

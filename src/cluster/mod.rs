@@ -50,6 +50,11 @@ pub struct ClusterConfig {
     /// clients until the confirmations come (about every `server` timer tick).
     #[schemars(range(min = 4096))]
     pub outbox_bytes_max: usize,
+    /// A node that has not confirmed what this node sent it within this time (the bus lost
+    /// something: a nats-server restart) gets it all again, in order; acknowledgements
+    /// waiting for it start over.
+    #[schemars(range(min = 100))]
+    pub resend_after_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -64,6 +69,7 @@ impl Default for ClusterConfig {
             bus_batch_bytes_max: 256 * 1024,
             connect_timeout_ms: 5_000,
             outbox_bytes_max: 8 * 1024 * 1024,
+            resend_after_ms: 3_000,
         }
     }
 }
@@ -114,6 +120,8 @@ pub struct NodeRef {
     pub num: u16,
     pub name: Arc<str>,
     pub shards: u16,
+    /// Its incarnation: a node that restarted under the same number is a new one.
+    pub incarnation: i64,
 }
 
 /// The cluster as the shards route by: handed to every shard through its mailbox at each
@@ -140,6 +148,7 @@ impl NodeView {
                     num: m.num as u16,
                     name: m.name.as_str().into(),
                     shards: m.shards,
+                    incarnation: m.incarnation,
                 })
                 .collect(),
         }

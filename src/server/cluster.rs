@@ -79,6 +79,7 @@ pub fn start(
     bc.queue_frames = c.bus_queue_frames;
     bc.batch_bytes_max = c.bus_batch_bytes_max;
     bc.connect_timeout_ms = c.connect_timeout_ms;
+    let mut seqs = Sequences::default();
     let bus = Bus::start(
         bc,
         Box::new(move |inc: Incoming| {
@@ -86,10 +87,23 @@ pub fn start(
                 tracing::warn!(from = %inc.from, shard = inc.shard, "bus frame for a shard this node does not have");
                 return Ok(());
             };
-            mb.try_send(ShardMsg::Remote(inc)).map_err(|m| match m {
-                ShardMsg::Remote(i) => i,
-                _ => unreachable!("only bus frames are sent here"),
-            })
+            let original = inc.clone();
+            let (verdict, advance) = seqs.check(inc);
+            let Verdict::Deliver(inc) = verdict else {
+                return Ok(());
+            };
+            match mb.try_send(ShardMsg::Remote(inc)) {
+                Ok(()) => {
+                    if let Some((key, next)) = advance
+                        && let Some(e) = seqs.next.get_mut(&key)
+                    {
+                        e.1 = next;
+                    }
+                    Ok(())
+                }
+                // Offered again later, as it came.
+                Err(_) => Err(original),
+            }
         }),
     )
     .map_err(|e| format!("cluster.nats_url {nats}: {e}"))?;
@@ -112,10 +126,11 @@ pub fn start(
             // is lost (acks follow commits), and a supervisor starts it again.
             tracing::error!(reason = ?why, "fenced: this node stops now");
             eprintln!("aoba: fenced ({why:?}): stopping");
-            std::process::exit(3);
+            std::process::exit(crate::storage::pg::FENCED_EXIT);
         }),
     )
     .map_err(|e| format!("cluster membership: {e}"))?;
+    crate::storage::pg::set_fence(&membership.me().name, membership.me().incarnation);
     Ok(Some(Arc::new(Link {
         bus,
         membership: std::sync::Mutex::new(Some(membership)),
@@ -173,12 +188,17 @@ pub struct Sent {
     bytes: std::cell::Cell<usize>,
 }
 
-#[derive(Default)]
 struct NodeOut {
+    /// This sequence's id (a restarted sender, or a new receiver, starts another).
+    stream: u64,
+    /// The receiver's incarnation when the sequence began.
+    incarnation: i64,
     frames: VecDeque<(u64, Bytes)>,
     next: u64,
     /// The barrier in flight: its token and the last frame it covers.
     sync: Option<(u64, u64)>,
+    /// When it was sent.
+    sync_at: Option<std::time::Instant>,
 }
 
 impl Sent {
@@ -190,53 +210,208 @@ impl Sent {
 /// Frames kept for one node before a confirmation is asked without waiting for the tick.
 const SYNC_AFTER_FRAMES: usize = 256;
 
+/// Frames between nodes that carry a sequence (the gateway of the receiving node checks
+/// it): `SEQ` wraps a routed stanza or fan-out, `BARRIER_SEQ` a barrier with how many
+/// frames came before it; `BARRIER_GAP` is what the receiving gateway makes of a barrier
+/// whose frames did not all arrive (answered `ok = false`, never confirmed).
+const SEQ: u8 = 5;
+const BARRIER_GAP: u8 = 6;
+const BARRIER_SEQ: u8 = 7;
+
+fn stamped(tag: u8, stream: u64, shard: u16, n: u64, body: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(19 + body.len());
+    b.push(tag);
+    b.extend_from_slice(&stream.to_be_bytes());
+    b.extend_from_slice(&shard.to_be_bytes());
+    b.extend_from_slice(&n.to_be_bytes());
+    b.extend_from_slice(body);
+    Bytes::from(b)
+}
+
+/// The sequence of frames this shard sends node `node` (created, or started again when
+/// the node is a new incarnation).
+fn node_out<'a>(
+    shard: &Shard,
+    per: &'a mut ahash::HashMap<u16, NodeOut>,
+    node: u16,
+) -> &'a mut NodeOut {
+    let inc = shard
+        .core
+        .view
+        .borrow()
+        .as_ref()
+        .and_then(|v| v.node(node))
+        .map_or(0, |n| n.incarnation);
+    per.entry(node).or_insert_with(|| NodeOut {
+        stream: shard.random(),
+        incarnation: inc,
+        frames: VecDeque::new(),
+        next: 0,
+        sync: None,
+        sync_at: None,
+    })
+}
+
 /// A core message for another node.
 pub fn send_msg(shard: &Shard, to: Home, m: Msg) {
     let Some(body) = wire::encode(&m) else { return };
-    if matches!(m, Msg::Route(_) | Msg::Fanout(_)) {
-        let many = {
-            let mut per = shard.cluster_sent.per.borrow_mut();
-            let o = per.entry(to.node).or_default();
-            o.frames.push_back((o.next, body.clone()));
-            o.next += 1;
-            o.frames.len() >= SYNC_AFTER_FRAMES && o.sync.is_none()
-        };
-        shard
-            .cluster_sent
-            .bytes
-            .set(shard.cluster_sent.bytes.get() + body.len());
-        send_frame(shard, to.node, to.shard, body);
-        if many {
-            sync_sent(shard);
+    let me = shard.id as u16;
+    match m {
+        Msg::Route(_) | Msg::Fanout(_) => {
+            let (framed, many) = {
+                let mut per = shard.cluster_sent.per.borrow_mut();
+                let o = node_out(shard, &mut per, to.node);
+                let framed = stamped(SEQ, o.stream, me, o.next, &body);
+                o.frames.push_back((o.next, framed.clone()));
+                o.next += 1;
+                (
+                    framed,
+                    o.frames.len() >= SYNC_AFTER_FRAMES && o.sync.is_none(),
+                )
+            };
+            shard
+                .cluster_sent
+                .bytes
+                .set(shard.cluster_sent.bytes.get() + framed.len());
+            send_frame(shard, to.node, to.shard, framed);
+            if many {
+                sync_sent(shard);
+            }
         }
-    } else {
-        send_frame(shard, to.node, to.shard, body);
+        Msg::RemoteBarrier { .. } => {
+            let framed = {
+                let mut per = shard.cluster_sent.per.borrow_mut();
+                let o = node_out(shard, &mut per, to.node);
+                stamped(BARRIER_SEQ, o.stream, me, o.next, &body)
+            };
+            send_frame(shard, to.node, to.shard, framed);
+        }
+        _ => send_frame(shard, to.node, to.shard, body),
+    }
+}
+
+/// The receiving gateway's check of sequenced frames: per sending shard, the stream and
+/// the next sequence number expected. Runs on the gateway thread, in arrival order.
+#[derive(Default)]
+pub struct Sequences {
+    next: ahash::HashMap<Sender, (u64, u64)>,
+}
+
+/// A sending shard: its node's name and its number.
+type Sender = (Arc<str>, u16);
+
+/// What the gateway does with a frame.
+enum Verdict {
+    Deliver(Incoming),
+    /// A routed frame seen before (sent again), or after a gap: dropped; the sender sends
+    /// it again (it has not been confirmed).
+    Drop,
+}
+
+impl Sequences {
+    fn check(&mut self, mut inc: Incoming) -> (Verdict, Option<(Sender, u64)>) {
+        let tag = inc.body.first().copied();
+        if !matches!(tag, Some(SEQ | BARRIER_SEQ)) || inc.body.len() < 19 {
+            return (Verdict::Deliver(inc), None);
+        }
+        let b = &inc.body;
+        let stream = u64::from_be_bytes(b[1..9].try_into().unwrap_or_default());
+        let from = u16::from_be_bytes(b[9..11].try_into().unwrap_or_default());
+        let n = u64::from_be_bytes(b[11..19].try_into().unwrap_or_default());
+        let key = (inc.from.clone(), from);
+        let e = self.next.entry(key.clone()).or_insert((stream, 0));
+        if e.0 != stream {
+            *e = (stream, 0);
+        }
+        let expect = e.1;
+        if tag == Some(SEQ) {
+            if n != expect {
+                return (Verdict::Drop, None);
+            }
+            inc.body = inc.body.slice(19..);
+            (Verdict::Deliver(inc), Some((key, n + 1)))
+        } else {
+            // A barrier covers the `n` frames sent before it: all of them must be here.
+            let mut inner = inc.body.slice(19..).to_vec();
+            if expect < n
+                && let Some(t) = inner.first_mut()
+            {
+                *t = BARRIER_GAP;
+            }
+            inc.body = Bytes::from(inner);
+            (Verdict::Deliver(inc), None)
+        }
     }
 }
 
 /// Asks every node this shard has unconfirmed frames for to confirm them (one barrier
-/// each, behind the frames).
+/// each, behind the frames). A confirmation that does not come within
+/// `cluster.resend_after_ms` means the bus lost something (core NATS is at most once: a
+/// nats-server restart): everything unconfirmed goes again, in order, and the ack
+/// barriers in flight start over. The receiver may get some frames twice, never none.
 pub fn sync_sent(shard: &Shard) {
     let me = Home {
         node: shard.node_num(),
         shard: shard.id as u16,
     };
+    let now = std::time::Instant::now();
+    let resend_after = Duration::from_millis(shard.config.cluster.resend_after_ms);
     let mut ask = Vec::new();
+    let mut resend: Vec<(u16, Vec<Bytes>)> = Vec::new();
     for (node, o) in shard.cluster_sent.per.borrow_mut().iter_mut() {
-        if o.sync.is_none() && !o.frames.is_empty() {
+        if o.frames.is_empty() {
+            continue;
+        }
+        let lost = o
+            .sync_at
+            .is_some_and(|t| now.duration_since(t) >= resend_after);
+        if lost {
+            resend.push((*node, o.frames.iter().map(|(_, b)| b.clone()).collect()));
+            o.sync = None;
+        }
+        if o.sync.is_none() {
             let token = shard.random();
             o.sync = Some((token, o.next - 1));
+            o.sync_at = Some(now);
             ask.push((*node, token));
         }
     }
-    for (node, token) in ask {
-        if let Some(body) = wire::encode(&Msg::RemoteBarrier { token, reply: me }) {
-            send_frame(shard, node, 0, body);
+    let restart = !resend.is_empty();
+    for (node, frames) in resend {
+        tracing::warn!(
+            shard = shard.id,
+            node,
+            frames = frames.len(),
+            "no confirmation from a node: sending again what it did not confirm"
+        );
+        for body in frames {
+            // The destination shard is in the frame's key: the receiving node routes it
+            // again by its own view (`on_remote` delivers Route, splits Fanout).
+            let to = match wire::decode(body.slice(19.min(body.len())..)) {
+                Some(Msg::Route(r)) => {
+                    let to = r.to();
+                    shard.home(to.split('/').next().unwrap_or("")).shard
+                }
+                _ => 0,
+            };
+            send_frame(shard, node, to, body);
         }
+    }
+    for (node, token) in ask {
+        send_msg(
+            shard,
+            Home { node, shard: 0 },
+            Msg::RemoteBarrier { token, reply: me },
+        );
+    }
+    if restart {
+        commit::restart_acks(shard);
     }
 }
 
-/// A node answered a barrier: this shard's own confirmation, or an ack's.
+/// A node answered a barrier: this shard's own confirmation, or an ack's. A failed one
+/// (frames lost on the way, or its storage failed) is never taken as a confirmation: what
+/// is unconfirmed goes again and the acks in flight start over.
 pub fn on_barrier_done(shard: &Shard, token: u64, ok: bool) {
     let mut freed = 0;
     let mine = {
@@ -247,9 +422,15 @@ pub fn on_barrier_done(shard: &Shard, token: u64, ok: bool) {
                 && t == token
             {
                 mine = true;
-                o.sync = None;
-                while ok && o.frames.front().is_some_and(|(seq, _)| *seq <= upto) {
-                    freed += o.frames.pop_front().map_or(0, |(_, b)| b.len());
+                if ok {
+                    o.sync = None;
+                    o.sync_at = None;
+                    while o.frames.front().is_some_and(|(seq, _)| *seq <= upto) {
+                        freed += o.frames.pop_front().map_or(0, |(_, b)| b.len());
+                    }
+                } else {
+                    // Sent again at once by `sync_sent`.
+                    o.sync_at = Some(std::time::Instant::now() - Duration::from_secs(3600));
                 }
             }
         }
@@ -260,9 +441,30 @@ pub fn on_barrier_done(shard: &Shard, token: u64, ok: bool) {
             .cluster_sent
             .bytes
             .set(shard.cluster_sent.bytes.get().saturating_sub(freed));
-    } else {
-        commit::on_synced(shard, token, ok);
+        if !ok {
+            sync_sent(shard);
+        }
+        return;
     }
+    let ack = matches!(
+        shard.commit_waiters.borrow().get(&token),
+        Some(commit::Waiter::Ack { .. })
+    );
+    if ok || !ack {
+        return commit::on_synced(shard, token, ok);
+    }
+    // An ack's barrier failed on another node: everything unconfirmed goes again, then
+    // the ack's round starts over behind it.
+    for o in shard.cluster_sent.per.borrow_mut().values_mut() {
+        if !o.frames.is_empty() {
+            o.sync_at = Some(std::time::Instant::now() - Duration::from_secs(3600));
+            if o.sync.is_none() {
+                o.sync = Some((0, o.next.saturating_sub(1)));
+            }
+        }
+    }
+    sync_sent(shard);
+    commit::restart_acks(shard);
 }
 
 /// The frames kept for nodes that left `shard`'s view, routed again (in their order) by
@@ -274,9 +476,9 @@ fn reroute_sent(shard: &Shard) {
         let Some(v) = view.as_ref() else { return };
         let mut per = shard.cluster_sent.per.borrow_mut();
         let dead: Vec<u16> = per
-            .keys()
-            .filter(|n| v.node(**n).is_none())
-            .copied()
+            .iter()
+            .filter(|(n, o)| v.node(**n).is_none_or(|r| r.incarnation != o.incarnation))
+            .map(|(n, _)| *n)
             .collect();
         dead.iter().filter_map(|n| per.remove(n)).collect()
     };
@@ -291,7 +493,7 @@ fn reroute_sent(shard: &Shard) {
                 .bytes
                 .set(shard.cluster_sent.bytes.get().saturating_sub(body.len()));
             n += 1;
-            match wire::decode(body) {
+            match wire::decode(body.slice(19.min(body.len())..)) {
                 Some(Msg::Route(r)) => router::route(shard, r),
                 Some(Msg::Fanout(f)) => {
                     let tos: Vec<(Home, Bytes)> = f
@@ -325,6 +527,16 @@ pub fn on_remote(shard: &std::rc::Rc<Shard>, inc: Incoming) {
     let Some(&tag) = inc.body.first() else { return };
     if tag >= relay::FIRST_TAG {
         return relay::on_frame(shard, inc);
+    }
+    if tag == BARRIER_GAP {
+        // Same layout as a barrier: answered as failed, so nothing is confirmed.
+        let mut b = inc.body.to_vec();
+        b[0] = wire::BARRIER;
+        if let Some(Msg::RemoteBarrier { token, reply }) = wire::decode(Bytes::from(b)) {
+            tracing::warn!(from = %inc.from, "a barrier came after a gap in the frames: answered as failed");
+            crate::xmpp::core::Host::send(&**shard, reply, Msg::BarrierDone { token, ok: false });
+        }
+        return;
     }
     match wire::decode(inc.body) {
         // Delivered here even if this node's view says the home is elsewhere (views

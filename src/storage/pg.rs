@@ -100,6 +100,21 @@ pub struct PgBackend {
     inner: RefCell<Inner>,
 }
 
+/// In a cluster, this node's membership (name, incarnation): every batch checks, in its
+/// own transaction and just before COMMIT, that the row is still there (issue 14's fencing
+/// token). A node the others removed (stopped, stalled, cut off) commits nothing more: it
+/// exits instead. The row is read `FOR SHARE`, so a removal waits for a commit in progress
+/// and the new home sees every write made while this node was a member.
+static FENCE: std::sync::OnceLock<(String, i64)> = std::sync::OnceLock::new();
+
+/// Called once the node has joined its cluster.
+pub fn set_fence(name: &str, incarnation: i64) {
+    let _ = FENCE.set((name.to_string(), incarnation));
+}
+
+/// The exit status of a fenced node.
+pub const FENCED_EXIT: i32 = 3;
+
 /// Connects, with the session settings Aoba relies on.
 fn connect(opts: &PgOptions) -> Result<Conn> {
     let mut cfg: postgres::Config = opts.url.parse().map_err(err)?;
@@ -647,6 +662,26 @@ impl Backend for PgBackend {
             }
             // A lost batch: a commit retry replays it in a new transaction.
             g.begin(&self.opts)?;
+        }
+        if let Some((name, inc)) = FENCE.get() {
+            let member = g.run(|c| {
+                c.client.query_opt(
+                    "SELECT 1 FROM cluster_node WHERE name = $1 AND incarnation = $2 FOR SHARE",
+                    &[name, inc],
+                )
+            });
+            match member {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    tracing::error!(node = %name, "fenced: no longer a member of the cluster; nothing more is committed");
+                    eprintln!("aoba: fenced (removed from the cluster): stopping");
+                    std::process::exit(FENCED_EXIT);
+                }
+                Err(e) => {
+                    g.rollback();
+                    return Err(e);
+                }
+            }
         }
         let r = g.run(|c| c.client.batch_execute("COMMIT"));
         match r {
