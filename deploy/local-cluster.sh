@@ -9,7 +9,8 @@
 # Environment: AOBA_BIN (default: target/release/aoba, built if missing), AOBA_PORT
 # (WebSocket port of every node, default 5280), AOBA_JWT_SECRET (default: a dev secret),
 # AOBA_SHARDS (default 1). It prints one line per node, "node nK ws://127.0.0.K:PORT/xmpp
-# admin http://127.0.0.K:PORT+1", then "cluster ready".
+# admin http://127.0.0.K:PORT+1", the PostgreSQL and NATS addresses, "pids PG NATS N1 N2 ...",
+# then "cluster ready".
 set -euo pipefail
 N=${1:-3}
 DURATION=${2:-600}
@@ -64,7 +65,8 @@ done
 PG="host=127.0.0.1 port=$PGPORT user=postgres dbname=aoba"
 
 NATSPORT=$(free_port)
-nats-server -a 127.0.0.1 -p "$NATSPORT" -l "$T/nats.log" &
+NATSMON=$(free_port)
+nats-server -a 127.0.0.1 -p "$NATSPORT" -m "$NATSMON" -l "$T/nats.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do grep -q "Server is ready" "$T/nats.log" 2>/dev/null && break; sleep 0.1; done
 
@@ -82,7 +84,8 @@ for k in $(seq 1 "$N"); do
     echo "node n$k ws://127.0.0.$k:$PORT/xmpp admin http://127.0.0.$k:$((PORT + 1))"
 done
 echo "postgres $PG"
-echo "nats nats://127.0.0.1:$NATSPORT"
+echo "nats nats://127.0.0.1:$NATSPORT monitor http://127.0.0.1:$NATSMON"
+echo "pids ${PIDS[*]}"
 echo "cluster ready"
 END=$((SECONDS + DURATION))
 while [ $SECONDS -lt $END ]; do

@@ -452,7 +452,19 @@ pub fn render(per_shard: bool, depths: &Depths) -> String {
         "Total user and system CPU time spent in seconds.",
     );
     let _ = writeln!(o, "process_cpu_seconds_total {cpu}");
+    if let Some(f) = EXTRA.get() {
+        f(&mut o);
+    }
     o
+}
+
+/// Series a part of the process renders itself (the cluster's bus), appended to the scrape.
+pub type Extra = dyn Fn(&mut String) + Send + Sync;
+static EXTRA: std::sync::OnceLock<Box<Extra>> = std::sync::OnceLock::new();
+
+/// Registers the one extra renderer (at start).
+pub fn register_extra(f: Box<Extra>) {
+    let _ = EXTRA.set(f);
 }
 
 /// The main figures as JSON, summed over the shards (`GET /api/stats`).

@@ -477,6 +477,18 @@ async fn archived(c: &mut Client, prefix: &str) -> Vec<String> {
 /// routed to the new homes). Default timeouts: the failure is noticed after 5 s.
 #[tokio::test]
 async fn kill_9_of_a_node_in_a_chat_load_loses_nothing_acknowledged() {
+    node_stops_in_a_chat_load(true).await;
+}
+
+/// The same load, with the node stopped cleanly (SIGTERM): it leaves the cluster, its
+/// clients are told `system-shutdown`, and every acknowledged message is delivered or
+/// archived at the recipients' new home.
+#[tokio::test]
+async fn a_clean_stop_of_a_node_in_a_chat_load_loses_nothing_acknowledged() {
+    node_stops_in_a_chat_load(false).await;
+}
+
+async fn node_stops_in_a_chat_load(kill: bool) {
     let mut c = cluster(3).await;
     const SENDERS: usize = 4;
     const PER: usize = 60;
@@ -526,7 +538,12 @@ async fn kill_9_of_a_node_in_a_chat_load_loses_nothing_acknowledged() {
             cl.send(&format!("<message to='{to}@localhost' type='chat' id='s{i}-{k}'><body>m {i} {k}</body></message>")).await;
         }
     }
-    c.nodes[2].kill9();
+    if kill {
+        c.nodes[2].kill9();
+    } else {
+        let st = c.nodes[2].terminate();
+        assert!(st.is_some_and(|s| s.success()), "{st:?}");
+    }
     // The last third while the cluster notices.
     let mut acked = [0usize; SENDERS];
     for (cl, to, i) in tx.iter_mut() {
@@ -709,4 +726,97 @@ async fn a_nats_restart_mid_load_stalls_acks_but_loses_nothing() {
         .filter(|id| !live.contains(id) && !arch.contains(id))
         .collect();
     assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
+}
+
+/// XMPP-FTW across nodes: `tests/ftw/scenarios.mjs chat_with_xml` (socket.io-client and an
+/// XML client) with the JSON session landing on one node and the XML one on the other,
+/// both relayed to their users' homes on the opposite nodes.
+#[tokio::test]
+async fn xmpp_ftw_to_xml_across_nodes() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ftw");
+    common::tools::npm_ci(&dir, &["socket.io-client", "ws"]).expect("npm ci");
+    let c = cluster(2).await;
+    // A (JSON) lives on node 2 and lands on node 1; B (XML) the other way round.
+    let (a, b) = (c.user_on(1, "ftwa"), c.user_on(0, "ftwb"));
+    let tokens =
+        serde_json::json!({ a.clone(): c.nodes[0].token(&a), b.clone(): c.nodes[0].token(&b) });
+    let mut child = std::process::Command::new("node")
+        .arg("scenarios.mjs")
+        .arg("chat_with_xml")
+        .current_dir(&dir)
+        .env("AOBA_PORT", c.nodes[0].port.to_string())
+        .env("AOBA_XML_PORT", c.nodes[1].port.to_string())
+        .env("AOBA_DOMAIN", DOMAIN)
+        .env("AOBA_TOKENS", tokens.to_string())
+        .env("AOBA_APART", format!("{a},{b}"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node");
+    let bound = Duration::from_secs(90);
+    let (status, out, err) = common::tools::wait_bounded(&mut child, bound);
+    let logs = format!("{}\n{}", c.nodes[0].log(), c.nodes[1].log());
+    if let Err(e) = common::tools::node_verdict(status, bound, &out, &err, &logs) {
+        panic!("chat_with_xml across nodes: {e}");
+    }
+    // Both sessions were relayed: each node relayed one to the other.
+    for n in &c.nodes {
+        assert!(
+            n.log().contains("relayed to the user's node"),
+            "{}",
+            n.log()
+        );
+        assert!(
+            n.log().contains("relayed connection at its home"),
+            "{}",
+            n.log()
+        );
+    }
+}
+
+/// `kill -9` of the node a room lives on: its occupants, on the other nodes, are told
+/// they left the room (status 110 and 332), join again, and the room works at its new
+/// home.
+#[tokio::test]
+async fn occupants_of_a_room_whose_node_dies_are_told_and_rejoin() {
+    let mut c = cluster(3).await;
+    let room = (0..1000)
+        .map(|k| format!("group-5a1e8f00-0000-4000-8000-{k:012}@conference.localhost"))
+        .find(|r| c.home(r) == 2)
+        .unwrap();
+    let (u1, u2) = (c.user_on(0, "roo"), c.user_on(1, "rop"));
+    let mut a = Client::online(&c.nodes[0], &u1, "r", 0).await;
+    let mut b = Client::online(&c.nodes[1], &u2, "r", 0).await;
+    join(&mut a, &room, "alpha", "").await;
+    common::muc::instant_room(&mut a, &room).await;
+    join(&mut b, &room, "beta", "").await;
+    a.recv_until("/beta'").await;
+    c.nodes[2].kill9();
+    for (cl, nick) in [(&mut a, "alpha"), (&mut b, "beta")] {
+        let p = cl
+            .recv_until_within("code='332'", Duration::from_secs(40))
+            .await;
+        assert!(
+            p.contains(&format!("from='{room}/{nick}'"))
+                && p.contains("type='unavailable'")
+                && p.contains("code='110'"),
+            "{p}"
+        );
+    }
+    // Both join again: the room is at its new home.
+    let got = join(&mut a, &room, "alpha", "").await;
+    assert!(got.iter().any(|m| m.contains("<subject")), "{got:?}");
+    if got.iter().any(|m| m.contains("code='201'")) {
+        common::muc::instant_room(&mut a, &room).await;
+    }
+    join(&mut b, &room, "beta", "").await;
+    a.send(&format!(
+        "<message to='{room}' type='groupchat' id='after'><body>back</body></message>"
+    ))
+    .await;
+    for cl in [&mut a, &mut b] {
+        let m = cl.recv_until("<body>back</body>").await;
+        assert!(m.contains(&format!("from='{room}/alpha'")), "{m}");
+    }
 }

@@ -59,6 +59,8 @@ pub struct ClientCfg {
     pub jwt_secret: String,
     pub password: String,
     pub users_prefix: String,
+    /// An Aoba cluster: every session's user, chosen by home node (`--cluster-nodes`).
+    pub names: Option<Arc<Vec<String>>>,
     pub subprotocol: bool,
     /// An XMPP-FTW JSON session over Socket.IO instead of XMPP.
     pub ftw: bool,
@@ -76,8 +78,12 @@ impl ClientCfg {
         &self.targets[url_index(idx, self.targets.len())]
     }
 
+    /// The user of session number `n` (1-based: session index + 1).
     pub fn user(&self, n: usize) -> String {
-        format!("{}{}", self.users_prefix, n)
+        match self.names.as_ref().and_then(|v| v.get(n.wrapping_sub(1))) {
+            Some(u) => u.clone(),
+            None => format!("{}{}", self.users_prefix, n),
+        }
     }
 
     /// Source address for session `idx`: 127.0.0.1, 127.0.0.2, ... skipping .0 and .255.
@@ -587,6 +593,7 @@ mod tests {
             jwt_secret: String::new(),
             password: String::new(),
             users_prefix: "user".into(),
+            names: None,
             subprotocol: true,
             ftw: false,
             resource: "lt".into(),

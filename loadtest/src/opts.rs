@@ -114,6 +114,19 @@ pub struct Opts {
     /// Users are {prefix}1 .. {prefix}N.
     #[arg(long, default_value = "user")]
     pub users_prefix: String,
+    /// An Aoba cluster: the node names (`cluster.node`) of the `--url`s, in the same order.
+    /// Each session's user is then chosen so that its home node (Aoba's placement) is the
+    /// node of its URL: `{prefix}{n}x{k}` for the first k that lands there.
+    #[arg(long, value_delimiter = ',')]
+    pub cluster_nodes: Vec<String>,
+    /// With --cluster-nodes: each session's home is the node of the next URL instead, so
+    /// every session is relayed by the node it connects to (proxy mode).
+    #[arg(long)]
+    pub relayed: bool,
+    /// chat: `same` pairs each sender with a peer on its own URL; `cross` with a peer on
+    /// another URL (with --cluster-nodes: another home node, so every message crosses).
+    #[arg(long, default_value = "same", value_parser = ["same", "cross"])]
+    pub pairing: String,
     /// Number of sessions (muc: rooms x occupants unless larger).
     #[arg(long, default_value_t = 100)]
     pub sessions: usize,
@@ -135,9 +148,11 @@ pub struct Opts {
     /// MUC service (default conference.DOMAIN).
     #[arg(long)]
     pub muc_service: Option<String>,
-    /// Server process to sample (CPU time and RSS from /proc).
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Server processes to sample (CPU time and RSS from /proc, summed with their
+    /// children's: a PostgreSQL postmaster counts its backends), comma-separated: a
+    /// cluster's nodes, nats-server and PostgreSQL together.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Seed for every random choice (peers, rooms names, senders).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -293,7 +308,48 @@ impl Opts {
         TlsClient::new(config, &self.domain, self.tls_resumption).map(Some)
     }
 
+    /// With --cluster-nodes: the user of every session, homed on its URL's node (or the
+    /// next one with --relayed).
+    fn cluster_names(&self) -> Option<Arc<Vec<String>>> {
+        if self.cluster_nodes.is_empty() {
+            return None;
+        }
+        let members: Vec<aoba::cluster::membership::Member> = self
+            .cluster_nodes
+            .iter()
+            .map(|n| aoba::cluster::membership::Member {
+                name: n.clone(),
+                num: 0,
+                incarnation: 0,
+                shards: 1,
+            })
+            .collect();
+        let nodes = members.len();
+        let names = (0..self.sessions)
+            .map(|i| {
+                let u = crate::client::url_index(i, nodes);
+                let want = &self.cluster_nodes[if self.relayed { (u + 1) % nodes } else { u }];
+                (0..)
+                    .map(|k| format!("{}{i}x{k}", self.users_prefix))
+                    .find(|name| {
+                        let bare = format!("{name}@{}", self.domain);
+                        aoba::cluster::placement::home(&bare, &members)
+                            .is_some_and(|m| &m.name == want)
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        Some(Arc::new(names))
+    }
+
     pub fn validate(&self) -> Result<(), String> {
+        if !self.cluster_nodes.is_empty() && self.cluster_nodes.len() != self.url.len().max(1) {
+            return Err(format!(
+                "--cluster-nodes names {} nodes for {} --url",
+                self.cluster_nodes.len(),
+                self.url.len().max(1)
+            ));
+        }
         let targets = self.targets()?;
         if let Some(dup) = targets
             .iter()
@@ -370,6 +426,7 @@ impl Opts {
             jwt_secret: self.jwt_secret.clone(),
             password: self.password.clone(),
             users_prefix: self.users_prefix.clone(),
+            names: self.cluster_names(),
             subprotocol: !self.no_subprotocol && !self.ftw,
             ftw: self.ftw,
             resource: self.resource.clone(),

@@ -35,7 +35,7 @@ pub fn progress(opts: &Opts, len: u64, msg: &str) -> ProgressBar {
 }
 
 fn server_sample(opts: &Opts) -> Option<ProcSample> {
-    opts.server_pid.and_then(stats::sample_proc)
+    stats::sample_procs(&opts.server_pid)
 }
 
 fn run_id() -> String {
@@ -353,29 +353,57 @@ fn finish_msg_report(r: &mut Report, stats: &Stats, p: &Paced, drain_end_ns: u64
 struct ChatPeers {
     /// Logged-in sessions with at least one other logged-in session on their URL.
     senders: Vec<usize>,
-    /// Logged-in sessions per URL.
+    /// Logged-in sessions per URL (`cross`: the sessions of every other URL).
     groups: Vec<Vec<usize>>,
+    cross: bool,
 }
 
 impl ChatPeers {
+    #[cfg(test)]
     fn new(alive: &[usize], urls: usize) -> Self {
+        Self::with(alive, urls, false)
+    }
+
+    /// `cross`: each sender's peers are the sessions of the other URLs.
+    fn with(alive: &[usize], urls: usize, cross: bool) -> Self {
         let urls = urls.max(1);
         let mut groups = vec![Vec::new(); urls];
         for &i in alive {
             groups[client::url_index(i, urls)].push(i);
         }
+        let groups = if cross {
+            (0..urls)
+                .map(|u| {
+                    (0..urls)
+                        .filter(|&o| o != u)
+                        .flat_map(|o| groups[o].iter().copied())
+                        .collect()
+                })
+                .collect()
+        } else {
+            groups
+        };
+        let need = if cross { 1 } else { 2 };
         let senders = alive
             .iter()
             .copied()
-            .filter(|&i| groups[client::url_index(i, urls)].len() >= 2)
+            .filter(|&i| groups[client::url_index(i, urls)].len() >= need)
             .collect();
-        ChatPeers { senders, groups }
+        ChatPeers {
+            senders,
+            groups,
+            cross,
+        }
     }
 
-    /// A random sender and a random other session on the sender's URL.
+    /// A random sender and a random other session on the sender's URL (`cross`: on
+    /// another URL).
     fn pick(&self, rng: &mut StdRng) -> (usize, usize) {
         let a = self.senders[rng.random_range(0..self.senders.len())];
         let g = &self.groups[client::url_index(a, self.groups.len())];
+        if self.cross {
+            return (a, g[rng.random_range(0..g.len())]);
+        }
         let mut b = g[rng.random_range(0..g.len() - 1)];
         if b == a {
             b = g[g.len() - 1];
@@ -410,7 +438,7 @@ pub async fn run_chat(opts: &Opts) -> Report {
     r.login = logged.summary.clone();
     r.per_url = logged.per_url.clone();
     let alive: Vec<usize> = (0..n).filter(|&i| logged.handles[i].is_some()).collect();
-    let peers = ChatPeers::new(&alive, cfg.targets.len());
+    let peers = ChatPeers::with(&alive, cfg.targets.len(), opts.pairing == "cross");
     if peers.senders.is_empty() {
         eprintln!(
             "chat: fewer than 2 sessions logged in{}; nothing to send",
@@ -959,6 +987,11 @@ mod tests {
         assert_eq!(peers.senders, [0, 2, 4]);
         assert!(ChatPeers::new(&[0, 1], 2).senders.is_empty());
         // one URL: the draws of the old code
+        let cross = ChatPeers::with(&alive, 2, true);
+        for _ in 0..1000 {
+            let (a, b) = cross.pick(&mut rng);
+            assert_ne!(client::url_index(a, 2), client::url_index(b, 2));
+        }
         let peers = ChatPeers::new(&alive, 1);
         let (mut r1, mut r2) = (StdRng::seed_from_u64(3), StdRng::seed_from_u64(3));
         for _ in 0..1000 {

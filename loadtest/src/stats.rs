@@ -186,6 +186,60 @@ pub fn sample_proc(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// `sample_proc` summed over `pids` and their live children (`None` without pids, or if
+/// one of them is gone).
+pub fn sample_procs(pids: &[u32]) -> Option<ProcSample> {
+    if pids.is_empty() {
+        return None;
+    }
+    // Every descendant (runuser → postmaster → backends), from one scan of /proc.
+    let mut parent: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            if let Some(ppid) = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 2..].split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok())
+            {
+                parent.push((pid, ppid));
+            }
+        }
+    }
+    let mut all: Vec<u32> = pids.to_vec();
+    let mut i = 0;
+    while i < all.len() {
+        let p = all[i];
+        for (c, pp) in &parent {
+            if *pp == p && !all.contains(c) {
+                all.push(*c);
+            }
+        }
+        i += 1;
+    }
+    let mut sum = ProcSample {
+        cpu_s: 0.0,
+        rss_bytes: 0,
+    };
+    for (i, pid) in all.iter().enumerate() {
+        match sample_proc(*pid) {
+            Some(s) => {
+                sum.cpu_s += s.cpu_s;
+                sum.rss_bytes += s.rss_bytes;
+            }
+            // A named process must be there; a child may have ended meanwhile.
+            None if i < pids.len() => return None,
+            None => {}
+        }
+    }
+    Some(sum)
+}
+
 /// CPU seconds used by this process (and its reaped children, for --procs).
 pub fn self_cpu_s() -> f64 {
     let mut t = 0.0;

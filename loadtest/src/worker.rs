@@ -54,7 +54,7 @@ pub async fn hold_multi(opts: &Opts, procs: usize) -> (Vec<HoldPart>, Option<Pro
     };
     let mut spec = opts.clone();
     spec.json = None;
-    spec.server_pid = None;
+    spec.server_pid = Vec::new();
     spec.procs = 1;
     spec.no_progress = true;
     spec.login_rate = opts.login_rate / procs as f64;
@@ -103,7 +103,7 @@ pub async fn hold_multi(opts: &Opts, procs: usize) -> (Vec<HoldPart>, Option<Pro
         opts.duration
     );
     scenario::hold_sleep(opts).await;
-    let after = opts.server_pid.and_then(crate::stats::sample_proc);
+    let after = crate::stats::sample_procs(&opts.server_pid);
 
     for w in &mut workers {
         let _ = w.stdin.write_all(b"stop\n").await;

@@ -186,6 +186,11 @@ impl Bus {
     pub fn stats(&self) -> &BusStats {
         &self.stats
     }
+
+    /// The counters, shared (for the metrics scrape).
+    pub fn stats_arc(&self) -> Arc<BusStats> {
+        self.stats.clone()
+    }
 }
 
 impl Drop for Bus {

@@ -107,6 +107,49 @@ pub fn start(
         }),
     )
     .map_err(|e| format!("cluster.nats_url {nats}: {e}"))?;
+    let stats = bus.stats_arc();
+    crate::metrics::register_extra(Box::new(move |o: &mut String| {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        for (name, help, v) in [
+            (
+                "aoba_bus_frames_out_total",
+                "Frames sent to other nodes.",
+                &stats.frames_out,
+            ),
+            (
+                "aoba_bus_messages_out_total",
+                "NATS messages published (frames batched per destination node).",
+                &stats.messages_out,
+            ),
+            (
+                "aoba_bus_frames_in_total",
+                "Frames received from other nodes.",
+                &stats.frames_in,
+            ),
+            (
+                "aoba_bus_messages_in_total",
+                "NATS messages received.",
+                &stats.messages_in,
+            ),
+            (
+                "aoba_bus_malformed_total",
+                "NATS messages dropped because they did not parse.",
+                &stats.malformed_in,
+            ),
+            (
+                "aoba_bus_disconnects_total",
+                "Times the connection to nats-server was lost.",
+                &stats.disconnects,
+            ),
+        ] {
+            let _ = writeln!(
+                o,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+    }));
     let mut mc = MembershipConfig::new(&cfg.storage.postgres_url, &node);
     mc.heartbeat_ms = c.heartbeat_ms;
     mc.failure_timeout_ms = c.failure_timeout_ms;
@@ -522,6 +565,66 @@ fn reroute_sent(shard: &Shard) {
     commit::restart_acks(shard);
 }
 
+/// Rooms whose home left the cluster lost their occupant lists with it (XEP-0045 rooms
+/// live in their home's memory): every session here that is in one gets the room's
+/// `unavailable` for itself with status codes 110 and 332 (removed because the service
+/// went down, §9 and the ejabberd practice on shutdown), so its client joins again: the
+/// room comes back at its new home (a persistent room with its configuration, from
+/// PostgreSQL), and its history is in the room's archive.
+fn rooms_lost(shard: &Shard, old: &NodeView) {
+    let muc = shard.muc.domain().to_string();
+    let view = shard.core.view.borrow().clone();
+    let Some(new) = view else { return };
+    let mut kicked: Vec<(std::rc::Rc<crate::xmpp::sink::Sink>, String, String)> = Vec::new();
+    {
+        let mut sessions = shard.sessions.borrow_mut();
+        let all: Vec<crate::xmpp::jid::Jid> = sessions.all().map(|r| r.jid.clone()).collect();
+        for jid in all {
+            let Some(bare) = sessions.user_mut(jid.bare()) else {
+                continue;
+            };
+            for r in bare.resources.iter_mut().filter(|r| r.jid == jid) {
+                r.directed.retain(|to| {
+                    let in_muc = to.domain() == muc;
+                    let lost = in_muc
+                        && old
+                            .home(to.bare())
+                            .is_some_and(|(node, _)| new.node(node).is_none());
+                    if lost {
+                        kicked.push((
+                            r.ctl.clone(),
+                            to.as_str().to_string(),
+                            r.jid.as_str().to_string(),
+                        ));
+                    }
+                    !lost
+                });
+            }
+        }
+    }
+    for (ctl, occupant, to) in kicked {
+        let mut v = Vec::with_capacity(256);
+        {
+            use crate::xml::writer::Elem;
+            let mut p = Elem::new(&mut v, "presence")
+                .attr("from", &occupant)
+                .attr("to", &to)
+                .attr("type", "unavailable");
+            let mut x = p.child("x").attr("xmlns", crate::xml::ns::MUC_USER);
+            x.child("item")
+                .attr("affiliation", "none")
+                .attr("role", "none")
+                .end();
+            x.child("status").attr("code", "110").end();
+            x.child("status").attr("code", "332").end();
+            x.end();
+            p.end();
+        }
+        tracing::info!(occupant = %occupant, to = %to, "the room's home left the cluster: occupant told (332)");
+        router::push(&ctl, &Bytes::from(v));
+    }
+}
+
 /// A frame from another node.
 pub fn on_remote(shard: &std::rc::Rc<Shard>, inc: Incoming) {
     let Some(&tag) = inc.body.first() else { return };
@@ -562,8 +665,11 @@ pub fn on_view(shard: &Shard, v: Arc<NodeView>) {
         nodes = v.nodes.len(),
         "cluster view"
     );
-    *shard.core.view.borrow_mut() = Some(v);
+    let old = shard.core.view.borrow_mut().replace(v);
     reroute_sent(shard);
+    if let Some(old) = old {
+        rooms_lost(shard, &old);
+    }
     let moved: Vec<std::rc::Rc<crate::xmpp::sink::Sink>> = shard
         .sessions
         .borrow()

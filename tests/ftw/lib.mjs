@@ -33,6 +33,8 @@ export const WAIT_MS = Number(process.env.AOBA_FTW_WAIT_MS || 5000);
 export const HARD_MS = Number(process.env.AOBA_FTW_HARD_MS || 30000);
 export const HTTP = `http://127.0.0.1:${PORT}`;
 export const WS = `ws://127.0.0.1:${PORT}`;
+/** Where XML clients connect: another node of a cluster with `AOBA_XML_PORT`. */
+export const XML_WS = `ws://127.0.0.1:${Number(process.env.AOBA_XML_PORT || PORT)}`;
 
 const t0 = Date.now();
 let SEQ = 0;
@@ -606,7 +608,7 @@ export class XmlClient {
       c._closed = r;
     });
     clients.add(c);
-    c.ws = await openWs(`${WS}/xmpp`, ['xmpp'], { Cookie: `auth_token=${token(user)}` }, c.label, (data) =>
+    c.ws = await openWs(`${XML_WS}/xmpp`, ['xmpp'], { Cookie: `auth_token=${token(user)}` }, c.label, (data) =>
       c.inbox.push('frame', data.toString()),
     );
     c.ws.on('close', (code) => {
