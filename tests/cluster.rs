@@ -33,6 +33,7 @@ impl Drop for Cluster {
 fn config(url: &str, nats: &str, node: &str, extra: &str) -> String {
     format!(
         "[storage]\nbackend = \"postgres\"\npostgres_url = \"{url}\"\n\
+         [c2s]\nlisten = \"127.0.0.1:0\"\nallow_plaintext = true\n\
          [cluster]\nnode = \"{node}\"\nnats_url = \"{nats}\"\n{extra}"
     )
 }
@@ -819,4 +820,85 @@ async fn occupants_of_a_room_whose_node_dies_are_told_and_rejoin() {
         let m = cl.recv_until("<body>back</body>").await;
         assert!(m.contains(&format!("from='{room}/alpha'")), "{m}");
     }
+}
+
+/// A native client over RFC 6120 TCP lands on a node that is not its user's home: SASL
+/// there, then the restarted stream is relayed home; it chats with a WebSocket user who is
+/// relayed the other way, and ends its stream.
+#[tokio::test]
+async fn a_tcp_client_on_another_node_is_relayed_home() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = cluster(2).await;
+    let (t_user, w_user) = (c.user_on(1, "tcpu"), c.user_on(0, "wsu"));
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", c.nodes[0].c2s_port.unwrap()))
+        .await
+        .unwrap();
+    let mut have = String::new();
+    async fn until(s: &mut tokio::net::TcpStream, have: &mut String, pat: &str) -> String {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(i) = have.find(pat) {
+                let rest = have.split_off(i + pat.len());
+                return std::mem::replace(have, rest);
+            }
+            let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+                .await
+                .expect("in time")
+                .unwrap();
+            assert!(n > 0, "closed while waiting for {pat}: {have}");
+            have.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        }
+    }
+    let header = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+    s.write_all(header.as_bytes()).await.unwrap();
+    until(&mut s, &mut have, "</stream:features>").await;
+    let creds = b64(&format!("\0{t_user}\0{}", c.nodes[0].token(&t_user)));
+    s.write_all(
+        format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{creds}</auth>")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    until(&mut s, &mut have, "<success").await;
+    // The restart and the bind are the home's (node 2).
+    s.write_all(header.as_bytes()).await.unwrap();
+    let f = until(&mut s, &mut have, "</stream:features>").await;
+    assert!(
+        f.contains("<stream:stream") && f.contains("urn:ietf:params:xml:ns:xmpp-bind"),
+        "{f}"
+    );
+    s.write_all(b"<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>gajim</resource></bind></iq><presence/>").await.unwrap();
+    let b = until(&mut s, &mut have, "</iq>").await;
+    assert!(
+        b.contains(&format!("<jid>{t_user}@localhost/gajim</jid>")),
+        "{b}"
+    );
+    // The WebSocket user lands on node 2 and lives on node 1.
+    let mut w = Client::online(&c.nodes[1], &w_user, "web", 0).await;
+    s.write_all(format!("<message to='{w_user}@localhost' type='chat' id='t1'><body>h\u{e9}llo from tcp</body></message>").as_bytes()).await.unwrap();
+    let m = w.recv_until("id='t1'").await;
+    assert!(
+        m.contains("h\u{e9}llo from tcp")
+            && m.contains(&format!("from='{t_user}@localhost/gajim'")),
+        "{m}"
+    );
+    w.send(&format!(
+        "<message to='{t_user}@localhost/gajim' type='chat' id='w1'><body>back</body></message>"
+    ))
+    .await;
+    let back = until(&mut s, &mut have, "</message>").await;
+    assert!(
+        back.contains("id='w1'") && !back.contains('\u{81}'),
+        "no WebSocket framing: {back:?}"
+    );
+    s.write_all(b"</stream:stream>").await.unwrap();
+    let mut rest = have.clone();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout(WAIT, s.read(&mut buf)).await {
+        if n == 0 {
+            break;
+        }
+        rest.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(rest.trim_end().ends_with("</stream:stream>"), "{rest}");
 }

@@ -450,6 +450,12 @@ impl Conn {
             self.action = Action::Close;
             return;
         }
+        if self.relay.is_some() && self.phase == Phase::Tcp {
+            // RFC 6120 §4.6.1: a whitespace keepalive (the XMPP pings are the home's).
+            self.ctl.push_reply(OutFrame::raw(Bytes::from_static(b" ")));
+            self.last_activity = now;
+            return;
+        }
         if self.relay.is_some() {
             if self.ping_sent.is_some() {
                 tracing::info!(conn = self.ctl.id, "relayed connection: no answer to ping");
@@ -518,17 +524,35 @@ impl Conn {
                     Action::Close => return Exit::Done,
                     Action::Handoff(dest) => return Exit::Handoff(dest, buf),
                     Action::StartTls => return Exit::Handoff(self.shard.id, buf),
+                    Action::Relay if self.phase == Phase::Tcp => {
+                        // SASL succeeded on a TCP stream for a user of another node: the
+                        // restarted stream is relayed there.
+                        let user = self.stream.authed.clone().unwrap_or_default();
+                        let bare = format!("{user}@{}", self.shard.domain());
+                        let home = self.shard.home(&bare);
+                        self.relay = Some(Box::new(super::relay::open(
+                            &self.shard,
+                            &self.ctl,
+                            home,
+                            super::relay::Auth::SaslTcp(&user),
+                            None,
+                            self.peer,
+                        )));
+                        self.action = Action::Continue;
+                        continue;
+                    }
                     Action::Relay => {
-                        // Relayed only from a WebSocket without XMPP-FTW so far.
+                        // An XMPP-FTW login (the token in the JSON) for a user of another
+                        // node: not relayed yet.
                         tracing::info!(
                             conn = self.ctl.id,
-                            "a TCP or XMPP-FTW session for a user of another node: refused"
+                            "an XMPP-FTW login for a user of another node: refused"
                         );
                         self.action = self.stream.fail(
                             &*self.shard,
                             &self.ctl,
                             StreamError::InternalServerError,
-                            Some("this user lives on another node of the cluster: connect over WebSocket"),
+                            Some("this user lives on another node of the cluster: log in with the auth_token cookie"),
                         );
                         return Exit::Done;
                     }

@@ -108,6 +108,9 @@ pub enum Auth<'a> {
     /// SASL succeeded here: the home's stream starts authenticated (the client restarts
     /// the stream next).
     Sasl(&'a str),
+    /// SASL succeeded on an RFC 6120 TCP stream (after STARTTLS, if any): the same, and
+    /// the home writes without WebSocket framing.
+    SaslTcp(&'a str),
 }
 
 /// L: the user of this upgraded connection lives on another node: open its session there.
@@ -123,6 +126,7 @@ pub fn open(
     let (authed, user) = match auth {
         Auth::Cookie(u) => (0u8, u),
         Auth::Sasl(u) => (1u8, u),
+        Auth::SaslTcp(u) => (2u8, u),
     };
     let mut b = vec![OPEN];
     b.extend_from_slice(&shard.node_num().to_be_bytes());
@@ -146,13 +150,28 @@ pub fn open(
     }
 }
 
-/// L: one text message of the client, for H.
+/// L: one text message of the client (a WebSocket message, or an element of a TCP
+/// stream), for H.
 pub fn forward(shard: &Shard, ctl: &Sink, l: &mut Landing, text: &[u8]) {
-    let mut b = Vec::with_capacity(15 + text.len());
+    forward_kind(shard, ctl, l, TEXT, text)
+}
+
+/// L: the client ended its TCP stream (`</stream:stream>` or a stream error).
+pub fn forward_end(shard: &Shard, ctl: &Sink, l: &mut Landing) {
+    forward_kind(shard, ctl, l, END, b"")
+}
+
+/// What an `IN` frame carries.
+const TEXT: u8 = 0;
+const END: u8 = 1;
+
+fn forward_kind(shard: &Shard, ctl: &Sink, l: &mut Landing, kind: u8, text: &[u8]) {
+    let mut b = Vec::with_capacity(16 + text.len());
     b.push(IN);
     b.extend_from_slice(&shard.node_num().to_be_bytes());
     b.extend_from_slice(&ctl.id.to_be_bytes());
     b.extend_from_slice(&l.seq.to_be_bytes());
+    b.push(kind);
     b.extend_from_slice(text);
     l.seq = l.seq.wrapping_add(1);
     super::cluster::send_frame(shard, l.node, l.home_shard, Bytes::from(b));
@@ -215,13 +234,13 @@ fn decode(shard: &Rc<Shard>, inc: &Incoming) -> Option<()> {
                 2 => Some(Proto::Primus),
                 _ => return None,
             };
-            let sasl = r.u8()? == 1;
+            let auth = r.u8()?;
             let user = r.str()?.to_string();
             let peer = r
                 .str()?
                 .parse()
                 .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-            at_home(shard, (node, l_shard, l_conn), user, sasl, ftw, peer);
+            at_home(shard, (node, l_shard, l_conn), user, auth, ftw, peer);
         }
         IN => {
             let node = r.u16()?;
@@ -299,12 +318,16 @@ fn at_home(
     shard: &Rc<Shard>,
     (node, l_shard, l_conn): (u16, u16, u64),
     user: String,
-    sasl: bool,
+    auth: u8,
     ftw: Option<Proto>,
     peer: std::net::SocketAddr,
 ) {
     let ctl = shard.register_conn(shard.cfg().limits.outbound_queue_bytes_max);
     ctl.set_reply_overflow(router::overflow_words);
+    if auth == 2 {
+        ctl.set_framing(crate::xmpp::sink::Framing::Tcp);
+    }
+    let sasl = auth != 0;
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -413,7 +436,11 @@ async fn run_home(
                     let Some(b) = h.queue.borrow_mut().pop_front() else {
                         break;
                     };
-                    let Ok(text) = std::str::from_utf8(&b) else {
+                    if b.first() == Some(&END) {
+                        action = stream.end_requested(&ctl);
+                        break;
+                    }
+                    let Ok(text) = std::str::from_utf8(b.get(1..).unwrap_or_default()) else {
                         ctl.close(CloseKind::Abort, Vec::new());
                         action = Action::Close;
                         break;

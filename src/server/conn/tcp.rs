@@ -48,6 +48,10 @@ impl Conn {
                 }
             };
             self.shaper.take();
+            if self.relay.is_some() {
+                self.relay_tcp(&framer, ev);
+                continue;
+            }
             match ev {
                 XmlEvent::Header { text, .. } => self.on_tcp_header(text),
                 XmlEvent::Element { text, .. } => {
@@ -107,6 +111,47 @@ impl Conn {
         framer.consume(n);
         self.framer = Some(framer);
         n
+    }
+
+    /// A relayed TCP stream (`relay.rs`): headers are checked here and go on in the
+    /// self-closed form the XMPP stream takes, elements as they are, and the end of the
+    /// stream (or the client's stream error) as the end.
+    fn relay_tcp(&mut self, framer: &Framer, ev: XmlEvent<'_>) {
+        let (shard, ctl) = (self.shard.clone(), self.ctl.clone());
+        let Some(l) = self.relay.as_mut() else { return };
+        match ev {
+            XmlEvent::Header { text, .. } => {
+                let ok = framer::parse_header(text).is_ok_and(|h| {
+                    h.local == "stream"
+                        && h.ns == ns::STREAMS
+                        && h.content_ns.as_deref() == Some(ns::CLIENT)
+                });
+                if !ok {
+                    self.ctl.close(
+                        CloseKind::Flush,
+                        stream_error_bytes(
+                            Framing::Tcp,
+                            StreamError::InvalidNamespace,
+                            Some("expected a jabber:client stream"),
+                            None,
+                        ),
+                    );
+                    self.action = Action::Close;
+                    return;
+                }
+                let h = framer::self_closed_header(text);
+                super::super::relay::forward(&shard, &ctl, l, h.as_bytes());
+            }
+            XmlEvent::Element { text, .. } => {
+                let (prefix, _) = framer::qname(text);
+                if !prefix.is_empty() && prefix.as_bytes() == stream_prefix(framer) {
+                    super::super::relay::forward_end(&shard, &ctl, l);
+                } else {
+                    super::super::relay::forward(&shard, &ctl, l, text.as_bytes());
+                }
+            }
+            XmlEvent::End => super::super::relay::forward_end(&shard, &ctl, l),
+        }
     }
 
     /// A TCP stream header: its namespaces checked, then handled as the stream's opening.
