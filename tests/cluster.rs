@@ -902,3 +902,63 @@ async fn a_tcp_client_on_another_node_is_relayed_home() {
     }
     assert!(rest.trim_end().ends_with("</stream:stream>"), "{rest}");
 }
+
+/// XEP-0198 when the session's home dies: the client, relayed through a node that lives,
+/// loses its connection; its `<resume/>` through the live node gets `<failed/>` (the
+/// state died with its home), it binds again and finds what it was sent in its archive.
+#[tokio::test]
+async fn a_session_whose_home_died_fails_to_resume_and_recovers_from_its_archive() {
+    let mut c = cluster(3).await;
+    let (u, s) = (c.user_on(2, "doomed"), c.user_on(0, "steady"));
+    let mut uc = Client::online(&c.nodes[0], &u, "r", 0).await;
+    let id = sm_enable(&mut uc).await;
+    let mut sc = Client::online(&c.nodes[0], &s, "r", 0).await;
+    sm_enable(&mut sc).await;
+    for k in 0..3 {
+        sc.send(&format!(
+            "<message to='{u}@localhost' type='chat' id='d{k}'><body>{k}</body></message>"
+        ))
+        .await;
+        uc.recv_until(&format!("id='d{k}'")).await;
+    }
+    sc.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    sc.recv_until("<a xmlns='urn:xmpp:sm:3'").await;
+    c.nodes[2].kill9();
+    // Node 1 ends the relayed connection once the view drops node 3.
+    let end = tokio::time::timeout(Duration::from_secs(40), async {
+        loop {
+            match futures_util::StreamExt::next(&mut uc.ws).await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t)))
+                    if t.contains("system-shutdown") =>
+                {
+                    return true;
+                }
+                Some(Ok(_)) => {}
+                _ => return false,
+            }
+        }
+    })
+    .await;
+    assert!(
+        end.is_ok(),
+        "the relayed connection ends after its home died"
+    );
+    let mut again = Client::connect(&c.nodes[0], Some(&c.nodes[0].token(&u))).await;
+    again.jid = format!("{u}@localhost");
+    again.open().await;
+    assert!(again.auth_plain(&u, "").await.contains("<success"));
+    again.open().await;
+    again
+        .send(&format!(
+            "<resume xmlns='urn:xmpp:sm:3' h='3' previd='{id}'/>"
+        ))
+        .await;
+    let f = again.recv_until("<failed").await;
+    assert!(f.contains("item-not-found"), "{f}");
+    let b = again.bind(Some("new")).await;
+    assert!(b.contains("type='result'"), "{b}");
+    let got = archived(&mut again, "d").await;
+    for k in 0..3 {
+        assert!(got.contains(&format!("d{k}")), "{got:?}");
+    }
+}
