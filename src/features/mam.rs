@@ -121,6 +121,7 @@ pub fn archive_sent<H: MamHost>(shard: &H, r: &Routed) {
             id,
             with: split_full(&to).0.to_string(),
             stanza: Parts::one(r.payload.clone()),
+            uid: r.uid,
         },
     );
 }
@@ -158,6 +159,7 @@ pub fn archive_received<H: MamHost>(shard: &H, r: Routed) -> Routed {
             id,
             with,
             stanza: Parts(r.parts().into_iter().collect()),
+            uid: r.uid,
         },
     );
     r
@@ -592,6 +594,7 @@ mod tests {
             id,
             with: "romeo@localhost".into(),
             stanza: Parts::one(&b"<message/>"[..]),
+            uid: 0,
         };
         let text = |r: Routed| String::from_utf8(r.payload.to_vec()).unwrap();
         let page = ArchivePage {

@@ -281,6 +281,7 @@ fn groupchat<H: MamHost>(shard: &H, room: &mut Room, oi: usize, r: &Routed, out:
             id,
             with: from.clone(),
             stanza,
+            uid: r.uid,
         };
         shard.storage(crate::storage::Request::ArchiveAppend {
             owner: room.jid.clone(),

@@ -121,6 +121,7 @@ pub fn contract(mut b: Box<dyn Backend>, reopen: Option<&dyn Fn() -> Box<dyn Bac
         id,
         with: with.into(),
         stanza: super::Parts::one(format!("<m{id}/>")),
+        uid: 0,
     };
     // One at a time, then several at once (the writer's batches): the same archive.
     for (id, w) in [(10, "bob@x"), (20, "carol@x")] {

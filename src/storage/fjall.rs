@@ -70,6 +70,7 @@ impl Reader for FjallReader {
                 id,
                 with: with.to_string(),
                 stanza: super::Parts::one(v.get(2 + n..)?.to_vec()),
+                uid: 0,
             })
         };
         // Stop after one more than a page (to know whether the range goes on); the newest

@@ -294,6 +294,9 @@ pub struct ArchiveItem {
     pub with: String,
     /// The stanza as delivered.
     pub stanza: Parts,
+    /// The message's cluster-unique id (`Routed::uid`; 0: none): a backend shared by
+    /// several nodes stores an (owner, uid) once.
+    pub uid: u64,
 }
 
 /// Cuts one page out of the matching items (oldest first), from either end.

@@ -43,9 +43,10 @@ pub struct PgOptions {
 
 /// The schema, one migration per version, applied in order at start in one transaction.
 /// Never edit a released migration: add the next one.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE users (username text PRIMARY KEY);
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE users (username text PRIMARY KEY);
      CREATE TABLE offline (username text NOT NULL, seq bigint NOT NULL, stanza bytea NOT NULL,
          PRIMARY KEY (username, seq));
      CREATE TABLE roster_items (username text NOT NULL, jid text NOT NULL, item text NOT NULL,
@@ -56,7 +57,14 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(
      CREATE INDEX archive_by_id ON archive (id);
      CREATE TABLE archive_prefs (owner text PRIMARY KEY, prefs text NOT NULL);
      CREATE TABLE rooms (jid text PRIMARY KEY, data bytea NOT NULL);",
-)];
+    ),
+    (
+        2,
+        // Issue 14: a message routed again after a node's failure is archived once per owner.
+        "ALTER TABLE archive ADD COLUMN uid bigint;
+         CREATE UNIQUE INDEX archive_uid ON archive (owner, uid) WHERE uid IS NOT NULL;",
+    ),
+];
 
 const OFFLINE_PAGE_ROWS: i64 = 256;
 
@@ -513,12 +521,14 @@ impl Backend for PgBackend {
             ids: Vec::with_capacity(items.len()),
             withs: Vec::with_capacity(items.len()),
             stanzas: Vec::with_capacity(items.len()),
+            uids: Vec::with_capacity(items.len()),
         };
         if let Op::Archive {
             owners,
             ids,
             withs,
             stanzas,
+            uids,
         } = &mut op
         {
             for (owner, item) in items {
@@ -526,6 +536,7 @@ impl Backend for PgBackend {
                 ids.push(id(item.id)?);
                 withs.push(item.with.clone());
                 stanzas.push(item.stanza.to_vec());
+                uids.push(item.uid as i64);
             }
         }
         self.write(op).map(|_| ())
@@ -563,6 +574,7 @@ impl Backend for PgBackend {
                 id: id.max(0) as u64,
                 with: r.try_get(1).map_err(err)?,
                 stanza: super::Parts::one(stanza),
+                uid: 0,
             });
         }
         let complete = items.len() < want;

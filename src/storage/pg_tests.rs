@@ -54,6 +54,7 @@ fn item(id: u64, with: &str) -> ArchiveItem {
         id,
         with: with.into(),
         stanza: Parts::one(format!("<m{id}/>")),
+        uid: 0,
     }
 }
 
@@ -108,6 +109,32 @@ fn a_retried_archive_write_is_stored_once() {
     .unwrap();
     b.commit().unwrap();
     assert_eq!(archive_ids(&b, "alice@x"), [7, 8]);
+}
+
+/// A message routed again after a node's failure gets a new archive id at its new home,
+/// with the same cluster-unique id: stored once per owner (any owner may have it once).
+#[test]
+fn a_message_archived_again_under_a_new_id_is_stored_once() {
+    let url = pg_test::database();
+    let mut b = PgBackend::open(opts(&url)).unwrap();
+    let with_uid = |id: u64, uid: u64| ArchiveItem {
+        uid,
+        ..item(id, "bob@x")
+    };
+    b.archive_append("alice@x", &with_uid(7, 42)).unwrap();
+    b.commit().unwrap();
+    b.archive_append_many(&[
+        ("alice@x".into(), with_uid(9, 42)),
+        ("alice@x".into(), with_uid(10, 43)),
+        ("alice@x".into(), with_uid(11, 43)),
+        ("bob@x".into(), with_uid(12, 42)),
+        ("alice@x".into(), with_uid(13, 0)),
+        ("alice@x".into(), with_uid(14, 0)),
+    ])
+    .unwrap();
+    b.commit().unwrap();
+    assert_eq!(archive_ids(&b, "alice@x"), [7, 10, 13, 14]);
+    assert_eq!(archive_ids(&b, "bob@x"), [12]);
 }
 
 /// The connection dies with the batch's transaction open: the commit fails (so nothing of

@@ -111,6 +111,31 @@ pub struct Routed {
     /// `<stanza-id/>` as first child, an offline `<delay/>` as last child): parts of what is
     /// delivered and stored, never copied into the payload.
     insert: Option<Box<Inserts>>,
+    /// A cluster-unique id given once, where a client's stanza enters the server
+    /// (`stamp`; 0 for stanzas the server makes): its archive rows are stored once per
+    /// owner even when it is routed again after a node's failure.
+    pub uid: u64,
+}
+
+thread_local! {
+    static UID: std::cell::Cell<u64> = std::cell::Cell::new({
+        let mut seed = [0u8; 8];
+        let _ = getrandom::fill(&mut seed);
+        u64::from_le_bytes(seed) | 1
+    });
+}
+
+/// A new random message id (xorshift seeded from the OS; never 0): 64 bits make a
+/// collision between two messages of one owner negligible.
+pub fn new_uid() -> u64 {
+    UID.with(|c| {
+        let mut x = c.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        c.set(x);
+        x
+    })
 }
 
 /// Insertions into a held payload: (position, bytes), by position.
@@ -290,6 +315,7 @@ impl Routed {
             from: self.from.clone(),
             id: self.id.clone(),
             insert: None,
+            uid: self.uid,
         }
     }
 
@@ -309,6 +335,7 @@ impl Routed {
             from,
             id: 0..0,
             insert: None,
+            uid: 0,
         }
     }
 }
@@ -380,6 +407,7 @@ pub fn stamp(st: &Stanza, kind: Kind, stype: SType, from: &str, to: Option<&str>
         from: from_r,
         id,
         insert: None,
+        uid: new_uid(),
     }
 }
 
@@ -728,6 +756,7 @@ pub fn reparse(text: &str) -> Option<Routed> {
         from,
         id,
         insert: None,
+        uid: 0,
     })
 }
 
@@ -803,6 +832,7 @@ impl Routed {
             out.extend_from_slice(&r.start.to_be_bytes());
             out.extend_from_slice(&r.end.to_be_bytes());
         }
+        out.extend_from_slice(&self.uid.to_be_bytes());
         for p in self.parts() {
             out.extend_from_slice(&p);
         }
@@ -818,7 +848,8 @@ impl Routed {
             let at = 2 + i * 4;
             *v = u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?);
         }
-        let payload = b.slice(26..);
+        let uid = u64::from_be_bytes(b.get(26..34)?.try_into().ok()?);
+        let payload = b.slice(34..);
         let text = std::str::from_utf8(&payload).ok()?;
         let ok = |s: u32, e: u32| {
             s <= e
@@ -837,6 +868,7 @@ impl Routed {
             from: r[2]..r[3],
             id: r[4]..r[5],
             insert: None,
+            uid,
         })
     }
 }

@@ -78,6 +78,8 @@ pub(super) enum Op {
         ids: Vec<i64>,
         withs: Vec<String>,
         stanzas: Vec<Vec<u8>>,
+        /// 0: none (stored as NULL).
+        uids: Vec<i64>,
     },
     Prefs {
         owner: String,
@@ -175,11 +177,14 @@ impl Op {
                 ids,
                 withs,
                 stanzas,
+                uids,
             } => c.exec(
-                "INSERT INTO archive (owner, id, with_jid, stanza) \
-                 SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::bytea[]) \
+                "INSERT INTO archive (owner, id, with_jid, stanza, uid) \
+                 SELECT o, i, w, s, NULLIF(u, 0) \
+                 FROM unnest($1::text[], $2::int8[], $3::text[], $4::bytea[], $5::int8[]) \
+                     AS t(o, i, w, s, u) \
                  ON CONFLICT DO NOTHING",
-                &[owners, ids, withs, stanzas],
+                &[owners, ids, withs, stanzas, uids],
             ),
             Op::Prefs { owner, prefs } => c.exec(
                 "INSERT INTO archive_prefs (owner, prefs) VALUES ($1, $2) \
