@@ -58,6 +58,8 @@ fn via_writer(
                         id: next_id,
                         with: "bob@localhost".into(),
                         stanza: aoba::storage::Parts::one(STANZA.to_vec()),
+                        // Messages from clients carry their id (the unique index is work).
+                        uid: next_id,
                     };
                     let mut req = Request::ArchiveAppend {
                         owner: format!("user{}", next_id % 100),
@@ -136,6 +138,7 @@ fn benches(c: &mut Criterion) {
                 id: (1 << 40) + i,
                 with: with.into(),
                 stanza: aoba::storage::Parts::one(STANZA.to_vec()),
+                uid: (1 << 40) + i,
             },
         )
         .unwrap();
