@@ -4,6 +4,7 @@
 
 mod capacity;
 mod client;
+mod failover;
 mod opts;
 mod scenario;
 mod session;
@@ -57,10 +58,12 @@ fn check_urls(o: &Opts, scn: Scenario) -> Result<(), String> {
             "chat over {urls} URLs sends only between sessions on the same URL (separate servers do not deliver to each other's users): --sessions must be at least 2 per URL ({})",
             2 * urls
         )),
-        Scenario::Muc if !o.rooms.max(1).is_multiple_of(urls) => Err(format!(
-            "muc over {urls} URLs keeps each room and its occupants on one URL (separate servers do not share rooms): --rooms ({}) must be a multiple of the number of URLs",
-            o.rooms.max(1)
-        )),
+        Scenario::Muc if !o.rooms_across_urls && !o.rooms.max(1).is_multiple_of(urls) => {
+            Err(format!(
+                "muc over {urls} URLs keeps each room and its occupants on one URL (separate servers do not share rooms): --rooms ({}) must be a multiple of the number of URLs",
+                o.rooms.max(1)
+            ))
+        }
         _ => Ok(()),
     }
 }
@@ -144,6 +147,13 @@ fn main() {
             eprintln!("a scenario file cannot run another scenario file");
             2
         }
+        Command::Failover(f) => match runtime(f.opts.threads).block_on(failover::run(&f)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("failover: {e}");
+                1
+            }
+        },
         other => {
             let (scn, o) = match other {
                 Command::Login(o) => (Scenario::Login, o),

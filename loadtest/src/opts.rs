@@ -41,6 +41,10 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         extra: Vec<String>,
     },
+    /// An Aoba cluster: `kill -9` one node (--kill-pid, named --victim in --cluster-nodes)
+    /// while a user homed there receives a message every 10 ms from a user of another node;
+    /// prints the time from the kill to that user's login again and to its first delivery.
+    Failover(FailoverOpts),
     /// Internal: one worker process of `hold --procs N`.
     #[command(hide = true)]
     HoldWorker {
@@ -127,6 +131,11 @@ pub struct Opts {
     /// another URL (with --cluster-nodes: another home node, so every message crosses).
     #[arg(long, default_value = "same", value_parser = ["same", "cross"])]
     pub pairing: String,
+    /// muc, in a cluster: each room's occupants are the consecutive sessions of the
+    /// single-URL layout, so they spread over every URL (and, with --cluster-nodes, every
+    /// home node): a groupchat message reaches occupants on every node.
+    #[arg(long)]
+    pub rooms_across_urls: bool,
     /// Number of sessions (muc: rooms x occupants unless larger).
     #[arg(long, default_value_t = 100)]
     pub sessions: usize,
@@ -235,6 +244,21 @@ pub struct CapOpts {
     /// SVG plot output (default capacity-SCENARIO.svg).
     #[arg(long)]
     pub svg: Option<PathBuf>,
+    #[command(flatten)]
+    pub opts: Opts,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct FailoverOpts {
+    /// The pid of the node to kill.
+    #[arg(long)]
+    pub kill_pid: u32,
+    /// Its name (one of --cluster-nodes).
+    #[arg(long)]
+    pub victim: String,
+    /// Seconds the run may take after the kill before it gives up.
+    #[arg(long, default_value_t = 60.0)]
+    pub bound_s: f64,
     #[command(flatten)]
     pub opts: Opts,
 }

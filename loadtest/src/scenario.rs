@@ -620,7 +620,11 @@ pub async fn run_muc(opts: &Opts) -> Report {
     let handles = logged.handles;
     let layout = MucLayout {
         occupants: m,
-        urls: cfg.targets.len(),
+        urls: if opts.rooms_across_urls {
+            1
+        } else {
+            cfg.targets.len()
+        },
     };
 
     let join = |idx: usize| -> bool {

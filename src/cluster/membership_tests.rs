@@ -131,8 +131,11 @@ fn a_dead_session_is_removed_and_a_terminated_one_fences() {
     let b = join(&url, "b");
     sees(&a, &["a", "b"]);
     let mut db = postgres::Client::connect(&url, NoTls).unwrap();
+    // This test's database only: the tests run side by side on one server, and another's
+    // node "b" must not be hit.
     db.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'aoba-member-b'",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'aoba-member-b' AND datname = current_database()",
         &[],
     )
     .unwrap();
