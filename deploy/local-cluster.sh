@@ -9,7 +9,7 @@
 # Environment: AOBA_BIN (default: target/release/aoba, built if missing), AOBA_PORT
 # (WebSocket port of every node, default 5280), AOBA_JWT_SECRET (default: a dev secret),
 # AOBA_SHARDS (default 1). It prints one line per node, "node nK ws://127.0.0.K:PORT/xmpp
-# admin http://127.0.0.K:PORT+1", the PostgreSQL and NATS addresses, "pids PG NATS N1 N2 ...",
+# admin http://127.0.0.1:ADMIN_PORT", the PostgreSQL and NATS addresses, "pids PG NATS N1 N2 ...",
 # then "cluster ready".
 set -euo pipefail
 N=${1:-3}
@@ -72,7 +72,8 @@ for _ in $(seq 1 100); do grep -q "Server is ready" "$T/nats.log" 2>/dev/null &&
 
 for k in $(seq 1 "$N"); do
     mkdir -p "$T/n$k"
-    "$BIN" serve --listen "127.0.0.$k:$PORT" --admin-listen "127.0.0.$k:$((PORT + 1))" \
+    ADMIN=$(free_port)
+    "$BIN" serve --listen "127.0.0.$k:$PORT" --admin-listen "127.0.0.1:$ADMIN" \
         --shards "$SHARDS" --data-dir "$T/n$k" --jwt-secret "$SECRET" \
         --postgres "$PG" --node "n$k" --nats "nats://127.0.0.1:$NATSPORT" \
         >"$T/n$k/stdout.log" 2>"$T/n$k/stderr.log" &
@@ -81,7 +82,7 @@ for k in $(seq 1 "$N"); do
     if ! grep -q "aoba ready" "$T/n$k/stdout.log"; then
         echo "node n$k did not start:" >&2; cat "$T/n$k/stderr.log" >&2; exit 1
     fi
-    echo "node n$k ws://127.0.0.$k:$PORT/xmpp admin http://127.0.0.$k:$((PORT + 1))"
+    echo "node n$k ws://127.0.0.$k:$PORT/xmpp admin http://127.0.0.1:$ADMIN"
 done
 echo "postgres $PG"
 echo "nats nats://127.0.0.1:$NATSPORT monitor http://127.0.0.1:$NATSMON"

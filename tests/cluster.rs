@@ -374,6 +374,7 @@ fn the_local_cluster_script_starts_a_cluster_and_stops_everything() {
         .local_addr()
         .unwrap()
         .port();
+    let errlog = temp_dir().join("local-cluster.err");
     let mut child = std::process::Command::new("bash")
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -383,6 +384,7 @@ fn the_local_cluster_script_starts_a_cluster_and_stops_everything() {
         .env("AOBA_BIN", bin())
         .env("AOBA_PORT", port.to_string())
         .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&errlog).unwrap())
         .spawn()
         .unwrap();
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -401,7 +403,12 @@ fn the_local_cluster_script_starts_a_cluster_and_stops_everything() {
             break;
         }
     }
-    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    assert_eq!(
+        nodes.len(),
+        2,
+        "{nodes:?}: {}",
+        std::fs::read_to_string(&errlog).unwrap_or_default()
+    );
     for n in &nodes {
         let mut seen = String::new();
         for _ in 0..100 {
@@ -794,7 +801,15 @@ async fn occupants_of_a_room_whose_node_dies_are_told_and_rejoin() {
     let mut a = Client::online(&c.nodes[0], &u1, "r", 0).await;
     let mut b = Client::online(&c.nodes[1], &u2, "r", 0).await;
     join(&mut a, &room, "alpha", "").await;
-    common::muc::instant_room(&mut a, &room).await;
+    common::muc::configure(
+        &mut a,
+        &room,
+        &[
+            ("muc#roomconfig_persistentroom", "1"),
+            ("muc#roomconfig_roomname", "Survives"),
+        ],
+    )
+    .await;
     join(&mut b, &room, "beta", "").await;
     a.recv_until("/beta'").await;
     c.nodes[2].kill9();
@@ -809,12 +824,16 @@ async fn occupants_of_a_room_whose_node_dies_are_told_and_rejoin() {
             "{p}"
         );
     }
-    // Both join again: the room is at its new home.
+    // Both join again: the new home loaded the stored room (not a new one).
     let got = join(&mut a, &room, "alpha", "").await;
     assert!(got.iter().any(|m| m.contains("<subject")), "{got:?}");
-    if got.iter().any(|m| m.contains("code='201'")) {
-        common::muc::instant_room(&mut a, &room).await;
-    }
+    assert!(
+        !got.iter().any(|m| m.contains("code='201'")),
+        "the room exists: {got:?}"
+    );
+    a.send(&format!("<iq type='get' id='ri' to='{room}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+    let info = a.recv_until("id='ri'").await;
+    assert!(info.contains("name='Survives'"), "{info}");
     join(&mut b, &room, "beta", "").await;
     a.send(&format!(
         "<message to='{room}' type='groupchat' id='after'><body>back</body></message>"
@@ -964,5 +983,84 @@ async fn a_session_whose_home_died_fails_to_resume_and_recovers_from_its_archive
     let got = archived(&mut again, "d").await;
     for k in 0..3 {
         assert!(got.contains(&format!("d{k}")), "{got:?}");
+    }
+}
+
+/// A node joins and becomes the home of a persistent room that lived on another node: the
+/// occupants are told (332) by the old home, join again, and find the room at the new
+/// home with its stored configuration (it is not created anew).
+#[tokio::test]
+async fn a_joining_node_takes_over_a_room_with_its_configuration() {
+    let mut c = cluster(2).await;
+    let three: Vec<aoba::cluster::membership::Member> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| aoba::cluster::membership::Member {
+            name: n.to_string(),
+            num: 0,
+            incarnation: 0,
+            shards: 2,
+        })
+        .collect();
+    let room = (0..10_000)
+        .map(|k| format!("group-6b2e8f00-0000-4000-8000-{k:012}@conference.localhost"))
+        .find(|r| {
+            c.home(r) == 1
+                && aoba::cluster::placement::home(r, &three).is_some_and(|m| m.name == "n3")
+        })
+        .unwrap();
+    let (u1, u2) = (c.user_on(0, "jo"), c.user_on(1, "jp"));
+    let mut a = Client::online(&c.nodes[0], &u1, "r", 0).await;
+    let mut b = Client::online(&c.nodes[1], &u2, "r", 0).await;
+    let got = join(&mut a, &room, "alpha", "").await;
+    assert!(
+        got.iter().any(|m| m.contains("code='201'")),
+        "created: {got:?}"
+    );
+    common::muc::configure(
+        &mut a,
+        &room,
+        &[
+            ("muc#roomconfig_persistentroom", "1"),
+            ("muc#roomconfig_roomname", "Kept"),
+        ],
+    )
+    .await;
+    join(&mut b, &room, "beta", "").await;
+    a.recv_until("/beta'").await;
+    // Node 3 joins: the room's home moves to it.
+    let url = c.db.clone();
+    let nats = c.nats.url();
+    c.nodes
+        .push(Server::start_with(&config(&url, &nats, "n3", ""), 2));
+    c.names.push("n3".into());
+    c.converged(3).await;
+    for (cl, nick) in [(&mut a, "alpha"), (&mut b, "beta")] {
+        let p = cl
+            .recv_until_within("code='332'", Duration::from_secs(20))
+            .await;
+        assert!(
+            p.contains(&format!("from='{room}/{nick}'")) && p.contains("type='unavailable'"),
+            "{p}"
+        );
+    }
+    // Joining again reaches node 3, which loaded the stored room: not a new room.
+    let got = join(&mut a, &room, "alpha", "").await;
+    assert!(
+        !got.iter().any(|m| m.contains("code='201'")),
+        "the room exists: {got:?}"
+    );
+    a.send(&format!("<iq type='get' id='ri' to='{room}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>")).await;
+    let info = a.recv_until("id='ri'").await;
+    assert!(
+        info.contains("name='Kept'") && info.contains("muc_persistent"),
+        "{info}"
+    );
+    join(&mut b, &room, "beta", "").await;
+    a.send(&format!(
+        "<message to='{room}' type='groupchat' id='n3'><body>on three</body></message>"
+    ))
+    .await;
+    for cl in [&mut a, &mut b] {
+        cl.recv_until("<body>on three</body>").await;
     }
 }

@@ -211,6 +211,53 @@ impl Service {
         }
     }
 
+    /// A cluster's view changed: the rooms in memory whose home is now elsewhere end here.
+    /// Their occupants get their `unavailable` with status 332 (removed because the
+    /// service moved; they join again, at the new home), and the room leaves memory (a
+    /// persistent room's configuration is stored; the new home loads it).
+    pub fn rehome<H: MamHost>(&self, shard: &H, here: impl Fn(&str) -> bool) {
+        let gone: Vec<Box<str>> = self
+            .rooms
+            .borrow()
+            .keys()
+            .filter(|j| !here(j))
+            .cloned()
+            .collect();
+        for jid in gone {
+            let Some(room) = self.rooms.borrow_mut().remove(&jid) else {
+                continue;
+            };
+            let mut out = fanout::Out::default();
+            for (oi, _) in room.occupants.iter() {
+                room.self_presence(oi, room::Role::None, true, &[332], "", &mut out);
+            }
+            tracing::info!(shard = shard.id, room = %jid, occupants = room.occupants.len(), "the room's home moved to another node");
+            out.flush(shard);
+        }
+    }
+
+    /// Stored rooms whose home is now this shard and that are not in memory (a cluster's
+    /// view moved them here).
+    pub fn adopt<H: MamHost>(
+        &self,
+        shard: &H,
+        records: Vec<(String, Vec<u8>)>,
+        here: impl Fn(&str) -> bool,
+    ) {
+        let new: Vec<(String, Vec<u8>)> = records
+            .into_iter()
+            .filter(|(j, _)| here(j) && !self.rooms.borrow().contains_key(j.as_str()))
+            .collect();
+        if !new.is_empty() {
+            tracing::info!(
+                shard = shard.id,
+                rooms = new.len(),
+                "rooms now homed here loaded"
+            );
+        }
+        self.restore(shard, new);
+    }
+
     /// A stanza to this domain, on the home shard of its bare `to` (`room@domain`, or the
     /// domain itself for the service).
     pub fn handle<H: MamHost>(&self, shard: &H, r: Routed) {

@@ -625,6 +625,23 @@ fn rooms_lost(shard: &Shard, old: &NodeView) {
     }
 }
 
+/// Whether room `jid`'s home is this shard of this node.
+fn room_here(shard: &Shard, jid: &str) -> bool {
+    let h = shard.home(jid);
+    shard.is_local(h) && h.shard() == shard.id
+}
+
+/// The stored rooms (asked for at a change of view): those homed here now are loaded.
+pub fn on_rooms(shard: &Shard, rooms: Vec<(String, Vec<u8>)>) {
+    shard.muc.adopt(shard, rooms, |jid| room_here(shard, jid));
+    // What came for rooms meanwhile, in order (`room_here` reads the latest view, so the
+    // first answer already loads what every later view moved here).
+    let held = shard.muc_held.borrow_mut().take();
+    for r in held.into_iter().flatten() {
+        shard.muc.handle(shard, r);
+    }
+}
+
 /// A frame from another node.
 pub fn on_remote(shard: &std::rc::Rc<Shard>, inc: Incoming) {
     let Some(&tag) = inc.body.first() else { return };
@@ -669,6 +686,16 @@ pub fn on_view(shard: &Shard, v: Arc<NodeView>) {
     reroute_sent(shard);
     if let Some(old) = old {
         rooms_lost(shard, &old);
+    }
+    // Rooms follow the view: those homed elsewhere now leave (occupants told, 332), and
+    // the stored ones homed here now are loaded.
+    shard.muc.rehome(shard, |jid| room_here(shard, jid));
+    if shard.has_storage() {
+        shard
+            .muc_held
+            .borrow_mut()
+            .get_or_insert_with(Default::default);
+        shard.storage(crate::storage::Request::RoomsLoad { shard: shard.id });
     }
     let moved: Vec<std::rc::Rc<crate::xmpp::sink::Sink>> = shard
         .sessions

@@ -64,6 +64,9 @@ pub struct Shard {
     pub cluster_sent: super::cluster::Sent,
     /// Connections relayed to or from other nodes.
     pub landed: super::relay::Landed,
+    /// While the stored rooms load after a change of the cluster's view: the stanzas for
+    /// rooms, in order (a room that moved here must not be created anew meanwhile).
+    pub muc_held: std::cell::RefCell<Option<std::collections::VecDeque<Routed>>>,
 }
 
 impl std::ops::Deref for Shard {
@@ -90,6 +93,9 @@ const IQ_MODULES: &[(&str, IqHandler<Shard>, bool)] = &[
     // An account's archive: listed in the account's disco#info instead.
     (ns::MAM, mam::iq, false),
 ];
+
+/// Stanzas for rooms a shard holds while its rooms load after a change of view.
+const MUC_HELD_MAX: usize = 65_536;
 
 /// The modules that handle nonzas (top-level elements that are not stanzas), by namespace.
 const NONZA_MODULES: &[(&str, NonzaHandler<Shard>)] = &[(ns::SM, sm::on_nonza)];
@@ -135,6 +141,7 @@ impl Shard {
             sampled: std::cell::Cell::new(Instant::now()),
             due: Default::default(),
             cluster_held: Default::default(),
+            muc_held: Default::default(),
             cluster_sent: Default::default(),
             landed: Default::default(),
         })
@@ -209,6 +216,7 @@ impl Shard {
                 more,
             } => offline::deliver_stored(self, &to, conn, stanzas, more),
             Reply::Synced { token, ok } => crate::xmpp::commit::on_synced(self, token, ok),
+            Reply::Rooms(rooms) => super::cluster::on_rooms(self, rooms),
             Reply::Roster {
                 user,
                 version,
@@ -303,6 +311,19 @@ impl Host for Shard {
             bare.rsplit_once('@').map_or(bare, |(_, d)| d) == self.muc.domain()
         };
         if for_muc {
+            if let Some(q) = self.muc_held.borrow_mut().as_mut() {
+                if q.len() < MUC_HELD_MAX {
+                    q.push_back(r);
+                } else {
+                    router::bounce_with(
+                        self,
+                        &r,
+                        crate::xmpp::errors::Cond::ResourceConstraint,
+                        Some("rooms are loading: retry"),
+                    );
+                }
+                return None;
+            }
             self.muc.handle(self, r);
             return None;
         }

@@ -489,6 +489,11 @@ pub enum Request {
         shard: usize,
         max_bytes: usize,
     },
+    /// Every stored room, for a shard that may have become the home of some (a cluster's
+    /// view changed): answered with `Reply::Rooms`.
+    RoomsLoad {
+        shard: usize,
+    },
     /// Load `user`'s roster for the shard's cache.
     RosterLoad {
         user: String,
@@ -590,6 +595,8 @@ pub enum Reply {
         token: u64,
         deleted: Option<Deleted>,
     },
+    /// The stored rooms (`RoomsLoad`).
+    Rooms(Vec<(String, Vec<u8>)>),
     /// A barrier's batch was committed (`ok`), or the commit failed.
     Synced {
         token: u64,

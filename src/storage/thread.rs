@@ -238,6 +238,14 @@ pub fn start(
                                 Err(e) => tracing::error!(error = %e, "storage: archive prefs"),
                             }
                         }
+                        Request::RoomsLoad { shard } => {
+                            // Always answered: the shard holds its rooms' stanzas until then.
+                            let rooms = backend.rooms().unwrap_or_else(|e| {
+                                tracing::error!(error = %e, "storage: rooms load");
+                                Vec::new()
+                            });
+                            replies.push((shard, Reply::Rooms(rooms)));
+                        }
                         Request::RoomPut { jid, data } => {
                             if let Err(e) = backend.room_put(&jid, &data) {
                                 tracing::error!(error = %e, "storage: room put");
