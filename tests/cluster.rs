@@ -1064,3 +1064,63 @@ async fn a_joining_node_takes_over_a_room_with_its_configuration() {
         cl.recv_until("<body>on three</body>").await;
     }
 }
+
+/// `cluster.redirect`: a WebSocket client whose cookie names a user of another node gets
+/// `<open/>` then `<close see-other-uri/>` with that node's `advertise_url` (RFC 7395
+/// §3.6.1), and logs in there, where it is served directly.
+#[tokio::test]
+async fn redirect_sends_a_client_to_its_home_node() {
+    let url = pgtest::database();
+    let nats = Nats::start();
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
+    let names = vec!["n1".to_string(), "n2".to_string()];
+    let nodes: Vec<Server> = (0..2)
+        .map(|i| {
+            let extra = format!(
+                "redirect = true\nadvertise_url = \"ws://127.0.0.1:{}/xmpp\"\n",
+                ports[i]
+            );
+            Server::start_listen(
+                &config(&url, &nats.url(), &names[i], &extra),
+                2,
+                &format!("127.0.0.1:{}", ports[i]),
+            )
+        })
+        .collect();
+    let c = Cluster {
+        nodes,
+        names,
+        nats,
+        db: url,
+    };
+    c.converged(2).await;
+    let user = c.user_on(1, "redir");
+    let mut cl = Client::connect(&c.nodes[0], Some(&c.nodes[0].token(&user))).await;
+    cl.send(OPEN).await;
+    let open = cl.recv().await;
+    assert!(
+        open.starts_with("<open xmlns='urn:ietf:params:xml:ns:xmpp-framing'"),
+        "{open}"
+    );
+    let close = cl.recv().await;
+    let want = format!("see-other-uri='ws://127.0.0.1:{}/xmpp'", ports[1]);
+    assert!(
+        close.starts_with("<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'")
+            && close.contains(&want),
+        "{close}"
+    );
+    cl.expect_end().await;
+    // At its home it logs in as usual, with nothing relayed.
+    let mut home = Client::online(&c.nodes[1], &user, "r", 0).await;
+    home.ping_server("p1").await;
+    assert!(c.nodes[0].log().contains("sent to the user's node"));
+    assert!(!c.nodes[1].log().contains("relayed connection at its home"));
+}

@@ -36,6 +36,8 @@ pub struct MembershipConfig {
     pub connect_timeout_ms: u64,
     /// This node's shard count (others compute a key's shard on this node from it).
     pub shards: u16,
+    /// Where clients reach this node (`cluster.advertise_url`), for redirects.
+    pub url: Option<String>,
 }
 
 impl MembershipConfig {
@@ -47,6 +49,7 @@ impl MembershipConfig {
             failure_timeout_ms: 5_000,
             connect_timeout_ms: 5_000,
             shards: 1,
+            url: None,
         }
     }
 }
@@ -68,6 +71,8 @@ pub struct Member {
 pub struct View {
     pub epoch: i64,
     pub members: Vec<Member>,
+    /// Each member's advertised URL, in the members' order.
+    pub urls: Vec<Option<String>>,
 }
 
 impl View {
@@ -112,6 +117,7 @@ CREATE TABLE IF NOT EXISTS cluster_node (
     heartbeat_at timestamptz NOT NULL
 );
 ALTER TABLE cluster_node ADD COLUMN IF NOT EXISTS shards int NOT NULL DEFAULT 1;
+ALTER TABLE cluster_node ADD COLUMN IF NOT EXISTS url text;
 CREATE TABLE IF NOT EXISTS cluster_epoch (
     id int PRIMARY KEY CHECK (id = 1),
     epoch bigint NOT NULL
@@ -192,15 +198,15 @@ impl Membership {
                 .map_err(pg_err)?;
             let row = tx
                 .query_one(
-                    "INSERT INTO cluster_node (name, num, incarnation, backend_pid, heartbeat_at, shards)
+                    "INSERT INTO cluster_node (name, num, incarnation, backend_pid, heartbeat_at, shards, url)
                      VALUES ($1,
                              (SELECT COALESCE(MIN(n), 1) FROM generate_series(1, (SELECT COUNT(*) + 1 FROM cluster_node)::int) n
                               WHERE n NOT IN (SELECT num FROM cluster_node WHERE name <> $1)),
-                             1, pg_backend_pid(), now(), $2)
+                             1, pg_backend_pid(), now(), $2, $3)
                      ON CONFLICT (name) DO UPDATE SET incarnation = cluster_node.incarnation + 1,
-                         backend_pid = pg_backend_pid(), heartbeat_at = now(), shards = $2
+                         backend_pid = pg_backend_pid(), heartbeat_at = now(), shards = $2, url = $3
                      RETURNING num, incarnation",
-                    &[&cfg.node, &(cfg.shards.max(1) as i32)],
+                    &[&cfg.node, &(cfg.shards.max(1) as i32), &cfg.url],
                 )
                 .map_err(pg_err)?;
             bump_epoch(&mut tx).map_err(pg_err)?;
@@ -266,11 +272,13 @@ fn read_view(c: &mut Client) -> Result<View, postgres::Error> {
         .query_one("SELECT epoch FROM cluster_epoch WHERE id = 1", &[])?
         .try_get(0)?;
     let mut members = Vec::new();
+    let mut urls = Vec::new();
     for r in c.query(
-        "SELECT name, num, incarnation, shards FROM cluster_node ORDER BY name",
+        "SELECT name, num, incarnation, shards, url FROM cluster_node ORDER BY name",
         &[],
     )? {
         let shards: i32 = r.try_get(3)?;
+        urls.push(r.try_get::<_, Option<String>>(4)?);
         members.push(Member {
             name: r.try_get(0)?,
             num: r.try_get(1)?,
@@ -278,7 +286,11 @@ fn read_view(c: &mut Client) -> Result<View, postgres::Error> {
             shards: shards.clamp(1, u16::MAX as i32) as u16,
         });
     }
-    Ok(View { epoch, members })
+    Ok(View {
+        epoch,
+        members,
+        urls,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

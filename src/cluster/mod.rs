@@ -55,6 +55,14 @@ pub struct ClusterConfig {
     /// waiting for it start over.
     #[schemars(range(min = 100))]
     pub resend_after_ms: u64,
+    /// This node's WebSocket URL as clients reach it (e.g. `wss://n1.chat.example/xmpp`),
+    /// for `redirect`. Unset: clients are never sent here by another node.
+    pub advertise_url: Option<String>,
+    /// A client that lands on a node other than its user's home (known from the
+    /// `auth_token` cookie) is told to reconnect to the home's `advertise_url` (RFC 7395
+    /// §3.6.1 `see-other-uri`) instead of being relayed there. Off: relayed (works for
+    /// every client). XMPP-FTW sessions and TCP clients are always relayed.
+    pub redirect: bool,
 }
 
 impl Default for ClusterConfig {
@@ -70,6 +78,8 @@ impl Default for ClusterConfig {
             connect_timeout_ms: 5_000,
             outbox_bytes_max: 8 * 1024 * 1024,
             resend_after_ms: 3_000,
+            advertise_url: None,
+            redirect: false,
         }
     }
 }
@@ -122,6 +132,8 @@ pub struct NodeRef {
     pub shards: u16,
     /// Its incarnation: a node that restarted under the same number is a new one.
     pub incarnation: i64,
+    /// Where clients reach it (`cluster.advertise_url`).
+    pub url: Option<Arc<str>>,
 }
 
 /// The cluster as the shards route by: handed to every shard through its mailbox at each
@@ -144,11 +156,13 @@ impl NodeView {
             nodes: v
                 .members
                 .iter()
-                .map(|m| NodeRef {
+                .enumerate()
+                .map(|(i, m)| NodeRef {
                     num: m.num as u16,
                     name: m.name.as_str().into(),
                     shards: m.shards,
                     incarnation: m.incarnation,
+                    url: v.urls.get(i).cloned().flatten().map(Arc::from),
                 })
                 .collect(),
         }

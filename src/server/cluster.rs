@@ -155,6 +155,7 @@ pub fn start(
     mc.failure_timeout_ms = c.failure_timeout_ms;
     mc.connect_timeout_ms = c.connect_timeout_ms;
     mc.shards = shards.min(u16::MAX as usize) as u16;
+    mc.url = c.advertise_url.clone();
     let name = node.clone();
     let membership = Membership::join(
         mc,
@@ -537,6 +538,15 @@ fn reroute_sent(shard: &Shard) {
                 .set(shard.cluster_sent.bytes.get().saturating_sub(body.len()));
             n += 1;
             match wire::decode(body.slice(19.min(body.len())..)) {
+                // A presence to a room that lived there (a join, a change of status): its
+                // occupant list died with the node, and its occupants are told to join
+                // again (`rooms_lost`); replaying it would seat a ghost.
+                Some(Msg::Route(r))
+                    if r.kind == router::Kind::Presence && {
+                        let to = r.to();
+                        to.split('/').next().and_then(|b| b.split('@').nth(1))
+                            == Some(shard.muc.domain())
+                    } => {}
                 Some(Msg::Route(r)) => router::route(shard, r),
                 Some(Msg::Fanout(f)) => {
                     let tos: Vec<(Home, Bytes)> = f

@@ -713,6 +713,23 @@ impl Conn {
                 if let Some(u) = &user {
                     let bare = format!("{u}@{}", self.shard.domain());
                     let home = self.shard.home(&bare);
+                    let redirect = (ftw.is_none() && self.shard.config.cluster.redirect)
+                        .then(|| {
+                            self.shard
+                                .core
+                                .view
+                                .borrow()
+                                .as_ref()?
+                                .node(home.node)?
+                                .url
+                                .clone()
+                        })
+                        .flatten();
+                    if let (false, Some(uri)) = (self.shard.is_local(home), redirect) {
+                        tracing::info!(shard = self.shard.id, conn = self.ctl.id, user = %bare, to = %uri, "upgraded with a valid cookie: sent to the user's node");
+                        self.stream.see_other = Some(uri.as_ref().into());
+                        return n;
+                    }
                     if !self.shard.is_local(home) {
                         tracing::info!(shard = self.shard.id, conn = self.ctl.id, user = %bare, node = home.node, "upgraded with a valid cookie: relayed to the user's node");
                         self.relay = Some(Box::new(super::relay::open(

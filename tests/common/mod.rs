@@ -133,12 +133,35 @@ impl Server {
         )
     }
 
+    /// `start_with` on a given listen address (a port known before the start).
+    pub fn start_listen(config: &str, shards: usize, listen: &str) -> Server {
+        Server::start_at(
+            temp_dir(),
+            config,
+            shards,
+            &["--jwt-secret", SECRET],
+            &[],
+            listen,
+        )
+    }
+
     fn start_in(
         dir: PathBuf,
         config: &str,
         shards: usize,
         extra: &[&str],
         env: &[(&str, &str)],
+    ) -> Server {
+        Server::start_at(dir, config, shards, extra, env, "127.0.0.1:0")
+    }
+
+    fn start_at(
+        dir: PathBuf,
+        config: &str,
+        shards: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        listen: &str,
     ) -> Server {
         let cfg = dir.join("aoba.toml");
         std::fs::write(&cfg, config).unwrap();
@@ -153,7 +176,7 @@ impl Server {
                 "--config",
                 cfg.to_str().unwrap(),
                 "--listen",
-                "127.0.0.1:0",
+                listen,
             ])
             .args([
                 "--shards",
