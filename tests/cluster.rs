@@ -110,18 +110,12 @@ impl Cluster {
 
     /// The index of `user`'s home node, as every node computes it.
     fn home(&self, user: &str) -> usize {
-        let members: Vec<aoba::cluster::membership::Member> = self
-            .names
-            .iter()
-            .map(|n| aoba::cluster::membership::Member {
-                name: n.clone(),
-                num: 0,
-                incarnation: 0,
-                shards: 2,
-            })
-            .collect();
-        let h = aoba::cluster::placement::home(&format!("{user}@{DOMAIN}"), &members).unwrap();
-        self.names.iter().position(|n| *n == h.name).unwrap()
+        let key = if user.contains('@') {
+            user.to_string()
+        } else {
+            format!("{user}@{DOMAIN}")
+        };
+        aoba::cluster::placement::home_of(&key, &self.names).unwrap()
     }
 
     /// A user whose home is node `i` (with `prefix` in its name).
@@ -435,6 +429,25 @@ fn the_local_cluster_script_starts_a_cluster_and_stops_everything() {
     }
 }
 
+/// Reads `ws` until it ends or stays silent for `idle`; the ids (`PREFIX…`) of what came.
+fn live_ids(
+    mut c: Client,
+    prefix: &'static str,
+    idle: Duration,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Ok(Some(Ok(m))) =
+            tokio::time::timeout(idle, futures_util::StreamExt::next(&mut c.ws)).await
+        {
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                got.extend(ids(&t, prefix));
+            }
+        }
+        got
+    })
+}
+
 /// Every id `id='PREFIX…'` of a message in `s`.
 fn ids(s: &str, prefix: &str) -> Vec<String> {
     let pat = format!("id='{prefix}");
@@ -509,21 +522,8 @@ async fn node_stops_in_a_chat_load(kill: bool) {
     // Recipients on the node that dies; each records what it got live.
     let mut live = Vec::new();
     for r in &rcpts {
-        let mut cl = Client::online(&c.nodes[2], r, "r", 0).await;
-        live.push(tokio::spawn(async move {
-            let mut got = Vec::new();
-            while let Ok(Some(Ok(m))) = tokio::time::timeout(
-                Duration::from_secs(60),
-                futures_util::StreamExt::next(&mut cl.ws),
-            )
-            .await
-            {
-                if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
-                    got.extend(ids(&t, "s"));
-                }
-            }
-            got
-        }));
+        let cl = Client::online(&c.nodes[2], r, "r", 0).await;
+        live.push(live_ids(cl, "s", Duration::from_secs(60)));
     }
     let mut tx = Vec::new();
     for (i, s) in senders.iter().enumerate() {
@@ -697,21 +697,8 @@ async fn a_nats_restart_mid_load_stalls_acks_but_loses_nothing() {
     let mut c = cluster(2).await;
     const N: usize = 60;
     let (a, b) = (c.user_on(0, "natsa"), c.user_on(1, "natsb"));
-    let mut bob = Client::online(&c.nodes[1], &b, "r", 0).await;
-    let live = tokio::spawn(async move {
-        let mut got = Vec::new();
-        while let Ok(Some(Ok(m))) = tokio::time::timeout(
-            Duration::from_secs(15),
-            futures_util::StreamExt::next(&mut bob.ws),
-        )
-        .await
-        {
-            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
-                got.extend(ids(&t, "n"));
-            }
-        }
-        got
-    });
+    let bob = Client::online(&c.nodes[1], &b, "r", 0).await;
+    let live = live_ids(bob, "n", Duration::from_secs(15));
     let mut alice = Client::online(&c.nodes[0], &a, "r", 0).await;
     sm_enable(&mut alice).await;
     for k in 0..N {
@@ -992,20 +979,10 @@ async fn a_session_whose_home_died_fails_to_resume_and_recovers_from_its_archive
 #[tokio::test]
 async fn a_joining_node_takes_over_a_room_with_its_configuration() {
     let mut c = cluster(2).await;
-    let three: Vec<aoba::cluster::membership::Member> = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| aoba::cluster::membership::Member {
-            name: n.to_string(),
-            num: 0,
-            incarnation: 0,
-            shards: 2,
-        })
-        .collect();
     let room = (0..10_000)
         .map(|k| format!("group-6b2e8f00-0000-4000-8000-{k:012}@conference.localhost"))
         .find(|r| {
-            c.home(r) == 1
-                && aoba::cluster::placement::home(r, &three).is_some_and(|m| m.name == "n3")
+            c.home(r) == 1 && aoba::cluster::placement::home_of(r, &["n1", "n2", "n3"]) == Some(2)
         })
         .unwrap();
     let (u1, u2) = (c.user_on(0, "jo"), c.user_on(1, "jp"));

@@ -21,18 +21,9 @@ pub async fn run(f: &FailoverOpts) -> Result<(), String> {
     let live = (0..nodes.len())
         .find(|&i| i != victim)
         .ok_or("the cluster needs a second node")?;
-    let members: Vec<aoba::cluster::membership::Member> = nodes
-        .iter()
-        .map(|n| aoba::cluster::membership::Member {
-            name: n.clone(),
-            num: 0,
-            incarnation: 0,
-            shards: 1,
-        })
-        .collect();
     let home = |u: &str| {
-        aoba::cluster::placement::home(&format!("{u}@{}", o.domain), &members)
-            .map(|m| m.name.clone())
+        aoba::cluster::placement::home_of(&format!("{u}@{}", o.domain), nodes)
+            .map(|i| nodes[i].clone())
     };
     let pick = |tag: &str, node: &str| {
         (0..100_000)

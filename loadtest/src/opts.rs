@@ -338,17 +338,7 @@ impl Opts {
         if self.cluster_nodes.is_empty() {
             return None;
         }
-        let members: Vec<aoba::cluster::membership::Member> = self
-            .cluster_nodes
-            .iter()
-            .map(|n| aoba::cluster::membership::Member {
-                name: n.clone(),
-                num: 0,
-                incarnation: 0,
-                shards: 1,
-            })
-            .collect();
-        let nodes = members.len();
+        let nodes = self.cluster_nodes.len();
         let names = (0..self.sessions)
             .map(|i| {
                 let u = crate::client::url_index(i, nodes);
@@ -357,8 +347,8 @@ impl Opts {
                     .map(|k| format!("{}{i}x{k}", self.users_prefix))
                     .find(|name| {
                         let bare = format!("{name}@{}", self.domain);
-                        aoba::cluster::placement::home(&bare, &members)
-                            .is_some_and(|m| &m.name == want)
+                        aoba::cluster::placement::home_of(&bare, &self.cluster_nodes)
+                            .is_some_and(|h| &self.cluster_nodes[h] == want)
                     })
                     .unwrap_or_default()
             })

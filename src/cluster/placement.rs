@@ -27,10 +27,18 @@ fn mix(mut z: u64) -> u64 {
 
 /// The member that is `key`'s home (`None` without members).
 pub fn home<'a>(key: &str, members: &'a [Member]) -> Option<&'a Member> {
+    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    home_of(key, &names).map(|i| &members[i])
+}
+
+/// The index of `key`'s home among the members named `names` (placement depends on the
+/// names alone): for tools and tests that know a cluster by its nodes' names.
+pub fn home_of<S: AsRef<str>>(key: &str, names: &[S]) -> Option<usize> {
     let k = fnv1a(key.as_bytes());
-    members
-        .iter()
-        .max_by_key(|m| (mix(k ^ mix(fnv1a(m.name.as_bytes()))), m.name.as_str()))
+    (0..names.len()).max_by_key(|&i| {
+        let n = names[i].as_ref();
+        (mix(k ^ mix(fnv1a(n.as_bytes()))), n)
+    })
 }
 
 #[cfg(test)]

@@ -527,18 +527,7 @@ impl Conn {
                     Action::Relay if self.phase == Phase::Tcp => {
                         // SASL succeeded on a TCP stream for a user of another node: the
                         // restarted stream is relayed there.
-                        let user = self.stream.authed.clone().unwrap_or_default();
-                        let bare = format!("{user}@{}", self.shard.domain());
-                        let home = self.shard.home(&bare);
-                        self.relay = Some(Box::new(super::relay::open(
-                            &self.shard,
-                            &self.ctl,
-                            home,
-                            super::relay::Auth::SaslTcp(&user),
-                            None,
-                            self.peer,
-                        )));
-                        self.action = Action::Continue;
+                        self.relay_authenticated(true);
                         continue;
                     }
                     Action::Relay => {
@@ -896,22 +885,31 @@ impl Conn {
         };
         // SASL over WebSocket named a user of another node: the session is opened there,
         // authenticated; the client's next <open/> goes there.
-        if self.action == Action::Relay
-            && self.ftw.is_none()
-            && let Some(user) = self.stream.authed.clone()
-        {
-            let bare = format!("{user}@{}", self.shard.domain());
-            let home = self.shard.home(&bare);
-            self.relay = Some(Box::new(super::relay::open(
-                &self.shard,
-                &self.ctl,
-                home,
-                super::relay::Auth::Sasl(&user),
-                None,
-                self.peer,
-            )));
-            self.action = Action::Continue;
+        if self.action == Action::Relay && self.ftw.is_none() {
+            self.relay_authenticated(false);
         }
+    }
+
+    /// SASL succeeded here for a user of another node: the session is opened there,
+    /// authenticated, and the connection relayed from now on.
+    fn relay_authenticated(&mut self, tcp: bool) {
+        let user = self.stream.authed.clone().unwrap_or_default();
+        let bare = format!("{user}@{}", self.shard.domain());
+        let home = self.shard.home(&bare);
+        let auth = if tcp {
+            super::relay::Auth::SaslTcp(&user)
+        } else {
+            super::relay::Auth::Sasl(&user)
+        };
+        self.relay = Some(Box::new(super::relay::open(
+            &self.shard,
+            &self.ctl,
+            home,
+            auth,
+            None,
+            self.peer,
+        )));
+        self.action = Action::Continue;
     }
 }
 
