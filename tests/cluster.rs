@@ -139,6 +139,15 @@ fn metrics(s: &Server) -> String {
     out
 }
 
+/// Asks for an XEP-0198 ack and waits (bounded, past a failover) for `<a h='n'/>`.
+async fn acked(c: &mut Client, n: usize) {
+    c.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let a = c
+        .recv_until_within(&format!("h='{n}'"), Duration::from_secs(60))
+        .await;
+    assert!(a.contains("<a xmlns='urn:xmpp:sm:3'"), "{a}");
+}
+
 async fn sm_enable(c: &mut Client) -> String {
     c.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>")
         .await;
@@ -553,17 +562,13 @@ async fn node_stops_in_a_chat_load(kill: bool) {
         assert!(st.is_some_and(|s| s.success()), "{st:?}");
     }
     // The last third while the cluster notices.
-    let mut acked = [0usize; SENDERS];
+    let mut acked_n = [0usize; SENDERS];
     for (cl, to, i) in tx.iter_mut() {
         for k in 2 * PER / 3..PER {
             cl.send(&format!("<message to='{to}@localhost' type='chat' id='s{i}-{k}'><body>m {i} {k}</body></message>")).await;
         }
-        cl.send("<r xmlns='urn:xmpp:sm:3'/>").await;
-        let a = cl
-            .recv_until_within(&format!("h='{PER}'"), Duration::from_secs(40))
-            .await;
-        assert!(a.contains("<a xmlns='urn:xmpp:sm:3'"), "{a}");
-        acked[*i] = PER;
+        acked(cl, PER).await;
+        acked_n[*i] = PER;
     }
     let mut live_ids = std::collections::HashSet::new();
     for l in live {
@@ -578,7 +583,7 @@ async fn node_stops_in_a_chat_load(kill: bool) {
         let arch: std::collections::HashSet<String> = all.iter().cloned().collect();
         // Stored once, even what was routed again after the node's death.
         dups += all.len() - arch.len();
-        for k in 0..acked[i] {
+        for k in 0..acked_n[i] {
             let id = format!("s{i}-{k}");
             if !live_ids.contains(&id) && !arch.contains(&id) {
                 lost.push(id);
@@ -615,11 +620,7 @@ async fn a_small_outbox_shapes_the_sender_and_loses_nothing() {
             ))
             .await;
     }
-    alice.send("<r xmlns='urn:xmpp:sm:3'/>").await;
-    let a = alice
-        .recv_until_within(&format!("h='{N}'"), Duration::from_secs(60))
-        .await;
-    assert!(a.contains("<a xmlns='urn:xmpp:sm:3'"), "{a}");
+    acked(&mut alice, N).await;
     let got = reader.await.unwrap();
     let want: Vec<String> = (0..N).map(|k| format!("o{k}")).collect();
     assert_eq!(got, want);
@@ -711,11 +712,7 @@ async fn a_nats_restart_mid_load_stalls_acks_but_loses_nothing() {
             ))
             .await;
     }
-    alice.send("<r xmlns='urn:xmpp:sm:3'/>").await;
-    let ack = alice
-        .recv_until_within(&format!("h='{N}'"), Duration::from_secs(60))
-        .await;
-    assert!(ack.contains("<a xmlns='urn:xmpp:sm:3'"), "{ack}");
+    acked(&mut alice, N).await;
     let live: std::collections::HashSet<String> = live.await.unwrap().into_iter().collect();
     let mut bob = Client::login(&c.nodes[1], &b, Some("check")).await;
     let arch: std::collections::HashSet<String> =
