@@ -336,6 +336,7 @@ impl Conn {
                 }
             }
             Exit::Done => {
+                shard.landed.take_redirect(ctl.id);
                 if let Some(l) = self.relay.take() {
                     super::relay::gone(&shard, &ctl, &l);
                 }
@@ -716,7 +717,7 @@ impl Conn {
                         .flatten();
                     if let (false, Some(uri)) = (self.shard.is_local(home), redirect) {
                         tracing::info!(shard = self.shard.id, conn = self.ctl.id, user = %bare, to = %uri, "upgraded with a valid cookie: sent to the user's node");
-                        self.stream.see_other = Some(uri.as_ref().into());
+                        self.shard.landed.redirect(self.ctl.id, &uri);
                         return n;
                     }
                     if !self.shard.is_local(home) {
@@ -875,6 +876,22 @@ impl Conn {
             return; // whitespace keepalive
         }
         tracing::trace!(conn = self.ctl.id, "recv {text}");
+        if let Some(uri) = self.shard.landed.take_redirect(self.ctl.id) {
+            // RFC 7395 §3.6.1: `<open/>`, then `<close see-other-uri/>`; the client
+            // reconnects to its user's node.
+            let id = format!("{:016x}", self.shard.random());
+            let open = crate::xmpp::errors::opening(self.ctl.framing(), self.shard.domain(), &id);
+            self.ctl.push_reply(OutFrame::text(Bytes::from(open)));
+            let mut v = Vec::with_capacity(96 + uri.len());
+            crate::xml::writer::Elem::new(&mut v, "close")
+                .attr("xmlns", crate::xml::ns::FRAMING)
+                .attr("see-other-uri", &uri)
+                .end();
+            self.ctl.push_reply(OutFrame::text(Bytes::from(v)));
+            self.ctl.close(CloseKind::Flush, Vec::new());
+            self.action = Action::Close;
+            return;
+        }
         if let Some(l) = self.relay.as_mut() {
             super::relay::forward(&self.shard, &self.ctl, l, bytes);
             return;

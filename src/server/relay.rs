@@ -53,6 +53,24 @@ pub struct Landed {
     next: RefCell<ahash::HashMap<u64, (u32, u16)>>,
     /// Relayed connections at their home, by (landing node, landing connection).
     homes: RefCell<ahash::HashMap<(u16, u64), Rc<AtHome>>>,
+    /// Connections to answer with `see-other-uri` at their `<open/>` (`cluster.redirect`),
+    /// kept here rather than in every connection's state.
+    redirects: RefCell<ahash::HashMap<u64, Box<str>>>,
+}
+
+impl Landed {
+    pub fn redirect(&self, conn: u64, uri: &str) {
+        self.redirects.borrow_mut().insert(conn, uri.into());
+    }
+
+    /// The redirect of `conn`, if any (taken).
+    pub fn take_redirect(&self, conn: u64) -> Option<Box<str>> {
+        let mut r = self.redirects.borrow_mut();
+        if r.is_empty() {
+            return None;
+        }
+        r.remove(&conn)
+    }
 }
 
 /// The home side of a relayed connection.

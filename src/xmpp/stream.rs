@@ -64,9 +64,6 @@ pub fn id_attr<'a>(st: &Stanza<'a>) -> &'a str {
 pub struct Stream {
     /// Localpart named by a valid `auth_token` cookie at the upgrade.
     pub cookie_user: Option<Box<str>>,
-    /// Answer the client's `<open/>` with `<close see-other-uri/>` (RFC 7395 §3.6.1): its
-    /// user lives on another node of the cluster, which clients reach there.
-    pub see_other: Option<Box<str>>,
     /// Localpart authenticated by SASL.
     pub authed: Option<Box<str>>,
     /// Our `<open/>` was sent for the current stream.
@@ -93,7 +90,6 @@ impl Stream {
     pub fn new(cookie_user: Option<Box<str>>, authed: Option<Box<str>>) -> Stream {
         Stream {
             cookie_user,
-            see_other: None,
             authed,
             opened: false,
             stream_id: 0,
@@ -281,17 +277,6 @@ impl Stream {
             super::errors::opening(ctl.framing(), shard.domain(), &self.stream_id()),
         );
         self.opened = true;
-        if let Some(uri) = self.see_other.take() {
-            // RFC 7395 §3.6.1: the client reconnects there.
-            let mut v = Vec::with_capacity(96 + uri.len());
-            Elem::new(&mut v, "close")
-                .attr("xmlns", ns::FRAMING)
-                .attr("see-other-uri", &uri)
-                .end();
-            self.send(ctl, v);
-            ctl.close(crate::net::outbox::CloseKind::Flush, Vec::new());
-            return Action::Close;
-        }
         let mut v = Vec::with_capacity(256);
         let mut features = Elem::new(&mut v, "stream:features").attr("xmlns:stream", ns::STREAMS);
         if self.authed.is_none() {
