@@ -470,6 +470,12 @@ fn ids(s: &str, prefix: &str) -> Vec<String> {
 
 /// The ids of every message in `c`'s archive (XEP-0313, pages of 100).
 async fn archived(c: &mut Client, prefix: &str) -> Vec<String> {
+    archived_at(c, None, prefix).await
+}
+
+/// `archived`, of the archive at `to` (a room's, XEP-0313 §5) when given.
+async fn archived_at(c: &mut Client, to: Option<&str>, prefix: &str) -> Vec<String> {
+    let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
     let mut out = Vec::new();
     let mut after = String::new();
     loop {
@@ -478,7 +484,7 @@ async fn archived(c: &mut Client, prefix: &str) -> Vec<String> {
         } else {
             format!("<max>100</max><after>{after}</after>")
         };
-        c.send(&format!("<iq type='set' id='mam'><query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'>{set}</set></query></iq>")).await;
+        c.send(&format!("<iq type='set' id='mam'{to}><query xmlns='urn:xmpp:mam:2'><set xmlns='http://jabber.org/protocol/rsm'>{set}</set></query></iq>")).await;
         let mut n = 0;
         loop {
             let m = c.recv().await;
@@ -1097,4 +1103,89 @@ async fn redirect_sends_a_client_to_its_home_node() {
     home.ping_server("p1").await;
     assert!(c.nodes[0].log().contains("sent to the user's node"));
     assert!(!c.nodes[1].log().contains("relayed connection at its home"));
+}
+
+/// `kill -9` of the node a persistent room lives on, in the middle of a groupchat load
+/// from occupants on the other two nodes: every groupchat message a sender got `<a h/>`
+/// for is in the room's archive afterwards (served by the room's new home).
+#[tokio::test]
+async fn kill_9_of_a_rooms_node_in_a_groupchat_load_loses_nothing_acknowledged() {
+    let mut c = cluster(3).await;
+    let room = (0..1000)
+        .map(|k| format!("group-7c3e8f00-0000-4000-8000-{k:012}@conference.localhost"))
+        .find(|r| c.home(r) == 2)
+        .unwrap();
+    let users = [c.user_on(0, "gka"), c.user_on(1, "gkb")];
+    let mut cls = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let mut cl = Client::online(&c.nodes[i], u, "r", 0).await;
+        join(&mut cl, &room, &format!("k{i}"), "").await;
+        if i == 0 {
+            common::muc::configure(&mut cl, &room, &[("muc#roomconfig_persistentroom", "1")]).await;
+        }
+        sm_enable(&mut cl).await;
+        cls.push(cl);
+    }
+    const PER: usize = 30;
+    // The first half acknowledged; the second half sent, then the room's node dies.
+    for (i, cl) in cls.iter_mut().enumerate() {
+        for k in 0..PER / 2 {
+            cl.send(&format!(
+                "<message to='{room}' type='groupchat' id='g{i}-{k}'><body>{i} {k}</body></message>"
+            ))
+            .await;
+        }
+        acked(cl, PER / 2).await;
+    }
+    for (i, cl) in cls.iter_mut().enumerate() {
+        for k in PER / 2..PER {
+            cl.send(&format!(
+                "<message to='{room}' type='groupchat' id='g{i}-{k}'><body>{i} {k}</body></message>"
+            ))
+            .await;
+        }
+        cl.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    }
+    c.nodes[2].kill9();
+    // Whatever h each sender gets now covers messages that are in the room's archive or
+    // came back to it as errors (a message the dead node had not confirmed reaches the
+    // room at its new home, where the sender is no occupant: refused, and the sender is
+    // told before the ack); each is also told it left the room (332).
+    let mut acked_h = Vec::new();
+    let mut refused = std::collections::HashSet::new();
+    for cl in cls.iter_mut() {
+        let (mut h, mut told) = (None, false);
+        while h.is_none() || !told {
+            let m = cl.recv().await;
+            if m.starts_with("<a xmlns='urn:xmpp:sm:3'") {
+                h = between(&m, "h='", "'").parse::<usize>().ok();
+            }
+            if m.starts_with("<message") && m.contains("type='error'") {
+                refused.extend(ids(&m, "g"));
+            }
+            told |= m.contains("code='332'");
+        }
+        acked_h.push(h.unwrap_or(0));
+    }
+    // The room is at its new home, loaded from storage; a new occupant reads its archive.
+    let mut reader = Client::online(&c.nodes[0], &c.user_on(0, "gkr"), "r", 0).await;
+    join(&mut reader, &room, "reader", "").await;
+    let got: std::collections::HashSet<String> = archived_at(&mut reader, Some(&room), "g")
+        .await
+        .into_iter()
+        .collect();
+    let mut lost = Vec::new();
+    for (i, h) in acked_h.iter().enumerate() {
+        for k in 0..*h {
+            let id = format!("g{i}-{k}");
+            if !got.contains(&id) && !refused.contains(&id) {
+                lost.push(id);
+            }
+        }
+    }
+    assert!(acked_h.iter().all(|h| *h >= PER / 2), "{acked_h:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged and not in the room's archive: {lost:?}"
+    );
 }
