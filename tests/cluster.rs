@@ -118,6 +118,18 @@ impl Cluster {
         aoba::cluster::placement::home_of(&key, &self.names).unwrap()
     }
 
+    /// A user whose home is node `i` now and stays node `i` in a cluster of `names` too
+    /// (a node about to join must not take it over).
+    fn user_staying_on(&self, i: usize, prefix: &str, names: &[&str]) -> String {
+        (0..1000)
+            .map(|k| format!("{prefix}{k}"))
+            .find(|u| {
+                let key = format!("{u}@{DOMAIN}");
+                self.home(u) == i && aoba::cluster::placement::home_of(&key, names) == Some(i)
+            })
+            .expect("a user for every node")
+    }
+
     /// A user whose home is node `i` (with `prefix` in its name).
     fn user_on(&self, i: usize, prefix: &str) -> String {
         (0..1000)
@@ -777,6 +789,39 @@ async fn xmpp_ftw_to_xml_across_nodes() {
     }
 }
 
+/// A new persistent room named `name`, created by "alpha" (a user of node 1) and joined by
+/// "beta" (a user of node 2), each on its home node.
+async fn persistent_room_of_two(
+    c: &Cluster,
+    room: &str,
+    prefix: &str,
+    name: &str,
+) -> (Client, Client) {
+    // Users of nodes 1 and 2 that stay there when a third node joins.
+    let three = ["n1", "n2", "n3"];
+    let u1 = c.user_staying_on(0, &format!("{prefix}a"), &three);
+    let u2 = c.user_staying_on(1, &format!("{prefix}b"), &three);
+    let mut a = Client::online(&c.nodes[0], &u1, "r", 0).await;
+    let mut b = Client::online(&c.nodes[1], &u2, "r", 0).await;
+    let got = join(&mut a, room, "alpha", "").await;
+    assert!(
+        got.iter().any(|m| m.contains("code='201'")),
+        "created: {got:?}"
+    );
+    common::muc::configure(
+        &mut a,
+        room,
+        &[
+            ("muc#roomconfig_persistentroom", "1"),
+            ("muc#roomconfig_roomname", name),
+        ],
+    )
+    .await;
+    join(&mut b, room, "beta", "").await;
+    a.recv_until("/beta'").await;
+    (a, b)
+}
+
 /// `kill -9` of the node a room lives on: its occupants, on the other nodes, are told
 /// they left the room (status 110 and 332), join again, and the room works at its new
 /// home.
@@ -787,21 +832,7 @@ async fn occupants_of_a_room_whose_node_dies_are_told_and_rejoin() {
         .map(|k| format!("group-5a1e8f00-0000-4000-8000-{k:012}@conference.localhost"))
         .find(|r| c.home(r) == 2)
         .unwrap();
-    let (u1, u2) = (c.user_on(0, "roo"), c.user_on(1, "rop"));
-    let mut a = Client::online(&c.nodes[0], &u1, "r", 0).await;
-    let mut b = Client::online(&c.nodes[1], &u2, "r", 0).await;
-    join(&mut a, &room, "alpha", "").await;
-    common::muc::configure(
-        &mut a,
-        &room,
-        &[
-            ("muc#roomconfig_persistentroom", "1"),
-            ("muc#roomconfig_roomname", "Survives"),
-        ],
-    )
-    .await;
-    join(&mut b, &room, "beta", "").await;
-    a.recv_until("/beta'").await;
+    let (mut a, mut b) = persistent_room_of_two(&c, &room, "roo", "Survives").await;
     c.nodes[2].kill9();
     for (cl, nick) in [(&mut a, "alpha"), (&mut b, "beta")] {
         let p = cl
@@ -988,25 +1019,7 @@ async fn a_joining_node_takes_over_a_room_with_its_configuration() {
             c.home(r) == 1 && aoba::cluster::placement::home_of(r, &["n1", "n2", "n3"]) == Some(2)
         })
         .unwrap();
-    let (u1, u2) = (c.user_on(0, "jo"), c.user_on(1, "jp"));
-    let mut a = Client::online(&c.nodes[0], &u1, "r", 0).await;
-    let mut b = Client::online(&c.nodes[1], &u2, "r", 0).await;
-    let got = join(&mut a, &room, "alpha", "").await;
-    assert!(
-        got.iter().any(|m| m.contains("code='201'")),
-        "created: {got:?}"
-    );
-    common::muc::configure(
-        &mut a,
-        &room,
-        &[
-            ("muc#roomconfig_persistentroom", "1"),
-            ("muc#roomconfig_roomname", "Kept"),
-        ],
-    )
-    .await;
-    join(&mut b, &room, "beta", "").await;
-    a.recv_until("/beta'").await;
+    let (mut a, mut b) = persistent_room_of_two(&c, &room, "jo", "Kept").await;
     // Node 3 joins: the room's home moves to it.
     let url = c.db.clone();
     let nats = c.nats.url();
@@ -1186,6 +1199,12 @@ async fn kill_9_of_a_rooms_node_in_a_groupchat_load_loses_nothing_acknowledged()
     assert!(acked_h.iter().all(|h| *h >= PER / 2), "{acked_h:?}");
     assert!(
         lost.is_empty(),
-        "acknowledged and not in the room's archive: {lost:?}"
+        "acknowledged, not in the room's archive, and not refused: {lost:?}"
     );
+    // The first half was committed by the room's first home before its death.
+    for i in 0..2 {
+        for k in 0..PER / 2 {
+            assert!(got.contains(&format!("g{i}-{k}")), "g{i}-{k}: {got:?}");
+        }
+    }
 }

@@ -647,8 +647,16 @@ pub fn on_rooms(shard: &Shard, rooms: Vec<(String, Vec<u8>)>) {
     // What came for rooms meanwhile, in order (`room_here` reads the latest view, so the
     // first answer already loads what every later view moved here).
     let held = shard.muc_held.borrow_mut().take();
-    for r in held.into_iter().flatten() {
-        shard.muc.handle(shard, r);
+    for h in held.into_iter().flatten() {
+        match h {
+            super::shard::Held::Stanza(r) => shard.muc.handle(shard, r),
+            super::shard::Held::Barrier { token, origin } => {
+                shard.storage(crate::storage::Request::Sync {
+                    shard: origin,
+                    token,
+                })
+            }
+        }
     }
 }
 

@@ -65,8 +65,9 @@ pub struct Shard {
     /// Connections relayed to or from other nodes.
     pub landed: super::relay::Landed,
     /// While the stored rooms load after a change of the cluster's view: the stanzas for
-    /// rooms, in order (a room that moved here must not be created anew meanwhile).
-    pub muc_held: std::cell::RefCell<Option<std::collections::VecDeque<Routed>>>,
+    /// rooms, in order (a room that moved here must not be created anew meanwhile), and
+    /// the ack barriers that came after them (an ack must not overtake what it covers).
+    pub muc_held: std::cell::RefCell<Option<std::collections::VecDeque<Held>>>,
 }
 
 impl std::ops::Deref for Shard {
@@ -96,6 +97,12 @@ const IQ_MODULES: &[(&str, IqHandler<Shard>, bool)] = &[
 
 /// Stanzas for rooms a shard holds while its rooms load after a change of view.
 const MUC_HELD_MAX: usize = 65_536;
+
+/// What waits for the rooms to load (`Shard::muc_held`).
+pub enum Held {
+    Stanza(Routed),
+    Barrier { token: u64, origin: usize },
+}
 
 /// The modules that handle nonzas (top-level elements that are not stanzas), by namespace.
 const NONZA_MODULES: &[(&str, NonzaHandler<Shard>)] = &[(ns::SM, sm::on_nonza)];
@@ -194,10 +201,16 @@ impl Shard {
         match m {
             Msg::Route(r) => router::deliver(self, r),
             Msg::Fanout(f) => router::deliver_fanout(self, f),
-            Msg::Barrier { token, origin } => self.storage(crate::storage::Request::Sync {
-                shard: origin,
-                token,
-            }),
+            Msg::Barrier { token, origin } => {
+                if let Some(q) = self.muc_held.borrow_mut().as_mut() {
+                    q.push_back(Held::Barrier { token, origin });
+                    return;
+                }
+                self.storage(crate::storage::Request::Sync {
+                    shard: origin,
+                    token,
+                })
+            }
             Msg::RemoteBarrier { token, reply } => {
                 crate::xmpp::commit::relay_barrier(self, token, reply)
             }
@@ -313,7 +326,7 @@ impl Host for Shard {
         if for_muc {
             if let Some(q) = self.muc_held.borrow_mut().as_mut() {
                 if q.len() < MUC_HELD_MAX {
-                    q.push_back(r);
+                    q.push_back(Held::Stanza(r));
                 } else {
                     router::bounce_with(
                         self,
