@@ -649,8 +649,8 @@ pub fn on_rooms(shard: &Shard, rooms: Vec<(String, Vec<u8>)>) {
     let held = shard.muc_held.borrow_mut().take();
     for h in held.into_iter().flatten() {
         match h {
-            super::shard::Held::Stanza(r) => shard.muc.handle(shard, r),
-            super::shard::Held::Barrier { token, origin } => {
+            super::shard::RoomHeld::Stanza(r) => shard.muc.handle(shard, r),
+            super::shard::RoomHeld::Barrier { token, origin } => {
                 shard.storage(crate::storage::Request::Sync {
                     shard: origin,
                     token,

@@ -67,7 +67,7 @@ pub struct Shard {
     /// While the stored rooms load after a change of the cluster's view: the stanzas for
     /// rooms, in order (a room that moved here must not be created anew meanwhile), and
     /// the ack barriers that came after them (an ack must not overtake what it covers).
-    pub muc_held: std::cell::RefCell<Option<std::collections::VecDeque<Held>>>,
+    pub muc_held: std::cell::RefCell<Option<std::collections::VecDeque<RoomHeld>>>,
 }
 
 impl std::ops::Deref for Shard {
@@ -99,7 +99,7 @@ const IQ_MODULES: &[(&str, IqHandler<Shard>, bool)] = &[
 const MUC_HELD_MAX: usize = 65_536;
 
 /// What waits for the rooms to load (`Shard::muc_held`).
-pub enum Held {
+pub enum RoomHeld {
     Stanza(Routed),
     Barrier { token: u64, origin: usize },
 }
@@ -203,7 +203,7 @@ impl Shard {
             Msg::Fanout(f) => router::deliver_fanout(self, f),
             Msg::Barrier { token, origin } => {
                 if let Some(q) = self.muc_held.borrow_mut().as_mut() {
-                    q.push_back(Held::Barrier { token, origin });
+                    q.push_back(RoomHeld::Barrier { token, origin });
                     return;
                 }
                 self.storage(crate::storage::Request::Sync {
@@ -326,7 +326,7 @@ impl Host for Shard {
         if for_muc {
             if let Some(q) = self.muc_held.borrow_mut().as_mut() {
                 if q.len() < MUC_HELD_MAX {
-                    q.push_back(Held::Stanza(r));
+                    q.push_back(RoomHeld::Stanza(r));
                 } else {
                     router::bounce_with(
                         self,

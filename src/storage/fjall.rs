@@ -93,14 +93,7 @@ impl Reader for FjallReader {
             }
         }
         // The extra one (it only says the range goes on) is the last read, at either end.
-        let complete = items.len() < want;
-        if !complete {
-            items.pop();
-        }
-        if q.from_end {
-            items.reverse();
-        }
-        Ok(ArchivePage { items, complete })
+        Ok(super::page_read(items, want, q.from_end))
     }
 }
 

@@ -323,6 +323,20 @@ pub(crate) fn page<'a>(
     ArchivePage { items, complete }
 }
 
+/// A page read in query order with one item more than asked for when the range goes on
+/// (`want` = max + 1), as the engines read it: drops that extra one and puts the page
+/// oldest first.
+pub(crate) fn page_read(mut items: Vec<ArchiveItem>, want: usize, from_end: bool) -> ArchivePage {
+    let complete = items.len() < want;
+    if !complete {
+        items.pop();
+    }
+    if from_end {
+        items.reverse();
+    }
+    ArchivePage { items, complete }
+}
+
 /// XEP-0313 §7 preferences: archive everything (`always`) or nothing (`never`) by
 /// default, with JIDs that are always or never archived whatever the default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -577,14 +577,7 @@ impl Backend for PgBackend {
                 uid: 0,
             });
         }
-        let complete = items.len() < want;
-        if !complete {
-            items.pop();
-        }
-        if q.from_end {
-            items.reverse();
-        }
-        Ok(ArchivePage { items, complete })
+        Ok(super::page_read(items, want, q.from_end))
     }
 
     /// Asked for every archived message (the writer checks them): cached, since this

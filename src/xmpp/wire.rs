@@ -82,8 +82,8 @@ impl Reader {
     }
 }
 
-/// The message a frame holds (`None`: not one of the core's, or malformed). `max_tos`
-/// bounds a fan-out's recipient list.
+/// The message a frame holds (`None`: not one of the core's, or malformed); a fan-out's
+/// recipient count is checked against the bytes left.
 pub fn decode(b: Bytes) -> Option<Msg> {
     let tag = *b.first()?;
     let mut r = Reader { b, at: 1 };
