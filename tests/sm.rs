@@ -317,3 +317,51 @@ async fn a_flood_of_ack_requests_is_answered_one_by_one() {
     let pong = alice.ping_server("alive").await;
     assert!(pong.contains("type='result'"), "{pong}");
 }
+
+/// `<resumed h/>` tells the client its first h stanzas are done, so it will not send them
+/// again: it leaves only once what they caused is committed. Commits are slowed to 1 s
+/// (a debug-build hook); the client sends five messages to an offline user, drops, resumes
+/// and the server is killed with SIGKILL the moment `<resumed/>` arrives: after the
+/// restart all five are in the recipient's offline storage. (Before, `<resumed h='6'/>`
+/// came at once and the kill lost them.) Rounds alternate between a session the server
+/// saw drop and one taken over from a connection it still thought live.
+#[tokio::test]
+async fn resumed_comes_only_after_what_it_counts_is_stored() {
+    for round in 0..3 {
+        let mut s = Server::start_with_env("", 2, &[("AOBA_FAULT_SLOW_COMMIT_MS", "1000")]);
+        let (a, b) = s.users_apart();
+        let mut alice = Client::online(&s, &a, "phone", 0).await;
+        let id = enable_resumable(&mut alice).await;
+        for i in 0..5 {
+            alice
+                .send(&format!(
+                    "<message to='{b}@localhost' type='chat' id='r{round}m{i}'><body>{i}</body></message>"
+                ))
+                .await;
+        }
+        alice.ping_server("sync").await; // all five were read
+        drop(alice);
+        if round != 1 {
+            detached(&s, 1).await;
+        }
+        let mut alice = authenticated(&s, &a).await;
+        alice
+            .send(&format!(
+                "<resume xmlns='urn:xmpp:sm:3' h='0' previd='{id}'/>"
+            ))
+            .await;
+        let r = alice.recv_until("<resumed").await;
+        assert!(r.contains("h='6'"), "five messages and a ping: {r}");
+        s.restart(true); // SIGKILL at once
+        let mut bob = Client::online(&s, &b, "desk", 0).await;
+        let mut got = Vec::new();
+        while got.len() < 5 {
+            let m = bob.recv().await;
+            if m.starts_with("<message") {
+                got.push(between(&m, "id='", "'").to_string());
+            }
+        }
+        let want: Vec<String> = (0..5).map(|i| format!("r{round}m{i}")).collect();
+        assert_eq!(got, want, "round {round}");
+    }
+}

@@ -15,11 +15,12 @@
 //! and its config, and plugs in where a connection ends (`on_connection_end`: detach) and
 //! where a session ends (`on_session_end`: a detached session replaced by a new bind).
 
+use crate::net::outbox::CloseKind;
 use crate::xml::ns;
 use crate::xml::stanza::Stanza;
 use crate::xml::writer::Elem;
 use crate::xmpp::core::Host;
-use crate::xmpp::errors::StreamError;
+use crate::xmpp::errors::{StreamError, stream_error_bytes};
 use crate::xmpp::jid::Jid;
 use crate::xmpp::session::Resource;
 use crate::xmpp::sink::{OutFrame, Sink};
@@ -225,22 +226,112 @@ fn resume<H: SmHost>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &st
         return failed(ctl, "unexpected-request");
     }
     d.unacked.drain(..acked);
+    // `<resumed h/>` tells the client its first h stanzas are done: it will not send them
+    // again. So it leaves only once what they caused is committed everywhere (the ack's
+    // barrier); until then deliveries keep collecting in a parked queue, and the stream
+    // is bound (stanzas the client pipelines are counted and routed as usual).
+    if d.parked.id & PARKED == 0 {
+        // Taken over from a live connection: its queue closes with it.
+        let parked = Rc::new(Sink::new(
+            ctl.id ^ PARKED,
+            shard.cfg().limits.outbound_queue_bytes_max,
+        ));
+        if let Some(r) = shard
+            .sessions
+            .borrow_mut()
+            .own_resource_mut(&d.jid, d.parked.id)
+        {
+            r.ctl = parked.clone();
+        }
+        d.parked = parked;
+    }
+    ctl.sm_enable(h, shard.sm().cfg.request_ack_after_stanzas);
+    ctl.set_handled(d.handled);
+    stream.bound(d.jid.clone());
+    stream.sm = Some(d.handled);
+    stream.sm_id = Some(previd.to_string());
+    let conn = Rc::downgrade(ctl);
+    let previd = previd.to_string();
+    crate::xmpp::commit::after_commit_everywhere(
+        shard,
+        Box::new(move |shard: &H, ok| resumed(shard, conn, previd, d, ok)),
+    );
+}
+
+/// The barrier behind a `<resume/>` is back: the session moves to its new connection,
+/// which gets `<resumed h/>`, what the client had not acknowledged, then what came
+/// meanwhile. If the connection is gone, the session waits for resumption again; if the
+/// commit failed, the connection ends (nothing it counted is confirmed) and the session
+/// waits; if a new bind replaced the resource meanwhile, what it held is routed again.
+fn resumed<H: SmHost>(
+    shard: &H,
+    conn: std::rc::Weak<Sink>,
+    previd: String,
+    mut d: Detached,
+    ok: bool,
+) {
+    let ctl = conn.upgrade().filter(|c| !c.is_closing());
+    let still_bound = shard
+        .sessions
+        .borrow()
+        .resource(&d.jid)
+        .is_some_and(|r| r.ctl.id == d.parked.id);
+    if !still_bound {
+        tracing::info!(shard = shard.id, jid = %d.jid, "a bind replaced the session while it resumed");
+        for f in d.unacked.drain(..).chain(d.parked.out.take_unsent()) {
+            crate::xmpp::router::reroute_frame(shard, &f);
+        }
+        crate::metrics::shard().sm_resumes[1].inc();
+        if let Some(c) = ctl {
+            c.sm_forbid_resume();
+            c.close(
+                CloseKind::Flush,
+                stream_error_bytes(
+                    c.framing(),
+                    StreamError::Conflict,
+                    Some("the resource was bound again while this session resumed"),
+                    None,
+                ),
+            );
+        }
+        return;
+    }
+    let Some(ctl) = ctl.filter(|_| ok) else {
+        if let Some(c) = conn.upgrade() {
+            tracing::error!(
+                conn = c.id,
+                "storage commit failed: resumption not confirmed"
+            );
+            c.sm_forbid_resume();
+            c.close(
+                CloseKind::Flush,
+                stream_error_bytes(
+                    c.framing(),
+                    StreamError::InternalServerError,
+                    Some("storage failed: resume again"),
+                    None,
+                ),
+            );
+        }
+        d.expires = Instant::now() + Duration::from_millis(shard.sm().cfg.resume_timeout_ms);
+        shard.sm().detached.borrow_mut().insert(previd, d);
+        return;
+    };
     let available = {
         let mut sessions = shard.sessions.borrow_mut();
-        let r = sessions
-            .own_resource_mut(&d.jid, d.parked.id)
-            .expect("still_bound checked it above, on this thread");
+        let Some(r) = sessions.own_resource_mut(&d.jid, d.parked.id) else {
+            return; // checked above, on this thread
+        };
         r.ctl = ctl.clone();
         r.available
     };
-    ctl.sm_enable(h, shard.sm().cfg.request_ack_after_stanzas);
     let mut v = Vec::with_capacity(128);
     Elem::new(&mut v, "resumed")
         .attr("xmlns", ns::SM)
-        .attr("previd", previd)
+        .attr("previd", &previd)
         .attr_fmt("h", d.handled)
         .end();
-    reply(ctl, v);
+    reply(&ctl, v);
     crate::metrics::shard().sm_resumes[0].inc();
     tracing::info!(shard = shard.id, conn = ctl.id, jid = %d.jid, replay = d.unacked.len(), "session resumed");
     for f in d.unacked.drain(..).chain(d.parked.out.take_unsent()) {
@@ -250,15 +341,11 @@ fn resume<H: SmHost>(stream: &mut Stream, shard: &H, ctl: &Rc<Sink>, previd: &st
         // Anything that overflowed the parked queue went to offline storage.
         shard.on_available(&d.jid, ctl.id);
     }
-    ctl.set_handled(d.handled);
     shard
         .sm()
         .live
         .borrow_mut()
-        .insert(previd.to_string(), (d.jid.clone(), ctl.id));
-    stream.bound(d.jid);
-    stream.sm = Some(d.handled);
-    stream.sm_id = Some(previd.to_string());
+        .insert(previd, (d.jid.clone(), ctl.id));
 }
 
 /// Ends detached sessions whose window has passed (all of them when `all`): what they

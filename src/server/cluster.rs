@@ -490,10 +490,11 @@ pub fn on_barrier_done(shard: &Shard, token: u64, ok: bool) {
         }
         return;
     }
-    let ack = matches!(
-        shard.commit_waiters.borrow().get(&token),
-        Some(commit::Waiter::Ack { .. })
-    );
+    let ack = shard
+        .commit_waiters
+        .borrow()
+        .get(&token)
+        .is_some_and(commit::Waiter::everywhere);
     if ok || !ack {
         return commit::on_synced(shard, token, ok);
     }

@@ -44,6 +44,13 @@ pub enum Waiter<H> {
     /// Anything else (e.g. a room's answers and broadcasts): called with whether the
     /// commit succeeded.
     Call(AfterCommit<H>),
+    /// Work behind the same barrier as an ack (every shard, every node: `left` to go),
+    /// called with whether every commit succeeded (e.g. `<resumed h/>`, whose h counts
+    /// stanzas that may have been stored anywhere).
+    CallAll {
+        left: usize,
+        f: Option<AfterCommit<H>>,
+    },
     /// Another node's ack barrier, run on every shard of this one (`left` to go); then
     /// answered to `reply` with its `token`.
     Relay {
@@ -51,6 +58,13 @@ pub enum Waiter<H> {
         token: u64,
         left: usize,
     },
+}
+
+impl<H> Waiter<H> {
+    /// Waits for the barrier of every shard and every node (an ack's).
+    pub fn everywhere(&self) -> bool {
+        matches!(self, Waiter::Ack { .. } | Waiter::CallAll { .. })
+    }
 }
 
 /// Work that waits for a commit; called with whether it succeeded.
@@ -100,8 +114,9 @@ pub fn ack_when_settled<H: Host>(shard: &H, ctl: &Rc<Sink>, h: u32, inflight: &m
 /// How many answers the barrier `token` waits for (set after sending: a local answer
 /// cannot arrive before, it comes through the storage thread).
 fn set_left<H: Host>(shard: &H, token: u64, n: usize) {
-    if let Some(Waiter::Ack { left, .. } | Waiter::Relay { left, .. }) =
-        shard.commit_waiters.borrow_mut().get_mut(&token)
+    if let Some(
+        Waiter::Ack { left, .. } | Waiter::Relay { left, .. } | Waiter::CallAll { left, .. },
+    ) = shard.commit_waiters.borrow_mut().get_mut(&token)
     {
         *left = n;
     }
@@ -136,7 +151,7 @@ pub fn restart_acks<H: Host>(shard: &H) {
         .commit_waiters
         .borrow()
         .iter()
-        .filter(|(_, w)| matches!(w, Waiter::Ack { .. }))
+        .filter(|(_, w)| w.everywhere())
         .map(|(t, _)| *t)
         .collect();
     for t in tokens {
@@ -224,6 +239,25 @@ pub fn after_commit<H: Host>(shard: &H, f: AfterCommit<H>) {
     wait_local(shard, Waiter::Call(f));
 }
 
+/// Calls `f` once every write that anything before it queued, on every shard of this node
+/// and every other node, is committed (with false if a commit failed): the ack's barrier
+/// (`ack_when_settled`) for work that is not an ack. Boxed: a cold path.
+pub fn after_commit_everywhere<H: Host>(shard: &H, f: AfterCommit<H>) {
+    if shard.shared.storage.is_none() {
+        return f(shard, true);
+    }
+    let token = shard.random();
+    shard.commit_waiters.borrow_mut().insert(
+        token,
+        Waiter::CallAll {
+            left: usize::MAX,
+            f: Some(f),
+        },
+    );
+    let n = barrier_everywhere(shard, token);
+    set_left(shard, token, n);
+}
+
 /// A storage barrier came back (`ok`: its batch was committed).
 pub fn on_synced<H: Host>(shard: &H, token: u64, ok: bool) {
     let mut w = shard.commit_waiters.borrow_mut();
@@ -289,6 +323,20 @@ pub fn on_synced<H: Host>(shard: &H, token: u64, ok: bool) {
             w.remove(&token);
             drop(w);
             shard.send(reply, Msg::BarrierDone { token: t, ok });
+        }
+        Waiter::CallAll { left, f } => {
+            if ok {
+                *left -= 1;
+                if *left > 0 {
+                    return;
+                }
+            }
+            let f = f.take();
+            w.remove(&token);
+            drop(w);
+            if let Some(f) = f {
+                f(shard, ok);
+            }
         }
         Waiter::Push { .. } | Waiter::Call(_) => {
             let e = w.remove(&token);
