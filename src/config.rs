@@ -579,7 +579,7 @@ mod tests {
     #[test]
     fn the_shard_bound_fits_archive_ids() {
         let low = |shard: usize| {
-            let id = crate::storage::archive_id(shard, &std::cell::Cell::new(0));
+            let id = crate::storage::archive_id(0, shard, &std::cell::Cell::new(0));
             id - crate::storage::archive_id_at(crate::storage::archive_id_ms(id))
         };
         let distinct = |n: usize| {

@@ -7,6 +7,8 @@
 //! - `AOBA_FAULT_SLOW_COMMIT_MS=N`: every storage commit takes N ms more (a slow disk).
 //! - `AOBA_FAULT_SLOW_READ_MS=N`: every storage read (roster load, archive page) takes N ms
 //!   more.
+//! - `AOBA_FAULT_CLOCK_SKEW_MS=N`: the clock archive ids are made from runs N ms off
+//!   (negative: behind), like a node whose clock drifted.
 //! - `AOBA_FAULT_STALL_ON=TEXT` with `AOBA_FAULT_STALL_FILE=PATH`: a shard blocks on a client
 //!   element containing TEXT while PATH exists (at most 30 s): a stuck shard.
 
@@ -84,4 +86,19 @@ fn delay(name: &str) -> Option<std::time::Duration> {
         let _ = name;
         None
     }
+}
+
+/// How far off the clock of archive ids runs, in ms (debug builds only; 0 otherwise).
+pub fn clock_skew_ms() -> i64 {
+    #[cfg(debug_assertions)]
+    {
+        static T: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+        *T.get_or_init(|| {
+            var("AOBA_FAULT_CLOCK_SKEW_MS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        })
+    }
+    #[cfg(not(debug_assertions))]
+    0
 }

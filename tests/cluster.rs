@@ -1208,3 +1208,53 @@ async fn kill_9_of_a_rooms_node_in_a_groupchat_load_loses_nothing_acknowledged()
         }
     }
 }
+
+/// Archive ids keep increasing per owner when the owner's home moves to a node whose
+/// clock is behind (an hour here, a debug-build hook): at every change of view a node
+/// raises its ids above the largest stored, so a MAM client paging "after the last id it
+/// saw" misses nothing. Before, the new home's ids sorted its messages before the old
+/// home's (the archive read `ord5..ord9, ord0..ord4`).
+#[tokio::test]
+async fn archive_ids_keep_increasing_when_a_home_moves_to_a_node_whose_clock_is_behind() {
+    let url = pgtest::database();
+    let nats = Nats::start();
+    let names: Vec<String> = vec!["n1".into(), "n2".into()];
+    let skews: [&[(&str, &str)]; 2] = [&[], &[("AOBA_FAULT_CLOCK_SKEW_MS", "-3600000")]];
+    let nodes = names
+        .iter()
+        .zip(skews)
+        .map(|(name, env)| Server::start_with_env(&config(&url, &nats.url(), name, ""), 2, env))
+        .collect();
+    let mut c = Cluster {
+        nodes,
+        names,
+        nats,
+        db: url,
+    };
+    c.converged(2).await;
+    let owner = c.user_on(0, "owner");
+    let sender = c.user_on(1, "sender");
+    let mut s = Client::online(&c.nodes[1], &sender, "s", 0).await;
+    sm_enable(&mut s).await;
+    let send = |k: usize| {
+        format!(
+            "<message to='{owner}@localhost' type='chat' id='ord{k}'><body>{k}</body></message>"
+        )
+    };
+    for k in 0..5 {
+        s.send(&send(k)).await;
+    }
+    acked(&mut s, 5).await;
+    // The owner's home leaves cleanly; the node an hour behind is its home now.
+    let st = c.nodes[0].terminate();
+    assert!(st.is_some_and(|s| s.success()), "{st:?}");
+    c.converged_on(1, 1).await;
+    for k in 5..10 {
+        s.send(&send(k)).await;
+    }
+    acked(&mut s, 10).await;
+    let mut o = Client::login(&c.nodes[1], &owner, Some("o")).await;
+    let got = archived(&mut o, "ord").await;
+    let want: Vec<String> = (0..10).map(|k| format!("ord{k}")).collect();
+    assert_eq!(got, want, "archive order");
+}

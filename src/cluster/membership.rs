@@ -67,12 +67,35 @@ pub struct Member {
 }
 
 /// The cluster as one node sees it: members sorted by name.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct View {
     pub epoch: i64,
     pub members: Vec<Member>,
     /// Each member's advertised URL, in the members' order.
     pub urls: Vec<Option<String>>,
+    /// The largest archive id stored when this view was read (read only when the view
+    /// changed; not part of what makes two views equal).
+    pub archive_floor: u64,
+}
+
+impl PartialEq for View {
+    fn eq(&self, o: &View) -> bool {
+        (self.epoch, &self.members, &self.urls) == (o.epoch, &o.members, &o.urls)
+    }
+}
+
+impl Eq for View {}
+
+/// The largest archive id stored (0 when there is none, or no archive table yet: a fresh
+/// database before the storage's migrations). An index-only scan of `archive_by_id`.
+fn archive_floor(c: &mut Client) -> u64 {
+    match c.query_one("SELECT COALESCE(MAX(id), 0) FROM archive", &[]) {
+        Ok(r) => r.try_get::<_, i64>(0).map_or(0, |v| v.max(0) as u64),
+        Err(e) => {
+            tracing::debug!(error = %pg_err(e), "archive floor");
+            0
+        }
+    }
 }
 
 impl View {
@@ -209,17 +232,28 @@ impl Membership {
                     &[&cfg.node, &(cfg.shards.max(1) as i32), &cfg.url],
                 )
                 .map_err(pg_err)?;
+            let num: i32 = row.try_get(0).map_err(pg_err)?;
+            if num > crate::storage::ARCHIVE_ID_NODES as i32 {
+                // Rolled back with the transaction.
+                return Err(format!(
+                    "a cluster holds at most {} live nodes (archive ids carry the node's \
+                     number in 4 bits): {:?} would be number {num}",
+                    crate::storage::ARCHIVE_ID_NODES,
+                    cfg.node
+                ));
+            }
             bump_epoch(&mut tx).map_err(pg_err)?;
             let me = Member {
                 name: cfg.node.clone(),
-                num: row.try_get(0).map_err(pg_err)?,
+                num,
                 incarnation: row.try_get(1).map_err(pg_err)?,
                 shards: cfg.shards.max(1),
             };
             tx.commit().map_err(pg_err)?;
             me
         };
-        let first = read_view(&mut c).map_err(pg_err)?;
+        let mut first = read_view(&mut c).map_err(pg_err)?;
+        first.archive_floor = archive_floor(&mut c);
         on_view(&first);
         tracing::info!(node = %me.name, num = me.num, incarnation = me.incarnation, epoch = first.epoch, "joined the cluster");
         let view = Arc::new(Mutex::new(first));
@@ -290,6 +324,7 @@ fn read_view(c: &mut Client) -> Result<View, postgres::Error> {
         epoch,
         members,
         urls,
+        archive_floor: 0,
     })
 }
 
@@ -346,10 +381,11 @@ fn run(
             return;
         }
         match heartbeat(&mut c, &me, timeout) {
-            Ok(Some(v)) => {
+            Ok(Some(mut v)) => {
                 last_ok = Instant::now();
                 let changed = view.lock().map(|old| *old != v).unwrap_or(true);
                 if changed {
+                    v.archive_floor = archive_floor(&mut c);
                     tracing::info!(node = %me.name, epoch = v.epoch, members = ?v.names(), "cluster view");
                     on_view(&v);
                     if let Ok(mut old) = view.lock() {

@@ -145,3 +145,42 @@ fn a_dead_session_is_removed_and_a_terminated_one_fences() {
     sees(&a, &["a"]);
     drop(b);
 }
+
+/// Archive ids carry the node's number in 4 bits: a sixteenth live node is refused with a
+/// clear error (nothing of it stays in the table), and joins once one has left. Each view
+/// handed over when it changes carries the largest archive id stored (0 with no archive).
+#[test]
+fn at_most_fifteen_live_nodes_and_each_view_carries_the_archive_floor() {
+    let url = pg_test::database();
+    let nodes: Vec<Node> = (1..=15).map(|i| join(&url, &format!("n{i:02}"))).collect();
+    assert_eq!(nodes[0].m.view().archive_floor, 0, "no archive table yet");
+    let Err(e) = Membership::join(cfg(&url, "n16"), Box::new(|_| {}), Box::new(|_| {})) else {
+        panic!("a sixteenth node joined");
+    };
+    assert!(e.contains("at most 15 live nodes"), "{e}");
+    let names: Vec<String> = (1..=15).map(|i| format!("n{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    sees(&nodes[0], &names);
+    // An archive with rows: the next view (n03 leaves) carries its largest id.
+    let mut c = pg_test::shared().connect(url.rsplit("dbname=").next().unwrap());
+    c.batch_execute(
+        "CREATE TABLE archive (owner text, id bigint, PRIMARY KEY (owner, id));
+         INSERT INTO archive VALUES ('a', 5), ('b', 77), ('a', 9);",
+    )
+    .unwrap();
+    let mut nodes = nodes;
+    nodes.remove(2).m.leave();
+    let want = [&names[..2], &names[3..]].concat();
+    let v = loop {
+        let v = nodes[0]
+            .views
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a view without n03");
+        if v.names() == want {
+            break v;
+        }
+    };
+    assert_eq!(v.archive_floor, 77, "{v:?}");
+    let n16 = join(&url, "n16");
+    assert_eq!(n16.m.me().num, 3, "the number left free");
+}

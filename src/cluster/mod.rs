@@ -141,6 +141,8 @@ pub struct NodeRef {
 #[derive(Debug)]
 pub struct NodeView {
     pub epoch: i64,
+    /// The largest archive id stored when the view changed (`Core::raise_archive_floor`).
+    pub archive_floor: u64,
     /// This node's number.
     pub me: u16,
     pub members: Vec<membership::Member>,
@@ -151,6 +153,7 @@ impl NodeView {
     pub fn new(v: &membership::View, me: &membership::Member) -> NodeView {
         NodeView {
             epoch: v.epoch,
+            archive_floor: v.archive_floor,
             me: me.num as u16,
             members: v.members.clone(),
             nodes: v

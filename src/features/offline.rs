@@ -181,6 +181,7 @@ fn store<H: Host>(shard: &H, state: &Offline, r: Routed) -> Result<(), NotStored
             return Err(NotStored::TooManyStrangers(r));
         }
     }
+    let uid = r.uid;
     let msg = with_delay(r, shard.domain());
     // Refused (and bounced by the caller) rather than queued when storage is behind.
     shard
@@ -188,6 +189,7 @@ fn store<H: Host>(shard: &H, state: &Offline, r: Routed) -> Result<(), NotStored
             user,
             stanza: Parts(msg.parts().into_iter().collect()),
             shard: shard.id,
+            uid,
         })
         .map_err(|_| NotStored::Unavailable(msg))
 }

@@ -701,6 +701,7 @@ pub fn on_view(shard: &Shard, v: Arc<NodeView>) {
         nodes = v.nodes.len(),
         "cluster view"
     );
+    shard.core.raise_archive_floor(v.archive_floor);
     let old = shard.core.view.borrow_mut().replace(v);
     reroute_sent(shard);
     if let Some(old) = old {

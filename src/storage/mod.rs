@@ -169,6 +169,21 @@ pub trait Backend: Send + 'static {
     fn users(&self) -> Result<Vec<String>>;
     /// Appends an offline message unless `quota` are already stored; false when full.
     fn offline_push(&mut self, user: &str, stanza: &[u8], quota: usize) -> Result<bool>;
+
+    /// `offline_push` of a message with a cluster-unique id (`uid`, 0 for none): a copy
+    /// with the same id already stored for `user` (a write retried after a node's
+    /// failure) is not stored again, and counts as stored. Backends of a single node,
+    /// where nothing is retried, store it as `offline_push` does.
+    fn offline_push_once(
+        &mut self,
+        user: &str,
+        stanza: &[u8],
+        quota: usize,
+        uid: u64,
+    ) -> Result<bool> {
+        let _ = uid;
+        self.offline_push(user, stanza, quota)
+    }
     /// Removes and returns `user`'s oldest offline messages, at least one and then as many
     /// as fit in `max_bytes`; the flag says whether more are left.
     fn offline_take(&mut self, user: &str, max_bytes: usize) -> Result<(Vec<Vec<u8>>, bool)>;
@@ -384,22 +399,30 @@ pub struct ArchivePage {
     pub complete: bool,
 }
 
-/// Ids: milliseconds since 1970 in the high 44 bits, then 8 bits of shard and 12 of
-/// counter, so they sort by time and never collide across shards. `last` keeps them
-/// increasing when more than 4096 are made in one millisecond.
-pub fn archive_id(shard: usize, last: &std::cell::Cell<u64>) -> u64 {
-    let ms = std::time::SystemTime::now()
+/// The cluster nodes an archive id tells apart (its node number, 1 to this, in 4 bits; 0
+/// when not clustered).
+pub const ARCHIVE_ID_NODES: u16 = 15;
+
+/// Ids: milliseconds since 1970 in the high 44 bits, then 4 bits of cluster node, 8 of
+/// shard and 8 of counter, so they sort by time and never collide across shards or nodes
+/// (an owner's old and new home may both write in the same millisecond). `last` keeps them
+/// increasing when more than 256 are made in one millisecond (they run ahead of the clock
+/// until it catches up), and above a floor (`raise_archive_floor`).
+pub fn archive_id(node: u16, shard: usize, last: &std::cell::Cell<u64>) -> u64 {
+    let ms = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
-        .as_millis() as u64;
-    let base = (ms << 20) | ((shard as u64 & 0xff) << 12);
+        .as_millis() as i64
+        + crate::fault::clock_skew_ms()) as u64;
+    let writer = ((node as u64 & 0xf) << 16) | ((shard as u64 & 0xff) << 8);
+    let base = (ms << 20) | writer;
     let prev = last.get();
     let id = if base > prev {
         base
-    } else if prev & 0xfff < 0xfff {
+    } else if prev & 0xfff00 == writer && prev & 0xff < 0xff {
         prev + 1
     } else {
-        ((prev >> 20) + 1) << 20 | ((shard as u64 & 0xff) << 12)
+        ((prev >> 20) + 1) << 20 | writer
     };
     last.set(id);
     id
@@ -488,6 +511,8 @@ pub enum Request {
         user: String,
         stanza: Parts,
         shard: usize,
+        /// The message's id (`Routed::uid`): stored once per recipient.
+        uid: u64,
     },
     /// Put taken offline messages back in front of `user`'s queue, in order.
     RestoreOffline {
@@ -662,5 +687,46 @@ impl StorageHandle {
     pub fn stop(&self) {
         let slot = self.sent.len() - 1;
         let _ = self.tx.send((slot, Request::Stop));
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+    use std::cell::Cell;
+
+    /// Bits of an id below its millisecond: writer and counter.
+    fn low(id: u64) -> u64 {
+        id - archive_id_at(archive_id_ms(id))
+    }
+
+    /// Two homes of one owner (same shard number, different nodes) writing in the same
+    /// millisecond make different ids; so do the shards of one node.
+    #[test]
+    fn ids_of_different_nodes_and_shards_never_collide() {
+        let mut lows = std::collections::HashSet::new();
+        for node in 0..=ARCHIVE_ID_NODES {
+            for shard in [0, 1, 255] {
+                assert!(lows.insert(low(archive_id(node, shard, &Cell::new(0)))));
+            }
+        }
+        // One writer: increasing, also past 256 in one millisecond.
+        let last = Cell::new(0);
+        let ids: Vec<u64> = (0..1000).map(|_| archive_id(3, 7, &last)).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert!(ids.iter().all(|i| (low(*i) >> 8) == (3 << 8 | 7)));
+    }
+
+    /// A floor from another writer (an owner's old home, its clock ahead): the next id is
+    /// above it and still carries this writer, so it cannot collide with the old home's.
+    #[test]
+    fn ids_continue_above_a_raised_floor() {
+        let now = archive_id(0, 0, &Cell::new(0));
+        let floor = archive_id_at(archive_id_ms(now) + 60_000) | (2 << 16) | (5 << 8) | 17;
+        let last = Cell::new(floor);
+        let a = archive_id(1, 5, &last);
+        let b = archive_id(1, 5, &last);
+        assert!(floor < a && a < b, "{floor:x} {a:x} {b:x}");
+        assert_eq!(low(a) >> 8, 1 << 8 | 5);
     }
 }

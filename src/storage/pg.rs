@@ -64,6 +64,12 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         "ALTER TABLE archive ADD COLUMN uid bigint;
          CREATE UNIQUE INDEX archive_uid ON archive (owner, uid) WHERE uid IS NOT NULL;",
     ),
+    (
+        3,
+        // Issue 14: and stored offline once per recipient.
+        "ALTER TABLE offline ADD COLUMN uid bigint;
+         CREATE UNIQUE INDEX offline_uid ON offline (username, uid) WHERE uid IS NOT NULL;",
+    ),
 ];
 
 const OFFLINE_PAGE_ROWS: i64 = 256;
@@ -381,27 +387,52 @@ impl Backend for PgBackend {
     }
 
     fn offline_push(&mut self, user: &str, stanza: &[u8], quota: usize) -> Result<bool> {
+        self.offline_push_once(user, stanza, quota, 0)
+    }
+
+    fn offline_push_once(
+        &mut self,
+        user: &str,
+        stanza: &[u8],
+        quota: usize,
+        uid: u64,
+    ) -> Result<bool> {
         let quota = i64::try_from(quota).unwrap_or(i64::MAX);
+        let uid = (uid != 0).then_some(uid as i64);
         let g = self.inner.get_mut();
         g.begin(&self.opts)?;
         // Not journaled when it fails: the sender gets the message back (a bounce).
         let seq: Option<i64> = g.run(|c| {
             c.query(
-                "INSERT INTO offline (username, seq, stanza) \
-                 SELECT $1, COALESCE(MAX(seq) + 1, 0), $2 FROM offline WHERE username = $1 \
-                 HAVING COUNT(*) < $3 RETURNING seq",
-                &[&user, &stanza, &quota],
+                "INSERT INTO offline (username, seq, stanza, uid) \
+                 SELECT $1, COALESCE(MAX(seq) + 1, 0), $2, $4 FROM offline WHERE username = $1 \
+                 HAVING COUNT(*) < $3 \
+                 ON CONFLICT (username, uid) WHERE uid IS NOT NULL DO NOTHING RETURNING seq",
+                &[&user, &stanza, &quota, &uid],
             )?
             .first()
             .map(|r| r.try_get(0))
             .transpose()
         })?;
-        let Some(seq) = seq else { return Ok(false) };
+        let Some(seq) = seq else {
+            // Nothing inserted: a copy with this message id is stored already (a retried
+            // write after a node's failure), or the quota is full.
+            let Some(uid) = uid else { return Ok(false) };
+            return g.run(|c| {
+                Ok(!c
+                    .query(
+                        "SELECT 1 FROM offline WHERE username = $1 AND uid = $2",
+                        &[&user, &uid],
+                    )?
+                    .is_empty())
+            });
+        };
         g.journal_push(
             Op::OfflineRows {
                 user: user.to_string(),
                 seqs: vec![seq],
                 stanzas: vec![stanza.to_vec()],
+                uids: vec![uid],
             },
             self.opts.replay_max_bytes,
         );

@@ -137,6 +137,29 @@ fn a_message_archived_again_under_a_new_id_is_stored_once() {
     assert_eq!(archive_ids(&b, "bob@x"), [12]);
 }
 
+/// The same for offline storage: a message stored again under its message id (a node
+/// died before confirming it, the sender's node routed it again) is stored once and
+/// counts as stored; the quota still refuses a new one; messages without an id are
+/// stored every time.
+#[test]
+fn a_message_stored_offline_again_under_its_id_is_stored_once() {
+    let url = pg_test::database();
+    let mut b = PgBackend::open(opts(&url)).unwrap();
+    assert!(b.offline_push_once("bob", b"m1", 3, 42).unwrap());
+    b.commit().unwrap();
+    assert!(b.offline_push_once("bob", b"m1", 3, 42).unwrap(), "stored");
+    assert!(b.offline_push_once("bob", b"m2", 3, 43).unwrap());
+    assert!(b.offline_push_once("carol", b"m1", 3, 42).unwrap());
+    assert!(b.offline_push_once("bob", b"m3", 3, 0).unwrap());
+    assert!(!b.offline_push_once("bob", b"m4", 3, 44).unwrap(), "quota");
+    assert!(b.offline_push_once("bob", b"m2", 3, 43).unwrap(), "stored");
+    b.commit().unwrap();
+    let (got, more) = b.offline_take("bob", usize::MAX).unwrap();
+    assert_eq!(got, [b"m1".to_vec(), b"m2".to_vec(), b"m3".to_vec()]);
+    assert!(!more);
+    b.commit().unwrap();
+}
+
 /// The connection dies with the batch's transaction open: the commit fails (so nothing of
 /// the batch is acknowledged), nothing panics, and the next commit reconnects and
 /// replays the batch: every write is there once, the offline message too.

@@ -112,9 +112,10 @@ pub fn start(
                             user,
                             stanza,
                             shard,
+                            uid,
                         } => {
                             let stanza = stanza.into_bytes();
-                            match backend.offline_push(&user, &stanza, quota) {
+                            match backend.offline_push_once(&user, &stanza, quota, uid) {
                                 Ok(true) => {}
                                 Ok(false) => replies.push((shard, Reply::QuotaExceeded(stanza))),
                                 Err(e) => {

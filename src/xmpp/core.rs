@@ -240,7 +240,16 @@ impl<H> Core<H> {
     /// A new archive id: increasing on this shard, unique across shards
     /// (`storage::archive_id`).
     pub fn next_archive_id(&self) -> u64 {
-        crate::storage::archive_id(self.id, &self.last_archive_id)
+        crate::storage::archive_id(self.node_num(), self.id, &self.last_archive_id)
+    }
+
+    /// Every id made from now on is above `floor` (the largest id stored when the cluster's
+    /// view changed: a user's new home continues after its old home's ids, whatever the
+    /// two clocks say).
+    pub fn raise_archive_floor(&self, floor: u64) {
+        if floor > self.last_archive_id.get() {
+            self.last_archive_id.set(floor);
+        }
     }
 
     pub fn has_storage(&self) -> bool {

@@ -51,6 +51,8 @@ pub(super) enum Op {
         user: String,
         seqs: Vec<i64>,
         stanzas: Vec<Vec<u8>>,
+        /// Their message ids (`None`: none given).
+        uids: Vec<Option<i64>>,
     },
     /// Messages put back in front of the queue (sequences below the oldest left).
     OfflineRestore {
@@ -131,11 +133,12 @@ impl Op {
                 user,
                 seqs,
                 stanzas,
+                uids,
             } => c.exec(
-                "INSERT INTO offline (username, seq, stanza) \
-                 SELECT $1, s, t FROM unnest($2::int8[], $3::bytea[]) AS u(s, t) \
-                 ON CONFLICT DO NOTHING",
-                &[user, seqs, stanzas],
+                "INSERT INTO offline (username, seq, stanza, uid) \
+                 SELECT $1, s, t, d FROM unnest($2::int8[], $3::bytea[], $4::int8[]) \
+                 AS u(s, t, d) ON CONFLICT DO NOTHING",
+                &[user, seqs, stanzas, uids],
             ),
             Op::OfflineRestore { user, stanzas } => c.exec(
                 "INSERT INTO offline (username, seq, stanza) \
