@@ -91,6 +91,7 @@ pub struct Shard {
     pub offline_delivered: Counter,
     pub muc_rooms: Gauge,
     pub muc_occupants: Gauge,
+    pub users_cached: Gauge,
     pub muc_messages: Counter,
     pub mam_queries: Counter,
     pub mailbox_overflow: Counter,
@@ -347,6 +348,12 @@ pub fn render(per_shard: bool, depths: &Depths) -> String {
         "counter",
         "Offline messages delivered.",
         |s: &Shard| s.offline_delivered.get() as i64
+    );
+    one!(
+        "aoba_users_cached",
+        "gauge",
+        "Users the shards remember as recorded (a cache: users are never all loaded).",
+        |s: &Shard| s.users_cached.get()
     );
     one!(
         "aoba_muc_rooms",

@@ -236,6 +236,10 @@ fn each_check_refuses_a_file_naming_the_key() {
             "[storage]\npostgres_prefs_cache_max = 0\n",
             "storage.postgres_prefs_cache_max must be >= 1",
         ),
+        (
+            "[storage]\nusers_cache_max = 0\n",
+            "storage.users_cache_max must be >= 1",
+        ),
         // sm
         (
             "[sm]\nresume_timeout_ms = 0\n",

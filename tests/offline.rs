@@ -249,3 +249,68 @@ async fn a_sender_reaching_too_many_strangers_gets_policy_violation() {
     let mut n3 = Client::login(&s, "new3", Some("r")).await;
     assert!(bodies_after_presence(&mut n3, 1).await[0].contains("id='f'"));
 }
+
+/// The value of an unlabelled series in the admin listener's `/metrics`.
+fn metric(s: &Server, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.admin_port.unwrap())).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {out}"))
+}
+
+/// Users are never all loaded (issue 14): a shard remembers at most
+/// `storage.users_cache_max` users as recorded and asks storage about the others when it
+/// matters. After a restart nothing is remembered, and strict mode still stores offline
+/// messages for every recorded user (looked up one at a time) and refuses a never-seen
+/// one; the cache never holds more than its bound.
+#[tokio::test]
+async fn users_are_looked_up_when_needed_never_all_loaded() {
+    let mut s = Server::start_with(
+        "[storage]\naccept_unknown_users = false\nusers_cache_max = 2\n",
+        1,
+    );
+    for i in 0..5 {
+        seen(&s, &format!("rec{i}")).await;
+    }
+    seen(&s, "alice").await;
+    s.restart(false);
+    // Sampled once a second: two samples later, still nothing remembered.
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(
+        metric(&s, "aoba_users_cached"),
+        0.0,
+        "users loaded at start"
+    );
+    let mut alice = Client::login(&s, "alice", Some("a")).await;
+    enable_sm(&mut alice).await;
+    for i in 0..5 {
+        alice
+            .send(&format!(
+                "<message to='rec{i}@localhost' type='chat' id='r{i}'><body>{i}</body></message>"
+            ))
+            .await;
+    }
+    alice
+        .send("<message to='never@localhost' type='chat' id='nv'><body>?</body></message>")
+        .await;
+    let e = alice.recv_until("id='nv'").await;
+    assert!(
+        e.contains("type='error'") && e.contains("<service-unavailable"),
+        "{e}"
+    );
+    acked(&mut alice, 6).await;
+    for i in [0, 4] {
+        let mut r = Client::login(&s, &format!("rec{i}"), Some("r")).await;
+        let got = bodies_after_presence(&mut r, 1).await;
+        assert!(got[0].contains(&format!("id='r{i}'")), "{got:?}");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert!(metric(&s, "aoba_users_cached") <= 2.0);
+}

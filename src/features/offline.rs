@@ -7,7 +7,7 @@
 //! non-negative priority (RFC 6121 §8.5.2.1.1). Receipt requests inside are kept, so the
 //! receipt flows back when the recipient's client answers.
 
-use crate::storage::{Parts, Request};
+use crate::storage::{IfUnknown, Parts, Request};
 use crate::xml::ns;
 use crate::xml::writer::Elem;
 use crate::xmpp::core::Host;
@@ -24,33 +24,89 @@ pub const FEATURE: &str = "msgoffline";
 /// This module's state on one shard.
 #[derive(Default)]
 pub struct Offline {
-    /// Users (localparts) that have logged in and whose home is this shard.
+    /// Users (localparts) of this home shard known to be recorded (seen at a login,
+    /// provisioned, or learnt from storage): a cache, not the user list. Nothing loads
+    /// every user; a user not in it is looked up by storage when it matters (strict mode,
+    /// or a sender past its strangers limit). Emptied when it reaches
+    /// `storage.users_cache_max`.
     known_users: RefCell<std::collections::HashSet<Box<str>, ahash::RandomState>>,
     /// Never-seen recipients per sender this hour (`storage.max_unknown_recipients_per_hour`).
     stranger_counts: RefCell<StrangerCounts>,
+    /// `ask_user` questions waiting for storage, by token (admin requests: few).
+    #[allow(clippy::type_complexity)]
+    asked: RefCell<std::collections::HashMap<u64, Box<dyn FnOnce(Option<bool>)>>>,
 }
 
 impl Offline {
-    /// At start: the users stored as seen, whose home is this shard.
-    pub fn restore(&self, users: Vec<String>) {
-        self.known_users
-            .borrow_mut()
-            .extend(users.into_iter().map(String::into_boxed_str));
+    /// Users remembered as recorded (the metrics).
+    pub fn cached_len(&self) -> usize {
+        self.known_users.borrow().len()
     }
 }
 
-/// Whether `local` (a user of this home shard) is known: provisioned or seen at a login.
-pub fn is_known(state: &Offline, local: &str) -> bool {
-    state.known_users.borrow().contains(local)
+/// Remembers that `local` is recorded.
+fn remember<H: Host>(shard: &H, state: &Offline, local: &str) {
+    let mut k = state.known_users.borrow_mut();
+    if k.len() >= shard.cfg().storage.users_cache_max {
+        k.clear();
+    }
+    k.insert(local.into());
+}
+
+/// Storage says `local` is recorded (learnt while storing an offline message for it).
+pub fn known<H: Host>(shard: &H, state: &Offline, local: &str) {
+    remember(shard, state, local);
+}
+
+/// Asks storage whether `local` is recorded (`record`: records it, and answers whether it
+/// was new); `then` gets the answer (`None` when storage failed) after the batch's commit.
+/// Without storage, from this shard's memory.
+pub fn ask_user<H: Host>(
+    shard: &H,
+    state: &Offline,
+    local: &str,
+    record: bool,
+    then: Box<dyn FnOnce(Option<bool>)>,
+) {
+    if !shard.has_storage() {
+        let known = state.known_users.borrow().contains(local);
+        if record {
+            remember(shard, state, local);
+            return then(Some(!known));
+        }
+        return then(Some(known));
+    }
+    if record {
+        remember(shard, state, local);
+    }
+    let token = shard.random();
+    state.asked.borrow_mut().insert(token, then);
+    shard.storage(Request::User {
+        user: local.to_string(),
+        record,
+        shard: shard.id,
+        token,
+    });
+}
+
+/// The answer to `ask_user`.
+pub fn on_user<H: Host>(shard: &H, state: &Offline, token: u64, known: Option<bool>) {
+    let _ = shard;
+    if let Some(then) = state.asked.borrow_mut().remove(&token) {
+        then(known);
+    }
 }
 
 /// The admin API provisions `local` before its first login (as if it had been seen):
 /// messages to it are stored offline in strict mode too, and never count as a stranger's.
-/// Returns whether it was new; the record is stored (queued before this returns).
-pub fn provision<H: Host>(shard: &H, state: &Offline, local: &str) -> bool {
-    let new = !is_known(state, local);
-    seen_user(shard, state, local);
-    new
+/// `then` gets whether it was new (`None`: storage failed), once that is stored.
+pub fn provision<H: Host>(
+    shard: &H,
+    state: &Offline,
+    local: &str,
+    then: Box<dyn FnOnce(Option<bool>)>,
+) {
+    ask_user(shard, state, local, true, then);
 }
 
 /// A deleted user is not known any more (its stored record goes with its data).
@@ -58,12 +114,13 @@ pub fn forget_user(state: &Offline, local: &str) -> bool {
     state.known_users.borrow_mut().remove(local)
 }
 
-/// Called at bind: records a user the first time it is seen (on its home shard).
+/// Called at bind: records a user the first time its shard sees it (since it started, or
+/// since the cache was emptied; recording again is harmless).
 pub fn seen_user<H: Host>(shard: &H, state: &Offline, local: &str) {
     if state.known_users.borrow().contains(local) {
         return;
     }
-    state.known_users.borrow_mut().insert(local.into());
+    remember(shard, state, local);
     shard.storage(Request::RecordUser {
         user: local.to_string(),
     });
@@ -108,10 +165,9 @@ fn with_delay(r: Routed, domain: &str) -> Routed {
 
 /// Why a message could not be stored.
 pub enum NotStored {
-    /// Storage off or behind, a stranger in strict mode: `service-unavailable`.
+    /// Storage off or behind: `service-unavailable`. (A user not recorded in strict mode,
+    /// or a sender past its strangers limit, is told by storage: `unknown_user`.)
     Unavailable(Routed),
-    /// The sender reached `storage.max_unknown_recipients_per_hour`: `policy-violation`.
-    TooManyStrangers(Routed),
 }
 
 /// Per sender (bare JID, on this recipient shard): the never-seen recipients it left
@@ -161,24 +217,23 @@ fn store<H: Host>(shard: &H, state: &Offline, r: Routed) -> Result<(), NotStored
         }
     };
     let cfg = &shard.cfg().storage;
+    // A user this shard does not know may still be recorded: storage looks it up when the
+    // answer matters (strict mode, or a sender past its strangers limit).
+    let mut if_unknown = IfUnknown::Store;
     if !state.known_users.borrow().contains(user.as_str()) {
         if !cfg.accept_unknown_users {
-            return Err(NotStored::Unavailable(r));
-        }
-        let sender = r.from();
-        let sender = split_full(&sender).0;
-        let ok = state.stranger_counts.borrow_mut().admit(
-            sender,
-            &user,
-            cfg.max_unknown_recipients_per_hour,
-        );
-        if !ok {
-            tracing::info!(
-                shard = shard.id,
+            if_unknown = IfUnknown::Refuse;
+        } else {
+            let sender = r.from();
+            let sender = split_full(&sender).0;
+            let ok = state.stranger_counts.borrow_mut().admit(
                 sender,
-                "too many never-seen recipients this hour"
+                &user,
+                cfg.max_unknown_recipients_per_hour,
             );
-            return Err(NotStored::TooManyStrangers(r));
+            if !ok {
+                if_unknown = IfUnknown::RefuseStranger;
+            }
         }
     }
     let uid = r.uid;
@@ -190,6 +245,7 @@ fn store<H: Host>(shard: &H, state: &Offline, r: Routed) -> Result<(), NotStored
             stanza: Parts(msg.parts().into_iter().collect()),
             shard: shard.id,
             uid,
+            if_unknown,
         })
         .map_err(|_| NotStored::Unavailable(msg))
 }
@@ -200,12 +256,6 @@ pub fn store_or_bounce<H: Host>(shard: &H, state: &Offline, r: Routed) {
     match store(shard, state, r) {
         Ok(()) => crate::metrics::shard().offline_stored.inc(),
         Err(NotStored::Unavailable(r)) => router::bounce(shard, &r, Cond::ServiceUnavailable),
-        Err(NotStored::TooManyStrangers(r)) => router::bounce_with(
-            shard,
-            &r,
-            Cond::PolicyViolation,
-            Some("too many messages to users who never logged in; try again later"),
-        ),
     }
 }
 
@@ -233,6 +283,28 @@ pub fn not_stored<H: Host>(shard: &H, stanza: Bytes) {
     };
     tracing::info!(shard = shard.id, to = %r.to(), "offline message not stored");
     router::bounce(shard, &r, Cond::ServiceUnavailable);
+}
+
+/// Storage did not keep an offline message because its user is not recorded (strict
+/// mode, or a sender past its strangers limit): its sender is told.
+pub fn unknown_user<H: Host>(shard: &H, stanza: Bytes, stranger: bool) {
+    let Some(r) = std::str::from_utf8(&stanza).ok().and_then(router::reparse) else {
+        return;
+    };
+    tracing::info!(shard = shard.id, to = %r.to(), stranger, "offline message for a user never seen: not stored");
+    if stranger {
+        return bounce_stranger(shard, &r);
+    }
+    router::bounce(shard, &r, Cond::ServiceUnavailable);
+}
+
+fn bounce_stranger<H: Host>(shard: &H, r: &Routed) {
+    router::bounce_with(
+        shard,
+        r,
+        Cond::PolicyViolation,
+        Some("too many messages to users who never logged in; try again later"),
+    );
 }
 
 /// A page of stored messages for the session that asked (`flush`).

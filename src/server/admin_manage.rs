@@ -140,31 +140,51 @@ pub fn room_affiliations(
     }
 }
 
-/// `PUT /api/users/{user}` (on its home shard).
+/// `PUT /api/users/{user}` (on its home shard): recorded, and whether it was new, once
+/// that is stored.
 pub fn user_provision(shard: &Shard, local: &str, reply: Sender<Reply>) {
-    let created = offline::provision(shard, &shard.offline, local);
     let bare = format!("{local}@{}", shard.domain());
-    after_commit(
+    offline::provision(
         shard,
-        reply,
-        Reply::Json(json!({ "user": bare, "created": created })),
+        &shard.offline,
+        local,
+        Box::new(move |created| {
+            let _ = reply.send(match created {
+                Some(created) => Reply::Json(json!({ "user": bare, "created": created })),
+                None => refused(
+                    500,
+                    "internal-server-error",
+                    "the change could not be stored",
+                ),
+            });
+        }),
     );
 }
 
-/// `GET /api/users/{user}`: whether it is known (provisioned, or seen at a login) and how
-/// many sessions it has; 404 if neither.
-pub fn user_get(shard: &Shard, local: &str) -> Reply {
+/// `GET /api/users/{user}`: whether it is known (provisioned, or seen at a login: asked
+/// of storage) and how many sessions it has; 404 if neither.
+pub fn user_get(shard: &Shard, local: &str, reply: Sender<Reply>) {
     let bare = format!("{local}@{}", shard.domain());
-    let known = offline::is_known(&shard.offline, local);
     let sessions = shard
         .sessions
         .borrow()
         .user(&bare)
         .map_or(0, |u| u.resources.len());
-    if !known && sessions == 0 {
-        return refused(404, "item-not-found", "no such user");
-    }
-    Reply::Json(json!({ "user": bare, "known": known, "sessions": sessions }))
+    offline::ask_user(
+        shard,
+        &shard.offline,
+        local,
+        false,
+        Box::new(move |known| {
+            let _ = reply.send(match known {
+                None => refused(500, "internal-server-error", "storage failed"),
+                Some(false) if sessions == 0 => refused(404, "item-not-found", "no such user"),
+                Some(known) => {
+                    Reply::Json(json!({ "user": bare, "known": known, "sessions": sessions }))
+                }
+            });
+        }),
+    );
 }
 
 fn roster_json(items: &[RosterItem]) -> serde_json::Value {
@@ -184,7 +204,7 @@ fn roster_json(items: &[RosterItem]) -> serde_json::Value {
 
 /// `PUT /api/users/{user}/roster` (on its home shard): the user is provisioned too.
 pub fn user_roster(shard: &Shard, local: &str, items: Vec<Provision>, reply: Sender<Reply>) {
-    offline::provision(shard, &shard.offline, local);
+    offline::seen_user(shard, &shard.offline, local);
     let bare = format!("{local}@{}", shard.domain());
     provision(
         shard,

@@ -124,7 +124,7 @@ pub fn handle(shard: &Rc<Shard>, r: Request) {
             return;
         }
         Op::RoomGet { room } => m::room_get(shard, &room),
-        Op::UserGet { user } => m::user_get(shard, &user),
+        Op::UserGet { user } => return m::user_get(shard, &user, r.reply),
         Op::Sessions { user, after, limit } => {
             let sessions = shard.sessions.borrow();
             let mut all: Vec<SessionInfo> = sessions

@@ -192,16 +192,11 @@ pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(
         cluster: cluster.clone(),
     });
     let backend = crate::storage::open(&cfg.storage, &cfg.server.data_dir)?;
-    let mut users_by_shard: Vec<Vec<String>> = (0..n).map(|_| Vec::new()).collect();
-    for u in backend.users().map_err(|e| format!("storage: {e}"))? {
-        let h = crate::runtime::home(&format!("{u}@{}", cfg.server.domain), n);
-        users_by_shard[h.shard()].push(u);
-    }
     let mut rooms_by_shard: Vec<Vec<(String, Vec<u8>)>> = (0..n).map(|_| Vec::new()).collect();
     for (jid, data) in backend.rooms().map_err(|e| format!("storage: {e}"))? {
         rooms_by_shard[crate::runtime::home(&jid, n).shard()].push((jid, data));
     }
-    tracing::info!(backend = %cfg.storage.backend, users = users_by_shard.iter().map(Vec::len).sum::<usize>(), "storage opened");
+    tracing::info!(backend = %cfg.storage.backend, "storage opened");
     #[allow(clippy::result_large_err)] // the reply goes back to be retried, not dropped
     let reply_to: crate::storage::ReplyTo = {
         let senders = senders.clone();
@@ -232,7 +227,6 @@ pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(
         Some(storage.clone()),
         n,
     ));
-    let users = std::sync::Mutex::new(users_by_shard);
     let rooms = std::sync::Mutex::new(rooms_by_shard);
     let (sh, mb, co, ne) = (shared.clone(), senders.clone(), config.clone(), net.clone());
     let threads = crate::runtime::start(&spec, listeners, boxes, move |id| {
@@ -244,8 +238,6 @@ pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(
             co.clone(),
             ne.clone(),
         );
-        let users = std::mem::take(&mut users.lock().unwrap()[id]);
-        shard.offline.restore(users);
         let rooms = std::mem::take(&mut rooms.lock().unwrap()[id]);
         shard.muc.restore(&*shard, rooms);
         shard

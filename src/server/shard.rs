@@ -222,6 +222,11 @@ impl Shard {
     fn on_storage(&self, reply: Reply) {
         match reply {
             Reply::QuotaExceeded(b) | Reply::Failed(b) => offline::not_stored(self, b),
+            Reply::UnknownUser { stanza, stranger } => {
+                offline::unknown_user(self, stanza, stranger)
+            }
+            Reply::KnownUser(user) => offline::known(self, &self.offline, &user),
+            Reply::User { token, known } => offline::on_user(self, &self.offline, token, known),
             Reply::Offline {
                 to,
                 conn,
@@ -431,6 +436,7 @@ impl ShardHost for Shard {
             let (rooms, occupants) = self.muc.counts();
             m.muc_rooms.set(rooms as i64);
             m.muc_occupants.set(occupants as i64);
+            m.users_cached.set(self.offline.cached_len() as i64);
         }
         // One buffer for the whole shard, kept between ticks (no allocation per tick).
         let mut due = self.due.take();

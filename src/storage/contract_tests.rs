@@ -10,6 +10,8 @@ pub fn contract(mut b: Box<dyn Backend>, reopen: Option<&dyn Fn() -> Box<dyn Bac
     let mut u = b.users().unwrap();
     u.sort();
     assert_eq!(u, ["alice", "bob"]);
+    assert!(b.user_known("alice").unwrap() && b.user_known("bob").unwrap());
+    assert!(!b.user_known("al").unwrap() && !b.user_known("carol").unwrap());
     // Offline: order kept, per user, quota, take empties.
     for i in 0..3 {
         assert!(
@@ -264,6 +266,7 @@ pub fn contract(mut b: Box<dyn Backend>, reopen: Option<&dyn Fn() -> Box<dyn Bac
         b = reopen();
     }
     assert_eq!(b.users().unwrap(), ["bob"]);
+    assert!(!b.user_known("alice").unwrap(), "deleted");
     let (v, items) = b.roster("alice").unwrap();
     assert!(items.is_empty() && v > 4, "the version moves on: {v}");
     assert_eq!(b.offline_take("alice", 100).unwrap(), (vec![], false));

@@ -249,6 +249,10 @@ impl Backend for FjallBackend {
         Ok(true)
     }
 
+    fn user_known(&self, user: &str) -> Result<bool> {
+        Ok(self.users.get(user).map_err(err)?.is_some())
+    }
+
     fn users(&self) -> Result<Vec<String>> {
         self.users
             .iter()

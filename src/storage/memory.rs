@@ -23,6 +23,10 @@ impl Backend for MemoryBackend {
         Ok(self.users.iter().cloned().collect())
     }
 
+    fn user_known(&self, user: &str) -> Result<bool> {
+        Ok(self.users.contains(user))
+    }
+
     fn offline_push(&mut self, user: &str, stanza: &[u8], quota: usize) -> Result<bool> {
         let q = self.offline.entry(user.to_string()).or_default();
         if q.len() >= quota {

@@ -73,8 +73,16 @@ pub struct StorageConfig {
     /// (with `accept_unknown_users`); past it the sender gets `policy-violation` ("too many
     /// messages to users who never logged in"). Counted on each recipient's home shard, so
     /// with N shards a sender can reach up to N times this. Abuse is bounded by this and by
-    /// `offline_quota` per recipient.
+    /// `offline_quota` per recipient. (The count holds every recipient its shard does not
+    /// remember, `users_cache_max`; past the limit storage still stores messages for
+    /// recorded users, and refuses only users never seen.)
     pub max_unknown_recipients_per_hour: usize,
+    /// Users each shard remembers as recorded (seen at a login, provisioned, or looked up),
+    /// so that an offline message for them needs no lookup; the set is emptied when it
+    /// reaches this many. Users are never all loaded: one not remembered is looked up by
+    /// storage when it matters (strict mode, a sender past its strangers limit).
+    #[schemars(range(min = 1))]
+    pub users_cache_max: usize,
     /// Requests queued to the storage thread; past it requests wait in their shard's
     /// backlog (in order), or are refused where the sender can be told.
     #[schemars(range(min = 1))]
@@ -102,6 +110,7 @@ impl Default for StorageConfig {
             offline_quota: 1000,
             accept_unknown_users: true,
             max_unknown_recipients_per_hour: 100,
+            users_cache_max: 100_000,
             queue_capacity: 65536,
             shard_backlog_max: 4096,
             batch_max: 1024,
@@ -165,8 +174,11 @@ pub trait Reader: Send + 'static {
 pub trait Backend: Send + 'static {
     /// Records `user` (a localpart) at its first login; true if it was new.
     fn record_user(&mut self, user: &str) -> Result<bool>;
-    /// Every recorded user, at start (each shard keeps the ones whose home it is).
+    /// Every recorded user (for tools and tests: the server reads users one at a time,
+    /// `user_known`, never all of them).
     fn users(&self) -> Result<Vec<String>>;
+    /// Whether `user` is recorded (a login or an admin's provisioning).
+    fn user_known(&self, user: &str) -> Result<bool>;
     /// Appends an offline message unless `quota` are already stored; false when full.
     fn offline_push(&mut self, user: &str, stanza: &[u8], quota: usize) -> Result<bool>;
 
@@ -513,6 +525,16 @@ pub enum Request {
         shard: usize,
         /// The message's id (`Routed::uid`): stored once per recipient.
         uid: u64,
+        /// What to do when `user` is not recorded (the shard did not know it yet).
+        if_unknown: IfUnknown,
+    },
+    /// Whether `user` is recorded (`record`: record it, and whether it was new); answered
+    /// with `Reply::User` after the batch's commit.
+    User {
+        user: String,
+        record: bool,
+        shard: usize,
+        token: u64,
     },
     /// Put taken offline messages back in front of `user`'s queue, in order.
     RestoreOffline {
@@ -590,6 +612,19 @@ pub enum Request {
     Stop,
 }
 
+/// An offline message for a user its shard does not know to be recorded (it does not
+/// load every user: `offline::Offline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfUnknown {
+    /// Store it anyway (a known user, or a stranger the sender may still message).
+    Store,
+    /// Strict mode (`accept_unknown_users = false`): only for a recorded user; otherwise
+    /// it comes back (`Reply::UnknownUser`).
+    Refuse,
+    /// The sender reached its strangers-per-hour limit: only for a recorded user.
+    RefuseStranger,
+}
+
 /// Where a MAM page goes and how to label it.
 #[derive(Debug, Clone)]
 pub struct ArchiveReplyTo {
@@ -622,6 +657,20 @@ pub enum Reply {
     },
     /// An offline message not stored (quota full, or an engine error), for a bounce.
     QuotaExceeded(Bytes),
+    /// An offline message not stored: its user is not recorded (`IfUnknown::Refuse`, or
+    /// `RefuseStranger` when `stranger`).
+    UnknownUser {
+        stanza: Bytes,
+        stranger: bool,
+    },
+    /// `user` is recorded (learnt while storing an offline message): the shard may
+    /// remember it.
+    KnownUser(String),
+    /// The answer to `Request::User` (`None`: the read or the commit failed).
+    User {
+        token: u64,
+        known: Option<bool>,
+    },
     Failed(Bytes),
     Offline {
         to: String,

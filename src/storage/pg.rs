@@ -386,6 +386,14 @@ impl Backend for PgBackend {
         })
     }
 
+    fn user_known(&self, user: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(!c
+                .query("SELECT 1 FROM users WHERE username = $1", &[&user])?
+                .is_empty())
+        })
+    }
+
     fn offline_push(&mut self, user: &str, stanza: &[u8], quota: usize) -> Result<bool> {
         self.offline_push_once(user, stanza, quota, 0)
     }

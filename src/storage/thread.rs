@@ -3,8 +3,8 @@
 //! sent before them). Replies go back through `ReplyTo`.
 
 use super::{
-    ArchiveItem, ArchivePage, Backend, Reader, Reply, Request, StorageConfig, StorageError,
-    StorageHandle, archive_id_at,
+    ArchiveItem, ArchivePage, Backend, IfUnknown, Reader, Reply, Request, StorageConfig,
+    StorageError, StorageHandle, archive_id_at,
 };
 use bytes::Bytes;
 use std::sync::Arc;
@@ -113,8 +113,27 @@ pub fn start(
                             stanza,
                             shard,
                             uid,
+                            if_unknown,
                         } => {
                             let stanza = stanza.into_bytes();
+                            if if_unknown != IfUnknown::Store {
+                                match backend.user_known(&user) {
+                                    Ok(true) => {
+                                        replies.push((shard, Reply::KnownUser(user.clone())))
+                                    }
+                                    Ok(false) => {
+                                        let stranger = if_unknown == IfUnknown::RefuseStranger;
+                                        replies
+                                            .push((shard, Reply::UnknownUser { stanza, stranger }));
+                                        continue;
+                                    }
+                                    Err(e) => {
+                                        tracing::error!(error = %e, "storage: user lookup");
+                                        replies.push((shard, Reply::Failed(stanza)));
+                                        continue;
+                                    }
+                                }
+                            }
                             match backend.offline_push_once(&user, &stanza, quota, uid) {
                                 Ok(true) => {}
                                 Ok(false) => replies.push((shard, Reply::QuotaExceeded(stanza))),
@@ -151,6 +170,22 @@ pub fn start(
                             }
                             Err(e) => tracing::error!(error = %e, "storage: offline take"),
                         },
+                        Request::User {
+                            user,
+                            record,
+                            shard,
+                            token,
+                        } => {
+                            let r = if record {
+                                backend.record_user(&user)
+                            } else {
+                                backend.user_known(&user)
+                            };
+                            let known = r
+                                .map_err(|e| tracing::error!(error = %e, "storage: user"))
+                                .ok();
+                            replies.push((shard, Reply::User { token, known }));
+                        }
                         Request::Sync { shard, token } => {
                             replies.push((shard, Reply::Synced { token, ok: true }))
                         }
@@ -272,6 +307,7 @@ pub fn start(
                         match r {
                             Reply::Synced { ok, .. } => *ok = false,
                             Reply::UserDeleted { deleted, .. } => *deleted = None,
+                            Reply::User { known, .. } => *known = None,
                             Reply::Prefs { reply, .. } => {
                                 let reply = reply.clone();
                                 *r = Reply::PrefsFailed { reply };
