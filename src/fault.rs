@@ -5,8 +5,8 @@
 //! - `AOBA_FAULT_PANIC_ON=TEXT`: a shard panics on a client element containing TEXT.
 //! - `AOBA_FAULT_FAIL_COMMITS=1`: every storage commit fails.
 //! - `AOBA_FAULT_SLOW_COMMIT_MS=N`: every storage commit takes N ms more (a slow disk).
-//! - `AOBA_FAULT_SLOW_READ_MS=N`: every storage read (roster load, archive page) takes N ms
-//!   more.
+//! - `AOBA_FAULT_SLOW_READ_MS=N`: every storage read (roster load, archive page, a room's
+//!   load) takes N ms more.
 //! - `AOBA_FAULT_CLOCK_SKEW_MS=N`: the clock archive ids are made from runs N ms off
 //!   (negative: behind), like a node whose clock drifted.
 //! - `AOBA_FAULT_STALL_ON=TEXT` with `AOBA_FAULT_STALL_FILE=PATH`: a shard blocks on a client

@@ -146,6 +146,24 @@ async fn a_room_created_and_changed_through_the_api() {
     drop((a, b, c));
     s.restart(true);
     let api = Api(&s);
+    // Rooms load on demand: listed from storage before anything loads it.
+    let list = api.ok("GET", "/api/rooms", "");
+    let listed: Vec<_> = list["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["jid"] == ROOM)
+        .collect();
+    assert_eq!(listed.len(), 1, "{list}");
+    assert_eq!(
+        (
+            &listed[0]["persistent"],
+            &listed[0]["loaded"],
+            &listed[0]["name"]
+        ),
+        (&true.into(), &false.into(), &"Team <&>".into()),
+        "{list}"
+    );
     let v = api.ok("GET", &format!("/api/rooms/{ROOM}"), "");
     assert_eq!(
         (&v["members_only"], &v["name"], &v["history_max"]),
@@ -163,6 +181,9 @@ async fn a_room_created_and_changed_through_the_api() {
             )
         })
         .collect();
+    let list = api.ok("GET", "/api/rooms", "");
+    assert_eq!(list.to_string().matches(ROOM).count(), 1, "{list}");
+    assert!(list.to_string().contains("\"loaded\":true"), "{list}");
     assert_eq!(
         aff,
         [

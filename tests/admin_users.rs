@@ -303,6 +303,12 @@ async fn deleting_a_user_deletes_what_is_stored_for_it() {
         &format!("/api/rooms/{ROOM}/affiliations"),
         r#"{"items": [{"jid": "alice@localhost", "affiliation": "member"}, {"jid": "bob@localhost", "affiliation": "member"}]}"#,
     );
+    // Rooms load on demand: after a restart the room is stored, not in memory, and the
+    // deletion must still find her affiliation in it.
+    drop(bob);
+    s.restart(false);
+    let api = Api(&s);
+    let mut bob = Client::online(&s, "bob", "b", 0).await;
     // Offline messages, for a session that did not send presence (nothing is flushed).
     let mut quiet = Client::login(&s, "alice", Some("q")).await;
     for i in 0..3 {

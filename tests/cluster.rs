@@ -1258,3 +1258,48 @@ async fn archive_ids_keep_increasing_when_a_home_moves_to_a_node_whose_clock_is_
     let want: Vec<String> = (0..10).map(|k| format!("ord{k}")).collect();
     assert_eq!(got, want, "archive order");
 }
+
+/// A node's storage caches archive preferences; a user whose home moves away and back
+/// must not be archived by stale ones: node 3 joins and becomes the user's home, the user
+/// turns archiving off there, node 3 leaves, and back at node 1 the user's next message
+/// is not archived (every node drops its cached preferences when the view changes).
+#[tokio::test]
+async fn archive_preferences_changed_at_another_home_are_followed_when_the_home_comes_back() {
+    let mut c = cluster(2).await;
+    let three = ["n1", "n2", "n3"];
+    let user = (0..1000)
+        .map(|k| format!("pref{k}"))
+        .find(|u| {
+            let key = format!("{u}@{DOMAIN}");
+            c.home(u) == 0 && aoba::cluster::placement::home_of(&key, &three) == Some(2)
+        })
+        .unwrap();
+    let peer = c.user_staying_on(1, "peer", &three);
+    let msg = |k: usize| {
+        format!("<message to='{peer}@localhost' type='chat' id='pf{k}'><body>{k}</body></message>")
+    };
+    let mut u = Client::online(&c.nodes[0], &user, "u", 0).await;
+    sm_enable(&mut u).await;
+    u.send(&msg(0)).await;
+    acked(&mut u, 1).await; // archived at node 1, its preferences cached there
+    drop(u);
+    let (url, nats) = (c.db.clone(), c.nats.url());
+    c.nodes
+        .push(Server::start_with(&config(&url, &nats, "n3", ""), 2));
+    c.names.push("n3".into());
+    c.converged(3).await;
+    let mut u = Client::online(&c.nodes[2], &user, "u", 0).await;
+    u.send("<iq type='set' id='off'><prefs xmlns='urn:xmpp:mam:2' default='never'/></iq>")
+        .await;
+    assert!(u.recv_until("id='off'").await.contains("type='result'"));
+    drop(u);
+    let st = c.nodes[2].terminate();
+    assert!(st.is_some_and(|s| s.success()), "{st:?}");
+    c.converged_on(0, 2).await;
+    let mut u = Client::online(&c.nodes[0], &user, "u", 0).await;
+    sm_enable(&mut u).await;
+    u.send(&msg(1)).await;
+    acked(&mut u, 1).await;
+    let got = archived(&mut u, "pf").await;
+    assert_eq!(got, ["pf0"], "archived against the user's preferences");
+}

@@ -71,6 +71,11 @@ pub(super) fn unlist(room: &mut Room, domain: &str, out: &mut Out) {
     announce(room, domain, out);
 }
 
+/// The public rooms read from storage (`lazy`): listed, beside those rooms announced.
+pub(super) fn list_stored(svc: &Service, rooms: Vec<(String, String)>) {
+    svc.directory.borrow_mut().extend(rooms);
+}
+
 /// A stanza to the service's own JID: a room's directory headline, or disco.
 pub(super) fn service_stanza(svc: &Service, r: &Routed, out: &mut Out) {
     if r.kind == Kind::Message && r.stype == SType::Headline {

@@ -8,6 +8,7 @@ mod admin;
 mod directory;
 mod fanout;
 mod join;
+mod lazy;
 mod manage;
 mod message;
 mod occupants;
@@ -104,8 +105,11 @@ pub struct Service {
     cfg: MucConfig,
     rooms: RefCell<HashMap<Box<str>, room::Room, ahash::RandomState>>,
     /// Public rooms of every shard (room JID → name), kept on the service JID's home
-    /// shard from the announcements rooms send it (`directory::announce`).
+    /// shard from the announcements rooms send it (`directory::announce`) and, once, from
+    /// storage (`lazy`).
     directory: RefCell<std::collections::BTreeMap<String, String>>,
+    /// Rooms loading from storage, and what waits for them.
+    lazy: lazy::Lazy,
 }
 
 impl Service {
@@ -168,6 +172,7 @@ impl Service {
             cfg: cfg.clone(),
             rooms: RefCell::new(HashMap::default()),
             directory: RefCell::new(Default::default()),
+            lazy: Default::default(),
         }
     }
 }
@@ -195,8 +200,8 @@ impl Service {
         &self.domain
     }
 
-    /// At start: the stored rooms whose home is this shard.
-    pub fn restore<H: MamHost>(&self, shard: &H, records: Vec<(String, Vec<u8>)>) {
+    /// Stored rooms read for this shard (their home): in memory from now on.
+    fn restore<H: MamHost>(&self, shard: &H, records: Vec<(String, Vec<u8>)>) {
         for (jid, data) in records {
             if !jid.ends_with(&format!("@{}", self.domain)) {
                 continue;
@@ -236,28 +241,6 @@ impl Service {
         }
     }
 
-    /// Stored rooms whose home is now this shard and that are not in memory (a cluster's
-    /// view moved them here).
-    pub fn adopt<H: MamHost>(
-        &self,
-        shard: &H,
-        records: Vec<(String, Vec<u8>)>,
-        here: impl Fn(&str) -> bool,
-    ) {
-        let new: Vec<(String, Vec<u8>)> = records
-            .into_iter()
-            .filter(|(j, _)| here(j) && !self.rooms.borrow().contains_key(j.as_str()))
-            .collect();
-        if !new.is_empty() {
-            tracing::info!(
-                shard = shard.id,
-                rooms = new.len(),
-                "rooms now homed here loaded"
-            );
-        }
-        self.restore(shard, new);
-    }
-
     /// A stanza to this domain, on the home shard of its bare `to` (`room@domain`, or the
     /// domain itself for the service).
     pub fn handle<H: MamHost>(&self, shard: &H, r: Routed) {
@@ -265,7 +248,7 @@ impl Service {
             crate::xmpp::router::bounce(shard, &r, crate::xmpp::errors::Cond::ServiceUnavailable);
             return;
         }
-        room::handle(self, shard, r);
+        self.arrive(shard, r);
     }
 }
 

@@ -282,7 +282,7 @@ impl Api {
         ))
     }
 
-    /// Every room in memory, from every shard, sorted by JID.
+    /// Every room, in memory on any shard or stored, sorted by JID.
     fn rooms(&self) -> Result<(u16, String), (u16, String)> {
         let mut all = Vec::new();
         for s in 0..self.senders.len() {
@@ -290,7 +290,9 @@ impl Api {
                 all.extend(v);
             }
         }
-        all.sort_by(|a, b| a.jid.cmp(&b.jid));
+        // A stored room that is also in memory: the one in memory (loaded first).
+        all.sort_by(|a, b| a.jid.cmp(&b.jid).then(b.loaded.cmp(&a.loaded)));
+        all.dedup_by(|b, a| a.jid == b.jid);
         Ok((200, serde_json::json!({ "rooms": all }).to_string()))
     }
 

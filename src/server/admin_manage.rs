@@ -224,9 +224,23 @@ pub fn user_roster(shard: &Shard, local: &str, items: Vec<Provision>, reply: Sen
 }
 
 /// Removes a deleted user's affiliations from this shard's rooms.
-pub fn forget_affiliations(shard: &Shard, bare: &str, reply: Sender<Reply>) {
-    let n = shard.muc.forget_user(shard, bare);
-    after_commit(shard, reply, Reply::Count(n));
+/// Rooms load on demand: the stored rooms homed on this shard that name the user are
+/// loaded first, so the user is removed from them too.
+pub fn forget_affiliations(shard: &Rc<Shard>, bare: &str, reply: Sender<Reply>) {
+    let s = shard.clone();
+    let bare = bare.to_string();
+    shard.muc.read_stored(
+        &**shard,
+        Box::new(move |stored| {
+            let needle = bare.as_bytes();
+            s.muc.load_stored(&*s, stored, |jid, data| {
+                super::cluster::room_here(&s, jid)
+                    && data.windows(needle.len()).any(|w| w == needle)
+            });
+            let n = s.muc.forget_user(&*s, &bare);
+            after_commit(&s, reply, Reply::Count(n));
+        }),
+    );
 }
 
 /// `DELETE /api/users/{user}` on its home shard: closes its sessions (live ones with a

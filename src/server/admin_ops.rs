@@ -79,6 +79,24 @@ pub struct RoomInfo {
     pub name: String,
     pub persistent: bool,
     pub occupants: usize,
+    /// In memory (a stored room not loaded is listed from storage, with no occupants).
+    pub loaded: bool,
+}
+
+/// This shard's rooms in memory.
+fn rooms_in_memory(shard: &Shard) -> Vec<RoomInfo> {
+    shard
+        .muc
+        .list()
+        .into_iter()
+        .map(|(jid, name, persistent, occupants)| RoomInfo {
+            jid,
+            name,
+            persistent,
+            occupants,
+            loaded: true,
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -104,6 +122,27 @@ pub enum Reply {
 }
 
 pub fn handle(shard: &Rc<Shard>, r: Request) {
+    // A call on one room runs once the room is loaded (rooms load on demand).
+    let room = match &r.op {
+        Op::RoomPut { room, .. }
+        | Op::RoomDestroy { room, .. }
+        | Op::RoomAffiliations { room, .. }
+        | Op::RoomGet { room }
+        | Op::Occupants { room } => Some(room.clone()),
+        _ => None,
+    };
+    match room {
+        Some(room) => {
+            let s = shard.clone();
+            shard
+                .muc
+                .when_loaded(&**shard, &room, Box::new(move || run(&s, r)));
+        }
+        None => run(shard, r),
+    }
+}
+
+fn run(shard: &Rc<Shard>, r: Request) {
     use super::admin_manage as m;
     let reply = match r.op {
         // Answered later (after a commit, or after the user's sessions ended).
@@ -172,19 +211,29 @@ pub fn handle(shard: &Rc<Shard>, r: Request) {
             }
         }
         Op::Ping => Reply::Done(true),
-        Op::Rooms => Reply::Rooms(
-            shard
-                .muc
-                .list()
-                .into_iter()
-                .map(|(jid, name, persistent, occupants)| RoomInfo {
-                    jid,
-                    name,
-                    persistent,
-                    occupants,
-                })
-                .collect(),
-        ),
+        // Shard 0 adds the stored rooms (rooms load on demand: most may not be in memory).
+        Op::Rooms if shard.id == 0 => {
+            let s = shard.clone();
+            let reply = r.reply;
+            shard.muc.read_stored(
+                &**shard,
+                Box::new(move |stored| {
+                    let mut v = rooms_in_memory(&s);
+                    for (jid, name) in s.muc.describe_stored(&stored) {
+                        v.push(RoomInfo {
+                            jid,
+                            name,
+                            persistent: true,
+                            occupants: 0,
+                            loaded: false,
+                        });
+                    }
+                    let _ = reply.send(Reply::Rooms(v));
+                }),
+            );
+            return;
+        }
+        Op::Rooms => Reply::Rooms(rooms_in_memory(shard)),
         Op::Occupants { room } => Reply::Occupants(shard.muc.occupants_of(&room).map(|v| {
             v.into_iter()
                 .map(|(nick, jid, role, affiliation)| OccupantInfo {

@@ -637,28 +637,9 @@ fn rooms_lost(shard: &Shard, old: &NodeView) {
 }
 
 /// Whether room `jid`'s home is this shard of this node.
-fn room_here(shard: &Shard, jid: &str) -> bool {
+pub fn room_here(shard: &Shard, jid: &str) -> bool {
     let h = shard.home(jid);
     shard.is_local(h) && h.shard() == shard.id
-}
-
-/// The stored rooms (asked for at a change of view): those homed here now are loaded.
-pub fn on_rooms(shard: &Shard, rooms: Vec<(String, Vec<u8>)>) {
-    shard.muc.adopt(shard, rooms, |jid| room_here(shard, jid));
-    // What came for rooms meanwhile, in order (`room_here` reads the latest view, so the
-    // first answer already loads what every later view moved here).
-    let held = shard.muc_held.borrow_mut().take();
-    for h in held.into_iter().flatten() {
-        match h {
-            super::shard::RoomHeld::Stanza(r) => shard.muc.handle(shard, r),
-            super::shard::RoomHeld::Barrier { token, origin } => {
-                shard.storage(crate::storage::Request::Sync {
-                    shard: origin,
-                    token,
-                })
-            }
-        }
-    }
 }
 
 /// A frame from another node.
@@ -707,15 +688,13 @@ pub fn on_view(shard: &Shard, v: Arc<NodeView>) {
     if let Some(old) = old {
         rooms_lost(shard, &old);
     }
-    // Rooms follow the view: those homed elsewhere now leave (occupants told, 332), and
-    // the stored ones homed here now are loaded.
+    // Rooms follow the view: those homed elsewhere now leave (occupants told, 332); those
+    // homed here now load on the first stanza for them (`muc::lazy`), and so does the
+    // directory where the service is homed now.
     shard.muc.rehome(shard, |jid| room_here(shard, jid));
-    if shard.has_storage() {
-        shard
-            .muc_held
-            .borrow_mut()
-            .get_or_insert_with(Default::default);
-        shard.storage(crate::storage::Request::RoomsLoad { shard: shard.id });
+    shard.muc.forget_directory();
+    if shard.id == 0 && shard.has_storage() {
+        shard.storage(crate::storage::Request::ViewChanged);
     }
     let moved: Vec<std::rc::Rc<crate::xmpp::sink::Sink>> = shard
         .sessions

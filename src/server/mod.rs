@@ -192,10 +192,6 @@ pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(
         cluster: cluster.clone(),
     });
     let backend = crate::storage::open(&cfg.storage, &cfg.server.data_dir)?;
-    let mut rooms_by_shard: Vec<Vec<(String, Vec<u8>)>> = (0..n).map(|_| Vec::new()).collect();
-    for (jid, data) in backend.rooms().map_err(|e| format!("storage: {e}"))? {
-        rooms_by_shard[crate::runtime::home(&jid, n).shard()].push((jid, data));
-    }
     tracing::info!(backend = %cfg.storage.backend, "storage opened");
     #[allow(clippy::result_large_err)] // the reply goes back to be retried, not dropped
     let reply_to: crate::storage::ReplyTo = {
@@ -227,20 +223,16 @@ pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(
         Some(storage.clone()),
         n,
     ));
-    let rooms = std::sync::Mutex::new(rooms_by_shard);
     let (sh, mb, co, ne) = (shared.clone(), senders.clone(), config.clone(), net.clone());
     let threads = crate::runtime::start(&spec, listeners, boxes, move |id| {
         crate::storage::set_current_shard(id);
         crate::metrics::register_shard(id);
-        let shard = Shard::new(
+        Shard::new(
             crate::runtime::Runtime::new(id, mb.clone()),
             sh.clone(),
             co.clone(),
             ne.clone(),
-        );
-        let rooms = std::mem::take(&mut rooms.lock().unwrap()[id]);
-        shard.muc.restore(&*shard, rooms);
-        shard
+        )
     })?;
     // The line scripts and tests wait for.
     println!("aoba listening on ws://{addr}/xmpp shards={n}");

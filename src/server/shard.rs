@@ -64,10 +64,6 @@ pub struct Shard {
     pub cluster_sent: super::cluster::Sent,
     /// Connections relayed to or from other nodes.
     pub landed: super::relay::Landed,
-    /// While the stored rooms load after a change of the cluster's view: the stanzas for
-    /// rooms, in order (a room that moved here must not be created anew meanwhile), and
-    /// the ack barriers that came after them (an ack must not overtake what it covers).
-    pub muc_held: std::cell::RefCell<Option<std::collections::VecDeque<RoomHeld>>>,
 }
 
 impl std::ops::Deref for Shard {
@@ -94,15 +90,6 @@ const IQ_MODULES: &[(&str, IqHandler<Shard>, bool)] = &[
     // An account's archive: listed in the account's disco#info instead.
     (ns::MAM, mam::iq, false),
 ];
-
-/// Stanzas for rooms a shard holds while its rooms load after a change of view.
-const MUC_HELD_MAX: usize = 65_536;
-
-/// What waits for the rooms to load (`Shard::muc_held`).
-pub enum RoomHeld {
-    Stanza(Routed),
-    Barrier { token: u64, origin: usize },
-}
 
 /// The modules that handle nonzas (top-level elements that are not stanzas), by namespace.
 const NONZA_MODULES: &[(&str, NonzaHandler<Shard>)] = &[(ns::SM, sm::on_nonza)];
@@ -148,7 +135,6 @@ impl Shard {
             sampled: std::cell::Cell::new(Instant::now()),
             due: Default::default(),
             cluster_held: Default::default(),
-            muc_held: Default::default(),
             cluster_sent: Default::default(),
             landed: Default::default(),
         })
@@ -202,8 +188,8 @@ impl Shard {
             Msg::Route(r) => router::deliver(self, r),
             Msg::Fanout(f) => router::deliver_fanout(self, f),
             Msg::Barrier { token, origin } => {
-                if let Some(q) = self.muc_held.borrow_mut().as_mut() {
-                    q.push_back(RoomHeld::Barrier { token, origin });
+                // Behind stanzas for rooms that wait for their read, it waits too.
+                if self.muc.hold_barrier(self, token, origin) {
                     return;
                 }
                 self.storage(crate::storage::Request::Sync {
@@ -234,7 +220,11 @@ impl Shard {
                 more,
             } => offline::deliver_stored(self, &to, conn, stanzas, more),
             Reply::Synced { token, ok } => crate::xmpp::commit::on_synced(self, token, ok),
-            Reply::Rooms(rooms) => super::cluster::on_rooms(self, rooms),
+            Reply::Rooms { token, rooms } => self.muc.on_rooms_read(self, token, rooms),
+            Reply::Room { jid, data, ok } => {
+                let here = |j: &str| super::cluster::room_here(self, j);
+                self.muc.on_room_read(self, jid, data, ok, here)
+            }
             Reply::Roster {
                 user,
                 version,
@@ -329,19 +319,6 @@ impl Host for Shard {
             bare.rsplit_once('@').map_or(bare, |(_, d)| d) == self.muc.domain()
         };
         if for_muc {
-            if let Some(q) = self.muc_held.borrow_mut().as_mut() {
-                if q.len() < MUC_HELD_MAX {
-                    q.push_back(RoomHeld::Stanza(r));
-                } else {
-                    router::bounce_with(
-                        self,
-                        &r,
-                        crate::xmpp::errors::Cond::ResourceConstraint,
-                        Some("rooms are loading: retry"),
-                    );
-                }
-                return None;
-            }
             self.muc.handle(self, r);
             return None;
         }

@@ -390,6 +390,10 @@ impl Backend for FjallBackend {
         Ok(())
     }
 
+    fn room(&self, jid: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.rooms.get(jid).map_err(err)?.map(|v| v.to_vec()))
+    }
+
     fn rooms(&self) -> Result<Vec<(String, Vec<u8>)>> {
         self.rooms
             .iter()

@@ -131,6 +131,10 @@ impl Backend for MemoryBackend {
             .collect())
     }
 
+    fn room(&self, jid: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.rooms.get(jid).cloned())
+    }
+
     fn room_put(&mut self, jid: &str, data: &[u8]) -> Result<()> {
         self.rooms.insert(jid.to_string(), data.to_vec());
         Ok(())

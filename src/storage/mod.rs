@@ -225,8 +225,14 @@ pub trait Backend: Send + 'static {
     fn set_archive_prefs(&mut self, owner: &str, prefs: &ArchivePrefs) -> Result<()>;
     /// Deletes archived messages older than `before_id` (retention).
     fn archive_expire(&mut self, before_id: u64) -> Result<usize>;
-    /// Every persistent room (room JID → the MUC service's own encoding), at start.
+    /// Every persistent room (room JID → the MUC service's own encoding): for the
+    /// service's public directory, read once; rooms themselves load one at a time (`room`).
     fn rooms(&self) -> Result<Vec<(String, Vec<u8>)>>;
+    /// One persistent room, if stored.
+    fn room(&self, jid: &str) -> Result<Option<Vec<u8>>>;
+    /// Drops what the backend caches of rows other processes may have changed since (a
+    /// cluster's view changed: homes moved, and another node may have written for them).
+    fn forget_cached(&mut self) {}
     fn room_put(&mut self, jid: &str, data: &[u8]) -> Result<()>;
     fn room_remove(&mut self, jid: &str) -> Result<()>;
     /// Deletes everything stored for `user` (a localpart; `bare` is its bare JID, the
@@ -550,9 +556,17 @@ pub enum Request {
         shard: usize,
         max_bytes: usize,
     },
-    /// Every stored room, for a shard that may have become the home of some (a cluster's
-    /// view changed): answered with `Reply::Rooms`.
+    /// Every stored room, for the service's public directory (read once, on the
+    /// service's home shard; `token` 0) or an admin call (`token`): answered with
+    /// `Reply::Rooms`.
     RoomsLoad {
+        shard: usize,
+        token: u64,
+    },
+    /// One stored room, for its home shard (rooms load on demand): answered with
+    /// `Reply::Room`.
+    RoomLoad {
+        jid: String,
         shard: usize,
     },
     /// Load `user`'s roster for the shard's cache.
@@ -603,6 +617,9 @@ pub enum Request {
         shard: usize,
         token: u64,
     },
+    /// A cluster's view changed: caches of other homes' rows are dropped
+    /// (`Backend::forget_cached`).
+    ViewChanged,
     /// Answer `token` once everything queued before is durable (a barrier).
     Sync {
         shard: usize,
@@ -684,7 +701,16 @@ pub enum Reply {
         deleted: Option<Deleted>,
     },
     /// The stored rooms (`RoomsLoad`).
-    Rooms(Vec<(String, Vec<u8>)>),
+    Rooms {
+        token: u64,
+        rooms: Vec<(String, Vec<u8>)>,
+    },
+    /// A stored room (`RoomLoad`): `data` if stored; `ok` false when the read failed.
+    Room {
+        jid: String,
+        data: Option<Vec<u8>>,
+        ok: bool,
+    },
     /// A barrier's batch was committed (`ok`), or the commit failed.
     Synced {
         token: u64,

@@ -665,6 +665,21 @@ impl Backend for PgBackend {
         })
     }
 
+    /// The archive preferences cached for owners whose home may have been another node
+    /// meanwhile (which may have changed them).
+    fn forget_cached(&mut self) {
+        self.inner.get_mut().prefs.clear();
+    }
+
+    fn room(&self, jid: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|c| {
+            c.query("SELECT data FROM rooms WHERE jid = $1", &[&jid])?
+                .first()
+                .map(|r| r.try_get(0))
+                .transpose()
+        })
+    }
+
     fn room_put(&mut self, jid: &str, data: &[u8]) -> Result<()> {
         self.write(Op::RoomPut {
             jid: jid.to_string(),

@@ -186,6 +186,7 @@ pub fn start(
                                 .ok();
                             replies.push((shard, Reply::User { token, known }));
                         }
+                        Request::ViewChanged => backend.forget_cached(),
                         Request::Sync { shard, token } => {
                             replies.push((shard, Reply::Synced { token, ok: true }))
                         }
@@ -274,13 +275,27 @@ pub fn start(
                                 Err(e) => tracing::error!(error = %e, "storage: archive prefs"),
                             }
                         }
-                        Request::RoomsLoad { shard } => {
+                        Request::RoomLoad { jid, shard } => {
+                            // Always answered: the shard holds the room's stanzas until then.
+                            if let Some(d) = crate::fault::read_delay() {
+                                std::thread::sleep(d);
+                            }
+                            let (data, ok) = match backend.room(&jid) {
+                                Ok(d) => (d, true),
+                                Err(e) => {
+                                    tracing::error!(error = %e, room = %jid, "storage: room load");
+                                    (None, false)
+                                }
+                            };
+                            replies.push((shard, Reply::Room { jid, data, ok }));
+                        }
+                        Request::RoomsLoad { shard, token } => {
                             // Always answered: the shard holds its rooms' stanzas until then.
                             let rooms = backend.rooms().unwrap_or_else(|e| {
                                 tracing::error!(error = %e, "storage: rooms load");
                                 Vec::new()
                             });
-                            replies.push((shard, Reply::Rooms(rooms)));
+                            replies.push((shard, Reply::Rooms { token, rooms }));
                         }
                         Request::RoomPut { jid, data } => {
                             if let Err(e) = backend.room_put(&jid, &data) {

@@ -88,6 +88,11 @@ impl Server {
     /// Stops the server (SIGKILL when `kill`, else SIGTERM) and starts it again on the same
     /// data directory.
     pub fn restart(&mut self, kill: bool) {
+        self.restart_env(kill, &[]);
+    }
+
+    /// `restart`, with environment variables for the new process (the fault hooks).
+    pub fn restart_env(&mut self, kill: bool, env: &[(&str, &str)]) {
         if kill {
             let mut c = self.child.take().unwrap();
             let _ = c.kill();
@@ -101,7 +106,7 @@ impl Server {
             &self.config.clone(),
             self.shards,
             &["--jwt-secret", SECRET],
-            &[],
+            env,
         );
         let old = std::mem::replace(self, next);
         std::mem::forget(old); // its directory is ours now
