@@ -1303,3 +1303,53 @@ async fn archive_preferences_changed_at_another_home_are_followed_when_the_home_
     let got = archived(&mut u, "pf").await;
     assert_eq!(got, ["pf0"], "archived against the user's preferences");
 }
+
+/// XMPP-FTW logins that carry the token in the JSON (no cookie), on a node that is not the
+/// user's home: the login event is relayed there with the session, the home checks the
+/// token and answers it; a bad token is refused where the client landed. Socket.IO and
+/// Primus, then chat with an XML client of the other node (before, such a login was
+/// refused with a stream error asking for the cookie).
+#[tokio::test]
+async fn xmpp_ftw_logins_with_the_token_in_json_are_relayed_home() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ftw");
+    common::tools::npm_ci(&dir, &["socket.io-client", "ws"]).expect("npm ci");
+    let c = cluster(2).await;
+    // A (JSON) lives on node 2 and lands on node 1; B (XML) lives on node 1, lands on 2.
+    let (a, b) = (c.user_on(1, "jsona"), c.user_on(0, "xmlb"));
+    let bad = token_claims(
+        serde_json::json!({"sub": a, "exp": now() + 3600}),
+        "not-the-server-secret-0123456789",
+    );
+    let tokens = serde_json::json!({
+        a.clone(): c.nodes[0].token(&a), b.clone(): c.nodes[0].token(&b), "bad": bad
+    });
+    let mut child = std::process::Command::new("node")
+        .arg("scenarios.mjs")
+        .arg("login_in_json_relayed")
+        .current_dir(&dir)
+        .env("AOBA_PORT", c.nodes[0].port.to_string())
+        .env("AOBA_XML_PORT", c.nodes[1].port.to_string())
+        .env("AOBA_DOMAIN", DOMAIN)
+        .env("AOBA_TOKENS", tokens.to_string())
+        .env("AOBA_APART", format!("{a},{b}"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node");
+    let bound = Duration::from_secs(90);
+    let (status, out, err) = common::tools::wait_bounded(&mut child, bound);
+    let logs = format!("{}\n{}", c.nodes[0].log(), c.nodes[1].log());
+    if let Err(e) = common::tools::node_verdict(status, bound, &out, &err, &logs) {
+        panic!("login_in_json_relayed: {e}");
+    }
+    assert_eq!(
+        c.nodes[0]
+            .log()
+            .matches("an XMPP-FTW login for a user of another node: relayed")
+            .count(),
+        2,
+        "{}",
+        c.nodes[0].log()
+    );
+}

@@ -304,6 +304,12 @@ impl FtwConn {
         }
     }
 
+    /// The client's Socket.IO namespace is connected already (at the node it landed on,
+    /// which relays its session here from its login on).
+    pub fn assume_connected(&mut self) {
+        self.ns_connected = true;
+    }
+
     pub fn into_move(self) -> FtwMove {
         let empty = State::new(self.proto, String::new(), None);
         let state = std::mem::replace(&mut *self.state.borrow_mut(), empty);
@@ -690,6 +696,11 @@ impl FtwConn {
             if let Action::Handoff(h) = a {
                 self.state.borrow_mut().login = Some((resource, ack));
                 return Action::Handoff(h);
+            }
+            // A user of another node: the connection relays this login there
+            // (`server::conn`), whose translator answers it.
+            if a == Action::Relay {
+                return a;
             }
         } else if stream.authed.as_deref() != Some(local.as_str()) {
             return self.login_failed(ctl, ack);

@@ -532,18 +532,8 @@ impl Conn {
                         continue;
                     }
                     Action::Relay => {
-                        // An XMPP-FTW login (the token in the JSON) for a user of another
-                        // node: not relayed yet.
-                        tracing::info!(
-                            conn = self.ctl.id,
-                            "an XMPP-FTW login for a user of another node: refused"
-                        );
-                        self.action = self.stream.fail(
-                            &*self.shard,
-                            &self.ctl,
-                            StreamError::InternalServerError,
-                            Some("this user lives on another node of the cluster: log in with the auth_token cookie"),
-                        );
+                        // WebSocket logins become relays where they happen (`on_message`).
+                        tracing::error!(conn = self.ctl.id, "a relay asked outside a login");
                         return Exit::Done;
                     }
                 }
@@ -900,11 +890,39 @@ impl Conn {
             Some(f) => f.on_text(&mut self.stream, &*self.shard, &self.ctl, text),
             None => self.stream.on_element(&*self.shard, &self.ctl, text),
         };
-        // SASL over WebSocket named a user of another node: the session is opened there,
-        // authenticated; the client's next <open/> goes there.
-        if self.action == Action::Relay && self.ftw.is_none() {
-            self.relay_authenticated(false);
+        if self.action == Action::Relay {
+            if self.ftw.is_some() {
+                self.relay_ftw_login(bytes);
+            } else {
+                // SASL over WebSocket named a user of another node: the session is opened
+                // there, authenticated; the client's next <open/> goes there.
+                self.relay_authenticated(false);
+            }
         }
+    }
+
+    /// An XMPP-FTW login (the token in its JSON) named a user of another node: the session
+    /// moves there with the login event itself, which the home checks and answers; from
+    /// then on every message is relayed and the home runs the translator (and Engine.IO's
+    /// pings), this node the socket.
+    fn relay_ftw_login(&mut self, login: &[u8]) {
+        let Some(f) = self.ftw.take() else { return };
+        crate::metrics::shard().ftw_sessions.add(-1);
+        self.ctl.set_render(None);
+        let user = self.stream.authed.clone().unwrap_or_default();
+        let home = self.shard.home(&format!("{user}@{}", self.shard.domain()));
+        tracing::info!(conn = self.ctl.id, user = %user, "an XMPP-FTW login for a user of another node: relayed to the user's node");
+        let mut l = super::relay::open(
+            &self.shard,
+            &self.ctl,
+            home,
+            super::relay::Auth::FtwLogin(&user),
+            Some(f.proto),
+            self.peer,
+        );
+        super::relay::forward(&self.shard, &self.ctl, &mut l, login);
+        self.relay = Some(Box::new(l));
+        self.action = Action::Continue;
     }
 
     /// SASL succeeded here for a user of another node: the session is opened there,

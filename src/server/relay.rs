@@ -129,6 +129,11 @@ pub enum Auth<'a> {
     /// SASL succeeded on an RFC 6120 TCP stream (after STARTTLS, if any): the same, and
     /// the home writes without WebSocket framing.
     SaslTcp(&'a str),
+    /// An XMPP-FTW login with the token in its JSON (`xmpp.login`) named a user of the
+    /// home: the Engine.IO/Socket.IO handshake happened here, so the home's translator
+    /// starts connected, and the login event itself is relayed next (the home checks the
+    /// token again and answers it).
+    FtwLogin(&'a str),
 }
 
 /// L: the user of this upgraded connection lives on another node: open its session there.
@@ -145,6 +150,7 @@ pub fn open(
         Auth::Cookie(u) => (0u8, u),
         Auth::Sasl(u) => (1u8, u),
         Auth::SaslTcp(u) => (2u8, u),
+        Auth::FtwLogin(u) => (3u8, u),
     };
     let mut b = vec![OPEN];
     b.extend_from_slice(&shard.node_num().to_be_bytes());
@@ -345,7 +351,6 @@ fn at_home(
     if auth == 2 {
         ctl.set_framing(crate::xmpp::sink::Framing::Tcp);
     }
-    let sasl = auth != 0;
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
@@ -363,17 +368,18 @@ fn at_home(
         .borrow_mut()
         .insert((node, l_conn), h.clone());
     tracing::info!(shard = shard.id, conn = ctl.id, landing_node = node, user = %user, "relayed connection at its home");
-    let stream = if sasl {
-        Stream::new(None, Some(user.into_boxed_str()))
-    } else {
-        Stream::new(Some(user.into_boxed_str()), None)
+    let stream = match auth {
+        1 | 2 => Stream::new(None, Some(user.into_boxed_str())),
+        3 => Stream::new(None, None),
+        _ => Stream::new(Some(user.into_boxed_str()), None),
     };
+    let ftw_login = auth == 3;
     monoio::spawn(run_home(
         shard.clone(),
         h,
         (node, l_shard, l_conn),
         stream,
-        ftw,
+        ftw.map(|p| (p, ftw_login)),
         peer,
     ));
 }
@@ -383,15 +389,19 @@ async fn run_home(
     h: Rc<AtHome>,
     (node, l_shard, l_conn): (u16, u16, u64),
     mut stream: Stream,
-    ftw: Option<Proto>,
+    ftw: Option<(Proto, bool)>,
     peer: std::net::SocketAddr,
 ) {
     let ctl = h.ctl.clone();
     let max = shard.cfg().limits.max_stanza_bytes;
-    let mut ftw = ftw.map(|p| {
+    // `login`: the client's handshake happened at the landing node, its login comes next.
+    let mut ftw = ftw.map(|(p, login)| {
         let muc = Some(shard.muc.domain().to_string());
-        let f = FtwConn::new(&*shard, p, &shard.config.ftw, muc);
-        f.attach(&ctl, true, max);
+        let mut f = FtwConn::new(&*shard, p, &shard.config.ftw, muc);
+        if login {
+            f.assume_connected();
+        }
+        f.attach(&ctl, !login, max);
         crate::metrics::shard().ftw_sessions.add(1);
         f
     });

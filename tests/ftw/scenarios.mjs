@@ -242,6 +242,40 @@ const scenarios = {
     }
   },
 
+  /**
+   * Logins with the token in the JSON (no cookie) on a node that is not the user's home
+   * (issue 14): relayed to the home with the login event, which answers it; a bad token is
+   * refused where the client landed and the socket stays usable. Then the session works:
+   * presence, a message each way with an XML client of another node. The same over /ftw.
+   */
+  async login_in_json_relayed() {
+    const fail = { type: 'auth', condition: 'login-fail', description: 'XMPP authentication fail' };
+    const c = await SioClient.connect({ cookie: false, label: 'socket.io:json-login' });
+    c.emit('xmpp.login', { jid: bare(A), password: TOKENS.bad });
+    assert.deepEqual(await c.next('xmpp.error'), fail, 'token signed with the wrong secret');
+    const ok = await c.login(A, { password: token(A), resource: 'pw' });
+    assert.deepEqual(ok, { status: 'online', jid: jidObj(A, 'pw') });
+    await c.available();
+    const x = await XmlClient.login(B, 'xml');
+    x.send(`<message to='${c.full}' type='chat' id='jl-1'><body>to json</body></message>`);
+    const m = await c.next('xmpp.chat.message', { id: 'jl-1' });
+    assert.equal(m.content, 'to json');
+    const r = await c.call('xmpp.chat.message', { to: x.full, content: 'from json' });
+    assert.equal(r[0], null, JSON.stringify(r));
+    const s = await x.stanza('message', { id: r[1].id });
+    assert.equal(attr(s, 'from'), c.full, s);
+    assert.equal(textOf(s, 'body'), 'from json', s);
+    const p = await PrimusClient.connect({ cookie: false, label: 'ftw:json-login' });
+    p.emit('xmpp.login', { jid: bare(A), password: TOKENS.bad });
+    assert.deepEqual(await p.next('xmpp.error'), fail);
+    const okp = await p.login(A, { password: token(A), resource: 'pr' });
+    assert.deepEqual(okp, { status: 'online', jid: jidObj(A, 'pr') });
+    const r2 = await p.call('xmpp.chat.message', { to: x.full, content: 'from primus' });
+    assert.equal(r2[0], null, JSON.stringify(r2));
+    const s2 = await x.stanza('message', { id: r2[1].id });
+    assert.equal(textOf(s2, 'body'), 'from primus', s2);
+  },
+
   async chat_with_xml() {
     const a = await sio(A, 'json');
     const x = await XmlClient.login(B, 'xml');
