@@ -7,6 +7,8 @@
 //! - `AOBA_FAULT_SLOW_COMMIT_MS=N`: every storage commit takes N ms more (a slow disk).
 //! - `AOBA_FAULT_SLOW_READ_MS=N`: every storage read (roster load, archive page, a room's
 //!   load) takes N ms more.
+//! - `AOBA_FAULT_VIEW_DELAY_MS=N`: a cluster node's shards learn each view after its
+//!   first N ms late (a node whose view lags).
 //! - `AOBA_FAULT_CLOCK_SKEW_MS=N`: the clock archive ids are made from runs N ms off
 //!   (negative: behind), like a node whose clock drifted.
 //! - `AOBA_FAULT_STALL_ON=TEXT` with `AOBA_FAULT_STALL_FILE=PATH`: a shard blocks on a client
@@ -67,6 +69,12 @@ pub fn fail_commits() -> bool {
 /// How much slower every storage commit is to be (debug builds only).
 pub fn commit_delay() -> Option<std::time::Duration> {
     delay("AOBA_FAULT_SLOW_COMMIT_MS")
+}
+
+/// How much later a cluster node's shards learn each view after its first (debug builds
+/// only): a node whose view lags the others'.
+pub fn view_delay() -> Option<std::time::Duration> {
+    delay("AOBA_FAULT_VIEW_DELAY_MS")
 }
 
 /// How much slower every storage read is to be (debug builds only).

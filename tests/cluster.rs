@@ -1353,3 +1353,141 @@ async fn xmpp_ftw_logins_with_the_token_in_json_are_relayed_home() {
         c.nodes[0].log()
     );
 }
+
+/// Two nodes' views differ for a while (node 2 learns every view 4 s late, a debug-build
+/// hook): node 3 joins and becomes a room's home; node 1 knows, node 2 does not yet. A
+/// join from a client of node 2 goes to node 1 by node 2's old view; node 1's newer view
+/// sends it on to node 3, where the room is. So both occupants, one joining through each
+/// node, are in the same room and hear each other. (Before, node 1 loaded the room again
+/// and seated the joiner in a second copy nobody else was in.)
+#[tokio::test]
+async fn a_room_stanza_routed_by_an_older_view_reaches_the_rooms_home_by_the_newer() {
+    let url = pgtest::database();
+    let nats = Nats::start();
+    let names: Vec<String> = vec!["n1".into(), "n2".into()];
+    let late: [&[(&str, &str)]; 2] = [&[], &[("AOBA_FAULT_VIEW_DELAY_MS", "4000")]];
+    let nodes = names
+        .iter()
+        .zip(late)
+        .map(|(name, env)| Server::start_with_env(&config(&url, &nats.url(), name, ""), 2, env))
+        .collect();
+    let mut c = Cluster {
+        nodes,
+        names,
+        nats,
+        db: url,
+    };
+    c.converged(2).await;
+    let room = (0..10_000)
+        .map(|k| format!("group-7c3e9f00-0000-4000-8000-{k:012}@conference.localhost"))
+        .find(|r| {
+            c.home(r) == 0 && aoba::cluster::placement::home_of(r, &["n1", "n2", "n3"]) == Some(2)
+        })
+        .unwrap();
+    let three = ["n1", "n2", "n3"];
+    let (ua, ub) = (
+        c.user_staying_on(1, "lagj", &three),
+        c.user_staying_on(0, "upj", &three),
+    );
+    let mut b = Client::online(&c.nodes[0], &ub, "r", 0).await;
+    join(&mut b, &room, "beta", "").await;
+    common::muc::configure(
+        &mut b,
+        &room,
+        &[
+            ("muc#roomconfig_persistentroom", "1"),
+            ("muc#roomconfig_roomname", "Moving"),
+        ],
+    )
+    .await;
+    // Node 3 joins: nodes 1 and 3 route by three members, node 2 still by two.
+    let (url, nats) = (c.db.clone(), c.nats.url());
+    c.nodes
+        .push(Server::start_with(&config(&url, &nats, "n3", ""), 2));
+    c.names.push("n3".into());
+    c.converged_on(0, 3).await;
+    c.converged_on(2, 3).await;
+    let h = c.nodes[1].http_get("/health").await;
+    assert!(
+        h.contains("\"members\":2}"),
+        "node 2 learnt the view too early: {h}"
+    );
+    b.recv_until_within("code='332'", Duration::from_secs(20))
+        .await;
+    // A joins through node 2 (old view: the room is on node 1), B again through node 1.
+    let mut a = Client::online(&c.nodes[1], &ua, "r", 0).await;
+    let got = join(&mut a, &room, "alpha", "").await;
+    assert!(
+        !got.iter().any(|m| m.contains("code='201'"))
+            && got.iter().any(|m| m.contains("code='110'")),
+        "{got:?}"
+    );
+    join(&mut b, &room, "beta", "").await;
+    b.send(&format!(
+        "<message to='{room}' type='groupchat' id='same'><body>one room</body></message>"
+    ))
+    .await;
+    let m = a.recv_until("<body>one room</body>").await;
+    assert!(m.contains(&format!("from='{room}/beta'")), "{m}");
+    assert!(
+        c.nodes[0]
+            .log()
+            .contains("routed by an older view: sent on"),
+        "{}",
+        c.nodes[0].log()
+    );
+}
+
+/// The admin API answers for the users and rooms homed on its own node; for one homed on
+/// another node it answers 421 `redirect` naming that node and its advertised URL (its
+/// shards do not hold the user or room, and changing one there would fork it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_names_the_node_of_a_user_or_room_it_does_not_hold() {
+    use common::admin::Api;
+    let dir = tempfile::tempdir().unwrap();
+    let tok = dir.path().join("admin-token");
+    std::fs::write(&tok, format!("{}\n", common::admin::TOKEN)).unwrap();
+    let url = pgtest::database();
+    let nats = Nats::start();
+    let names: Vec<String> = vec!["n1".into(), "n2".into()];
+    let nodes = names
+        .iter()
+        .map(|name| {
+            let extra = format!("advertise_url = \"ws://{name}.example/xmpp\"\n");
+            let cfg = format!(
+                "[admin]\ntoken_file = {:?}\n{}",
+                tok.to_str().unwrap(),
+                config(&url, &nats.url(), name, &extra)
+            );
+            Server::start_with(&cfg, 2)
+        })
+        .collect();
+    let c = Cluster {
+        nodes,
+        names,
+        nats,
+        db: url,
+    };
+    c.converged(2).await;
+    let (mine, theirs) = (c.user_on(0, "adm"), c.user_on(1, "adm"));
+    let api = Api(&c.nodes[0]);
+    api.ok("PUT", &format!("/api/users/{mine}"), "");
+    let text = api.refused("PUT", &format!("/api/users/{theirs}"), "", 421, "redirect");
+    assert!(
+        text.contains("node n2") && text.contains("ws://n2.example/xmpp"),
+        "{text}"
+    );
+    api.refused(
+        "GET",
+        &format!("/api/users/{theirs}/sessions"),
+        "",
+        421,
+        "redirect",
+    );
+    let room = (0..1000)
+        .map(|k| format!("group-8d4e0f00-0000-4000-8000-{k:012}@conference.localhost"))
+        .find(|r| c.home(r) == 1)
+        .unwrap();
+    api.refused("PUT", &format!("/api/rooms/{room}"), "{}", 421, "redirect");
+    Api(&c.nodes[1]).ok("PUT", &format!("/api/rooms/{room}"), "{}");
+}

@@ -69,6 +69,9 @@ pub struct Incoming {
     pub from: Arc<str>,
     pub shard: u16,
     pub body: Bytes,
+    /// The epoch of the view the sender routed it by (its sequenced frames carry it; 0
+    /// for others).
+    pub epoch: i64,
 }
 
 /// Why `send` did not queue a frame.
@@ -334,6 +337,7 @@ async fn on_message(payload: Bytes, deliver: &mut Deliver, stats: &BusStats) {
             from: from.clone(),
             shard,
             body,
+            epoch: 0,
         };
         // Backpressure: wait for the shard rather than drop.
         while let Err(back) = deliver(inc) {

@@ -18,6 +18,7 @@ use crate::xmpp::errors::Cond;
 use crate::xmpp::router::{self, Routed, split_full};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
 
 /// What a shard holds while rooms load, at most.
 pub const MUC_HELD_MAX: usize = 65_536;
@@ -25,6 +26,14 @@ pub const MUC_HELD_MAX: usize = 65_536;
 /// One thing waiting for rooms to load.
 enum Held {
     Stanza(Routed),
+    /// A stanza another node routed here by a newer view than this node's (`epoch`): it
+    /// waits for this node's view to catch up (or `until`), then is handled here or sent
+    /// on to the room's home by that view.
+    Early {
+        r: Routed,
+        epoch: i64,
+        until: Instant,
+    },
     /// An ack barrier (`Msg::Barrier`), answered by a storage `Sync` when its turn comes.
     Barrier {
         token: u64,
@@ -102,7 +111,7 @@ impl Service {
     fn hold<H: MamHost>(&self, shard: &H, h: Held) {
         if self.lazy.held.borrow().len() >= MUC_HELD_MAX {
             match h {
-                Held::Stanza(r) => router::bounce_with(
+                Held::Stanza(r) | Held::Early { r, .. } => router::bounce_with(
                     shard,
                     &r,
                     Cond::ResourceConstraint,
@@ -128,6 +137,34 @@ impl Service {
             return room::handle(self, shard, r);
         }
         self.hold(shard, Held::Stanza(r));
+    }
+
+    /// A stanza for this service from another node, which routed it here by the view of
+    /// epoch `epoch`. When this node's own view does not make this shard the room's home:
+    /// if the sender's view is newer, it waits for this node's to catch up (until
+    /// `until`), so that a room moving here is not created anew before it is loaded; if
+    /// this node's view is as new or newer, it goes on to the room's home by that view.
+    pub fn arrive_remote<H: MamHost>(&self, shard: &H, r: Routed, epoch: i64, until: Instant) {
+        let here = {
+            let to = r.to();
+            homed_here(shard, split_full(&to).0)
+        };
+        if here || !self.cfg.enabled {
+            return self.handle(shard, r);
+        }
+        if epoch > shard.view_epoch() {
+            tracing::info!(shard = shard.id, to = %r.to(), epoch, "a room stanza routed by a newer view: waits for this node's");
+            return self.hold(shard, Held::Early { r, epoch, until });
+        }
+        forward(shard, r);
+    }
+
+    /// The cluster's view changed, or time passed: stanzas that waited for this node's
+    /// view go on.
+    pub fn view_moved<H: MamHost>(&self, shard: &H) {
+        if self.holding() {
+            self.run_held(shard);
+        }
     }
 
     /// An ack barrier reached this shard: true if it waits behind stanzas for rooms (then
@@ -265,6 +302,9 @@ impl Service {
                 let mut held = self.lazy.held.borrow_mut();
                 let blocked = match held.front() {
                     None => break,
+                    Some(Held::Early { epoch, until, .. }) => {
+                        shard.view_epoch() < *epoch && Instant::now() < *until
+                    }
                     Some(Held::Stanza(r)) => self.lazy.loading.borrow().contains(&*key_of(r)),
                     Some(Held::Call(k, _)) => self.lazy.loading.borrow().contains(k),
                     Some(Held::Barrier { .. }) => false,
@@ -298,10 +338,38 @@ impl Service {
                     token,
                 }),
                 Some(Held::Call(_, f)) => f(),
+                Some(Held::Early { r, .. }) => {
+                    let here = {
+                        let to = r.to();
+                        homed_here(shard, split_full(&to).0)
+                    };
+                    if here {
+                        // Handled as if it arrived now (it may need its room's read).
+                        self.lazy.held.borrow_mut().push_front(Held::Stanza(r));
+                    } else {
+                        forward(shard, r);
+                    }
+                }
                 None => break,
             }
         }
         self.lazy.failed.borrow_mut().clear();
         self.lazy.checked.borrow_mut().clear();
     }
+}
+
+/// Whether `key` (a room, or the service's domain) is homed on this shard by its view.
+fn homed_here<H: MamHost>(shard: &H, key: &str) -> bool {
+    let h = shard.home(key);
+    shard.is_local(h) && h.shard() == shard.id
+}
+
+/// Sends a stanza on to its room's home by this shard's view.
+fn forward<H: MamHost>(shard: &H, r: Routed) {
+    let h = {
+        let to = r.to();
+        shard.home(split_full(&to).0)
+    };
+    tracing::info!(shard = shard.id, to = %r.to(), "a room stanza routed by an older view: sent on to the room's home");
+    shard.send(h, crate::xmpp::core::Msg::Route(r));
 }

@@ -20,6 +20,8 @@ pub struct Api {
     pub deadline: Duration,
     /// `admin.max_items_per_request`.
     pub max_items: usize,
+    /// A cluster node: its name and its end of the cluster (the view).
+    pub cluster: Option<(String, Arc<super::cluster::Link>)>,
 }
 
 /// `{"error": CONDITION, "text": TEXT}`.
@@ -122,7 +124,40 @@ impl Api {
         })
     }
 
-    pub(super) fn home(&self, bare: &str) -> usize {
+    /// The shard of this node that is `bare`'s home; in a cluster, a user or room whose
+    /// home is another node is refused (421, `redirect`) naming that node and its
+    /// `cluster.advertise_url`: its own admin API answers for it (this node's shards do not
+    /// hold it, and changing it here would fork it).
+    pub(super) fn home(&self, bare: &str) -> Result<usize, (u16, String)> {
+        let Some((me, link)) = &self.cluster else {
+            return Ok(self.local_shard(bare));
+        };
+        let view = link
+            .membership
+            .lock()
+            .ok()
+            .and_then(|m| m.as_ref().map(|m| m.view()))
+            .unwrap_or_default();
+        match crate::cluster::placement::home(bare, &view.members) {
+            Some(m) if m.name != *me => {
+                let url = view
+                    .members
+                    .iter()
+                    .position(|x| x.name == m.name)
+                    .and_then(|i| view.urls.get(i).cloned().flatten());
+                let text = match url {
+                    Some(u) => format!("{bare} lives on node {} ({u}): ask its admin API", m.name),
+                    None => format!("{bare} lives on node {}: ask its admin API", m.name),
+                };
+                Err(err(421, "redirect", &text))
+            }
+            Some(m) => Ok(crate::runtime::home(bare, m.shards as usize).shard()),
+            None => Ok(self.local_shard(bare)),
+        }
+    }
+
+    /// The shard of this node a single node would choose for `bare` (no cluster check).
+    pub(super) fn local_shard(&self, bare: &str) -> usize {
         crate::runtime::home(bare, self.senders.len()).shard()
     }
 
@@ -255,7 +290,7 @@ impl Api {
         };
         let after = query(q, "after").and_then(|a| decode(a, true));
         let shards: Vec<usize> = match &user {
-            Some(u) => vec![self.home(u)],
+            Some(u) => vec![self.home(u)?],
             None => (0..self.senders.len()).collect(),
         };
         let started = Instant::now();
@@ -301,7 +336,7 @@ impl Api {
         let op = Op::Occupants {
             room: room.to_string(),
         };
-        match self.ask(self.home(room), op)? {
+        match self.ask(self.home(room)?, op)? {
             Reply::Occupants(Some(v)) => {
                 Ok((200, serde_json::json!({ "occupants": v }).to_string()))
             }
@@ -327,7 +362,7 @@ impl Api {
             jid: j.as_str().to_string(),
             reason,
         };
-        match self.ask(self.home(j.bare()), op)? {
+        match self.ask(self.home(j.bare())?, op)? {
             Reply::Done(true) => Ok((200, serde_json::json!({ "kicked": j.as_str() }).to_string())),
             _ => Err(err(404, "item-not-found", "no such session")),
         }
@@ -361,7 +396,7 @@ impl Api {
             ));
         }
         let stanza = super::admin::message_stanza(from.as_str(), to.as_str(), mtype, &m.body);
-        match self.ask(self.home(from.bare()), Op::Route { stanza })? {
+        match self.ask(self.local_shard(from.bare()), Op::Route { stanza })? {
             Reply::Done(true) => Ok((200, serde_json::json!({ "sent": true }).to_string())),
             _ => Err(err(400, "bad-request", "the message could not be built")),
         }

@@ -151,7 +151,7 @@ impl Api {
         let op = Op::RoomGet {
             room: room.to_string(),
         };
-        json_of(self.ask(self.home(room), op)?)
+        json_of(self.ask(self.home(room)?, op)?)
     }
 
     /// `PUT /api/rooms/{room}`.
@@ -168,7 +168,7 @@ impl Api {
             room: room.to_string(),
             opts,
         };
-        json_of(self.ask(self.home(room), op)?)
+        json_of(self.ask(self.home(room)?, op)?)
     }
 
     /// `DELETE /api/rooms/{room}?reason=TEXT`.
@@ -180,7 +180,7 @@ impl Api {
             room: room.to_string(),
             reason,
         };
-        json_of(self.ask(self.home(room), op)?)
+        json_of(self.ask(self.home(room)?, op)?)
     }
 
     /// `PUT /api/rooms/{room}/affiliations`.
@@ -203,7 +203,7 @@ impl Api {
             room: room.to_string(),
             items,
         };
-        json_of(self.ask(self.home(room), op)?)
+        json_of(self.ask(self.home(room)?, op)?)
     }
 
     /// `GET /api/users/{user}`.
@@ -211,7 +211,7 @@ impl Api {
         let op = Op::UserGet {
             user: local.to_string(),
         };
-        json_of(self.ask(self.home(bare), op)?)
+        json_of(self.ask(self.home(bare)?, op)?)
     }
 
     /// `PUT /api/users/{user}`.
@@ -220,7 +220,7 @@ impl Api {
         let op = Op::UserProvision {
             user: local.to_string(),
         };
-        json_of(self.ask(self.home(bare), op)?)
+        json_of(self.ask(self.home(bare)?, op)?)
     }
 
     /// `PUT /api/users/{user}/roster`.
@@ -268,7 +268,7 @@ impl Api {
             user: local.to_string(),
             items,
         };
-        json_of(self.ask(self.home(bare), op)?)
+        json_of(self.ask(self.home(bare)?, op)?)
     }
 
     /// `DELETE /api/users/{user}`: on its home shard, then its affiliations on every shard;
@@ -277,7 +277,7 @@ impl Api {
         let op = Op::UserDelete {
             user: local.to_string(),
         };
-        let mut v = match self.ask(self.home(bare), op)? {
+        let mut v = match self.ask(self.home(bare)?, op)? {
             Reply::Json(v) => v,
             other => return json_of(other),
         };

@@ -157,13 +157,29 @@ pub fn start(
     mc.shards = shards.min(u16::MAX as usize) as u16;
     mc.url = c.advertise_url.clone();
     let name = node.clone();
+    // Test hook: this node's shards learn every view after the first this much later.
+    let late = crate::fault::view_delay();
+    let mut first = true;
     let membership = Membership::join(
         mc,
         Box::new(move |v| {
             let Some(me) = v.members.iter().find(|m| m.name == name) else {
                 return;
             };
-            push_all(&senders, &Arc::new(NodeView::new(v, me)));
+            let view = Arc::new(NodeView::new(v, me));
+            match late.filter(|_| !std::mem::take(&mut first)) {
+                Some(d) => {
+                    let senders = senders.clone();
+                    std::thread::spawn(move || {
+                        std::thread::sleep(d);
+                        push_all(&senders, &view);
+                    });
+                }
+                None => {
+                    first = false;
+                    push_all(&senders, &view);
+                }
+            }
         }),
         Box::new(|why| {
             // Crash-only: others may already serve this node's users; nothing acknowledged
@@ -262,12 +278,17 @@ const SEQ: u8 = 5;
 const BARRIER_GAP: u8 = 6;
 const BARRIER_SEQ: u8 = 7;
 
-fn stamped(tag: u8, stream: u64, shard: u16, n: u64, body: &[u8]) -> Bytes {
-    let mut b = Vec::with_capacity(19 + body.len());
+/// The header of a sequenced frame: tag, stream, sending shard, sequence number, and the
+/// epoch of the view the sender routed it by.
+const STAMP: usize = 27;
+
+fn stamped(tag: u8, stream: u64, shard: u16, n: u64, epoch: i64, body: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(STAMP + body.len());
     b.push(tag);
     b.extend_from_slice(&stream.to_be_bytes());
     b.extend_from_slice(&shard.to_be_bytes());
     b.extend_from_slice(&n.to_be_bytes());
+    b.extend_from_slice(&epoch.to_be_bytes());
     b.extend_from_slice(body);
     Bytes::from(b)
 }
@@ -305,7 +326,7 @@ pub fn send_msg(shard: &Shard, to: Home, m: Msg) {
             let (framed, many) = {
                 let mut per = shard.cluster_sent.per.borrow_mut();
                 let o = node_out(shard, &mut per, to.node);
-                let framed = stamped(SEQ, o.stream, me, o.next, &body);
+                let framed = stamped(SEQ, o.stream, me, o.next, shard.view_epoch(), &body);
                 o.frames.push_back((o.next, framed.clone()));
                 o.next += 1;
                 (
@@ -326,7 +347,7 @@ pub fn send_msg(shard: &Shard, to: Home, m: Msg) {
             let framed = {
                 let mut per = shard.cluster_sent.per.borrow_mut();
                 let o = node_out(shard, &mut per, to.node);
-                stamped(BARRIER_SEQ, o.stream, me, o.next, &body)
+                stamped(BARRIER_SEQ, o.stream, me, o.next, shard.view_epoch(), &body)
             };
             send_frame(shard, to.node, to.shard, framed);
         }
@@ -355,13 +376,14 @@ enum Verdict {
 impl Sequences {
     fn check(&mut self, mut inc: Incoming) -> (Verdict, Option<(Sender, u64)>) {
         let tag = inc.body.first().copied();
-        if !matches!(tag, Some(SEQ | BARRIER_SEQ)) || inc.body.len() < 19 {
+        if !matches!(tag, Some(SEQ | BARRIER_SEQ)) || inc.body.len() < STAMP {
             return (Verdict::Deliver(inc), None);
         }
         let b = &inc.body;
         let stream = u64::from_be_bytes(b[1..9].try_into().unwrap_or_default());
         let from = u16::from_be_bytes(b[9..11].try_into().unwrap_or_default());
         let n = u64::from_be_bytes(b[11..19].try_into().unwrap_or_default());
+        inc.epoch = i64::from_be_bytes(b[19..27].try_into().unwrap_or_default());
         let key = (inc.from.clone(), from);
         let e = self.next.entry(key.clone()).or_insert((stream, 0));
         if e.0 != stream {
@@ -372,11 +394,11 @@ impl Sequences {
             if n != expect {
                 return (Verdict::Drop, None);
             }
-            inc.body = inc.body.slice(19..);
+            inc.body = inc.body.slice(STAMP..);
             (Verdict::Deliver(inc), Some((key, n + 1)))
         } else {
             // A barrier covers the `n` frames sent before it: all of them must be here.
-            let mut inner = inc.body.slice(19..).to_vec();
+            let mut inner = inc.body.slice(STAMP..).to_vec();
             if expect < n
                 && let Some(t) = inner.first_mut()
             {
@@ -431,7 +453,7 @@ pub fn sync_sent(shard: &Shard) {
         for body in frames {
             // The destination shard is in the frame's key: the receiving node routes it
             // again by its own view (`on_remote` delivers Route, splits Fanout).
-            let to = match wire::decode(body.slice(19.min(body.len())..)) {
+            let to = match wire::decode(body.slice(STAMP.min(body.len())..)) {
                 Some(Msg::Route(r)) => {
                     let to = r.to();
                     shard.home(to.split('/').next().unwrap_or("")).shard
@@ -538,7 +560,7 @@ fn reroute_sent(shard: &Shard) {
                 .bytes
                 .set(shard.cluster_sent.bytes.get().saturating_sub(body.len()));
             n += 1;
-            match wire::decode(body.slice(19.min(body.len())..)) {
+            match wire::decode(body.slice(STAMP.min(body.len())..)) {
                 // A presence to a room that lived there (a join, a change of status): its
                 // occupant list died with the node, and its occupants are told to join
                 // again (`rooms_lost`); replaying it would seat a ghost.
@@ -642,6 +664,13 @@ pub fn room_here(shard: &Shard, jid: &str) -> bool {
     shard.is_local(h) && h.shard() == shard.id
 }
 
+/// Whether `r` is for the MUC service's domain.
+fn for_muc(shard: &Shard, r: &router::Routed) -> bool {
+    let to = r.to();
+    let bare = router::split_full(&to).0;
+    bare.rsplit_once('@').map_or(bare, |(_, d)| d) == shard.muc.domain()
+}
+
 /// A frame from another node.
 pub fn on_remote(shard: &std::rc::Rc<Shard>, inc: Incoming) {
     let Some(&tag) = inc.body.first() else { return };
@@ -662,6 +691,14 @@ pub fn on_remote(shard: &std::rc::Rc<Shard>, inc: Incoming) {
         // Delivered here even if this node's view says the home is elsewhere (views
         // differ for a heartbeat): nobody here takes it, so it is stored offline, in the
         // PostgreSQL every node reads.
+        // A stanza for a room: the sender's view and this node's may differ
+        // (`muc::lazy`).
+        Some(Msg::Route(r)) if for_muc(shard, &r) => {
+            let wait =
+                std::time::Duration::from_millis(shard.config.cluster.failure_timeout_ms.max(1));
+            let until = std::time::Instant::now() + wait;
+            shard.muc.arrive_remote(&**shard, r, inc.epoch, until)
+        }
         Some(Msg::Route(r)) => router::deliver(&**shard, r),
         Some(Msg::Fanout(f)) => router::fanout_arrived(&**shard, f),
         Some(Msg::RemoteBarrier { token, reply }) => commit::relay_barrier(&**shard, token, reply),
@@ -693,6 +730,7 @@ pub fn on_view(shard: &Shard, v: Arc<NodeView>) {
     // directory where the service is homed now.
     shard.muc.rehome(shard, |jid| room_here(shard, jid));
     shard.muc.forget_directory();
+    shard.muc.view_moved(shard);
     if shard.id == 0 && shard.has_storage() {
         shard.storage(crate::storage::Request::ViewChanged);
     }

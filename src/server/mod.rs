@@ -254,6 +254,10 @@ pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(
             muc_domain: format!("{}.{}", cfg.muc.subdomain, cfg.server.domain),
             deadline: Duration::from_millis(cfg.admin.request_timeout_ms),
             max_items: cfg.admin.max_items_per_request,
+            cluster: cluster
+                .clone()
+                .zip(cfg.cluster.node.clone())
+                .map(|(l, n)| (n, l)),
         };
         let admin = admin::Admin {
             cfg: cfg.admin.clone(),

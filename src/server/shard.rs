@@ -405,6 +405,8 @@ impl ShardHost for Shard {
     fn tick(self: &Rc<Self>, now: Instant) {
         sm::expire(&**self, now, false);
         super::cluster::sync_sent(self);
+        // Room stanzas waiting for this node's view give up waiting in time.
+        self.muc.view_moved(&**self);
         // Gauges that are cheaper to sample than to keep: once a second.
         if now.duration_since(self.sampled.get()) >= Duration::from_secs(1) {
             self.sampled.set(now);

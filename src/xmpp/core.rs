@@ -178,6 +178,11 @@ impl<H> Core<H> {
     }
 
     /// This node's number in the cluster (0: alone).
+    /// The epoch of this shard's view of the cluster (0 when alone).
+    pub fn view_epoch(&self) -> i64 {
+        self.view.borrow().as_ref().map_or(0, |v| v.epoch)
+    }
+
     pub fn node_num(&self) -> u16 {
         self.view.borrow().as_ref().map_or(0, |v| v.me)
     }
