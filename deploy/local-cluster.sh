@@ -73,7 +73,13 @@ for _ in $(seq 1 100); do grep -q "Server is ready" "$T/nats.log" 2>/dev/null &&
 for k in $(seq 1 "$N"); do
     mkdir -p "$T/n$k"
     ADMIN=$(free_port)
-    "$BIN" serve --listen "127.0.0.$k:$PORT" --admin-listen "127.0.0.1:$ADMIN" \
+    # AOBA_REDIRECT=1: a client landing on a node that is not its user's home is sent to
+    # the home (RFC 7395 see-other-uri) instead of being relayed.
+    : >"$T/n$k/aoba.toml"
+    if [ -n "${AOBA_REDIRECT:-}" ]; then
+        printf '[cluster]\nredirect = true\nadvertise_url = "ws://127.0.0.%s:%s/xmpp"\n' "$k" "$PORT" >"$T/n$k/aoba.toml"
+    fi
+    "$BIN" serve --config "$T/n$k/aoba.toml" --listen "127.0.0.$k:$PORT" --admin-listen "127.0.0.1:$ADMIN" \
         --shards "$SHARDS" --data-dir "$T/n$k" --jwt-secret "$SECRET" \
         --postgres "$PG" --node "n$k" --nats "nats://127.0.0.1:$NATSPORT" \
         >"$T/n$k/stdout.log" 2>"$T/n$k/stderr.log" &

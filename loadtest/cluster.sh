@@ -12,6 +12,9 @@
 #             to its home (one bus hop per message)
 #   c3-relay  as c3-cross, but every client connects to a node that is not its home
 #             (proxy mode: landing → home → home → landing)
+#   c3-redirect as c3-relay, with cluster.redirect on: every client is sent to its home
+#             (RFC 7395 see-other-uri) at login and follows it; the login time includes
+#             both connections
 #   c3-muc    three nodes, 10 rooms of 9 occupants spread over the three nodes (each on
 #             its home), MUC_RATE groupchat messages/s (default 100): NATS messages per
 #             groupchat message (its room crosses once per node with occupants)
@@ -28,7 +31,7 @@ ROUNDS=${1:-3}
 RATE=${2:-1000}
 DUR=${3:-10}
 SESSIONS=${SESSIONS:-300}
-SETUPS=${SETUPS:-"fjall-1 pg-1 c3-same c3-cross c3-relay c3-muc"}
+SETUPS=${SETUPS:-"fjall-1 pg-1 c3-same c3-cross c3-relay c3-redirect c3-muc"}
 MUC_RATE=${MUC_RATE:-100}
 cd "$(dirname "$0")/.."
 cargo build -q --release --bin aoba
@@ -69,8 +72,10 @@ run() { # setup round
     else
         local n=3
         [ "$setup" = pg-1 ] && n=1
+        local redirect=""
+        [ "$setup" = c3-redirect ] && redirect=1
         AOBA_BIN=$BIN AOBA_PORT=$(free_port) AOBA_JWT_SECRET=$SECRET AOBA_SHARDS=1 \
-            bash deploy/local-cluster.sh "$n" 600 >"$log" 2>&1 &
+            AOBA_REDIRECT=$redirect bash deploy/local-cluster.sh "$n" 600 >"$log" 2>&1 &
         STOP+=($!)
         for _ in $(seq 1 600); do grep -q "cluster ready" "$log" 2>/dev/null && break; sleep 0.1; done
         grep -q "cluster ready" "$log" || { cat "$log"; exit 1; }
@@ -82,7 +87,7 @@ run() { # setup round
         sleep 2
         case $setup in
             c3-cross) extra="--pairing cross" ;;
-            c3-relay) extra="--pairing cross --relayed" ;;
+            c3-relay | c3-redirect) extra="--pairing cross --relayed" ;;
         esac
     fi
     local before=0 after=0
@@ -122,8 +127,8 @@ done
 python3 - "$OUT" "$SETUPS" <<'PY'
 import json, statistics, sys, glob, os
 out, setups = sys.argv[1], sys.argv[2].split()
-print(f"| setup | runs | delivered/s | lost | CPU ms per 1,000 deliveries (all processes) | p50 ms | p99 ms | NATS msgs per message sent |")
-print("|---|---|---|---|---|---|---|---|")
+print(f"| setup | runs | delivered/s | lost | CPU ms per 1,000 deliveries (all processes) | p50 ms | p99 ms | NATS msgs per message sent | login p50 ms |")
+print("|---|---|---|---|---|---|---|---|---|")
 base = None
 for s in setups:
     rows = []
@@ -136,11 +141,12 @@ for s in setups:
         rows.append(dict(dps=j.get("delivered_per_sec"), lost=j.get("lost"),
                          cpu=(cpu / d * 1000 * 1000) if cpu and d else None,
                          p50=j["latency_ms"]["p50"], p99=j["latency_ms"]["p99"],
-                         bus=bus / sent if sent else None))
+                         bus=bus / sent if sent else None,
+                         login=j.get("login", {}).get("latency_ms", {}).get("p50")))
     med = lambda k: statistics.median([r[k] for r in rows if r[k] is not None]) if any(r[k] is not None for r in rows) else float("nan")
     if not rows:
         continue
-    print(f"| {s} | {len(rows)} | {med('dps'):.0f} | {sum(r['lost'] or 0 for r in rows)} | {med('cpu'):.1f} | {med('p50'):.2f} | {med('p99'):.2f} | {med('bus'):.3f} |")
+    print(f"| {s} | {len(rows)} | {med('dps'):.0f} | {sum(r['lost'] or 0 for r in rows)} | {med('cpu'):.1f} | {med('p50'):.2f} | {med('p99'):.2f} | {med('bus'):.3f} | {med('login'):.2f} |")
 PY
 echo
 cat "$OUT/failover.txt" 2>/dev/null || true

@@ -1491,3 +1491,43 @@ async fn the_admin_api_names_the_node_of_a_user_or_room_it_does_not_hold() {
     api.refused("PUT", &format!("/api/rooms/{room}"), "{}", 421, "redirect");
     Api(&c.nodes[1]).ok("PUT", &format!("/api/rooms/{room}"), "{}");
 }
+
+/// XEP-0280 carbons across nodes: a user's two devices land on different nodes (both
+/// sessions live at its home); a message it sends from one reaches the other as `<sent/>`,
+/// and a message to the first from a user of the other node reaches the second as
+/// `<received/>`.
+#[tokio::test]
+async fn carbons_across_nodes() {
+    let c = cluster(2).await;
+    let (a, b) = (c.user_on(0, "carba"), c.user_on(1, "carbb"));
+    let mut a1 = Client::online(&c.nodes[0], &a, "one", 0).await;
+    let mut a2 = Client::online(&c.nodes[1], &a, "two", 0).await;
+    let mut b1 = Client::online(&c.nodes[0], &b, "bee", 0).await;
+    for cl in [&mut a1, &mut a2] {
+        cl.send("<iq id='cb' type='set'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+            .await;
+        assert!(cl.recv_until("id='cb'").await.contains("type='result'"));
+    }
+    a1.send(&format!(
+        "<message to='{b}@localhost/bee' type='chat' id='out1'><body>sent</body></message>"
+    ))
+    .await;
+    assert!(
+        b1.recv_until("id='out1'")
+            .await
+            .contains("<body>sent</body>")
+    );
+    let s = a2.recv_until("id='out1'").await;
+    assert!(s.contains("<sent xmlns='urn:xmpp:carbons:2'>"), "{s}");
+    b1.send(&format!(
+        "<message to='{a}@localhost/one' type='chat' id='in1'><body>back</body></message>"
+    ))
+    .await;
+    assert!(
+        a1.recv_until("id='in1'")
+            .await
+            .contains("<body>back</body>")
+    );
+    let r = a2.recv_until("id='in1'").await;
+    assert!(r.contains("<received xmlns='urn:xmpp:carbons:2'>"), "{r}");
+}

@@ -225,6 +225,10 @@ impl Negotiator<'_> {
                 return Ok(frame);
             }
             match local {
+                "close" => {
+                    let uri = xml::root_attr(&frame, "see-other-uri").unwrap_or_default();
+                    return Err(LoginError::new("redirect", uri));
+                }
                 "error"
                     if xml::root_name(&frame).contains("stream")
                         || frame.contains("xmpp-streams") =>
@@ -273,8 +277,32 @@ fn written(
 }
 
 /// Connect to `target`, upgrade and negotiate session number `n` (user `{prefix}{n}`) from
-/// source `src`.
+/// source `src`. A server that sends the client elsewhere (RFC 7395 `see-other-uri`, an
+/// Aoba cluster's `cluster.redirect`) is followed once; the login time includes both.
 pub async fn login(
+    cfg: &ClientCfg,
+    target: &Target,
+    n: usize,
+    src: Ipv4Addr,
+) -> Result<Session, LoginError> {
+    let t0 = Instant::now();
+    match login_at(cfg, target, n, src).await {
+        Err(e) if e.reason == "redirect" => {
+            let addr = crate::transport::parse_url(&e.detail, cfg.transport)
+                .map_err(|m| LoginError::new("redirect:bad-uri", m))?;
+            let other = Target {
+                url: e.detail.clone(),
+                addr,
+            };
+            let mut s = login_at(cfg, &other, n, src).await?;
+            s.login_time = t0.elapsed();
+            Ok(s)
+        }
+        r => r,
+    }
+}
+
+async fn login_at(
     cfg: &ClientCfg,
     target: &Target,
     n: usize,

@@ -477,7 +477,11 @@ impl Conn {
                     Some(Ok(Message::Text(t))) => {
                         return Ok(Some(match xml::root_local(&t) {
                             "open" if t.contains(FRAMING_NS) => Frame::Open(t.as_str().to_owned()),
-                            "close" if t.contains(FRAMING_NS) => Frame::Close,
+                            // RFC 7395 §3.6.1: a close that sends the client elsewhere is
+                            // the login's to follow.
+                            "close" if t.contains(FRAMING_NS) && !t.contains("see-other-uri") => {
+                                Frame::Close
+                            }
                             _ => Frame::Stanza(Text::Ws(t)),
                         }));
                     }
