@@ -7,6 +7,8 @@
 //! - `AOBA_FAULT_SLOW_COMMIT_MS=N`: every storage commit takes N ms more (a slow disk).
 //! - `AOBA_FAULT_SLOW_READ_MS=N`: every storage read (roster load, archive page, a room's
 //!   load) takes N ms more.
+//! - `AOBA_FAULT_FAIL_ROOM_READS=1`: every read of one room (a room's first stanza since
+//!   start) fails.
 //! - `AOBA_FAULT_VIEW_DELAY_MS=N`: a cluster node's shards learn each view after its
 //!   first N ms late (a node whose view lags).
 //! - `AOBA_FAULT_CLOCK_SKEW_MS=N`: the clock archive ids are made from runs N ms off
@@ -54,6 +56,16 @@ pub fn stall_on(text: &str) {
     }
     #[cfg(not(debug_assertions))]
     let _ = text;
+}
+
+/// Whether every read of one room is to fail (debug builds only).
+pub fn fail_room_reads() -> bool {
+    #[cfg(debug_assertions)]
+    {
+        var("AOBA_FAULT_FAIL_ROOM_READS").is_some()
+    }
+    #[cfg(not(debug_assertions))]
+    false
 }
 
 /// Whether every storage commit is to fail (debug builds only).

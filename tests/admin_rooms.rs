@@ -385,3 +385,46 @@ async fn rooms_with_the_muc_off() {
     );
     assert!(t.contains("muc.enabled"), "{t}");
 }
+
+/// A room whose read from storage fails is never replaced by a new one: with every room
+/// read failing (a debug-build hook), the admin API answers 503 for the stored room (a
+/// change would have created it anew over the stored one) and a join gets
+/// `internal-server-error`; once reads work again the room is there as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_that_cannot_be_read_is_not_created_anew() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = with_token_file(dir.path(), "", 2);
+    let api = Api(&s);
+    api.ok(
+        "PUT",
+        &format!("/api/rooms/{ROOM}"),
+        r#"{"name": "Stored"}"#,
+    );
+    s.restart_env(false, &[("AOBA_FAULT_FAIL_ROOM_READS", "1")]);
+    let api = Api(&s);
+    api.refused(
+        "PUT",
+        &format!("/api/rooms/{ROOM}"),
+        r#"{"name": "Overwritten"}"#,
+        503,
+        "internal-server-error",
+    );
+    api.refused(
+        "GET",
+        &format!("/api/rooms/{ROOM}"),
+        "",
+        503,
+        "internal-server-error",
+    );
+    let (mut a, _b) = common::muc::two(&s).await;
+    let last = common::muc::join(&mut a, ROOM, "A", "")
+        .await
+        .pop()
+        .unwrap();
+    assert!(last.contains("<internal-server-error"), "{last}");
+    drop(a);
+    s.restart(false);
+    let api = Api(&s);
+    let v = api.ok("GET", &format!("/api/rooms/{ROOM}"), "");
+    assert_eq!(v["name"], "Stored", "{v}");
+}

@@ -39,8 +39,8 @@ enum Held {
         token: u64,
         origin: usize,
     },
-    /// An admin call on `room`.
-    Call(Box<str>, Box<dyn FnOnce()>),
+    /// An admin call on `room`: called with false if the room's read failed.
+    Call(Box<str>, Box<dyn FnOnce(bool)>),
 }
 
 /// The per-shard state of loading rooms.
@@ -177,10 +177,11 @@ impl Service {
         true
     }
 
-    /// Runs `f` once room `jid` is loaded, if it is stored (an admin call on a room).
-    pub fn when_loaded<H: MamHost>(&self, shard: &H, jid: &str, f: Box<dyn FnOnce()>) {
+    /// Runs `f` once room `jid` is loaded, if it is stored (an admin call on a room); with
+    /// false if its read failed (it must not act on a room it could not read).
+    pub fn when_loaded<H: MamHost>(&self, shard: &H, jid: &str, f: Box<dyn FnOnce(bool)>) {
         if self.ready(shard, jid) && !self.holding() {
-            return f();
+            return f(!self.lazy.failed.borrow().contains(jid));
         }
         self.hold(shard, Held::Call(jid.into(), f));
     }
@@ -337,7 +338,7 @@ impl Service {
                     shard: origin,
                     token,
                 }),
-                Some(Held::Call(_, f)) => f(),
+                Some(Held::Call(k, f)) => f(!self.lazy.failed.borrow().contains(&k)),
                 Some(Held::Early { r, .. }) => {
                     let here = {
                         let to = r.to();

@@ -54,14 +54,28 @@ impl<T> MailboxSender<T> {
     /// Never blocks. `Err(msg)` when the queue is full (or the shard is gone): the caller
     /// keeps the message and retries, which is how backpressure reaches the sending client.
     pub fn try_send(&self, msg: T) -> Result<(), T> {
+        self.try_send_raw(msg).map_err(|e| match e {
+            TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
+        })
+    }
+
+    fn try_send_raw(&self, msg: T) -> Result<(), TrySendError<T>> {
         let r = self.tx.try_send(msg);
         if self.bell.parked.load(Ordering::SeqCst) && self.bell.parked.swap(false, Ordering::SeqCst)
         {
             self.bell.waker.wake();
         }
-        r.map_err(|e| match e {
-            TrySendError::Full(m) | TrySendError::Disconnected(m) => m,
-        })
+        r
+    }
+
+    /// `try_send`, except that a message for a mailbox whose shard has stopped (its
+    /// receiver is gone) is dropped and counts as sent: only a full mailbox gives it back.
+    /// For senders that retry until it is taken (the storage threads at shutdown).
+    pub fn try_send_or_drop(&self, msg: T) -> Result<(), T> {
+        match self.try_send_raw(msg) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => Ok(()),
+            Err(TrySendError::Full(m)) => Err(m),
+        }
     }
 
     pub fn len(&self) -> usize {

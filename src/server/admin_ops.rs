@@ -134,9 +134,20 @@ pub fn handle(shard: &Rc<Shard>, r: Request) {
     match room {
         Some(room) => {
             let s = shard.clone();
-            shard
-                .muc
-                .when_loaded(&**shard, &room, Box::new(move || run(&s, r)));
+            shard.muc.when_loaded(
+                &**shard,
+                &room,
+                Box::new(move |ok| {
+                    if ok {
+                        return run(&s, r);
+                    }
+                    let _ = r.reply.send(Reply::Refused(
+                        503,
+                        "internal-server-error",
+                        "the room could not be read from storage; try again".into(),
+                    ));
+                }),
+            );
         }
         None => run(shard, r),
     }

@@ -196,9 +196,11 @@ pub fn run(cfg: Config, verifier: JwtVerifier, source: ConfigSource) -> Result<(
     #[allow(clippy::result_large_err)] // the reply goes back to be retried, not dropped
     let reply_to: crate::storage::ReplyTo = {
         let senders = senders.clone();
+        // A shard that has stopped takes no more replies: dropped, not retried forever
+        // (which kept the storage thread from flushing and the process from exiting).
         Arc::new(move |shard, r| {
             senders[shard]
-                .try_send(ShardMsg::Storage(r))
+                .try_send_or_drop(ShardMsg::Storage(r))
                 .map_err(|m| match m {
                     ShardMsg::Storage(r) => r,
                     _ => unreachable!("only storage replies are sent here"),

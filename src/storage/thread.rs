@@ -280,7 +280,12 @@ pub fn start(
                             if let Some(d) = crate::fault::read_delay() {
                                 std::thread::sleep(d);
                             }
-                            let (data, ok) = match backend.room(&jid) {
+                            let read = if crate::fault::fail_room_reads() {
+                                Err(StorageError("injected room read failure".into()))
+                            } else {
+                                backend.room(&jid)
+                            };
+                            let (data, ok) = match read {
                                 Ok(d) => (d, true),
                                 Err(e) => {
                                     tracing::error!(error = %e, room = %jid, "storage: room load");
