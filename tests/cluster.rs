@@ -139,16 +139,32 @@ impl Cluster {
     }
 }
 
-/// The admin listener's `/metrics` text.
-fn metrics(s: &Server) -> String {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.admin_port.unwrap())).unwrap();
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    out
+/// Runs `node scenarios.mjs NAME` (`tests/ftw`) with users `a` and `b`: the JSON client on
+/// node 1, the XML client on node 2; panics with its output and the nodes' logs unless it
+/// passes.
+fn ftw_scenario(c: &Cluster, name: &str, a: &str, b: &str, tokens: serde_json::Value) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ftw");
+    common::tools::npm_ci(&dir, &["socket.io-client", "ws"]).expect("npm ci");
+    let mut child = std::process::Command::new("node")
+        .arg("scenarios.mjs")
+        .arg(name)
+        .current_dir(&dir)
+        .env("AOBA_PORT", c.nodes[0].port.to_string())
+        .env("AOBA_XML_PORT", c.nodes[1].port.to_string())
+        .env("AOBA_DOMAIN", DOMAIN)
+        .env("AOBA_TOKENS", tokens.to_string())
+        .env("AOBA_APART", format!("{a},{b}"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node");
+    let bound = Duration::from_secs(90);
+    let (status, out, err) = common::tools::wait_bounded(&mut child, bound);
+    let logs = format!("{}\n{}", c.nodes[0].log(), c.nodes[1].log());
+    if let Err(e) = common::tools::node_verdict(status, bound, &out, &err, &logs) {
+        panic!("{name} across nodes: {e}");
+    }
 }
 
 /// Asks for an XEP-0198 ack and waits (bounded, past a failover) for `<a h='n'/>`.
@@ -216,7 +232,7 @@ async fn chat_with_receipts_and_acks_across_nodes_wherever_clients_land() {
     assert_eq!(found, 20);
     // Each node counts the connection it relays.
     for n in &c.nodes {
-        let m = metrics(n);
+        let m = n.metrics();
         assert!(m.contains("aoba_relayed_connections 1"), "{m}");
     }
 }
@@ -747,33 +763,12 @@ async fn a_nats_restart_mid_load_stalls_acks_but_loses_nothing() {
 /// both relayed to their users' homes on the opposite nodes.
 #[tokio::test]
 async fn xmpp_ftw_to_xml_across_nodes() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ftw");
-    common::tools::npm_ci(&dir, &["socket.io-client", "ws"]).expect("npm ci");
     let c = cluster(2).await;
     // A (JSON) lives on node 2 and lands on node 1; B (XML) the other way round.
     let (a, b) = (c.user_on(1, "ftwa"), c.user_on(0, "ftwb"));
     let tokens =
         serde_json::json!({ a.clone(): c.nodes[0].token(&a), b.clone(): c.nodes[0].token(&b) });
-    let mut child = std::process::Command::new("node")
-        .arg("scenarios.mjs")
-        .arg("chat_with_xml")
-        .current_dir(&dir)
-        .env("AOBA_PORT", c.nodes[0].port.to_string())
-        .env("AOBA_XML_PORT", c.nodes[1].port.to_string())
-        .env("AOBA_DOMAIN", DOMAIN)
-        .env("AOBA_TOKENS", tokens.to_string())
-        .env("AOBA_APART", format!("{a},{b}"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("node");
-    let bound = Duration::from_secs(90);
-    let (status, out, err) = common::tools::wait_bounded(&mut child, bound);
-    let logs = format!("{}\n{}", c.nodes[0].log(), c.nodes[1].log());
-    if let Err(e) = common::tools::node_verdict(status, bound, &out, &err, &logs) {
-        panic!("chat_with_xml across nodes: {e}");
-    }
+    ftw_scenario(&c, "chat_with_xml", &a, &b, tokens);
     // Both sessions were relayed: each node relayed one to the other.
     for n in &c.nodes {
         assert!(
@@ -1311,8 +1306,6 @@ async fn archive_preferences_changed_at_another_home_are_followed_when_the_home_
 /// refused with a stream error asking for the cookie).
 #[tokio::test]
 async fn xmpp_ftw_logins_with_the_token_in_json_are_relayed_home() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ftw");
-    common::tools::npm_ci(&dir, &["socket.io-client", "ws"]).expect("npm ci");
     let c = cluster(2).await;
     // A (JSON) lives on node 2 and lands on node 1; B (XML) lives on node 1, lands on 2.
     let (a, b) = (c.user_on(1, "jsona"), c.user_on(0, "xmlb"));
@@ -1323,26 +1316,7 @@ async fn xmpp_ftw_logins_with_the_token_in_json_are_relayed_home() {
     let tokens = serde_json::json!({
         a.clone(): c.nodes[0].token(&a), b.clone(): c.nodes[0].token(&b), "bad": bad
     });
-    let mut child = std::process::Command::new("node")
-        .arg("scenarios.mjs")
-        .arg("login_in_json_relayed")
-        .current_dir(&dir)
-        .env("AOBA_PORT", c.nodes[0].port.to_string())
-        .env("AOBA_XML_PORT", c.nodes[1].port.to_string())
-        .env("AOBA_DOMAIN", DOMAIN)
-        .env("AOBA_TOKENS", tokens.to_string())
-        .env("AOBA_APART", format!("{a},{b}"))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("node");
-    let bound = Duration::from_secs(90);
-    let (status, out, err) = common::tools::wait_bounded(&mut child, bound);
-    let logs = format!("{}\n{}", c.nodes[0].log(), c.nodes[1].log());
-    if let Err(e) = common::tools::node_verdict(status, bound, &out, &err, &logs) {
-        panic!("login_in_json_relayed: {e}");
-    }
+    ftw_scenario(&c, "login_in_json_relayed", &a, &b, tokens);
     assert_eq!(
         c.nodes[0]
             .log()

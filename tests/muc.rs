@@ -813,21 +813,6 @@ async fn rooms_advertise_their_archive_only_when_there_is_one() {
     }
 }
 
-/// The value of an unlabelled series in the admin listener's `/metrics`.
-fn metric(s: &Server, name: &str) -> f64 {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.admin_port.unwrap())).unwrap();
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {out}"))
-}
-
 /// Rooms load on demand (issue 14: nothing loads every room). After a restart no room is
 /// in memory; the public directory still lists every stored public room; the first
 /// stanza for a room loads it (its configuration kept, not created anew) while a burst
@@ -857,7 +842,7 @@ async fn rooms_load_when_first_used_never_all_at_start() {
     drop(alice);
     s.restart_env(false, &[("AOBA_FAULT_SLOW_READ_MS", "300")]);
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
-    assert_eq!(metric(&s, "aoba_muc_rooms"), 0.0, "rooms loaded at start");
+    assert_eq!(s.metric("aoba_muc_rooms"), 0.0, "rooms loaded at start");
     let mut bob = Client::online(&s, &b, "b", 0).await;
     bob.send("<iq id='items' to='conference.localhost' type='get'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>").await;
     let items = bob.recv_until("id='items'").await;
@@ -909,7 +894,7 @@ async fn rooms_load_when_first_used_never_all_at_start() {
     );
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     assert_eq!(
-        metric(&s, "aoba_muc_rooms"),
+        s.metric("aoba_muc_rooms"),
         1.0,
         "only the room used is loaded"
     );

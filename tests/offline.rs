@@ -250,21 +250,6 @@ async fn a_sender_reaching_too_many_strangers_gets_policy_violation() {
     assert!(bodies_after_presence(&mut n3, 1).await[0].contains("id='f'"));
 }
 
-/// The value of an unlabelled series in the admin listener's `/metrics`.
-fn metric(s: &Server, name: &str) -> f64 {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", s.admin_port.unwrap())).unwrap();
-    c.set_read_timeout(Some(WAIT)).unwrap();
-    c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut out = String::new();
-    c.read_to_string(&mut out).unwrap();
-    out.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {out}"))
-}
-
 /// Users are never all loaded (issue 14): a shard remembers at most
 /// `storage.users_cache_max` users as recorded and asks storage about the others when it
 /// matters. After a restart nothing is remembered, and strict mode still stores offline
@@ -283,11 +268,7 @@ async fn users_are_looked_up_when_needed_never_all_loaded() {
     s.restart(false);
     // Sampled once a second: two samples later, still nothing remembered.
     tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
-    assert_eq!(
-        metric(&s, "aoba_users_cached"),
-        0.0,
-        "users loaded at start"
-    );
+    assert_eq!(s.metric("aoba_users_cached"), 0.0, "users loaded at start");
     let mut alice = Client::login(&s, "alice", Some("a")).await;
     enable_sm(&mut alice).await;
     for i in 0..5 {
@@ -312,5 +293,5 @@ async fn users_are_looked_up_when_needed_never_all_loaded() {
         assert!(got[0].contains(&format!("id='r{i}'")), "{got:?}");
     }
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    assert!(metric(&s, "aoba_users_cached") <= 2.0);
+    assert!(s.metric("aoba_users_cached") <= 2.0);
 }

@@ -300,6 +300,28 @@ impl Server {
         None
     }
 
+    /// The admin listener's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let port = self.admin_port.expect("an admin listener");
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(WAIT)).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// The value of an unlabelled series in `/metrics`.
+    pub fn metric(&self, name: &str) -> f64 {
+        let out = self.metrics();
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {out}"))
+    }
+
     /// `kill -9`: the process ends at once, whatever it was doing.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
