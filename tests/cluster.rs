@@ -45,12 +45,22 @@ async fn cluster(n: usize) -> Cluster {
 
 /// `cluster`, with `extra` keys of the `[cluster]` section.
 async fn cluster_with(n: usize, extra: &str) -> Cluster {
+    cluster_env(n, extra, &[]).await
+}
+
+/// `cluster_with`, node `i` started with the environment `envs[i]` (the debug-build fault
+/// hooks; none past the end of `envs`).
+async fn cluster_env(n: usize, extra: &str, envs: &[&[(&str, &str)]]) -> Cluster {
     let url = pgtest::database();
     let nats = Nats::start();
     let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
     let nodes: Vec<Server> = names
         .iter()
-        .map(|name| Server::start_with(&config(&url, &nats.url(), name, extra), 2))
+        .enumerate()
+        .map(|(i, name)| {
+            let env = envs.get(i).copied().unwrap_or_default();
+            Server::start_with_env(&config(&url, &nats.url(), name, extra), 2, env)
+        })
         .collect();
     let c = Cluster {
         nodes,
@@ -1211,22 +1221,7 @@ async fn kill_9_of_a_rooms_node_in_a_groupchat_load_loses_nothing_acknowledged()
 /// home's (the archive read `ord5..ord9, ord0..ord4`).
 #[tokio::test]
 async fn archive_ids_keep_increasing_when_a_home_moves_to_a_node_whose_clock_is_behind() {
-    let url = pgtest::database();
-    let nats = Nats::start();
-    let names: Vec<String> = vec!["n1".into(), "n2".into()];
-    let skews: [&[(&str, &str)]; 2] = [&[], &[("AOBA_FAULT_CLOCK_SKEW_MS", "-3600000")]];
-    let nodes = names
-        .iter()
-        .zip(skews)
-        .map(|(name, env)| Server::start_with_env(&config(&url, &nats.url(), name, ""), 2, env))
-        .collect();
-    let mut c = Cluster {
-        nodes,
-        names,
-        nats,
-        db: url,
-    };
-    c.converged(2).await;
+    let mut c = cluster_env(2, "", &[&[], &[("AOBA_FAULT_CLOCK_SKEW_MS", "-3600000")]]).await;
     let owner = c.user_on(0, "owner");
     let sender = c.user_on(1, "sender");
     let mut s = Client::online(&c.nodes[1], &sender, "s", 0).await;
@@ -1336,22 +1331,7 @@ async fn xmpp_ftw_logins_with_the_token_in_json_are_relayed_home() {
 /// and seated the joiner in a second copy nobody else was in.)
 #[tokio::test]
 async fn a_room_stanza_routed_by_an_older_view_reaches_the_rooms_home_by_the_newer() {
-    let url = pgtest::database();
-    let nats = Nats::start();
-    let names: Vec<String> = vec!["n1".into(), "n2".into()];
-    let late: [&[(&str, &str)]; 2] = [&[], &[("AOBA_FAULT_VIEW_DELAY_MS", "4000")]];
-    let nodes = names
-        .iter()
-        .zip(late)
-        .map(|(name, env)| Server::start_with_env(&config(&url, &nats.url(), name, ""), 2, env))
-        .collect();
-    let mut c = Cluster {
-        nodes,
-        names,
-        nats,
-        db: url,
-    };
-    c.converged(2).await;
+    let mut c = cluster_env(2, "", &[&[], &[("AOBA_FAULT_VIEW_DELAY_MS", "4000")]]).await;
     let room = (0..10_000)
         .map(|k| format!("group-7c3e9f00-0000-4000-8000-{k:012}@conference.localhost"))
         .find(|r| {
