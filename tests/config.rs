@@ -240,6 +240,10 @@ fn each_check_refuses_a_file_naming_the_key() {
             "[storage]\nusers_cache_max = 0\n",
             "storage.users_cache_max must be >= 1",
         ),
+        (
+            "[muc]\nheld_while_loading_max = 0\n",
+            "muc.held_while_loading_max must be >= 1",
+        ),
         // sm
         (
             "[sm]\nresume_timeout_ms = 0\n",

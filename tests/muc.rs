@@ -899,3 +899,46 @@ async fn rooms_load_when_first_used_never_all_at_start() {
         "only the room used is loaded"
     );
 }
+
+/// `muc.held_while_loading_max`, exceeded: with room reads slowed to 500 ms (a debug-build
+/// hook) and a bound of 2, a burst of five messages to a stored room not in memory keeps
+/// the first two (they reach the room once it is read) and refuses the rest with
+/// `resource-constraint`, never silently; the sender's ack covers all five.
+#[tokio::test]
+async fn stanzas_past_the_loading_bound_are_refused_not_dropped() {
+    let mut s = Server::start_with("[muc]\nheld_while_loading_max = 2\n", 1);
+    let (a, b) = ("alice", "bob");
+    let room = "group-00000042-e89b-12d3-a456-426614174999@conference.localhost";
+    let mut alice = Client::online(&s, &a, "a", 0).await;
+    join(&mut alice, room, "alice", "").await;
+    instant_room(&mut alice, room).await;
+    configure(&mut alice, room, &[("muc#roomconfig_persistentroom", "1")]).await;
+    drop(alice);
+    s.restart_env(false, &[("AOBA_FAULT_SLOW_READ_MS", "500")]);
+    let mut bob = Client::online(&s, &b, "b", 0).await;
+    bob.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
+    bob.recv_until("<enabled").await;
+    // Not an occupant: each message that reaches the room is refused by it as such
+    // (not-acceptable); those past the bound never reach it (resource-constraint).
+    for i in 0..5 {
+        bob.send(&format!(
+            "<message to='{room}' type='groupchat' id='b{i}'><body>{i}</body></message>"
+        ))
+        .await;
+    }
+    bob.send("<r xmlns='urn:xmpp:sm:3'/>").await;
+    let mut errors = Vec::new();
+    loop {
+        let m = bob.recv().await;
+        if m.starts_with("<a xmlns='urn:xmpp:sm:3'") {
+            assert!(m.contains("h='5'"), "{m}");
+            break;
+        }
+        if m.contains("type='error'") {
+            errors.push(m);
+        }
+    }
+    let by = |cond: &str| errors.iter().filter(|e| e.contains(cond)).count();
+    assert_eq!(by("<resource-constraint"), 3, "{errors:?}");
+    assert_eq!(by("<not-acceptable"), 2, "{errors:?}");
+}

@@ -9,7 +9,8 @@
 //! overtake what it covers) and admin calls on a room. When a read comes back, the queue
 //! runs from its front up to the first stanza whose room is still loading. Stanzas for a
 //! room whose read failed get `internal-server-error` (never a new room over a stored one).
-//! The queue is bounded (`MUC_HELD_MAX`): past it a stanza gets `resource-constraint`.
+//! The queue is bounded (`muc.held_while_loading_max`): past it a stanza gets
+//! `resource-constraint`.
 
 use super::{Service, directory, room};
 use crate::features::mam::MamHost;
@@ -19,9 +20,6 @@ use crate::xmpp::router::{self, Routed, split_full};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
-
-/// What a shard holds while rooms load, at most.
-pub const MUC_HELD_MAX: usize = 65_536;
 
 /// One thing waiting for rooms to load.
 enum Held {
@@ -109,7 +107,7 @@ impl Service {
     }
 
     fn hold<H: MamHost>(&self, shard: &H, h: Held) {
-        if self.lazy.held.borrow().len() >= MUC_HELD_MAX {
+        if self.lazy.held.borrow().len() >= self.cfg.held_while_loading_max {
             match h {
                 Held::Stanza(r) | Held::Early { r, .. } => router::bounce_with(
                     shard,

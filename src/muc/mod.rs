@@ -58,6 +58,11 @@ pub struct MucConfig {
     /// Users who may register with one room (XEP-0045 §7.10: each becomes a member with a
     /// reserved nick); past it a registration gets `resource-constraint`.
     pub max_registrations_per_room: usize,
+    /// Stanzas one shard holds for rooms while it reads them from storage (rooms load on
+    /// demand) or waits for its view of the cluster to catch up; past it a stanza gets
+    /// `resource-constraint` (never dropped silently).
+    #[schemars(range(min = 1))]
+    pub held_while_loading_max: usize,
     /// Most rooms in one page of the public room directory (disco#items on the service,
     /// XEP-0045 §6.3, in JID order): a request without XEP-0059 paging gets the first this
     /// many and, when there are more, the `<set/>` that says how many; a larger `<max/>` is
@@ -78,6 +83,7 @@ impl Default for MucConfig {
             history_default: 20,
             max_rooms_per_shard: 100_000,
             max_registrations_per_room: 10_000,
+            held_while_loading_max: 65_536,
             directory_page_max: 100,
         }
     }
