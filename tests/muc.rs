@@ -909,13 +909,13 @@ async fn stanzas_past_the_loading_bound_are_refused_not_dropped() {
     let mut s = Server::start_with("[muc]\nheld_while_loading_max = 2\n", 1);
     let (a, b) = ("alice", "bob");
     let room = "group-00000042-e89b-12d3-a456-426614174999@conference.localhost";
-    let mut alice = Client::online(&s, &a, "a", 0).await;
+    let mut alice = Client::online(&s, a, "a", 0).await;
     join(&mut alice, room, "alice", "").await;
     instant_room(&mut alice, room).await;
     configure(&mut alice, room, &[("muc#roomconfig_persistentroom", "1")]).await;
     drop(alice);
     s.restart_env(false, &[("AOBA_FAULT_SLOW_READ_MS", "500")]);
-    let mut bob = Client::online(&s, &b, "b", 0).await;
+    let mut bob = Client::online(&s, b, "b", 0).await;
     bob.send("<enable xmlns='urn:xmpp:sm:3'/>").await;
     bob.recv_until("<enabled").await;
     // Not an occupant: each message that reaches the room is refused by it as such
