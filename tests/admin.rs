@@ -179,6 +179,7 @@ async fn the_admin_api() {
         "/api/rooms/{room}/affiliations",
         "/api/users/{user}",
         "/api/users/{user}/roster",
+        "/api/users/{user}/affiliations",
         "/api/reload",
     ] {
         assert!(d["paths"][p].is_object(), "{p} not described");

@@ -1392,28 +1392,39 @@ async fn a_room_stanza_routed_by_an_older_view_reaches_the_rooms_home_by_the_new
     );
 }
 
-/// The admin API answers for the users and rooms homed on its own node; for one homed on
-/// another node it answers 421 `redirect` naming that node and its advertised URL (its
-/// shards do not hold the user or room, and changing one there would fork it).
+/// The admin API across nodes. Without `cluster.admin_url`, a call for a user or room homed
+/// on another node is answered 421 `redirect` naming that node (its shards do not hold
+/// it, and changing it there would fork it). With it, the call is forwarded to the home
+/// node's admin API and answered from there; and a user's deletion removes its
+/// affiliations from the rooms homed on every node (before, only on the node that ran it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_api_names_the_node_of_a_user_or_room_it_does_not_hold() {
+async fn the_admin_api_forwards_calls_to_the_home_node_or_names_it() {
     use common::admin::Api;
     let dir = tempfile::tempdir().unwrap();
     let tok = dir.path().join("admin-token");
     std::fs::write(&tok, format!("{}\n", common::admin::TOKEN)).unwrap();
     let url = pgtest::database();
     let nats = Nats::start();
-    let names: Vec<String> = vec!["n1".into(), "n2".into()];
+    let names: Vec<String> = vec!["n1".into(), "n2".into(), "n3".into()];
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    // n1 and n2 can be asked by the others; n3 cannot (no admin_url).
     let nodes = names
         .iter()
         .map(|name| {
-            let extra = format!("advertise_url = \"ws://{name}.example/xmpp\"\n");
+            let admin = free();
+            let mut extra = format!("advertise_url = \"ws://{name}.example/xmpp\"\n");
+            if name != "n3" {
+                extra.push_str(&format!("admin_url = \"http://{admin}\"\n"));
+            }
             let cfg = format!(
                 "[admin]\ntoken_file = {:?}\n{}",
                 tok.to_str().unwrap(),
                 config(&url, &nats.url(), name, &extra)
             );
-            Server::start_with(&cfg, 2)
+            Server::start_admin_at(&cfg, 2, &admin)
         })
         .collect();
     let c = Cluster {
@@ -1422,28 +1433,55 @@ async fn the_admin_api_names_the_node_of_a_user_or_room_it_does_not_hold() {
         nats,
         db: url,
     };
-    c.converged(2).await;
-    let (mine, theirs) = (c.user_on(0, "adm"), c.user_on(1, "adm"));
+    c.converged(3).await;
+    let (on2, on3) = (c.user_on(1, "adm"), c.user_on(2, "adm"));
     let api = Api(&c.nodes[0]);
-    api.ok("PUT", &format!("/api/users/{mine}"), "");
-    let text = api.refused("PUT", &format!("/api/users/{theirs}"), "", 421, "redirect");
+    // Forwarded to n2, answered there.
+    let v = api.ok("PUT", &format!("/api/users/{on2}"), "");
+    assert_eq!(v["created"], true, "{v}");
+    let v = api.ok("GET", &format!("/api/users/{on2}"), "");
+    assert_eq!(v["known"], true, "{v}");
+    // n3 has no admin URL: named instead.
+    let text = api.refused("PUT", &format!("/api/users/{on3}"), "", 421, "redirect");
     assert!(
-        text.contains("node n2") && text.contains("ws://n2.example/xmpp"),
+        text.contains("node n3") && text.contains("ws://n3.example/xmpp"),
         "{text}"
     );
-    api.refused(
-        "GET",
-        &format!("/api/users/{theirs}/sessions"),
-        "",
-        421,
-        "redirect",
+    // Rooms homed on n1 and on n2, both naming the user of n2 as a member; created
+    // through n1's admin API (the one on n2 forwarded).
+    let room_on = |i: usize| {
+        (0..1000)
+            .map(|k| format!("group-8d4e0f00-0000-4000-8000-{k:012}@conference.localhost"))
+            .find(|r| c.home(r) == i)
+            .unwrap()
+    };
+    let member = format!(r#"{{"items": [{{"jid": "{on2}@localhost", "affiliation": "member"}}]}}"#);
+    for i in [0, 1] {
+        let room = room_on(i);
+        api.ok("PUT", &format!("/api/rooms/{room}"), "{}");
+        api.ok("PUT", &format!("/api/rooms/{room}/affiliations"), &member);
+    }
+    // The deletion runs on n2 (forwarded) and reaches n1's room too.
+    let v = api.ok("DELETE", &format!("/api/users/{on2}"), "");
+    assert_eq!(v["deleted"]["affiliations"], 2, "{v}");
+    for i in [0, 1] {
+        let room = api.ok("GET", &format!("/api/rooms/{}", room_on(i)), "");
+        assert_eq!(room["affiliations"], serde_json::json!([]), "{room}");
+    }
+    // The same deletion asked of the home node itself: it asks n1 for n1's room.
+    let other = c.user_on(1, "adx");
+    let member =
+        format!(r#"{{"items": [{{"jid": "{other}@localhost", "affiliation": "member"}}]}}"#);
+    api.ok("PUT", &format!("/api/users/{other}"), "");
+    api.ok(
+        "PUT",
+        &format!("/api/rooms/{}/affiliations", room_on(0)),
+        &member,
     );
-    let room = (0..1000)
-        .map(|k| format!("group-8d4e0f00-0000-4000-8000-{k:012}@conference.localhost"))
-        .find(|r| c.home(r) == 1)
-        .unwrap();
-    api.refused("PUT", &format!("/api/rooms/{room}"), "{}", 421, "redirect");
-    Api(&c.nodes[1]).ok("PUT", &format!("/api/rooms/{room}"), "{}");
+    let v = Api(&c.nodes[1]).ok("DELETE", &format!("/api/users/{other}"), "");
+    assert_eq!(v["deleted"]["affiliations"], 1, "{v}");
+    let room = api.ok("GET", &format!("/api/rooms/{}", room_on(0)), "");
+    assert_eq!(room["affiliations"], serde_json::json!([]), "{room}");
 }
 
 /// XEP-0280 carbons across nodes: a user's two devices land on different nodes (both

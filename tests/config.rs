@@ -314,6 +314,10 @@ fn each_check_refuses_a_file_naming_the_key() {
         ("[cluster]\nnode = \"a.b\"\n", "cluster.node \"a.b\""),
         ("[cluster]\nname = \"\"\n", "cluster.name"),
         (
+            "[cluster]\nadmin_url = \"https://n1:5281\"\n",
+            "cluster.admin_url",
+        ),
+        (
             "[cluster]\nheartbeat_ms = 9\n",
             "cluster.heartbeat_ms must be >= 10",
         ),

@@ -38,6 +38,8 @@ pub struct MembershipConfig {
     pub shards: u16,
     /// Where clients reach this node (`cluster.advertise_url`), for redirects.
     pub url: Option<String>,
+    /// Where the other nodes reach its admin API (`cluster.admin_url`).
+    pub admin_url: Option<String>,
 }
 
 impl MembershipConfig {
@@ -50,6 +52,7 @@ impl MembershipConfig {
             connect_timeout_ms: 5_000,
             shards: 1,
             url: None,
+            admin_url: None,
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct View {
     pub members: Vec<Member>,
     /// Each member's advertised URL, in the members' order.
     pub urls: Vec<Option<String>>,
+    /// Each member's admin API URL, in the members' order.
+    pub admin_urls: Vec<Option<String>>,
     /// The largest archive id stored when this view was read (read only when the view
     /// changed; not part of what makes two views equal).
     pub archive_floor: u64,
@@ -80,7 +85,8 @@ pub struct View {
 
 impl PartialEq for View {
     fn eq(&self, o: &View) -> bool {
-        (self.epoch, &self.members, &self.urls) == (o.epoch, &o.members, &o.urls)
+        (self.epoch, &self.members, &self.urls, &self.admin_urls)
+            == (o.epoch, &o.members, &o.urls, &o.admin_urls)
     }
 }
 
@@ -141,6 +147,7 @@ CREATE TABLE IF NOT EXISTS cluster_node (
 );
 ALTER TABLE cluster_node ADD COLUMN IF NOT EXISTS shards int NOT NULL DEFAULT 1;
 ALTER TABLE cluster_node ADD COLUMN IF NOT EXISTS url text;
+ALTER TABLE cluster_node ADD COLUMN IF NOT EXISTS admin_url text;
 CREATE TABLE IF NOT EXISTS cluster_epoch (
     id int PRIMARY KEY CHECK (id = 1),
     epoch bigint NOT NULL
@@ -221,15 +228,16 @@ impl Membership {
                 .map_err(pg_err)?;
             let row = tx
                 .query_one(
-                    "INSERT INTO cluster_node (name, num, incarnation, backend_pid, heartbeat_at, shards, url)
+                    "INSERT INTO cluster_node (name, num, incarnation, backend_pid, heartbeat_at, shards, url, admin_url)
                      VALUES ($1,
                              (SELECT COALESCE(MIN(n), 1) FROM generate_series(1, (SELECT COUNT(*) + 1 FROM cluster_node)::int) n
                               WHERE n NOT IN (SELECT num FROM cluster_node WHERE name <> $1)),
-                             1, pg_backend_pid(), now(), $2, $3)
+                             1, pg_backend_pid(), now(), $2, $3, $4)
                      ON CONFLICT (name) DO UPDATE SET incarnation = cluster_node.incarnation + 1,
-                         backend_pid = pg_backend_pid(), heartbeat_at = now(), shards = $2, url = $3
+                         backend_pid = pg_backend_pid(), heartbeat_at = now(), shards = $2, url = $3,
+                         admin_url = $4
                      RETURNING num, incarnation",
-                    &[&cfg.node, &(cfg.shards.max(1) as i32), &cfg.url],
+                    &[&cfg.node, &(cfg.shards.max(1) as i32), &cfg.url, &cfg.admin_url],
                 )
                 .map_err(pg_err)?;
             let num: i32 = row.try_get(0).map_err(pg_err)?;
@@ -307,12 +315,14 @@ fn read_view(c: &mut Client) -> Result<View, postgres::Error> {
         .try_get(0)?;
     let mut members = Vec::new();
     let mut urls = Vec::new();
+    let mut admin_urls = Vec::new();
     for r in c.query(
-        "SELECT name, num, incarnation, shards, url FROM cluster_node ORDER BY name",
+        "SELECT name, num, incarnation, shards, url, admin_url FROM cluster_node ORDER BY name",
         &[],
     )? {
         let shards: i32 = r.try_get(3)?;
         urls.push(r.try_get::<_, Option<String>>(4)?);
+        admin_urls.push(r.try_get::<_, Option<String>>(5)?);
         members.push(Member {
             name: r.try_get(0)?,
             num: r.try_get(1)?,
@@ -324,6 +334,7 @@ fn read_view(c: &mut Client) -> Result<View, postgres::Error> {
         epoch,
         members,
         urls,
+        admin_urls,
         archive_floor: 0,
     })
 }

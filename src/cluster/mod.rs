@@ -58,6 +58,12 @@ pub struct ClusterConfig {
     /// This node's WebSocket URL as clients reach it (e.g. `wss://n1.chat.example/xmpp`),
     /// for `redirect`. Unset: clients are never sent here by another node.
     pub advertise_url: Option<String>,
+    /// This node's admin API as the other nodes reach it (`http://HOST:PORT`, plain HTTP
+    /// on a private network): another node's admin API forwards here the calls for users
+    /// and rooms homed here, and a user's deletion here removes its affiliations from the
+    /// rooms homed on every node that set it. Unset: those calls are answered 421
+    /// `redirect` naming this node.
+    pub admin_url: Option<String>,
     /// A client that lands on a node other than its user's home (known from the
     /// `auth_token` cookie) is told to reconnect to the home's `advertise_url` (RFC 7395
     /// §3.6.1 `see-other-uri`) instead of being relayed there. Off: relayed (works for
@@ -79,6 +85,7 @@ impl Default for ClusterConfig {
             outbox_bytes_max: 8 * 1024 * 1024,
             resend_after_ms: 3_000,
             advertise_url: None,
+            admin_url: None,
             redirect: false,
         }
     }
@@ -91,6 +98,13 @@ impl ClusterConfig {
             return Err(format!(
                 "cluster.name {:?}: use 1 to 64 letters, digits, '-' or '_'",
                 self.name
+            ));
+        }
+        if let Some(u) = &self.admin_url
+            && (!u.starts_with("http://") || u.len() <= "http://".len())
+        {
+            return Err(format!(
+                "cluster.admin_url {u:?}: use http://HOST:PORT (the admin listener, plain HTTP)"
             ));
         }
         if self.failure_timeout_ms < 2 * self.heartbeat_ms {

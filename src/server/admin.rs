@@ -97,7 +97,7 @@ fn serve(mut c: TcpStream, admin: &mut Admin) {
     let _ = c.set_write_timeout(Some(timeout));
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
-    let (method, path, auth, body_start, length) = loop {
+    let (method, path, auth, body_start, length, forwarded) = loop {
         let n = match c.read(&mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
@@ -123,6 +123,7 @@ fn serve(mut c: TcpStream, admin: &mut Admin) {
                     header("authorization"),
                     at,
                     length,
+                    header(super::admin_forward::FORWARDED),
                 );
             }
             Ok(httparse::Status::Partial) if buf.len() < max_request_bytes => continue,
@@ -166,7 +167,14 @@ fn serve(mut c: TcpStream, admin: &mut Admin) {
                 Ok(()) if (method.as_str(), r) == ("POST", "/api/reload") => {
                     super::admin_reload::reload(admin)
                 }
-                Ok(()) => admin.api.call(&method, r, query, body),
+                Ok(()) => admin.api.call(
+                    &method,
+                    r,
+                    query,
+                    body,
+                    auth.as_deref(),
+                    forwarded.as_deref(),
+                ),
             };
             respond(&mut c, status, "application/json", &json);
         }

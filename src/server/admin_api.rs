@@ -140,16 +140,18 @@ impl Api {
             .unwrap_or_default();
         match crate::cluster::placement::home(bare, &view.members) {
             Some(m) if m.name != *me => {
-                let url = view
-                    .members
-                    .iter()
-                    .position(|x| x.name == m.name)
-                    .and_then(|i| view.urls.get(i).cloned().flatten());
+                let i = view.members.iter().position(|x| x.name == m.name);
+                let url = i.and_then(|i| view.urls.get(i).cloned().flatten());
+                let admin = i.and_then(|i| view.admin_urls.get(i).cloned().flatten());
                 let text = match url {
                     Some(u) => format!("{bare} lives on node {} ({u}): ask its admin API", m.name),
                     None => format!("{bare} lives on node {}: ask its admin API", m.name),
                 };
-                Err(err(421, "redirect", &text))
+                // `call` forwards it to `admin` when the node has one.
+                let body = serde_json::json!({
+                    "error": "redirect", "text": text, "node": m.name, "admin": admin,
+                });
+                Err((421, body.to_string()))
             }
             Some(m) => Ok(crate::runtime::home(bare, m.shards as usize).shard()),
             None => Ok(self.local_shard(bare)),
@@ -162,9 +164,94 @@ impl Api {
     }
 
     /// Answers one call: `(status, JSON)`.
-    pub fn call(&self, method: &str, path: &str, q: &str, body: &[u8]) -> (u16, String) {
-        let r = self.route(method, path, q, body);
-        r.unwrap_or_else(|e| e)
+    /// `auth`: the call's `Authorization` header (sent on when the call goes to another
+    /// node); `forwarded_by`: the node that sent it here (it is not sent on again, and a
+    /// user's deletion does not ask that node back: its admin thread is waiting for this
+    /// answer, and does its own part when it comes).
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        q: &str,
+        body: &[u8],
+        auth: Option<&str>,
+        forwarded_by: Option<&str>,
+    ) -> (u16, String) {
+        let (status, json) = self
+            .route(method, path, q, body, auth, forwarded_by)
+            .unwrap_or_else(|e| e);
+        if status != 421 || forwarded_by.is_some() {
+            return (status, json);
+        }
+        let Some((me, _)) = &self.cluster else {
+            return (status, json);
+        };
+        // A user or room homed on another node that has an admin URL: asked there.
+        let admin = serde_json::from_str::<serde_json::Value>(&json)
+            .ok()
+            .and_then(|v| v["admin"].as_str().map(str::to_string));
+        match admin {
+            Some(base) => {
+                let pq = if q.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{path}?{q}")
+                };
+                let (st, b) = super::admin_forward::forward(
+                    &base,
+                    me,
+                    method,
+                    &pq,
+                    auth,
+                    body,
+                    self.deadline,
+                );
+                self.after_forward(method, path, st, b)
+            }
+            None => (status, json),
+        }
+    }
+
+    /// A user's deletion answered by its home node: this node's rooms lose the user's
+    /// affiliations too (the home did not ask this node, which was waiting for it).
+    fn after_forward(&self, method: &str, path: &str, st: u16, b: String) -> (u16, String) {
+        let user = path
+            .strip_prefix("/api/users/")
+            .filter(|u| !u.contains('/') && method == "DELETE" && st == 200);
+        let Some(user) = user else { return (st, b) };
+        let (Ok((bare, _)), Ok(mut v)) = (
+            self.user_jid(user),
+            serde_json::from_str::<serde_json::Value>(&b),
+        ) else {
+            return (st, b);
+        };
+        match self.forget_here(&bare) {
+            Ok(n) => {
+                let total = v["deleted"]["affiliations"].as_u64().unwrap_or(0) + n as u64;
+                v["deleted"]["affiliations"] = total.into();
+                (st, v.to_string())
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// The other nodes' admin URLs (a cluster whose nodes set `cluster.admin_url`).
+    pub(super) fn other_admins(&self) -> Vec<(String, String)> {
+        let Some((me, link)) = &self.cluster else {
+            return Vec::new();
+        };
+        let view = link
+            .membership
+            .lock()
+            .ok()
+            .and_then(|m| m.as_ref().map(|m| m.view()))
+            .unwrap_or_default();
+        view.members
+            .iter()
+            .zip(&view.admin_urls)
+            .filter(|(m, _)| m.name != *me)
+            .filter_map(|(m, a)| Some((m.name.clone(), a.clone()?)))
+            .collect()
     }
 
     fn route(
@@ -173,6 +260,8 @@ impl Api {
         path: &str,
         q: &str,
         body: &[u8],
+        auth: Option<&str>,
+        forwarded_by: Option<&str>,
     ) -> Result<(u16, String), (u16, String)> {
         match (method, path) {
             ("GET", "/api/openapi.json") => Ok((200, OPENAPI.to_string())),
@@ -251,7 +340,11 @@ impl Api {
                     }
                     ("DELETE", None) => {
                         let (bare, local) = self.user_jid(seg)?;
-                        self.user_delete(&bare, &local)
+                        self.user_delete(&bare, &local, auth, forwarded_by)
+                    }
+                    ("DELETE", Some("affiliations")) => {
+                        let (bare, _) = self.user_jid(seg)?;
+                        self.forget_affiliations(&bare)
                     }
                     ("PUT", Some("roster")) => {
                         let (bare, local) = self.user_jid(seg)?;

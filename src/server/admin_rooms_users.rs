@@ -273,7 +273,40 @@ impl Api {
 
     /// `DELETE /api/users/{user}`: on its home shard, then its affiliations on every shard;
     /// 404 when nothing at all was there.
-    pub(super) fn user_delete(&self, bare: &str, local: &str) -> Answer {
+    /// A deleted user's affiliations removed from the rooms of every shard of this node
+    /// (stored rooms homed here included); how many.
+    pub(super) fn forget_here(&self, bare: &str) -> Result<usize, (u16, String)> {
+        let mut n = 0;
+        for s in 0..self.senders.len() {
+            let op = Op::ForgetAffiliations {
+                bare: bare.to_string(),
+            };
+            match self.ask(s, op)? {
+                Reply::Count(c) => n += c,
+                other => return json_of(other).map(|_| n),
+            }
+        }
+        Ok(n)
+    }
+
+    /// `DELETE /api/users/{user}/affiliations`: the user's affiliations removed from the
+    /// rooms homed on this node (the user's deletion on its home node asks every other
+    /// node this), answered once stored.
+    pub(super) fn forget_affiliations(&self, bare: &str) -> Answer {
+        let n = self.forget_here(bare)?;
+        Ok((
+            200,
+            serde_json::json!({ "user": bare, "affiliations": n }).to_string(),
+        ))
+    }
+
+    pub(super) fn user_delete(
+        &self,
+        bare: &str,
+        local: &str,
+        auth: Option<&str>,
+        forwarded_by: Option<&str>,
+    ) -> Answer {
         let op = Op::UserDelete {
             user: local.to_string(),
         };
@@ -281,17 +314,36 @@ impl Api {
             Reply::Json(v) => v,
             other => return json_of(other),
         };
-        let mut affiliations = 0;
-        for s in 0..self.senders.len() {
-            let op = Op::ForgetAffiliations {
-                bare: bare.to_string(),
-            };
-            match self.ask(s, op)? {
-                Reply::Count(n) => affiliations += n,
-                other => return json_of(other),
+        let mut affiliations = self.forget_here(bare)?;
+        // In a cluster, the rooms homed on the other nodes too (each answers once that is
+        // stored); a node without `cluster.admin_url` cannot be asked, and is named.
+        let mut unreached = Vec::new();
+        let me = self.cluster.as_ref().map(|(n, _)| n.as_str()).unwrap_or("");
+        for (node, base) in self.other_admins() {
+            if Some(node.as_str()) == forwarded_by {
+                continue;
+            }
+            let path = format!(
+                "/api/users/{}/affiliations",
+                super::admin_forward::encode(bare)
+            );
+            let (st, b) =
+                super::admin_forward::forward(&base, me, "DELETE", &path, auth, b"", self.deadline);
+            let n = serde_json::from_str::<serde_json::Value>(&b)
+                .ok()
+                .and_then(|v| v["affiliations"].as_u64());
+            match (st, n) {
+                (200, Some(n)) => affiliations += n as usize,
+                _ => {
+                    tracing::warn!(node = %node, status = st, "admin: a user's affiliations on another node not removed");
+                    unreached.push(node);
+                }
             }
         }
         v["deleted"]["affiliations"] = affiliations.into();
+        if !unreached.is_empty() {
+            v["affiliations_not_removed_on"] = unreached.into();
+        }
         // Nothing at all: a user this server never knew.
         let d = &v["deleted"];
         let nothing = d["record"] == false

@@ -156,6 +156,7 @@ pub fn start(
     mc.connect_timeout_ms = c.connect_timeout_ms;
     mc.shards = shards.min(u16::MAX as usize) as u16;
     mc.url = c.advertise_url.clone();
+    mc.admin_url = c.admin_url.clone();
     let name = node.clone();
     // Test hook: this node's shards learn every view after the first this much later.
     let late = crate::fault::view_delay();

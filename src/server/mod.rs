@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod admin_api;
+mod admin_forward;
 pub mod admin_manage;
 pub mod admin_ops;
 mod admin_reload;

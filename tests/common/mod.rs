@@ -160,6 +160,19 @@ impl Server {
         Server::start_at(dir, config, shards, extra, env, "127.0.0.1:0")
     }
 
+    /// `start_with` with the admin listener on a given address (known before the start).
+    pub fn start_admin_at(config: &str, shards: usize, admin: &str) -> Server {
+        Server::start_full(
+            temp_dir(),
+            config,
+            shards,
+            &["--jwt-secret", SECRET],
+            &[],
+            "127.0.0.1:0",
+            admin,
+        )
+    }
+
     fn start_at(
         dir: PathBuf,
         config: &str,
@@ -167,6 +180,18 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
         listen: &str,
+    ) -> Server {
+        Server::start_full(dir, config, shards, extra, env, listen, "127.0.0.1:0")
+    }
+
+    fn start_full(
+        dir: PathBuf,
+        config: &str,
+        shards: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        listen: &str,
+        admin: &str,
     ) -> Server {
         let cfg = dir.join("aoba.toml");
         std::fs::write(&cfg, config).unwrap();
@@ -189,7 +214,7 @@ impl Server {
                 "--data-dir",
                 dir.join("data").to_str().unwrap(),
                 "--admin-listen",
-                "127.0.0.1:0",
+                admin,
             ])
             .args(extra)
             .env("AOBA_LOG", "info")
