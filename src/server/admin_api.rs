@@ -129,17 +129,11 @@ impl Api {
     /// `cluster.advertise_url`: its own admin API answers for it (this node's shards do not
     /// hold it, and changing it here would fork it).
     pub(super) fn home(&self, bare: &str) -> Result<usize, (u16, String)> {
-        let Some((me, link)) = &self.cluster else {
+        let Some((me, view)) = self.view() else {
             return Ok(self.local_shard(bare));
         };
-        let view = link
-            .membership
-            .lock()
-            .ok()
-            .and_then(|m| m.as_ref().map(|m| m.view()))
-            .unwrap_or_default();
         match crate::cluster::placement::home(bare, &view.members) {
-            Some(m) if m.name != *me => {
+            Some(m) if m.name != me => {
                 let i = view.members.iter().position(|x| x.name == m.name);
                 let url = i.and_then(|i| view.urls.get(i).cloned().flatten());
                 let admin = i.and_then(|i| view.admin_urls.get(i).cloned().flatten());
@@ -156,6 +150,18 @@ impl Api {
             Some(m) => Ok(crate::runtime::home(bare, m.shards as usize).shard()),
             None => Ok(self.local_shard(bare)),
         }
+    }
+
+    /// In a cluster: this node's name and the cluster's current view.
+    fn view(&self) -> Option<(&str, crate::cluster::membership::View)> {
+        let (me, link) = self.cluster.as_ref()?;
+        let view = link
+            .membership
+            .lock()
+            .ok()
+            .and_then(|m| m.as_ref().map(|m| m.view()))
+            .unwrap_or_default();
+        Some((me.as_str(), view))
     }
 
     /// The shard of this node a single node would choose for `bare` (no cluster check).
@@ -237,19 +243,13 @@ impl Api {
 
     /// The other nodes' admin URLs (a cluster whose nodes set `cluster.admin_url`).
     pub(super) fn other_admins(&self) -> Vec<(String, String)> {
-        let Some((me, link)) = &self.cluster else {
+        let Some((me, view)) = self.view() else {
             return Vec::new();
         };
-        let view = link
-            .membership
-            .lock()
-            .ok()
-            .and_then(|m| m.as_ref().map(|m| m.view()))
-            .unwrap_or_default();
         view.members
             .iter()
             .zip(&view.admin_urls)
-            .filter(|(m, _)| m.name != *me)
+            .filter(|(m, _)| m.name != me)
             .filter_map(|(m, a)| Some((m.name.clone(), a.clone()?)))
             .collect()
     }
