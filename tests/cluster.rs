@@ -51,16 +51,23 @@ async fn cluster_with(n: usize, extra: &str) -> Cluster {
 /// `cluster_with`, node `i` started with the environment `envs[i]` (the debug-build fault
 /// hooks; none past the end of `envs`).
 async fn cluster_env(n: usize, extra: &str, envs: &[&[(&str, &str)]]) -> Cluster {
+    cluster_by(n, |i, name, pg, nats| {
+        let env = envs.get(i).copied().unwrap_or_default();
+        Server::start_with_env(&config(pg, nats, name, extra), 2, env)
+    })
+    .await
+}
+
+/// `n` nodes named n1, n2… on one fresh database and nats-server, node `i` started by
+/// `start(i, name, postgres_url, nats_url)`, once every node routes by all of them.
+async fn cluster_by(n: usize, start: impl Fn(usize, &str, &str, &str) -> Server) -> Cluster {
     let url = pgtest::database();
     let nats = Nats::start();
     let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
     let nodes: Vec<Server> = names
         .iter()
         .enumerate()
-        .map(|(i, name)| {
-            let env = envs.get(i).copied().unwrap_or_default();
-            Server::start_with_env(&config(&url, &nats.url(), name, extra), 2, env)
-        })
+        .map(|(i, name)| start(i, name, &url, &nats.url()))
         .collect();
     let c = Cluster {
         nodes,
@@ -1068,8 +1075,6 @@ async fn a_joining_node_takes_over_a_room_with_its_configuration() {
 /// §3.6.1), and logs in there, where it is served directly.
 #[tokio::test]
 async fn redirect_sends_a_client_to_its_home_node() {
-    let url = pgtest::database();
-    let nats = Nats::start();
     let ports: Vec<u16> = (0..2)
         .map(|_| {
             std::net::TcpListener::bind("127.0.0.1:0")
@@ -1079,27 +1084,18 @@ async fn redirect_sends_a_client_to_its_home_node() {
                 .port()
         })
         .collect();
-    let names = vec!["n1".to_string(), "n2".to_string()];
-    let nodes: Vec<Server> = (0..2)
-        .map(|i| {
-            let extra = format!(
-                "redirect = true\nadvertise_url = \"ws://127.0.0.1:{}/xmpp\"\n",
-                ports[i]
-            );
-            Server::start_listen(
-                &config(&url, &nats.url(), &names[i], &extra),
-                2,
-                &format!("127.0.0.1:{}", ports[i]),
-            )
-        })
-        .collect();
-    let c = Cluster {
-        nodes,
-        names,
-        nats,
-        db: url,
-    };
-    c.converged(2).await;
+    let c = cluster_by(2, |i, name, pg, nats| {
+        let extra = format!(
+            "redirect = true\nadvertise_url = \"ws://127.0.0.1:{}/xmpp\"\n",
+            ports[i]
+        );
+        Server::start_listen(
+            &config(pg, nats, name, &extra),
+            2,
+            &format!("127.0.0.1:{}", ports[i]),
+        )
+    })
+    .await;
     let user = c.user_on(1, "redir");
     let mut cl = Client::connect(&c.nodes[0], Some(&c.nodes[0].token(&user))).await;
     cl.send(OPEN).await;
@@ -1403,37 +1399,25 @@ async fn the_admin_api_forwards_calls_to_the_home_node_or_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let tok = dir.path().join("admin-token");
     std::fs::write(&tok, format!("{}\n", common::admin::TOKEN)).unwrap();
-    let url = pgtest::database();
-    let nats = Nats::start();
-    let names: Vec<String> = vec!["n1".into(), "n2".into(), "n3".into()];
-    let free = || {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
     // n1 and n2 can be asked by the others; n3 cannot (no admin_url).
-    let nodes = names
-        .iter()
-        .map(|name| {
-            let admin = free();
-            let mut extra = format!("advertise_url = \"ws://{name}.example/xmpp\"\n");
-            if name != "n3" {
-                extra.push_str(&format!("admin_url = \"http://{admin}\"\n"));
-            }
-            let cfg = format!(
-                "[admin]\ntoken_file = {:?}\n{}",
-                tok.to_str().unwrap(),
-                config(&url, &nats.url(), name, &extra)
-            );
-            Server::start_admin_at(&cfg, 2, &admin)
-        })
-        .collect();
-    let c = Cluster {
-        nodes,
-        names,
-        nats,
-        db: url,
-    };
-    c.converged(3).await;
+    let c = cluster_by(3, |_, name, pg, nats| {
+        let admin = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string();
+        let mut extra = format!("advertise_url = \"ws://{name}.example/xmpp\"\n");
+        if name != "n3" {
+            extra.push_str(&format!("admin_url = \"http://{admin}\"\n"));
+        }
+        let cfg = format!(
+            "[admin]\ntoken_file = {:?}\n{}",
+            tok.to_str().unwrap(),
+            config(pg, nats, name, &extra)
+        );
+        Server::start_admin_at(&cfg, 2, &admin)
+    })
+    .await;
     let (on2, on3) = (c.user_on(1, "adm"), c.user_on(2, "adm"));
     let api = Api(&c.nodes[0]);
     // Forwarded to n2, answered there.
