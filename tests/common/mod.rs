@@ -147,6 +147,7 @@ impl Server {
             &["--jwt-secret", SECRET],
             &[],
             listen,
+            "127.0.0.1:0",
         )
     }
 
@@ -157,12 +158,20 @@ impl Server {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Server {
-        Server::start_at(dir, config, shards, extra, env, "127.0.0.1:0")
+        Server::start_at(
+            dir,
+            config,
+            shards,
+            extra,
+            env,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+        )
     }
 
     /// `start_with` with the admin listener on a given address (known before the start).
     pub fn start_admin_at(config: &str, shards: usize, admin: &str) -> Server {
-        Server::start_full(
+        Server::start_at(
             temp_dir(),
             config,
             shards,
@@ -173,18 +182,8 @@ impl Server {
         )
     }
 
+    /// Starts `aoba serve` in `dir`, its listeners on `listen` and `admin`.
     fn start_at(
-        dir: PathBuf,
-        config: &str,
-        shards: usize,
-        extra: &[&str],
-        env: &[(&str, &str)],
-        listen: &str,
-    ) -> Server {
-        Server::start_full(dir, config, shards, extra, env, listen, "127.0.0.1:0")
-    }
-
-    fn start_full(
         dir: PathBuf,
         config: &str,
         shards: usize,
